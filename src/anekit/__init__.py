@@ -1,0 +1,49 @@
+"""anekit: build, check, estimate, simulate and run Apple Neural Engine programs.
+
+    import anekit as ak
+    x = ak.input("x", (1, 64, 1, 256))
+    y = ak.softmax(ak.relu(ak.conv(x, W)), axis=1)
+    prog = ak.program({"y": y})
+    out = ak.compile(prog, target="m1")({"x": x_np})
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import errors
+from .ir import Function, Op, Program, Tensor, input, program
+from .ir.builder import make_builder as _make_builder
+from .ir.spec import REGISTRY as _REGISTRY
+
+__version__ = "0.1.0"
+
+# Every declared op is a function here: ak.conv, ak.relu, ... (generated from the declarations).
+for _name, _spec in _REGISTRY.items():
+    globals()[_name] = _make_builder(_spec)
+del _name, _spec
+
+# Subpackages and top-level functions load on first use, so `import anekit` stays light.
+_LAZY_MODULES = {"mil", "sim", "targets", "check", "cost", "runtime", "hwx", "train", "coreml"}
+_LAZY_FUNCS = {
+    "compile": ("anekit.runtime", "compile"),
+    "check": ("anekit.check", "check"),
+    "estimate": ("anekit.cost", "estimate"),
+    "load": ("anekit.io", "load"),
+    "save": ("anekit.io", "save"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_FUNCS:
+        mod, attr = _LAZY_FUNCS[name]
+        value = getattr(importlib.import_module(mod), attr)
+    elif name in _LAZY_MODULES:
+        value = importlib.import_module(f"anekit.{name}")
+    else:
+        raise AttributeError(f"module 'anekit' has no attribute '{name}'")
+    globals()[name] = value
+    return value
+
+
+__all__ = ["errors", "Function", "Op", "Program", "Tensor", "input", "program", "__version__",
+           *sorted(_REGISTRY), *sorted(_LAZY_FUNCS), *sorted(_LAZY_MODULES)]

@@ -1,0 +1,232 @@
+"""Turns a call like `conv(x, W, strides=(2, 2))` into an Op, using only its declaration.
+
+Literals become const ops (numpy arrays take the op's float type), declared defaults are
+materialized as named consts the way coremltools writes them, dtypes are checked against
+the declaration, and the shape rule gives the outputs. Errors name the op and argument.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError
+from . import dtypes as _dt
+from .graph import Op, Tensor, python_value
+from .spec import REGISTRY, REQUIRED, Args, OpSpec, Param, lookup
+
+
+def make_const(value, dtype: str | None = None, name: str | None = None) -> Tensor:
+    """A const op holding `value` (cast to `dtype` when given) and its output tensor."""
+    if isinstance(value, Tensor):
+        raise ShapeError("const: value is already a graph tensor")
+    if isinstance(value, str):
+        arr, dtype = value, "string"
+        shape: tuple = ()
+    else:
+        src = np.asarray(value)
+        if src.dtype == object:
+            raise DTypeError(f"const: cannot make a constant from {type(value).__name__}")
+        dtype = dtype or _dt.from_numpy(src.dtype)
+        arr = np.array(src, dtype=_dt.to_numpy(dtype), order="C")
+        arr.flags.writeable = False
+        shape = arr.shape
+    op = Op(REGISTRY["const"], {}, {"val": arr}, name)
+    out = Tensor(dtype, shape, op, 0, None, arr)
+    op.outputs.append(out)
+    return out
+
+
+def _literal_dtype(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int32"
+    if isinstance(value, float):
+        return "fp16"
+    return _dt.from_numpy(np.asarray(value).dtype)
+
+
+def _fits(dtype: str, allowed: Any, T: str | None) -> bool:
+    if allowed == "T":
+        return dtype == T
+    if allowed is None:
+        return True
+    return dtype == allowed if isinstance(allowed, str) else dtype in allowed
+
+
+def _infer_T(spec: OpSpec, bound: dict) -> str | None:
+    """The op's type variable: the dtype of the first graph tensor bound to a T parameter."""
+    literal = None
+    for p in spec.params:
+        if p.dtypes != "T" or p.name not in bound:
+            continue
+        v = bound[p.name]
+        for item in (v if p.kind == "tensors" else (v,)):
+            if isinstance(item, Tensor):
+                return item.dtype
+            if literal is None and p.kind in ("tensor", "tensors"):
+                literal = _literal_dtype(item)
+    return literal
+
+
+def _const_value(spec: OpSpec, p: Param, value, T: str | None):
+    """Check and normalize a const/attr literal: (python value for shape rules, array, dtype)."""
+    dtype = T if p.dtypes == "T" else (p.dtypes if isinstance(p.dtypes, str) else None)
+    if isinstance(value, Tensor):
+        if value.const is None:
+            raise ShapeError(f"{spec.name}: argument '{p.name}' must be a compile-time constant, "
+                             f"got the computed tensor {value.name or value}")
+        value = value.const
+    if dtype == "string" or isinstance(value, str):
+        if not isinstance(value, str):
+            raise DTypeError(f"{spec.name}: argument '{p.name}' must be a string, got {value!r}")
+        if p.choices and value not in p.choices:
+            raise ShapeError(f"{spec.name}: argument '{p.name}' = '{value}' is not one of {list(p.choices)}")
+        return value, value, "string"
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise DTypeError(f"{spec.name}: argument '{p.name}' has an unusable value {value!r}")
+    if p.rank is not None and arr.ndim != p.rank:
+        what = "a scalar" if p.rank == 0 else f"rank {p.rank}"
+        raise ShapeError(f"{spec.name}: argument '{p.name}' must be {what}, got shape {arr.shape}")
+    if dtype is None:
+        dtype = _dt.from_numpy(arr.dtype)
+        if isinstance(p.dtypes, tuple) and dtype not in p.dtypes:
+            raise DTypeError(f"{spec.name}: argument '{p.name}' has dtype {dtype}, expected one of {list(p.dtypes)}")
+    if dtype in ("int32", "int8", "uint8", "int16", "uint16", "uint32") and arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise DTypeError(f"{spec.name}: argument '{p.name}' must be integers, got {value!r}")
+    if dtype == "bool" and arr.dtype.kind not in "bi":
+        raise DTypeError(f"{spec.name}: argument '{p.name}' must be bool, got {value!r}")
+    arr = np.array(arr, dtype=_dt.to_numpy(dtype), order="C")
+    return python_value(arr), arr, dtype
+
+
+def build(op_type: str, *args, name: str | None = None, **kwargs):
+    spec = lookup(op_type)
+    if op_type == "const":
+        return make_const(*args, name=name, **kwargs)
+    if len(args) > len(spec.params):
+        raise ShapeError(f"{spec.name}: takes {len(spec.params)} arguments ({_names(spec)}), got {len(args)}")
+    bound: dict[str, Any] = {}
+    for p, a in zip(spec.params, args):
+        bound[p.name] = a
+    for k, v in kwargs.items():
+        if spec.param(k) is None:
+            raise ShapeError(f"{spec.name}: unknown argument '{k}' (parameters: {_names(spec)})")
+        if k in bound:
+            raise ShapeError(f"{spec.name}: argument '{k}' given twice")
+        bound[k] = v
+    bound = {k: v for k, v in bound.items() if v is not None}
+    T = _infer_T(spec, bound)
+    if T is not None and T not in spec.T and any(p.dtypes == "T" for p in spec.params):
+        raise DTypeError(f"{spec.name}: dtype {T} not supported (accepts {', '.join(spec.T)})")
+
+    inputs: dict[str, Any] = {}
+    attrs: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    pending: list[Param] = []
+    for p in spec.params:
+        if p.name not in bound:
+            if p.default is REQUIRED:
+                raise ShapeError(f"{spec.name}: missing required argument '{p.name}'")
+            if p.default is not None:
+                pending.append(p)
+            continue
+        v = bound[p.name]
+        if p.kind == "tensor":
+            t = _as_tensor(spec, p, v, T)
+            inputs[p.name] = values[p.name] = t
+        elif p.kind == "tensors":
+            if isinstance(v, (Tensor, np.ndarray)) or not hasattr(v, "__iter__") or len(v) == 0:
+                raise ShapeError(f"{spec.name}: argument '{p.name}' must be a non-empty list of tensors")
+            ts = tuple(_as_tensor(spec, p, item, T) for item in v)
+            inputs[p.name] = values[p.name] = ts
+        else:
+            values[p.name], arr, dtype = _const_value(spec, p, v, T)
+            if p.kind == "attr":
+                attrs[p.name] = arr
+            else:
+                inputs[p.name] = v if isinstance(v, Tensor) else make_const(arr, dtype)
+    # Defaults that depend on other arguments (e.g. strides = 1 per spatial axis) come last.
+    for p in pending:
+        d = p.default(Args(spec, values, T)) if callable(p.default) else p.default
+        values[p.name], arr, dtype = _const_value(spec, p, d, T)
+        if p.kind == "attr":
+            attrs[p.name] = arr
+        else:
+            inputs[p.name] = make_const(arr, dtype)
+    # Keep declaration order so emitted text and graphs do not depend on call style.
+    inputs = {p.name: inputs[p.name] for p in spec.params if p.name in inputs}
+    return _finish(spec, inputs, attrs, values, T, name)
+
+
+def _finish(spec: OpSpec, inputs: dict, attrs: dict, values: dict, T, name):
+    outs = infer(spec, values, T)
+    op = Op(spec, inputs, attrs, name)
+    for i, (dtype, shape) in enumerate(outs):
+        op.outputs.append(Tensor(dtype, shape, op, i))
+    return op.outputs[0] if len(op.outputs) == 1 else tuple(op.outputs)
+
+
+def infer(spec: OpSpec, values: dict, T: str | None) -> list[tuple[str, tuple]]:
+    """Run the shape rule and check what it returns (also used by the MIL parser)."""
+    for p in spec.params:
+        v = values.get(p.name)
+        if v is None or p.kind not in ("tensor", "tensors"):
+            continue
+        for t in (v if isinstance(v, tuple) else (v,)):
+            if not _fits(t.dtype, p.dtypes, T):
+                want = T if p.dtypes == "T" else p.dtypes
+                raise DTypeError(f"{spec.name}: argument '{p.name}' has dtype {t.dtype}, expected {want}")
+    outs = spec.infer(Args(spec, values, T))
+    result = []
+    for dtype, shape in outs:
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ShapeError(f"{spec.name}: computed an invalid output shape {shape}")
+        result.append((dtype, shape))
+    return result
+
+
+def _as_tensor(spec: OpSpec, p: Param, v, T: str | None) -> Tensor:
+    if isinstance(v, Tensor):
+        return v
+    if isinstance(v, (str, bytes)):
+        raise DTypeError(f"{spec.name}: argument '{p.name}' must be a tensor, got a string")
+    if p.dtypes == "T":
+        dtype = T
+    elif isinstance(p.dtypes, str):
+        dtype = p.dtypes
+    else:
+        dtype = _literal_dtype(v)
+    arr = np.asarray(v)
+    if arr.dtype == object:
+        raise DTypeError(f"{spec.name}: argument '{p.name}' has an unusable value of type {type(v).__name__}")
+    if dtype in ("int32", "bool") and arr.dtype.kind == "f":
+        raise DTypeError(f"{spec.name}: argument '{p.name}' must be {dtype}, got floats")
+    return make_const(arr, dtype)
+
+
+def _names(spec: OpSpec) -> str:
+    return ", ".join(p.name for p in spec.params)
+
+
+def make_builder(spec: OpSpec):
+    """The public function for an op: `ak.<name>(...)`, with a real signature for help()."""
+    def fn(*args, name: str | None = None, **kwargs):
+        return build(spec.name, *args, name=name, **kwargs)
+
+    params, kind = [], inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for p in spec.params:
+        default = inspect.Parameter.empty if p.default is REQUIRED else (None if callable(p.default) else p.default)
+        if default is inspect.Parameter.empty and params and params[-1].default is not inspect.Parameter.empty:
+            kind = inspect.Parameter.KEYWORD_ONLY   # a required parameter after optional ones
+        params.append(inspect.Parameter(p.name, kind, default=default))
+    params.append(inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None))
+    fn.__signature__ = inspect.Signature(params)
+    fn.__name__ = fn.__qualname__ = spec.name
+    fn.__doc__ = spec.doc or f"MIL op `{spec.name}`."
+    return fn

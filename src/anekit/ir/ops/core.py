@@ -1,0 +1,93 @@
+"""const and the compressed-weight constexpr ops (guide ch. 7, 25)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..spec import attr, const, op, tensor
+
+
+@op(kind="const", T=(), val=attr(None))
+def const_(a):
+    """A constant; its value lives inline or in weight.bin."""
+    v = a.val
+    if isinstance(v, str):
+        return [("string", ())]
+    from ..dtypes import from_numpy
+    arr = np.asarray(v)
+    return [(from_numpy(arr.dtype), arr.shape)]
+
+
+@op(kind="constexpr", T=("int8", "uint8"),
+    quantized_data=attr(("int8", "uint8")), zero_point=attr(("int8", "uint8", "fp16", "fp32")),
+    scale=attr(("fp16", "fp32")), axis=attr("int32", 0))
+def constexpr_affine_dequantize(a):
+    """(quantized_data - zero_point) * scale, per channel along `axis` (iOS16 form, block attributes)."""
+    q = np.asarray(a.quantized_data)
+    ax = int(a.axis)
+    if not -q.ndim <= ax < q.ndim:
+        raise a.fail("axis", f"axis {ax} out of range for rank {q.ndim}")
+    for n in ("scale", "zero_point"):
+        v = np.asarray(getattr(a, n))
+        if v.ndim > 1 or (v.ndim == 1 and v.size not in (1, q.shape[ax])):
+            raise a.fail(n, f"shape {list(v.shape)} must be a scalar or [{q.shape[ax]}] along axis {ax}")
+    return [(_float_of(a.scale), q.shape)]
+
+
+@op(kind="constexpr", T=("fp16", "fp32"),
+    indices=tensor(("uint1", "uint2", "uint3", "uint4", "uint6", "uint8")), lut=tensor("T"),
+    vector_axis=const("int32", 0, default=None))
+def constexpr_lut_to_dense(a):
+    """Palettized weights: each index picks a row of `lut` (iOS18 form).
+
+    lut has shape indices.shape-grouping + [2**nbits, vector_size]: rank(lut) = rank(indices) + 2,
+    each lut axis dividing the matching indices axis into palette groups."""
+    idx, lut = a.indices.shape, a.lut.shape
+    if len(lut) != len(idx) + 2:
+        raise a.fail("lut", f"rank {len(lut)} must be rank(indices)+2 = {len(idx) + 2}")
+    out = list(idx)
+    for i, (n, g) in enumerate(zip(idx, lut)):
+        if n % g:
+            raise a.fail("lut", f"palette groups {g} do not divide indices axis {i} of size {n}")
+    vs = lut[-1]
+    if vs > 1:
+        if a.vector_axis is None:
+            raise a.fail("vector_axis", "required when the lut's vector size is above 1")
+        ax = a.vector_axis % len(idx)
+        out[ax] *= vs
+    return [(a.lut.dtype, tuple(out))]
+
+
+@op(kind="constexpr", T=("fp16", "fp32"), nonzero_data=tensor("T"), mask=tensor("uint1"))
+def constexpr_sparse_to_dense(a):
+    """Sparse weights: `mask` (uint1, dense shape) marks where `nonzero_data` values go (iOS18 form)."""
+    if a.mask.const is not None:
+        n = int(np.count_nonzero(a.mask.const))
+        if n != a.nonzero_data.size:
+            raise a.fail("nonzero_data", f"has {a.nonzero_data.size} values but the mask sets {n}")
+    return [(a.nonzero_data.dtype, a.mask.shape)]
+
+
+@op(kind="constexpr", T=("int4", "uint4", "int8", "uint8", "fp16", "fp32"),
+    data=tensor(("int4", "uint4", "int8", "uint8", "fp16", "fp32", "uint1", "uint2", "uint3", "uint6")),
+    scale=tensor(("fp16", "fp32")), offset=tensor(None, optional=True))
+def constexpr_blockwise_shift_scale(a):
+    """(data - offset) * scale with one scale per block: scale has data's rank, each axis dividing it."""
+    d, s = a.data.shape, a.scale.shape
+    if len(s) != len(d):
+        raise a.fail("scale", f"rank {len(s)} must equal data rank {len(d)}")
+    for i, (n, b) in enumerate(zip(d, s)):
+        if n % b:
+            raise a.fail("scale", f"axis {i}: {b} blocks do not divide size {n}")
+    if a.offset is not None and a.offset.shape != s:
+        raise a.fail("offset", f"shape {list(a.offset.shape)} must equal scale's {list(s)}")
+    return [(a.scale.dtype, d)]
+
+
+def _float_of(v) -> str:
+    dt = np.asarray(v).dtype
+    if dt == np.float16:
+        return "fp16"
+    if dt == np.float32:
+        return "fp32"
+    raise ShapeError(f"constexpr: scale must be fp16 or fp32, got {dt}")

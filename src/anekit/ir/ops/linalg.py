@@ -1,0 +1,151 @@
+"""MAC-array ops: convolutions, matmul, linear, attention (guide ch. 4, 20)."""
+from __future__ import annotations
+
+from ..spec import const, op, tensor
+from ._rules import check_spatial, pad_default, spatial_default, window_out
+
+PAD_TYPES = ("valid", "same", "custom", "same_lower")
+
+
+def _conv_common(a, transpose: bool):
+    x, w = a.x, a.weight
+    if not 3 <= x.rank <= 5:
+        raise a.fail("x", f"rank {x.rank} (shape {list(x.shape)}); conv needs [N, C, *spatial] with 1-3 spatial axes")
+    n = x.rank - 2
+    if w.rank != x.rank:
+        raise a.fail("weight", f"rank {w.rank} (shape {list(w.shape)}) must equal x's rank {x.rank}")
+    check_spatial(a, ("strides", "dilations", "pad"), n)
+    g = a.groups
+    if g < 1:
+        raise a.fail("groups", f"must be >= 1, got {g}")
+    cin = x.shape[1]
+    if transpose:
+        if w.shape[0] != cin:
+            raise a.fail("weight", f"shape {list(w.shape)}: dim 0 must be x's channels {cin}")
+        cout = w.shape[1] * g
+    else:
+        if cin % g or w.shape[1] * g != cin:
+            raise a.fail("weight", f"shape {list(w.shape)}: dim 1 x groups ({w.shape[1]} x {g}) must equal "
+                                   f"x's channels {cin} (x shape {list(x.shape)})")
+        cout = w.shape[0]
+        if cout % g:
+            raise a.fail("groups", f"{g} does not divide output channels {cout}")
+    if a.bias is not None and a.bias.shape != (cout,):
+        raise a.fail("bias", f"shape {list(a.bias.shape)} must be [{cout}]")
+    return n, cout
+
+
+@op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True),
+    strides=const("int32", 1, default=spatial_default(1)),
+    pad_type=const("string", 0, default="valid", choices=PAD_TYPES),
+    pad=const("int32", 1, default=pad_default),
+    dilations=const("int32", 1, default=spatial_default(1)),
+    groups=const("int32", 0, default=1))
+def conv(a):
+    """N-d convolution (cross-correlation), x [N, Cin, *S], weight [Cout, Cin/groups, *K]."""
+    n, cout = _conv_common(a, transpose=False)
+    k = a.weight.shape[2:]
+    sp = [window_out(a, a.x.shape[2 + i], k[i], a.strides[i], a.dilations[i], a.pad_type,
+                     a.pad[2 * i], a.pad[2 * i + 1]) for i in range(n)]
+    return [(a.T, (a.x.shape[0], cout, *sp))]
+
+
+@op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True),
+    pad=const("int32", 1, default=pad_default),
+    output_shape=const("int32", 1, default=None),
+    pad_type=const("string", 0, default="valid", choices=PAD_TYPES),
+    strides=const("int32", 1, default=spatial_default(1)),
+    dilations=const("int32", 1, default=spatial_default(1)),
+    groups=const("int32", 0, default=1))
+def conv_transpose(a):
+    """Transposed convolution, weight [Cin, Cout/groups, *K]."""
+    n, cout = _conv_common(a, transpose=True)
+    k = a.weight.shape[2:]
+    sp = []
+    for i in range(n):
+        size, s, d = a.x.shape[2 + i], a.strides[i], a.dilations[i]
+        if a.pad_type in ("same", "same_lower"):
+            sp.append(size * s)
+        else:
+            pb, pe = (0, 0) if a.pad_type == "valid" else (a.pad[2 * i], a.pad[2 * i + 1])
+            sp.append((size - 1) * s + d * (k[i] - 1) + 1 - pb - pe)
+    shape = (a.x.shape[0], cout, *sp)
+    if a.output_shape is not None:
+        want = tuple(a.output_shape)
+        if len(want) != len(shape) or want[:2] != shape[:2] or any(
+                w < s or w >= s + a.strides[i] for i, (w, s) in enumerate(zip(want[2:], shape[2:]))):
+            raise a.fail("output_shape", f"{list(want)} is not reachable from computed {list(shape)}")
+        shape = want
+    if any(s <= 0 for s in shape):
+        raise a.fail("pad", f"leaves a non-positive output shape {list(shape)}")
+    return [(a.T, shape)]
+
+
+@op(kind="mac", x=tensor(), y=tensor(),
+    transpose_x=const("bool", 0, default=False), transpose_y=const("bool", 0, default=False))
+def matmul(a):
+    """Batched matrix product with numpy broadcasting over leading axes."""
+    xs, ys = list(a.x.shape), list(a.y.shape)
+    if not xs or not ys:
+        raise a.fail("x", "matmul needs rank >= 1 operands")
+    if len(xs) == 1:
+        xs = [1] + xs
+    if len(ys) == 1:
+        ys = ys + [1]
+    if a.transpose_x:
+        xs[-2:] = xs[:-3:-1]
+    if a.transpose_y:
+        ys[-2:] = ys[:-3:-1]
+    if xs[-1] != ys[-2]:
+        raise a.fail("y", f"inner dimensions differ: x {list(a.x.shape)} (transpose_x={a.transpose_x}) "
+                          f"and y {list(a.y.shape)} (transpose_y={a.transpose_y})")
+    batch = _bshape(a, xs[:-2], ys[:-2])
+    out = list(batch) + ([xs[-2]] if a.x.rank > 1 else []) + ([ys[-1]] if a.y.rank > 1 else [])
+    return [(a.T, tuple(out))]
+
+
+def _bshape(a, s1, s2):
+    rank = max(len(s1), len(s2))
+    out = []
+    for i in range(rank):
+        d1 = s1[i - rank + len(s1)] if i - rank + len(s1) >= 0 else 1
+        d2 = s2[i - rank + len(s2)] if i - rank + len(s2) >= 0 else 1
+        if d1 != d2 and 1 not in (d1, d2):
+            raise a.fail("y", f"batch dimensions {s1} and {s2} do not broadcast")
+        out.append(max(d1, d2) if 1 in (d1, d2) else d1)
+    return out
+
+
+@op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True))
+def linear(a):
+    """x @ weight.T + bias, weight [out, in] (a 1x1 conv on the ANE)."""
+    if a.weight.rank != 2:
+        raise a.fail("weight", f"must be [out, in], got shape {list(a.weight.shape)}")
+    if a.x.rank < 1 or a.x.shape[-1] != a.weight.shape[1]:
+        raise a.fail("weight", f"in-features {a.weight.shape[1]} must match x's last axis (x shape {list(a.x.shape)})")
+    if a.bias is not None and a.bias.shape != (a.weight.shape[0],):
+        raise a.fail("bias", f"shape {list(a.bias.shape)} must be [{a.weight.shape[0]}]")
+    return [(a.T, a.x.shape[:-1] + (a.weight.shape[0],))]
+
+
+@op(kind="mac", query=tensor(), key=tensor(), value=tensor(),
+    attn_mask=tensor(("bool", "fp16", "fp32"), optional=True))
+def scaled_dot_product_attention(a):
+    """softmax(Q K^T / sqrt(E) + mask) V, Q [..., L, E], K [..., S, E], V [..., S, Ev] (iOS18)."""
+    q, k, v = a.query.shape, a.key.shape, a.value.shape
+    if len(q) < 3 or len(k) != len(q) or len(v) != len(q):
+        raise a.fail("key", f"query/key/value need equal rank >= 3, got {list(q)}, {list(k)}, {list(v)}")
+    if q[-1] != k[-1]:
+        raise a.fail("key", f"embedding size {k[-1]} differs from query's {q[-1]}")
+    if k[-2] != v[-2]:
+        raise a.fail("value", f"sequence length {v[-2]} differs from key's {k[-2]}")
+    batch = _bshape(a, list(q[:-2]), _bshape(a, list(k[:-2]), list(v[:-2])))
+    if a.attn_mask is not None:
+        m = a.attn_mask.shape
+        try:
+            _bshape(a, list(m), list(batch) + [q[-2], k[-2]])
+        except Exception:
+            raise a.fail("attn_mask", f"shape {list(m)} does not broadcast to {list(batch) + [q[-2], k[-2]]}") from None
+    return [(a.T, tuple(batch) + (q[-2], v[-1]))]
+
+

@@ -1,0 +1,224 @@
+"""Layout and data-movement ops, pooling and resampling."""
+from __future__ import annotations
+
+import math
+
+from ..spec import const, op, tensor, tensors
+from ._rules import axes, axis, check_spatial, pad_default, window_out
+
+ANY = ("fp16", "fp32", "int32", "bool")
+
+
+@op(kind="movement", T=ANY, x=tensor(), shape=const("int32", 1))
+def reshape(a):
+    """Reshape; one entry may be -1 (inferred) and 0 copies x's size on that axis."""
+    want = [a.x.shape[i] if s == 0 and i < a.x.rank else s for i, s in enumerate(a.shape)]
+    if want.count(-1) > 1 or any(s < -1 for s in want):
+        raise a.fail("shape", f"{list(a.shape)}: at most one -1 and no other negative sizes")
+    known = math.prod(s for s in want if s != -1)
+    if -1 in want:
+        if known == 0 or a.x.size % known:
+            raise a.fail("shape", f"cannot infer -1 reshaping {list(a.x.shape)} to {list(a.shape)}")
+        want[want.index(-1)] = a.x.size // known
+    if math.prod(want) != a.x.size:
+        raise a.fail("shape", f"{list(a.shape)} has {math.prod(want)} elements, x {list(a.x.shape)} has {a.x.size}")
+    return [(a.T, tuple(want))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), perm=const("int32", 1))
+def transpose(a):
+    """Permute axes: output axis i is x's axis perm[i]."""
+    if len(a.perm) != a.x.rank or sorted(axes(a, "perm", a.perm, a.x.rank)) != list(range(a.x.rank)):
+        raise a.fail("perm", f"{list(a.perm)} is not a permutation of {a.x.rank} axes")
+    p = axes(a, "perm", a.perm, a.x.rank)
+    return [(a.T, tuple(a.x.shape[i] for i in p))]
+
+
+@op(kind="movement", T=ANY, values=tensors(), axis=const("int32", 0),
+    interleave=const("bool", 0, default=False))
+def concat(a):
+    """Join along `axis`; with interleave, equal-shaped inputs alternate element by element."""
+    first = a.values[0].shape
+    ax = axis(a, "axis", a.axis, len(first))
+    for t in a.values[1:]:
+        if len(t.shape) != len(first) or any(s != f for i, (s, f) in enumerate(zip(t.shape, first)) if i != ax):
+            raise a.fail("values", f"shapes {[list(v.shape) for v in a.values]} differ off axis {a.axis}")
+        if a.interleave and t.shape != first:
+            raise a.fail("values", "interleave needs equal shapes")
+    total = sum(t.shape[ax] for t in a.values)
+    return [(a.T, first[:ax] + (total,) + first[ax + 1:])]
+
+
+@op(kind="movement", T=ANY, x=tensor(), num_splits=const("int32", 0, default=None),
+    split_sizes=const("int32", 1, default=None), axis=const("int32", 0))
+def split(a):
+    """Split along `axis` into num_splits equal parts or parts of split_sizes (several outputs)."""
+    ax = axis(a, "axis", a.axis, a.x.rank)
+    n = a.x.shape[ax]
+    if a.split_sizes is not None:
+        sizes = list(a.split_sizes)
+        if sum(sizes) != n or any(s <= 0 for s in sizes):
+            raise a.fail("split_sizes", f"{sizes} must be positive and sum to {n}")
+    elif a.num_splits is not None:
+        if a.num_splits <= 0 or n % a.num_splits:
+            raise a.fail("num_splits", f"{a.num_splits} does not divide axis size {n}")
+        sizes = [n // a.num_splits] * a.num_splits
+    else:
+        raise a.fail("num_splits", "give num_splits or split_sizes")
+    return [(a.T, a.x.shape[:ax] + (s,) + a.x.shape[ax + 1:]) for s in sizes]
+
+
+@op(kind="movement", T=ANY, values=tensors(), axis=const("int32", 0))
+def stack(a):
+    """Stack equal-shaped tensors along a new axis."""
+    first = a.values[0].shape
+    if any(t.shape != first for t in a.values):
+        raise a.fail("values", f"shapes {[list(v.shape) for v in a.values]} must be equal")
+    ax = axis(a, "axis", a.axis, len(first), extra=1)
+    return [(a.T, first[:ax] + (len(a.values),) + first[ax:])]
+
+
+def slice_index_plan(x_shape, begin, end, stride, begin_mask, end_mask, squeeze_mask):
+    """Per-axis Python slices and which axes to drop, shared by the shape rule and kernels."""
+    r = len(x_shape)
+    stride = stride or (1,) * r
+    begin_mask = begin_mask or (False,) * r
+    end_mask = end_mask or (False,) * r
+    squeeze_mask = squeeze_mask or (False,) * r
+    slices = []
+    for i in range(r):
+        b = None if begin_mask[i] else begin[i]
+        e = None if end_mask[i] else end[i]
+        if squeeze_mask[i]:
+            b = b or 0
+            e = b + 1 if b != -1 else None
+        slices.append(slice(b, e, stride[i]))
+    return slices, [i for i in range(r) if squeeze_mask[i]]
+
+
+@op(kind="movement", T=ANY, x=tensor(), begin=const("int32", 1), end=const("int32", 1),
+    stride=const("int32", 1, default=None), begin_mask=const("bool", 1, default=None),
+    end_mask=const("bool", 1, default=None), squeeze_mask=const("bool", 1, default=None))
+def slice_by_index(a):
+    """Strided slice x[begin:end:stride] per axis, with masks as in MIL / TensorFlow."""
+    r = a.x.rank
+    for n in ("begin", "end", "stride", "begin_mask", "end_mask", "squeeze_mask"):
+        v = getattr(a, n)
+        if v is not None and len(v) != r:
+            raise a.fail(n, f"needs {r} values (x shape {list(a.x.shape)}), got {list(v)}")
+    if a.stride is not None and 0 in a.stride:
+        raise a.fail("stride", "stride 0")
+    slices, drop = slice_index_plan(a.x.shape, a.begin, a.end, a.stride, a.begin_mask, a.end_mask, a.squeeze_mask)
+    shape = [len(range(*s.indices(n))) for s, n in zip(slices, a.x.shape)]
+    for i in drop:
+        if shape[i] != 1:
+            raise a.fail("squeeze_mask", f"axis {i} keeps {shape[i]} elements, cannot squeeze")
+    if 0 in shape:
+        raise a.fail("begin", f"slice of {list(a.x.shape)} from {list(a.begin)} to {list(a.end)} is empty")
+    return [(a.T, tuple(s for i, s in enumerate(shape) if i not in drop))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), begin=const("int32", 1), size=const("int32", 1))
+def slice_by_size(a):
+    """x[begin : begin + size] per axis; size -1 takes the rest."""
+    r = a.x.rank
+    if len(a.begin) != r or len(a.size) != r:
+        raise a.fail("size", f"begin {list(a.begin)} and size {list(a.size)} need {r} values")
+    out = []
+    for i, (b, s, n) in enumerate(zip(a.begin, a.size, a.x.shape)):
+        b = b + n if b < 0 else b
+        s = n - b if s == -1 else s
+        if not (0 <= b < n and 0 < s and b + s <= n):
+            raise a.fail("size", f"axis {i}: begin {b} size {s} leaves axis of size {n}")
+        out.append(s)
+    return [(a.T, tuple(out))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1, default=None))
+def squeeze(a):
+    """Drop size-1 axes (all of them when axes is omitted)."""
+    if a.axes is None:
+        return [(a.T, tuple(s for s in a.x.shape if s != 1))]
+    ax = axes(a, "axes", a.axes, a.x.rank)
+    for i in ax:
+        if a.x.shape[i] != 1:
+            raise a.fail("axes", f"axis {i} has size {a.x.shape[i]}, not 1 (x shape {list(a.x.shape)})")
+    return [(a.T, tuple(s for i, s in enumerate(a.x.shape) if i not in ax))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1))
+def expand_dims(a):
+    """Insert size-1 axes at the given output positions."""
+    r = a.x.rank + len(a.axes)
+    ax = axes(a, "axes", a.axes, r)
+    it = iter(a.x.shape)
+    return [(a.T, tuple(1 if i in ax else next(it) for i in range(r)))]
+
+
+@op(kind="movement", T=("fp16", "fp32", "int32"), x=tensor(), pad=const("int32", 1),
+    mode=const("string", 0, default="constant", choices=("constant", "reflect", "replicate")),
+    constant_val=const("T", 0, default=0.0))
+def pad(a):
+    """Pad the last len(pad)/2 axes by (before, after) pairs."""
+    p = a.pad
+    if len(p) % 2 or len(p) > 2 * a.x.rank or any(v < 0 for v in p):
+        raise a.fail("pad", f"{list(p)} must be non-negative (before, after) pairs for at most {a.x.rank} axes")
+    k = len(p) // 2
+    shape = list(a.x.shape)
+    for j in range(k):
+        i = a.x.rank - k + j
+        if a.mode == "reflect" and max(p[2 * j], p[2 * j + 1]) >= shape[i]:
+            raise a.fail("pad", f"reflect padding {p[2 * j]},{p[2 * j + 1]} needs axis {i} longer than that")
+        shape[i] += p[2 * j] + p[2 * j + 1]
+    return [(a.T, tuple(shape))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), reps=const("int32", 1))
+def tile(a):
+    """Repeat x reps[i] times along axis i."""
+    if len(a.reps) != a.x.rank or any(r < 1 for r in a.reps):
+        raise a.fail("reps", f"{list(a.reps)} needs {a.x.rank} positive values")
+    return [(a.T, tuple(s * r for s, r in zip(a.x.shape, a.reps)))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), axis=const("int32", 0, default=0),
+    batch_dims=const("int32", 0, default=0))
+def gather(a):
+    """Take slices of x along `axis` at `indices` (embedding lookup)."""
+    ax = axis(a, "axis", a.axis, a.x.rank)
+    b = a.batch_dims
+    if not 0 <= b <= min(ax, a.indices.rank) or a.indices.shape[:b] != a.x.shape[:b]:
+        raise a.fail("batch_dims", f"{b} does not fit x {list(a.x.shape)} and indices {list(a.indices.shape)}")
+    return [(a.T, a.x.shape[:ax] + a.indices.shape[b:] + a.x.shape[ax + 1:])]
+
+
+def _pool(a):
+    if not 3 <= a.x.rank <= 5:
+        raise a.fail("x", f"rank {a.x.rank}; pooling needs [N, C, *spatial]")
+    n = a.x.rank - 2
+    check_spatial(a, ("kernel_sizes", "strides", "pad"), n)
+    sp = [window_out(a, a.x.shape[2 + i], a.kernel_sizes[i], a.strides[i], 1, a.pad_type,
+                     a.pad[2 * i], a.pad[2 * i + 1], a.ceil_mode) for i in range(n)]
+    return [(a.T, a.x.shape[:2] + tuple(sp))]
+
+
+_POOL = dict(x=tensor(), kernel_sizes=const("int32", 1),
+             strides=const("int32", 1, default=lambda a: (1,) * max(a.x.rank - 2, 0)),
+             pad_type=const("string", 0, default="valid", choices=("valid", "same", "custom", "same_lower")),
+             pad=const("int32", 1, default=pad_default))
+op(kind="pool", name="avg_pool", **_POOL, exclude_padding_from_average=const("bool", 0, default=False),
+   ceil_mode=const("bool", 0, default=False))(_pool)
+op(kind="pool", name="max_pool", **_POOL, ceil_mode=const("bool", 0, default=False))(_pool)
+
+
+@op(kind="movement", x=tensor(), scale_factor_height=const(("fp32", "int32"), 0, default=1),
+    scale_factor_width=const(("fp32", "int32"), 0, default=1))
+def upsample_nearest_neighbor(a):
+    """Nearest-neighbour upsampling of the last two axes by the given factors."""
+    if a.x.rank < 3:
+        raise a.fail("x", f"needs rank >= 3, got shape {list(a.x.shape)}")
+    h, w = a.x.shape[-2:]
+    sh, sw = a.scale_factor_height, a.scale_factor_width
+    if sh <= 0 or sw <= 0:
+        raise a.fail("scale_factor_height", f"factors must be positive, got {sh}, {sw}")
+    return [(a.T, a.x.shape[:-2] + (int(math.floor(h * sh)), int(math.floor(w * sw))))]

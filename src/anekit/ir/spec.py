@@ -1,0 +1,112 @@
+"""Op declarations: an op's name, parameters, dtype constraints and shape rule, in one place.
+
+Every layer (builder, MIL emitter and parser, simulator, checker, cost model) reads
+REGISTRY; none keeps its own list of op names.
+
+Parameter kinds:
+  tensor   a value flowing in the graph (may also be a constant)
+  tensors  a variadic tuple of tensors, written `(a, b, c)` in MIL
+  const    a compile-time constant input (strides, axis, ...), emitted as a named const op
+  attr     a literal in the op's `[...]` attribute block (const's `val`, iOS16 constexpr ops)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from ..errors import ShapeError, UnknownOpError
+from .dtypes import FLOATS
+
+REQUIRED = object()   # default marker: the caller must pass this parameter
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: str                      # "tensor" | "tensors" | "const" | "attr"
+    dtypes: Any = "T"              # "T" (the op's type variable), a dtype name, or a tuple of names
+    rank: int | None = None        # const/attr: 0 scalar, 1 list, None any
+    default: Any = REQUIRED        # value, callable(args) -> value, or None (optional, omitted)
+    choices: tuple | None = None   # allowed values of a string const
+    name: str = ""
+
+    @property
+    def optional(self) -> bool:
+        return self.default is not REQUIRED
+
+
+def tensor(dtypes="T", optional=False) -> Param:
+    return Param("tensor", dtypes, default=None if optional else REQUIRED)
+
+
+def tensors(dtypes="T") -> Param:
+    return Param("tensors", dtypes)
+
+
+def const(dtypes, rank: int | None = 0, default=REQUIRED, choices=None) -> Param:
+    return Param("const", dtypes, rank, default, tuple(choices) if choices else None)
+
+
+def attr(dtypes, rank: int | None = None, default=REQUIRED) -> Param:
+    return Param("attr", dtypes, rank, default)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    params: tuple[Param, ...]
+    infer: Callable            # infer(args) -> list[(dtype, shape)], one per output
+    kind: str                  # cost/check category: mac, elementwise, activation, ...
+    T: tuple[str, ...] = FLOATS
+    doc: str = ""
+    param_index: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def param(self, name: str) -> Param | None:
+        return self.param_index.get(name)
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def declare(name: str, *, kind: str, infer: Callable, T=FLOATS, doc: str = "", **params: Param) -> OpSpec:
+    if name in REGISTRY:
+        raise RuntimeError(f"op '{name}' declared twice")
+    named = tuple(replace(p, name=n) for n, p in params.items())
+    spec = OpSpec(name, named, infer, kind, tuple(T), doc, {p.name: p for p in named})
+    REGISTRY[name] = spec
+    return spec
+
+
+def op(*, kind: str, T=FLOATS, name: str | None = None, **params: Param):
+    """Decorator form of `declare`: the decorated function is the shape rule."""
+    def wrap(infer):
+        return declare(name or infer.__name__.rstrip("_"), kind=kind, infer=infer, T=T,
+                       doc=(infer.__doc__ or "").strip(), **params)
+    return wrap
+
+
+def lookup(name: str) -> OpSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownOpError(f"unknown op '{name}'") from None
+
+
+class Args:
+    """What a shape rule sees: tensors by parameter name, const values resolved, defaults applied."""
+
+    def __init__(self, spec: OpSpec, values: dict[str, Any], T: str | None):
+        self._spec, self._values, self.T = spec, values, T
+
+    def __getattr__(self, name: str):
+        try:
+            return self._values[name]
+        except KeyError:
+            if self._spec.param(name) is not None:
+                return None
+            raise AttributeError(name) from None
+
+    def has(self, name: str) -> bool:
+        return self._values.get(name) is not None
+
+    def fail(self, arg: str, message: str) -> ShapeError:
+        return ShapeError(f"{self._spec.name}: argument '{arg}': {message}")
