@@ -84,3 +84,8 @@ class UnsupportedOpError(AnekitError, NotImplementedError):
 
 class CheckpointError(AnekitError, ValueError):
     """A corrupt or incompatible training checkpoint."""
+
+
+class HwxFieldError(AnekitError, ValueError):
+    """A task-descriptor edit naming a field the register table lacks, a register the
+    descriptor never writes, or a value that does not fit the field's width."""

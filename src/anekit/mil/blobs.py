@@ -30,11 +30,12 @@ checked against the file length before anything is allocated. Reads return:
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -237,14 +238,12 @@ def write_blobs(items: Iterable) -> tuple[bytes, list[int]]:
     return writer.getvalue(), offsets
 
 
-def _element_count(shape) -> int:
+def _checked_shape(shape) -> tuple[int, ...]:
     dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    count = 1
     for dim in dims:
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 0:
             raise ShapeError(f"read_blob: shape {shape!r} must be non-negative integers")
-        count *= int(dim)
-    return count
+    return tuple(int(dim) for dim in dims)
 
 
 class BlobFile:
@@ -369,11 +368,12 @@ class BlobFile:
         if dtype is not None and _check_dtype_name(dtype) != blob.dtype:
             raise self._fail(f"blob at offset {blob.offset}: dtype is {blob.dtype} (code {DTYPE_CODES[blob.dtype]}), expected {dtype}")
         if shape is not None:
-            expected = _element_count(shape)
+            shape = _checked_shape(shape)
+            expected = math.prod(shape)  # Python ints: no overflow
             if expected != blob.count:
                 raise self._fail(
                     f"blob at offset {blob.offset}: size {blob.size} holds {blob.count} {blob.dtype} "
-                    f"elements, shape {tuple(np.atleast_1d(shape))} needs {expected}")
+                    f"elements, shape {shape} needs {expected}")
         values = self._decode(blob)
         return values.reshape(shape) if shape is not None else values
 

@@ -1,0 +1,64 @@
+"""``anekit hwx dump FILE [--json] [--all]`` and ``anekit hwx diff A B [--json]``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "hwx",
+        help="inspect compiled ANE programs (.hwx)",
+        description="Disassemble or compare compiled ANE programs (.hwx files).",
+    )
+    commands = parser.add_subparsers(dest="hwx_command", metavar="{dump,diff}")
+    commands.required = True
+
+    dump = commands.add_parser("dump", help="print buffers and every task descriptor's fields")
+    dump.add_argument("file", help="a .hwx file")
+    dump.add_argument("--json", action="store_true", help="print the decoded program as JSON")
+    dump.add_argument("--all", action="store_true", help="list zero-valued fields one per line too")
+    dump.set_defaults(func=run_dump)
+
+    diff = commands.add_parser("diff", help="field-level differences between two programs (exit 1 if any)")
+    diff.add_argument("a", help="first .hwx file")
+    diff.add_argument("b", help="second .hwx file")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    diff.set_defaults(func=run_diff)
+
+
+def _table_formatter():
+    try:
+        from anekit.cli._table import format_table
+    except ImportError:  # the shared formatter is optional; fall back to plain columns
+        from anekit.hwx.disasm import plain_table
+
+        return plain_table
+    return format_table
+
+
+def run_dump(args: argparse.Namespace) -> int:
+    from anekit.hwx import read
+    from anekit.hwx.disasm import render_dump
+
+    program = read(args.file)
+    if args.json:
+        document = {"file": os.fspath(args.file), **program.to_dict()}
+        print(json.dumps(document))
+    else:
+        title = os.path.basename(os.fspath(args.file))
+        print(render_dump(program, title, _table_formatter(), all_fields=args.all), end="")
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from anekit.hwx import read
+    from anekit.hwx.diff import diff_files, render_diff
+
+    differences = diff_files(read(args.a), read(args.b))
+    if args.json:
+        print(json.dumps({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": [d.to_dict() for d in differences]}))
+    else:
+        print(render_diff(differences, os.fspath(args.a), os.fspath(args.b)), end="")
+    return 1 if differences else 0

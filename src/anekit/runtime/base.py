@@ -1,0 +1,71 @@
+"""The backend interface: a backend compiles a program for a target into an Executable."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.feeds import bind_inputs
+from ..ir.graph import Function, Program
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str            # why not, or what was found (e.g. "Apple M4 Pro, macOS 15.2")
+
+
+class Backend(abc.ABC):
+    name: str = ""
+
+    def __init__(self, **options):
+        if options:
+            from ..errors import BackendUnavailableError
+            raise BackendUnavailableError(f"backend '{self.name}' takes no options {sorted(options)}")
+
+    def usable(self) -> Availability:
+        """Availability for this instance (a backend given a test transport may run anywhere)."""
+        return self.availability()
+
+    @classmethod
+    @abc.abstractmethod
+    def availability(cls) -> Availability:
+        """Whether this backend can run here, and why not."""
+
+    @abc.abstractmethod
+    def compile(self, prog: Program, target, function: str = "main", **options) -> "Executable":
+        """Prepare `prog` to run; raises an AnekitError subclass on failure."""
+
+
+class Executable(abc.ABC):
+    """A compiled program: call it with {input name: array}, get {output name: array}."""
+
+    backend: str = ""
+
+    def __init__(self, prog: Program, target, function: str = "main"):
+        self.program, self.target = prog, target
+        self.function: Function = prog.functions[function] if function in prog.functions else prog.main
+        self.input_names = [t.name for t in self.function.inputs]
+        self.output_names = list(self.function.output_names)
+
+    def __call__(self, inputs: dict | None = None, **named) -> dict[str, np.ndarray]:
+        feeds = bind_inputs(self.function, {**(inputs or {}), **named})
+        return self._run(feeds)
+
+    @abc.abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run on checked inputs (declared dtype and shape)."""
+
+    def close(self) -> None:
+        """Release backend resources (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        tname = getattr(self.target, "name", self.target)
+        return f"<{type(self).__name__} backend={self.backend} target={tname} inputs={self.input_names} outputs={self.output_names}>"

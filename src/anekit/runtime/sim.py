@@ -1,0 +1,35 @@
+"""The simulator backend: runs anywhere, with the target's fp16 numerics (anekit.sim)."""
+from __future__ import annotations
+
+from ..errors import BackendUnavailableError
+from .base import Availability, Backend, Executable
+
+
+class SimExecutable(Executable):
+    backend = "sim"
+
+    def __init__(self, prog, target, function, numerics):
+        super().__init__(prog, target, function)
+        from ..sim import EXACT, Simulator, profile_for
+        self.numerics = numerics
+        profile = EXACT if numerics == "exact" else profile_for(target.name)
+        self._sim = Simulator(prog, profile=profile, function=self.function.name)
+
+    def _run(self, feeds):
+        return self._sim.run(feeds)
+
+
+class SimBackend(Backend):
+    name = "sim"
+
+    def __init__(self, numerics: str = "profile"):
+        if numerics not in ("profile", "exact"):
+            raise BackendUnavailableError(f"numerics must be 'profile' (the chip's) or 'exact', got '{numerics}'")
+        self.numerics = numerics
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True, "numpy simulator with per-chip fp16 numerics")
+
+    def compile(self, prog, target, function="main", **options):
+        return SimExecutable(prog, target, function, self.numerics)
