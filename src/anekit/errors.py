@@ -89,3 +89,18 @@ class CheckpointError(AnekitError, ValueError):
 class HwxFieldError(AnekitError, ValueError):
     """A task-descriptor edit naming a field the register table lacks, a register the
     descriptor never writes, or a value that does not fit the field's width."""
+
+
+class MILEmitError(AnekitError, ValueError):
+    """A program that cannot be written as MIL text: an unknown dialect, a name that is not a
+    MIL identifier, a tensor used before it is defined, a value MIL has no literal for."""
+
+
+class DependencyError(AnekitError, ImportError):
+    """An optional dependency is missing (e.g. coremltools for .mlpackage); names what to install."""
+
+
+class TransportError(AnekitError, RuntimeError):
+    """The Objective-C bridge to the ANE framework failed: a library or class that does not
+    load, an unknown argument type, or a protocol violation caught by FakeTransport
+    (a message to a released object, a write to an unlocked surface)."""

@@ -56,9 +56,12 @@ def run_diff(args: argparse.Namespace) -> int:
     from anekit.hwx import read
     from anekit.hwx.diff import diff_files, render_diff
 
-    differences = diff_files(read(args.a), read(args.b))
+    first, second = read(args.a), read(args.b)
+    differences = diff_files(first, second)
     if args.json:
-        print(json.dumps({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": [d.to_dict() for d in differences]}))
+        listed = [d.to_dict() for d in differences]
+        print(json.dumps({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": listed}))
     else:
-        print(render_diff(differences, os.fspath(args.a), os.fspath(args.b)), end="")
+        compared = min(len(first.tds), len(second.tds))
+        print(render_diff(differences, os.fspath(args.a), os.fspath(args.b), compared), end="")
     return 1 if differences else 0

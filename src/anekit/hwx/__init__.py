@@ -9,7 +9,8 @@ from anekit.hwx.generations import GENERATIONS, Generation
 from anekit.hwx.reader import Buffer, HwxFile, read
 from anekit.hwx.regtable import FieldSpec, h13_table
 from anekit.hwx.streams import RegisterStream
-from anekit.hwx.td import RegisterWrite, TaskDescriptor, decode_td
+from anekit.hwx.td import RegisterWrite, TaskDescriptor
+from anekit.hwx.walk import decode_td
 
 __all__ = [
     "GENERATIONS",

@@ -17,6 +17,7 @@ class Difference:
     key: str
     a: object
     b: object
+    text: str = ""  # replaces "a -> b" when the pair is not a before/after
 
     def to_dict(self) -> dict:
         return {"scope": self.scope, "key": self.key, "a": self.a, "b": self.b}
@@ -79,7 +80,8 @@ def _weight_differences(wa: bytes, wb: bytes) -> list[Difference]:
     ua = np.frombuffer(wa, dtype="<u2")
     ub = np.frombuffer(wb, dtype="<u2")
     changed = np.flatnonzero(ua != ub)
-    out = [Difference("weights", "fp16 values differing", int(changed.size), int(ua.size))]
+    count, total = int(changed.size), int(ua.size)
+    out = [Difference("weights", "changed fp16 values", count, total, f"{count} of {total}")]
     for i in changed[:MAX_WEIGHT_ITEMS]:
         va = float(ua[i:i + 1].view("<f2")[0])
         vb = float(ub[i:i + 1].view("<f2")[0])
@@ -87,7 +89,7 @@ def _weight_differences(wa: bytes, wb: bytes) -> list[Difference]:
     return out
 
 
-def render_diff(diffs: list[Difference], name_a: str = "a", name_b: str = "b") -> str:
+def render_diff(diffs: list[Difference], name_a: str = "a", name_b: str = "b", td_count: int | None = None) -> str:
     if not diffs:
         return f"{name_a} and {name_b}: no differences\n"
     lines = [f"--- {name_a}", f"+++ {name_b}"]
@@ -96,7 +98,10 @@ def render_diff(diffs: list[Difference], name_a: str = "a", name_b: str = "b") -
         if d.scope != scope:
             lines.append(f"{d.scope}:")
             scope = d.scope
-        lines.append(f"  {d.key}: {_show(d.a)} -> {_show(d.b)}")
+        lines.append(f"  {d.key}: {d.text or f'{_show(d.a)} -> {_show(d.b)}'}")
+    if td_count is not None:
+        changed = len({d.scope for d in diffs if d.scope.startswith("td ")})
+        lines.append(f"task descriptors: {td_count} compared, {changed} with differences")
     return "\n".join(lines) + "\n"
 
 

@@ -70,7 +70,8 @@ def render_dump(h: HwxFile, title: str = "", table: TableFormatter = plain_table
         ]
         for b in h.buffers
     ]
-    out.append(textwrap.indent(table(["role", "name", "dtype", "shape", "strides (B)", "address", "bytes"], rows), "  "))
+    headers = ["role", "name", "dtype", "shape", "strides (B)", "address", "bytes"]
+    out.append(textwrap.indent(table(headers, rows), "  "))
     for index, td in enumerate(h.tds):
         out.append("")
         out.extend(render_td(td, index, all_fields))

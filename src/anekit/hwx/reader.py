@@ -12,7 +12,8 @@ from anekit.hwx._binary import ByteReader
 from anekit.hwx.generations import Generation, generation_for_subtype
 from anekit.hwx.macho import BufferBinding, Container, Section, Segment, Symbol, parse_container
 from anekit.hwx.stabs import CATALOG_SYMBOL_TYPE, LAYOUT_SYMBOL_TYPE, parse_catalog, parse_layout
-from anekit.hwx.td import TaskDescriptor, walk_descriptors
+from anekit.hwx.td import TaskDescriptor
+from anekit.hwx.walk import walk_descriptors
 
 OUTPUT_SUFFIX = "@output"  # the compiler marks output buffers by this name suffix
 _VM_PROT_WRITE = 0x2
@@ -63,6 +64,13 @@ class HwxFile:
     container: Container
     data: bytes
     notes: tuple[str, ...]  # what could not be decoded and why
+
+    def __repr__(self) -> str:  # the default would print every byte of the file
+        names = ", ".join(f"{b.role} {b.name}" for b in self.buffers)
+        return (
+            f"<HwxFile {self.generation}: {len(self.tds)} task descriptor(s), buffers [{names}], "
+            f"{len(self.weights)} weight bytes>"
+        )
 
     @property
     def profile(self) -> Generation | None:

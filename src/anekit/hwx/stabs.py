@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_CATALOG = re.compile(r"^([A-Za-z_][\w]*):t(\d+)=")
-_ARRAY = re.compile(r"ar\d+;(-?\d+);(-?\d+);")
-_AXIS = re.compile(r"(?:\d+=)?s(\d+)([a-z]+):")
-_ELEMENT = re.compile(r"(\d+)$")
+# Numbers are capped at 18 digits: int() refuses very long decimal strings, and no
+# real count or stride comes close.
+_CATALOG = re.compile(r"^([A-Za-z_]\w*):t(\d{1,18})=")
+_ARRAY = re.compile(r"ar\d{1,18};(-?\d{1,18});(-?\d{1,18});")
+_AXIS = re.compile(r"(?:\d{1,18}=)?s(\d{1,18})([a-z]+):")
+_ELEMENT = re.compile(r"(\d{1,18})")
 
 # Symbol types seen in the vectors: 0x80 (N_LSYM) for the type catalog, 0x20 (N_GSYM)
 # for tensor layouts.

@@ -102,18 +102,29 @@ def _stream(reader: ByteReader, at: int, limit: int, command: int, addresses: tu
     return RegisterStream(command, addresses, words)
 
 
-def decode_streams(reader: ByteReader, start: int, limit: int, generation: Generation) -> tuple[tuple[RegisterStream, ...], int]:
+def decode_streams(
+    reader: ByteReader, start: int, limit: int, generation: Generation
+) -> tuple[tuple[RegisterStream, ...], int]:
     """Decode the streams in ``[start, limit)``; returns them and the offset after the last one.
 
-    Trailing all-zero bytes are padding, not a stream (a zero command word would
-    otherwise read as "write one word at address 0").
+    Sequential descriptors declare no size, so their trailing all-zero bytes are
+    padding (a zero command word would otherwise read as "write one word at address
+    0"). Dense descriptors declare their size: every word inside it is decoded, and
+    only an all-zero tail too short to be a command counts as padding.
     """
-    parse = _sequential_stream if generation.encoding == SEQUENTIAL else _dense_stream
-    end = _zero_tail_start(reader, start, limit)
+    sequential = generation.encoding == SEQUENTIAL
+    parse = _sequential_stream if sequential else _dense_stream
+    zero_tail = _zero_tail_start(reader, start, limit)
+    end = zero_tail if sequential else limit
     streams = []
     at = start
     while at < end:
-        stream = parse(reader, at, limit)
+        try:
+            stream = parse(reader, at, limit)
+        except HwxFormatError:
+            if at >= zero_tail:
+                break
+            raise
         streams.append(stream)
         at += stream.nbytes
     return tuple(streams), at

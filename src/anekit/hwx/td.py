@@ -15,21 +15,10 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Mapping, NamedTuple
 
-from anekit.errors import HwxFieldError, HwxFormatError
-from anekit.hwx._binary import ByteReader
-from anekit.hwx.generations import SEQUENTIAL, Generation, generation_named
+from anekit.errors import HwxFieldError
+from anekit.hwx.generations import Generation
 from anekit.hwx.regtable import FieldSpec, RegisterTable, table_for
-from anekit.hwx.streams import RegisterStream, decode_streams
-
-# H13 header bits that chain descriptors (register table: aneTD.Header[0].EON,
-# aneTD.Header[7].NextPointer; brief section 8: "walk via NextPointer until EON = 1").
-_EON_WORD, _EON_BIT = 0, 25
-_NEXT_POINTER_WORD = 7
-# Dense descriptors carry their own size in words at bits [26:16] of word 0 and start
-# on 16-byte boundaries (unverified, see generations.py).
-_DENSE_SIZE_SHIFT, _DENSE_SIZE_MASK = 16, 0x7FF
-_DENSE_ALIGN = 16
-
+from anekit.hwx.streams import RegisterStream
 
 class RegisterWrite(NamedTuple):
     address: int  # register byte address
@@ -44,6 +33,12 @@ class TaskDescriptor:
     header: tuple[int, ...]
     streams: tuple[RegisterStream, ...]
     padding: int = 0  # zero bytes inside the descriptor's declared size (dense only)
+
+    def __repr__(self) -> str:  # the default would list every data word
+        return (
+            f"<TaskDescriptor {self.generation.name} at __text+{self.offset:#x}: "
+            f"{self.size:#x} bytes, {len(self.streams)} streams>"
+        )
 
     # -- raw view -------------------------------------------------------------
     @property
@@ -101,7 +96,9 @@ class TaskDescriptor:
         spec = self._spec(name)
         word = self._word_of(spec, self._registers)
         if word is None:
-            raise HwxFieldError(f"{spec.name} lives in register {self._where(spec)}, which this descriptor never writes")
+            raise HwxFieldError(
+                f"{spec.name} lives in register {self._where(spec)}, which this descriptor never writes"
+            )
         return spec.extract(word)
 
     def field_specs(self) -> tuple[FieldSpec, ...]:
@@ -119,21 +116,17 @@ class TaskDescriptor:
         are keyed by negative word index - 1 (-1 is header word 0).
         """
         table = self.table
+        by_address = table.by_address if table else {}
+        by_word = table.by_header_word if table else {}
+        words = [(address, value, by_address.get(address, ())) for address, value in self._registers.items()]
+        words += [(-1 - index, value, by_word.get(index, ())) for index, value in enumerate(self.header)]
         result: dict[int, int] = {}
-        for address, value in self._registers.items():
+        for key, value, specs in words:
             covered = 0
-            for spec in table.by_address.get(address, ()) if table else ():
+            for spec in specs:
                 covered |= spec.mask
-            rest = value & ~covered & 0xFFFFFFFF
-            if rest:
-                result[address] = rest
-        for index, value in enumerate(self.header):
-            covered = 0
-            for spec in table.by_header_word.get(index, ()) if table else ():
-                covered |= spec.mask
-            rest = value & ~covered & 0xFFFFFFFF
-            if rest:
-                result[-1 - index] = rest
+            if value & ~covered:
+                result[key] = value & ~covered & 0xFFFFFFFF
         return result
 
     # -- edits -------------------------------------------------------------------
@@ -222,7 +215,7 @@ class TaskDescriptor:
 
     def _address_of(self, key: int | str) -> int:
         if isinstance(key, str):
-            match = re.fullmatch(r"\s*(\w+)\s*\+\s*(0x[0-9a-fA-F]+|\d+)\s*", key)
+            match = re.fullmatch(r"\s*(\w+)\s*\+\s*(0x[0-9a-fA-F]{1,8}|\d{1,10})\s*", key)
             block = next((b for b in self.generation.blocks if match and b.name == match.group(1)), None)
             if block is None:
                 raise HwxFieldError(f"cannot read {key!r} as a register: use a byte address or 'Block+0xOFF'")
@@ -245,77 +238,3 @@ def _checked_int(value: object, width: int, what: str) -> int:
 
 def _field_value(spec: FieldSpec, value: object) -> int:
     return _checked_int(value, spec.width, spec.name)
-
-
-# -- reading descriptors out of a __text section ----------------------------------
-def walk_descriptors(text: bytes, generation: Generation) -> tuple[TaskDescriptor, ...]:
-    """Every task descriptor in a ``__TEXT,__text`` section."""
-    reader = ByteReader(text)
-    if generation.encoding == SEQUENTIAL:
-        return _walk_sequential(reader, generation)
-    return _walk_dense(reader, generation)
-
-
-def _walk_sequential(reader: ByteReader, generation: Generation) -> tuple[TaskDescriptor, ...]:
-    tds: list[TaskDescriptor] = []
-    offset = 0
-    header_bytes = 4 * generation.header_words
-    while reader.size:
-        header = reader.u32_array(offset, generation.header_words, f"task descriptor {len(tds)} header")
-        last = header[_EON_WORD] >> _EON_BIT & 1 or header[_NEXT_POINTER_WORD] == 0
-        if last:
-            limit = reader.size
-        else:
-            limit = header[_NEXT_POINTER_WORD]
-            # Strictly forward links keep the walk finite whatever the file says.
-            if limit % 4 or not offset + header_bytes <= limit <= reader.size - header_bytes:
-                raise HwxFormatError(
-                    f"task descriptor {len(tds)} at {offset:#x} links to {limit:#x}, "
-                    f"not a later descriptor inside the {reader.size:#x}-byte __text"
-                )
-        streams, end = decode_streams(reader, offset + header_bytes, limit, generation)
-        tds.append(TaskDescriptor(generation, offset, header, streams))
-        if last:
-            break
-        offset = limit
-    return tuple(tds)
-
-
-def _walk_dense(reader: ByteReader, generation: Generation) -> tuple[TaskDescriptor, ...]:
-    tds: list[TaskDescriptor] = []
-    offset = 0
-    while offset + 4 <= reader.size:
-        words = reader.u32(offset, "task descriptor header") >> _DENSE_SIZE_SHIFT & _DENSE_SIZE_MASK
-        if words == 0:  # alignment padding between descriptors
-            offset += _DENSE_ALIGN
-            continue
-        tds.append(_dense_descriptor(reader, offset, words, generation, len(tds)))
-        offset += -(-4 * words // _DENSE_ALIGN) * _DENSE_ALIGN
-    return tuple(tds)
-
-
-def _dense_descriptor(reader: ByteReader, offset: int, words: int, generation: Generation, index: int) -> TaskDescriptor:
-    if words <= generation.header_words:
-        raise HwxFormatError(
-            f"task descriptor {index} at {offset:#x} declares {words} words, "
-            f"no more than its {generation.header_words}-word header"
-        )
-    limit = offset + 4 * words
-    reader.require(offset, 4 * words, f"task descriptor {index} ({words} words)")
-    header = reader.u32_array(offset, generation.header_words, f"task descriptor {index} header")
-    streams, end = decode_streams(reader, offset + 4 * generation.header_words, limit, generation)
-    return TaskDescriptor(generation, offset, header, streams, padding=limit - end)
-
-
-def decode_td(data: bytes, generation: str | Generation = "h13") -> TaskDescriptor:
-    """Decode one task descriptor from its bytes (e.g. the output of ``encode()``)."""
-    gen = generation_named(generation)
-    reader = ByteReader(bytes(data))
-    if gen.encoding == SEQUENTIAL:
-        header = reader.u32_array(0, gen.header_words, "task descriptor header")
-        streams, _ = decode_streams(reader, 4 * gen.header_words, reader.size, gen)
-        return TaskDescriptor(gen, 0, header, streams)
-    words = reader.u32(0, "task descriptor header") >> _DENSE_SIZE_SHIFT & _DENSE_SIZE_MASK
-    if 4 * words != reader.size:
-        raise HwxFormatError(f"descriptor declares {words} words but {reader.size} bytes were given")
-    return _dense_descriptor(reader, 0, words, gen, 0)

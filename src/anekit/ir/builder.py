@@ -146,8 +146,8 @@ def build(op_type: str, *args, name: str | None = None, **kwargs):
             inputs[p.name] = values[p.name] = ts
         else:
             values[p.name], arr, dtype = _const_value(spec, p, v, T)
-            if p.kind == "attr":
-                attrs[p.name] = arr
+            if p.kind == "attr":   # shape rules get the array: a scalar's dtype matters (scale)
+                attrs[p.name] = values[p.name] = arr
             else:
                 inputs[p.name] = v if isinstance(v, Tensor) else make_const(arr, dtype)
     # Defaults that depend on other arguments (e.g. strides = 1 per spatial axis) come last.
@@ -155,7 +155,7 @@ def build(op_type: str, *args, name: str | None = None, **kwargs):
         d = p.default(Args(spec, values, T)) if callable(p.default) else p.default
         values[p.name], arr, dtype = _const_value(spec, p, d, T)
         if p.kind == "attr":
-            attrs[p.name] = arr
+            attrs[p.name] = values[p.name] = arr
         else:
             inputs[p.name] = make_const(arr, dtype)
     # Keep declaration order so emitted text and graphs do not depend on call style.

@@ -1,0 +1,127 @@
+"""Preflight checks: will this program run on the ANE of chip X, and if not, why.
+
+    rep = anekit.check.check(prog, "m1")
+    rep.ok                                   # False if any op would not run on the engine
+    for op, verdict, reason, limit in rep.findings: ...
+    rep.to_dict()                            # JSON-ready
+
+Verdicts, worst first: over_limit (a shape/kernel/size limit the compiler rejects),
+unsupported (no engine path on this family), risk (runs, but can produce inf: fp16 range
+analysis, width-slice saturation), demoted (fp32 requested, fp16 delivered), decomposed
+(runs through a decomposition or bridge route), native.
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+from ..errors import AnekitError
+from ..ir import Program
+from . import ranges
+from .report import OFF_ENGINE, VERDICTS, CheckReport, Finding, OpVerdict
+from ..cost.opwork import compressed_stored_bytes
+from .rules import OP_RULES, clip_after_finding, range_rules, width_slice_rule
+
+__all__ = ["check", "CheckReport", "Finding", "OpVerdict", "VERDICTS", "OFF_ENGINE", "ranges", "analyze_ranges"]
+
+
+def analyze_ranges(prog, function: str | None = None) -> dict[str, tuple[float, float]]:
+    """Tensor name -> (lo, hi) bound from the declared input ranges (unbounded: +-inf)."""
+    fn = _function(prog, function)
+    res = ranges.propagate(fn)
+    out = {t.name: res.of(t) for t in fn.inputs}
+    for op in fn.ops:
+        if op.type != "const":
+            for t in op.outputs:
+                out[t.name] = res.of(t)
+    return out
+
+
+def check(prog, target, function: str | None = None) -> CheckReport:
+    """Check one program function against a chip (name or anekit.targets.Chip)."""
+    from .. import targets
+    chip = targets.get(target)
+    fn = _function(prog, function)
+    res = ranges.start(fn)
+    program_findings = _program_rules(fn, chip)
+    verdicts = []
+    for op in fn.ops:
+        ranges.step(op, res)
+        if op.type == "const":
+            continue
+        v = OpVerdict(op.name, op.type)
+        for rule in OP_RULES:
+            for f in rule(op, chip):
+                v.add(f)
+        for f in width_slice_rule(op, chip, res) + range_rules(op, chip, res):
+            v.add(f)
+            if f.rule in ("mac-overflow", "fp16-overflow", "exp-overflow"):
+                clip_after_finding(op, res, chip.limits.fp16_max or 65504.0)
+        verdicts.append(v)
+    return CheckReport(chip.name, chip.compiler, chip.family, verdicts, program_findings, fn.name)
+
+
+def _function(prog, function):
+    if not isinstance(prog, Program):
+        raise AnekitError(f"check needs an anekit Program, got {type(prog).__name__}")
+    if function is None:
+        return prog.main
+    if function not in prog.functions:
+        raise AnekitError(f"program has no function '{function}' (has {', '.join(prog.functions)})")
+    return prog.functions[function]
+
+
+def _program_rules(fn, chip) -> list[Finding]:
+    out = []
+    L = chip.limits
+    # Stored weight bytes: consts as written (fp32 stored as fp16), compressed forms at their
+    # stored size, each const counted once (through its constexpr when it feeds one).
+    packed = {id(t.op) for op in fn.ops if op.spec.kind == "constexpr"
+              for t in op.tensor_inputs() if t.op is not None}
+    total = 0
+    for op in fn.ops:
+        if op.spec.kind == "constexpr":
+            total += compressed_stored_bytes(op)
+        elif op.type == "const" and id(op) not in packed:
+            total += _stored_bytes(op)
+    if L.max_weight_bytes is not None and total > L.max_weight_bytes:
+        out.append(Finding("(program)", "program", "over_limit", "weights-total",
+                           f"the program holds {total / 2**30:.2f} GiB of weights; a single program holds "
+                           f"about {L.max_weight_bytes / 2**30:.0f} GiB at most", L.max_weight_bytes, total,
+                           L.source("max_weight_bytes")))
+    for t in fn.inputs:
+        if t.dtype in ("int32", "bool"):
+            out.append(Finding(t.name, "input", "unsupported", "input-dtype", f"program input {t.name} is {t.dtype}; "
+                               "engine inputs are fp16 (or uint8 image data)", "fp16", t.dtype,
+                               "ANE guide ch. 4, compile-legal envelope (input dtypes)"))
+        elif t.dtype == "fp32":
+            out.append(Finding(t.name, "input", "demoted", "input-dtype", f"program input {t.name} is fp32; the engine "
+                               "computes in fp16, so the values are rounded to fp16 inside", "fp16", t.dtype,
+                               "ANE guide ch. 4, 'Type limits'; seed 001 (fp16 I/O)"))
+        if t.range is not None and max(abs(t.range[0]), abs(t.range[1])) > (L.fp16_max or 65504.0):
+            out.append(Finding(t.name, "input", "risk", "fp16-overflow", f"declared range {t.range} of input "
+                               f"{t.name} exceeds the fp16 maximum", L.fp16_max, max(map(abs, t.range)),
+                               L.source("fp16_max")))
+    return out
+
+
+def _stored_bytes(op) -> int:
+    """Bytes a const occupies in weight.bin: fp32 constants are stored as fp16 (guide ch. 4)."""
+    import numpy as np
+    from ..ir import dtypes as _dt
+    t = op.outputs[0]
+    if not t.shape:
+        return 0
+    bits = 16 if t.dtype in ("fp32", "fp64") else _dt.get(t.dtype).bits
+    return int(np.prod(t.shape, dtype=np.int64)) * bits // 8
+
+
+class _CallableModule(types.ModuleType):
+    """`anekit.check` is both this package and the function `ak.check(prog, target)`: importing
+    the package rebinds the name on `anekit`, so the package itself forwards calls."""
+
+    def __call__(self, prog, target, function: str | None = None) -> CheckReport:
+        return check(prog, target, function)
+
+
+sys.modules[__name__].__class__ = _CallableModule

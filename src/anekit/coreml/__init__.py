@@ -1,0 +1,19 @@
+"""Core ML interop: load .mlpackage / .mlmodelc models into anekit, save programs as .mlpackage.
+
+    prog = anekit.coreml.load_package("model.mlpackage")     # or ak.load(...)
+    anekit.coreml.save_package(prog, "out.mlpackage")         # or ak.save(...)
+
+Reading and writing the protobuf needs coremltools (the `coreml` extra); it is imported only
+when a package is read or written. Compiled .mlmodelc folders are MIL text and need nothing.
+"""
+from .load import load_compiled, load_package, parse_model, program_from_model
+
+__all__ = ["load_package", "load_compiled", "parse_model", "program_from_model", "save_package",
+           "model_from_program"]
+
+
+def __getattr__(name):
+    if name in ("save_package", "model_from_program"):
+        from . import writer
+        return getattr(writer, name)
+    raise AttributeError(f"module 'anekit.coreml' has no attribute '{name}'")

@@ -1,0 +1,116 @@
+"""Where things live inside an .mlpackage or .mlmodelc, resolved without leaving the folder.
+
+An .mlpackage (brief §3) holds `Manifest.json`, whose `rootModelIdentifier` names an item
+whose `path` (relative to `Data/`) is the Model protobuf, normally
+`Data/com.apple.CoreML/model.mlmodel`; weights referenced as `@model_path/weights/weight.bin`
+live beside it (`Data/com.apple.CoreML/weights/weight.bin`). A compiled .mlmodelc holds
+`model.mil` (MIL text) and `weights/weight.bin`. Every path taken from the package is checked
+to stay inside it, symlinks resolved, before it is opened.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import ModelFormatError, PathEscapeError, WeightFileError
+from ..mil.blobs import BlobFile
+
+MANIFEST = "Manifest.json"
+MODEL_PATH_PREFIX = "@model_path/"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MODEL_BYTES = 2 << 30      # protobuf's own message limit
+
+
+def inside(root: str, relative: str, what: str) -> str:
+    """`root/relative`, refusing absolute paths and anything that resolves outside `root`."""
+    if not isinstance(relative, str) or not relative:
+        raise ModelFormatError(f"{what}: empty or non-string path {relative!r}")
+    if "\x00" in relative:
+        raise PathEscapeError(f"{what}: path {relative!r} contains a NUL byte")
+    if os.path.isabs(relative) or relative.startswith(("/", "\\")):
+        raise PathEscapeError(f"{what}: absolute path {relative!r} is not allowed inside a package")
+    base = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(base, relative))
+    if os.path.commonpath([base, full]) != base:
+        raise PathEscapeError(f"{what}: path {relative!r} leaves {root}")
+    return full
+
+
+def read_manifest(pkg: str) -> dict:
+    path = os.path.join(pkg, MANIFEST)
+    if not os.path.isfile(path):
+        raise ModelFormatError(f"{pkg}: not a Core ML package: {MANIFEST} is missing")
+    if os.path.getsize(path) > MAX_MANIFEST_BYTES:
+        raise ModelFormatError(f"{path}: implausibly large manifest ({os.path.getsize(path)} bytes)")
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object")
+    return doc
+
+
+def model_spec_path(pkg: str) -> str:
+    """The Model protobuf of an .mlpackage, found through its manifest."""
+    doc = read_manifest(pkg)
+    root_id = doc.get("rootModelIdentifier")
+    items = doc.get("itemInfoEntries")
+    if not isinstance(items, dict) or not isinstance(root_id, str) or not isinstance(items.get(root_id), dict):
+        raise ModelFormatError(f"{pkg}/{MANIFEST}: rootModelIdentifier does not name an entry of itemInfoEntries")
+    rel = items[root_id].get("path")
+    path = inside(os.path.join(pkg, "Data"), rel, f"{pkg}/{MANIFEST} root model")
+    if not os.path.isfile(path):
+        raise ModelFormatError(f"{pkg}: the model specification Data/{rel} is missing")
+    return path
+
+
+def read_bytes(path: str, limit: int = MAX_MODEL_BYTES) -> bytes:
+    try:
+        size = os.path.getsize(path)
+        if size > limit:
+            raise ModelFormatError(f"{path}: {size} bytes is over the {limit}-byte limit")
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ModelFormatError(f"cannot read {path}: {e.strerror}") from None
+
+
+class Weights:
+    """Opens the weight files a program references (`@model_path/...`) below one folder."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self._files: dict[str, BlobFile] = {}
+
+    def resolve(self, file_name: str, where: str) -> str:
+        if not isinstance(file_name, str) or not file_name.startswith(MODEL_PATH_PREFIX):
+            if isinstance(file_name, str) and (os.path.isabs(file_name) or ".." in file_name.split("/")):
+                raise PathEscapeError(f"{where}: weight path {file_name!r} leaves the model")
+            raise ModelFormatError(f"{where}: weight path {file_name!r} must start with '{MODEL_PATH_PREFIX}'")
+        return inside(self.model_dir, file_name[len(MODEL_PATH_PREFIX):], f"{where}: weight path")
+
+    def read(self, file_name: str, offset: int, dtype: str, shape, where: str):
+        path = self.resolve(file_name, where)
+        blobs = self._files.get(path)
+        if blobs is None:
+            if not os.path.isfile(path):
+                raise WeightFileError(f"{where}: weight file {file_name} is missing "
+                                      f"(looked for {os.path.relpath(path, self.model_dir)} in {self.model_dir})")
+            blobs = self._files[path] = BlobFile(path)
+        try:
+            return blobs.read(offset, dtype=dtype, shape=shape)
+        except WeightFileError as e:
+            raise WeightFileError(f"{where}: {e}") from None
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

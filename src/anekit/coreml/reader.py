@@ -1,0 +1,361 @@
+"""A Core ML ML-program protobuf (Model.mlProgram) -> an anekit Program.
+
+Each Core ML op becomes an anekit Op of the same declaration: arguments bound by parameter
+name, constants as const ops (inline values, or weight.bin blobs read through `Weights`),
+declared defaults materialized as named consts the way anekit's builder does, and the output
+types checked against what anekit's shape rule computes, so a program that loads is one the
+simulator, checker and cost model understand. Ops anekit has no declaration for, and nested
+blocks (control flow), are refused with UnsupportedOpError naming the op and its position.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AnekitError, ModelFormatError, UnsupportedOpError
+from ..ir import dtypes as _dt
+from ..ir.builder import _const_value, infer, make_const
+from ..ir.graph import Function, Op, Program, Tensor, python_value
+from ..ir.spec import REGISTRY, REQUIRED, Args
+from ..mil.emit import STATE_INPUTS
+from . import mapping, opsets, values
+
+INPUT_DTYPES = ("fp16", "fp32", "int32", "bool")
+STATE_OPS = ("read_state", "write_state", "coreml_update_state")
+
+
+def read_program(model, mil_pb2, weights, function: str | None = None, source: str = "model") -> Program:
+    """The ML program in Model proto `model`; `function` picks one function (default: all,
+    the model's default function first)."""
+    kind = model.WhichOneof("Type")
+    if kind != "mlProgram":
+        raise ModelFormatError(f"{source}: a {kind or 'empty'} model; only ML programs (mlprogram) can be loaded")
+    prog = model.mlProgram
+    names = list(prog.functions.keys())
+    if not names:
+        raise ModelFormatError(f"{source}: the ML program has no functions")
+    default = model.description.defaultFunctionName or ("main" if "main" in names else sorted(names)[0])
+    if default not in names:
+        raise ModelFormatError(f"{source}: default function '{default}' is not among {sorted(names)}")
+    chosen = choose_functions(sorted(names), function, default, source)
+    fns = {n: FunctionReader(mil_pb2, weights, n, prog.functions[n], source).read() for n in chosen}
+    version, dialect = opsets.dialect_for(fns[chosen[0]].opset)
+    return Program(fns, version=version, attributes=_program_attributes(mil_pb2, prog, source), dialect=dialect)
+
+
+def _accepts(spec, p, dtype: str) -> bool:
+    if p.dtypes == "T":
+        return dtype in spec.T
+    if p.dtypes is None:
+        return True
+    return dtype == p.dtypes if isinstance(p.dtypes, str) else dtype in p.dtypes
+
+
+def choose_functions(names: list[str], function: str | None, default: str, source: str) -> list[str]:
+    """Which functions to load, in order: `function` alone when given; otherwise all, the
+    default first, except that the default is loaded alone when another function is named
+    "main" (Program.main picks a function by that name, so it would shadow the default)."""
+    if function is not None:
+        if function not in names:
+            raise ModelFormatError(f"{source}: no function '{function}' (functions: {', '.join(names)})")
+        return [function]
+    if default != "main" and "main" in names:
+        return [default]
+    return [default] + [n for n in names if n != default]
+
+
+def _program_attributes(mil_pb2, prog, source: str) -> dict:
+    out = {}
+    info = prog.attributes.get("buildInfo") if "buildInfo" in prog.attributes else None
+    if info is not None and info.immediateValue.WhichOneof("value") == "dictionary":
+        pairs = {}
+        for kv in info.immediateValue.dictionary.values:
+            try:
+                k = values.decode_immediate(mil_pb2, kv.key, f"{source}: buildInfo key")
+                v = values.decode_immediate(mil_pb2, kv.value, f"{source}: buildInfo value")
+            except AnekitError:
+                continue            # build metadata is informational; a bad entry is skipped
+            if isinstance(k, str) and isinstance(v, str):
+                pairs[k] = v
+        out["buildInfo"] = pairs
+    return out
+
+
+class FunctionReader:
+    def __init__(self, mil_pb2, weights, name: str, fn, source: str):
+        self.pb, self.weights, self.name, self.fn = mil_pb2, weights, name, fn
+        self.where = f"{source}: function '{name}'"
+        self.env: dict[str, Tensor] = {}
+        self.ops: list[Op] = []
+        self.used_names: set[str] = set()
+        self.states: set[int] = set()      # ids of state inputs
+        self.widened: dict[int, Tensor] = {}   # id of a narrow-int const -> its int32 copy
+
+    def read(self) -> Function:
+        tag = opsets.tag_for(self.fn.opset, self.where)
+        if self.fn.opset not in self.fn.block_specializations:
+            raise ModelFormatError(f"{self.where}: no block for its opset '{self.fn.opset}'")
+        block = self.fn.block_specializations[self.fn.opset]
+        inputs = [self._input(nvt) for nvt in self.fn.inputs]
+        if len(block.inputs):
+            raise ModelFormatError(f"{self.where}: the function body block declares its own inputs")
+        for index, op in enumerate(block.operations):
+            self._op(index, op)
+        if not len(block.outputs):
+            raise ModelFormatError(f"{self.where}: declares no outputs")
+        outputs = []
+        for out in block.outputs:
+            if out not in self.env:
+                raise ModelFormatError(f"{self.where}: output '{out}' is never computed")
+            t = self.env[out]
+            if id(t) in self.states:
+                raise ModelFormatError(f"{self.where}: output '{out}' is a state, not a tensor")
+            if any(t is o for o in outputs):
+                raise ModelFormatError(f"{self.where}: output '{out}' is listed twice")
+            outputs.append(t)
+        states = tuple(t.name for t in inputs if id(t) in self.states)
+        return Function(self.name, inputs, self.ops, outputs, opset=tag,
+                        attributes={STATE_INPUTS: states} if states else None)
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def _define(self, name: str, t: Tensor, where: str) -> None:
+        if not name:
+            raise ModelFormatError(f"{where}: a value without a name")
+        if name in self.env:
+            raise ModelFormatError(f"{where}: '{name}' is defined twice")
+        self.env[name] = t
+
+    def _input(self, nvt) -> Tensor:
+        where = f"{self.where} input '{nvt.name}'"
+        vt = nvt.type
+        state = vt.WhichOneof("type") == "stateType"
+        if state:
+            vt = vt.stateType.wrappedType
+        dtype, shape = values.tensor_type(self.pb, vt, where)
+        if dtype not in INPUT_DTYPES:
+            raise ModelFormatError(f"{where}: dtype {dtype} is not a supported input dtype ({', '.join(INPUT_DTYPES)})")
+        if any(s <= 0 for s in shape):
+            raise ModelFormatError(f"{where}: shape {list(shape)} must be positive")
+        t = Tensor(dtype, shape, name=nvt.name)
+        if state:
+            self.states.add(id(t))
+        self._define(nvt.name, t, where)
+        return t
+
+    # --- ops ------------------------------------------------------------------------------
+
+    def _op_name(self, op, index: int) -> str:
+        name = None
+        if "name" in op.attributes:
+            try:
+                v = values.decode_immediate(self.pb, op.attributes["name"], f"{self.where} op {index}")
+                name = v if isinstance(v, str) else None
+            except AnekitError:
+                name = None
+        name = name or (op.outputs[0].name if len(op.outputs) else f"{op.type}_{index}")
+        base, i = name, 0
+        while name in self.used_names:
+            i += 1
+            name = f"{base}_{i}"
+        self.used_names.add(name)
+        return name
+
+    def _op(self, index: int, op) -> None:
+        label = op.outputs[0].name if len(op.outputs) else (op.type or "?")
+        where = f"{self.where} op {index} ('{label}', type '{op.type}')"
+        if len(op.blocks):
+            raise UnsupportedOpError(f"{where}: ops with nested blocks (control flow) are not supported")
+        spec = REGISTRY.get(op.type)
+        if spec is None:
+            raise UnsupportedOpError(f"{where}: op type '{op.type}' is not supported by anekit "
+                                     f"(no declaration, so the simulator cannot execute it)")
+        name = self._op_name(op, index)
+        if op.type == "const":
+            self._const(op, name, where)
+            return
+        inputs, attrs, values_ = {}, {}, {}
+        for pname in op.inputs:
+            arg = op.inputs[pname]
+            p = spec.param(pname)
+            bound = tuple(self._binding(b, f"{where} argument '{pname}'", f"{name}_{pname}")
+                          for b in arg.arguments)
+            if p is None:
+                const = bound[0].const if len(bound) == 1 else None
+                if mapping.ignorable(op.type, pname, const):
+                    continue
+                raise UnsupportedOpError(f"{where}: argument '{pname}' is not supported by anekit's '{op.type}' "
+                                         f"(parameters: {', '.join(q.name for q in spec.params)})")
+            if not bound:
+                raise ModelFormatError(f"{where}: argument '{pname}' binds no value")
+            if p.kind in ("tensor", "tensors"):
+                bound = tuple(self._widen(spec, p, t, where) for t in bound)
+            if p.kind == "tensors":
+                inputs[pname] = values_[pname] = bound
+                continue
+            if len(bound) != 1:
+                raise ModelFormatError(f"{where}: argument '{pname}' binds {len(bound)} values, expected one")
+            t = bound[0]
+            if (id(t) in self.states) != (op.type in STATE_OPS and pname in ("input", "state")):
+                raise ModelFormatError(f"{where}: argument '{pname}' is '{t.name}': states go only to "
+                                       f"the state argument of {', '.join(STATE_OPS)}, and nothing else does")
+            if p.kind == "tensor":
+                inputs[pname] = values_[pname] = t
+            else:
+                if t.const is None:
+                    raise ModelFormatError(f"{where}: argument '{pname}' must be a compile-time constant, "
+                                           f"but '{t.name}' is computed")
+                replaced = mapping.dtype_argument(op.type, pname, t.const)
+                if replaced is not t.const:
+                    t = self._new_const(replaced, "string", f"{name}_{pname}")
+                if p.kind == "attr":
+                    attrs[pname] = t.const
+                else:
+                    inputs[pname] = t
+                values_[pname] = python_value(t.const)
+        for key in op.attributes:
+            if key == "name":
+                continue
+            p = spec.param(key)
+            if p is not None and p.kind == "attr":
+                attrs[key] = values.decode_immediate(self.pb, op.attributes[key], f"{where} attribute '{key}'")
+                values_[key] = python_value(attrs[key])
+        T = self._type_var(spec, inputs)
+        self._float_params_to_T(spec, inputs, values_, T, name)
+        self._defaults(spec, inputs, attrs, values_, T, name, where)
+        try:
+            outs = infer(spec, values_, T)
+        except AnekitError as e:
+            raise ModelFormatError(f"{where}: {e}") from None
+        if len(outs) != len(op.outputs):
+            raise ModelFormatError(f"{where}: declares {len(op.outputs)} outputs, '{op.type}' produces {len(outs)}")
+        order = {p.name: i for i, p in enumerate(spec.params)}
+        node = Op(spec, dict(sorted(inputs.items(), key=lambda kv: order[kv[0]])), attrs, name)
+        for i, (nvt, (dtype, shape)) in enumerate(zip(op.outputs, outs)):
+            declared = values.tensor_type(self.pb, nvt.type, f"{where} output '{nvt.name}'")
+            declared = (mapping.widened(declared[0]), declared[1])
+            if declared != (dtype, shape):
+                raise ModelFormatError(f"{where}: output '{nvt.name}' is declared {declared[0]}{list(declared[1])} "
+                                       f"but '{op.type}' computes {dtype}{list(shape)}")
+            t = Tensor(dtype, shape, node, i, nvt.name)
+            node.outputs.append(t)
+            self._define(nvt.name, t, where)
+        self.ops.append(node)
+
+    def _widen(self, spec, p, t: Tensor, where: str) -> Tensor:
+        """A narrow-integer constant as int32 where the parameter does not take its dtype."""
+        if t.dtype not in mapping.NARROW_INTS or _accepts(spec, p, t.dtype):
+            return t
+        if t.const is None:     # computed narrow values were already retyped int32
+            raise ModelFormatError(f"{where}: argument '{p.name}' has dtype {t.dtype}")
+        key = id(t)
+        if key not in self.widened:
+            self.widened[key] = self._new_const(t.const.astype("int32"), "int32", f"{t.name}_int32")
+        return self.widened[key]
+
+    def _new_const(self, value, dtype: str, base: str) -> Tensor:
+        c = make_const(value, dtype, name=self._fresh(base))
+        c.name = c.op.name
+        self.ops.append(c.op)
+        return c
+
+    def _float_params_to_T(self, spec, inputs, values_, T, name) -> None:
+        """From iOS 17 Core ML types scalar parameters (alpha, epsilon, ...) independently of x
+        (fp32 alpha on an fp16 op); anekit declares them with the op's type, so cast them."""
+        if T not in ("fp16", "fp32"):
+            return
+        for p in spec.params:
+            t = inputs.get(p.name)
+            if p.kind == "const" and p.dtypes == "T" and isinstance(t, Tensor) and t.dtype != T \
+                    and t.dtype in ("fp16", "fp32") and t.const is not None:
+                c = self._new_const(np.asarray(t.const).astype(_dt.to_numpy(T)), T, f"{name}_{p.name}")
+                inputs[p.name] = c
+                values_[p.name] = python_value(c.const)
+
+    def _type_var(self, spec, inputs: dict) -> str | None:
+        for p in spec.params:
+            if p.dtypes == "T" and p.name in inputs and p.kind in ("tensor", "tensors"):
+                v = inputs[p.name]
+                return (v[0] if isinstance(v, tuple) else v).dtype
+        for p in spec.params:
+            if p.dtypes == "T" and p.name in inputs:
+                return inputs[p.name].dtype
+        return None
+
+    def _defaults(self, spec, inputs, attrs, values_, T, name, where) -> None:
+        """Materialize omitted parameters' declared defaults, as anekit's builder does."""
+        pending = []
+        for p in spec.params:
+            if p.name in values_:
+                continue
+            if p.default is REQUIRED:
+                raise ModelFormatError(f"{where}: missing required argument '{p.name}'")
+            if p.default is not None:
+                pending.append(p)
+        for p in pending:   # callable defaults (e.g. strides per spatial axis) see the others
+            try:
+                d = p.default(Args(spec, values_, T)) if callable(p.default) else p.default
+                values_[p.name], arr, dtype = _const_value(spec, p, d, T)
+            except AnekitError as e:
+                raise ModelFormatError(f"{where}: {e}") from None
+            if p.kind == "attr":
+                attrs[p.name] = arr
+            else:
+                inputs[p.name] = self._new_const(arr, dtype, f"{name}_{p.name}")
+
+    def _fresh(self, base: str) -> str:
+        n, i = base, 0
+        while n in self.used_names or n in self.env:
+            i += 1
+            n = f"{base}_{i}"
+        self.used_names.add(n)
+        return n
+
+    def _binding(self, b, where: str, const_name: str) -> Tensor:
+        kind = b.WhichOneof("binding")
+        if kind == "name":
+            if b.name not in self.env:
+                raise ModelFormatError(f"{where}: '{b.name}' is used before it is defined")
+            return self.env[b.name]
+        if kind == "value":     # an inline literal: becomes a const op of its own
+            c = self._make_const(b.value, self._fresh(const_name), where)
+            return c
+        raise ModelFormatError(f"{where}: an empty argument binding")
+
+    # --- constants ------------------------------------------------------------------------
+
+    def _const(self, op, name: str, where: str) -> None:
+        if len(op.outputs) != 1:
+            raise ModelFormatError(f"{where}: a const must have one output, has {len(op.outputs)}")
+        if "val" not in op.attributes:
+            raise ModelFormatError(f"{where}: const without a 'val' attribute")
+        if len(op.inputs):
+            raise ModelFormatError(f"{where}: const takes no arguments")
+        out = op.outputs[0]
+        t = self._make_const(op.attributes["val"], name, where)
+        declared = values.tensor_type(self.pb, out.type, f"{where} output")
+        if declared != (t.dtype, t.shape):
+            raise ModelFormatError(f"{where}: output is declared {declared[0]}{list(declared[1])} but its value "
+                                   f"is {t.dtype}{list(t.shape)}")
+        t.name = out.name
+        self._define(out.name, t, where)
+
+    def _make_const(self, value, name: str, where: str) -> Tensor:
+        kind = value.WhichOneof("value")
+        if kind == "immediateValue":
+            arr = values.decode_immediate(self.pb, value, where)
+            dtype = "string" if isinstance(arr, str) else values.tensor_type(self.pb, value.type, where)[0]
+        elif kind == "blobFileValue":
+            dtype, shape = values.tensor_type(self.pb, value.type, where)
+            bf = value.blobFileValue
+            arr = self.weights.read(bf.fileName, int(bf.offset), dtype, shape, where)
+        else:
+            raise ModelFormatError(f"{where}: a value with neither inline data nor a weight reference")
+        try:
+            t = make_const(arr, dtype, name=name)
+        except AnekitError as e:
+            raise ModelFormatError(f"{where}: {e}") from None
+        if dtype != "string" and not _dt.get(dtype):
+            raise ModelFormatError(f"{where}: unknown dtype {dtype}")
+        t.name = name
+        self.ops.append(t.op)
+        return t

@@ -1,0 +1,158 @@
+"""Ops coremltools' PyTorch converter emits for common networks beyond the core set.
+
+Found by converting the test corpus (tests/models_zoo.py) and common layers: hardswish ->
+thresholded_relu, padded transposed convs -> crop, bilinear interpolation ->
+upsample_bilinear, pixel_shuffle, flip -> reverse, cumsum, torch.gather -> gather_along_axis,
+topk, in-place slice assignment -> slice_update, and the iOS 18 state ops (read_state,
+write_state; coreml_update_state is coremltools' fused write-then-read form). Semantics
+follow the MIL op set as coremltools documents it.
+"""
+from __future__ import annotations
+
+import math
+
+from ..spec import const, op, tensor
+from ._rules import axes, axis
+from .shape import slice_index_plan
+
+ANY = ("fp16", "fp32", "int32", "bool")
+NUMERIC = ("fp16", "fp32", "int32")
+
+
+@op(kind="activation", x=tensor(), alpha=const("T", 0, default=1.0))
+def thresholded_relu(a):
+    """x where x >= alpha, else 0."""
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="movement", x=tensor(), crop_height=const("int32", 1), crop_width=const("int32", 1))
+def crop(a):
+    """Drop crop_height = (top, bottom) rows and crop_width = (left, right) columns of the last two axes."""
+    if a.x.rank < 3:
+        raise a.fail("x", f"needs rank >= 3, got shape {list(a.x.shape)}")
+    h, w = a.x.shape[-2:]
+    for name, (lo, hi), size in (("crop_height", a.crop_height, h), ("crop_width", a.crop_width, w)):
+        if len(getattr(a, name)) != 2:
+            raise a.fail(name, f"needs 2 values, got {list(getattr(a, name))}")
+        if lo < 0 or hi < 0 or lo + hi >= size:
+            raise a.fail(name, f"({lo}, {hi}) must be non-negative and leave some of size {size}")
+    (t, b), (l, r) = a.crop_height, a.crop_width
+    return [(a.T, a.x.shape[:-2] + (h - t - b, w - l - r))]
+
+
+@op(kind="movement", x=tensor(),
+    scale_factor_height=const(("fp16", "fp32", "int32"), 0, default=1),
+    scale_factor_width=const(("fp16", "fp32", "int32"), 0, default=1),
+    align_corners=const("bool", 0, default=True),
+    half_pixel_centers=const("bool", 0, default=None))
+def upsample_bilinear(a):
+    """Bilinear resize of the last two axes to floor(size * factor); half_pixel_centers defaults
+    to `not align_corners` (iOS 16 form)."""
+    if a.x.rank < 3:
+        raise a.fail("x", f"needs rank >= 3, got shape {list(a.x.shape)}")
+    sh, sw = float(a.scale_factor_height), float(a.scale_factor_width)
+    if sh <= 0 or sw <= 0:
+        raise a.fail("scale_factor_height", f"factors must be positive, got {sh}, {sw}")
+    h, w = a.x.shape[-2:]
+    out = (int(math.floor(h * sh)), int(math.floor(w * sw)))
+    if min(out) < 1:
+        raise a.fail("scale_factor_height", f"output size {list(out)} is empty")
+    return [(a.T, a.x.shape[:-2] + out)]
+
+
+@op(kind="movement", T=ANY, x=tensor(), upscale_factor=const("int32", 0))
+def pixel_shuffle(a):
+    """[N, C*f*f, H, W] -> [N, C, H*f, W*f] (depth to space, PyTorch's channel order)."""
+    f = a.upscale_factor
+    if a.x.rank != 4:
+        raise a.fail("x", f"needs rank 4 [N, C, H, W], got shape {list(a.x.shape)}")
+    n, c, h, w = a.x.shape
+    if f < 1 or c % (f * f):
+        raise a.fail("upscale_factor", f"{f}^2 must divide the {c} channels")
+    return [(a.T, (n, c // (f * f), h * f, w * f))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1, default=None))
+def reverse(a):
+    """Reverse the order of elements along `axes` (all axes when omitted)."""
+    if a.axes is not None:
+        axes(a, "axes", a.axes, a.x.rank)
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="reduction", T=NUMERIC, x=tensor(), axis=const("int32", 0, default=0),
+    exclusive=const("bool", 0, default=False), reverse=const("bool", 0, default=False))
+def cumsum(a):
+    """Running sum along `axis` (exclusive: shifted by one; reverse: from the end)."""
+    axis(a, "axis", a.axis, a.x.rank)
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), axis=const("int32", 0, default=0))
+def gather_along_axis(a):
+    """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis` (torch.gather)."""
+    ax = axis(a, "axis", a.axis, a.x.rank)
+    if a.indices.rank != a.x.rank or any(
+            s != t for i, (s, t) in enumerate(zip(a.indices.shape, a.x.shape)) if i != ax):
+        raise a.fail("indices", f"shape {list(a.indices.shape)} must match x {list(a.x.shape)} off axis {ax}")
+    return [(a.T, a.indices.shape)]
+
+
+@op(kind="reduction", T=NUMERIC, x=tensor(), k=const("int32", 0, default=1),
+    axis=const("int32", 0, default=-1), ascending=const("bool", 0, default=False),
+    sort=const("bool", 0, default=True), return_indices=const("bool", 0, default=True),
+    output_indices_dtype=const("string", 0, default="int32", choices=("int32",)))
+def topk(a):
+    """The k largest (or smallest, ascending) values along `axis`, and their int32 indices."""
+    ax = axis(a, "axis", a.axis, a.x.rank)
+    n = a.x.shape[ax]
+    k = n if a.k == -1 else a.k
+    if not 1 <= k <= n:
+        raise a.fail("k", f"{a.k} is not in 1..{n} (axis {ax} of {list(a.x.shape)})")
+    shape = a.x.shape[:ax] + (k,) + a.x.shape[ax + 1:]
+    return [(a.T, shape), ("int32", shape)] if a.return_indices else [(a.T, shape)]
+
+
+# --- states (iOS 18): a state input holds a tensor that persists across calls ----------------
+
+@op(kind="movement", T=ANY, input=tensor())
+def read_state(a):
+    """The current value of a state input."""
+    return [(a.T, a.input.shape)]
+
+
+@op(kind="movement", T=ANY, input=tensor(), data=tensor())
+def write_state(a):
+    """Store `data` into a state input (no outputs; later read_state ops see it)."""
+    if a.data.shape != a.input.shape:
+        raise a.fail("data", f"shape {list(a.data.shape)} must equal the state's {list(a.input.shape)}")
+    return []
+
+
+@op(kind="movement", T=ANY, state=tensor(), value=tensor())
+def coreml_update_state(a):
+    """write_state(state, value) followed by read_state(state): stores and returns `value`."""
+    if a.value.shape != a.state.shape:
+        raise a.fail("value", f"shape {list(a.value.shape)} must equal the state's {list(a.state.shape)}")
+    return [(a.T, a.value.shape)]
+
+
+@op(kind="movement", T=ANY, x=tensor(), update=tensor(), begin=const("int32", 1), end=const("int32", 1),
+    stride=const("int32", 1, default=None), begin_mask=const("bool", 1, default=None),
+    end_mask=const("bool", 1, default=None), squeeze_mask=const("bool", 1, default=None))
+def slice_update(a):
+    """x with the strided slice x[begin:end:stride] (as slice_by_index selects it) replaced by
+    `update` (in-place tensor assignment, e.g. a KV-cache write)."""
+    r = a.x.rank
+    for n in ("begin", "end", "stride", "begin_mask", "end_mask", "squeeze_mask"):
+        v = getattr(a, n)
+        if v is not None and len(v) != r:
+            raise a.fail(n, f"needs {r} values (x shape {list(a.x.shape)}), got {list(v)}")
+    if a.stride is not None and 0 in a.stride:
+        raise a.fail("stride", "stride 0")
+    slices, drop = slice_index_plan(a.x.shape, a.begin, a.end, a.stride, a.begin_mask, a.end_mask, a.squeeze_mask)
+    shape = [len(range(*s.indices(n))) for s, n in zip(slices, a.x.shape)]
+    want = tuple(s for i, s in enumerate(shape) if i not in drop)
+    if a.update.shape != want:
+        raise a.fail("update", f"shape {list(a.update.shape)} must be the slice's {list(want)}")
+    return [(a.T, a.x.shape)]

@@ -1,0 +1,22 @@
+"""The real-ANE backend: MIL compiled in memory and evaluated through AppleNeuralEngine.framework
+(brief §2), in pure Python with ctypes. Written to the documented protocol and proven at its
+boundary with FakeTransport; it has not yet run on Apple hardware (docs/hardware.md).
+
+    exe = ak.compile(prog, backend="ane", target="m4")          # Apple Silicon macOS
+    from anekit.runtime.ane import FakeTransport
+    t = FakeTransport()                                         # anywhere: records, simulates
+    exe = ak.compile(prog, backend="ane", transport=t, target="m4"); exe({"x": x})
+    t.calls                                                     # [(receiver, selector, args), ...]
+
+Modules: transport (the one interface and ObjCTransport), objc / foundation / iosurface (the
+ctypes bridge), protocol (the dispatch sequence), layout ([1, C, 1, S] surfaces), preflight,
+programs (compile-once and LRU per process), worker / pool (the compile-budget subprocess),
+fake (FakeTransport), machine (what this Mac is), backend, selftest.
+"""
+from .backend import AneBackend, AneExecutable, dialect_for
+from .fake import FakeTransport
+from .pool import WorkerPool, pool_for, shutdown
+from .transport import Call, ObjCTransport, RecordingTransport, Transport
+
+__all__ = ["AneBackend", "AneExecutable", "FakeTransport", "ObjCTransport", "RecordingTransport", "Transport",
+           "Call", "WorkerPool", "pool_for", "shutdown", "dialect_for"]

@@ -1,0 +1,308 @@
+"""The Simulator: validates inputs, runs a function's ops in order with one kernel per op.
+
+Construction resolves every op to its kernel (UnsupportedOpError names any op without one),
+checks tensor sizes, folds const-only subgraphs once (weights, constexpr decompression),
+and plans when each intermediate can be freed. `run` then only executes the ops that depend
+on the inputs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import AnekitError, DTypeError, ShapeError, UnsupportedOpError
+from ..ir.graph import Function, Program, python_value
+from ..ir.spec import Args
+from ..mil.emit import STATE_INPUTS
+from . import kernels as _kernels  # noqa: F401  (registers every kernel)
+from .fp16 import F32
+from .numerics import Numerics
+from .profiles import NumericsProfile, profile_for
+from .registry import KERNELS, Call
+
+FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
+_OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
+_WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
+_STATE_OPS = {"read_state": "input", "write_state": "input", "coreml_update_state": "state"}
+
+
+class _Step:
+    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free")
+
+    def __init__(self, kernel, call, tensors, consts, outputs):
+        self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
+        self.free: tuple[int, ...] = ()
+
+
+class Simulator:
+    """Execute a Program's function on numpy inputs under a numerics profile.
+
+        sim = Simulator(prog, profile=profile_for("m1"))     # or "exact", "m4", ...
+        out = sim.run({"x": x})                               # {output name: array}
+    """
+
+    max_tensor_bytes = 4 << 30
+
+    def __init__(self, program: Program, profile: NumericsProfile | str | None = None,
+                 function: str | None = None):
+        if not isinstance(program, Program):
+            raise AnekitError(f"Simulator needs an anekit Program, got {type(program).__name__}")
+        self.profile = profile_for(profile)
+        self.nx = Numerics(self.profile)
+        if function is None:
+            fn = program.main
+        elif function in program.functions:
+            fn = program.functions[function]
+        else:
+            raise AnekitError(f"no function '{function}' in the program (functions: {', '.join(program.functions)})")
+        self.function: Function = fn
+        # State inputs: declared `state<...>`, or read and written by the state ops.
+        stateful = set(fn.attributes.get(STATE_INPUTS, ()))
+        for op in fn.ops:
+            if op.type in _STATE_OPS:
+                t = op.inputs.get(_STATE_OPS[op.type])
+                if t is not None and t.op is None:
+                    stateful.add(t.name)
+        self._state_names = tuple(t.name for t in fn.inputs if t.name in stateful)
+        self.states: dict[str, np.ndarray] = {}
+        self.reset_states()
+        self._slot: dict[int, int] = {}
+        self._const: dict[int, object] = {}
+        self._steps: list[_Step] = []
+        for t in fn.inputs:
+            self._new_slot(t)
+        for pos, op in enumerate(fn.ops):
+            self._plan_op(pos, op)
+        for t in fn.outputs:
+            if id(t) not in self._slot:
+                raise ShapeError(f"function '{fn.name}': output '{t.name}' is not produced by any op")
+        self._outputs = [(t.name, self._slot[id(t)], t.dtype) for t in fn.outputs]
+        self._plan_frees()
+
+    # --- public -------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.function.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for n, _, _ in self._outputs]
+
+    def reset_states(self) -> None:
+        """Set every state input (iOS 18 `state<...>`) back to zeros."""
+        for t in self.function.inputs:
+            if t.name in self._state_names:
+                self.states[t.name] = np.zeros(t.shape, {"int32": np.int32, "bool": np.bool_}.get(t.dtype, F32))
+
+    def run(self, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """Outputs by name, each in its declared dtype (fp16 outputs as float16 arrays).
+        A state input may be given to set its value; otherwise it keeps the value the last
+        run left (zeros at first)."""
+        env: list = [None] * len(self._slot)
+        for slot, value in self._const.items():
+            env[slot] = value
+        for t, arr in zip(self.function.inputs, self._check_inputs(inputs)):
+            if t.name in self._state_names:
+                if arr is not None:
+                    self.states[t.name] = arr
+                arr = self.states[t.name]
+            env[self._slot[id(t)]] = arr
+        with np.errstate(all="ignore"):
+            for step in self._steps:
+                self._execute(step, env)
+                for slot in step.free:
+                    env[slot] = None
+        return {name: _to_declared(env[slot], dtype) for name, slot, dtype in self._outputs}
+
+    __call__ = run
+
+    # --- planning -----------------------------------------------------------------------
+
+    def _new_slot(self, t) -> int:
+        if id(t) in self._slot:
+            raise ShapeError(f"tensor '{t.name}' is defined twice")
+        self._slot[id(t)] = n = len(self._slot)
+        return n
+
+    def _ref(self, op, pos, t) -> int:
+        try:
+            return self._slot[id(t)]
+        except KeyError:
+            raise ShapeError(f"{op.type} '{op.name}' (op #{pos}) reads '{t.name}' before any op defines it") from None
+
+    def _plan_op(self, pos: int, op) -> None:
+        kernel = KERNELS.get(op.type)
+        if kernel is None:
+            raise UnsupportedOpError(f"the simulator has no kernel for op type '{op.type}' "
+                                     f"(op '{op.name}', #{pos} in function '{self.function.name}')")
+        for t in op.outputs:
+            width = 4 if t.dtype not in ("bool",) else 1
+            if math.prod(t.shape) * width > self.max_tensor_bytes:
+                raise ShapeError(f"{op.type} '{op.name}' (op #{pos}): output {list(t.shape)} needs "
+                                 f"more than {self.max_tensor_bytes >> 30} GiB")
+        tensors, consts, const_params = {}, {}, set()
+        folded = True
+        for p in op.spec.params:
+            v = op.inputs.get(p.name)
+            if p.kind in ("tensor", "tensors"):
+                if v is None:
+                    tensors[p.name] = None
+                    continue
+                ref = tuple(self._ref(op, pos, t) for t in v) if isinstance(v, tuple) else self._ref(op, pos, v)
+                tensors[p.name] = ref
+                if all(r in self._const for r in (ref if isinstance(ref, tuple) else (ref,))):
+                    const_params.add(p.name)
+                else:
+                    folded = False
+            elif p.kind == "const":
+                consts[p.name] = self._const_value(op, pos, p, v)
+            else:
+                consts[p.name] = op.attrs[p.name] if p.name in op.attrs else (
+                    None if callable(p.default) or p.default is None else p.default)
+        for p in op.spec.params:   # callable defaults (spatial strides, pads) a parser may omit
+            if p.kind == "const" and consts[p.name] is None and callable(p.default):
+                consts[p.name] = python_value(p.default(Args(op.spec, self._shape_view(op, consts), None)))
+        call = Call(op, self.nx, pos, const_params, self.states)
+        outputs = tuple((self._new_slot(t), t) for t in op.outputs)
+        step = _Step(kernel, call, tensors, consts, outputs)
+        if folded:
+            env = {s: self._const[s] for s in self._const}
+            self._execute(step, env, compile_time=True)
+            for slot, _ in outputs:
+                value = env[slot]
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False   # shared by every run
+                self._const[slot] = value
+        else:
+            self._steps.append(step)
+
+    def _const_value(self, op, pos, p, v):
+        if v is None:
+            return None if callable(p.default) or p.default is None else p.default
+        if isinstance(v, tuple):
+            raise ShapeError(f"{op.type} '{op.name}' (op #{pos}): argument '{p.name}' must be one constant")
+        if v.const is not None:
+            return python_value(v.const)
+        slot = self._ref(op, pos, v)
+        if slot not in self._const:
+            raise ShapeError(f"{op.type} '{op.name}' (op #{pos}): argument '{p.name}' must be a "
+                             f"compile-time constant, got the computed tensor '{v.name}'")
+        return python_value(self._const[slot])
+
+    @staticmethod
+    def _shape_view(op, consts):
+        values = dict(consts)
+        for name, v in op.inputs.items():
+            if name not in values or values[name] is None:
+                values[name] = v
+        return values
+
+    def _plan_frees(self) -> None:
+        keep = {slot for _, slot, _ in self._outputs} | set(self._const)
+        last: dict[int, int] = {}
+        for i, step in enumerate(self._steps):
+            for ref in step.tensors.values():
+                for slot in (ref if isinstance(ref, tuple) else (ref,)) if ref is not None else ():
+                    last[slot] = i
+            for slot, _ in step.outputs:      # an unused output dies right away
+                last.setdefault(slot, i)
+        frees: dict[int, list[int]] = {}
+        for slot, i in last.items():
+            if slot not in keep:
+                frees.setdefault(i, []).append(slot)
+        for i, step in enumerate(self._steps):
+            step.free = tuple(frees.get(i, ()))
+
+    # --- execution ----------------------------------------------------------------------
+
+    def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
+        call = step.call
+        kw = dict(step.consts)
+        for name, ref in step.tensors.items():
+            kw[name] = None if ref is None else (tuple(env[r] for r in ref) if isinstance(ref, tuple) else env[ref])
+        try:
+            with np.errstate(all="ignore"):
+                result = step.kernel.fn(call, **kw)
+        except AnekitError:
+            raise
+        except _WRAPPED as e:
+            raise ShapeError(f"{call.op.type} '{call.op.name}' (op #{call.position}) failed: "
+                             f"{type(e).__name__}: {e}") from e
+        results = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+        if len(results) != len(step.outputs):
+            raise call.fail(f"kernel returned {len(results)} values for {len(step.outputs)} outputs")
+        ingest = compile_time and call.op.spec.kind in ("const", "constexpr")
+        for (slot, t), value in zip(step.outputs, results):
+            env[slot] = self._finish(call, t, value, step.kernel.finish, ingest)
+
+    def _finish(self, call, t, value, mode: str, ingest: bool):
+        if t.dtype == "string" or isinstance(value, str):
+            return value
+        arr = np.asarray(value)
+        if arr.shape != t.shape:
+            raise call.fail(f"computed shape {list(arr.shape)} but '{t.name}' is declared {list(t.shape)}")
+        if t.dtype in FLOAT_DTYPES:
+            if ingest:
+                return self.nx.ingest(arr)
+            return arr.astype(F32, copy=False) if mode == "keep" else self.nx.store(arr)
+        if t.dtype == "int32":
+            return arr.astype(np.int32, copy=False)
+        if t.dtype == "bool":
+            return arr.astype(np.bool_, copy=False)
+        return arr          # sub-byte and other storage-only dtypes feed constexpr ops as they are
+
+    def _check_inputs(self, inputs) -> list[np.ndarray]:
+        if not isinstance(inputs, Mapping):
+            raise ShapeError(f"inputs must be a mapping of input name to array, got {type(inputs).__name__}")
+        want = {t.name: t for t in self.function.inputs}
+        unexpected = sorted(set(inputs) - set(want))
+        if unexpected:
+            raise ShapeError(f"unexpected input(s) {', '.join(map(repr, unexpected))}; "
+                             f"the function takes {', '.join(_describe(t) for t in self.function.inputs)}")
+        missing = [t for t in self.function.inputs if t.name not in inputs and t.name not in self._state_names]
+        if missing:
+            raise ShapeError("missing input(s): " + ", ".join(_describe(t) for t in missing))
+        return [self._convert_input(t, inputs[t.name]) if t.name in inputs else None
+                for t in self.function.inputs]
+
+    def _convert_input(self, t, value) -> np.ndarray:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as e:
+            raise DTypeError(f"input '{t.name}': not convertible to an array ({e})") from None
+        if arr.dtype.kind not in "biuf":
+            raise DTypeError(f"input '{t.name}': numeric array expected, got dtype {arr.dtype}")
+        if arr.shape != t.shape:
+            raise ShapeError(f"input '{t.name}': expected shape {list(t.shape)}, got {list(arr.shape)}")
+        if t.dtype in ("fp16", "fp32"):
+            with np.errstate(all="ignore"):
+                a = arr.astype(np.float16 if t.dtype == "fp16" else F32).astype(F32)
+                return self.nx.ingest(a)
+        if t.dtype == "int32":
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+                raise DTypeError(f"input '{t.name}': int32 input needs integer values")
+            if arr.size and (arr.min() < -2 ** 31 or arr.max() >= 2 ** 31):
+                raise DTypeError(f"input '{t.name}': values out of int32 range")
+            return arr.astype(np.int32)
+        if t.dtype == "bool":
+            if arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all():
+                raise DTypeError(f"input '{t.name}': bool input needs 0/1 or bool values")
+            return arr.astype(np.bool_)
+        raise DTypeError(f"input '{t.name}': dtype {t.dtype} is not a valid function input")
+
+
+def _describe(t) -> str:
+    return f"'{t.name}' {t.dtype}{list(t.shape)}"
+
+
+def _to_declared(value, dtype: str):
+    if isinstance(value, str):
+        return value
+    np_type = _OUT_NUMPY.get(dtype)
+    if np_type is None:
+        return np.array(value)
+    with np.errstate(all="ignore"):
+        return np.array(value, dtype=np_type)

@@ -1,0 +1,156 @@
+"""Convolution and transposed convolution on the MAC model.
+
+A convolution becomes one batched matmul: the weight [groups, Cout/g, taps * Cin/g] against
+the input windows [N, groups, taps * Cin/g, positions]. Lanes are ordered tap-major, input
+channels fastest (the kernel rasterizes taps; each tap reduces across channels). A 1x1
+stride-1 convolution is a plain matmul on a reshaped view. Depthwise convolutions that are
+too big to emulate accumulate tap by tap. The 2**15 port ceiling applies when a
+convolution accumulates two or more taps (guide ch. 3); a single-tap one keeps 65504.
+A transposed convolution runs as the convolution of the zero-stuffed input with the
+flipped kernel, then crops.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import mac
+from ..fp16 import F32
+from ..registry import kernel
+
+
+def conv_pads(pad_type, pad, size, k, strides, dil) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial axis under MIL's pad types."""
+    out = []
+    for i, (n, kk, s, d) in enumerate(zip(size, k, strides, dil)):
+        if pad_type == "custom":
+            out.append((int(pad[2 * i]), int(pad[2 * i + 1])))
+        elif pad_type in ("same", "same_lower"):
+            total = max((-(-n // s) - 1) * s + d * (kk - 1) + 1 - n, 0)
+            small = total // 2
+            out.append((small, total - small) if pad_type == "same" else (total - small, small))
+        else:
+            out.append((0, 0))
+    return out
+
+
+def _windows(xp: np.ndarray, k, strides, dil, out_sp) -> np.ndarray:
+    """[N, C, *out, *k] view of the padded input's windows."""
+    n = len(k)
+    eff = [d * (kk - 1) + 1 for kk, d in zip(k, dil)]
+    v = np.lib.stride_tricks.sliding_window_view(xp, eff, axis=tuple(range(2, 2 + n)))
+    index = (slice(None), slice(None))
+    index += tuple(slice(0, o * s, s) for o, s in zip(out_sp, strides))
+    index += tuple(slice(None, None, d) for d in dil)
+    return v[index]
+
+
+def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
+    """[Cout, Cin/g, *k] -> [groups, Cout/g, taps * Cin/g], lanes tap-major."""
+    cout, cin_g = weight.shape[:2]
+    w = np.moveaxis(weight, 1, -1)                        # [Cout, *k, Cin/g]
+    return np.ascontiguousarray(w.reshape(groups, cout // groups, -1))
+
+
+def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") -> np.ndarray:
+    nx = c.nx
+    n, cin = x.shape[:2]
+    k = weight.shape[2:]
+    taps, cin_g = math.prod(k), cin // groups
+    ceiling = taps * cin_g >= 2
+    positions = math.prod(out_sp)
+    pointwise = taps == 1 and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair)
+    wop = c.cached(cache_key, lambda: nx.operand(_weight_matrix(weight, groups)[None], -1), "weight")
+    wm = wop.array[0]
+    if pointwise:
+        cols = x.reshape(n, groups, cin_g, positions)
+    else:
+        xp = np.pad(x, [(0, 0), (0, 0)] + pads) if any(p for pair in pads for p in pair) else x
+        win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
+        products = n * weight.shape[0] * positions * taps * cin_g
+        if cin_g == 1 and (nx.profile.exact or products > nx.profile.tile_emulation_max_products):
+            y = _depthwise(nx, x, win, wm, groups, ceiling)
+            if y is not None:
+                return y
+        sp = len(k)
+        win = win.reshape((n, groups, cin_g) + tuple(out_sp) + tuple(k))
+        order = (0, 1) + tuple(range(3 + sp, 3 + 2 * sp)) + (2,) + tuple(range(3, 3 + sp))
+        cols = np.ascontiguousarray(win.transpose(order)).reshape(n, groups, taps * cin_g, positions)
+    y = nx.matmul(wop, cols, ceiling)                     # [N, groups, Cout/g, positions]
+    return y.reshape((n, weight.shape[0]) + tuple(out_sp))
+
+
+def _depthwise(nx, x, win, wm, groups, ceiling):
+    """Tap-by-tap accumulation for one input channel per group; None when the port ceiling
+    could be reached (the matmul route then checks interior partials exactly)."""
+    p = nx.profile
+    mult = wm.shape[1]
+    w = wm.reshape(groups * mult, -1)                     # [Cout, taps]
+    k = win.shape[2 + (win.ndim - 2) // 2:]
+    sp = len(k)
+    limit = p.mac_output_ceiling if (ceiling and not p.exact) else None
+    if limit is not None:
+        xmax = np.abs(x).max(axis=tuple(i for i in range(x.ndim) if i != 1))
+        if (np.abs(w).sum(axis=1) * np.repeat(xmax, mult)).max() >= limit:
+            return None
+    acc = np.zeros((win.shape[0], w.shape[0]) + win.shape[2:2 + sp], F32)
+    for t, tap in enumerate(np.ndindex(*k)):
+        src = win[(Ellipsis,) + tap]                      # [N, Cin, *out]
+        if mult > 1:
+            src = np.repeat(src, mult, axis=1)
+        acc += w[:, t].reshape((1, -1) + (1,) * sp) * src
+    return acc if p.exact else mac.port_output(acc, p, limit)
+
+
+@kernel("conv", finish="keep")
+def conv(c, x, weight, bias, strides, pad_type, pad, dilations, groups):
+    sp = x.ndim - 2
+    strides = tuple(strides or (1,) * sp)
+    dil = tuple(dilations or (1,) * sp)
+    pads = conv_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dil)
+    y = convolve(c, x, weight, strides, pads, dil, groups, c.out_shape()[2:])
+    if bias is not None:
+        y = c.nx.store(y + bias.reshape((1, -1) + (1,) * sp))
+    return y
+
+
+@kernel("conv_transpose", finish="keep")
+def conv_transpose(c, x, weight, bias, pad, output_shape, pad_type, strides, dilations, groups):
+    sp = x.ndim - 2
+    strides = tuple(strides or (1,) * sp)
+    dil = tuple(dilations or (1,) * sp)
+    k = weight.shape[2:]
+    n, cin = x.shape[:2]
+    cin_g = cin // groups
+    # Equivalent forward weight: [Cout, Cin/g, *k], flipped in space.
+    def forward_weight():
+        w = weight.reshape((groups, cin_g, -1) + tuple(k))                # [g, Cin/g, Cout/g, *k]
+        w = np.swapaxes(w, 1, 2).reshape((-1, cin_g) + tuple(k))
+        return np.ascontiguousarray(np.flip(w, axis=tuple(range(2, 2 + sp))))
+    wf = c.cached("wf", forward_weight, "weight")
+    stuffed = np.zeros((n, cin) + tuple((s - 1) * st + 1 for s, st in zip(x.shape[2:], strides)), x.dtype)
+    stuffed[(slice(None), slice(None)) + tuple(slice(None, None, st) for st in strides)] = x
+    full = [(s - 1) * st + d * (kk - 1) + 1 for s, st, d, kk in zip(x.shape[2:], strides, dil, k)]
+    edge = [(d * (kk - 1), d * (kk - 1)) for d, kk in zip(dil, k)]
+    y = convolve(c, stuffed, wf, (1,) * sp, edge, dil, groups, full, cache_key="wt")
+    out_sp = c.out_shape()[2:]
+    index = [slice(None), slice(None)]
+    tail = [(0, 0), (0, 0)]
+    for i, (f, o, s) in enumerate(zip(full, out_sp, x.shape[2:])):
+        if pad_type in ("same", "same_lower"):
+            total = f - s * strides[i]
+            half = total // 2 if pad_type == "same" else total - total // 2
+            start = max(half, 0)
+        elif pad_type == "custom":
+            start = int(pad[2 * i])
+        else:
+            start = 0
+        index.append(slice(start, start + o))
+        tail.append((0, max(0, start + o - f)))
+    y = y[tuple(index)]
+    if any(t for _, t in tail):
+        y = np.pad(y, tail)
+    if bias is not None:
+        y = c.nx.store(y + bias.reshape((1, -1) + (1,) * sp))
+    return y

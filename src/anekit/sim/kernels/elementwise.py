@@ -1,0 +1,135 @@
+"""Elementwise arithmetic, comparisons, logic and unary math.
+
+Kernels compute in float32 on storage values; the executor rounds the result to fp16 and
+applies the NaN rule (inf - inf, 0 * inf, sqrt(-1) -> +0) in a chip profile.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..fp16 import F32
+from ..functions import erf
+from ..registry import kernel
+
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+           "maximum": np.maximum, "minimum": np.minimum}
+_COMPARE = {"equal": np.equal, "not_equal": np.not_equal, "greater": np.greater,
+            "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal}
+_LOGICAL = {"logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor}
+_UNARY = {"abs": np.abs, "exp": np.exp, "exp2": np.exp2, "floor": np.floor, "ceil": np.ceil,
+          "round": np.round, "sign": np.sign, "sin": np.sin, "cos": np.cos, "tan": np.tan,
+          "atan": np.arctan}
+
+
+def _is_int(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iu"
+
+
+@kernel(*_BINARY)
+def binary(c, x, y):
+    return _BINARY[c.type](x, y)
+
+
+@kernel("real_div")
+def real_div(c, x, y):
+    if _is_int(x):
+        safe = np.where(y == 0, 1, y)
+        return np.where(y == 0, 0, np.trunc(x / safe)).astype(np.int32)
+    return np.divide(x, c.nx.denominator(y), dtype=F32)
+
+
+@kernel("floor_div")
+def floor_div(c, x, y):
+    if _is_int(x):
+        return np.floor_divide(x, np.where(y == 0, 1, y)) * (y != 0)
+    return np.floor(np.divide(x, c.nx.denominator(y), dtype=F32))
+
+
+@kernel("mod")
+def mod(c, x, y):
+    if _is_int(x):
+        return np.mod(x, np.where(y == 0, 1, y)) * (y != 0)
+    return np.mod(x, y)
+
+
+@kernel("pow")
+def pow_(c, x, y):
+    if _is_int(x):
+        return np.power(x.astype(np.float64), y).astype(np.int64).astype(np.int32)
+    return np.power(x, y, dtype=F32)
+
+
+@kernel(*_COMPARE)
+def compare(c, x, y):
+    return _COMPARE[c.type](x, y)
+
+
+@kernel(*_LOGICAL)
+def logical(c, x, y):
+    return _LOGICAL[c.type](x, y)
+
+
+@kernel("logical_not")
+def logical_not(c, x):
+    return np.logical_not(x)
+
+
+@kernel(*_UNARY)
+def unary(c, x):
+    return _UNARY[c.type](x)
+
+
+@kernel("square")
+def square(c, x):
+    return x * x
+
+
+@kernel("sqrt")
+def sqrt(c, x):
+    r = np.sqrt(x)
+    return r + F32(0.0) if c.nx.fp16 else r     # the engine returns +0 for -0
+
+
+@kernel("erf")
+def erf_(c, x):
+    return erf(x).astype(F32)
+
+
+@kernel("rsqrt")
+def rsqrt(c, x, epsilon):
+    nx = c.nx
+    return F32(1.0) / np.sqrt(nx.denominator(nx.store(x + nx.const(epsilon))))
+
+
+@kernel("inverse")
+def inverse(c, x, epsilon):
+    nx = c.nx
+    return F32(1.0) / nx.denominator(nx.store(x + nx.const(epsilon)))
+
+
+@kernel("log")
+def log(c, x, epsilon):
+    nx = c.nx
+    v = nx.store(x + nx.const(epsilon))
+    r = np.log(v)
+    sentinel = nx.profile.log_of_zero
+    if nx.fp16 and sentinel is not None:
+        r = np.where(v == 0, F32(sentinel), r)   # log(+0) is a finite sentinel on the engine
+    return r
+
+
+@kernel("select", finish="keep")
+def select(c, cond, a, b):
+    return np.where(cond, a, b)
+
+
+@kernel("cast")
+def cast(c, x, dtype):
+    if dtype in ("fp16", "fp32"):
+        v = x.astype(F32)
+        return v.astype(np.float16).astype(F32) if dtype == "fp16" else v
+    if dtype == "int32":
+        if x.dtype.kind == "f":
+            x = np.clip(np.nan_to_num(x, nan=0.0), -2.0 ** 31, 2.0 ** 31 - 1)
+        return x.astype(np.int32)
+    return x != 0

@@ -1,0 +1,44 @@
+"""matmul, linear and scaled dot-product attention through the MAC model (mac.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..fp16 import F32
+from ..registry import kernel
+from .reduce import softmax_along
+
+
+@kernel("matmul", finish="keep")
+def matmul(c, x, y, transpose_x, transpose_y):
+    # Promote rank-1 operands the way the shape rule does, then transpose.
+    a = x[None, :] if x.ndim == 1 else x
+    b = y[:, None] if y.ndim == 1 else y
+    if transpose_x:
+        a = np.swapaxes(a, -1, -2)
+    if transpose_y:
+        b = np.swapaxes(b, -1, -2)
+    return c.nx.matmul(a, b).reshape(c.out_shape())
+
+
+@kernel("linear")
+def linear(c, x, weight, bias):
+    wt = c.cached("wt", lambda: c.nx.operand(np.ascontiguousarray(weight.T), -2), "weight")
+    y = c.nx.matmul(x.reshape(-1, x.shape[-1]), wt).reshape(c.out_shape())
+    return y if bias is None else y + bias
+
+
+@kernel("scaled_dot_product_attention", finish="keep")
+def scaled_dot_product_attention(c, query, key, value, attn_mask):
+    """softmax(Q K^T / sqrt(E) + mask) V as its MAC, scale, mask and softmax stages."""
+    nx = c.nx
+    scores = nx.matmul(query, np.swapaxes(key, -1, -2))
+    scores = nx.store(scores * nx.const(1.0 / math.sqrt(query.shape[-1])))
+    if attn_mask is not None:
+        if attn_mask.dtype == np.bool_:
+            scores = np.where(attn_mask, scores, F32(-np.inf))
+        else:
+            scores = nx.store(scores + attn_mask)
+    probs = nx.store(softmax_along(nx, scores, -1))
+    return nx.matmul(probs, value).reshape(c.out_shape())

@@ -1,0 +1,94 @@
+"""Pooling and nearest-neighbour upsampling."""
+from __future__ import annotations
+
+
+import numpy as np
+
+from ..fp16 import F32
+from ..registry import kernel
+from .conv import conv_pads
+
+
+def _pooled(c, x, kernel_sizes, strides, pad_type, pad, fill):
+    """Windows [N, C, *out, *k] over x padded as the pad type says, plus the padding kept
+    in the average (everything but the extension ceil_mode adds) as a 0/1 mask."""
+    sp = x.ndim - 2
+    k = tuple(kernel_sizes)
+    strides = tuple(strides or (1,) * sp)
+    out = c.out_shape()[2:]
+    pads = conv_pads(pad_type, pad, x.shape[2:], k, strides, (1,) * sp)
+    extra = [max(0, (o - 1) * s + kk - (n + b + e)) for o, s, kk, n, (b, e) in zip(out, strides, k, x.shape[2:], pads)]
+    widths = [(0, 0), (0, 0)] + [(b, e + ex) for (b, e), ex in zip(pads, extra)]
+    xp = np.pad(x, widths, constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(xp, k, axis=tuple(range(2, 2 + sp)))
+    index = (slice(None), slice(None)) + tuple(slice(0, o * s, s) for o, s in zip(out, strides))
+    return win[index], widths, pads, extra
+
+
+@kernel("max_pool", finish="keep")
+def max_pool(c, x, kernel_sizes, strides, pad_type, pad, ceil_mode):
+    win, *_ = _pooled(c, x, kernel_sizes, strides, pad_type, pad, -np.inf)
+    sp = x.ndim - 2
+    return win.max(axis=tuple(range(2 + sp, 2 + 2 * sp)))
+
+
+@kernel("avg_pool")
+def avg_pool(c, x, kernel_sizes, strides, pad_type, pad, exclude_padding_from_average, ceil_mode):
+    win, widths, pads, extra = _pooled(c, x, kernel_sizes, strides, pad_type, pad, 0.0)
+    sp = x.ndim - 2
+    axes = tuple(range(2 + sp, 2 + 2 * sp))
+    total = win.sum(axis=axes, dtype=F32)
+    # Divisor: the window's elements inside the input (exclude) or inside input + padding.
+    mask = np.zeros(tuple(n + b + e for n, (b, e) in zip(x.shape[2:], widths[2:])), F32)
+    inner = tuple(slice(b, b + n) if exclude_padding_from_average else slice(0, b + n + e)
+                  for n, (b, _), (_, e) in zip(x.shape[2:], widths[2:], pads))
+    mask[inner] = 1.0
+    mwin = np.lib.stride_tricks.sliding_window_view(mask, tuple(kernel_sizes))
+    strides = tuple(strides or (1,) * sp)
+    out = c.out_shape()[2:]
+    count = mwin[tuple(slice(0, o * s, s) for o, s in zip(out, strides))].sum(axis=tuple(range(sp, 2 * sp)))
+    return total / np.maximum(count, F32(1.0))
+
+
+@kernel("upsample_nearest_neighbor", finish="keep")
+def upsample_nearest_neighbor(c, x, scale_factor_height, scale_factor_width):
+    h, w = x.shape[-2:]
+    oh, ow = c.out_shape()[-2:]
+    rows = np.minimum(np.floor(np.arange(oh) / float(scale_factor_height)).astype(np.intp), h - 1)
+    cols = np.minimum(np.floor(np.arange(ow) / float(scale_factor_width)).astype(np.intp), w - 1)
+    return x[..., rows[:, None], cols[None, :]]
+
+
+
+
+def _source_coords(out: int, size: int, factor: float, align_corners: bool, half_pixel: bool) -> np.ndarray:
+    """Fractional source coordinate of each output row or column (MIL upsample_bilinear)."""
+    dst = np.arange(out, dtype=np.float64)
+    if align_corners:
+        src = dst * ((size - 1) / (out - 1)) if out > 1 else np.zeros(out)
+    elif half_pixel:
+        src = (dst + 0.5) / factor - 0.5
+    else:
+        src = dst / factor
+    return np.clip(src, 0.0, size - 1)
+
+
+def _lerp_axis(x: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
+    lo = np.floor(src).astype(np.intp)
+    hi = np.minimum(lo + 1, x.shape[axis] - 1)
+    frac = (src - lo).astype(F32)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    frac = frac.reshape(shape)
+    return np.take(x, lo, axis=axis) * (F32(1.0) - frac) + np.take(x, hi, axis=axis) * frac
+
+
+@kernel("upsample_bilinear")
+def upsample_bilinear(c, x, scale_factor_height, scale_factor_width, align_corners, half_pixel_centers):
+    if align_corners and half_pixel_centers:
+        raise c.fail("align_corners and half_pixel_centers cannot both be true")
+    half = (not align_corners) if half_pixel_centers is None else bool(half_pixel_centers)
+    oh, ow = c.out_shape()[-2:]
+    h, w = x.shape[-2:]
+    y = _lerp_axis(x, _source_coords(oh, h, float(scale_factor_height), align_corners, half), x.ndim - 2)
+    return _lerp_axis(y, _source_coords(ow, w, float(scale_factor_width), align_corners, half), x.ndim - 1)

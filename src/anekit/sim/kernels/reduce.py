@@ -1,0 +1,108 @@
+"""Reductions and softmax. Sums go through the accumulator model (mac.reduce_lanes): the
+4-lane tile stage and float32 accumulator, without the MAC port's 2**15 ceiling (guide
+ch. 3: reduce-sum keeps the full fp16 range)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..fp16 import F32
+from ..registry import kernel
+
+_SUMS = ("reduce_sum", "reduce_mean", "reduce_sum_square", "reduce_l1_norm", "reduce_l2_norm",
+         "reduce_log_sum_exp")
+_OTHERS = {"reduce_max": np.max, "reduce_min": np.min, "reduce_prod": np.prod}
+
+
+def lanes_last(x: np.ndarray, axes) -> np.ndarray:
+    """x with the reduced axes moved last and flattened: [kept..., K]."""
+    ax = list(range(x.ndim)) if axes is None else sorted({a % x.ndim for a in axes})
+    moved = np.moveaxis(x, ax, list(range(x.ndim - len(ax), x.ndim)))
+    return moved.reshape(moved.shape[:x.ndim - len(ax)] + (-1,))
+
+
+def softmax_along(nx, x: np.ndarray, axis: int) -> np.ndarray:
+    """Softmax with the max subtracted first, as the engine does (it never overflows)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    if nx.fp16:
+        e = nx.store(np.exp(nx.store(x - m)))      # inf - inf -> +0 puts the mass on an inf lane
+    else:
+        e = np.exp(x - m)
+    return e / np.sum(e, axis=axis, keepdims=True, dtype=F32)
+
+
+@kernel("softmax")
+def softmax(c, x, axis):
+    return softmax_along(c.nx, x, axis)
+
+
+@kernel(*_SUMS)
+def reduce_sum_family(c, x, axes, keep_dims):
+    lanes = lanes_last(x, axes)
+    shape = c.out_shape()
+    if lanes.dtype.kind in "iu":
+        return _integer(c.type, lanes).reshape(shape)
+    nx, t = c.nx, c.type
+    if t == "reduce_sum":
+        r = nx.wide_sum(lanes)
+    elif t == "reduce_mean":
+        r = nx.wide_sum(lanes) * F32(1.0 / lanes.shape[-1])
+    elif t == "reduce_sum_square":
+        r = nx.wide_sum(nx.products(lanes, lanes))
+    elif t == "reduce_l1_norm":
+        r = nx.wide_sum(np.abs(lanes))
+    elif t == "reduce_l2_norm":
+        r = np.sqrt(nx.store(nx.wide_sum(nx.products(lanes, lanes))))
+    else:   # reduce_log_sum_exp, max-subtracted like softmax
+        m = np.max(lanes, axis=-1, keepdims=True)
+        m = np.where(np.isfinite(m), m, F32(0.0))
+        e = nx.store(np.exp(nx.store(lanes - m)))
+        r = nx.store(np.log(nx.store(nx.wide_sum(e)))) + m[..., 0]
+    return r.reshape(shape)
+
+
+def _integer(t: str, lanes: np.ndarray) -> np.ndarray:
+    s = np.sum(lanes, axis=-1, dtype=np.int64)
+    if t == "reduce_sum":
+        return s
+    if t == "reduce_mean":
+        return np.trunc(s / lanes.shape[-1])
+    if t == "reduce_l1_norm":
+        return np.sum(np.abs(lanes), axis=-1, dtype=np.int64)
+    sq = np.sum(lanes.astype(np.int64) ** 2, axis=-1)
+    if t == "reduce_sum_square":
+        return sq
+    if t == "reduce_l2_norm":
+        return np.trunc(np.sqrt(sq))
+    return np.trunc(np.log(np.sum(np.exp(lanes.astype(np.float64)), axis=-1)))
+
+
+@kernel(*_OTHERS)
+def reduce_other(c, x, axes, keep_dims):
+    return _OTHERS[c.type](lanes_last(x, axes), axis=-1).reshape(c.out_shape())
+
+
+@kernel("reduce_argmax", "reduce_argmin")
+def reduce_arg(c, x, axis, keep_dims):
+    f = np.argmax if c.type == "reduce_argmax" else np.argmin
+    return f(x, axis=axis).reshape(c.out_shape())
+
+
+@kernel("cumsum")
+def cumsum(c, x, axis, exclusive, reverse):
+    ax = axis % x.ndim
+    v = np.flip(x, ax) if reverse else x
+    run = np.cumsum(v, axis=ax, dtype=np.int64 if x.dtype.kind in "iu" else F32)
+    if exclusive:
+        run = np.concatenate([np.zeros_like(np.take(run, [0], axis=ax)),
+                              np.take(run, np.arange(x.shape[ax] - 1), axis=ax)], axis=ax)
+    return np.flip(run, ax) if reverse else run
+
+
+@kernel("topk", finish="keep")
+def topk(c, x, k, axis, ascending, sort, return_indices, output_indices_dtype):
+    ax = axis % x.ndim
+    k = x.shape[ax] if k == -1 else k
+    key = x if ascending else (-x.astype(np.float64) if x.dtype.kind in "iu" else -x)
+    order = np.take(np.argsort(key, axis=ax, kind="stable"), np.arange(k), axis=ax)   # ties: lower index first
+    values = np.take_along_axis(x, order, axis=ax)
+    return (values, order.astype(np.int32)) if return_indices else values

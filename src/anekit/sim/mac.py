@@ -1,0 +1,203 @@
+"""The accumulation model: fp16 lanes, four-lane tiles, a float32 accumulator, the 2**15 port.
+
+Guide ch. 3 "Wide accumulator" and ch. 20 "Radix-4 reduction and wide accumulator": the
+first reduction stage groups lanes into tiles of four, fp16-rounded, which supply one wide
+(fp32-class) running accumulator that rounds to fp16 only at the output port. The model
+that reproduces every published probe (5116 for [4096] + 1024 ones; the 16-ones
+cancellation sweep of tbl:c3-cancel-sweep at every fp16 magnitude, in either lane order):
+inside a tile the lanes add in order, each add rounding half to even onto a grid one bit
+finer than the fp16 grid of its larger operand; tiles then add into a float32 accumulator.
+
+Exact emulation costs a few passes per product, so reductions with more than
+`tile_emulation_max_products` products (big matmuls and convs) take the fast route: float32
+BLAS on the fp16 operands. That keeps the wide accumulator and the fp16 input and output
+rounding but drops the in-tile rounding (docs/numerics.md quantifies the difference);
+the 2**15 interior-partial ceiling is still checked exactly wherever a cheap bound says
+a partial could reach it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
+from .profiles import NumericsProfile
+
+_CHUNK = 1 << 21        # products per emulation chunk (bounds the working memory)
+
+
+def _quantize(v: np.ndarray, m: np.ndarray, guard: int) -> np.ndarray:
+    """Round v half to even onto the fp16 grid of magnitude m refined by `guard` bits."""
+    _, e = np.frexp(m)                              # m = f * 2**e, f in [0.5, 1)
+    qexp = np.maximum(e - 1, -14) - 10 - guard      # log2 of the grid step
+    return np.ldexp(np.rint(np.ldexp(v, -qexp)), qexp).astype(F32, copy=False)
+
+
+def tile_sums(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = None) -> np.ndarray:
+    """lanes [..., K] -> per-tile values [..., ceil(K / L)] after the in-tile stage. With a
+    ceiling, an in-tile partial reaching it saturates too (an interior partial, ch. 3)."""
+    n = p.mac_tile_lanes
+    k = lanes.shape[-1]
+    if k % n:
+        pad = [(0, 0)] * (lanes.ndim - 1) + [(0, n - k % n)]
+        lanes = np.pad(lanes, pad)
+    t = lanes.reshape(lanes.shape[:-1] + (-1, n))
+    s = t[..., 0]
+    s = _quantize(s, np.abs(s), p.mac_tile_guard_bits)
+    for i in range(1, n):
+        lane = t[..., i]
+        s = _quantize(s + lane, np.maximum(np.abs(s), np.abs(lane)), p.mac_tile_guard_bits)
+        if p.indeterminate_to_zero:
+            s = nan_to_zero(s)
+        if ceiling is not None:
+            s = saturate(s, ceiling)
+    return s
+
+
+def accumulate(tiles: np.ndarray, p: NumericsProfile, ceiling: float | None) -> np.ndarray:
+    """Sum tile values [..., T] in order in a float32 accumulator; with a ceiling, a running
+    partial reaching it becomes an infinity that later finite tiles cannot bring back."""
+    if np.isfinite(tiles).all():
+        partial = np.cumsum(tiles, axis=-1, dtype=F32)
+        total = partial[..., -1]
+        if ceiling is not None:
+            over = np.abs(partial) >= ceiling
+            if over.any():
+                hit = over.any(axis=-1)
+                first = np.take_along_axis(partial, over.argmax(axis=-1)[..., None], -1)[..., 0]
+                total = np.where(hit, np.copysign(F32(np.inf), first), total)
+        return total.astype(F32, copy=False)
+    acc = np.zeros(tiles.shape[:-1], F32)
+    for i in range(tiles.shape[-1]):       # infinities present: apply inf - inf = +0 per step
+        acc = acc + tiles[..., i]
+        if p.indeterminate_to_zero:
+            acc = nan_to_zero(acc)
+        if ceiling is not None:
+            acc = saturate(acc, ceiling)
+    return acc
+
+
+def reduce_lanes(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = None) -> np.ndarray:
+    """Wide (unrounded) sum over the last axis: exact float32 sum, or the lane/tile model."""
+    lanes = np.asarray(lanes, F32)
+    if p.exact or not p.mac_tile_lanes:
+        return np.sum(lanes, axis=-1, dtype=F32)
+    if p.mac_flush_subnormals:
+        lanes = flush_subnormals(lanes)
+    if lanes.shape[-1] == 0:
+        return np.zeros(lanes.shape[:-1], F32)
+    return accumulate(tile_sums(lanes, p, ceiling), p, ceiling)
+
+
+def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
+    """Lane values x * w (fp16 operands; exact in float32), rounded as the fp16 multiplier does."""
+    prod = x * w
+    if p.mac_round_products:
+        prod = round_fp16(prod)
+    if p.indeterminate_to_zero:
+        prod = nan_to_zero(prod)            # 0 * inf
+    return prod
+
+
+def _finite(a: np.ndarray) -> bool:
+    return a.size == 0 or bool(np.isfinite(a.max()) and np.isfinite(a.min()))
+
+
+class Operand:
+    """A MAC operand with what the profile needs from it, computed once: the M1 flush,
+    finiteness, and per-row/column magnitude bounds along the reduction axis. Kernels
+    cache one for a constant weight so repeated runs skip the passes."""
+
+    __slots__ = ("array", "finite", "k_axis", "_absmax", "_abssum")
+
+    def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int):
+        a = np.asarray(a, dtype=F32)
+        self.array = flush_subnormals(a) if p.mac_flush_subnormals and not p.exact else a
+        self.finite = _finite(self.array)
+        self.k_axis = k_axis
+        self._absmax = self._abssum = None
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(max |a|, sum |a|) along the reduction axis."""
+        if self._absmax is None:
+            mag = np.abs(self.array)
+            self._absmax, self._abssum = mag.max(self.k_axis), mag.sum(self.k_axis, dtype=F32)
+        return self._absmax, self._abssum
+
+
+def operand(a, p: NumericsProfile, k_axis: int) -> Operand:
+    return a if isinstance(a, Operand) else Operand(a, p, k_axis)
+
+
+def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
+    """x [..., M, K] @ w [..., K, N] through the MAC; float32 (fp16 values unless exact).
+    Either operand may be an Operand (a cached, prepared constant)."""
+    if p.exact:
+        return np.matmul(getattr(x, "array", x), getattr(w, "array", w), dtype=F32)
+    limit = p.mac_output_ceiling if ceiling else None
+    xo, wo = operand(x, p, -1), operand(w, p, -2)
+    x, w = xo.array, wo.array
+    batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    products = math.prod(batch) * m * n * k
+    if p.mac_tile_lanes and k and (products <= p.tile_emulation_max_products or not (xo.finite and wo.finite)):
+        y = _emulated(x, w, batch, p, limit)
+    else:
+        y = np.matmul(x, w, dtype=F32)
+        if limit is not None and k:
+            y = _interior_ceiling(xo, wo, y, batch, p, limit)
+    return port_output(y, p, limit)
+
+
+def port_output(acc: np.ndarray, p: NumericsProfile, limit: float | None) -> np.ndarray:
+    """The accumulator leaving through the output port: fp16, the ceiling, the M1 flush."""
+    y = round_fp16(acc)
+    if p.indeterminate_to_zero:
+        y = nan_to_zero(y)
+    if limit is not None:
+        y = saturate(y, limit)
+    if p.mac_flush_subnormals:
+        y = flush_subnormals(y)
+    return y
+
+
+def _emulated(x, w, batch, p, limit) -> np.ndarray:
+    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    xb = np.broadcast_to(x, batch + (m, k)).reshape(-1, m, k)
+    wt = np.swapaxes(np.broadcast_to(w, batch + (k, n)).reshape(-1, k, n), 1, 2)   # [B, N, K]
+    out = np.empty((xb.shape[0], m, n), F32)
+    rows = max(1, _CHUNK // max(1, n * k))
+    for b in range(xb.shape[0]):
+        for r in range(0, m, rows):
+            lanes = _products(xb[b, r:r + rows, None, :], wt[b, None, :, :], p)
+            out[b, r:r + rows] = accumulate(tile_sums(lanes, p, limit), p, limit)
+    return out.reshape(batch + (m, n))
+
+
+def _interior_ceiling(xo: Operand, wo: Operand, y, batch, p, limit) -> np.ndarray:
+    """Outputs whose running partial might reach the ceiling are re-run through the exact
+    lane model. Every partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
+    max_k |x_mk| * sum_k |w_kn| and by sum_k |x_mk| * max_k |w_kn|."""
+    x, w = xo.array, wo.array
+    xmax, xsum = xo.bounds()                             # [..., M]
+    wmax, wsum = wo.bounds()                             # [..., N]
+    if min(float(xmax.max()) * float(wsum.max()), float(xsum.max()) * float(wmax.max())) < limit:
+        return y
+    bound = np.minimum(xmax[..., :, None] * wsum[..., None, :], xsum[..., :, None] * wmax[..., None, :])
+    hot = np.nonzero(np.broadcast_to(bound, y.shape) >= limit)
+    if not hot[0].size:
+        return y
+    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    xb = np.broadcast_to(x, batch + (m, k))
+    wb = np.broadcast_to(w, batch + (k, n))
+    lead = hot[:-2]
+    y = y.copy()
+    step = max(1, _CHUNK // max(1, k))
+    for s in range(0, hot[0].size, step):
+        part = tuple(i[s:s + step] for i in lead)
+        rows = xb[part + (hot[-2][s:s + step],)]                      # [F, K]
+        cols = np.moveaxis(wb, -1, -2)[part + (hot[-1][s:s + step],)]  # [F, K]
+        lanes = _products(rows, cols, p)
+        y[part + (hot[-2][s:s + step], hot[-1][s:s + step])] = accumulate(tile_sums(lanes, p, limit), p, limit)
+    return y

@@ -1,0 +1,83 @@
+"""Kernel registry: one kernel per op name, checked against the op declarations.
+
+A kernel is `fn(call, **params)`: the keyword names are the op's declared parameters
+(anekit.ir.REGISTRY), tensors arrive as numpy arrays (None when an optional tensor is
+absent), const and attr parameters as their compile-time values. It returns one array or a
+tuple, one per op output.
+
+finish="round" (default): the executor rounds float results to storage (fp16 in a chip
+profile) and applies the NaN rule. finish="keep": the kernel's results are already in
+storage form (data movement, or kernels that round internally).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ShapeError
+from ..ir.spec import REGISTRY
+from .numerics import Numerics
+
+FINISH = ("round", "keep")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    op: str
+    fn: Callable
+    finish: str
+
+
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(*names: str, finish: str = "round"):
+    """Register `fn` as the kernel of each named op."""
+    if finish not in FINISH:
+        raise ValueError(f"finish must be one of {FINISH}")
+
+    def register(fn):
+        for name in names:
+            if name not in REGISTRY:
+                raise RuntimeError(f"kernel '{fn.__name__}' names '{name}', which no op declaration defines")
+            if name in KERNELS:
+                raise RuntimeError(f"op '{name}' has two kernels")
+            KERNELS[name] = Kernel(name, fn, finish)
+        return fn
+    return register
+
+
+class Call:
+    """What a kernel sees besides its arguments: the op, the numerics, a per-op cache."""
+
+    __slots__ = ("op", "nx", "cache", "position", "const_params", "states")
+
+    def __init__(self, op, nx: Numerics, position: int, const_params=frozenset(), states=None):
+        self.op, self.nx, self.position = op, nx, position
+        self.const_params = frozenset(const_params)   # tensor params fed by constants
+        self.states = states                           # the Simulator's state values, by name
+        self.cache: dict = {}
+
+    @property
+    def type(self) -> str:
+        return self.op.type
+
+    def out_shape(self, i: int = 0) -> tuple:
+        return self.op.outputs[i].shape
+
+    def out_dtype(self, i: int = 0) -> str:
+        return self.op.outputs[i].dtype
+
+    def fail(self, message: str) -> ShapeError:
+        return ShapeError(f"{self.op.type} '{self.op.name}' (op #{self.position}): {message}")
+
+    def cached(self, key, make: Callable, *params: str):
+        """Per-op derived data (weights reshaped for a matmul, ...): computed once when every
+        named tensor parameter is a compile-time constant, else on every call."""
+        if not all(p in self.const_params for p in params):
+            return make()
+        try:
+            return self.cache[key]
+        except KeyError:
+            value = self.cache[key] = make()
+            return value
