@@ -4,7 +4,8 @@ numpy float32 and in PyTorch CPU float32 (when installed), all in this process.
 
     python benchmarks/sim_throughput.py [--repeat 5] [--json]
 
-Times are the best of --repeat runs after one warm-up run; ratios are simulator / baseline.
+Times are the best of --repeat rounds after one warm-up run, the runs taking turns within a
+round; ratios are simulator / baseline.
 Goals (issue 3): exact within 1.5x of the baseline, M1 profile within 3x. Timings depend on
 the machine and its load (BLAS threads, other processes): compare ratios, not seconds.
 """
@@ -88,14 +89,18 @@ def torch_forward_fn(weights: list[dict], heads: int):
     return forward
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()                                   # warm-up: caches, lazy imports, BLAS threads
-    times = []
+def best_of_interleaved(fns: dict, repeat: int) -> dict:
+    """Best time of each function over `repeat` rounds, the functions taking turns within a
+    round so that a burst of load from other processes hits them alike."""
+    for fn in fns.values():
+        fn()                               # warm-up: caches, lazy imports, BLAS threads
+    best = {name: float("inf") for name in fns}
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
 
 
 def main(argv=None) -> int:
@@ -110,21 +115,23 @@ def main(argv=None) -> int:
     x = np.random.default_rng(args.seed + 1).standard_normal((1, DIM, 1, SEQ)).astype(np.float16).astype(np.float32)
     ref = stories.reference_forward(x.astype(np.float64), weights, HEADS)
 
-    rows = {}
+    rows, fns = {}, {}
     baselines = {"numpy fp32": lambda: numpy_forward(x, weights, HEADS)}
     torch_fn = torch_forward_fn(weights, HEADS)
     if torch_fn is not None:
         baselines["torch fp32"] = lambda: torch_fn(x)
     for name, fn in baselines.items():
-        out = fn()
-        rows[name] = {"seconds": best_of(fn, args.repeat), "max_abs_err": float(np.abs(out - ref).max())}
+        rows[name] = {"max_abs_err": float(np.abs(fn() - ref).max())}
+        fns[name] = fn
     for mode in ("exact", "m1"):
         t = time.perf_counter()
         sim = Simulator(prog, profile=mode)
         build = time.perf_counter() - t
         out = sim.run({"x": x})["y"].astype(np.float64)
-        rows[f"sim {mode}"] = {"seconds": best_of(lambda: sim.run({"x": x}), args.repeat),
-                               "construct_seconds": build, "max_abs_err": float(np.abs(out - ref).max())}
+        rows[f"sim {mode}"] = {"construct_seconds": build, "max_abs_err": float(np.abs(out - ref).max())}
+        fns[f"sim {mode}"] = (lambda s: lambda: s.run({"x": x}))(sim)
+    for name, seconds in best_of_interleaved(fns, args.repeat).items():
+        rows[name]["seconds"] = seconds
     base = min(r["seconds"] for n, r in rows.items() if not n.startswith("sim"))
     for n, r in rows.items():
         r["ratio_to_fastest_baseline"] = r["seconds"] / base

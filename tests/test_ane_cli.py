@@ -44,8 +44,10 @@ def test_coreml_needs_apple_silicon_macos_to_predict():
 
 
 def test_auto_falls_back_to_the_simulator_off_the_ane():
+    if machine.ane_availability().available:
+        pytest.skip("here 'auto' picks the real ANE; hardware runs are opt-in (ANEKIT_HW=1)")
     exe = ak.compile(relu_program(), backend="auto", target="m4")
-    assert exe.backend == ("ane" if machine.ane_availability().available else "sim")
+    assert exe.backend == "sim"
 
 
 @pytest.mark.parametrize("brand, target", [("Apple M1", "M1"), ("Apple M4 Pro", "M4 Pro"), ("Apple M3 Max", "M3 Max"),

@@ -1,4 +1,4 @@
-"""Tests for anekit.check: one program per rule that violates it (and one that just passes),
+"""Tests for anekit.preflight (ak.check): one program per rule that violates it (and one that just passes),
 the fp16 range analysis checked against numpy on sampled inputs, the report API and the
 `anekit check` command's exit codes.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import anekit as ak
-from anekit.check import _program_rules, analyze_ranges, check, ranges
-from anekit.check.rules import KEYED_OPS
+from anekit.preflight import _program_rules, analyze_ranges, check, ranges
+from anekit.preflight.rules import KEYED_OPS
 from anekit.errors import AnekitError, TargetError
 from anekit.ir import Op, Tensor
 from anekit.ir.ops import REGISTRY
@@ -326,6 +326,13 @@ def test_intervals_contain_every_sampled_output():
         assert lo - 1e-6 <= vals.min() and vals.max() <= hi + 1e-6, (name, (lo, hi), (vals.min(), vals.max()))
 
 
+def test_concat_and_select_take_the_union_of_their_values_only():
+    a = ak.input("a", (1, 4, 1, 8), range=(-0.5, 0.25))
+    b = ak.input("b", (1, 4, 1, 8), range=(0.0, 0.5))
+    r = analyze_ranges(ak.program({"c": ak.concat([a, b], axis=3), "s": ak.select(ak.greater(a, b), a, b)}))
+    assert r["c"] == (-0.5, 0.5) and r["s"] == (-0.5, 0.5)     # the axis const (3) is not a value
+
+
 def test_linear_interval_is_tight():
     W = np.array([[1.0, -2.0, 0.5]], np.float16)
     x = ak.input("x", (1, 3), range=(-1, 3))
@@ -386,7 +393,7 @@ def test_worst_verdict_wins():
 
 def test_ak_check_stays_callable_after_the_package_is_imported():
     import importlib
-    importlib.import_module("anekit.check")      # importing sets anekit.check to the package
+    importlib.import_module("anekit.preflight")  # the package has its own name, so ak.check stays the function
     x = ak.input("x", (1, 8, 1, 32))
     assert ak.check(prog_of(ak.sin(x)), "m1").ok is False
     assert ak.check(prog_of(ak.relu(x)), target="m1").ok
@@ -492,7 +499,7 @@ def test_check_and_estimate_converted_models(name, tmp_path_factory):
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
     import models_zoo as zoo
-    from anekit.check import VERDICTS
+    from anekit.preflight import VERDICTS
     from anekit.cost import estimate
     prog = ak.load(zoo.package(name, tmp_path_factory))
     compute_ops = [o.name for o in prog.main.ops if o.type != "const"]
@@ -506,3 +513,16 @@ def test_check_and_estimate_converted_models(name, tmp_path_factory):
         est = estimate(prog, chip)
         assert math.isfinite(est.total_us) and est.total_us >= est.dispatch_us
         assert [r.name for r in est.ops] == [o.name for o in prog.main.ops if o.spec.kind not in ("const", "constexpr")]
+
+
+def test_cli_check_reads_core_ml_packages(tmp_path_factory, capsys):
+    pytest.importorskip("torch", reason="the corpus models are PyTorch modules")
+    pytest.importorskip("coremltools", reason="converting the corpus needs coremltools")
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    import models_zoo as zoo
+    from anekit.cli import main
+    assert main(["check", zoo.package("cnn_bn_pool", tmp_path_factory), "--target", "m1"]) == 0
+    assert main(["check", zoo.package("embedding", tmp_path_factory), "--target", "m4"]) == 1   # int32 ids in
+    assert "input-dtype" in capsys.readouterr().out

@@ -15,8 +15,7 @@ pytest.importorskip("coremltools", reason="Core ML packages need coremltools")
 import models_zoo as zoo  # noqa: E402
 
 import anekit as ak  # noqa: E402
-
-cli = pytest.importorskip("anekit.cli", reason="needs the command line package")
+from anekit import cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -328,3 +328,12 @@ def test_mlmodelc_with_garbage_mil(tmp_path):
     (path / "model.mil").write_bytes(b"program(1.3) { func main<ios18>(\xff")
     with pytest.raises(AnekitError):
         ak.load(str(path))
+
+
+def test_manifest_symlink_leaving_the_package(pkg, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    shutil.copy(os.path.join(pkg, "Manifest.json"), outside)
+    os.remove(os.path.join(pkg, "Manifest.json"))
+    os.symlink(outside, os.path.join(pkg, "Manifest.json"))
+    with pytest.raises(PathEscapeError, match="leaves"):
+        ak.load(pkg)

@@ -17,8 +17,6 @@ from anekit.mil.emit import STATE_INPUTS
 torch = pytest.importorskip("torch", reason="the references are PyTorch's layers")
 F = torch.nn.functional
 
-sim = pytest.importorskip("anekit.sim", reason="needs the simulator (anekit.sim)")
-
 # Inputs hold fp16-representable values but are declared fp32, so exact numerics compute and
 # return float32 (fp16 I/O would round the result) and chip numerics store fp16 as always.
 EXACT_TOL = 1e-5      # float32 compute of the same formula

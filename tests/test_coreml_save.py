@@ -137,3 +137,27 @@ def test_saved_package_layout(tmp_path):
             np.testing.assert_array_equal(data, np.asarray(ours).reshape(-1))
             blob_ops += 1
     assert blob_ops >= 7
+
+
+@pytest.mark.parametrize("opset,spec_version", [("ios16", 7), ("ios18", 9)])
+def test_opset_and_attribute_weights_round_trip(opset, spec_version, tmp_path):
+    """The function's opset picks the Core ML opset and specification version; the iOS 16
+    constexpr_affine_dequantize keeps its int8 data in op attributes, stored in weight.bin."""
+    rng = np.random.default_rng(6)
+    x = ak.input("x", (1, 8, 1, 6))
+    q = rng.integers(-128, 128, (16, 8, 1, 1)).astype(np.int8)
+    w = ak.constexpr_affine_dequantize(quantized_data=q, zero_point=np.int8(3), scale=np.float16(0.02), axis=0)
+    prog = ak.program({"y": ak.conv(x, w)})
+    prog.main.opset = opset
+    path = str(tmp_path / "affine.mlpackage")
+    ak.save(prog, path)
+    spec = coremltools_reads(path)
+    assert spec.specificationVersion == spec_version
+    fn = spec.mlProgram.functions["main"]
+    affine = next(op for op in fn.block_specializations[fn.opset].operations
+                  if op.type == "constexpr_affine_dequantize")
+    assert affine.attributes["quantized_data"].WhichOneof("value") == "blobFileValue"
+    back = ak.load(path)
+    assert back.main.opset == opset
+    feeds = {"x": rng.standard_normal((1, 8, 1, 6)).astype(np.float16)}
+    assert_same_outputs(run(prog, feeds), run(back, feeds))

@@ -20,7 +20,7 @@ from anekit.cost.model import lane_fill
 from anekit.cost.opwork import FREE_OPS, MAC_PATH, op_work
 from anekit.cost.params import ANCHORS, FIELDS
 from anekit.cost.published import POINTS, UNUSABLE
-from anekit.errors import AnekitError, BackendUnavailableError, TargetError
+from anekit.errors import AnekitError, DependencyError, TargetError
 from anekit.ir.ops import REGISTRY
 
 
@@ -289,7 +289,7 @@ def test_plot_roofline_writes_a_png(tmp_path):
 def test_plot_roofline_without_matplotlib(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     est = estimate(conv_prog(16, 16, 3, 8, 8), "m1")
-    with pytest.raises(BackendUnavailableError, match="matplotlib"):
+    with pytest.raises(DependencyError, match="matplotlib"):
         plot_roofline(est, tmp_path / "r.png")
 
 

@@ -290,6 +290,17 @@ def test_several_functions_states_and_function_attributes():
     assert ak.mil.emit(ak.mil.parse(again)) == (again, {})
 
 
+def test_typed_dict_function_attribute_round_trips():
+    text = minimal('            tensor<fp16, [2, 3]> y = relu(x = x)[name = string("y")];').replace(
+        "(tensor<fp16, [2, 3]> x) {",
+        '(tensor<fp16, [2, 3]> x) [defaults = dict<string, fp32>({{"a", 0x1.8p+1}, {"b", -0.5}})] {')
+    prog = ak.mil.parse(text)
+    assert prog.main.attributes == {"defaults": {"a": 3.0, "b": -0.5}}
+    again = ak.mil.emit(prog)[0]
+    assert '[defaults = dict<string, fp32>({{"a", 3.0}, {"b", -0.5}})] {' in again
+    assert ak.mil.emit(ak.mil.parse(again))[0] == again
+
+
 # --------------------------------------------------------------------------- errors
 
 def test_unknown_op_names_itself_with_line_and_column():
@@ -479,6 +490,12 @@ def test_load_errors(tmp_path):
         ak.mil.parse(_blob_program(), {"weights/weight.bin": "not bytes"})
     with pytest.raises(ModelFormatError):
         ak.mil.parse(_blob_program(), tmp_path / "no_such_folder")
+
+
+def test_load_skips_a_utf8_byte_order_mark(tmp_path):
+    (tmp_path / "model.mil").write_bytes(b"\xef\xbb\xbf" + minimal(
+        '            tensor<fp16, [2, 3]> y = relu(x = x)[name = string("y")];').encode())
+    assert [op.type for op in ak.mil.load(tmp_path).main.ops] == ["relu"]
 
 
 def test_weights_from_a_folder_argument(tmp_path):

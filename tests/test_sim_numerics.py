@@ -465,3 +465,47 @@ def test_unknown_target_is_a_target_error():
         profile_for("m99")
     with pytest.raises(TargetError):
         profile_for(42)
+
+
+# --- the elementwise datapath is correctly rounded fp16 ------------------------------------
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "real_div"])
+def test_elementwise_arithmetic_is_correctly_rounded_fp16(op):
+    """Random fp16 bit patterns (normals, subnormals, zeros, infinities): the profile equals the
+    float64 result rounded once to fp16, with the engine's rules for NaN (+0) and for the
+    sign of a zero divisor."""
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 0x10000, 40000).astype(np.uint16)
+    vals = bits.view(np.float16)
+    vals = vals[~np.isnan(vals)].astype(np.float64)
+    a, b = vals[: vals.size // 2], vals[vals.size // 2: 2 * (vals.size // 2)]
+    with np.errstate(all="ignore"):
+        if op == "real_div":
+            ref = a / np.where(b == 0, 0.0, b)          # the divisor's zero loses its sign
+        else:
+            ref = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b)
+        ref = np.where(np.isnan(ref), 0.0, np.float16(ref).astype(np.float64))
+    x, y = ak.input("x", a.shape), ak.input("y", b.shape)
+    got = run({"z": getattr(ak, op)(x, y)}, {"x": a.astype(np.float32), "y": b.astype(np.float32)})["z"]
+    same = (got == ref) & (np.signbit(got) == np.signbit(ref))
+    assert same.all(), (a[~same][:5], b[~same][:5], got[~same][:5], ref[~same][:5])
+
+
+# --- a whole transformer block ------------------------------------------------------------------
+
+def test_stories_block_profile_and_exact_against_float64():
+    from anekit.models import stories
+    dim, hidden, heads, seq = 64, 172, 4, 32
+    weights = stories.random_weights(dim, hidden, 1, seed=2)
+    prog = stories.build_layer_program(dim=dim, hidden=hidden, heads=heads, seq=seq, seed=2)
+    x = np.random.default_rng(3).standard_normal((1, dim, 1, seq)).astype(np.float16).astype(np.float32)
+    w16 = {k: v.astype(np.float16).astype(np.float64) for k, v in weights[0].items()}   # the graph holds fp16 weights
+    ref = stories.reference_layer(x.reshape(dim, seq).astype(np.float64), w16, heads)
+    scale = np.abs(ref).max()
+    exact = Simulator(prog, profile="exact").run({"x": x})["y"].reshape(dim, seq).astype(np.float64)
+    chip = Simulator(prog, profile="m1").run({"x": x})["y"].reshape(dim, seq).astype(np.float64)
+    # exact: float32 compute, output rounded to the declared fp16
+    assert np.max(np.abs(exact - ref)) <= 2.0 ** -10 * scale
+    # profile: every op rounds to fp16; a block of ~60 ops stays within a few output ulps
+    assert np.max(np.abs(chip - ref)) <= 2.0 ** -7 * scale
+    assert np.mean(np.abs(chip - ref)) <= 2.0 ** -11 * scale

@@ -23,10 +23,10 @@ for _name, _spec in _REGISTRY.items():
 del _name, _spec
 
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
-_LAZY_MODULES = {"mil", "sim", "targets", "check", "cost", "runtime", "hwx", "train", "coreml", "models"}
+_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "train", "coreml", "models"}
 _LAZY_FUNCS = {
     "compile": ("anekit.runtime", "compile"),
-    "check": ("anekit.check", "check"),
+    "check": ("anekit.preflight", "check"),
     "estimate": ("anekit.cost", "estimate"),
     "load": ("anekit.io", "load"),
     "save": ("anekit.io", "save"),

@@ -14,11 +14,6 @@ from .models import stories
 from .runtime import compile as compile_program, resolve_target
 
 
-def dialect_for(target) -> str:
-    """MIL dialect the private route wants for a chip: ios16 on M1/M2-era families (brief §3)."""
-    return target.dialect
-
-
 def run_demo(target: str = "m1", backend: str = "auto", dim: int = 288, hidden: int = 768, heads: int = 6,
              seq: int = 128, seed: int = 0) -> dict:
     tgt = resolve_target(target)
@@ -29,7 +24,7 @@ def run_demo(target: str = "m1", backend: str = "auto", dim: int = 288, hidden: 
     prog = ir.program({"y": stories.layer(x, weights, heads)})
     t["build"] = time.perf_counter() - t0
 
-    dialect = dialect_for(tgt)
+    dialect = tgt.dialect
     t0 = time.perf_counter()
     text, files = mil.emit(prog, dialect=dialect)
     t["lower"] = time.perf_counter() - t0
@@ -48,7 +43,9 @@ def run_demo(target: str = "m1", backend: str = "auto", dim: int = 288, hidden: 
     t["run"] = time.perf_counter() - t0
     exe.close()
 
-    ref = stories.reference_layer(x_np.astype(np.float16).astype(np.float64).reshape(dim, seq), weights, heads)
+    # The reference sees what the program holds: fp16-rounded input and weights.
+    w16 = {k: v.astype(np.float16) for k, v in weights.items()}
+    ref = stories.reference_layer(x_np.astype(np.float16).astype(np.float64).reshape(dim, seq), w16, heads)
     ref = ref.reshape(y.shape)
     rows = [_errors(f"{exe.backend} ({tgt.name} numerics)" if exe.backend == "sim" else exe.backend, y, ref)]
     if exe.backend == "sim":

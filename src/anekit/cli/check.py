@@ -26,15 +26,15 @@ def register(subparsers) -> None:
 
 
 def _common(p) -> None:
-    p.add_argument("path", help="MIL program: a .mil file or a model folder")
+    p.add_argument("path", help="model: .mlpackage, .mlmodelc, MIL folder or .mil file")
     p.add_argument("--target", "-t", required=True, help="chip or compiler target, e.g. m1, 'M4 Max', h16g")
     p.add_argument("--function", help="function to check (default: main)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
 def _load(path: str):
-    from .. import mil
-    return mil.load(path)
+    from ..io import load    # every format ak.load reads (MIL folder or file, Core ML packages)
+    return load(path)
 
 
 def _prepare(args):
@@ -66,7 +66,7 @@ def _apply_ranges(prog, specs, function) -> None:
 
 
 def run_check(args) -> int:
-    from ..check import check
+    from ..preflight import check
     chip, prog = _prepare(args)
     _apply_ranges(prog, args.range, args.function)
     rep = check(prog, chip, function=args.function)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import AnekitError, ModelFormatError
+from ..errors import ModelFormatError
 from ..ir.graph import Program
 from . import _deps, package
 from .reader import choose_functions, read_program
@@ -83,4 +83,4 @@ def select_function(prog: Program, function: str | None, default: str, source: s
                    dialect=prog.dialect)
 
 
-__all__ = ["AnekitError", "load_package", "load_compiled", "parse_model", "program_from_model", "select_function"]
+__all__ = ["load_package", "load_compiled", "parse_model", "program_from_model", "select_function"]

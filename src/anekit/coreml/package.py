@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import ModelFormatError, PathEscapeError, WeightFileError
+from ..errors import DTypeError, ModelFormatError, PathEscapeError, WeightFileError
 from ..mil.blobs import BlobFile
 
 MANIFEST = "Manifest.json"
@@ -37,9 +37,11 @@ def inside(root: str, relative: str, what: str) -> str:
 
 
 def read_manifest(pkg: str) -> dict:
-    path = os.path.join(pkg, MANIFEST)
-    if not os.path.isfile(path):
+    if not os.path.lexists(os.path.join(pkg, MANIFEST)):
         raise ModelFormatError(f"{pkg}: not a Core ML package: {MANIFEST} is missing")
+    path = inside(pkg, MANIFEST, f"{pkg} manifest")      # a symlink may not lead outside
+    if not os.path.isfile(path):
+        raise ModelFormatError(f"{pkg}: {MANIFEST} is not a file")
     if os.path.getsize(path) > MAX_MANIFEST_BYTES:
         raise ModelFormatError(f"{path}: implausibly large manifest ({os.path.getsize(path)} bytes)")
     try:
@@ -101,7 +103,7 @@ class Weights:
             blobs = self._files[path] = BlobFile(path)
         try:
             return blobs.read(offset, dtype=dtype, shape=shape)
-        except WeightFileError as e:
+        except (WeightFileError, DTypeError) as e:     # DTypeError: a dtype weight.bin cannot hold
             raise WeightFileError(f"{where}: {e}") from None
 
     def close(self) -> None:

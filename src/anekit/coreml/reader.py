@@ -42,14 +42,6 @@ def read_program(model, mil_pb2, weights, function: str | None = None, source: s
     return Program(fns, version=version, attributes=_program_attributes(mil_pb2, prog, source), dialect=dialect)
 
 
-def _accepts(spec, p, dtype: str) -> bool:
-    if p.dtypes == "T":
-        return dtype in spec.T
-    if p.dtypes is None:
-        return True
-    return dtype == p.dtypes if isinstance(p.dtypes, str) else dtype in p.dtypes
-
-
 def choose_functions(names: list[str], function: str | None, default: str, source: str) -> list[str]:
     """Which functions to load, in order: `function` alone when given; otherwise all, the
     default first, except that the default is loaded alone when another function is named
@@ -80,7 +72,17 @@ def _program_attributes(mil_pb2, prog, source: str) -> dict:
     return out
 
 
+def _accepts(spec, p, dtype: str) -> bool:
+    if p.dtypes == "T":
+        return dtype in spec.T
+    if p.dtypes is None:
+        return True
+    return dtype == p.dtypes if isinstance(p.dtypes, str) else dtype in p.dtypes
+
+
 class FunctionReader:
+    """Reads one function of the program into anekit ops, in file order."""
+
     def __init__(self, mil_pb2, weights, name: str, fn, source: str):
         self.pb, self.weights, self.name, self.fn = mil_pb2, weights, name, fn
         self.where = f"{source}: function '{name}'"
@@ -173,52 +175,7 @@ class FunctionReader:
         if op.type == "const":
             self._const(op, name, where)
             return
-        inputs, attrs, values_ = {}, {}, {}
-        for pname in op.inputs:
-            arg = op.inputs[pname]
-            p = spec.param(pname)
-            bound = tuple(self._binding(b, f"{where} argument '{pname}'", f"{name}_{pname}")
-                          for b in arg.arguments)
-            if p is None:
-                const = bound[0].const if len(bound) == 1 else None
-                if mapping.ignorable(op.type, pname, const):
-                    continue
-                raise UnsupportedOpError(f"{where}: argument '{pname}' is not supported by anekit's '{op.type}' "
-                                         f"(parameters: {', '.join(q.name for q in spec.params)})")
-            if not bound:
-                raise ModelFormatError(f"{where}: argument '{pname}' binds no value")
-            if p.kind in ("tensor", "tensors"):
-                bound = tuple(self._widen(spec, p, t, where) for t in bound)
-            if p.kind == "tensors":
-                inputs[pname] = values_[pname] = bound
-                continue
-            if len(bound) != 1:
-                raise ModelFormatError(f"{where}: argument '{pname}' binds {len(bound)} values, expected one")
-            t = bound[0]
-            if (id(t) in self.states) != (op.type in STATE_OPS and pname in ("input", "state")):
-                raise ModelFormatError(f"{where}: argument '{pname}' is '{t.name}': states go only to "
-                                       f"the state argument of {', '.join(STATE_OPS)}, and nothing else does")
-            if p.kind == "tensor":
-                inputs[pname] = values_[pname] = t
-            else:
-                if t.const is None:
-                    raise ModelFormatError(f"{where}: argument '{pname}' must be a compile-time constant, "
-                                           f"but '{t.name}' is computed")
-                replaced = mapping.dtype_argument(op.type, pname, t.const)
-                if replaced is not t.const:
-                    t = self._new_const(replaced, "string", f"{name}_{pname}")
-                if p.kind == "attr":
-                    attrs[pname] = t.const
-                else:
-                    inputs[pname] = t
-                values_[pname] = python_value(t.const)
-        for key in op.attributes:
-            if key == "name":
-                continue
-            p = spec.param(key)
-            if p is not None and p.kind == "attr":
-                attrs[key] = values.decode_immediate(self.pb, op.attributes[key], f"{where} attribute '{key}'")
-                values_[key] = python_value(attrs[key])
+        inputs, attrs, values_ = self._arguments(op, spec, name, where)
         T = self._type_var(spec, inputs)
         self._float_params_to_T(spec, inputs, values_, T, name)
         self._defaults(spec, inputs, attrs, values_, T, name, where)
@@ -240,6 +197,51 @@ class FunctionReader:
             node.outputs.append(t)
             self._define(nvt.name, t, where)
         self.ops.append(node)
+
+    def _arguments(self, op, spec, name: str, where: str) -> tuple[dict, dict, dict]:
+        """(op inputs, block attributes, values for the shape rule) from the op's bindings."""
+        inputs, attrs, values_ = {}, {}, {}
+        for pname in op.inputs:
+            p = spec.param(pname)
+            bound = tuple(self._binding(b, f"{where} argument '{pname}'", f"{name}_{pname}")
+                          for b in op.inputs[pname].arguments)
+            if p is None:
+                if mapping.ignorable(op.type, pname, bound[0].const if len(bound) == 1 else None):
+                    continue
+                raise UnsupportedOpError(f"{where}: argument '{pname}' is not supported by anekit's '{op.type}' "
+                                         f"(parameters: {', '.join(q.name for q in spec.params)})")
+            if not bound:
+                raise ModelFormatError(f"{where}: argument '{pname}' binds no value")
+            if p.kind in ("tensor", "tensors"):
+                bound = tuple(self._widen(spec, p, t, where) for t in bound)
+            if p.kind == "tensors":
+                inputs[pname] = values_[pname] = bound
+                continue
+            if len(bound) != 1:
+                raise ModelFormatError(f"{where}: argument '{pname}' binds {len(bound)} values, expected one")
+            t = bound[0]
+            if (id(t) in self.states) != (op.type in STATE_OPS and pname in ("input", "state")):
+                raise ModelFormatError(f"{where}: argument '{pname}' is '{t.name}': states go only to "
+                                       f"the state argument of {', '.join(STATE_OPS)}, and nothing else does")
+            if p.kind == "tensor":
+                inputs[pname] = values_[pname] = t
+                continue
+            if t.const is None:
+                raise ModelFormatError(f"{where}: argument '{pname}' must be a compile-time constant, "
+                                       f"but '{t.name}' is computed")
+            replaced = mapping.dtype_argument(op.type, pname, t.const)
+            if replaced is not t.const:
+                t = self._new_const(replaced, "string", f"{name}_{pname}")
+            if p.kind == "attr":   # shape rules see an attr's array (its dtype matters)
+                attrs[pname] = values_[pname] = t.const
+            else:
+                inputs[pname] = t
+                values_[pname] = python_value(t.const)
+        for key in op.attributes:
+            p = spec.param(key) if key != "name" else None
+            if p is not None and p.kind == "attr":
+                attrs[key] = values_[key] = self._attribute(op.attributes[key], f"{where} attribute '{key}'")
+        return inputs, attrs, values_
 
     def _widen(self, spec, p, t: Tensor, where: str) -> Tensor:
         """A narrow-integer constant as int32 where the parameter does not take its dtype."""
@@ -298,7 +300,7 @@ class FunctionReader:
             except AnekitError as e:
                 raise ModelFormatError(f"{where}: {e}") from None
             if p.kind == "attr":
-                attrs[p.name] = arr
+                attrs[p.name] = values_[p.name] = arr
             else:
                 inputs[p.name] = self._new_const(arr, dtype, f"{name}_{p.name}")
 
@@ -339,23 +341,28 @@ class FunctionReader:
         t.name = out.name
         self._define(out.name, t, where)
 
-    def _make_const(self, value, name: str, where: str) -> Tensor:
+    def _decode(self, value, where: str):
+        """(array or str, dtype) of an inline or weight.bin Value."""
         kind = value.WhichOneof("value")
         if kind == "immediateValue":
             arr = values.decode_immediate(self.pb, value, where)
-            dtype = "string" if isinstance(arr, str) else values.tensor_type(self.pb, value.type, where)[0]
-        elif kind == "blobFileValue":
+            return arr, "string" if isinstance(arr, str) else values.tensor_type(self.pb, value.type, where)[0]
+        if kind == "blobFileValue":
             dtype, shape = values.tensor_type(self.pb, value.type, where)
             bf = value.blobFileValue
-            arr = self.weights.read(bf.fileName, int(bf.offset), dtype, shape, where)
-        else:
-            raise ModelFormatError(f"{where}: a value with neither inline data nor a weight reference")
+            return self.weights.read(bf.fileName, int(bf.offset), dtype, shape, where), dtype
+        raise ModelFormatError(f"{where}: a value with neither inline data nor a weight reference")
+
+    def _attribute(self, value, where: str):
+        """An op attribute (the iOS 16 constexpr ops keep their data in attributes)."""
+        return self._decode(value, where)[0]
+
+    def _make_const(self, value, name: str, where: str) -> Tensor:
+        arr, dtype = self._decode(value, where)
         try:
             t = make_const(arr, dtype, name=name)
         except AnekitError as e:
             raise ModelFormatError(f"{where}: {e}") from None
-        if dtype != "string" and not _dt.get(dtype):
-            raise ModelFormatError(f"{where}: unknown dtype {dtype}")
         t.name = name
         self.ops.append(t.op)
         return t

@@ -30,9 +30,6 @@ _SUBBYTE = {"int4": 4, "uint1": 1, "uint2": 2, "uint3": 3, "uint4": 4, "uint6": 
 _IN_BYTES = {"fp16", "int8", "uint8", "uint32", *_SUBBYTE}    # serialized as raw bytes
 _IN_INTS = {"int32", "int16", "uint16"}
 
-# Core ML feature types (model description) for function inputs and outputs.
-FEATURE_DTYPES = {"fp16": "FLOAT16", "fp32": "FLOAT32", "int32": "INT32", "fp64": "DOUBLE"}
-
 # Far more elements than any real constant; refuses absurd declared shapes before allocating.
 MAX_ELEMENTS = 1 << 34
 

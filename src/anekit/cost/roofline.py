@@ -1,7 +1,7 @@
 """Roofline plot of an estimate: the chip's roofs and the program's ops placed on them."""
 from __future__ import annotations
 
-from ..errors import AnekitError, BackendUnavailableError
+from ..errors import AnekitError, DependencyError
 
 
 def plot_roofline(est, path) -> str:
@@ -12,7 +12,7 @@ def plot_roofline(est, path) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise BackendUnavailableError("plot_roofline needs matplotlib: pip install 'anekit[plot]'") from None
+        raise DependencyError("plot_roofline needs matplotlib: pip install 'anekit[plot]'") from None
     if not hasattr(est, "ops") or not hasattr(est, "params"):
         raise AnekitError(f"plot_roofline needs an Estimate, got {type(est).__name__}")
     p = est.params

@@ -202,13 +202,20 @@ class _Emitter:
         return self.literal(arr, dtype, arr.shape, where)
 
     def dict_literal(self, value: dict, where: str) -> str:
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise MILEmitError(f"{where}: only dict attributes of strings to strings can be written")
-        key = self.type_text("string", ())
-        items = ", ".join(f"{{{quote(k)}, {quote(value[k])}}}" for k in sorted(value))
-        return f"dict<{key}, {key}>({{{items}}})"
+        """`dict<string, V>({{"k", v}, ...})`, keys sorted; values all strings, bools, ints
+        (int32) or floats (fp32), written raw as coremlc does."""
+        kinds = {_dict_value_kind(v) for v in value.values()} or {"string"}
+        if not all(isinstance(k, str) for k in value) or len(kinds) != 1 or None in kinds:
+            raise MILEmitError(f"{where}: dict attributes need string keys and values all of one kind "
+                               f"(str, bool, int or float)")
+        kind = kinds.pop()
+        raw = {"string": quote, "bool": lambda v: "true" if v else "false", "int32": lambda v: str(int(v)),
+               "fp32": lambda v: format_float(v, "fp32")}[kind]
+        items = ", ".join(f"{{{quote(k)}, {raw(value[k])}}}" for k in sorted(value))
+        return f"dict<{self.type_text('string', ())}, {self.type_text(kind, ())}>({{{items}}})"
 
-    def attr_block(self, items: dict, where: str) -> str:
+    @staticmethod
+    def attr_block(items: dict) -> str:
         return "[" + ", ".join(f"{k} = {items[k]}" for k in sorted(items)) + "]"
 
     # -- structure
@@ -218,7 +225,7 @@ class _Emitter:
         self.lines.append(f"program({self.d.version})")
         block = {_ident(k, "program attribute"): self.attr_value(v, f"program attribute '{k}'")
                  for k, v in attributes.items()}
-        self.lines.append(self.attr_block(block, "program"))
+        self.lines.append(self.attr_block(block))
         self.lines.append("{")
         for i, fn in enumerate(prog.functions.values()):
             if i:
@@ -238,7 +245,7 @@ class _Emitter:
             params.append(f"{'state<' + ttype + '>' if name in states else ttype} {name}")
         attrs = {_ident(k, "function attribute"): self.attr_value(v, f"function '{fname}' attribute '{k}'")
                  for k, v in fn.attributes.items() if ":" not in k}
-        block = f" {self.attr_block(attrs, fname)}" if attrs else ""
+        block = f" {self.attr_block(attrs)}" if attrs else ""
         self.lines.append(f"{_FUNC_INDENT}func {fname}<{opset}>({', '.join(params)}){block} {{")
         for op in fn.ops:
             self.lines.append(_OP_INDENT + self.statement(op, defined, fname))
@@ -279,7 +286,19 @@ class _Emitter:
                 block[key] = self.attr_value(value, f"{where} attribute '{key}'")
         outs = ", ".join(f"{self.type_text(t.dtype, t.shape)} {_define(defined, t, where)}" for t in op.outputs)
         lhs = f"{outs} = " if outs else ""   # ops without outputs (write_state) are bare calls
-        return f"{lhs}{op.type}({args}){self.attr_block(block, where)};"
+        return f"{lhs}{op.type}({args}){self.attr_block(block)};"
+
+
+def _dict_value_kind(v) -> str | None:
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, (bool, np.bool_)):
+        return "bool"
+    if isinstance(v, (int, np.integer)):
+        return "int32"
+    if isinstance(v, (float, np.floating)):
+        return "fp32"
+    return None
 
 
 def _ident(name, what: str) -> str:

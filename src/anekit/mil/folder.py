@@ -152,6 +152,8 @@ def load(path) -> Program:
             raw = handle.read()
     except OSError as err:
         raise ModelFormatError(f"cannot read {mil_path}: {err.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark some editors add
+        raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

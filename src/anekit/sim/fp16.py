@@ -35,22 +35,26 @@ def round_fp16(a, nan: float | None = None) -> np.ndarray:
     overflow are fixed up only when present. `nan`, if given, replaces NaN."""
     a = np.asarray(a, dtype=F32)
     u = _bits(a)
-    r = u + _U32(0x0FFF)
-    r += (u >> _U32(13)) & _U32(1)
+    r = np.add(u, _U32(0x0FFF))
+    t = np.right_shift(u, _U32(13))
+    t &= _U32(1)
+    r += t
     r &= _U32(0xFFFFE000)
-    mag = r & _U32(0x7FFFFFFF)
     flat, src = r.view(F32), a.reshape(-1)    # r is a fresh array: fix-ups write in place
-    y = flat.reshape(a.shape)
-    if mag.size and mag.max() > _MAX_BITS:    # overflow, inf or NaN present
+    if not r.size:
+        return flat.reshape(a.shape)
+    mag = np.bitwise_and(r, _U32(0x7FFFFFFF), out=t)
+    if mag.max() > _MAX_BITS:                 # overflow, inf or NaN present
         big = np.flatnonzero(mag > _MAX_BITS)
         flat[big] = np.copysign(F32(np.inf), src[big])
         isnan = big[np.isnan(src[big])]
         if isnan.size:
             flat[isnan] = src[isnan] if nan is None else F32(nan)
-    tiny = np.flatnonzero((mag - _U32(1)) < _SUB_BITS)   # nonzero and below 2**-14
-    if tiny.size:
+    mag -= _U32(1)                            # zeros wrap to the top: min finds nonzero tiny values
+    if mag.min() < _SUB_BITS:
+        tiny = np.flatnonzero(mag < _SUB_BITS)
         flat[tiny] = np.rint(src[tiny] * F32(2.0 ** 24)) * F32(2.0 ** -24)
-    return y
+    return flat.reshape(a.shape)
 
 
 def has_nan(a: np.ndarray) -> bool:
@@ -75,9 +79,10 @@ def nan_to_inf(a: np.ndarray) -> np.ndarray:
 def flush_subnormals(a: np.ndarray) -> np.ndarray:
     """Nonzero values below 2**-14 to +0 (the M1 accumulator stage, guide ch. 3)."""
     a = np.asarray(a, dtype=F32)
-    tiny = (((_bits(a) & _U32(0x7FFFFFFF)) - _U32(1)) < _SUB_BITS).reshape(a.shape)
-    if tiny.any():
-        a = np.where(tiny, F32(0.0), a)
+    mag = np.bitwise_and(_bits(a), _U32(0x7FFFFFFF))
+    mag -= _U32(1)                            # zeros wrap to the top
+    if mag.size and mag.min() < _SUB_BITS:
+        a = np.where((mag < _SUB_BITS).reshape(a.shape), F32(0.0), a)
     return a
 
 

@@ -133,5 +133,7 @@ def index() -> dict[str, Chip]:
         if key in idx:
             raise TargetError(f"targets.json: compiler target '{tgt.name}' collides with a chip name")
         rep = tgt.representative_chip
+        if rep and rep not in by_name:
+            raise TargetError(f"targets.json: target {tgt.name}'s representative chip '{rep}' is not a chip")
         idx[key] = by_name[rep] if rep else _record(tgt, None)
     return idx

@@ -107,6 +107,12 @@ class Chip(_Sourced):
     is_chip: bool                 # False for a target-only record (e.g. "H17d", "U1")
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def dialect(self) -> str:
+        """The MIL dialect the private route wants: ios16 (`program(1.0)`) on the M1/M2-era
+        families and older, ios18 (`program(1.3)`) from A15/M3 on (brief §3)."""
+        return "ios16" if self.family in ("h11", "h13", "h14", "m11") else "ios18"
+
     def supports(self, op: str) -> str:
         """'native', 'decomposed' or 'unsupported' for this op on this chip's family."""
         from .support import status

@@ -8,10 +8,11 @@ boundary with FakeTransport; it has not yet run on Apple hardware (docs/hardware
     exe = ak.compile(prog, backend="ane", transport=t, target="m4"); exe({"x": x})
     t.calls                                                     # [(receiver, selector, args), ...]
 
-Modules: transport (the one interface and ObjCTransport), objc / foundation / iosurface (the
-ctypes bridge), protocol (the dispatch sequence), layout ([1, C, 1, S] surfaces), preflight,
-programs (compile-once and LRU per process), worker / pool (the compile-budget subprocess),
-fake (FakeTransport), machine (what this Mac is), backend, selftest.
+Modules: transport (the one interface, RecordingTransport and ObjCTransport), objc /
+foundation / iosurface (the ctypes bridge), protocol (the dispatch sequence), layout
+([1, C, 1, S] surfaces), preflight (refusals before any call), programs (compile once, LRU
+per process), worker / worker_main / pool (the compile-budget subprocess), fake_objc and fake
+(FakeTransport), machine (what this Mac is), backend, selftest.
 """
 from .backend import AneBackend, AneExecutable, dialect_for
 from .fake import FakeTransport

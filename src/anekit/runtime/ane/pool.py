@@ -78,7 +78,11 @@ class WorkerPool:
                 return
             del self._entries[key]
             if entry.generation == self.generation and self._worker_ok():
-                self.worker.call("release", key)
+                try:
+                    self.worker.call("release", key)
+                except ANEExecutionError:
+                    if self._worker_ok():      # a cleanup problem is the caller's to see;
+                        raise                  # a worker that died took the program with it
 
     # --- workers -------------------------------------------------------------------------------
     def _worker_ok(self) -> bool:

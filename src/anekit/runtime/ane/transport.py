@@ -223,10 +223,9 @@ class RecordingTransport(Transport):
         return self.inner.get_class(name)
 
     def send(self, receiver, selector, *args, returns="@"):
-        out = self.inner.send(receiver, selector, *args, returns=returns)
-        label = receiver.label if receiver.kind == "class" else repr(receiver)
+        label = receiver.label if isinstance(receiver, Ref) and receiver.kind == "class" else repr(receiver)
         self._rec(label, selector, [a.summary() for a in args])
-        return out
+        return self.inner.send(receiver, selector, *args, returns=returns)
 
     def pool_push(self):
         self._rec("C", "objc_autoreleasePoolPush", ())

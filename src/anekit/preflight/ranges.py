@@ -142,7 +142,9 @@ SAME = frozenset({"reshape", "transpose", "squeeze", "expand_dims", "slice_by_in
                   "tile", "gather", "max_pool", "upsample_nearest_neighbor", "reduce_max", "reduce_min",
                   "reduce_mean", "crop", "gather_along_axis", "pixel_shuffle", "reverse",
                   "upsample_bilinear"})   # bilinear weights are a convex combination
-UNION = frozenset({"concat", "stack", "maximum", "minimum", "select"})
+# Outputs drawn from the union of these value inputs (maximum/minimum: a sound superset).
+UNION = {"concat": ("values",), "stack": ("values",), "maximum": ("x", "y"), "minimum": ("x", "y"),
+         "select": ("a", "b")}
 BOOLEAN = frozenset({"equal", "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_not",
                      "logical_and", "logical_or", "logical_xor"})
 
@@ -196,7 +198,10 @@ def _op(op, res: RangeResult):
     if name in SAME:
         return _in(op, res, "x")
     if name in UNION:
-        ts = [res.of(t) for t in op.tensor_inputs() if t.dtype != "bool"]
+        ts = []
+        for p in UNION[name]:
+            v = op.inputs[p]
+            ts.extend(res.of(t) for t in (v if isinstance(v, tuple) else (v,)))
         return union(*ts)
     if name in _HANDLERS:
         return _HANDLERS[name](op, res)
@@ -550,5 +555,5 @@ UNBOUNDED_OPS = frozenset({"pow", "mod", "tan", "reduce_prod", "read_state", "wr
 
 def rule_names() -> frozenset[str]:
     """Every op name a range rule is keyed on (tests check these against REGISTRY)."""
-    return (frozenset(UNARY) | SAME | UNION | BOOLEAN | frozenset(_HANDLERS) | UNBOUNDED_OPS | CONSTEXPR_OPS
+    return (frozenset(UNARY) | SAME | frozenset(UNION) | BOOLEAN | frozenset(_HANDLERS) | UNBOUNDED_OPS | CONSTEXPR_OPS
             | {"const"})

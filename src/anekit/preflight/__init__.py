@@ -1,6 +1,6 @@
 """Preflight checks: will this program run on the ANE of chip X, and if not, why.
 
-    rep = anekit.check.check(prog, "m1")
+    rep = anekit.check(prog, "m1")     # also anekit.preflight.check
     rep.ok                                   # False if any op would not run on the engine
     for op, verdict, reason, limit in rep.findings: ...
     rep.to_dict()                            # JSON-ready
@@ -11,9 +11,6 @@ analysis, width-slice saturation), demoted (fp32 requested, fp16 delivered), dec
 (runs through a decomposition or bridge route), native.
 """
 from __future__ import annotations
-
-import sys
-import types
 
 from ..errors import AnekitError
 from ..ir import Program
@@ -114,14 +111,3 @@ def _stored_bytes(op) -> int:
         return 0
     bits = 16 if t.dtype in ("fp32", "fp64") else _dt.get(t.dtype).bits
     return int(np.prod(t.shape, dtype=np.int64)) * bits // 8
-
-
-class _CallableModule(types.ModuleType):
-    """`anekit.check` is both this package and the function `ak.check(prog, target)`: importing
-    the package rebinds the name on `anekit`, so the package itself forwards calls."""
-
-    def __call__(self, prog, target, function: str | None = None) -> CheckReport:
-        return check(prog, target, function)
-
-
-sys.modules[__name__].__class__ = _CallableModule

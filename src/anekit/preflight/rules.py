@@ -15,7 +15,7 @@ _ROLES_BY_RANK = {0: (), 1: ("W",), 2: ("H", "W"), 3: ("C", "H", "W"), 4: ("N", 
                   5: ("N", "D", "C", "H", "W")}
 _ROLE_LIMIT = {"W": "max_dim", "H": "max_dim", "C": "max_channels", "N": "max_batch", "D": "max_depth"}
 SLICE_OPS = ("slice_by_index", "slice_by_size")
-GATHER_OPS = ("gather",)   # the declared gather ops (gather_along_axis/gather_nd when the IR adds them)
+GATHER_OPS = ("gather", "gather_along_axis")   # both share the M1 software envelope (Appendix A)
 
 
 def _f(op, verdict, rule, reason, limit, value=None, source="") -> Finding:
@@ -33,8 +33,8 @@ def axis_roles(rank: int) -> tuple[str, ...]:
 
 def op_support(op, chip):
     st = chip.supports(op.type)
-    if st == "native" or op.spec.kind in ("const", "constexpr") and st != "unsupported":
-        return []
+    if st == "native" or (op.spec.kind in ("const", "constexpr") and st != "unsupported"):
+        return []   # a weight that folds or streams is not a finding
     why = support.reason(op.type) or ""
     first = support.native_from(op.type)
     src = support.source(chip.support_column)

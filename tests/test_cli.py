@@ -1,0 +1,80 @@
+"""The `anekit` command line: help everywhere, run, demo, one-line errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import anekit as ak
+from anekit.cli import build_parser, main
+
+
+def _subcommands(parser, prefix=()):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield prefix + (name,), sub
+                yield from _subcommands(sub, prefix + (name,))
+
+
+def test_help_on_every_command(capsys):
+    cmds = list(_subcommands(build_parser()))
+    names = {c[0] for c, _ in cmds}
+    assert {"run", "demo", "check", "estimate", "devices", "selftest", "hwx"} <= names
+    for cmd, _ in cmds:
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0
+        assert "usage: anekit " + " ".join(cmd) in capsys.readouterr().out
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    x = ak.input("x", (1, 4, 1, 8))
+    y = ak.tanh(ak.conv(x, np.full((2, 4, 1, 1), 0.25, np.float32)))
+    ak.mil.save(ak.program({"y": y, "s": ak.reduce_sum(x, axes=[1])}), tmp_path / "m")
+    np.save(tmp_path / "x.npy", np.arange(32, dtype=np.float32).reshape(1, 4, 1, 8) / 32)
+    return tmp_path
+
+
+def test_run_prints_table_json_and_writes_outputs(model_dir, capsys):
+    assert main(["run", str(model_dir / "m"), "--input", f"x={model_dir / 'x.npy'}", "--target", "m4"]) == 0
+    out = capsys.readouterr().out
+    assert "backend sim, target M4" in out and "1x2x1x8" in out and "float16" in out
+    assert main(["run", str(model_dir / "m"), "-i", f"x={model_dir / 'x.npy'}", "--json",
+                 "--out", str(model_dir / "o")]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert [o["name"] for o in rep["outputs"]] == ["y", "s"]
+    x = np.load(model_dir / "x.npy").astype(np.float64)
+    want = np.tanh(0.25 * x.sum(1))                          # all four channels weighted 0.25
+    y = np.load(model_dir / "o" / "y.npy")
+    np.testing.assert_allclose(y[0, 0, 0], want[0, 0], atol=2e-3)
+    assert rep["outputs"][0]["max"] == pytest.approx(float(y.max()))
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["run", "{m}"], "missing inputs: x fp16[1, 4, 1, 8]"),
+    (["run", "{m}", "--input", "x"], "expected NAME=FILE.npy"),
+    (["run", "{m}", "--input", "x={d}/nope.npy"], "no such file"),
+    (["run", "{d}/nowhere", "--input", "x={d}/x.npy"], "nowhere"),
+    (["run", "{m}", "--input", "x={d}/x.npy", "--target", "m99"], "unknown chip or compiler target 'm99'"),
+])
+def test_errors_are_one_line_with_exit_2(model_dir, capsys, argv, msg):
+    argv = [a.format(m=model_dir / "m", d=model_dir) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("anekit: error: ") and msg in err and err.count("\n") == 1
+
+
+def test_console_script_demo_json_and_no_traceback(tmp_path):
+    exe = [sys.executable, "-m", "anekit"]
+    r = subprocess.run(exe + ["demo", "--dim", "32", "--hidden", "64", "--heads", "2", "--seq", "16", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["roundtrip_identical"] and rep["errors"][0]["max_rel_err"] < 1e-2
+    bad = tmp_path / "bad.mil"
+    bad.write_text("program(1.3) { func main<ios18>(tensor<fp16, [2]> x) { tensor<fp16, [2]> y = relu(x = z)")
+    r = subprocess.run(exe + ["run", str(bad)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("anekit: error: ")

@@ -1,0 +1,86 @@
+"""ak.compile: backend selection, unavailable backends, input binding, the demo pipeline."""
+import platform
+
+import numpy as np
+import pytest
+
+import anekit as ak
+from anekit.errors import AnekitError, BackendUnavailableError, ShapeError
+from anekit.runtime import devices
+
+ON_APPLE_SILICON = platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def _prog():
+    x = ak.input("x", (1, 8, 1, 16))
+    w = np.random.default_rng(0).standard_normal((4, 8, 1, 1)).astype(np.float32)
+    return ak.program({"y": ak.relu(ak.conv(x, w))}), w
+
+
+def test_auto_reports_the_backend_it_chose():
+    prog, w = _prog()
+    exe = ak.compile(prog, backend="auto", target="m1")
+    assert exe.backend == ("ane" if ON_APPLE_SILICON else "sim")
+    x = np.random.default_rng(1).standard_normal((1, 8, 1, 16)).astype(np.float32)
+    y = exe({"x": x})["y"]
+    ref = np.maximum(np.einsum("oc,cs->os", w[:, :, 0, 0].astype(np.float16).astype(np.float64),
+                               x.astype(np.float16).astype(np.float64)[0, :, 0]), 0)
+    # fp16 output: within a couple of fp16 ulps of the float64 reference
+    np.testing.assert_allclose(y[0, :, 0].astype(np.float64), ref, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.skipif(ON_APPLE_SILICON, reason="on Apple Silicon the ANE backend is available")
+def test_ane_without_transport_refuses_with_reason_off_apple_silicon():
+    prog, _ = _prog()
+    with pytest.raises(BackendUnavailableError, match="Apple Silicon macOS"):
+        ak.compile(prog, backend="ane", target="m4")
+
+
+def test_unknown_backend_and_option():
+    prog, _ = _prog()
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'tpu'"):
+        ak.compile(prog, backend="tpu")
+    with pytest.raises(AnekitError, match="numerics"):
+        ak.compile(prog, backend="sim", numerics="bf16")
+
+
+def test_devices_lists_every_backend_with_a_reason():
+    rows = {r["backend"]: r for r in devices()}
+    assert set(rows) == {"sim", "ane", "coreml"}
+    assert rows["sim"]["available"] is True
+    for r in rows.values():
+        assert isinstance(r["reason"], str) and r["reason"]
+    if not ON_APPLE_SILICON:
+        assert rows["ane"]["available"] is False and "Apple Silicon" in rows["ane"]["reason"]
+
+
+def test_inputs_are_checked_by_name_and_shape():
+    prog, _ = _prog()
+    exe = ak.compile(prog, backend="sim", target="m1")
+    with pytest.raises(ShapeError, match=r"missing \['x'\]"):
+        exe({})
+    with pytest.raises(ShapeError, match=r"unexpected \['z'\]"):
+        exe({"x": np.zeros((1, 8, 1, 16)), "z": 1})
+    with pytest.raises(ShapeError, match=r"input 'x': expected shape \[1, 8, 1, 16\], got \[8, 15\]"):
+        exe({"x": np.zeros((8, 15))})
+    # size-1 axes may be left out
+    assert exe({"x": np.zeros((8, 16))})["y"].shape == (1, 4, 1, 16)
+
+
+def test_exact_and_profile_modes_differ_only_by_fp16_effects():
+    prog, _ = _prog()
+    x = np.random.default_rng(2).standard_normal((1, 8, 1, 16))
+    a = ak.compile(prog, backend="sim", target="m4")({"x": x})["y"].astype(np.float64)
+    b = ak.compile(prog, backend="sim", target="m4", numerics="exact")({"x": x})["y"].astype(np.float64)
+    np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
+
+
+def test_demo_pipeline_is_accurate_and_round_trips():
+    from anekit.demo import run_demo
+    rep = run_demo(target="m1", backend="sim", dim=32, hidden=64, heads=2, seq=16)
+    assert rep["roundtrip_identical"] and rep["dialect"] == "ios16" and rep["backend"] == "sim"
+    prof, exact = rep["errors"]
+    # exact mode: fp32 compute, fp16 output rounding only; profile mode: fp16 at each op boundary
+    assert exact["max_rel_err"] < 1e-3
+    assert prof["max_rel_err"] < 1e-2 and prof["finite"]
+    assert run_demo(target="m4", backend="sim", dim=32, hidden=64, heads=2, seq=16)["dialect"] == "ios18"
