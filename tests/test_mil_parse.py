@@ -342,12 +342,12 @@ def test_declared_output_type_disagreeing_with_the_shape_rule():
 
 
 @pytest.mark.parametrize("body,needle", [
-    ('tensor<fp16, [2, 3]> y = relu()[name = string("y")];', "misses required argument 'x'"),
+    ('tensor<fp16, [2, 3]> y = relu()[name = string("y")];', "missing required argument 'x'"),
     ('tensor<fp16, [2, 3]> y = relu(x = x, x = x)[name = string("y")];', "given twice"),
     ('tensor<fp16, [2, 3]> x = relu(x = x)[name = string("x")];', "defined twice"),
-    ('tensor<fp16, [2, 3]> y = softmax(axis = x, x = x)[name = string("y")];', "must be a constant"),
-    ('fp32 a = const()[name = string("a"), val = fp32(1)];\n'
-     'tensor<fp16, [2, 3]> y = leaky_relu(alpha = a, x = x)[name = string("y")];', "dtype fp32, expected fp16"),
+    ('tensor<fp16, [2, 3]> y = softmax(axis = x, x = x)[name = string("y")];', "must be a compile-time constant"),
+    ('tensor<fp32, [2, 3]> a = const()[name = string("a"), val = tensor<fp32, [2, 3]>([1, 2, 3, 4, 5, 6])];\n'
+     'tensor<fp16, [2, 3]> y = add(x = x, y = a)[name = string("y")];', "dtype fp32, expected fp16"),
     ('string m = const()[name = string("m"), val = string("FAST")];\n'
      'tensor<fp16, [2, 3]> y = gelu(mode = m, x = x)[name = string("y")];', "not one of"),
     ('tensor<fp16, [2, 3]> y = concat(axis = int32(0), values = x)[name = string("y")];', "tuple"),
@@ -502,3 +502,13 @@ def test_weights_from_a_folder_argument(tmp_path):
     _write_folder(tmp_path, coremlc_ios18_weights()["weights/weight.bin"])
     w = ak.mil.parse(_blob_program(), tmp_path).main.ops[0].attrs["val"]
     assert np.array_equal(w, LINEAR_W) and not w.flags.writeable
+
+
+def test_float_scalar_params_accept_fp32_on_fp16_ops():
+    """From iOS 17, coremltools writes fp32 alpha/epsilon on fp16 ops; the value is used in the op's type."""
+    text = minimal('''            fp32 a = const()[name = string("a"), val = fp32(0.25)];
+            tensor<fp16, [2, 3]> y = leaky_relu(alpha = a, x = x)[name = string("y")];''')
+    prog = ak.mil.parse(text)
+    op = prog.main.ops[-1]
+    assert op.inputs["alpha"].dtype == "fp32" and op.attr("alpha") == 0.25
+    assert ak.mil.emit(ak.mil.parse(ak.mil.emit(prog)[0]))[0] == ak.mil.emit(prog)[0]

@@ -9,13 +9,10 @@ blocks (control flow), are refused with UnsupportedOpError naming the op and its
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import AnekitError, ModelFormatError, UnsupportedOpError
-from ..ir import dtypes as _dt
-from ..ir.builder import _const_value, infer, make_const
-from ..ir.graph import Function, Op, Program, Tensor, python_value
-from ..ir.spec import REGISTRY, REQUIRED, Args
+from ..ir.builder import bind, make_const
+from ..ir.graph import Function, Op, Program, Tensor
+from ..ir.spec import REGISTRY
 from ..mil.emit import STATE_INPUTS
 from . import mapping, opsets, values
 
@@ -175,18 +172,19 @@ class FunctionReader:
         if op.type == "const":
             self._const(op, name, where)
             return
-        inputs, attrs, values_ = self._arguments(op, spec, name, where)
-        T = self._type_var(spec, inputs)
-        self._float_params_to_T(spec, inputs, values_, T, name)
-        self._defaults(spec, inputs, attrs, values_, T, name, where)
+        inputs, attrs = self._arguments(op, spec, name, where)
         try:
-            outs = infer(spec, values_, T)
+            bound = bind(spec, inputs, attrs)
         except AnekitError as e:
             raise ModelFormatError(f"{where}: {e}") from None
+        for pname in bound.defaulted:   # declared defaults become named consts, as the builder makes them
+            c = bound.inputs[pname]
+            c.name = c.op.name = self._fresh(f"{name}_{pname}")
+            self.ops.append(c.op)
+        outs = bound.outputs
         if len(outs) != len(op.outputs):
             raise ModelFormatError(f"{where}: declares {len(op.outputs)} outputs, '{op.type}' produces {len(outs)}")
-        order = {p.name: i for i, p in enumerate(spec.params)}
-        node = Op(spec, dict(sorted(inputs.items(), key=lambda kv: order[kv[0]])), attrs, name)
+        node = Op(spec, bound.inputs, bound.attrs, name)
         for i, (nvt, (dtype, shape)) in enumerate(zip(op.outputs, outs)):
             declared = values.tensor_type(self.pb, nvt.type, f"{where} output '{nvt.name}'")
             declared = (mapping.widened(declared[0]), declared[1])
@@ -198,9 +196,9 @@ class FunctionReader:
             self._define(nvt.name, t, where)
         self.ops.append(node)
 
-    def _arguments(self, op, spec, name: str, where: str) -> tuple[dict, dict, dict]:
-        """(op inputs, block attributes, values for the shape rule) from the op's bindings."""
-        inputs, attrs, values_ = {}, {}, {}
+    def _arguments(self, op, spec, name: str, where: str) -> tuple[dict, dict]:
+        """(op inputs, block attributes) from the op's bindings."""
+        inputs, attrs = {}, {}
         for pname in op.inputs:
             p = spec.param(pname)
             bound = tuple(self._binding(b, f"{where} argument '{pname}'", f"{name}_{pname}")
@@ -215,7 +213,7 @@ class FunctionReader:
             if p.kind in ("tensor", "tensors"):
                 bound = tuple(self._widen(spec, p, t, where) for t in bound)
             if p.kind == "tensors":
-                inputs[pname] = values_[pname] = bound
+                inputs[pname] = bound
                 continue
             if len(bound) != 1:
                 raise ModelFormatError(f"{where}: argument '{pname}' binds {len(bound)} values, expected one")
@@ -224,7 +222,7 @@ class FunctionReader:
                 raise ModelFormatError(f"{where}: argument '{pname}' is '{t.name}': states go only to "
                                        f"the state argument of {', '.join(STATE_OPS)}, and nothing else does")
             if p.kind == "tensor":
-                inputs[pname] = values_[pname] = t
+                inputs[pname] = t
                 continue
             if t.const is None:
                 raise ModelFormatError(f"{where}: argument '{pname}' must be a compile-time constant, "
@@ -232,16 +230,15 @@ class FunctionReader:
             replaced = mapping.dtype_argument(op.type, pname, t.const)
             if replaced is not t.const:
                 t = self._new_const(replaced, "string", f"{name}_{pname}")
-            if p.kind == "attr":   # shape rules see an attr's array (its dtype matters)
-                attrs[pname] = values_[pname] = t.const
+            if p.kind == "attr":
+                attrs[pname] = t.const
             else:
                 inputs[pname] = t
-                values_[pname] = python_value(t.const)
         for key in op.attributes:
             p = spec.param(key) if key != "name" else None
             if p is not None and p.kind == "attr":
-                attrs[key] = values_[key] = self._attribute(op.attributes[key], f"{where} attribute '{key}'")
-        return inputs, attrs, values_
+                attrs[key] = self._attribute(op.attributes[key], f"{where} attribute '{key}'")
+        return inputs, attrs
 
     def _widen(self, spec, p, t: Tensor, where: str) -> Tensor:
         """A narrow-integer constant as int32 where the parameter does not take its dtype."""
@@ -259,50 +256,6 @@ class FunctionReader:
         c.name = c.op.name
         self.ops.append(c.op)
         return c
-
-    def _float_params_to_T(self, spec, inputs, values_, T, name) -> None:
-        """From iOS 17 Core ML types scalar parameters (alpha, epsilon, ...) independently of x
-        (fp32 alpha on an fp16 op); anekit declares them with the op's type, so cast them."""
-        if T not in ("fp16", "fp32"):
-            return
-        for p in spec.params:
-            t = inputs.get(p.name)
-            if p.kind == "const" and p.dtypes == "T" and isinstance(t, Tensor) and t.dtype != T \
-                    and t.dtype in ("fp16", "fp32") and t.const is not None:
-                c = self._new_const(np.asarray(t.const).astype(_dt.to_numpy(T)), T, f"{name}_{p.name}")
-                inputs[p.name] = c
-                values_[p.name] = python_value(c.const)
-
-    def _type_var(self, spec, inputs: dict) -> str | None:
-        for p in spec.params:
-            if p.dtypes == "T" and p.name in inputs and p.kind in ("tensor", "tensors"):
-                v = inputs[p.name]
-                return (v[0] if isinstance(v, tuple) else v).dtype
-        for p in spec.params:
-            if p.dtypes == "T" and p.name in inputs:
-                return inputs[p.name].dtype
-        return None
-
-    def _defaults(self, spec, inputs, attrs, values_, T, name, where) -> None:
-        """Materialize omitted parameters' declared defaults, as anekit's builder does."""
-        pending = []
-        for p in spec.params:
-            if p.name in values_:
-                continue
-            if p.default is REQUIRED:
-                raise ModelFormatError(f"{where}: missing required argument '{p.name}'")
-            if p.default is not None:
-                pending.append(p)
-        for p in pending:   # callable defaults (e.g. strides per spatial axis) see the others
-            try:
-                d = p.default(Args(spec, values_, T)) if callable(p.default) else p.default
-                values_[p.name], arr, dtype = _const_value(spec, p, d, T)
-            except AnekitError as e:
-                raise ModelFormatError(f"{where}: {e}") from None
-            if p.kind == "attr":
-                attrs[p.name] = values_[p.name] = arr
-            else:
-                inputs[p.name] = self._new_const(arr, dtype, f"{name}_{p.name}")
 
     def _fresh(self, base: str) -> str:
         n, i = base, 0

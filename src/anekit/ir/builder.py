@@ -7,6 +7,7 @@ the declaration, and the shape rule gives the outputs. Errors name the op and ar
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,99 +77,126 @@ def _const_value(spec: OpSpec, p: Param, value, T: str | None):
     dtype = T if p.dtypes == "T" else (p.dtypes if isinstance(p.dtypes, str) else None)
     if isinstance(value, Tensor):
         if value.const is None:
-            raise ShapeError(f"{spec.name}: argument '{p.name}' must be a compile-time constant, "
+            raise _arg_error(ShapeError, spec, p.name, "must be a compile-time constant, "
                              f"got the computed tensor {value.name or value}")
         value = value.const
     if dtype == "string" or isinstance(value, str):
         if not isinstance(value, str):
-            raise DTypeError(f"{spec.name}: argument '{p.name}' must be a string, got {value!r}")
+            raise _arg_error(DTypeError, spec, p.name, f"must be a string, got {value!r}")
         if p.choices and value not in p.choices:
-            raise ShapeError(f"{spec.name}: argument '{p.name}' = '{value}' is not one of {list(p.choices)}")
+            raise _arg_error(ShapeError, spec, p.name, f"= '{value}' is not one of {list(p.choices)}")
         return value, value, "string"
     arr = np.asarray(value)
     if arr.dtype == object:
-        raise DTypeError(f"{spec.name}: argument '{p.name}' has an unusable value {value!r}")
+        raise _arg_error(DTypeError, spec, p.name, f"has an unusable value {value!r}")
     if p.rank is not None and arr.ndim != p.rank:
         what = "a scalar" if p.rank == 0 else f"rank {p.rank}"
-        raise ShapeError(f"{spec.name}: argument '{p.name}' must be {what}, got shape {arr.shape}")
+        raise _arg_error(ShapeError, spec, p.name, f"must be {what}, got shape {arr.shape}")
     if dtype is None:
         dtype = _dt.from_numpy(arr.dtype)
         if isinstance(p.dtypes, tuple) and dtype not in p.dtypes:
-            raise DTypeError(f"{spec.name}: argument '{p.name}' has dtype {dtype}, expected one of {list(p.dtypes)}")
+            raise _arg_error(DTypeError, spec, p.name, f"has dtype {dtype}, expected one of {list(p.dtypes)}")
     if dtype in ("int32", "int8", "uint8", "int16", "uint16", "uint32") and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise DTypeError(f"{spec.name}: argument '{p.name}' must be integers, got {value!r}")
+            raise _arg_error(DTypeError, spec, p.name, f"must be integers, got {value!r}")
     if dtype == "bool" and arr.dtype.kind not in "bi":
-        raise DTypeError(f"{spec.name}: argument '{p.name}' must be bool, got {value!r}")
+        raise _arg_error(DTypeError, spec, p.name, f"must be bool, got {value!r}")
     arr = np.array(arr, dtype=_dt.to_numpy(dtype), order="C")
     return python_value(arr), arr, dtype
 
 
 def build(op_type: str, *args, name: str | None = None, **kwargs):
+    """Make an op from a Python call: literals become consts of the op's type, then `bind`."""
     spec = lookup(op_type)
     if op_type == "const":
         return make_const(*args, name=name, **kwargs)
     if len(args) > len(spec.params):
         raise ShapeError(f"{spec.name}: takes {len(spec.params)} arguments ({_names(spec)}), got {len(args)}")
-    bound: dict[str, Any] = {}
-    for p, a in zip(spec.params, args):
-        bound[p.name] = a
+    given: dict[str, Any] = {p.name: a for p, a in zip(spec.params, args)}
     for k, v in kwargs.items():
         if spec.param(k) is None:
             raise ShapeError(f"{spec.name}: unknown argument '{k}' (parameters: {_names(spec)})")
-        if k in bound:
-            raise ShapeError(f"{spec.name}: argument '{k}' given twice")
-        bound[k] = v
-    bound = {k: v for k, v in bound.items() if v is not None}
-    T = _infer_T(spec, bound)
-    if T is not None and T not in spec.T and any(p.dtypes == "T" for p in spec.params):
-        raise DTypeError(f"{spec.name}: dtype {T} not supported (accepts {', '.join(spec.T)})")
-
+        if k in given:
+            raise _arg_error(ShapeError, spec, k, "given twice")
+        given[k] = v
+    given = {k: v for k, v in given.items() if v is not None}
+    T = _infer_T(spec, given)
     inputs: dict[str, Any] = {}
     attrs: dict[str, Any] = {}
-    values: dict[str, Any] = {}
-    pending: list[Param] = []
     for p in spec.params:
-        if p.name not in bound:
-            if p.default is REQUIRED:
-                raise ShapeError(f"{spec.name}: missing required argument '{p.name}'")
-            if p.default is not None:
-                pending.append(p)
+        if p.name not in given:
             continue
-        v = bound[p.name]
+        v = given[p.name]
         if p.kind == "tensor":
-            t = _as_tensor(spec, p, v, T)
-            inputs[p.name] = values[p.name] = t
+            inputs[p.name] = _as_tensor(spec, p, v, T)
         elif p.kind == "tensors":
             if isinstance(v, (Tensor, np.ndarray)) or not hasattr(v, "__iter__") or len(v) == 0:
-                raise ShapeError(f"{spec.name}: argument '{p.name}' must be a non-empty list of tensors")
-            ts = tuple(_as_tensor(spec, p, item, T) for item in v)
-            inputs[p.name] = values[p.name] = ts
+                raise _arg_error(ShapeError, spec, p.name, "must be a non-empty list of tensors")
+            inputs[p.name] = tuple(_as_tensor(spec, p, item, T) for item in v)
+        elif p.kind == "const":
+            inputs[p.name] = v if isinstance(v, Tensor) else make_const(*_const_value(spec, p, v, T)[1:])
         else:
-            values[p.name], arr, dtype = _const_value(spec, p, v, T)
-            if p.kind == "attr":   # shape rules get the array: a scalar's dtype matters (scale)
-                attrs[p.name] = values[p.name] = arr
-            else:
-                inputs[p.name] = v if isinstance(v, Tensor) else make_const(arr, dtype)
+            attrs[p.name] = v
+    b = bind(spec, inputs, attrs)
+    op = Op(spec, b.inputs, b.attrs, name)
+    for i, (dtype, shape) in enumerate(b.outputs):
+        op.outputs.append(Tensor(dtype, shape, op, i))
+    return op.outputs[0] if len(op.outputs) == 1 else tuple(op.outputs)
+
+
+@dataclass
+class Bound:
+    """An op's arguments checked against its declaration, defaults added, outputs inferred."""
+    inputs: dict            # param -> Tensor | tuple, declaration order, defaults included
+    attrs: dict             # param -> array (attribute-block literals)
+    outputs: list           # [(dtype, shape)] from the shape rule
+    T: str | None           # the op's type variable
+    defaulted: list         # params filled from declared defaults (new const tensors)
+
+
+def bind(spec: OpSpec, inputs: dict, attrs: dict) -> Bound:
+    """The one place arguments meet a declaration (the builder and the MIL parser both call it).
+
+    `inputs` maps tensor, tensors and const parameters to graph tensors (const parameters to
+    const tensors); `attrs` maps attribute parameters to literals. Errors name the op and the
+    argument, and carry `.param` so a parser can point at it.
+    """
+    T = _infer_T(spec, inputs)
+    if T is not None and T not in spec.T and any(p.dtypes == "T" for p in spec.params):
+        raise DTypeError(f"{spec.name}: dtype {T} not supported (accepts {', '.join(spec.T)})")
+    inputs, attrs = dict(inputs), dict(attrs)
+    values: dict[str, Any] = {}
+    for p in spec.params:
+        if p.kind == "attr" and p.name in attrs:
+            _, attrs[p.name], _ = _const_value(spec, p, attrs[p.name], T)
+            values[p.name] = attrs[p.name]     # shape rules get the array: a scalar's dtype matters
+        elif p.name in inputs:
+            v = inputs[p.name]
+            values[p.name] = _const_value(spec, p, v, T)[0] if p.kind == "const" else v
+        elif p.default is REQUIRED:
+            raise _arg_error(ShapeError, spec, p.name, "missing required argument", prefix=True)
     # Defaults that depend on other arguments (e.g. strides = 1 per spatial axis) come last.
-    for p in pending:
+    defaulted = []
+    for p in spec.params:
+        if p.name in values or p.default is None or p.default is REQUIRED:
+            continue
         d = p.default(Args(spec, values, T)) if callable(p.default) else p.default
         values[p.name], arr, dtype = _const_value(spec, p, d, T)
         if p.kind == "attr":
             attrs[p.name] = values[p.name] = arr
         else:
             inputs[p.name] = make_const(arr, dtype)
-    # Keep declaration order so emitted text and graphs do not depend on call style.
+            defaulted.append(p.name)
+    # Declaration order, so emitted text and graphs do not depend on call style.
     inputs = {p.name: inputs[p.name] for p in spec.params if p.name in inputs}
-    return _finish(spec, inputs, attrs, values, T, name)
+    return Bound(inputs, attrs, infer(spec, values, T), T, defaulted)
 
 
-def _finish(spec: OpSpec, inputs: dict, attrs: dict, values: dict, T, name):
-    outs = infer(spec, values, T)
-    op = Op(spec, inputs, attrs, name)
-    for i, (dtype, shape) in enumerate(outs):
-        op.outputs.append(Tensor(dtype, shape, op, i))
-    return op.outputs[0] if len(op.outputs) == 1 else tuple(op.outputs)
+def _arg_error(cls, spec: OpSpec, param: str, message: str, prefix: bool = False):
+    text = f"{spec.name}: {message} '{param}'" if prefix else f"{spec.name}: argument '{param}' {message}"
+    err = cls(text)
+    err.param = param
+    return err
 
 
 def infer(spec: OpSpec, values: dict, T: str | None) -> list[tuple[str, tuple]]:
@@ -180,7 +208,7 @@ def infer(spec: OpSpec, values: dict, T: str | None) -> list[tuple[str, tuple]]:
         for t in (v if isinstance(v, tuple) else (v,)):
             if not _fits(t.dtype, p.dtypes, T):
                 want = T if p.dtypes == "T" else p.dtypes
-                raise DTypeError(f"{spec.name}: argument '{p.name}' has dtype {t.dtype}, expected {want}")
+                raise _arg_error(DTypeError, spec, p.name, f"has dtype {t.dtype}, expected {want}")
     outs = spec.infer(Args(spec, values, T))
     result = []
     for dtype, shape in outs:
@@ -195,7 +223,7 @@ def _as_tensor(spec: OpSpec, p: Param, v, T: str | None) -> Tensor:
     if isinstance(v, Tensor):
         return v
     if isinstance(v, (str, bytes)):
-        raise DTypeError(f"{spec.name}: argument '{p.name}' must be a tensor, got a string")
+        raise _arg_error(DTypeError, spec, p.name, "must be a tensor, got a string")
     if p.dtypes == "T":
         dtype = T
     elif isinstance(p.dtypes, str):
@@ -204,9 +232,9 @@ def _as_tensor(spec: OpSpec, p: Param, v, T: str | None) -> Tensor:
         dtype = _literal_dtype(v)
     arr = np.asarray(v)
     if arr.dtype == object:
-        raise DTypeError(f"{spec.name}: argument '{p.name}' has an unusable value of type {type(v).__name__}")
+        raise _arg_error(DTypeError, spec, p.name, f"has an unusable value of type {type(v).__name__}")
     if dtype in ("int32", "bool") and arr.dtype.kind == "f":
-        raise DTypeError(f"{spec.name}: argument '{p.name}' must be {dtype}, got floats")
+        raise _arg_error(DTypeError, spec, p.name, f"must be {dtype}, got floats")
     return make_const(arr, dtype)
 
 

@@ -109,4 +109,6 @@ class Args:
         return self._values.get(name) is not None
 
     def fail(self, arg: str, message: str) -> ShapeError:
-        return ShapeError(f"{self._spec.name}: argument '{arg}': {message}")
+        err = ShapeError(f"{self._spec.name}: argument '{arg}': {message}")
+        err.param = arg        # lets the MIL parser point at the argument
+        return err

@@ -36,9 +36,9 @@ import numpy as np
 
 from ..errors import AnekitError, MILParseError, UnknownOpError
 from ..ir import dtypes as _dt
-from ..ir.builder import infer
-from ..ir.graph import Function, Op, Program, Tensor, python_value
-from ..ir.spec import REGISTRY, REQUIRED, Args, OpSpec, Param
+from ..ir.builder import bind
+from ..ir.graph import Function, Op, Program, Tensor
+from ..ir.spec import REGISTRY, OpSpec, Param
 from . import minifloat
 from .blobs import DTYPE_CODES
 from .emit import STATE_INPUTS, dialect_of_version
@@ -575,7 +575,6 @@ class _Parser:
         where = f"op '{name}' ({spec.name})"
         inputs: dict = {}
         attrs: dict = {}
-        values: dict = {}
         for key, (ktok, value) in args.items():
             p = spec.param(key)
             if p is None:
@@ -597,41 +596,16 @@ class _Parser:
             if key in attrs:
                 raise self.error(f"{where}: '{key}' given both as argument and attribute", ktok)
             attrs[key] = self.attr_array(where, p, value, ktok)
-        for p in spec.params:
-            if p.default is REQUIRED and p.name not in inputs and p.name not in attrs:
-                raise self.error(f"{where} misses required argument '{p.name}'", op_tok)
-        T = _type_var(spec, inputs)
-        if T is not None and T not in spec.T and any(p.dtypes == "T" for p in spec.params):
-            raise self.error(f"{where}: dtype {T} is not supported (accepts {', '.join(spec.T)})", op_tok)
-        for p in spec.params:
-            if p.name in attrs:   # arrays, as the builder passes them: a scalar's dtype matters
-                values[p.name] = attrs[p.name]
-            elif p.name in inputs:
-                v = inputs[p.name]
-                values[p.name] = self.const_value(where, p, v, T, args[p.name][0]) if p.kind == "const" else v
-        for p in spec.params:   # defaults, as the builder materializes them
-            if p.name in inputs or p.name in attrs or p.default is None or p.default is REQUIRED or p.kind != "const":
-                continue
-            try:
-                d = p.default(Args(spec, values, T)) if callable(p.default) else p.default
-                dtype = _default_dtype(p, d, T)
-            except AnekitError as err:
-                raise self.relocate(err, op_tok) from None
-            except Exception as err:   # a default rule meeting inconsistent arguments
-                raise self.error(f"{where}: cannot compute the default of '{p.name}': {err}", op_tok) from None
-            if dtype is None:
-                continue
-            value = d if dtype == "string" else np.array(d, dtype=_dt.to_numpy(dtype))
-            shape = () if dtype == "string" else value.shape
-            inputs[p.name] = scope.generated(_const_tensor(value, dtype, shape, None, None), f"{name}_{p.name}")
-            values[p.name] = python_value(value)
-        inputs = {p.name: inputs[p.name] for p in spec.params if p.name in inputs}
         try:
-            rule = infer(spec, values, T)
+            bound = bind(spec, inputs, attrs)
         except AnekitError as err:
-            raise self.error(f"{where}: {err}", op_tok) from None
+            tok = (args.get(getattr(err, "param", None)) or block.get(getattr(err, "param", None)) or (op_tok,))[0]
+            raise self.error(f"op '{name}': {err}", tok) from None
         except Exception as err:   # shape rules see untrusted values; report, never crash
             raise self.error(f"{where}: shape rule failed on these arguments: {type(err).__name__}: {err}", op_tok) from None
+        for pname in bound.defaulted:   # defaults materialized as named consts, as the builder does
+            scope.generated(bound.inputs[pname], f"{name}_{pname}")
+        inputs, attrs, rule = bound.inputs, bound.attrs, bound.outputs
         if len(rule) != len(outs):
             raise self.error(f"{where} has {len(rule)} output(s), {len(outs)} are declared", outs[0][1] if outs else op_tok)
         op = Op(spec, inputs, attrs, name)
@@ -642,19 +616,6 @@ class _Parser:
             t = Tensor(dtype, shape, op, i, ntok.text)
             op.outputs.append(t)
         scope.add_op(op, outs)
-
-    def const_value(self, where: str, p: Param, t: Tensor, T, tok: Token):
-        if t.const is None:
-            raise self.error(f"{where}: argument '{p.name}' must be a constant, '{t.name}' is computed", tok)
-        allowed = T if p.dtypes == "T" else p.dtypes
-        if allowed is not None and (t.dtype != allowed if isinstance(allowed, str) else t.dtype not in allowed):
-            raise self.error(f"{where}: argument '{p.name}' has dtype {t.dtype}, expected {allowed}", tok)
-        if p.rank is not None and len(t.shape) != p.rank:
-            raise self.error(f"{where}: argument '{p.name}' must have rank {p.rank}, got shape {list(t.shape)}", tok)
-        value = python_value(t.const)
-        if p.choices and value not in p.choices:
-            raise self.error(f"{where}: argument '{p.name}' = {value!r} is not one of {list(p.choices)}", tok)
-        return value
 
     def attr_array(self, where: str, p: Param, value, tok: Token):
         if not isinstance(value, Lit) or not isinstance(value.type, TType):
@@ -744,27 +705,6 @@ def _python(value):
     if isinstance(v, np.ndarray) and v.ndim == 0:
         return v.item()
     return v
-
-
-def _type_var(spec: OpSpec, inputs: dict) -> str | None:
-    """The op's type variable: the dtype of the first T-typed argument in declaration order."""
-    for p in spec.params:
-        if p.dtypes == "T" and p.name in inputs:
-            v = inputs[p.name]
-            return (v[0] if isinstance(v, tuple) else v).dtype
-    return None
-
-
-def _default_dtype(p: Param, value, T) -> str | None:
-    if p.dtypes == "T":
-        return T
-    if isinstance(p.dtypes, str):
-        return p.dtypes
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "int32" if isinstance(value, int) else "fp32"
 
 
 def _param_names(spec: OpSpec) -> str:

@@ -100,22 +100,20 @@ def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
     return prod
 
 
-def _finite(a: np.ndarray) -> bool:
-    return a.size == 0 or bool(np.isfinite(a.max()) and np.isfinite(a.min()))
-
-
 class Operand:
     """A MAC operand with what the profile needs from it, computed once: the M1 flush,
-    finiteness, and per-row/column magnitude bounds along the reduction axis. Kernels
-    cache one for a constant weight so repeated runs skip the passes."""
+    finiteness, its peak magnitude, and per-row/column magnitude bounds along the reduction
+    axis. Kernels cache one for a constant weight (const=True) so runs skip those passes."""
 
-    __slots__ = ("array", "finite", "k_axis", "_absmax", "_abssum")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "_absmax", "_abssum")
 
-    def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int):
+    def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         a = np.asarray(a, dtype=F32)
         self.array = flush_subnormals(a) if p.mac_flush_subnormals and not p.exact else a
-        self.finite = _finite(self.array)
-        self.k_axis = k_axis
+        hi, lo = (float(self.array.max()), float(self.array.min())) if a.size else (0.0, 0.0)
+        self.finite = math.isfinite(hi) and math.isfinite(lo)
+        self.peak = max(abs(hi), abs(lo))
+        self.k_axis, self.const = k_axis, const
         self._absmax = self._abssum = None
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -152,14 +150,8 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
 
 def port_output(acc: np.ndarray, p: NumericsProfile, limit: float | None) -> np.ndarray:
     """The accumulator leaving through the output port: fp16, the ceiling, the M1 flush."""
-    y = round_fp16(acc)
-    if p.indeterminate_to_zero:
-        y = nan_to_zero(y)
-    if limit is not None:
-        y = saturate(y, limit)
-    if p.mac_flush_subnormals:
-        y = flush_subnormals(y)
-    return y
+    return round_fp16(acc, nan=0.0 if p.indeterminate_to_zero else None, limit=limit,
+                      flush=p.mac_flush_subnormals)
 
 
 def _emulated(x, w, batch, p, limit) -> np.ndarray:
@@ -180,10 +172,13 @@ def _interior_ceiling(xo: Operand, wo: Operand, y, batch, p, limit) -> np.ndarra
     lane model. Every partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
     max_k |x_mk| * sum_k |w_kn| and by sum_k |x_mk| * max_k |w_kn|."""
     x, w = xo.array, wo.array
+    # Cheap scalar bounds first (peak of one operand times the largest line sum of the
+    # other), starting with the line sums a constant operand already has cached.
+    for a, b in sorted(((xo, wo), (wo, xo)), key=lambda pair: not pair[1].const):
+        if a.peak * float(b.bounds()[1].max()) < limit:
+            return y
     xmax, xsum = xo.bounds()                             # [..., M]
     wmax, wsum = wo.bounds()                             # [..., N]
-    if min(float(xmax.max()) * float(wsum.max()), float(xsum.max()) * float(wmax.max())) < limit:
-        return y
     bound = np.minimum(xmax[..., :, None] * wsum[..., None, :], xsum[..., :, None] * wmax[..., None, :])
     hot = np.nonzero(np.broadcast_to(bound, y.shape) >= limit)
     if not hot[0].size:

@@ -42,7 +42,7 @@ class Numerics:
     def operand(self, a, k_axis: int) -> "mac.Operand":
         """A constant MAC operand prepared once (cache it in the kernel); k_axis is its
         reduction axis: -1 for a left operand, -2 for a right one."""
-        return mac.Operand(a, self.profile, k_axis)
+        return mac.Operand(a, self.profile, k_axis, const=True)
 
     def wide_sum(self, lanes) -> np.ndarray:
         """Sum over the last axis in the accumulator (not yet rounded to storage)."""

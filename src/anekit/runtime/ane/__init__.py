@@ -14,10 +14,10 @@ foundation / iosurface (the ctypes bridge), protocol (the dispatch sequence), la
 per process), worker / worker_main / pool (the compile-budget subprocess), fake_objc and fake
 (FakeTransport), machine (what this Mac is), backend, selftest.
 """
-from .backend import AneBackend, AneExecutable, dialect_for
+from .backend import AneBackend, AneExecutable
 from .fake import FakeTransport
 from .pool import WorkerPool, pool_for, shutdown
 from .transport import Call, ObjCTransport, RecordingTransport, Transport
 
 __all__ = ["AneBackend", "AneExecutable", "FakeTransport", "ObjCTransport", "RecordingTransport", "Transport",
-           "Call", "WorkerPool", "pool_for", "shutdown", "dialect_for"]
+           "Call", "WorkerPool", "pool_for", "shutdown"]

@@ -26,12 +26,6 @@ from .protocol import CompileJob
 from .transport import ObjCTransport, Transport
 
 
-def dialect_for(target) -> str:
-    """"ios16" for the h13/h14 generations and older (M1, M2, A14, ...), else "ios18" (brief §3)."""
-    gen = layout.compiler_generation(getattr(target, "compiler", "") or "")
-    return "ios16" if gen is not None and gen <= 14 else "ios18"
-
-
 def program_key(mil_text: str, weights: dict[str, bytes], target_name: str, rules: layout.IORules) -> str:
     h = hashlib.sha256()
     for part in (target_name, rules.compiler, str(rules.alignment), rules.input_order, mil_text):
@@ -143,7 +137,7 @@ class AneBackend(Backend):
         rules = layout.io_rules(target, self.input_order)
         inputs, outputs = preflight.io_specs(fn, rules)
         preflight.check_chip_quirks(fn, rules)
-        text, files = mil.emit(one, dialect=dialect_for(target))
+        text, files = mil.emit(one, dialect=target.dialect)
         tname = getattr(target, "name", str(target))
         return CompileJob(program_key(text, files, tname, rules), text, dict(files), inputs, outputs,
                           rules.input_order, tname, label=f"'{function}' for {tname}")
