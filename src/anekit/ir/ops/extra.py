@@ -13,7 +13,7 @@ import math
 
 from ..spec import const, op, tensor
 from ._rules import axes, axis
-from .shape import slice_index_plan
+from .shape import STRIDED_SLICE, strided_slice_shape
 
 ANY = ("fp16", "fp32", "int32", "bool")
 NUMERIC = ("fp16", "fp32", "int32")
@@ -137,22 +137,11 @@ def coreml_update_state(a):
     return [(a.T, a.value.shape)]
 
 
-@op(kind="movement", T=ANY, x=tensor(), update=tensor(), begin=const("int32", 1), end=const("int32", 1),
-    stride=const("int32", 1, default=None), begin_mask=const("bool", 1, default=None),
-    end_mask=const("bool", 1, default=None), squeeze_mask=const("bool", 1, default=None))
+@op(kind="movement", T=ANY, x=tensor(), update=tensor(), **STRIDED_SLICE)
 def slice_update(a):
     """x with the strided slice x[begin:end:stride] (as slice_by_index selects it) replaced by
     `update` (in-place tensor assignment, e.g. a KV-cache write)."""
-    r = a.x.rank
-    for n in ("begin", "end", "stride", "begin_mask", "end_mask", "squeeze_mask"):
-        v = getattr(a, n)
-        if v is not None and len(v) != r:
-            raise a.fail(n, f"needs {r} values (x shape {list(a.x.shape)}), got {list(v)}")
-    if a.stride is not None and 0 in a.stride:
-        raise a.fail("stride", "stride 0")
-    slices, drop = slice_index_plan(a.x.shape, a.begin, a.end, a.stride, a.begin_mask, a.end_mask, a.squeeze_mask)
-    shape = [len(range(*s.indices(n))) for s, n in zip(slices, a.x.shape)]
-    want = tuple(s for i, s in enumerate(shape) if i not in drop)
+    want = strided_slice_shape(a)
     if a.update.shape != want:
         raise a.fail("update", f"shape {list(a.update.shape)} must be the slice's {list(want)}")
     return [(a.T, a.x.shape)]

@@ -96,11 +96,8 @@ def slice_index_plan(x_shape, begin, end, stride, begin_mask, end_mask, squeeze_
     return slices, [i for i in range(r) if squeeze_mask[i]]
 
 
-@op(kind="movement", T=ANY, x=tensor(), begin=const("int32", 1), end=const("int32", 1),
-    stride=const("int32", 1, default=None), begin_mask=const("bool", 1, default=None),
-    end_mask=const("bool", 1, default=None), squeeze_mask=const("bool", 1, default=None))
-def slice_by_index(a):
-    """Strided slice x[begin:end:stride] per axis, with masks as in MIL / TensorFlow."""
+def strided_slice_shape(a) -> tuple[int, ...]:
+    """Shape selected by slice_by_index-style arguments (begin, end, stride and the masks)."""
     r = a.x.rank
     for n in ("begin", "end", "stride", "begin_mask", "end_mask", "squeeze_mask"):
         v = getattr(a, n)
@@ -115,7 +112,18 @@ def slice_by_index(a):
             raise a.fail("squeeze_mask", f"axis {i} keeps {shape[i]} elements, cannot squeeze")
     if 0 in shape:
         raise a.fail("begin", f"slice of {list(a.x.shape)} from {list(a.begin)} to {list(a.end)} is empty")
-    return [(a.T, tuple(s for i, s in enumerate(shape) if i not in drop))]
+    return tuple(s for i, s in enumerate(shape) if i not in drop)
+
+
+STRIDED_SLICE = dict(begin=const("int32", 1), end=const("int32", 1), stride=const("int32", 1, default=None),
+                     begin_mask=const("bool", 1, default=None), end_mask=const("bool", 1, default=None),
+                     squeeze_mask=const("bool", 1, default=None))
+
+
+@op(kind="movement", T=ANY, x=tensor(), **STRIDED_SLICE)
+def slice_by_index(a):
+    """Strided slice x[begin:end:stride] per axis, with masks as in MIL / TensorFlow."""
+    return [(a.T, strided_slice_shape(a))]
 
 
 @op(kind="movement", T=ANY, x=tensor(), begin=const("int32", 1), size=const("int32", 1))
