@@ -208,3 +208,18 @@ def test_a_program_parsed_back_from_mil_simulates_identically(dialect):
         a = Simulator(prog, profile=profile).run({"x": x})["y"]
         b = Simulator(parsed, profile=profile).run({"x": x})["y"]
         assert a.tobytes() == b.tobytes(), profile
+
+
+def test_parameters_a_parser_omits_take_their_declared_defaults():
+    """A conv op carrying only x and weight (as MIL text may write it): strides, pads and
+    dilations come from the declaration's per-axis defaults."""
+    from anekit.ir import REGISTRY, Function, Op, Program, Tensor, make_const
+    x = ak.input("x", (1, 2, 5, 5))
+    w = make_const(np.ones((3, 2, 3, 3), np.float16), name="w")
+    w.name = "w"
+    op = Op(REGISTRY["conv"], {"x": x, "weight": w}, name="y")
+    y = Tensor("fp16", (1, 3, 3, 3), op, 0, "y")
+    op.outputs.append(y)
+    prog = Program({"main": Function("main", [x], [w.op, op], [y])})
+    out = Simulator(prog, profile="m1").run({"x": np.ones((1, 2, 5, 5))})["y"]
+    np.testing.assert_array_equal(out, np.full((1, 3, 3, 3), 18.0))

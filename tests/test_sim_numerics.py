@@ -142,6 +142,28 @@ def test_interior_ceiling_is_checked_on_the_fast_route():
     np.testing.assert_allclose(y[others], expect[others], rtol=2.0 ** -10)
 
 
+def test_infinities_in_a_big_matmul_follow_the_lane_rules():
+    """On the fast route the rows holding an infinity are recomputed lane by lane: inf times a
+    weight stays inf, inf - inf inside a tile gives +0 and the other lanes still count; every
+    other row is the plain wide-accumulator result."""
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((256, 512)).astype(np.float16).astype(np.float32)
+    rows[5, 3] = np.inf
+    rows[9, :4] = [np.inf, -np.inf, 1.0, 2.0]                    # one tile: inf - inf = +0, then 1, 2
+    x = ak.input("x", rows.shape)
+    w = np.ones((512, 64), np.float16)
+    fast = run({"y": ak.matmul(x, w)}, {"x": rows})["y"]
+    lanes = dataclasses.replace(profile_for("m1"), tile_emulation_max_products=1 << 30)
+    every = run({"y": ak.matmul(x, w)}, {"x": rows}, lanes)["y"]
+    assert np.all(fast[5] == INF)
+    np.testing.assert_array_equal(fast[[5, 9]], every[[5, 9]])
+    expect9 = 3.0 + rows[9, 4:].astype(np.float64).sum()
+    assert np.all(np.abs(fast[9] - expect9) <= 2.0 ** -10 * np.abs(rows[9, 4:]).sum() + 0.02)
+    others = np.setdiff1d(np.arange(256), [5, 9])
+    assert np.all(np.isfinite(fast[others]))
+    np.testing.assert_allclose(fast[others], every[others], rtol=2.0 ** -9, atol=0.02)
+
+
 def test_negative_outputs_saturate_symmetrically():
     assert dot_ones([-16384.0, -16384.0]) == -INF
 

@@ -34,6 +34,7 @@ class OpRow:
     weight_format: str = ""
     utilization: float = 1.0
     winograd: bool = False
+    dram_bytes: float = 0.0     # what the model charges to DRAM: weights, program I/O, spills
 
     def __iter__(self):   # unpacks as (op name, type, us, flops, bytes, bound)
         return iter((self.name, self.type, self.us, self.flops, self.bytes, self.bound))
@@ -142,7 +143,7 @@ def estimate(prog, target, function: str | None = None) -> Estimate:
         bound, stream = t_op.bound
         rows.append(OpRow(op.name, op.type, t_op.us, w.flops, w.bytes, bound, stream, t_op.compute_us,
                           t_op.weights_us, t_op.spill_us, t_op.io_us, w.weight_bytes, w.weight_format,
-                          t_op.utilization, w.winograd))
+                          t_op.utilization, w.winograd, w.weight_bytes + io + spill))
     total_ops = sum(r.us for r in rows)
     by_bound = {"dispatch": p.dispatch_us,
                 "compute": sum(r.us for r in rows if r.bound == "compute"),
@@ -160,4 +161,4 @@ def _fused_row(op, w: OpWork, io: float, p: CostParams) -> OpRow:
     """An epilogue riding on its MAC op's output pass: only program I/O it carries costs time."""
     io_us = io / (p.io_gbs * 1e3)
     return OpRow(op.name, op.type, io_us, w.flops, w.bytes, "fused", None, 0.0, 0.0, 0.0, io_us,
-                 w.weight_bytes, w.weight_format)
+                 w.weight_bytes, w.weight_format, dram_bytes=io)

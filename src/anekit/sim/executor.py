@@ -16,7 +16,6 @@ from ..errors import AnekitError, DTypeError, ShapeError, UnsupportedOpError
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
 from ..mil.emit import STATE_INPUTS
-from . import kernels as _kernels  # noqa: F401  (registers every kernel)
 from .fp16 import F32
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for

@@ -138,13 +138,23 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     x, w = xo.array, wo.array
     batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
     m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
-    products = math.prod(batch) * m * n * k
-    if p.mac_tile_lanes and k and (products <= p.tile_emulation_max_products or not (xo.finite and wo.finite)):
-        y = _emulated(x, w, batch, p, limit)
-    else:
+    if p.mac_tile_lanes and k and math.prod(batch) * m * n * k <= p.tile_emulation_max_products:
+        return port_output(_emulated(x, w, batch, p, limit), p, limit)
+    hot = None
+    if xo.finite and wo.finite:
         y = np.matmul(x, w, dtype=F32)
-        if limit is not None and k:
-            y = _interior_ceiling(xo, wo, y, batch, p, limit)
+    else:
+        # Only outputs whose row or column holds an infinity need the lane model's inf rules;
+        # the rest come from BLAS on the operands with the infinities zeroed.
+        bad_x, bad_w = ~np.isfinite(x), ~np.isfinite(w)
+        xo, wo = Operand(np.where(bad_x, F32(0.0), x), p, -1), Operand(np.where(bad_w, F32(0.0), w), p, -2)
+        y = np.matmul(xo.array, wo.array, dtype=F32)
+        hot = np.broadcast_to(bad_x.any(-1)[..., :, None] | bad_w.any(-2)[..., None, :], y.shape)
+    if limit is not None and k and p.mac_tile_lanes:
+        near = _ceiling_risk(xo, wo, y.shape, limit)
+        hot = near if hot is None else (hot if near is None else hot | near)
+    if hot is not None and p.mac_tile_lanes:
+        y = _emulate_entries(x, w, y, batch, np.nonzero(hot), p, limit)
     return port_output(y, p, limit)
 
 
@@ -167,32 +177,35 @@ def _emulated(x, w, batch, p, limit) -> np.ndarray:
     return out.reshape(batch + (m, n))
 
 
-def _interior_ceiling(xo: Operand, wo: Operand, y, batch, p, limit) -> np.ndarray:
-    """Outputs whose running partial might reach the ceiling are re-run through the exact
-    lane model. Every partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
+def _ceiling_risk(xo: Operand, wo: Operand, shape, limit):
+    """Outputs whose running partial might reach the ceiling (a bool mask), or None. Every
+    partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
     max_k |x_mk| * sum_k |w_kn| and by sum_k |x_mk| * max_k |w_kn|."""
-    x, w = xo.array, wo.array
     # Cheap scalar bounds first (peak of one operand times the largest line sum of the
     # other), starting with the line sums a constant operand already has cached.
     for a, b in sorted(((xo, wo), (wo, xo)), key=lambda pair: not pair[1].const):
         if a.peak * float(b.bounds()[1].max()) < limit:
-            return y
+            return None
     xmax, xsum = xo.bounds()                             # [..., M]
     wmax, wsum = wo.bounds()                             # [..., N]
     bound = np.minimum(xmax[..., :, None] * wsum[..., None, :], xsum[..., :, None] * wmax[..., None, :])
-    hot = np.nonzero(np.broadcast_to(bound, y.shape) >= limit)
+    risk = np.broadcast_to(bound, shape) >= limit
+    return risk if risk.any() else None
+
+
+def _emulate_entries(x, w, y, batch, hot, p, limit) -> np.ndarray:
+    """y with the entries at the indices `hot` recomputed through the exact lane model."""
     if not hot[0].size:
         return y
     m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
     xb = np.broadcast_to(x, batch + (m, k))
-    wb = np.broadcast_to(w, batch + (k, n))
+    wt = np.moveaxis(np.broadcast_to(w, batch + (k, n)), -1, -2)
     lead = hot[:-2]
     y = y.copy()
     step = max(1, _CHUNK // max(1, k))
     for s in range(0, hot[0].size, step):
         part = tuple(i[s:s + step] for i in lead)
-        rows = xb[part + (hot[-2][s:s + step],)]                      # [F, K]
-        cols = np.moveaxis(wb, -1, -2)[part + (hot[-1][s:s + step],)]  # [F, K]
-        lanes = _products(rows, cols, p)
-        y[part + (hot[-2][s:s + step], hot[-1][s:s + step])] = accumulate(tile_sums(lanes, p, limit), p, limit)
+        rows, cols = hot[-2][s:s + step], hot[-1][s:s + step]
+        lanes = _products(xb[part + (rows,)], wt[part + (cols,)], p)     # [F, K]
+        y[part + (rows, cols)] = accumulate(tile_sums(lanes, p, limit), p, limit)
     return y
