@@ -287,6 +287,14 @@ def test_subnormal_pair_in_a_matmul_flushes_on_m1_only():
     assert dot_ones(pair, "m5") == 8 * TINY
 
 
+def test_a_subnormal_product_of_normal_operands_flushes_on_m1():
+    x = ak.input("x", (1, 2))
+    w = np.full((2, 1), 2.0 ** -8, np.float16)                 # normal operands, 2**-16 products
+    feed = {"x": np.full((1, 2), 2.0 ** -8, np.float32)}
+    assert run({"y": ak.matmul(x, w)}, feed, "m1")["y"].item() == 0.0
+    assert run({"y": ak.matmul(x, w)}, feed, "m5")["y"].item() == 2.0 ** -15
+
+
 # --- softmax and exp --------------------------------------------------------------------------
 
 def test_softmax_subtracts_the_max_and_bare_exp_overflows():

@@ -200,6 +200,12 @@ class Simulator:
         return values
 
     def _plan_frees(self) -> None:
+        # Constants only the folding needed (e.g. int8 data behind a dequantized weight) go.
+        read = {slot for _, slot, _ in self._outputs}
+        for step in self._steps:
+            for ref in step.tensors.values():
+                read.update(ref if isinstance(ref, tuple) else (() if ref is None else (ref,)))
+        self._const = {slot: v for slot, v in self._const.items() if slot in read}
         keep = {slot for _, slot, _ in self._outputs} | set(self._const)
         last: dict[int, int] = {}
         for i, step in enumerate(self._steps):

@@ -8,12 +8,12 @@ cancellation sweep of tbl:c3-cancel-sweep at every fp16 magnitude, in either lan
 inside a tile the lanes add in order, each add rounding half to even onto a grid one bit
 finer than the fp16 grid of its larger operand; tiles then add into a float32 accumulator.
 
-Exact emulation costs a few passes per product, so reductions with more than
-`tile_emulation_max_products` products (big matmuls and convs) take the fast route: float32
-BLAS on the fp16 operands. That keeps the wide accumulator and the fp16 input and output
-rounding but drops the in-tile rounding (docs/numerics.md quantifies the difference);
-the 2**15 interior-partial ceiling is still checked exactly wherever a cheap bound says
-a partial could reach it.
+Exact emulation costs a few passes per product, so matmuls and convs with more than
+`tile_emulation_max_products` products take the fast route: float32 BLAS on the fp16
+operands. That keeps the wide accumulator and the fp16 input and output rounding but drops
+the product and in-tile roundings (docs/numerics.md quantifies the difference); outputs
+whose running partial could reach the 2**15 ceiling, or whose row or column holds an
+infinity, are still computed through the lane model.
 """
 from __future__ import annotations
 
@@ -94,7 +94,9 @@ def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
     """Lane values x * w (fp16 operands; exact in float32), rounded as the fp16 multiplier does."""
     prod = x * w
     if p.mac_round_products:
-        prod = round_fp16(prod)
+        prod = round_fp16(prod, flush=p.mac_flush_subnormals)
+    elif p.mac_flush_subnormals:
+        prod = flush_subnormals(prod)
     if p.indeterminate_to_zero:
         prod = nan_to_zero(prod)            # 0 * inf
     return prod

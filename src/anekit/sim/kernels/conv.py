@@ -48,9 +48,8 @@ def _windows(xp: np.ndarray, k, strides, dil, out_sp) -> np.ndarray:
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     """[Cout, Cin/g, *k] -> [groups, Cout/g, taps * Cin/g], lanes tap-major."""
-    cout, cin_g = weight.shape[:2]
     w = np.moveaxis(weight, 1, -1)                        # [Cout, *k, Cin/g]
-    return np.ascontiguousarray(w.reshape(groups, cout // groups, -1))
+    return np.ascontiguousarray(w.reshape(groups, weight.shape[0] // groups, -1))
 
 
 def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") -> np.ndarray:
