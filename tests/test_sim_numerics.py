@@ -482,6 +482,14 @@ def test_chip_dependent_behaviour_lives_in_profile_fields():
     assert profile_for("exact") is EXACT and profile_for(EXACT) is EXACT and EXACT.exact
 
 
+def test_width_slice_gain_follows_the_target_feature():
+    """The checker and the simulator agree on which families saturate width slices."""
+    from anekit import targets
+    for key, fam in targets.families().items():
+        assert (FAMILY_PROFILES[key].width_slice_gain == 16.0) == fam.features.width_slice_saturates, key
+    assert profile_for("a12").width_slice_gain == 16.0      # pre-A15 engines, guide ch. 35
+
+
 def test_a_modified_profile_changes_the_simulation():
     no_flush = dataclasses.replace(profile_for("m1"), mac_flush_subnormals=False, name="m1-noflush")
     assert isinstance(no_flush, NumericsProfile)

@@ -42,7 +42,7 @@ class NumericsProfile:
     tile_emulation_max_products: int = 1 << 18
     mac_output_ceiling: float | None = 32768.0   # 2**15: matmul, linear, multi-tap conv
     mac_flush_subnormals: bool = False           # M1 flushes subnormals inside the MAC
-    width_slice_gain: float = 1.0                # x16 crop gain on H13/H14 width slices
+    width_slice_gain: float = 1.0                # crop gain on width slices with an offset
     activation_tables: bool = True               # sigmoid/gelu 33-knot tables, origin biases
     sigmoid_table: TableSpec = TableSpec(-9.938, 8.320)          # domain: tbl:c3-constants
     # Domain not published: fitted so the worst error is the guide's 0.0059 (see docs).
@@ -67,11 +67,10 @@ _ANE = NumericsProfile(name="ane")
 FAMILY_PROFILES: dict[str, NumericsProfile] = {
     "h11": replace(_ANE, name="h11", family="h11", description="pre-A13 engines (A11, A12)",
                    notes=("numerics not measured on this family; M1 behaviour assumed except the "
-                          "width-slice gain and the MAC subnormal flush",)),
+                          "MAC subnormal flush",)),
     "h13": replace(_ANE, name="h13", family="h13", description="A13 / M1 family (the guide's measured part)",
-                   mac_flush_subnormals=True, width_slice_gain=16.0),
+                   mac_flush_subnormals=True),
     "h14": replace(_ANE, name="h14", family="h14", description="A14 / M2 family",
-                   width_slice_gain=16.0,
                    notes=("MAC subnormal flush not measured on M2-M4; modelled as preserved",)),
     "h15": replace(_ANE, name="h15", family="h15", description="A15 / M3 family",
                    notes=("width-slice crop gain fixed from A15 on",)),
@@ -83,6 +82,20 @@ FAMILY_PROFILES["m11"] = replace(FAMILY_PROFILES["h16"], name="m11", family="m11
                                  description="small embedded engine (A16-class features)")
 FAMILY_PROFILES["ref"] = replace(FAMILY_PROFILES["h16"], name="ref", family="ref",
                                  description="reference validation profiles (not silicon)")
+
+WIDTH_SLICE_GAIN = 16.0   # the crop-DMA gain, ch. 3 tbl:c3-constants (4094 x 16 = 65504)
+
+
+def _width_slice_gains(profiles: dict) -> dict:
+    """Which families saturate width slices is a target feature (anekit.targets, guide ch. 3
+    and 35: up to A14/M2); the simulator reads it from there rather than keeping a second list."""
+    from .. import targets
+    fams = targets.families()
+    return {k: replace(p, width_slice_gain=WIDTH_SLICE_GAIN if fams[k].features.width_slice_saturates else 1.0)
+            if k in fams else p for k, p in profiles.items()}
+
+
+FAMILY_PROFILES = _width_slice_gains(FAMILY_PROFILES)
 
 
 def profile_for(target=None) -> NumericsProfile:
