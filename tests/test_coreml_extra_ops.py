@@ -12,7 +12,6 @@ import pytest
 
 import anekit as ak
 from anekit.errors import AnekitError, ShapeError
-from anekit.mil.emit import STATE_INPUTS
 
 torch = pytest.importorskip("torch", reason="the references are PyTorch's layers")
 F = torch.nn.functional
@@ -171,7 +170,7 @@ def test_state_ops_write_then_read_within_a_call():
     x = ak.input("x", (1, 4))
     updated = ak.coreml_update_state(s, ak.add(ak.read_state(s), x))   # s += x, returns new s
     prog = ak.program({"y": ak.mul(updated, 2.0)})
-    prog.main.attributes[STATE_INPUTS] = ("s",)          # how a function marks its state inputs
+    prog.main.states = ("s",)          # how a function marks its state inputs
     state0 = np.array([[1, 2, 3, 4]], np.float16)
     xv = np.array([[0.5, 0.5, 1, -1]], np.float16)
     out = run(prog, {"s": state0, "x": xv}, "profile")["y"]

@@ -22,7 +22,6 @@ import models_zoo as zoo  # noqa: E402
 import anekit as ak  # noqa: E402
 from anekit.errors import DependencyError, ModelFormatError, UnsupportedOpError  # noqa: E402
 from anekit.ir import REGISTRY  # noqa: E402
-from anekit.mil.emit import STATE_INPUTS  # noqa: E402
 
 _ARRAY_DTYPES = {"FLOAT16": "fp16", "FLOAT32": "fp32", "INT32": "int32"}
 
@@ -41,7 +40,7 @@ def _ct_interface(path):
 
 
 def _interface(fn):
-    states = set(fn.attributes.get(STATE_INPUTS, ()))
+    states = set(fn.states)
     ins = [(t.name, t.dtype, t.shape) for t in fn.inputs if t.name not in states]
     sts = [(t.name, t.dtype, t.shape) for t in fn.inputs if t.name in states]
     return ins, sts, [(t.name, t.dtype, t.shape) for t in fn.outputs]
@@ -91,7 +90,7 @@ def test_narrow_integer_indices_are_widened_to_int32(tmp_path_factory):
 def test_state_inputs_are_parsed(tmp_path_factory):
     path = zoo.package("kv_cache_state", tmp_path_factory)
     fn = ak.load(path).main
-    assert fn.attributes[STATE_INPUTS] == ("k_cache", "v_cache")
+    assert fn.states == ("k_cache", "v_cache")
     types = [op.type for op in fn.ops]
     assert types.count("write_state") == 2 and "read_state" in types and "slice_update" in types
     writes = [op for op in fn.ops if op.type == "write_state"]

@@ -12,7 +12,6 @@ import pytest
 ct = pytest.importorskip("coremltools", reason="writing packages needs coremltools (the `coreml` extra)")
 
 import anekit as ak  # noqa: E402
-from anekit.mil.emit import STATE_INPUTS  # noqa: E402
 from anekit.models import stories  # noqa: E402
 
 WEIGHTS = os.path.join("Data", "com.apple.CoreML", "weights")
@@ -87,7 +86,7 @@ def test_converted_models_round_trip(name, tmp_path_factory, tmp_path):
     assert [f.name for f in spec.description.output] == entry.outputs
     assert [f.name for f in spec.description.state] == [s.name for s in entry.states]
     back = ak.load(path)
-    assert back.main.attributes.get(STATE_INPUTS, ()) == tuple(s.name for s in entry.states)
+    assert back.main.states == tuple(s.name for s in entry.states)
     feeds = entry.sample(seed=11)
     assert_same_outputs(run(prog, feeds), run(back, feeds))
 

@@ -292,3 +292,13 @@ def test_tensor_operators():
     assert (-x).op.type == "mul" and (x @ ak.input("w", (3, 4))).shape == (2, 4)
     assert x.T.shape == (3, 2) and x.reshape(3, 2).shape == (3, 2) and x.sum(axes=[1]).shape == (2,)
     assert (x > 0).dtype == "bool"
+
+
+def test_state_inputs_are_recorded_on_the_function():
+    cache = ak.input("cache", (1, 4, 1, 8), state=True)
+    x = ak.input("x", (1, 4, 1, 8))
+    p = ak.program({"y": ak.coreml_update_state(cache, ak.add(ak.read_state(cache), x))})
+    assert p.main.states == ("cache",)
+    text, _ = ak.mil.emit(p)
+    assert "state<tensor<fp16, [1, 4, 1, 8]>> cache" in text
+    assert ak.mil.parse(text).main.states == ("cache",)

@@ -21,7 +21,6 @@ import anekit as ak
 from anekit.errors import (AnekitError, MILParseError, ModelFormatError, PathEscapeError, UnknownOpError,
                            WeightFileError)
 from anekit.mil import write_blobs
-from anekit.mil.emit import STATE_INPUTS
 from anekit.mil.lexer import quote
 
 # --------------------------------------------------------------------------- fixtures
@@ -280,7 +279,7 @@ def test_several_functions_states_and_function_attributes():
     assert list(prog.functions) == ["main", "other"]
     assert prog.attributes == {"buildInfo": {"k": "v"}, "tag": "mine"}
     main = prog.functions["main"]
-    assert main.attributes[STATE_INPUTS] == ("cache",)
+    assert main.states == ("cache",)
     assert main.ops[-1].type == "write_state" and main.ops[-1].outputs == []
     assert prog.functions["other"].attributes == {"note": "second"}
     again = ak.mil.emit(prog)[0]

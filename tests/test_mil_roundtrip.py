@@ -11,7 +11,6 @@ from anekit.ir import REGISTRY
 from anekit.ir.builder import make_const
 from anekit.ir.dtypes import DTYPES
 from anekit.ir.graph import Op
-from anekit.mil.emit import STATE_INPUTS
 from anekit.models import stories
 
 DIALECTS = ("ios18", "ios16")
@@ -134,7 +133,7 @@ def _state_program():
     fn = prog.main
     write = Op(REGISTRY["write_state"], {"input": fn.input("cache"), "data": fn.outputs[0]}, {}, "store_cache")
     fn.ops.append(write)
-    fn.attributes[STATE_INPUTS] = ("cache",)
+    fn.states = ("cache",)
     return prog
 
 

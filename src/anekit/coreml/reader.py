@@ -13,7 +13,6 @@ from ..errors import AnekitError, ModelFormatError, UnsupportedOpError
 from ..ir.builder import bind, make_const
 from ..ir.graph import Function, Op, Program, Tensor
 from ..ir.spec import REGISTRY
-from ..mil.emit import STATE_INPUTS
 from . import mapping, opsets, values
 
 INPUT_DTYPES = ("fp16", "fp32", "int32", "bool")
@@ -113,7 +112,7 @@ class FunctionReader:
             outputs.append(t)
         states = tuple(t.name for t in inputs if id(t) in self.states)
         return Function(self.name, inputs, self.ops, outputs, opset=tag,
-                        attributes={STATE_INPUTS: states} if states else None)
+                        states=states)
 
     # --- inputs ----------------------------------------------------------------------------
 

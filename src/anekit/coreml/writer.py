@@ -19,7 +19,6 @@ from ..errors import AnekitError, ModelFormatError
 from ..ir.dtypes import from_numpy
 from ..ir.graph import Function, Program, Tensor
 from ..mil.blobs import BlobWriter
-from ..mil.emit import STATE_INPUTS
 from . import _deps, opsets, package, values
 
 WEIGHT_FILE = "@model_path/weights/weight.bin"
@@ -112,7 +111,7 @@ def _build_info(mil_pb2, program, info: dict) -> None:
 
 def _describe(model_pb2, desc, fn: Function) -> None:
     """Core ML feature descriptions of `fn`'s inputs, states and outputs."""
-    states = set(fn.attributes.get(STATE_INPUTS, ()))
+    states = set(fn.states)
     for t in fn.inputs:
         fd = desc.state.add() if t.name in states else desc.input.add()
         fd.name = t.name
@@ -156,7 +155,7 @@ class _FunctionWriter:
 
     def write(self, proto) -> None:
         fn = self.fn
-        states = set(fn.attributes.get(STATE_INPUTS, ()))
+        states = set(fn.states)
         for t in fn.inputs:
             nvt = proto.inputs.add()
             nvt.name = self._define(t, f"{self.where} input")

@@ -15,12 +15,12 @@ _input_seq = itertools.count()
 class Tensor:
     """A value in the graph: produced by an op (or a function input), with static dtype and shape."""
 
-    __slots__ = ("name", "dtype", "shape", "op", "index", "const", "range", "_seq")
+    __slots__ = ("name", "dtype", "shape", "op", "index", "const", "range", "state", "_seq")
 
     def __init__(self, dtype: str, shape: Iterable[int], op: "Op | None" = None, index: int = 0,
-                 name: str | None = None, const: Any = None, range: tuple | None = None):
+                 name: str | None = None, const: Any = None, range: tuple | None = None, state: bool = False):
         self.name, self.dtype, self.shape = name, dtype, tuple(int(s) for s in shape)
-        self.op, self.index, self.const, self.range = op, index, const, range
+        self.op, self.index, self.const, self.range, self.state = op, index, const, range, state
         self._seq = next(_input_seq) if op is None else -1
 
     rank = property(lambda self: len(self.shape))
@@ -132,10 +132,13 @@ class Function:
     """A named function: inputs, ops in topological order (consts included), named outputs."""
 
     def __init__(self, name: str, inputs: list[Tensor], ops: list[Op], outputs: list[Tensor],
-                 opset: str | None = None, attributes: dict | None = None):
+                 opset: str | None = None, attributes: dict | None = None, states=()):
         self.name, self.inputs, self.ops, self.outputs = name, inputs, ops, outputs
         self.opset = opset            # the `<ios18>` tag when parsed; None = dialect default
         self.attributes = attributes or {}
+        # Inputs declared `state<tensor<...>>`: buffers that persist across calls and that
+        # read_state / write_state / coreml_update_state read and update (Core ML states).
+        self.states: tuple[str, ...] = tuple(states)
 
     @property
     def output_names(self) -> list[str]:
@@ -171,8 +174,9 @@ class Program:
         return f"Program({', '.join(map(repr, self.functions.values()))})"
 
 
-def input(name: str, shape, dtype: str = "fp16", range: tuple | None = None) -> Tensor:
-    """A function input. `range=(lo, hi)` declares the values it will carry (for range checks)."""
+def input(name: str, shape, dtype: str = "fp16", range: tuple | None = None, state: bool = False) -> Tensor:
+    """A function input. `range=(lo, hi)` declares the values it will carry (for range checks);
+    `state=True` makes it a persistent state buffer (`state<tensor<...>>`, e.g. a KV cache)."""
     if dtype not in ("fp16", "fp32", "int32", "bool"):
         raise ShapeError(f"input '{name}': dtype '{dtype}' not allowed (fp16, fp32, int32, bool)")
     shape = tuple(shape)
@@ -183,7 +187,7 @@ def input(name: str, shape, dtype: str = "fp16", range: tuple | None = None) -> 
         if not lo <= hi:
             raise ShapeError(f"input '{name}': range {range} has lo > hi")
         range = (float(lo), float(hi))
-    return Tensor(dtype, shape, name=name, range=range)
+    return Tensor(dtype, shape, name=name, range=range, state=state)
 
 
 def topo_order(outputs: list[Tensor]) -> tuple[list[Op], list[Tensor]]:
@@ -257,7 +261,7 @@ def _freeze(fname: str, outputs) -> Function:
     new: dict[int, Tensor] = {}
     new_inputs = []
     for t in inputs:
-        nt = Tensor(t.dtype, t.shape, name=claim(t.name), range=t.range)
+        nt = Tensor(t.dtype, t.shape, name=claim(t.name), range=t.range, state=t.state)
         nt._seq = t._seq
         new[id(t)] = nt
         new_inputs.append(nt)
@@ -307,4 +311,5 @@ def _freeze(fname: str, outputs) -> Function:
             new[id(t)] = nt
             no.outputs.append(nt)
         new_ops.append(no)
-    return Function(fname, new_inputs, new_ops, [new[id(t)] for t in outputs.values()])
+    return Function(fname, new_inputs, new_ops, [new[id(t)] for t in outputs.values()],
+                    states=[t.name for t in new_inputs if t.state])

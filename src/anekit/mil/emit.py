@@ -51,7 +51,6 @@ DEFAULT_BUILD_INFO = {"coremlc-component-MIL": "3510.2.1", "coremlc-version": "3
 
 # Keys of Function.attributes that hold anekit bookkeeping rather than MIL function
 # attributes; a ':' cannot occur in a MIL identifier, so they never clash with real ones.
-STATE_INPUTS = "anekit:state_inputs"   # names of inputs declared `state<tensor<...>>`
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FUNC_INDENT, _OP_INDENT, _END_INDENT = " " * 4, " " * 12, " " * 8
@@ -236,7 +235,7 @@ class _Emitter:
     def function(self, fn: Function):
         fname = _ident(fn.name, "function name")
         opset = fn.opset if fn.opset and dialect_of_opset(fn.opset) == self.d.name else self.d.name
-        states = set(fn.attributes.get(STATE_INPUTS, ()))
+        states = set(fn.states)
         defined: set[str] = set()
         params = []
         for t in fn.inputs:

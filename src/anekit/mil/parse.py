@@ -41,7 +41,7 @@ from ..ir.graph import Function, Op, Program, Tensor
 from ..ir.spec import REGISTRY, OpSpec, Param
 from . import minifloat
 from .blobs import DTYPE_CODES
-from .emit import STATE_INPUTS, dialect_of_version
+from .emit import dialect_of_version
 from .lexer import EOF, FLOAT, IDENT, INT, PUNCT, STRING, Source, Token, tokenize, unquote
 
 MAX_DEPTH = 64              # nesting of types, lists and dicts (guards Python's recursion limit)
@@ -466,8 +466,6 @@ class _Parser:
                 break
         self.expect(")", "to close the function inputs")
         attributes = self.attribute_values(self.parse_block()) if self.at("[") else {}
-        if states:
-            attributes[STATE_INPUTS] = tuple(states)
         self.expect("{", "to open the function body")
         while not self.at("}"):
             if self.peek().kind == EOF:
@@ -484,7 +482,7 @@ class _Parser:
         self.expect(")", "to close the function outputs")
         self.accept(";")
         scope.finish()
-        return Function(fname, inputs, scope.ops, outputs, opset=opset, attributes=attributes)
+        return Function(fname, inputs, scope.ops, outputs, opset=opset, attributes=attributes, states=states)
 
     def parse_statement(self, scope: "_Scope"):
         outs = []

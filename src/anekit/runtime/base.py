@@ -49,8 +49,13 @@ class Executable(abc.ABC):
         self.input_names = [t.name for t in self.function.inputs]
         self.output_names = list(self.function.output_names)
 
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        """Inputs a call may leave out: state buffers, which keep their value between calls."""
+        return self.function.states
+
     def __call__(self, inputs: dict | None = None, **named) -> dict[str, np.ndarray]:
-        feeds = bind_inputs(self.function, {**(inputs or {}), **named})
+        feeds = bind_inputs(self.function, {**(inputs or {}), **named}, optional=self.optional_inputs)
         return self._run(feeds)
 
     @abc.abstractmethod

@@ -15,6 +15,10 @@ class SimExecutable(Executable):
         profile = EXACT if numerics == "exact" else profile_for(target.name)
         self._sim = Simulator(prog, profile=profile, function=self.function.name)
 
+    @property
+    def optional_inputs(self):
+        return self._sim.state_names
+
     def _run(self, feeds):
         return self._sim.run(feeds)
 

@@ -12,10 +12,10 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import AnekitError, DTypeError, ShapeError, UnsupportedOpError
+from ..errors import AnekitError, ShapeError, UnsupportedOpError
+from ..ir.feeds import bind_inputs
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
-from ..mil.emit import STATE_INPUTS
 from .fp16 import F32
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
@@ -58,7 +58,7 @@ class Simulator:
             raise AnekitError(f"no function '{function}' in the program (functions: {', '.join(program.functions)})")
         self.function: Function = fn
         # State inputs: declared `state<...>`, or read and written by the state ops.
-        stateful = set(fn.attributes.get(STATE_INPUTS, ()))
+        stateful = set(fn.states)
         for op in fn.ops:
             if op.type in _STATE_OPS:
                 t = op.inputs.get(_STATE_OPS[op.type])
@@ -81,6 +81,11 @@ class Simulator:
         self._plan_frees()
 
     # --- public -------------------------------------------------------------------------
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Inputs that are state buffers: declared `state<...>` or read and written by state ops."""
+        return self._state_names
 
     @property
     def input_names(self) -> list[str]:
@@ -260,47 +265,15 @@ class Simulator:
         return arr          # sub-byte and other storage-only dtypes feed constexpr ops as they are
 
     def _check_inputs(self, inputs) -> list[np.ndarray]:
-        if not isinstance(inputs, Mapping):
-            raise ShapeError(f"inputs must be a mapping of input name to array, got {type(inputs).__name__}")
-        want = {t.name: t for t in self.function.inputs}
-        unexpected = sorted(set(inputs) - set(want))
-        if unexpected:
-            raise ShapeError(f"unexpected input(s) {', '.join(map(repr, unexpected))}; "
-                             f"the function takes {', '.join(_describe(t) for t in self.function.inputs)}")
-        missing = [t for t in self.function.inputs if t.name not in inputs and t.name not in self._state_names]
-        if missing:
-            raise ShapeError("missing input(s): " + ", ".join(_describe(t) for t in missing))
-        return [self._convert_input(t, inputs[t.name]) if t.name in inputs else None
-                for t in self.function.inputs]
+        """Arrays in function-input order (None for a state left out), ready for the kernels."""
+        bound = bind_inputs(self.function, inputs, optional=self._state_names)
+        return [self._ingest(t, bound[t.name]) if t.name in bound else None for t in self.function.inputs]
 
-    def _convert_input(self, t, value) -> np.ndarray:
-        try:
-            arr = np.asarray(value)
-        except (ValueError, TypeError) as e:
-            raise DTypeError(f"input '{t.name}': not convertible to an array ({e})") from None
-        if arr.dtype.kind not in "biuf":
-            raise DTypeError(f"input '{t.name}': numeric array expected, got dtype {arr.dtype}")
-        if arr.shape != t.shape:
-            raise ShapeError(f"input '{t.name}': expected shape {list(t.shape)}, got {list(arr.shape)}")
+    def _ingest(self, t, arr: np.ndarray) -> np.ndarray:
         if t.dtype in ("fp16", "fp32"):
             with np.errstate(all="ignore"):
-                a = arr.astype(np.float16 if t.dtype == "fp16" else F32).astype(F32)
-                return self.nx.ingest(a)
-        if t.dtype == "int32":
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
-                raise DTypeError(f"input '{t.name}': int32 input needs integer values")
-            if arr.size and (arr.min() < -2 ** 31 or arr.max() >= 2 ** 31):
-                raise DTypeError(f"input '{t.name}': values out of int32 range")
-            return arr.astype(np.int32)
-        if t.dtype == "bool":
-            if arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all():
-                raise DTypeError(f"input '{t.name}': bool input needs 0/1 or bool values")
-            return arr.astype(np.bool_)
-        raise DTypeError(f"input '{t.name}': dtype {t.dtype} is not a valid function input")
-
-
-def _describe(t) -> str:
-    return f"'{t.name}' {t.dtype}{list(t.shape)}"
+                return self.nx.ingest(arr.astype(F32))
+        return arr
 
 
 def _to_declared(value, dtype: str):
