@@ -15,7 +15,7 @@ import anekit as ak
 from anekit.errors import MILEmitError
 from anekit.ir.builder import make_const
 from anekit.mil import format_float, read_blob, write_blobs
-from anekit.mil.emit import DEFAULT_BUILD_INFO
+from anekit.mil.printer import DEFAULT_BUILD_INFO
 
 W = (np.arange(2 * 4 * 3 * 3, dtype=np.float32).reshape(2, 4, 3, 3) / 7).astype(np.float32)
 

@@ -75,7 +75,7 @@ def save(prog: Program, path) -> str:
 def _save_mil_file(prog: Program, path: str, mil_folder) -> str:
     """A .mil file; its weights (if any) go to weights/weight.bin beside it, where
     `@model_path/` points when the file is loaded back."""
-    from .mil.emit import WEIGHT_FILE, render
+    from .mil.printer import WEIGHT_FILE, render
     text, blobs = render(prog, prog.dialect or "ios18")
     folder = os.path.dirname(os.path.abspath(path))
     try:

@@ -8,16 +8,12 @@
 
 See docs/mil.md for the dialects, what the parser accepts and the BLOBFILE path policy.
 """
-from . import blobs, emit as _emit_module, folder, lexer, parse as _parse_module
+from . import blobs, folder, lexer, parser, printer
 from .blobs import Blob, BlobFile, BlobWriter, read_blob, write_blobs
-from .emit import DIALECTS, format_float, render
-from .folder import MODEL_FILE, blob_relpath, load, save
-
-# The public functions share their modules' names; bind them last so they win.
-emit = _emit_module.emit
-parse = folder.parse
-parse_program = _parse_module.parse_program
+from .folder import MODEL_FILE, blob_relpath, load, parse, save
+from .parser import parse_program
+from .printer import DIALECTS, emit, format_float, render
 
 __all__ = ["emit", "parse", "save", "load", "render", "parse_program", "write_blobs", "Blob", "BlobFile",
            "BlobWriter", "read_blob", "DIALECTS", "format_float", "blob_relpath", "MODEL_FILE",
-           "blobs", "folder", "lexer"]
+           "blobs", "folder", "lexer", "parser", "printer"]

@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import MILParseError, ModelFormatError, PathEscapeError, WeightFileError
 from ..ir.graph import Program
 from .blobs import BlobFile
-from .emit import MODEL_PATH_PREFIX, WEIGHT_FILE, render
-from .parse import parse_program
+from .printer import MODEL_PATH_PREFIX, WEIGHT_FILE, render
+from .parser import parse_program
 
 MODEL_FILE = "model.mil"
 

@@ -41,7 +41,7 @@ from ..ir.graph import Function, Op, Program, Tensor
 from ..ir.spec import REGISTRY, OpSpec, Param
 from . import minifloat
 from .blobs import DTYPE_CODES
-from .emit import dialect_of_version
+from .printer import dialect_of_version
 from .lexer import EOF, FLOAT, IDENT, INT, PUNCT, STRING, Source, Token, tokenize, unquote
 
 MAX_DEPTH = 64              # nesting of types, lists and dicts (guards Python's recursion limit)
