@@ -78,3 +78,23 @@ def test_console_script_demo_json_and_no_traceback(tmp_path):
     bad.write_text("program(1.3) { func main<ios18>(tensor<fp16, [2]> x) { tensor<fp16, [2]> y = relu(x = z)")
     r = subprocess.run(exe + ["run", str(bad)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("anekit: error: ")
+
+
+def test_hwx_dump_and_diff_through_main(capsys, tmp_path):
+    from test_hwx import VECTORS
+    conv, golden = VECTORS / "h13_conv.hwx", VECTORS / "h13_conv_golden.hwx"
+    if not conv.is_file():
+        pytest.skip(f"hwx vectors not found at {VECTORS} (set ANEKIT_SHARED to the shared folder)")
+    assert main(["hwx", "dump", str(conv)]) == 0
+    out = capsys.readouterr().out
+    assert "zin_ane_compiler" in out and "  Common (" in out and "Cin " in out and "input   image" in out
+    assert main(["hwx", "dump", str(conv), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["generation"] == "h13"
+    assert main(["hwx", "diff", str(conv), str(golden)]) == 1            # differ, like diff(1)
+    assert "2.0 -> 3.0" in capsys.readouterr().out
+    assert main(["hwx", "diff", str(conv), str(conv)]) == 0
+    bad = tmp_path / "bad.hwx"
+    bad.write_bytes(conv.read_bytes()[:100])
+    assert main(["hwx", "dump", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("anekit: error: ") and err.count("\n") == 1
