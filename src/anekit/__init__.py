@@ -23,7 +23,7 @@ for _name, _spec in _REGISTRY.items():
 del _name, _spec
 
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
-_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "train", "coreml", "models"}
+_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io"}
 _LAZY_FUNCS = {
     "compile": ("anekit.runtime", "compile"),
     "check": ("anekit.preflight", "check"),
