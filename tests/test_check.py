@@ -526,3 +526,10 @@ def test_cli_check_reads_core_ml_packages(tmp_path_factory, capsys):
     assert main(["check", zoo.package("cnn_bn_pool", tmp_path_factory), "--target", "m1"]) == 0
     assert main(["check", zoo.package("embedding", tmp_path_factory), "--target", "m4"]) == 1   # int32 ids in
     assert "input-dtype" in capsys.readouterr().out
+
+
+def test_range_of_kinked_activations_with_negative_slopes():
+    x = ak.input("x", (1, 8), range=(-10, 10))
+    r = analyze_ranges(ak.program({"y": ak.leaky_relu(x, alpha=-1.0), "z": ak.elu(x, alpha=-2.0)}))
+    assert r["y"] == (0.0, 10.0)            # |x| on [-10, 10]
+    assert r["z"][0] == 0.0 and r["z"][1] == 10.0

@@ -485,3 +485,15 @@ def test_cli_dump_of_dense_file_shows_raw_writes(tmp_path, capsys):
 def test_cli_missing_file_is_an_anekit_error(tmp_path, capsys):
     with pytest.raises(HwxFormatError, match="cannot read"):
         run_cli(["hwx", "dump", str(tmp_path / "absent.hwx")], capsys)
+
+
+def test_dump_shows_writes_outside_known_blocks():
+    import struct
+    from anekit.hwx.disasm import render_dump
+    header = [(1 << 25)] + [0] * 9
+    common = [0] * 16
+    common[3] = 5
+    body = [(15 << 26) | 0x0, *common, (1 << 26) | 0x30000, 0xDEAD, 0xBEEF]
+    text = struct.pack(f"<{len(header) + len(body)}I", *header, *body)
+    out = render_dump(read(build_hwx(text=text, buffers=IO_BUFFERS)))
+    assert "(outside known blocks)" in out and "0x30000 = 0x0000dead" in out and "0x0000beef" in out

@@ -284,6 +284,9 @@ def test_input_validation():
     with pytest.raises(ShapeError):
         ak.input("x", (2,), dtype="fp64")
     assert ak.input("x", (2,), range=(-3, 3)).range == (-3.0, 3.0)
+    for bad in [("a", "b"), (1, 2, 3), 5, (float("nan"), 1), (2, 1)]:
+        with pytest.raises(ShapeError, match="input 'x': range"):
+            ak.input("x", (2,), range=bad)
 
 
 def test_tensor_operators():

@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except AnekitError as e:
-        print(f"anekit: error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as e:   # unreadable files, bad .npy: still one line
+    except BrokenPipeError:              # output piped into `head`: stop quietly
+        sys.stderr.close()
+        return 141
+    except (AnekitError, OSError) as e:  # bad input, unreadable or unwritable files: one line
         print(f"anekit: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

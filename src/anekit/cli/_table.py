@@ -50,3 +50,23 @@ class Progress:
         if self.live:
             self.stream.write(f"\r{self.label}: {self.done} done in {time.perf_counter() - self.t0:.1f}s".ljust(60) + "\n")
             self.stream.flush()
+
+
+def to_json(data, indent: int | None = 2) -> str:
+    """Strict JSON for --json output: numpy scalars and arrays become Python values, and
+    non-finite floats (which JSON cannot hold) become the strings "inf", "-inf" and "nan"."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "tolist"):          # numpy scalar or array
+            return clean(v.tolist())
+        if isinstance(v, float) and not math.isfinite(v):
+            return "nan" if v != v else ("inf" if v > 0 else "-inf")
+        return v
+
+    return json.dumps(clean(data), indent=indent, allow_nan=False)

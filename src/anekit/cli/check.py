@@ -1,10 +1,9 @@
 """`anekit check` and `anekit estimate`: preflight a MIL program against a chip, estimate its latency."""
 from __future__ import annotations
 
-import json
 
 from ..errors import AnekitError
-from ._table import format_table
+from ._table import format_table, to_json
 
 
 def register(subparsers) -> None:
@@ -71,7 +70,7 @@ def run_check(args) -> int:
     _apply_ranges(prog, args.range, args.function)
     rep = check(prog, chip, function=args.function)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=1))
+        print(to_json(rep.to_dict(), indent=1))
         return 0 if rep.ok else 1
     print(f"target {chip.name} (compiler {chip.compiler}, family {chip.family}), function {rep.function}")
     rows = []
@@ -102,7 +101,7 @@ def run_estimate(args) -> int:
         d = est.to_dict()
         if args.plot:
             d["plot"] = args.plot
-        print(json.dumps(d, indent=1, default=_json_default))
+        print(to_json(d, indent=1))
         return 0
     p = est.params
     print(f"target {chip.name} (compiler {chip.compiler}), function {est.function}; constants from {p.anchor}"
@@ -116,8 +115,3 @@ def run_estimate(args) -> int:
         print(f"roofline plot written to {args.plot}")
     return 0
 
-
-def _json_default(v):
-    if hasattr(v, "item"):
-        return v.item()
-    raise AnekitError(f"cannot write {type(v).__name__} as JSON")

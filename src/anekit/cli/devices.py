@@ -2,11 +2,10 @@
 (the fixed ANE suite, compared with the simulator, as one JSON report)."""
 from __future__ import annotations
 
-import json
 import sys
 
 from ..errors import AnekitError
-from ._table import format_table
+from ._table import format_table, to_json
 
 
 def register(sub) -> None:
@@ -40,7 +39,7 @@ def device_report() -> dict:
 def cmd_devices(args) -> int:
     rep = device_report()
     if args.json:
-        print(json.dumps(rep, indent=2))
+        print(to_json(rep))
         return 0
     print(format_table(["backend", "available", "reason"],
                        [[b["backend"], "yes" if b["available"] else "no", b["reason"]] for b in rep["backends"]]))
@@ -57,7 +56,7 @@ def cmd_selftest(args) -> int:
         raise AnekitError(f"--iterations must be at least 1, got {args.iterations}")
     report = selftest.run(target=args.target, iterations=args.iterations, quick=args.quick,
                           force_fake=args.fake, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    text = json.dumps(report, indent=2)
+    text = to_json(report)
     if args.json == "-":
         print(text)
     else:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
+
+from ._table import format_table, to_json
 
 
 def register(subparsers) -> None:
@@ -28,16 +29,6 @@ def register(subparsers) -> None:
     diff.set_defaults(func=run_diff)
 
 
-def _table_formatter():
-    try:
-        from anekit.cli._table import format_table
-    except ImportError:  # the shared formatter is optional; fall back to plain columns
-        from anekit.hwx.disasm import plain_table
-
-        return plain_table
-    return format_table
-
-
 def run_dump(args: argparse.Namespace) -> int:
     from anekit.hwx import read
     from anekit.hwx.disasm import render_dump
@@ -45,10 +36,10 @@ def run_dump(args: argparse.Namespace) -> int:
     program = read(args.file)
     if args.json:
         document = {"file": os.fspath(args.file), **program.to_dict()}
-        print(json.dumps(document))
+        print(to_json(document, indent=None))
     else:
         title = os.path.basename(os.fspath(args.file))
-        print(render_dump(program, title, _table_formatter(), all_fields=args.all), end="")
+        print(render_dump(program, title, format_table, all_fields=args.all), end="")
     return 0
 
 
@@ -60,7 +51,7 @@ def run_diff(args: argparse.Namespace) -> int:
     differences = diff_files(first, second)
     if args.json:
         listed = [d.to_dict() for d in differences]
-        print(json.dumps({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": listed}))
+        print(to_json({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": listed}, indent=None))
     else:
         compared = min(len(first.tds), len(second.tds))
         print(render_diff(differences, os.fspath(args.a), os.fspath(args.b), compared), end="")

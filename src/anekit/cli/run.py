@@ -1,13 +1,12 @@
 """`anekit run` (execute a model on inputs) and `anekit demo` (the whole pipeline on a transformer block)."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from ..errors import AnekitError, ShapeError
-from ._table import format_table
+from ._table import format_table, to_json
 
 
 def register(sub) -> None:
@@ -82,7 +81,7 @@ def cmd_run(args) -> int:
             os.makedirs(args.out, exist_ok=True)
             np.save(os.path.join(args.out, f"{name}.npy"), a)
     if args.json:
-        print(json.dumps({"backend": exe.backend, "target": exe.target.name, "outputs": rows}, indent=2))
+        print(to_json({"backend": exe.backend, "target": exe.target.name, "outputs": rows}))
     else:
         print(format_table(["output", "shape", "dtype", "min", "max", "non-finite"],
                            [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["min"], r["max"],
@@ -98,7 +97,7 @@ def cmd_demo(args) -> int:
     rep = run_demo(target=args.target, backend=args.backend, dim=args.dim, hidden=args.hidden,
                    heads=args.heads, seq=args.seq, seed=args.seed)
     if args.json:
-        print(json.dumps(rep, indent=2))
+        print(to_json(rep))
         return 0
     t = rep["seconds"]
     print(rep["model"])

@@ -100,6 +100,10 @@ def render_td(td: TaskDescriptor, index: int, all_fields: bool = False) -> list[
             if _block_of_key(td, key) == block:
                 where = f"word {-1 - key}" if key < 0 else f"+{key - _block_base(td, block):#05x}"
                 out.append(f"    unnamed {where} = {bits:#010x}")
+    outside = [(key, bits) for key, bits in sorted(unnamed.items()) if _block_of_key(td, key) is None]
+    if outside:   # writes to addresses no known block covers: shown, never dropped
+        out.append("  (outside known blocks)")
+        out.extend(f"    {key:#07x} = {bits:#010x}" for key, bits in outside)
     return out
 
 

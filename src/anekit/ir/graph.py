@@ -183,10 +183,13 @@ def input(name: str, shape, dtype: str = "fp16", range: tuple | None = None, sta
     if any((not isinstance(s, (int, np.integer))) or s <= 0 for s in shape):
         raise ShapeError(f"input '{name}': shape {shape} must be positive integers")
     if range is not None:
-        lo, hi = range
-        if not lo <= hi:
-            raise ShapeError(f"input '{name}': range {range} has lo > hi")
-        range = (float(lo), float(hi))
+        try:
+            lo, hi = (float(v) for v in range)
+        except (TypeError, ValueError):
+            raise ShapeError(f"input '{name}': range must be two numbers (lo, hi), got {range!r}") from None
+        if not lo <= hi:   # also refuses NaN
+            raise ShapeError(f"input '{name}': range {range!r} needs lo <= hi, both numbers")
+        range = (lo, hi)
     return Tensor(dtype, shape, name=name, range=range, state=state)
 
 

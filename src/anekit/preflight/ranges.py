@@ -339,7 +339,11 @@ def _clip(op, res):
 
 
 def _scaled(op, res, f):
-    return _ordered(f(op), _in(op, res, "x"))
+    """Functions monotone on each side of 0 (either slope sign): the hull of the endpoints and 0."""
+    iv = _in(op, res, "x")
+    g = f(op)
+    pts = [g(iv[0]), g(iv[1])] + ([g(0.0)] if iv[0] < 0.0 < iv[1] else [])
+    return (min(pts), max(pts))
 
 
 def _leaky(op):
