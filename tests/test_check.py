@@ -138,9 +138,9 @@ def test_compressed_weights_count_at_stored_size():
     p = prog_of(ak.matmul(ak.input("x", (1, 4096)), lut))
     # 4-bit indices and a 16-entry table, not the 32 MB dense weight, and not twice.
     assert _program_rules(p.main, ak.targets.get("m1")) == []
-    from anekit.cost.opwork import compressed_stored_bytes
+    from anekit.ir.weights import compressed
     lut_op = next(o for o in p.main.ops if o.type == "constexpr_lut_to_dense")
-    assert compressed_stored_bytes(lut_op) == 4096 * 4096 / 2 + 16 * 2
+    assert compressed(lut_op) == ("lut", 4096 * 4096 / 2 + 16 * 2)
 
 
 def test_op_the_family_does_not_support():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..ir import dtypes as _dt
+from ..ir.weights import compressed, is_weight
 
 FP16 = 2   # bytes per element on the engine: storage and I/O are fp16 (guide ch. 3)
 
@@ -53,22 +53,6 @@ def _numel(shape) -> int:
     return int(math.prod(shape)) if shape else 1
 
 
-def is_weight(t) -> bool:
-    """A compile-time tensor: a const or a constexpr decompression of consts."""
-    if t.op is None:
-        return False
-    if t.const is not None or t.op.type == "const":
-        return True
-    return t.op.spec.kind == "constexpr"
-
-
-def _bits(dtype: str) -> int:
-    try:
-        return _dt.get(dtype).bits
-    except Exception:
-        return 16
-
-
 def weight_bytes(t, streams: tuple[str, ...]) -> tuple[float, str]:
     """Bytes a weight tensor moves from DRAM, and its format. Compressed forms stream at their
     stored size only where the family streams them; elsewhere they fold to dense fp16 in DRAM
@@ -77,41 +61,10 @@ def weight_bytes(t, streams: tuple[str, ...]) -> tuple[float, str]:
     op = t.op
     if op is None or op.type == "const" or op.spec.kind != "constexpr":
         return float(dense), "fp16"
-    kind, stored = _compressed(op)
+    kind, stored = compressed(op)
     if kind in streams:
         return float(stored), kind
     return float(dense), kind + "+fold"
-
-
-def _arr_bytes(v, dtype: str | None = None) -> float:
-    import numpy as np
-    a = np.asarray(v)
-    bits = _bits(dtype) if dtype else a.dtype.itemsize * 8
-    return a.size * bits / 8.0
-
-
-def _tensor_bytes(t) -> float:
-    return _numel(t.shape) * _bits(t.dtype) / 8.0 if t is not None else 0.0
-
-
-def compressed_stored_bytes(op) -> float:
-    """Bytes a constexpr op's stored (compressed) operands occupy."""
-    return _compressed(op)[1]
-
-
-def _compressed(op) -> tuple[str, float]:
-    """(streaming format, stored bytes) of a constexpr op."""
-    if op.type == "constexpr_affine_dequantize":
-        return "int8", (_arr_bytes(op.attrs.get("quantized_data", ())) + _arr_bytes(op.attrs.get("scale", ()))
-                        + _arr_bytes(op.attrs.get("zero_point", ())))
-    if op.type == "constexpr_lut_to_dense":
-        return "lut", _tensor_bytes(op.inputs.get("indices")) + _tensor_bytes(op.inputs.get("lut"))
-    if op.type == "constexpr_sparse_to_dense":
-        return "sparse", _tensor_bytes(op.inputs.get("mask")) + _tensor_bytes(op.inputs.get("nonzero_data"))
-    if op.type == "constexpr_blockwise_shift_scale":
-        return "blockwise", sum(_tensor_bytes(op.inputs.get(n)) for n in ("data", "scale", "offset"))
-    # Any other constexpr: assume it is stored dense.
-    return "fp16", float(_numel(op.outputs[0].shape) * FP16)
 
 
 def _split(op, streams):

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from ..errors import AnekitError
 from ..ir import Program
 from .model import op_time
-from .opwork import FP16, OpWork, is_weight, op_work
+from ..ir.weights import is_weight
+from .opwork import FP16, OpWork, op_work
 from .params import CostParams, params_for
 
 # Epilogues that ride on a MAC op's output pass at no extra cost (guide ch. 13: per-channel

@@ -56,7 +56,7 @@ def _conv(cin, cout, k, h, w):
 def _conv_chain(c, spatial, layers_default, width_axis=True):
     def build(layers=layers_default):
         ak = _ak()
-        x = y = ak.input("x", (1, c, 1, spatial))
+        y = ak.input("x", (1, c, 1, spatial))
         for _ in range(layers):
             y = ak.conv(y, _w(c, c, 1, 1))
         return ak.program({"y": y})
@@ -204,7 +204,7 @@ def _linear(rows, k, n):
 
 def _chain2d(c, hw, layers):
     ak = _ak()
-    x = y = ak.input("x", (1, c, hw, hw))
+    y = ak.input("x", (1, c, hw, hw))
     for _ in range(layers):
         y = ak.conv(y, _w(c, c, 1, 1))
     return ak.program({"y": y})

@@ -16,7 +16,7 @@ from ..errors import AnekitError
 from ..ir import Program
 from . import ranges
 from .report import OFF_ENGINE, VERDICTS, CheckReport, Finding, OpVerdict
-from ..cost.opwork import compressed_stored_bytes
+from ..ir.weights import program_weight_bytes
 from .rules import OP_RULES, clip_after_finding, range_rules, width_slice_rule
 
 __all__ = ["check", "CheckReport", "Finding", "OpVerdict", "VERDICTS", "OFF_ENGINE", "ranges", "analyze_ranges"]
@@ -71,16 +71,7 @@ def _function(prog, function):
 def _program_rules(fn, chip) -> list[Finding]:
     out = []
     L = chip.limits
-    # Stored weight bytes: consts as written (fp32 stored as fp16), compressed forms at their
-    # stored size, each const counted once (through its constexpr when it feeds one).
-    packed = {id(t.op) for op in fn.ops if op.spec.kind == "constexpr"
-              for t in op.tensor_inputs() if t.op is not None}
-    total = 0
-    for op in fn.ops:
-        if op.spec.kind == "constexpr":
-            total += compressed_stored_bytes(op)
-        elif op.type == "const" and id(op) not in packed:
-            total += _stored_bytes(op)
+    total = program_weight_bytes(fn)
     if L.max_weight_bytes is not None and total > L.max_weight_bytes:
         out.append(Finding("(program)", "program", "over_limit", "weights-total",
                            f"the program holds {total / 2**30:.2f} GiB of weights; a single program holds "
@@ -100,14 +91,3 @@ def _program_rules(fn, chip) -> list[Finding]:
                                f"{t.name} exceeds the fp16 maximum", L.fp16_max, max(map(abs, t.range)),
                                L.source("fp16_max")))
     return out
-
-
-def _stored_bytes(op) -> int:
-    """Bytes a const occupies in weight.bin: fp32 constants are stored as fp16 (guide ch. 4)."""
-    import numpy as np
-    from ..ir import dtypes as _dt
-    t = op.outputs[0]
-    if not t.shape:
-        return 0
-    bits = 16 if t.dtype in ("fp32", "fp64") else _dt.get(t.dtype).bits
-    return int(np.prod(t.shape, dtype=np.int64)) * bits // 8

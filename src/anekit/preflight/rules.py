@@ -122,7 +122,7 @@ def dynamic_conv_rule(op, chip):
     if op.type not in ("conv", "conv_transpose"):
         return []
     w, x = op.inputs["weight"], op.inputs["x"]
-    from ..cost.opwork import is_weight
+    from ..ir.weights import is_weight
     if is_weight(w) or x.shape[0] < 2:
         return []
     return [_f(op, "unsupported", "dynamic-weight-conv", f"weight is a runtime tensor and the batch is {x.shape[0]}; "

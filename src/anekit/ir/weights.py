@@ -1,0 +1,78 @@
+"""Weights as the engine stores them: which tensors are compile-time, and how many bytes
+their stored (possibly compressed) form takes. The checker (program size limit) and the cost
+model (weight streaming) both read this, so they cannot count differently."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import dtypes as _dt
+from .graph import Function, Op
+
+FP16 = 2   # bytes: the engine stores dense weights as fp16, fp32 constants included (guide ch. 4)
+
+
+def is_weight(t) -> bool:
+    """A compile-time tensor: a const or a constexpr decompression of consts."""
+    if t.op is None:
+        return False
+    if t.const is not None or t.op.type == "const":
+        return True
+    return t.op.spec.kind == "constexpr"
+
+
+def _bits(dtype: str) -> int:
+    try:
+        return _dt.get(dtype).bits
+    except Exception:   # a dtype the table lacks: count it as fp16
+        return 16
+
+
+def _numel(shape) -> int:
+    return int(math.prod(shape)) if shape else 1
+
+
+def _array_bytes(v) -> float:
+    a = np.asarray(v)
+    return a.size * a.dtype.itemsize
+
+
+def _tensor_bytes(t) -> float:
+    return _numel(t.shape) * _bits(t.dtype) / 8.0 if t is not None else 0.0
+
+
+def compressed(op: Op) -> tuple[str, float]:
+    """(streaming format, stored bytes) of a constexpr op (guide ch. 7, 25)."""
+    if op.type == "constexpr_affine_dequantize":
+        return "int8", sum(_array_bytes(op.attrs.get(n, ())) for n in ("quantized_data", "scale", "zero_point"))
+    if op.type == "constexpr_lut_to_dense":
+        return "lut", _tensor_bytes(op.inputs.get("indices")) + _tensor_bytes(op.inputs.get("lut"))
+    if op.type == "constexpr_sparse_to_dense":
+        return "sparse", _tensor_bytes(op.inputs.get("mask")) + _tensor_bytes(op.inputs.get("nonzero_data"))
+    if op.type == "constexpr_blockwise_shift_scale":
+        return "blockwise", sum(_tensor_bytes(op.inputs.get(n)) for n in ("data", "scale", "offset"))
+    return "fp16", float(_numel(op.outputs[0].shape) * FP16)   # any other constexpr: stored dense
+
+
+def const_bytes(op: Op) -> float:
+    """Bytes a const occupies as stored: fp32 as fp16 (the engine has no fp32 weights), scalars free."""
+    t = op.outputs[0]
+    if not t.shape:
+        return 0.0
+    bits = 16 if t.dtype in ("fp32", "fp64") else _bits(t.dtype)
+    return _numel(t.shape) * bits / 8.0
+
+
+def program_weight_bytes(fn: Function) -> float:
+    """Stored weight bytes of a function: each const once, counted through the constexpr it
+    feeds (at its compressed size) when it feeds one."""
+    packed = {id(t.op) for op in fn.ops if op.spec.kind == "constexpr"
+              for t in op.tensor_inputs() if t.op is not None}
+    total = 0.0
+    for op in fn.ops:
+        if op.spec.kind == "constexpr":
+            total += compressed(op)[1]
+        elif op.type == "const" and id(op) not in packed:
+            total += const_bytes(op)
+    return total
