@@ -38,6 +38,19 @@ def model_dir(tmp_path):
     return tmp_path
 
 
+def test_run_exact_numerics_uses_the_simulator_in_exact_mode(tmp_path, capsys):
+    x = ak.input("x", (4,))
+    ak.mil.save(ak.program({"y": ak.sqrt(x)}), tmp_path / "m")
+    np.save(tmp_path / "x.npy", np.array([-1, 0, np.nan, 2], np.float32))
+    args = ["run", str(tmp_path / "m"), "-i", f"x={tmp_path / 'x.npy'}", "--out", str(tmp_path / "o")]
+    assert main(args) == 0                                  # chip profile: sqrt(-1) = +0, NaN -> +inf
+    np.testing.assert_array_equal(np.load(tmp_path / "o" / "y.npy")[:3], [0, 0, np.inf])
+    assert main(args + ["--numerics", "exact"]) == 0        # IEEE semantics
+    y = np.load(tmp_path / "o" / "y.npy")
+    assert np.isnan(y[0]) and np.isnan(y[2]) and y[3] == np.float16(np.sqrt(2))
+    capsys.readouterr()
+
+
 def test_run_prints_table_json_and_writes_outputs(model_dir, capsys):
     assert main(["run", str(model_dir / "m"), "--input", f"x={model_dir / 'x.npy'}", "--target", "m4"]) == 0
     out = capsys.readouterr().out
@@ -54,7 +67,11 @@ def test_run_prints_table_json_and_writes_outputs(model_dir, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["run", "{m}"], "missing inputs: x fp16[1, 4, 1, 8]"),
+    (["run", "{m}"], "takes inputs x fp16[1, 4, 1, 8]: missing ['x']"),
+    (["run", "{m}", "-i", "x={d}/x.npy", "-i", "x={d}/x.npy"], "--input x is given twice"),
+    (["run", "{m}", "-i", "x={d}/x.npy", "--numerics", "exact", "--backend", "ane"], "--numerics exact runs on the simulator"),
+    (["demo", "--heads", "0"], "heads must be a positive integer"),
+    (["demo", "--dim", "30", "--heads", "4"], "must split into 4 heads"),
     (["run", "{m}", "--input", "x"], "expected NAME=FILE.npy"),
     (["run", "{m}", "--input", "x={d}/nope.npy"], "no such file"),
     (["run", "{d}/nowhere", "--input", "x={d}/x.npy"], "nowhere"),

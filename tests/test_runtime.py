@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import anekit as ak
-from anekit.errors import AnekitError, BackendUnavailableError, ShapeError
+from anekit.errors import BackendUnavailableError, ShapeError, UsageError
 from anekit.runtime import devices
 
 ON_APPLE_SILICON = platform.system() == "Darwin" and platform.machine() == "arm64"
@@ -40,8 +40,13 @@ def test_unknown_backend_and_option():
     prog, _ = _prog()
     with pytest.raises(BackendUnavailableError, match="unknown backend 'tpu'"):
         ak.compile(prog, backend="tpu")
-    with pytest.raises(AnekitError, match="numerics"):
+    with pytest.raises(UsageError, match="numerics"):
         ak.compile(prog, backend="sim", numerics="bf16")
+    with pytest.raises(UsageError, match="compile\\(\\) takes a Program"):
+        ak.compile("model.mil")
+    exe = ak.compile(prog, backend="sim")
+    with pytest.raises(UsageError, match="call with a mapping"):
+        exe(np.zeros((1, 8, 1, 16)))
 
 
 def test_devices_lists_every_backend_with_a_reason():

@@ -10,12 +10,18 @@ import time
 import numpy as np
 
 from . import ir, mil
+from .errors import UsageError
 from .models import stories
 from .runtime import compile as compile_program, resolve_target
 
 
 def run_demo(target: str = "m1", backend: str = "auto", dim: int = 288, hidden: int = 768, heads: int = 6,
              seq: int = 128, seed: int = 0) -> dict:
+    for name, v in (("dim", dim), ("hidden", hidden), ("heads", heads), ("seq", seq)):
+        if not isinstance(v, int) or v <= 0:
+            raise UsageError(f"demo: {name} must be a positive integer, got {v!r}")
+    if dim % heads or (dim // heads) % 2:
+        raise UsageError(f"demo: dim {dim} must split into {heads} heads of an even size (rotary embeddings)")
     tgt = resolve_target(target)
     t = {}
     t0 = time.perf_counter()

@@ -104,3 +104,8 @@ class TransportError(AnekitError, RuntimeError):
     """The Objective-C bridge to the ANE framework failed: a library or class that does not
     load, an unknown argument type, or a protocol violation caught by FakeTransport
     (a message to a released object, a write to an unlocked surface)."""
+
+
+class UsageError(AnekitError, ValueError):
+    """An API or command called with arguments it cannot take (a wrong type, an unknown
+    option, an inconsistent combination); names the argument."""

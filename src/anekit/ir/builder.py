@@ -73,33 +73,48 @@ def _infer_T(spec: OpSpec, bound: dict) -> str | None:
 
 
 def _const_value(spec: OpSpec, p: Param, value, T: str | None):
-    """Check and normalize a const/attr literal: (python value for shape rules, array, dtype)."""
+    """Check and normalize a const/attr value: (python value for shape rules, array, dtype).
+
+    A const tensor must already have a dtype of the declared kind (a float parameter takes
+    fp16 or fp32 — MIL from iOS 17 writes fp32 alpha/epsilon on fp16 ops —, an int32 one any
+    integer dtype, bool and string only themselves); Python literals are converted, ints may
+    stand for floats, and floats with integral values for ints.
+    """
     dtype = T if p.dtypes == "T" else (p.dtypes if isinstance(p.dtypes, str) else None)
+    given = None                       # dtype of a const tensor, None for a Python literal
     if isinstance(value, Tensor):
         if value.const is None:
             raise _arg_error(ShapeError, spec, p.name, "must be a compile-time constant, "
                              f"got the computed tensor {value.name or value}")
-        value = value.const
+        given, value = value.dtype, value.const
     if dtype == "string" or isinstance(value, str):
-        if not isinstance(value, str):
-            raise _arg_error(DTypeError, spec, p.name, f"must be a string, got {value!r}")
+        if dtype not in (None, "string") or not isinstance(value, str):
+            raise _arg_error(DTypeError, spec, p.name, f"must be {dtype or 'a string'}, got {value!r}")
         if p.choices and value not in p.choices:
             raise _arg_error(ShapeError, spec, p.name, f"= '{value}' is not one of {list(p.choices)}")
         return value, value, "string"
     arr = np.asarray(value)
-    if arr.dtype == object:
+    if arr.dtype.kind not in "biuf":
         raise _arg_error(DTypeError, spec, p.name, f"has an unusable value {value!r}")
     if p.rank is not None and arr.ndim != p.rank:
         what = "a scalar" if p.rank == 0 else f"rank {p.rank}"
         raise _arg_error(ShapeError, spec, p.name, f"must be {what}, got shape {arr.shape}")
     if dtype is None:
-        dtype = _dt.from_numpy(arr.dtype)
+        dtype = given or _dt.from_numpy(arr.dtype)
         if isinstance(p.dtypes, tuple) and dtype not in p.dtypes:
             raise _arg_error(DTypeError, spec, p.name, f"has dtype {dtype}, expected one of {list(p.dtypes)}")
-    if dtype in ("int32", "int8", "uint8", "int16", "uint16", "uint32") and arr.dtype.kind == "f":
+    want = _dt.get(dtype).kind
+    have = _dt.get(given).kind if given else {"f": "float", "b": "bool"}.get(arr.dtype.kind, "int")
+    ok = (have == want or {have, want} <= {"int", "uint"}
+          or (given is None and ((want == "float" and have in ("int", "uint"))
+                                 or (want in ("int", "uint") and have == "float")
+                                 or (want == "bool" and have in ("int", "uint")))))
+    if not ok:
+        raise _arg_error(DTypeError, spec, p.name, f"must be {dtype}, got {given or 'a ' + have} value {value!r}")
+    if want in ("int", "uint") and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise _arg_error(DTypeError, spec, p.name, f"must be integers, got {value!r}")
-    if dtype == "bool" and arr.dtype.kind not in "bi":
+    if want == "bool" and arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all():
         raise _arg_error(DTypeError, spec, p.name, f"must be bool, got {value!r}")
     arr = np.array(arr, dtype=_dt.to_numpy(dtype), order="C")
     return python_value(arr), arr, dtype
@@ -163,7 +178,8 @@ def bind(spec: OpSpec, inputs: dict, attrs: dict) -> Bound:
     """
     T = _infer_T(spec, inputs)
     if T is not None and T not in spec.T and any(p.dtypes == "T" for p in spec.params):
-        raise DTypeError(f"{spec.name}: dtype {T} not supported (accepts {', '.join(spec.T)})")
+        first = next(p.name for p in spec.params if p.dtypes == "T" and p.name in inputs)
+        raise _arg_error(DTypeError, spec, first, f"has dtype {T}; {spec.name} accepts {', '.join(spec.T)}")
     inputs, attrs = dict(inputs), dict(attrs)
     values: dict[str, Any] = {}
     for p in spec.params:
@@ -213,8 +229,8 @@ def infer(spec: OpSpec, values: dict, T: str | None) -> list[tuple[str, tuple]]:
     result = []
     for dtype, shape in outs:
         shape = tuple(int(s) for s in shape)
-        if any(s < 0 for s in shape):
-            raise ShapeError(f"{spec.name}: computed an invalid output shape {shape}")
+        if any(s <= 0 for s in shape):   # MIL has no zero-size tensors; the engine rejects them (ch. 4)
+            raise ShapeError(f"{spec.name}: these arguments give an empty or invalid output shape {list(shape)}")
         result.append((dtype, shape))
     return result
 

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import AnekitError, ShapeError
+from ..errors import AnekitError, DTypeError, ShapeError
 from .spec import OpSpec
 
 _input_seq = itertools.count()
@@ -177,10 +177,15 @@ class Program:
 def input(name: str, shape, dtype: str = "fp16", range: tuple | None = None, state: bool = False) -> Tensor:
     """A function input. `range=(lo, hi)` declares the values it will carry (for range checks);
     `state=True` makes it a persistent state buffer (`state<tensor<...>>`, e.g. a KV cache)."""
+    if not isinstance(name, str) or not name:
+        raise ShapeError(f"input name must be a non-empty string, got {name!r}")
     if dtype not in ("fp16", "fp32", "int32", "bool"):
-        raise ShapeError(f"input '{name}': dtype '{dtype}' not allowed (fp16, fp32, int32, bool)")
-    shape = tuple(shape)
-    if any((not isinstance(s, (int, np.integer))) or s <= 0 for s in shape):
+        raise DTypeError(f"input '{name}': dtype '{dtype}' not allowed (fp16, fp32, int32, bool)")
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"input '{name}': shape must be a sequence of positive integers, got {shape!r}") from None
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0 for s in shape):
         raise ShapeError(f"input '{name}': shape {shape} must be positive integers")
     if range is not None:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, UsageError
 from ..ir.graph import Program
 from .base import Availability, Backend, Executable
 
@@ -53,7 +53,7 @@ def compile(prog: Program, backend: str = "auto", target=None, *, function: str 
     cannot run here.
     """
     if not isinstance(prog, Program):
-        raise BackendUnavailableError(f"compile() takes a Program, got {type(prog).__name__}")
+        raise UsageError(f"compile() takes a Program (ak.program(...) or ak.load(...)), got {type(prog).__name__}")
     tgt = resolve_target(target)
     if backend == "auto":
         for name in AUTO_ORDER:

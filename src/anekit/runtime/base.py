@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UsageError
 from ..ir.feeds import bind_inputs
 from ..ir.graph import Function, Program
 
@@ -21,8 +23,7 @@ class Backend(abc.ABC):
 
     def __init__(self, **options):
         if options:
-            from ..errors import BackendUnavailableError
-            raise BackendUnavailableError(f"backend '{self.name}' takes no options {sorted(options)}")
+            raise UsageError(f"backend '{self.name}' takes no options {sorted(options)}")
 
     def usable(self) -> Availability:
         """Availability for this instance (a backend given a test transport may run anywhere)."""
@@ -54,7 +55,10 @@ class Executable(abc.ABC):
         """Inputs a call may leave out: state buffers, which keep their value between calls."""
         return self.function.states
 
-    def __call__(self, inputs: dict | None = None, **named) -> dict[str, np.ndarray]:
+    def __call__(self, inputs: Mapping | None = None, **named) -> dict[str, np.ndarray]:
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise UsageError(f"call with a mapping {{input name: array}} (inputs: {self.input_names}), "
+                             f"got {type(inputs).__name__}")
         feeds = bind_inputs(self.function, {**(inputs or {}), **named}, optional=self.optional_inputs)
         return self._run(feeds)
 

@@ -1,7 +1,7 @@
 """The simulator backend: runs anywhere, with the target's fp16 numerics (anekit.sim)."""
 from __future__ import annotations
 
-from ..errors import BackendUnavailableError
+from ..errors import UsageError
 from .base import Availability, Backend, Executable
 
 
@@ -28,7 +28,7 @@ class SimBackend(Backend):
 
     def __init__(self, numerics: str = "profile"):
         if numerics not in ("profile", "exact"):
-            raise BackendUnavailableError(f"numerics must be 'profile' (the chip's) or 'exact', got '{numerics}'")
+            raise UsageError(f"numerics must be 'profile' (the chip's) or 'exact', got '{numerics}'")
         self.numerics = numerics
 
     @classmethod

@@ -56,8 +56,14 @@ def window_out(a: Args, size: int, k: int, stride: int, dil: int, pad_type: str,
 
 
 def check_spatial(a: Args, names: tuple[str, ...], n: int):
+    """Per-spatial-axis arguments: the right count, pads >= 0, strides/dilations/kernels >= 1."""
     for name in names:
         v = getattr(a, name)
+        if v is None:
+            continue
         want = 2 * n if name == "pad" else n
-        if v is not None and len(v) != want:
+        if len(v) != want:
             raise a.fail(name, f"needs {want} values for {n} spatial axes, got {list(v)}")
+        least = 0 if name == "pad" else 1
+        if any(x < least for x in v):
+            raise a.fail(name, f"values must be >= {least}, got {list(v)}")
