@@ -13,7 +13,7 @@ import pytest
 
 import anekit as ak
 from anekit import targets
-from anekit.errors import (ANECompileError, ANEExecutionError, BackendUnavailableError, DTypeError, ShapeError,
+from anekit.errors import (ANECompileError, ANEExecutionError, BackendUnavailableError, DTypeError, ShapeError, UsageError,
                            TargetError, TransportError)
 from anekit.ir.builder import build as op
 from anekit.runtime.ane import AneBackend, FakeTransport, ObjCTransport, RecordingTransport
@@ -491,14 +491,26 @@ def test_m1_runtime_matmul_inner_dimension_rule():
 
 
 def test_backend_options_are_validated():
-    with pytest.raises(BackendUnavailableError, match="Transport"):
+    with pytest.raises(UsageError, match="Transport"):
         AneBackend(transport="not a transport")
-    with pytest.raises(BackendUnavailableError, match="worker"):
+    with pytest.raises(UsageError, match="worker"):
         AneBackend(transport=FakeTransport(), worker=True)
-    with pytest.raises(BackendUnavailableError, match="at least 1"):
+    with pytest.raises(UsageError, match="at least 1"):
         AneBackend(transport=FakeTransport(), max_loaded=0)
-    with pytest.raises(BackendUnavailableError, match="takes no options"):
+    with pytest.raises(UsageError, match="compile_budget must be an integer"):
+        AneBackend(transport=FakeTransport(), compile_budget="5")
+    with pytest.raises(UsageError, match="max_loaded must be at least 1, got None"):
+        AneBackend(transport=FakeTransport(), max_loaded=None)
+    with pytest.raises(UsageError, match="takes no options"):
         ak.compile(relu_program(), backend="ane", transport=FakeTransport(), target="m4", numerics="exact")
+
+
+def test_programs_with_state_inputs_are_refused_up_front():
+    cache = ak.input("cache", (1, 4, 1, 8), state=True)
+    x = ak.input("x", (1, 4, 1, 8))
+    prog = ak.program({"y": ak.coreml_update_state(cache, ak.add(ak.read_state(cache), x))})
+    with pytest.raises(UsageError, match="state inputs yet \\(cache\\); run them with backend='sim'"):
+        ak.compile(prog, backend="ane", transport=FakeTransport(), target="m4")
 
 
 def test_compile_fails_when_the_folder_lacks_model_mil():

@@ -115,3 +115,12 @@ def test_hwx_dump_and_diff_through_main(capsys, tmp_path):
     assert main(["hwx", "dump", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("anekit: error: ") and err.count("\n") == 1
+
+
+def test_check_and_estimate_default_to_this_machines_target(model_dir, capsys):
+    from anekit.runtime import default_target
+    want = ak.targets.get(default_target()).name             # m1 off Apple Silicon
+    assert main(["estimate", str(model_dir / "m")]) == 0
+    assert f"target {want} " in capsys.readouterr().out
+    assert main(["check", str(model_dir / "m"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == want

@@ -15,7 +15,7 @@ from .models import stories
 from .runtime import compile as compile_program, resolve_target
 
 
-def run_demo(target: str = "m1", backend: str = "auto", dim: int = 288, hidden: int = 768, heads: int = 6,
+def run_demo(target: str | None = None, backend: str = "auto", dim: int = 288, hidden: int = 768, heads: int = 6,
              seq: int = 128, seed: int = 0) -> dict:
     for name, v in (("dim", dim), ("hidden", hidden), ("heads", heads), ("seq", seq)):
         if not isinstance(v, int) or v <= 0:

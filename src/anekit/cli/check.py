@@ -26,7 +26,8 @@ def register(subparsers) -> None:
 
 def _common(p) -> None:
     p.add_argument("path", help="model: .mlpackage, .mlmodelc, MIL folder or .mil file")
-    p.add_argument("--target", "-t", required=True, help="chip or compiler target, e.g. m1, 'M4 Max', h16g")
+    p.add_argument("--target", "-t", help="chip or compiler target, e.g. m1, 'M4 Max', h16g "
+                                          "(default: this Mac's chip, else m1)")
     p.add_argument("--function", help="function to check (default: main)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -37,8 +38,8 @@ def _load(path: str):
 
 
 def _prepare(args):
-    from .. import targets
-    chip = targets.get(args.target)   # bad names fail before any file is read
+    from ..runtime import resolve_target
+    chip = resolve_target(args.target)   # bad names fail before any file is read
     return chip, _load(args.path)
 
 

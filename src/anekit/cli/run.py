@@ -15,7 +15,8 @@ def register(sub) -> None:
     p.add_argument("path", help="MIL folder, .mil file, .mlpackage or .mlmodelc")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
                    help="an input array (repeat for several inputs)")
-    p.add_argument("--target", default=None, help="chip or compiler name, e.g. m1, m4max, h16g (default m1)")
+    p.add_argument("--target", default=None, help="chip or compiler name, e.g. m1, m4max, h16g "
+                                                  "(default: this Mac's chip, else m1)")
     p.add_argument("--backend", default="auto", choices=["auto", "sim", "ane", "coreml"])
     p.add_argument("--numerics", default="profile", choices=["profile", "exact"],
                    help="simulator numerics: the chip's fp16 profile or exact fp32")
@@ -27,7 +28,7 @@ def register(sub) -> None:
     d = sub.add_parser("demo", help="build, lower, parse back and run a Stories-style transformer block",
                        description="The whole pipeline on one transformer block (RMSNorm, causal attention, "
                                    "SiLU-gated FFN) in (1, C, 1, S) layout, checked against float64 numpy.")
-    d.add_argument("--target", default="m1", help="chip or compiler name (default m1)")
+    d.add_argument("--target", default=None, help="chip or compiler name (default: this Mac's chip, else m1)")
     d.add_argument("--backend", default="auto", choices=["auto", "sim", "ane", "coreml"])
     d.add_argument("--dim", type=int, default=288)
     d.add_argument("--hidden", type=int, default=768)

@@ -170,6 +170,17 @@ class Program:
     def main(self) -> Function:
         return self.functions["main"] if "main" in self.functions else next(iter(self.functions.values()))
 
+    def single(self, function: str = "main") -> "Program":
+        """This program reduced to one function, renamed main: what a backend that compiles one
+        procedure per program (the ANE route, a Core ML package) runs."""
+        if function not in self.functions:
+            raise ShapeError(f"program has no function '{function}' (has {', '.join(self.functions)})")
+        fn = self.functions[function]
+        if fn.name == "main" and len(self.functions) == 1:
+            return self
+        main = Function("main", fn.inputs, fn.ops, fn.outputs, fn.opset, fn.attributes, fn.states)
+        return Program({"main": main}, self.version, self.attributes, self.dialect)
+
     def __repr__(self) -> str:
         return f"Program({', '.join(map(repr, self.functions.values()))})"
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import platform
 
 from ..errors import BackendUnavailableError, UsageError
 from ..ir.graph import Program
@@ -40,9 +41,18 @@ def devices() -> list[dict]:
     return rows
 
 
+def default_target() -> str:
+    """This Mac's chip on Apple Silicon (so "auto" runs and simulates the same engine), else m1."""
+    if platform.system() == "Darwin":
+        from .ane.machine import chip_target
+        return chip_target() or DEFAULT_TARGET
+    return DEFAULT_TARGET
+
+
 def resolve_target(target):
+    """A chip record from a name, a record, or None (the default target)."""
     from .. import targets
-    return targets.get(target or DEFAULT_TARGET) if not hasattr(target, "compiler") else target
+    return targets.get(target if target is not None else default_target())
 
 
 def compile(prog: Program, backend: str = "auto", target=None, *, function: str = "main", **options) -> Executable:
@@ -67,5 +77,5 @@ def compile(prog: Program, backend: str = "auto", target=None, *, function: str 
     return be.compile(prog, tgt, function=function)
 
 
-__all__ = ["compile", "devices", "backend_class", "resolve_target", "Backend", "Executable",
+__all__ = ["compile", "devices", "backend_class", "resolve_target", "default_target", "Backend", "Executable",
            "Availability", "BACKENDS", "DEFAULT_TARGET"]

@@ -39,6 +39,13 @@ class Backend(abc.ABC):
         """Prepare `prog` to run; raises an AnekitError subclass on failure."""
 
 
+def refuse_states(fn: Function, backend: str) -> None:
+    """Backends that do not keep state buffers between calls refuse such programs up front."""
+    if fn.states:
+        raise UsageError(f"the {backend} backend cannot run programs with state inputs yet "
+                         f"({', '.join(fn.states)}); run them with backend='sim'")
+
+
 class Executable(abc.ABC):
     """A compiled program: call it with {input name: array}, get {output name: array}."""
 

@@ -13,10 +13,10 @@ import tempfile
 
 import numpy as np
 
-from ..errors import ANEExecutionError, BackendUnavailableError, DependencyError, ShapeError
+from ..errors import ANEExecutionError, DependencyError, ShapeError, UsageError
 from ..ir import dtypes as _dt
-from ..ir.graph import Function, Program
-from .base import Availability, Backend, Executable
+from ..ir.graph import Program
+from .base import Availability, Backend, Executable, refuse_states
 
 _NEEDS = "the Core ML backend needs Apple Silicon macOS (Core ML predicts only on macOS)"
 
@@ -56,16 +56,6 @@ class CoreMLExecutable(Executable):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _single_function(prog: Program, function: str) -> Program:
-    if function not in prog.functions:
-        raise ShapeError(f"program has no function '{function}' (has {', '.join(prog.functions)})")
-    fn = prog.functions[function]
-    if fn.name == "main" and len(prog.functions) == 1:
-        return prog
-    main = Function("main", fn.inputs, fn.ops, fn.outputs, fn.opset, fn.attributes)
-    return Program({"main": main}, prog.version, prog.attributes, prog.dialect)
-
-
 class CoreMLBackend(Backend):
     name = "coreml"
 
@@ -86,12 +76,14 @@ class CoreMLBackend(Backend):
 
     def compile(self, prog: Program, target, function: str = "main", **options) -> CoreMLExecutable:
         if options:
-            raise BackendUnavailableError(f"backend 'coreml' compile() takes no options {sorted(options)}")
+            raise UsageError(f"backend 'coreml' compile() takes no options {sorted(options)}")
+        one = prog.single(function)
+        refuse_states(one.main, "coreml")
         from ..io import save
         ct = _coremltools()
         workdir = tempfile.mkdtemp(prefix="anekit-coreml-")
         try:
-            path = save(_single_function(prog, function), os.path.join(workdir, "model.mlpackage"))
+            path = save(one, os.path.join(workdir, "model.mlpackage"))
             try:
                 model = ct.models.MLModel(path, compute_units=ct.ComputeUnit.CPU_AND_NE)
             except Exception as e:   # coremltools / Core ML compile errors

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import weakref
 
-from ...errors import ANEExecutionError, BackendUnavailableError, ShapeError
-from ...ir.graph import Function, Program
-from ..base import Availability, Backend, Executable
+from ...errors import ANEExecutionError, UsageError
+from ...ir.graph import Program
+from ..base import Availability, Backend, Executable, refuse_states
 from . import layout, preflight
 from .pool import DEFAULT_TIMEOUT_S, InProcessEngine, pool_for
 from .programs import DEFAULT_COMPILE_BUDGET, DEFAULT_MAX_LOADED
@@ -35,17 +35,6 @@ def program_key(mil_text: str, weights: dict[str, bytes], target_name: str, rule
         h.update(rel.encode("utf-8") + b"\0")
         h.update(hashlib.sha256(weights[rel]).digest())
     return h.hexdigest()
-
-
-def _single_function(prog: Program, function: str) -> tuple[Program, Function]:
-    """The program reduced to the one function to run, named main (procedure 0)."""
-    if function not in prog.functions:
-        raise ShapeError(f"program has no function '{function}' (has {', '.join(prog.functions)})")
-    fn = prog.functions[function]
-    if fn.name == "main" and len(prog.functions) == 1:
-        return prog, fn
-    main = Function("main", fn.inputs, fn.ops, fn.outputs, fn.opset, fn.attributes)
-    return Program({"main": main}, prog.version, prog.attributes, prog.dialect), main
 
 
 class AneExecutable(Executable):
@@ -82,23 +71,28 @@ class AneBackend(Backend):
                  compile_budget: int | None = DEFAULT_COMPILE_BUDGET, max_loaded: int = DEFAULT_MAX_LOADED,
                  input_order: str | None = None, timeout: float = DEFAULT_TIMEOUT_S, **unknown):
         if unknown:
-            raise BackendUnavailableError(
+            raise UsageError(
                 f"backend 'ane' takes no options {sorted(unknown)} (it takes transport, transport_factory, worker, "
                 f"compile_budget, max_loaded, input_order, timeout)")
         if transport is not None and not isinstance(transport, Transport):
-            raise BackendUnavailableError(f"transport must be a Transport (e.g. FakeTransport()), "
+            raise UsageError(f"transport must be a Transport (e.g. FakeTransport()), "
                                           f"got {type(transport).__name__}")
         if transport is not None and (transport_factory is not None or worker):
-            raise BackendUnavailableError("a transport instance runs in this process; pass transport_factory "
+            raise UsageError("a transport instance runs in this process; pass transport_factory "
                                           "(a picklable callable) to run in a worker")
         if transport_factory is not None and not callable(transport_factory):
-            raise BackendUnavailableError("transport_factory must be callable (e.g. the FakeTransport class)")
+            raise UsageError("transport_factory must be callable (e.g. the FakeTransport class)")
         if transport_factory is not None and worker is False:
-            raise BackendUnavailableError("transport_factory is for the worker; pass transport= to run in this process")
+            raise UsageError("transport_factory is for the worker; pass transport= to run in this process")
+        for name, v in (("compile_budget", compile_budget), ("max_loaded", max_loaded)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise UsageError(f"{name} must be an integer, got {v!r}")
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if compile_budget is not None and compile_budget < 1:
-            raise BackendUnavailableError(f"compile_budget must be at least 1, got {compile_budget}")
-        if max_loaded < 1:
-            raise BackendUnavailableError(f"max_loaded must be at least 1, got {max_loaded}")
+            raise UsageError(f"compile_budget must be at least 1, got {compile_budget}")
+        if max_loaded is None or max_loaded < 1:
+            raise UsageError(f"max_loaded must be at least 1, got {max_loaded}")
         layout.io_rules("h16", input_order)     # validates the name early
         self.transport, self.transport_factory, self.worker = transport, transport_factory, worker
         self.compile_budget, self.max_loaded, self.input_order, self.timeout = (
@@ -133,7 +127,9 @@ class AneBackend(Backend):
     def prepare(self, prog: Program, target, function: str = "main") -> CompileJob:
         """Lower `prog` to the job the framework compiles (no framework call)."""
         from ... import mil
-        one, fn = _single_function(prog, function)
+        one = prog.single(function)
+        fn = one.main
+        refuse_states(fn, "ane")
         rules = layout.io_rules(target, self.input_order)
         inputs, outputs = preflight.io_specs(fn, rules)
         preflight.check_chip_quirks(fn, rules)
@@ -144,7 +140,7 @@ class AneBackend(Backend):
 
     def compile(self, prog: Program, target, function: str = "main", **options) -> AneExecutable:
         if options:
-            raise BackendUnavailableError(f"backend 'ane' compile() takes no options {sorted(options)}")
+            raise UsageError(f"backend 'ane' compile() takes no options {sorted(options)}")
         job = self.prepare(prog, target, function)
         engine = self.engine()
         info = engine.compile(job)
