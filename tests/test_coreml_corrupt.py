@@ -337,3 +337,35 @@ def test_manifest_symlink_leaving_the_package(pkg, tmp_path):
     os.symlink(outside, os.path.join(pkg, "Manifest.json"))
     with pytest.raises(PathEscapeError, match="leaves"):
         ak.load(pkg)
+
+
+def test_deeply_nested_manifest_is_refused(pkg):
+    with open(os.path.join(pkg, "Manifest.json"), "w") as f:
+        f.write("[" * 100000 + "]" * 100000)
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        ak.load(pkg)
+
+
+def test_bool_constant_retyped_to_uint64_is_refused(tmp_path):
+    from coremltools.proto import MIL_pb2
+    x = ak.input("x", (1, 4, 8))
+    pkg = ak.save(ak.program({"y": ak.matmul(x, x, transpose_y=True)}), tmp_path / "b.mlpackage")
+
+    def edit(model):
+        for op in _main_block(model).operations:
+            if op.type == "const":
+                v = op.attributes["val"]
+                if v.type.tensorType.dataType == MIL_pb2.DataType.BOOL:
+                    v.type.tensorType.dataType = MIL_pb2.DataType.UINT64
+                    return
+        raise AssertionError("the test package has no bool const")
+    _edit_spec(pkg, edit)
+    with pytest.raises(AnekitError):
+        ak.load(pkg)
+
+
+@pytest.mark.parametrize("bad", [None, 3])
+def test_non_path_arguments_are_usage_errors(bad):
+    from anekit.errors import UsageError
+    with pytest.raises(UsageError, match="path"):
+        ak.load(bad)

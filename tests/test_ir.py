@@ -307,3 +307,36 @@ def test_state_inputs_are_recorded_on_the_function():
     text, _ = ak.mil.emit(p)
     assert "state<tensor<fp16, [1, 4, 1, 8]>> cache" in text
     assert ak.mil.parse(text).main.states == ("cache",)
+
+
+def test_variadic_arguments_take_any_iterable():
+    a, b = ak.input("a", (2,)), ak.input("b", (2,))
+    assert ak.concat((t for t in (a, b)), axis=0).shape == (4,)
+    with pytest.raises(ShapeError, match="concat: argument 'values' must be a non-empty list"):
+        ak.concat([], axis=0)
+
+
+def test_const_arguments_must_have_the_declared_kind():
+    x = ak.input("x", (2, 3))
+    with pytest.raises(DTypeError, match="clip: argument 'alpha' must be fp16"):
+        ak.clip(x, alpha="a", beta=1.0)
+    with pytest.raises(DTypeError, match="softmax: argument 'axis' must be int32"):
+        ak.softmax(x, axis=ak.const(np.float16(1)))
+    with pytest.raises(DTypeError, match="leaky_relu: argument 'alpha' must be fp16, got bool"):
+        ak.leaky_relu(x, alpha=ak.const(True))
+    # fp32 scalars on fp16 ops are legal MIL (iOS 17+); ints stand for floats in Python
+    assert ak.leaky_relu(x, alpha=ak.const(np.float32(0.5))).op.attr("alpha") == 0.5
+    assert ak.leaky_relu(x, alpha=1).op.attr("alpha") == 1.0
+
+
+def test_window_arguments_must_be_positive():
+    x = ak.input("x", (1, 3, 8, 8))
+    w = np.zeros((4, 3, 3, 3))
+    with pytest.raises(ShapeError, match="conv: argument 'strides': values must be >= 1"):
+        ak.conv(x, w, strides=(0, 1))
+    with pytest.raises(ShapeError, match="avg_pool: argument 'kernel_sizes': values must be >= 1"):
+        ak.avg_pool(x, kernel_sizes=[0, 1])
+    with pytest.raises(ShapeError, match="conv: argument 'pad': values must be >= 0"):
+        ak.conv(x, w, pad_type="custom", pad=(-1, 0, 0, 0))
+    with pytest.raises(ShapeError, match="upsample_nearest_neighbor: .*empty"):
+        ak.upsample_nearest_neighbor(x, scale_factor_height=0.01)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 
+from ._paths import as_path
 from .errors import ModelFormatError
 from .ir.graph import Program
 
 
 def kind_of(path: str) -> str:
     """"mlpackage", "mlmodelc", "folder" or "mil" for an existing model path."""
-    p = os.fspath(path).rstrip("/\\")
+    p = as_path(path).rstrip("/\\")
     ext = os.path.splitext(p)[1].lower()
     if not os.path.exists(p):
         raise ModelFormatError(f"{p}: no such file or folder")
@@ -58,7 +59,7 @@ def save(prog: Program, path) -> str:
     folder holding model.mil and weights/weight.bin). Returns the path written."""
     if not isinstance(prog, Program):
         raise ModelFormatError(f"save expects an anekit Program, got {type(prog).__name__}")
-    p = os.fspath(path).rstrip("/\\")
+    p = as_path(path).rstrip("/\\")
     ext = os.path.splitext(p)[1].lower()
     if ext == ".mlpackage":
         from .coreml import save_package

@@ -71,7 +71,7 @@ def _compiled_default_function(path: str, prog: Program) -> str:
                 name = entry.get("defaultFunctionName") if isinstance(entry, dict) else None
                 if isinstance(name, str) and name in prog.functions:
                     return name
-        except (ValueError, UnicodeDecodeError, OSError):
+        except (ValueError, UnicodeDecodeError, OSError, RecursionError):
             pass     # metadata is optional; a broken file does not stop the program loading
     return prog.main.name
 

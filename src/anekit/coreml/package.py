@@ -47,8 +47,8 @@ def read_manifest(pkg: str) -> dict:
     try:
         with open(path, "rb") as f:
             doc = json.loads(f.read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelFormatError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:   # nesting bombs too
+        raise ModelFormatError(f"{path}: not valid JSON ({type(e).__name__})") from None
     if not isinstance(doc, dict):
         raise ModelFormatError(f"{path}: expected a JSON object")
     return doc

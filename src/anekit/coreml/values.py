@@ -108,7 +108,7 @@ def _checked_cast(arr: np.ndarray, dtype: str, where: str) -> np.ndarray:
         lo, hi = int(info.min), int(info.max)
     else:
         return arr.astype(target)
-    if arr.size and (arr.min() < lo or arr.max() > hi):
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):   # Python ints: no overflow
         raise ModelFormatError(f"{where}: value out of range for {dtype}")
     return arr.astype(target)
 

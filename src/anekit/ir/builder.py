@@ -135,6 +135,12 @@ def build(op_type: str, *args, name: str | None = None, **kwargs):
             raise _arg_error(ShapeError, spec, k, "given twice")
         given[k] = v
     given = {k: v for k, v in given.items() if v is not None}
+    for p in spec.params:   # variadic arguments: any non-empty iterable of tensors (generators too)
+        v = given.get(p.name)
+        if p.kind == "tensors" and v is not None:
+            if isinstance(v, (Tensor, np.ndarray, str)) or not hasattr(v, "__iter__") or not (v := tuple(v)):
+                raise _arg_error(ShapeError, spec, p.name, "must be a non-empty list of tensors")
+            given[p.name] = v
     T = _infer_T(spec, given)
     inputs: dict[str, Any] = {}
     attrs: dict[str, Any] = {}
@@ -145,8 +151,6 @@ def build(op_type: str, *args, name: str | None = None, **kwargs):
         if p.kind == "tensor":
             inputs[p.name] = _as_tensor(spec, p, v, T)
         elif p.kind == "tensors":
-            if isinstance(v, (Tensor, np.ndarray)) or not hasattr(v, "__iter__") or len(v) == 0:
-                raise _arg_error(ShapeError, spec, p.name, "must be a non-empty list of tensors")
             inputs[p.name] = tuple(_as_tensor(spec, p, item, T) for item in v)
         elif p.kind == "const":
             inputs[p.name] = v if isinstance(v, Tensor) else make_const(*_const_value(spec, p, v, T)[1:])

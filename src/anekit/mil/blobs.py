@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anekit.errors import DTypeError, ShapeError, WeightFileError
+from anekit.errors import DTypeError, ShapeError, UsageError, WeightFileError
 from anekit.mil import minifloat, subbyte
 
 DTYPE_CODES: dict[str, int] = {
@@ -233,6 +233,9 @@ def write_blobs(items: Iterable) -> tuple[bytes, list[int]]:
     Returns (file bytes, metadata offset of each item) — byte-identical to coremltools'
     _BlobStorageWriter fed the same blobs in the same order.
     """
+    if isinstance(items, (np.ndarray, Blob, str, bytes)) or not isinstance(items, Iterable):
+        raise UsageError(f"write_blobs takes a list of arrays, (array, dtype) pairs or Blobs, "
+                         f"got {type(items).__name__}")
     writer = BlobWriter()
     offsets = [writer.add(*_split_item(item)) for item in items]
     return writer.getvalue(), offsets

@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .._paths import as_path
 from ..errors import MILParseError, ModelFormatError, PathEscapeError, WeightFileError
 from ..ir.graph import Program
 from .blobs import BlobFile
@@ -80,7 +81,7 @@ class WeightResolver:
                     raise WeightFileError(f"weights[{key!r}] must be bytes, got {type(data).__name__}")
                 self._given[rel] = data
         elif isinstance(weights, (str, os.PathLike)):
-            self._root = os.fspath(weights)
+            self._root = as_path(weights, "weights")
             if not os.path.isdir(self._root):
                 raise ModelFormatError(f"weights folder {self._root} does not exist")
         else:
@@ -138,7 +139,7 @@ def parse(text: str, weights=None) -> Program:
 def load(path) -> Program:
     """Parse a model folder (its model.mil) or a .mil file; BLOBFILE paths resolve against
     the folder holding model.mil."""
-    path = os.fspath(path)
+    path = as_path(path)
     if os.path.isdir(path):
         mil_path, folder = os.path.join(path, MODEL_FILE), path
         if not os.path.isfile(mil_path):
@@ -172,7 +173,7 @@ def save(prog: Program, folder, dialect: str = "ios18") -> None:
     loaded from this same folder (whose weights are views of the old weight.bin's memory
     map) stays valid while it is being saved."""
     text, blobs = render(prog, dialect)
-    folder = os.fspath(folder)
+    folder = as_path(folder, "folder")
     weight_path = os.path.join(folder, *WEIGHT_FILE.split("/"))
     try:
         os.makedirs(os.path.dirname(weight_path) if blobs.count else folder, exist_ok=True)
