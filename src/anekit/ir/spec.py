@@ -58,6 +58,7 @@ class OpSpec:
     kind: str                  # cost/check category: mac, elementwise, activation, ...
     T: tuple[str, ...] = FLOATS
     doc: str = ""
+    since: str = "ios16"       # the oldest MIL op set (dialect) that has this op in this form
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def param(self, name: str) -> Param | None:
@@ -67,20 +68,21 @@ class OpSpec:
 REGISTRY: dict[str, OpSpec] = {}
 
 
-def declare(name: str, *, kind: str, infer: Callable, T=FLOATS, doc: str = "", **params: Param) -> OpSpec:
+def declare(name: str, *, kind: str, infer: Callable, T=FLOATS, doc: str = "", since: str = "ios16",
+            **params: Param) -> OpSpec:
     if name in REGISTRY:
         raise RuntimeError(f"op '{name}' declared twice")
     named = tuple(replace(p, name=n) for n, p in params.items())
-    spec = OpSpec(name, named, infer, kind, tuple(T), doc, {p.name: p for p in named})
+    spec = OpSpec(name, named, infer, kind, tuple(T), doc, since, {p.name: p for p in named})
     REGISTRY[name] = spec
     return spec
 
 
-def op(*, kind: str, T=FLOATS, name: str | None = None, **params: Param):
+def op(*, kind: str, T=FLOATS, name: str | None = None, since: str = "ios16", **params: Param):
     """Decorator form of `declare`: the decorated function is the shape rule."""
     def wrap(infer):
         return declare(name or infer.__name__.rstrip("_"), kind=kind, infer=infer, T=T,
-                       doc=(infer.__doc__ or "").strip(), **params)
+                       doc=(infer.__doc__ or "").strip(), since=since, **params)
     return wrap
 
 

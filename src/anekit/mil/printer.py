@@ -49,9 +49,6 @@ SUBBYTE_DTYPES = ("uint1", "uint2", "uint3", "uint4", "uint6", "int4")
 # the private-API compile route is known to accept.
 DEFAULT_BUILD_INFO = {"coremlc-component-MIL": "3510.2.1", "coremlc-version": "3505.4.1"}
 
-# Keys of Function.attributes that hold anekit bookkeeping rather than MIL function
-# attributes; a ':' cannot occur in a MIL identifier, so they never clash with real ones.
-
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FUNC_INDENT, _OP_INDENT, _END_INDENT = " " * 4, " " * 12, " " * 8
 
@@ -84,6 +81,11 @@ def dialect_of_opset(opset: str) -> str | None:
     if not m:
         return None
     return "ios18" if int(m.group(1)) >= 18 else "ios16"
+
+
+def _opset_number(tag: str) -> int:
+    """18 for "ios18": op sets compare by their iOS release."""
+    return int(tag[3:])
 
 
 def get_dialect(name: str) -> Dialect:
@@ -236,6 +238,9 @@ class _Emitter:
         fname = _ident(fn.name, "function name")
         opset = fn.opset if fn.opset and dialect_of_opset(fn.opset) == self.d.name else self.d.name
         states = set(fn.states)
+        if states and _opset_number(self.d.name) < 18:
+            raise MILEmitError(f"function '{fname}': state inputs ({', '.join(fn.states)}) exist only from the "
+                               "ios18 op set; emit with dialect='ios18'")
         defined: set[str] = set()
         params = []
         for t in fn.inputs:
@@ -243,7 +248,7 @@ class _Emitter:
             ttype = self.type_text(t.dtype, t.shape)
             params.append(f"{'state<' + ttype + '>' if name in states else ttype} {name}")
         attrs = {_ident(k, "function attribute"): self.attr_value(v, f"function '{fname}' attribute '{k}'")
-                 for k, v in fn.attributes.items() if ":" not in k}
+                 for k, v in fn.attributes.items()}
         block = f" {self.attr_block(attrs)}" if attrs else ""
         self.lines.append(f"{_FUNC_INDENT}func {fname}<{opset}>({', '.join(params)}){block} {{")
         for op in fn.ops:
@@ -260,6 +265,9 @@ class _Emitter:
         where = f"function '{fname}': op '{op_name}' ({op.type})"
         if op_name is None:
             raise MILEmitError(f"function '{fname}': a {op.type} op without outputs needs a name")
+        if _opset_number(op.spec.since) > _opset_number(self.d.name):
+            raise MILEmitError(f"{where} exists only from the {op.spec.since} op set; emit with "
+                               f"dialect='{op.spec.since}' (a chip whose private route takes that dialect)")
         block = {"name": self.string(str(op_name))}
         if op.type == "const":
             if "val" not in op.attrs:

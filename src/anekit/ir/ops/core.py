@@ -34,7 +34,7 @@ def constexpr_affine_dequantize(a):
     return [(_float_of(a.scale), q.shape)]
 
 
-@op(kind="constexpr", T=("fp16", "fp32"),
+@op(kind="constexpr", since="ios18", T=("fp16", "fp32"),
     indices=tensor(("uint1", "uint2", "uint3", "uint4", "uint6", "uint8")), lut=tensor("T"),
     vector_axis=const("int32", 0, default=None))
 def constexpr_lut_to_dense(a):
@@ -58,7 +58,7 @@ def constexpr_lut_to_dense(a):
     return [(a.lut.dtype, tuple(out))]
 
 
-@op(kind="constexpr", T=("fp16", "fp32"), nonzero_data=tensor("T"), mask=tensor("uint1"))
+@op(kind="constexpr", since="ios18", T=("fp16", "fp32"), nonzero_data=tensor("T"), mask=tensor("uint1"))
 def constexpr_sparse_to_dense(a):
     """Sparse weights: `mask` (uint1, dense shape) marks where `nonzero_data` values go (iOS18 form)."""
     if a.mask.const is not None:
@@ -68,7 +68,7 @@ def constexpr_sparse_to_dense(a):
     return [(a.nonzero_data.dtype, a.mask.shape)]
 
 
-@op(kind="constexpr", T=("int4", "uint4", "int8", "uint8", "fp16", "fp32"),
+@op(kind="constexpr", since="ios18", T=("int4", "uint4", "int8", "uint8", "fp16", "fp32"),
     data=tensor(("int4", "uint4", "int8", "uint8", "fp16", "fp32", "uint1", "uint2", "uint3", "uint6")),
     scale=tensor(("fp16", "fp32")), offset=tensor(None, optional=True))
 def constexpr_blockwise_shift_scale(a):

@@ -115,13 +115,13 @@ def topk(a):
 
 # --- states (iOS 18): a state input holds a tensor that persists across calls ----------------
 
-@op(kind="movement", T=ANY, input=tensor())
+@op(kind="movement", T=ANY, since="ios18", input=tensor())
 def read_state(a):
     """The current value of a state input."""
     return [(a.T, a.input.shape)]
 
 
-@op(kind="movement", T=ANY, input=tensor(), data=tensor())
+@op(kind="movement", T=ANY, since="ios18", input=tensor(), data=tensor())
 def write_state(a):
     """Store `data` into a state input (no outputs; later read_state ops see it)."""
     if a.data.shape != a.input.shape:
@@ -129,7 +129,7 @@ def write_state(a):
     return []
 
 
-@op(kind="movement", T=ANY, state=tensor(), value=tensor())
+@op(kind="movement", T=ANY, since="ios18", state=tensor(), value=tensor())
 def coreml_update_state(a):
     """write_state(state, value) followed by read_state(state): stores and returns `value`."""
     if a.value.shape != a.state.shape:
@@ -137,7 +137,7 @@ def coreml_update_state(a):
     return [(a.T, a.value.shape)]
 
 
-@op(kind="movement", T=ANY, x=tensor(), update=tensor(), **STRIDED_SLICE)
+@op(kind="movement", T=ANY, since="ios18", x=tensor(), update=tensor(), **STRIDED_SLICE)
 def slice_update(a):
     """x with the strided slice x[begin:end:stride] (as slice_by_index selects it) replaced by
     `update` (in-place tensor assignment, e.g. a KV-cache write)."""

@@ -128,7 +128,7 @@ def linear(a):
     return [(a.T, a.x.shape[:-1] + (a.weight.shape[0],))]
 
 
-@op(kind="mac", query=tensor(), key=tensor(), value=tensor(),
+@op(kind="mac", since="ios18", query=tensor(), key=tensor(), value=tensor(),
     attn_mask=tensor(("bool", "fp16", "fp32"), optional=True))
 def scaled_dot_product_attention(a):
     """softmax(Q K^T / sqrt(E) + mask) V, Q [..., L, E], K [..., S, E], V [..., S, Ev] (iOS18)."""
