@@ -511,3 +511,9 @@ def test_float_scalar_params_accept_fp32_on_fp16_ops():
     op = prog.main.ops[-1]
     assert op.inputs["alpha"].dtype == "fp32" and op.attr("alpha") == 0.25
     assert ak.mil.emit(ak.mil.parse(ak.mil.emit(prog)[0]))[0] == ak.mil.emit(prog)[0]
+
+
+def test_an_output_listed_twice_is_refused():
+    text = minimal('            tensor<fp16, [2, 3]> y = relu(x = x)[name = string("y")];', outputs="y, y")
+    err = parse_error(text)
+    assert "output 'y' is listed twice" in err.message and err.line > 0

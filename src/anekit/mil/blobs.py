@@ -367,6 +367,24 @@ class BlobFile:
 
     def read(self, offset: int, dtype: str | None = None, shape=None) -> np.ndarray:
         """The blob at `offset` as a new array (1-D unless `shape` is given)."""
+        blob, shape = self._checked(offset, dtype, shape)
+        values = self._decode(blob)
+        return values.reshape(shape) if shape is not None else values
+
+    def view(self, offset: int, dtype: str | None = None, shape=None) -> np.ndarray:
+        """The blob as a read-only array sharing the file's memory where the stored bytes are a
+        numpy layout (fp16, fp32, 8/16/32-bit ints); sub-byte and minifloat blobs are decoded."""
+        blob, shape = self._checked(offset, dtype, shape)
+        if blob.dtype in _NUMPY_STORED:
+            values = np.frombuffer(self._buf, dtype=_NUMPY_STORED[blob.dtype], count=blob.count,
+                                   offset=blob.data_offset)
+        else:
+            values = self._decode(blob)
+        values = values.reshape(shape) if shape is not None else values
+        values.flags.writeable = False
+        return values
+
+    def _checked(self, offset: int, dtype, shape) -> tuple[BlobInfo, tuple | None]:
         blob = self.info(offset)
         if dtype is not None and _check_dtype_name(dtype) != blob.dtype:
             raise self._fail(f"blob at offset {blob.offset}: dtype is {blob.dtype} (code {DTYPE_CODES[blob.dtype]}), expected {dtype}")
@@ -377,8 +395,7 @@ class BlobFile:
                 raise self._fail(
                     f"blob at offset {blob.offset}: size {blob.size} holds {blob.count} {blob.dtype} "
                     f"elements, shape {shape} needs {expected}")
-        values = self._decode(blob)
-        return values.reshape(shape) if shape is not None else values
+        return blob, shape
 
     def _decode(self, blob: BlobInfo) -> np.ndarray:
         span = self._buf[blob.data_offset: blob.data_offset + blob.size]

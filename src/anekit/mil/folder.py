@@ -29,13 +29,6 @@ from .parser import parse_program
 
 MODEL_FILE = "model.mil"
 
-# dtypes stored in weight.bin exactly as numpy lays them out (little-endian), returned as views.
-_VIEW_DTYPES = {
-    "fp16": np.dtype("<f2"), "fp32": np.dtype("<f4"), "uint8": np.dtype("u1"), "int8": np.dtype("i1"),
-    "int16": np.dtype("<i2"), "uint16": np.dtype("<u2"), "int32": np.dtype("<i4"), "uint32": np.dtype("<u4"),
-}
-
-
 def blob_relpath(path: str) -> str:
     """The folder-relative path a BLOBFILE path names, or PathEscapeError (see module doc)."""
     if not isinstance(path, str):
@@ -103,7 +96,7 @@ class WeightResolver:
 
     def __call__(self, path: str, offset: int, dtype: str, shape: tuple) -> np.ndarray:
         rel = blob_relpath(path)
-        blobs, buffer = self._open(rel)
+        blobs, _ = self._open(rel)
         info = blobs.info(offset)
         if info.dtype != dtype:
             raise WeightFileError(f"{rel}: blob at offset {offset} holds {info.dtype}, the MIL type says {dtype}")
@@ -111,13 +104,7 @@ class WeightResolver:
         if info.count != count:
             raise WeightFileError(f"{rel}: blob at offset {offset} holds {info.count} {dtype} values, "
                                   f"shape {list(shape)} needs {count}")
-        if dtype in _VIEW_DTYPES:
-            arr = np.frombuffer(buffer, dtype=_VIEW_DTYPES[dtype], count=count, offset=info.data_offset)
-        else:
-            arr = blobs.read(offset, dtype)
-        arr = arr.reshape(shape)
-        arr.flags.writeable = False
-        return arr
+        return blobs.view(offset, dtype, shape)
 
 
 def _map_file(path: str):

@@ -476,7 +476,11 @@ class _Parser:
         self.expect("(", "to open the function outputs")
         outputs = []
         while not self.at(")"):
-            outputs.append(scope.lookup(self.ident("an output name")))
+            tok = self.peek()
+            t = scope.lookup(self.ident("an output name"))
+            if any(t is o for o in outputs):   # outputs are named by their tensor: each once
+                raise self.error(f"output '{tok.text}' is listed twice", tok)
+            outputs.append(t)
             if not self.accept(","):
                 break
         self.expect(")", "to close the function outputs")

@@ -6,13 +6,17 @@ from ..spec import Args
 
 def broadcast(a: Args, *names: str) -> tuple[int, ...]:
     """numpy / MIL broadcasting of the named tensor arguments."""
-    shapes = [getattr(a, n).shape for n in names]
+    return broadcast_shapes(a, names[-1], *(getattr(a, n).shape for n in names))
+
+
+def broadcast_shapes(a: Args, arg: str, *shapes) -> tuple[int, ...]:
+    """numpy broadcasting of shapes; a failure is reported against argument `arg`."""
     rank = max(len(s) for s in shapes)
     out = []
     for i in range(rank):
         dims = {s[i - rank + len(s)] for s in shapes if i - rank + len(s) >= 0} - {1}
         if len(dims) > 1:
-            raise a.fail(names[-1], "shapes " + " and ".join(str(list(s)) for s in shapes) + " do not broadcast")
+            raise a.fail(arg, "shapes " + " and ".join(str(list(s)) for s in shapes) + " do not broadcast")
         out.append(dims.pop() if dims else 1)
     return tuple(out)
 

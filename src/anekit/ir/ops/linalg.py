@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..spec import const, op, tensor
-from ._rules import check_spatial, pad_default, spatial_default, window_out
+from ._rules import broadcast_shapes, check_spatial, pad_default, spatial_default, window_out
 
 PAD_TYPES = ("valid", "same", "custom", "same_lower")
 
@@ -99,21 +99,9 @@ def matmul(a):
     if xs[-1] != ys[-2]:
         raise a.fail("y", f"inner dimensions differ: x {list(a.x.shape)} (transpose_x={a.transpose_x}) "
                           f"and y {list(a.y.shape)} (transpose_y={a.transpose_y})")
-    batch = _bshape(a, xs[:-2], ys[:-2])
+    batch = broadcast_shapes(a, "y", tuple(xs[:-2]), tuple(ys[:-2]))
     out = list(batch) + ([xs[-2]] if a.x.rank > 1 else []) + ([ys[-1]] if a.y.rank > 1 else [])
     return [(a.T, tuple(out))]
-
-
-def _bshape(a, s1, s2):
-    rank = max(len(s1), len(s2))
-    out = []
-    for i in range(rank):
-        d1 = s1[i - rank + len(s1)] if i - rank + len(s1) >= 0 else 1
-        d2 = s2[i - rank + len(s2)] if i - rank + len(s2) >= 0 else 1
-        if d1 != d2 and 1 not in (d1, d2):
-            raise a.fail("y", f"batch dimensions {s1} and {s2} do not broadcast")
-        out.append(max(d1, d2) if 1 in (d1, d2) else d1)
-    return out
 
 
 @op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True))
@@ -139,13 +127,9 @@ def scaled_dot_product_attention(a):
         raise a.fail("key", f"embedding size {k[-1]} differs from query's {q[-1]}")
     if k[-2] != v[-2]:
         raise a.fail("value", f"sequence length {v[-2]} differs from key's {k[-2]}")
-    batch = _bshape(a, list(q[:-2]), _bshape(a, list(k[:-2]), list(v[:-2])))
+    batch = broadcast_shapes(a, "value", q[:-2], k[:-2], v[:-2])
     if a.attn_mask is not None:
-        m = a.attn_mask.shape
-        try:
-            _bshape(a, list(m), list(batch) + [q[-2], k[-2]])
-        except Exception:
-            raise a.fail("attn_mask", f"shape {list(m)} does not broadcast to {list(batch) + [q[-2], k[-2]]}") from None
+        broadcast_shapes(a, "attn_mask", a.attn_mask.shape, batch + (q[-2], k[-2]))
     return [(a.T, tuple(batch) + (q[-2], v[-1]))]
 
 
