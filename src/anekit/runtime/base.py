@@ -66,8 +66,11 @@ class Executable(abc.ABC):
         if inputs is not None and not isinstance(inputs, Mapping):
             raise UsageError(f"call with a mapping {{input name: array}} (inputs: {self.input_names}), "
                              f"got {type(inputs).__name__}")
-        feeds = bind_inputs(self.function, {**(inputs or {}), **named}, optional=self.optional_inputs)
-        return self._run(feeds)
+        return self._run(self._bind({**(inputs or {}), **named}))
+
+    def _bind(self, feeds: dict) -> dict:
+        """Checked arrays in their declared dtypes (a backend that checks inputs itself passes them on)."""
+        return bind_inputs(self.function, feeds, optional=self.optional_inputs)
 
     @abc.abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

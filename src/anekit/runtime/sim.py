@@ -19,6 +19,9 @@ class SimExecutable(Executable):
     def optional_inputs(self):
         return self._sim.state_names
 
+    def _bind(self, feeds):
+        return feeds    # Simulator.run binds and converts its inputs itself (ir.feeds)
+
     def _run(self, feeds):
         return self._sim.run(feeds)
 
