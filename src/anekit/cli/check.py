@@ -66,7 +66,7 @@ def _apply_ranges(prog, specs, function) -> None:
 
 
 def run_check(args) -> int:
-    from ..preflight import check
+    from ..preflight import OFF_ENGINE, check
     chip, prog = _prepare(args)
     _apply_ranges(prog, args.range, args.function)
     rep = check(prog, chip, function=args.function)
@@ -87,7 +87,9 @@ def run_check(args) -> int:
     for o in rep.ops:
         counts[o.verdict] = counts.get(o.verdict, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-    print(f"\n{len(rep.ops)} ops: {summary}. "
+    blocking = [f for f in rep.program_findings if f.verdict in OFF_ENGINE]
+    program = f"; program: {', '.join(f'{f.op} {f.verdict} ({f.rule})' for f in blocking)}" if blocking else ""
+    print(f"\n{len(rep.ops)} ops: {summary}{program}. "
           + ("Everything runs on the ANE." if rep.ok else "Not everything runs on the ANE."))
     return 0 if rep.ok else 1
 

@@ -169,12 +169,12 @@ _POOLS_LOCK = threading.Lock()
 
 def pool_for(factory, compile_limit: int = DEFAULT_COMPILE_BUDGET, max_loaded: int = DEFAULT_MAX_LOADED,
              timeout: float = DEFAULT_TIMEOUT_S) -> WorkerPool:
-    """The process-wide pool for this transport factory and limits (one per distinct setting)."""
+    """The process-wide pool for this transport factory, limits and timeout (one per distinct setting)."""
     try:
         ident = pickle.dumps(factory)
     except Exception:
         ident = repr(factory).encode()
-    key = (ident, compile_limit, max_loaded)
+    key = (ident, compile_limit, max_loaded, timeout)   # each setting gets its own worker process
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None or pool.closed:
