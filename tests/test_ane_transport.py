@@ -238,3 +238,15 @@ def test_recording_transport_records_what_it_forwards():
 
 def test_transport_errors_are_anekit_errors():
     assert issubclass(TransportError, AnekitError)
+
+
+def test_the_real_transport_refuses_a_target_of_another_family(monkeypatch):
+    from anekit.errors import TargetError
+    from anekit.runtime.ane.transport import check_host_target
+    check_host_target("m1", host="M1 Max")                      # same family: fine
+    check_host_target("m4max", host="M4")
+    with pytest.raises(TargetError, match="this Mac's engine is M1 .*family h13.*M4 .*family h16"):
+        check_host_target("m4", host="M1")
+    import anekit.runtime.ane.machine as machine
+    monkeypatch.setattr(machine, "chip_target", lambda: None)
+    check_host_target("m4")                                      # unknown host chip: the framework decides

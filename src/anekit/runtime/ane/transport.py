@@ -203,6 +203,22 @@ class Transport(abc.ABC):
         return self.kind
 
 
+def check_host_target(target_name: str, host: str | None = None) -> None:
+    """The engine in this Mac compiles for itself: a program lowered for another chip family
+    (another MIL dialect, other limits) is refused before it reaches the framework."""
+    from ... import targets
+    from ...errors import TargetError
+    from .machine import chip_target
+    host = host if host is not None else chip_target()
+    if host is None:     # a chip anekit does not know: let the framework decide
+        return
+    here, want = targets.get(host), targets.get(target_name)
+    if here.family != want.family:
+        raise TargetError(f"this Mac's engine is {here.name} (family {here.family}); a program for "
+                          f"{want.name} (family {want.family}) cannot run on it. Leave target unset to "
+                          f"use this Mac's chip, or use backend='sim' to simulate {want.name}")
+
+
 class RecordingTransport(Transport):
     """Wraps another transport and records every call in `.calls` (used to prove the selector
     order against the real framework with ANEKIT_HW=1)."""
@@ -297,6 +313,9 @@ class ObjCTransport(Transport):
         self.rt = ObjCRuntime()          # raises BackendUnavailableError off macOS
         self.io = IOSurfaceLib()
         self._libs: dict[str, Any] = {}
+
+    def check_target(self, target_name: str) -> None:
+        check_host_target(target_name)
 
     def load_library(self, path):
         import ctypes
