@@ -487,7 +487,7 @@ def test_width_slice_gain_follows_the_target_feature():
     from anekit import targets
     for key, fam in targets.families().items():
         assert (FAMILY_PROFILES[key].width_slice_gain == 16.0) == fam.features.width_slice_saturates, key
-    assert profile_for("a12").width_slice_gain == 16.0      # pre-A15 engines, guide ch. 35
+    assert profile_for("a12").width_slice_gain == 1.0       # measured on M1, M2, A14 only
 
 
 def test_a_modified_profile_changes_the_simulation():
