@@ -89,3 +89,16 @@ def test_demo_pipeline_is_accurate_and_round_trips():
     assert exact["max_rel_err"] < 1e-3
     assert prof["max_rel_err"] < 1e-2 and prof["finite"]
     assert run_demo(target="m4", backend="sim", dim=32, hidden=64, heads=2, seq=16)["dialect"] == "ios18"
+
+
+def test_strict_numerics_applies_the_tile_model_to_large_matmuls():
+    """The guide's [4096] + 1024 ones = 5116, inside a matmul too big for the default fast route."""
+    rows, k = 512, 1025
+    x = ak.input("x", (rows, k))
+    prog = ak.program({"y": ak.matmul(x, np.ones((k, 1), np.float32))})
+    feed = np.ones((rows, k), np.float32)
+    feed[:, 0] = 4096
+    strict = ak.compile(prog, backend="sim", target="m1", numerics="strict")({"x": feed})["y"]
+    assert (strict == 5116).all()
+    fast = ak.compile(prog, backend="sim", target="m1")({"x": feed})["y"]
+    assert (fast == 5120).all()          # documented limit of the default fast route (docs/numerics.md)

@@ -18,8 +18,9 @@ def register(sub) -> None:
     p.add_argument("--target", default=None, help="chip or compiler name, e.g. m1, m4max, h16g "
                                                   "(default: this Mac's chip, else m1)")
     p.add_argument("--backend", default="auto", choices=["auto", "sim", "ane", "coreml"])
-    p.add_argument("--numerics", default="profile", choices=["profile", "exact"],
-                   help="simulator numerics: the chip's fp16 profile or exact fp32")
+    p.add_argument("--numerics", default="profile", choices=["profile", "strict", "exact"],
+                   help="simulator numerics: the chip's fp16 profile; strict = the profile with the MAC "
+                        "tile model on every reduction (slow); exact = fp32 reference")
     p.add_argument("--function", default=None, help="function to run (default: main)")
     p.add_argument("--out", metavar="DIR", help="write each output to DIR/NAME.npy")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -65,10 +66,10 @@ def cmd_run(args) -> int:
         raise AnekitError(f"no function '{args.function}' (have {', '.join(prog.functions)})")
     feeds = _read_inputs(args.input)
     backend, options = args.backend, {}
-    if args.numerics == "exact":     # exact fp32 semantics exist only on the simulator
+    if args.numerics != "profile":   # these modes exist only on the simulator
         if backend not in ("auto", "sim"):
-            raise UsageError(f"--numerics exact runs on the simulator, not on --backend {backend}")
-        backend, options = "sim", {"numerics": "exact"}
+            raise UsageError(f"--numerics {args.numerics} runs on the simulator, not on --backend {backend}")
+        backend, options = "sim", {"numerics": args.numerics}
     exe = ak.compile(prog, backend=backend, target=args.target, function=fn.name, **options)
     try:
         outs = exe(feeds)

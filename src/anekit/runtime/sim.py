@@ -1,6 +1,8 @@
 """The simulator backend: runs anywhere, with the target's fp16 numerics (anekit.sim)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import UsageError
 from .base import Availability, Backend, Executable
 
@@ -13,6 +15,8 @@ class SimExecutable(Executable):
         from ..sim import EXACT, Simulator, profile_for
         self.numerics = numerics
         profile = EXACT if numerics == "exact" else profile_for(target.name)
+        if numerics == "strict":   # the lane/tile MAC model on every reduction, however large (slow)
+            profile = replace(profile, tile_emulation_max_products=1 << 62)
         self._sim = Simulator(prog, profile=profile, function=self.function.name)
 
     @property
@@ -30,8 +34,9 @@ class SimBackend(Backend):
     name = "sim"
 
     def __init__(self, numerics: str = "profile"):
-        if numerics not in ("profile", "exact"):
-            raise UsageError(f"numerics must be 'profile' (the chip's) or 'exact', got '{numerics}'")
+        if numerics not in ("profile", "strict", "exact"):
+            raise UsageError(f"numerics must be 'profile' (the chip's), 'strict' (the chip's, with the "
+                             f"MAC tile model on every reduction) or 'exact' (fp32), got '{numerics}'")
         self.numerics = numerics
 
     @classmethod
