@@ -102,3 +102,15 @@ def test_strict_numerics_applies_the_tile_model_to_large_matmuls():
     assert (strict == 5116).all()
     fast = ak.compile(prog, backend="sim", target="m1")({"x": feed})["y"]
     assert (fast == 5120).all()          # documented limit of the default fast route (docs/numerics.md)
+
+
+def test_auto_skips_a_hardware_backend_that_does_not_run_the_target(monkeypatch):
+    """On an M1 Mac, auto with target m4 simulates the M4 instead of sending M4 MIL to the M1."""
+    from anekit.runtime.ane import AneBackend
+    from anekit.runtime.base import Availability
+    import anekit.runtime.ane.machine as machine
+    monkeypatch.setattr(AneBackend, "availability", classmethod(lambda cls: Availability(True, "pretend")))
+    monkeypatch.setattr(machine, "chip_target", lambda: "M1")
+    prog, _ = _prog()
+    assert AneBackend.runs_target(ak.targets.get("m1")) and not AneBackend.runs_target(ak.targets.get("m4"))
+    assert ak.compile(prog, backend="auto", target="m4").backend == "sim"

@@ -19,7 +19,7 @@ BACKENDS = {
     "ane": "anekit.runtime.ane:AneBackend",
     "coreml": "anekit.runtime.coreml:CoreMLBackend",
 }
-AUTO_ORDER = ("ane", "sim")   # "auto" takes the first available
+AUTO_ORDER = ("ane", "sim")   # "auto" takes the first that is available and runs the target
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -65,9 +65,10 @@ def compile(prog: Program, backend: str = "auto", target=None, *, function: str 
     if not isinstance(prog, Program):
         raise UsageError(f"compile() takes a Program (ak.program(...) or ak.load(...)), got {type(prog).__name__}")
     tgt = resolve_target(target)
-    if backend == "auto":
+    if backend == "auto":   # the first backend that runs here and runs this target
         for name in AUTO_ORDER:
-            if backend_class(name).availability().available:
+            cls = backend_class(name)
+            if cls.availability().available and cls.runs_target(tgt):
                 backend = name
                 break
     be = backend_class(backend)(**options)

@@ -30,6 +30,12 @@ class Backend(abc.ABC):
         return self.availability()
 
     @classmethod
+    def runs_target(cls, target) -> bool:
+        """Whether this machine's copy of the backend runs programs for `target` (hardware
+        backends run only the chip they are on); "auto" skips backends that do not."""
+        return True
+
+    @classmethod
     @abc.abstractmethod
     def availability(cls) -> Availability:
         """Whether this backend can run here, and why not."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 
-from ...errors import ANEExecutionError, UsageError
+from ...errors import ANEExecutionError, TargetError, UsageError
 from ...ir.graph import Program
 from ..base import Availability, Backend, Executable, refuse_states
 from . import layout, preflight
@@ -102,6 +102,15 @@ class AneBackend(Backend):
     def availability(cls) -> Availability:
         from .machine import ane_availability
         return ane_availability()
+
+    @classmethod
+    def runs_target(cls, target) -> bool:
+        from .transport import check_host_target
+        try:
+            check_host_target(target.name)
+        except TargetError:
+            return False
+        return True
 
     def usable(self) -> Availability:
         if self.transport is not None:
