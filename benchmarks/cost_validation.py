@@ -17,7 +17,6 @@ import json
 import statistics
 import sys
 
-from anekit.cost import estimate
 from anekit.cost.opwork import op_work
 from anekit.cost.published import POINTS, UNUSABLE
 

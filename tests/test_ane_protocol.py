@@ -13,7 +13,7 @@ import pytest
 
 import anekit as ak
 from anekit import targets
-from anekit.errors import (ANECompileError, ANEExecutionError, BackendUnavailableError, DTypeError, ShapeError, UsageError,
+from anekit.errors import (ANECompileError, ANEExecutionError, DTypeError, ShapeError, UsageError,
                            TargetError, TransportError)
 from anekit.ir.builder import build as op
 from anekit.runtime.ane import AneBackend, FakeTransport, ObjCTransport, RecordingTransport

@@ -126,7 +126,7 @@ def test_total_is_floor_plus_op_rows():
 
 
 def test_fusion_pays_the_floor_once_and_folds_epilogues():
-    x = y = ak.input("x", (1, 64, 1, 64))
+    y = ak.input("x", (1, 64, 1, 64))
     for _ in range(32):
         y = ak.relu(ak.conv(y, zeros(64, 64, 1, 1)))
     deep = estimate(ak.program({"y": y}), "m1")
