@@ -393,16 +393,20 @@ class _Parser:
     def parse_block(self) -> dict:
         """`[key = value, ...]` -> {key: (token, value)}."""
         self.expect("[", "to open an attribute block")
+        return self.parse_keyed("]", "attribute", "", self.parse_value, "to close the attribute block")
+
+    def parse_keyed(self, close: str, kind: str, owner: str, parse, closing: str) -> dict:
+        """`key = value, ...` up to `close` -> {key: (token, value)}; a repeated key is an error."""
         out: dict = {}
-        while not self.at("]"):
-            key = self.ident("an attribute name")
+        while not self.at(close):
+            key = self.ident(f"an {kind} name")
             if key.text in out:
-                raise self.error(f"attribute '{key.text}' given twice", key)
-            self.expect("=", f"after attribute '{key.text}'")
-            out[key.text] = (key, self.parse_value())
+                raise self.error(f"{owner}{kind} '{key.text}' given twice", key)
+            self.expect("=", f"after {kind} '{key.text}'")
+            out[key.text] = (key, parse())
             if not self.accept(","):
                 break
-        self.expect("]", "to close the attribute block")
+        self.expect(close, closing)
         return out
 
     def attribute_values(self, block: dict) -> dict:
@@ -503,16 +507,8 @@ class _Parser:
             self.expect("=", "after the op outputs")
         op_tok = self.ident("an op name")
         self.expect("(", f"after op '{op_tok.text}'")
-        args: dict = {}
-        while not self.at(")"):
-            key = self.ident("an argument name")
-            if key.text in args:
-                raise self.error(f"op '{op_tok.text}': argument '{key.text}' given twice", key)
-            self.expect("=", f"after argument '{key.text}'")
-            args[key.text] = (key, self.parse_arg())
-            if not self.accept(","):
-                break
-        self.expect(")", f"to close the arguments of '{op_tok.text}'")
+        args = self.parse_keyed(")", "argument", f"op '{op_tok.text}': ", self.parse_arg,
+                                f"to close the arguments of '{op_tok.text}'")
         block = self.parse_block() if self.at("[") else {}
         self.expect(";", "at the end of the statement")
         name = outs[0][1].text if outs else None

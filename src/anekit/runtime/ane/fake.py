@@ -31,10 +31,10 @@ import numpy as np
 
 from ...errors import AnekitError, TargetError, TransportError
 from .fake_objc import Failure, FakeObjC, Obj, Surface
+from .layout import INPUT_ORDERS, IO_DTYPES
 from .protocol import DESCRIPTOR, FRAMEWORK, MODEL, MODEL_PATH, REQUEST, SURFACE_OBJECT
 
 _REQUEST_SEL = "requestWithInputs:inputIndices:outputs:outputIndices:weightsBuffer:perfStats:procedureIndex:"
-_IO_DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
 
 
 class FakeTransport(FakeObjC):
@@ -61,8 +61,8 @@ class FakeTransport(FakeObjC):
 
     def __init__(self, chip: str | None = None, compile_limit: int | None = 119, load_limit: int | None = 128,
                  input_order: str = "declared", fail: dict | None = None, tmp_root: str | None = None):
-        if input_order not in ("declared", "ascending_size"):
-            raise TransportError(f"input_order must be 'declared' or 'ascending_size', got {input_order!r}")
+        if input_order not in INPUT_ORDERS:
+            raise TransportError(f"input_order must be one of {', '.join(INPUT_ORDERS)}, got {input_order!r}")
         super().__init__(fail, tmp_root)
         self.chip, self.compile_limit, self.load_limit = chip, compile_limit, load_limit
         self.input_order = input_order
@@ -245,9 +245,9 @@ class FakeTransport(FakeObjC):
 
 
 def _io_dtype(dtype: str) -> np.dtype:
-    if dtype not in _IO_DTYPES:
+    if dtype not in IO_DTYPES:
         raise Failure(f"I/O tensor of dtype {dtype}: the ANE reads and writes fp16 or fp32 surfaces")
-    return _IO_DTYPES[dtype]
+    return IO_DTYPES[dtype]
 
 
 def _parse(mil: bytes, weights: dict):
