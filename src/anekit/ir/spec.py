@@ -50,8 +50,11 @@ def attr(dtypes, rank: int | None = None, default=REQUIRED) -> Param:
     return Param("attr", dtypes, rank, default)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class OpSpec:
+    """Everything known about one op. The signature fields are fixed at declaration; the fact
+    slots below them are filled next to the declaration (in the same `ir/ops/*` module), or, for
+    the simulator kernel, by `sim.registry.kernel`, which files the kernel on the spec itself."""
     name: str
     params: tuple[Param, ...]
     infer: Callable            # infer(args) -> list[(dtype, shape)], one per output
@@ -60,9 +63,21 @@ class OpSpec:
     doc: str = ""
     since: str = "ios16"       # the oldest MIL op set (dialect) that has this op in this form
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
+    # --- facts beyond the signature ---
+    grad: Callable | None = field(default=None, compare=False, repr=False)
+    kernel: Any = field(default=None, compare=False, repr=False)
 
     def param(self, name: str) -> Param | None:
         return self.param_index.get(name)
+
+    def defgrad(self, rule: Callable) -> Callable:
+        """Decorator: `rule(op, gs) -> {param name: cotangent Tensor | None}` is this op's
+        vector-Jacobian product, written with forward ops (`gs[i]` is the cotangent of output i,
+        None where no gradient flows). Used as `@relu.defgrad` right after the declaration."""
+        if self.grad is not None:
+            raise RuntimeError(f"op '{self.name}' has two gradient rules")
+        self.grad = rule
+        return rule
 
 
 REGISTRY: dict[str, OpSpec] = {}
