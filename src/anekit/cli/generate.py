@@ -36,7 +36,8 @@ def _load(args):
     if os.path.isdir(path):
         from ..models import hf
         m = hf.load(path)
-        return m, m.encode, m.decode_piece, m.stop_tokens
+        ids = m.encode(args.prompt)
+        return m, lambda _: ids, m.text_stream(ids), m.stop_tokens
     if not os.path.isfile(path):
         raise ModelFormatError(f"model '{path}' does not exist")
     from ..models import llama2c, tokenizer
@@ -61,7 +62,7 @@ def cmd_generate(args) -> int:
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
     prev, produced = ids[-1], []
     if out is None:             # the prompt first, as run.c prints it
-        sys.stdout.write(utf8.decode(b"".join(printable(piece(a, b)) for a, b in zip(ids, ids[1:]))))
+        sys.stdout.write(args.prompt)
     for token in gen:
         if token in stop:
             break

@@ -151,7 +151,7 @@ def build_prefill(arch: Arch, weights: dict, seq: int, dtype: str = "fp16") -> i
     outs = {}
     for i, w in enumerate(weights["layers"]):
         q, k, v = _qkv(_rmsnorm(x, w["attn_norm"], arch.norm_eps), w, arch, cos, sin)
-        x = _ffn(x + _conv(_attention(q, k, v, mask, arch), w["wo"]), w, arch)
+        x = _ffn(x + _conv(_attention(q, k, v, mask, arch), w["wo"], w.get("bo")), w, arch)
         outs[f"k{i}"], outs[f"v{i}"] = k, v
     return ir.program({"logits": _head(x, weights, arch), **outs})
 
@@ -180,7 +180,7 @@ def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = T
             else:
                 outs[f"{name}{i}"] = cache
             caches.append(cache)
-        x = _ffn(x + _conv(_attention(q, caches[0], caches[1], mask, arch), w["wo"]), w, arch)
+        x = _ffn(x + _conv(_attention(q, caches[0], caches[1], mask, arch), w["wo"], w.get("bo")), w, arch)
     return ir.program({"logits": _head(x, weights, arch), **outs})
 
 
@@ -191,7 +191,7 @@ class Decoder:
 
     `weights`: embed [vocab, dim], final_norm [dim], wcls [vocab, dim] and `layers`, a list of
     dicts with attn_norm, wq [H*hd, dim], wk / wv [KV*hd, dim], wo [dim, H*hd], ffn_norm,
-    w1 / w3 [hidden, dim], w2 [dim, hidden] (+ bq/bk/bv, q_norm/k_norm by variant), float32,
+    w1 / w3 [hidden, dim], w2 [dim, hidden] (+ bq/bk/bv/bo, q_norm/k_norm by variant), float32,
     q / k rows in rotate-half order.
     """
 
