@@ -237,6 +237,18 @@ def test_decode_program_keeps_the_cache_as_state_and_runs_every_position():
     assert "state<tensor<fp16, [1, 2, 8, 24]>> k_cache0" in text
     io = m.decode_program(state=False)
     assert not io.main.states and "k0" in io.main.output_names
+    # the checker accepts both programs and the prefill for the chips that would run them
+    assert ak.check(prog, target="m4").ok and ak.check(m.prefill_program(8), target="m4").ok
+    assert ak.check(io, target="m1").ok
+
+
+def test_generation_compiles_two_programs_and_picks_the_cache_by_target():
+    m = tiny(seed=5)
+    list(m.generate([1, 2, 3], 12, numerics="exact", target="m4"))
+    list(m.generate([1, 9, 3], 12, numerics="exact", target="m4"))       # same prompt length: no new compile
+    assert sorted(k[:2] for k in m._compiled) == [("decode", True), ("prefill", 3)]
+    list(m.generate([1, 2, 3], 4, numerics="exact", target="m1"))        # ios16 target: caches as I/O buffers
+    assert ("decode", False) in {k[:2] for k in m._compiled}
 
 
 def test_sampling_is_seeded_and_top_p_restricts_choices():

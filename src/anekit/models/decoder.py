@@ -264,11 +264,14 @@ class Decoder:
                  cache: str | None = None):
         """Yield up to `steps` new token ids as they are produced: one prefill run over the
         prompt, then one decode run per token with the KV cache (stops early when the context
-        of seq_len positions is full). `cache`: "state" (default on the simulator) or "io"."""
+        of seq_len positions is full). `cache`: "state" (iOS 18 state buffers; the default for
+        targets whose dialect has them) or "io" (caches passed in and out every step)."""
         ids = self.check_tokens(prompt_tokens, "prompt")
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise UsageError(f"steps must be a non-negative integer, got {steps!r}")
-        cache = cache or ("state" if backend == "sim" else "io")
+        if cache is None:     # state needs the iOS 18 dialect (A15/M3 on, brief §3); else I/O buffers
+            from ..runtime import resolve_target
+            cache = "state" if backend == "sim" and resolve_target(target).dialect == "ios18" else "io"
         if cache not in ("state", "io"):
             raise UsageError(f"cache must be 'state' or 'io', got {cache!r}")
         sampler = Sampler(self.arch.vocab_size, temperature, top_p, seed)
