@@ -44,7 +44,6 @@ class Arch:
     head_dim: int = 0             # 0: dim // n_heads
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
-    qkv_bias: bool = False        # Qwen2
     qk_norm: bool = False         # Qwen3: RMSNorm of q and k per head before RoPE
 
     @property
