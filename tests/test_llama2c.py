@@ -11,6 +11,7 @@ import pytest
 import anekit as ak
 from anekit.errors import AnekitError, ModelFormatError, UsageError
 from anekit.models import llama2c
+from anekit.models.decoder import rope_tables
 from anekit.models.tokenizer import Tokenizer
 
 REF = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "llama2c")
@@ -245,8 +246,14 @@ def test_decode_program_keeps_the_cache_as_state_and_runs_every_position():
 def test_generation_compiles_two_programs_and_picks_the_cache_by_target():
     m = tiny(seed=5)
     list(m.generate([1, 2, 3], 12, numerics="exact", target="m4"))
-    list(m.generate([1, 9, 3], 12, numerics="exact", target="m4"))       # same prompt length: no new compile
-    assert sorted(k[:2] for k in m._compiled) == [("decode", True), ("prefill", 3)]
+    list(m.generate([1, 9, 3, 4], 12, numerics="exact", target="m4"))    # same length bucket: no new compile
+    assert sorted(k[:2] for k in m._compiled) == [("decode", True), ("prefill", 4)]
+    # the padding after a prompt changes none of its logits
+    exe = ak.compile(m.prefill_program(3), backend="sim", target="m4")
+    cos, sin = rope_tables(m.arch, range(3))
+    x = m.graph_weights["embed"][[1, 2, 3]].T.reshape(1, TINY.dim, 1, 3)
+    unpadded = exe({"x": x, "cos": cos, "sin": sin})["logits"].reshape(TINY.vocab_size, 3).T
+    np.testing.assert_array_equal(m.logits([1, 2, 3], numerics="profile", target="m4"), unpadded)
     list(m.generate([1, 2, 3], 4, numerics="exact", target="m1"))        # ios16 target: caches as I/O buffers
     assert ("decode", False) in {k[:2] for k in m._compiled}
 

@@ -247,10 +247,15 @@ class Decoder:
         return self.graph_weights["embed"][np.asarray(tokens)].T.reshape(1, self.arch.dim, 1, -1)
 
     def _prefill(self, ids, numerics, target, backend):
+        """Run the prefill program; outputs cut to len(ids) positions. Prompts are padded to a
+        power-of-two length so few programs are compiled: attention is causal, so the padding
+        after the prompt changes nothing before it (and decode overwrites those cache slots)."""
         s = len(ids)
-        exe, compile_s = self._exe(("prefill", s), lambda dt: self.prefill_program(s, dt), numerics, target, backend)
-        cos, sin = rope_tables(self.arch, range(s))
-        return compile_s, exe({"x": self._embed(ids), "cos": cos, "sin": sin})
+        n = min(self.arch.seq_len, 1 << (s - 1).bit_length())
+        exe, compile_s = self._exe(("prefill", n), lambda dt: self.prefill_program(n, dt), numerics, target, backend)
+        cos, sin = rope_tables(self.arch, range(n))
+        out = exe({"x": self._embed(list(ids) + [0] * (n - s)), "cos": cos, "sin": sin})
+        return compile_s, {k: v[..., :s] for k, v in out.items()}
 
     def logits(self, tokens, numerics: str = "profile", target=None, backend: str = "sim") -> np.ndarray:
         """Logits [len(tokens), vocab] (float32) of a causal forward over `tokens`."""
