@@ -8,12 +8,20 @@ cancellation sweep of tbl:c3-cancel-sweep at every fp16 magnitude, in either lan
 inside a tile the lanes add in order, each add rounding half to even onto a grid one bit
 finer than the fp16 grid of its larger operand; tiles then add into a float32 accumulator.
 
-Exact emulation costs a few passes per product, so matmuls and convs with more than
-`tile_emulation_max_products` products take the fast route: float32 BLAS on the fp16
-operands. That keeps the wide accumulator and the fp16 input and output rounding but drops
-the product and in-tile roundings (docs/numerics.md quantifies the difference); outputs
-whose running partial could reach the 2**15 ceiling, or whose row or column holds an
-infinity, are still computed through the lane model.
+Exact emulation costs a few passes per product, so the route is chosen per output row by
+that row's own work: a row of N outputs over K lanes runs the lane model when N * K is at
+most `tile_emulation_max_products`, and the fast route otherwise. The choice never looks at
+the batch or at the number of rows, so a row's bits do not depend on what it is batched
+with (the engine's measured batch invariance, guide ch. 3 "Determinism"), and a dot product
+(N = 1) takes the same route as `mul` + `reduce_sum`, which always use the lane model.
+
+The fast route models the wide accumulator as the exact sum of the fp16 products rounded
+once to float32, then to fp16 at the port. It runs float64 BLAS: fp16 products are exact in
+float64 and the float64 sum is accurate to about K * 2**-53, so the result does not depend
+on how BLAS orders or blocks the sum (float32 BLAS does: its row bits change with the
+number of rows). It drops the product and in-tile roundings (docs/numerics.md quantifies
+the difference); outputs whose running partial could reach the 2**15 ceiling, or whose row
+or column holds an infinity, are still computed through the lane model.
 """
 from __future__ import annotations
 
@@ -103,20 +111,32 @@ def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
 
 
 class Operand:
-    """A MAC operand with what the profile needs from it, computed once: the M1 flush,
-    finiteness, its peak magnitude, and per-row/column magnitude bounds along the reduction
-    axis. Kernels cache one for a constant weight (const=True) so runs skip those passes."""
+    """A MAC operand with what the profile needs from it, computed once: finiteness, its peak
+    magnitude, per-row/column magnitude bounds along the reduction axis, and the float64 copy
+    the fast route multiplies. Kernels cache one for a constant weight (const=True) so runs
+    skip those passes."""
 
-    __slots__ = ("array", "finite", "peak", "k_axis", "const", "_absmax", "_abssum")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_wide")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
-        a = np.asarray(a, dtype=F32)
-        self.array = flush_subnormals(a) if p.mac_flush_subnormals and not p.exact else a
-        hi, lo = (float(self.array.max()), float(self.array.min())) if a.size else (0.0, 0.0)
+        self.array = np.asarray(a, dtype=F32)
+        hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
         self.finite = math.isfinite(hi) and math.isfinite(lo)
         self.peak = max(abs(hi), abs(lo))
         self.k_axis, self.const = k_axis, const
-        self._absmax = self._abssum = None
+        self.flush = p.mac_flush_subnormals and not p.exact
+        self._absmax = self._abssum = self._wide = None
+
+    def wide(self) -> np.ndarray:
+        """The operand in float64 for the fast route (kept for a constant operand). With the
+        M1 flush it is flushed here, which stands in for flushing the subnormal products the
+        fast route cannot see (the lane model flushes the products themselves)."""
+        if self._wide is not None:
+            return self._wide
+        wide = (flush_subnormals(self.array) if self.flush else self.array).astype(np.float64)
+        if self.const:
+            self._wide = wide
+        return wide
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(max |a|, sum |a|) along the reduction axis."""
@@ -130,6 +150,11 @@ def operand(a, p: NumericsProfile, k_axis: int) -> Operand:
     return a if isinstance(a, Operand) else Operand(a, p, k_axis)
 
 
+def lane_route(k: int, n: int, p: NumericsProfile) -> bool:
+    """Whether a row of n outputs over k lanes runs the lane model (by its own size only)."""
+    return bool(p.mac_tile_lanes) and k > 0 and n * k <= p.tile_emulation_max_products
+
+
 def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     """x [..., M, K] @ w [..., K, N] through the MAC; float32 (fp16 values unless exact).
     Either operand may be an Operand (a cached, prepared constant)."""
@@ -139,25 +164,31 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     xo, wo = operand(x, p, -1), operand(w, p, -2)
     x, w = xo.array, wo.array
     batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
-    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
-    if p.mac_tile_lanes and k and math.prod(batch) * m * n * k <= p.tile_emulation_max_products:
+    k, n = x.shape[-1], w.shape[-1]
+    if lane_route(k, n, p):
         return port_output(_emulated(x, w, batch, p, limit), p, limit)
     hot = None
-    if xo.finite and wo.finite:
-        y = np.matmul(x, w, dtype=F32)
-    else:
+    if not (xo.finite and wo.finite):
         # Only outputs whose row or column holds an infinity need the lane model's inf rules;
-        # the rest come from BLAS on the operands with the infinities zeroed.
+        # the rest come from the operands with the infinities zeroed.
         bad_x, bad_w = ~np.isfinite(x), ~np.isfinite(w)
         xo, wo = Operand(np.where(bad_x, F32(0.0), x), p, -1), Operand(np.where(bad_w, F32(0.0), w), p, -2)
-        y = np.matmul(xo.array, wo.array, dtype=F32)
-        hot = np.broadcast_to(bad_x.any(-1)[..., :, None] | bad_w.any(-2)[..., None, :], y.shape)
+        hot = bad_x.any(-1)[..., :, None] | bad_w.any(-2)[..., None, :]
+    y = wide_matmul(xo, wo)
+    if hot is not None:
+        hot = np.broadcast_to(hot, y.shape)
     if limit is not None and k and p.mac_tile_lanes:
         near = _ceiling_risk(xo, wo, y.shape, limit)
         hot = near if hot is None else (hot if near is None else hot | near)
     if hot is not None and p.mac_tile_lanes:
         y = _emulate_entries(x, w, y, batch, np.nonzero(hot), p, limit)
     return port_output(y, p, limit)
+
+
+def wide_matmul(xo: Operand, wo: Operand) -> np.ndarray:
+    """The fast route's accumulator: the sum of the fp16 products in float64 (exact products,
+    an order-independent sum to about K * 2**-53), rounded once to float32."""
+    return np.matmul(xo.wide(), wo.wide()).astype(F32)
 
 
 def port_output(acc: np.ndarray, p: NumericsProfile, limit: float | None) -> np.ndarray:
