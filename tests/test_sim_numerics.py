@@ -574,9 +574,11 @@ def test_long_dot_products_as_matmul_equal_mul_then_reduce_sum(k):
     assert out["mm"][:, 0].tobytes() == out["red"].tobytes()
 
 
-def test_fast_route_is_the_exact_sum_rounded_to_float32_then_fp16():
-    """Rows too long for the lane model: the wide accumulator as the exact sum of the fp16
-    products (math.fsum, an independent reference), rounded to float32 and then to fp16."""
+def test_fast_route_is_the_wide_sum_rounded_once_to_fp16():
+    """Rows too long for the lane model: against the exact sum of the fp16 products
+    (math.fsum, an independent reference), each output is within half an fp16 ulp plus the
+    float32 accumulator's bound K * 2**-24 * sum|products|, and almost every output is the
+    exact sum rounded once to fp16 (the float32 sum only moves near-ties)."""
     import math
     rng = np.random.default_rng(21)
     a = rng.standard_normal((24, 600)).astype(np.float16).astype(np.float64)
@@ -585,7 +587,11 @@ def test_fast_route_is_the_exact_sum_rounded_to_float32_then_fp16():
     x = ak.input("x", a.shape)
     got = run({"y": ak.matmul(x, w.astype(np.float16))}, {"x": a.astype(np.float32)})["y"]
     exact = np.array([[math.fsum(a[i] * w[:, j]) for j in range(40)] for i in range(24)])
-    np.testing.assert_array_equal(got, np.float16(np.float32(exact)).astype(np.float64))
+    rounded = np.float16(exact).astype(np.float64)
+    ulp = np.spacing(np.abs(rounded).astype(np.float16)).astype(np.float64)
+    accumulator = 600 * 2.0 ** -24 * (np.abs(a) @ np.abs(w))
+    assert np.all(np.abs(got - exact) <= ulp / 2 + accumulator)
+    assert np.mean(got == rounded) >= 0.99
 
 
 # --- profiles -------------------------------------------------------------------------------

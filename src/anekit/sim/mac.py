@@ -15,17 +15,22 @@ the batch or at the number of rows, so a row's bits do not depend on what it is 
 with (the engine's measured batch invariance, guide ch. 3 "Determinism"), and a dot product
 (N = 1) takes the same route as `mul` + `reduce_sum`, which always use the lane model.
 
-The fast route models the wide accumulator as the exact sum of the fp16 products rounded
-once to float32, then to fp16 at the port. It runs float64 BLAS: fp16 products are exact in
-float64 and the float64 sum is accurate to about K * 2**-53, so the result does not depend
-on how BLAS orders or blocks the sum (float32 BLAS does: its row bits change with the
-number of rows). It drops the product and in-tile roundings (docs/numerics.md quantifies
-the difference); outputs whose running partial could reach the 2**15 ceiling, or whose row
-or column holds an infinity, are still computed through the lane model.
+The fast route runs float32 BLAS on the fp16 operands (the products are exact in float32,
+the sum is float32: the wide accumulator), then rounds to fp16 at the port. It drops the
+product and in-tile roundings (docs/numerics.md quantifies the difference); outputs whose
+running partial could reach the 2**15 ceiling, or whose row or column holds an infinity,
+are still computed through the lane model. BLAS picks its kernels and summation order by
+the matrix sizes, so a row's float32 bits change with the number of rows around it; the
+fast route therefore feeds BLAS data rows in blocks of one fixed shape (`ROW_BLOCK` rows,
+zero-padded), so every row goes through the same call whatever the batch. A one-time check
+confirms that this BLAS computes every row of such a block alike; if it does not, the fast
+route sums in float64 instead (order-independent to about K * 2**-53, and about twice the
+cost).
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,6 +38,7 @@ from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
 from .profiles import NumericsProfile
 
 _CHUNK = 1 << 21        # products per emulation chunk (bounds the working memory)
+ROW_BLOCK = 64          # data rows per BLAS call on the fast route (a multiple of every x86 kernel's row unroll)
 
 
 def _quantize(v: np.ndarray, m: np.ndarray, guard: int) -> np.ndarray:
@@ -116,7 +122,7 @@ class Operand:
     the fast route multiplies. Kernels cache one for a constant weight (const=True) so runs
     skip those passes."""
 
-    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_wide")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
@@ -125,18 +131,15 @@ class Operand:
         self.peak = max(abs(hi), abs(lo))
         self.k_axis, self.const = k_axis, const
         self.flush = p.mac_flush_subnormals and not p.exact
-        self._absmax = self._abssum = self._wide = None
+        self._absmax = self._abssum = self._fast = None
 
-    def wide(self) -> np.ndarray:
-        """The operand in float64 for the fast route (kept for a constant operand). With the
+    def fast(self) -> np.ndarray:
+        """The operand as the fast route multiplies it (kept for a constant operand). With the
         M1 flush it is flushed here, which stands in for flushing the subnormal products the
         fast route cannot see (the lane model flushes the products themselves)."""
-        if self._wide is not None:
-            return self._wide
-        wide = (flush_subnormals(self.array) if self.flush else self.array).astype(np.float64)
-        if self.const:
-            self._wide = wide
-        return wide
+        if self._fast is None:
+            self._fast = flush_subnormals(self.array) if self.flush else self.array
+        return self._fast
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(max |a|, sum |a|) along the reduction axis."""
@@ -186,9 +189,44 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
 
 
 def wide_matmul(xo: Operand, wo: Operand) -> np.ndarray:
-    """The fast route's accumulator: the sum of the fp16 products in float64 (exact products,
-    an order-independent sum to about K * 2**-53), rounded once to float32."""
-    return np.matmul(xo.wide(), wo.wide()).astype(F32)
+    """The fast route's accumulator, float32, with each row's bits independent of the other
+    rows: data rows go through BLAS in blocks of one fixed shape; a constant left operand
+    (a conv weight: its rows are fixed by the model, the batch is a leading axis that BLAS
+    sees call by call) goes through whole."""
+    x, w = xo.fast(), wo.fast()
+    if not _blocks_are_row_stable():
+        return np.matmul(x.astype(np.float64), w.astype(np.float64)).astype(F32)
+    if xo.const:
+        return np.matmul(x, w)
+    return _row_blocked(x, w)
+
+
+def _row_blocked(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x [..., M, K] @ w [..., K, N] as BLAS calls of the one shape [ROW_BLOCK, K] @ [K, N]."""
+    m, k = x.shape[-2:]
+    blocks = -(-m // ROW_BLOCK)
+    if blocks * ROW_BLOCK != m:
+        pad = np.zeros(x.shape[:-2] + (blocks * ROW_BLOCK - m, k), F32)
+        x = np.concatenate([x, pad], axis=-2)
+    y = np.matmul(x.reshape(x.shape[:-2] + (blocks, ROW_BLOCK, k)), w[..., None, :, :])
+    return y.reshape(y.shape[:-3] + (blocks * ROW_BLOCK, y.shape[-1]))[..., :m, :]
+
+
+@lru_cache(maxsize=None)
+def _blocks_are_row_stable() -> bool:
+    """Whether this BLAS gives a row the same float32 bits at every position of a ROW_BLOCK
+    block (true of OpenBLAS on x86: its row unroll divides ROW_BLOCK), checked once on
+    awkward shapes (odd K and N, K past one cache block)."""
+    rng = np.random.default_rng(0)
+    for k, n in ((37, 7), (513, 33)):
+        w = rng.standard_normal((k, n)).astype(np.float16).astype(F32)
+        row = rng.standard_normal(k).astype(np.float16).astype(F32)
+        x = rng.standard_normal((ROW_BLOCK, ROW_BLOCK, k)).astype(np.float16).astype(F32)
+        x[np.arange(ROW_BLOCK), np.arange(ROW_BLOCK)] = row      # block i holds the row at i
+        y = np.matmul(x, w)[np.arange(ROW_BLOCK), np.arange(ROW_BLOCK)]
+        if not (y == y[0]).all():
+            return False
+    return True
 
 
 def port_output(acc: np.ndarray, p: NumericsProfile, limit: float | None) -> np.ndarray:
