@@ -562,6 +562,28 @@ def test_a_rows_bits_do_not_depend_on_the_batch_size(k, n):
     assert run({"y": ak.matmul(x, w)}, {"x": stacked})["y"][1, 3].tobytes() == alone.tobytes()
 
 
+@pytest.mark.parametrize("size", [4, 24])
+def test_conv_linear_and_attention_outputs_do_not_depend_on_the_batch(size):
+    """An image (a token block) computes the same bytes alone and inside a batch of three:
+    convolution (lane model at 4 x 4, fast route at 24 x 24), linear and attention."""
+    rng = np.random.default_rng(size)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float16)
+    lw = rng.standard_normal((24, size * 8)).astype(np.float16)
+    batch = rng.standard_normal((3, 8, size, size)).astype(np.float16).astype(np.float32)
+
+    def outputs(n):
+        x = ak.input("x", (n, 8, size, size))
+        tokens = ak.reshape(x, [n, 8 * size, size])                  # [n, seq, dim]
+        tokens = ak.transpose(tokens, [0, 2, 1])                        # [n, size, 8 * size]
+        q = ak.linear(tokens, lw)                                       # [n, size, 24]
+        return run({"conv": ak.conv(x, w, pad_type="same"), "linear": q,
+                    "attention": ak.scaled_dot_product_attention(q, q, q)}, {"x": batch[:n]})
+
+    alone, together = outputs(1), outputs(3)
+    for name in alone:
+        assert alone[name][0].tobytes() == together[name][0].tobytes(), name
+
+
 @pytest.mark.parametrize("k", [256, 1024, 4096])
 def test_long_dot_products_as_matmul_equal_mul_then_reduce_sum(k):
     """ch. 3: a dot product as matmul and as mul + reduce_sum return identical bytes, however
