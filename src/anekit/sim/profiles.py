@@ -41,8 +41,9 @@ class NumericsProfile:
     # when N * K is at most this; longer rows take the fast route (the exact sum of the fp16
     # products rounded to float32, then fp16: the wide accumulator without the product and
     # in-tile roundings). Per row, never per call, so a row's bits do not depend on the batch
-    # (ch. 3 "Determinism"); 4096 keeps dot products up to K = 4096 equal to mul + reduce_sum.
-    tile_emulation_max_products: int = 1 << 12
+    # (ch. 3 "Determinism"). 2048 keeps dot products up to K = 2048 equal to mul + reduce_sum
+    # and bounds the lane work of an attention score matmul (M = N keys) by heads * 2048**2 / K.
+    tile_emulation_max_products: int = 1 << 11
     mac_output_ceiling: float | None = 32768.0   # 2**15: matmul, linear, multi-tap conv
     mac_flush_subnormals: bool = False           # M1 flushes subnormals inside the MAC
     width_slice_gain: float = 1.0                # crop gain on width slices with an offset
