@@ -39,7 +39,7 @@ from .profiles import NumericsProfile
 
 _U32 = np.uint32
 _CHUNK = 1 << 21        # products per emulation chunk (bounds the working memory)
-ROW_BLOCK = 64          # data rows per BLAS call on the fast route (a multiple of every x86 kernel's row unroll)
+ROW_BLOCK = 64          # data rows per BLAS call on the fast route (a multiple of OpenBLAS's sgemm row unrolls; checked at first use)
 
 
 def _quantize(v: np.ndarray, m: np.ndarray, guard: int) -> np.ndarray:
@@ -138,9 +138,9 @@ def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
 
 class Operand:
     """A MAC operand with what the profile needs from it, computed once: finiteness, its peak
-    magnitude, per-row/column magnitude bounds along the reduction axis, and the float64 copy
-    the fast route multiplies. Kernels cache one for a constant weight (const=True) so runs
-    skip those passes."""
+    magnitude, per-row/column magnitude bounds along the reduction axis, and the array the
+    fast route multiplies (M1-flushed). Kernels cache one for a constant weight (const=True)
+    so runs skip those passes."""
 
     __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast")
 
