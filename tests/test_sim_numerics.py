@@ -562,6 +562,21 @@ def test_a_rows_bits_do_not_depend_on_the_batch_size(k, n):
     assert run({"y": ak.matmul(x, w)}, {"x": stacked})["y"][1, 3].tobytes() == alone.tobytes()
 
 
+def test_float64_fallback_keeps_rows_batch_invariant(monkeypatch):
+    """For a BLAS that fails the one-time row check the fast route sums in float64: still
+    independent of the batch, and within the float32 route's tolerance of the float64 sum."""
+    from anekit.sim import mac
+    monkeypatch.setattr(mac, "_blocks_are_row_stable", lambda: False)
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((513, 33)).astype(np.float16)
+    rows = rng.standard_normal((70, 513)).astype(np.float16).astype(np.float32)
+    ys = [run({"y": ak.matmul(ak.input("x", (m, 513)), w)}, {"x": rows[:m]})["y"] for m in (1, 2, 70)]
+    for y in ys[1:]:
+        assert y[0].tobytes() == ys[0][0].tobytes()
+    exact = np.float16(rows.astype(np.float64) @ w.astype(np.float64)).astype(np.float64)
+    assert np.mean(ys[2] == exact) >= 0.99
+
+
 @pytest.mark.parametrize("size", [4, 24])
 def test_conv_linear_and_attention_outputs_do_not_depend_on_the_batch(size):
     """An image (a token block) computes the same bytes alone and inside a batch of three:
