@@ -295,3 +295,21 @@ def test_quantized_model_generates_consistently_and_close_to_fp16():
     m.quantize = "lut4"                                               # a new format rebuilds the programs
     rel4 = np.linalg.norm(m.logits(prompt, numerics="exact") - ref) / np.linalg.norm(ref)
     assert rel4 > rel
+
+
+@pytest.mark.parametrize("fmt", ["int8", "lut4"])
+def test_channel_axis_other_than_zero_reconstructs_exactly(fmt):
+    """matmul y [K, N]: the channel axis is 1, so scales / palette groups run along it."""
+    p = ak.program({"y": ak.matmul(ak.input("x", (3, 64)), _w((64, 80), 7))})
+    q = ak.quantize(p, fmt, group_size=16)
+    cop = next(o for o in q.main.ops if o.type.startswith("constexpr"))
+    if fmt == "lut4":
+        assert cop.inputs["lut"].shape == (1, 5, 16, 1)
+    else:
+        assert int(cop.attrs["axis"]) == 1 and np.asarray(cop.attrs["scale"]).shape == (80,)
+    _, ref = _stored(cop)
+    got = ak.compile(ak.program({"w": cop.outputs[0]}), target="m4")({})["w"]
+    assert np.array_equal(np.asarray(got, np.float64), ref.astype(np.float16).astype(np.float64))
+    w16 = _w((64, 80), 7).astype(np.float16).astype(np.float64)
+    rel = np.sqrt(((ref - w16) ** 2).mean(axis=0) / (w16 ** 2).mean(axis=0))   # per output channel
+    assert rel.max() < (0.01 if fmt == "int8" else 0.15)           # 16-level Lloyd-Max on N(0,1): ~0.1

@@ -162,7 +162,8 @@ def palettize(w: np.ndarray, bits: int, axis: int, group_size: int = DEFAULT_GRO
 
 
 def dequantize_reference(kind: str, arrays: tuple) -> np.ndarray:
-    """float64 reconstruction of `compress`'s arrays (for reports; tests use their own)."""
+    """float64 reconstruction from the arrays of int8_symmetric ("int8": q, scale, axis) or
+    palettize ("lut": indices, lut, axis)."""
     if kind == "int8":
         q, scale, axis = arrays
         shape = [1] * q.ndim
