@@ -311,5 +311,5 @@ def test_channel_axis_other_than_zero_reconstructs_exactly(fmt):
     got = ak.compile(ak.program({"w": cop.outputs[0]}), target="m4")({})["w"]
     assert np.array_equal(np.asarray(got, np.float64), ref.astype(np.float16).astype(np.float64))
     w16 = _w((64, 80), 7).astype(np.float16).astype(np.float64)
-    rel = np.sqrt(((ref - w16) ** 2).mean(axis=0) / (w16 ** 2).mean(axis=0))   # per output channel
-    assert rel.max() < (0.01 if fmt == "int8" else 0.15)           # 16-level Lloyd-Max on N(0,1): ~0.1
+    rel = np.sqrt(((ref - w16) ** 2).sum() / (w16 ** 2).sum())
+    assert rel < (0.01 if fmt == "int8" else 0.12)                  # 16-level Lloyd-Max on N(0,1): ~0.1
