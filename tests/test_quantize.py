@@ -186,6 +186,10 @@ def test_bad_arguments_are_usage_errors():
             ak.quantize(p, **kw)
     with pytest.raises(UsageError, match="Program"):
         ak.quantize("prog", "int8")
+    bad = _w((96, 64, 1, 1))
+    bad[3, 5] = np.inf
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        ak.quantize(ak.program({"y": ak.conv(ak.input("x", (1, 64, 1, 4), "fp32"), bad)}), "lut4")
     with pytest.raises(UsageError, match="quantize must be"):
         llama2c.new(llama2c.Config(8, 16, 1, 2, 2, 32, 8), quantize="fp8")
 

@@ -228,8 +228,7 @@ def _compressed_op(fmt: str, value: np.ndarray, dtype: str, axis: int, opts: dic
         return build("constexpr_blockwise_shift_scale", make_const(q, "int8"),
                      make_const(scale.astype(np_float).reshape(shape), dtype))
     indices, lut = arrays
-    return build("constexpr_lut_to_dense", make_const(indices, f"uint{fmt[3:]}"),
-                            make_const(lut.astype(np_float), dtype))
+    return build("constexpr_lut_to_dense", make_const(indices, f"uint{fmt[3:]}"), make_const(lut.astype(np_float), dtype))
 
 
 def quantize(prog: Program, fmt: str, *, min_size: int = DEFAULT_MIN_SIZE, ops=WEIGHT_OPS,
@@ -290,7 +289,10 @@ def _quantize_function(fn: Function, fmt: str, min_size: int, ops, opts: dict, c
     for o in fn.ops:
         if id(o) in plan:
             old = o.outputs[0]
-            t = _compressed_op(fmt, np.asarray(old.const), old.dtype, plan[id(o)], opts, cache)
+            value = np.asarray(old.const)
+            if not np.isfinite(value).all():
+                raise UsageError(f"quantize: weight '{old.name}' holds NaN or infinite values")
+            t = _compressed_op(fmt, value, old.dtype, plan[id(o)], opts, cache)
             cop = t.op
             for pname, src in cop.inputs.items():      # the constexpr's own consts, named after it
                 base, n, i = f"{o.name}_{pname}", f"{o.name}_{pname}", 0
