@@ -103,3 +103,18 @@ def test_generate_bad_model_is_one_line(model, capsys):
     assert "truncated" in capsys.readouterr().err
     assert main(["generate", str(model / "nothing.bin")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_generate_quantized_matches_the_api(model, capsys):
+    args = ["generate", str(model / "m.bin"), "--prompt", "hello world", "--steps", "6", "--temperature", "0",
+            "--json", "--quantize", "int8", "--numerics", "exact"]
+    assert main(args) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["quantize"] == "int8"
+    m = llama2c.load(model / "m.bin", quantize="int8")
+    assert any(o.type == "constexpr_affine_dequantize" for o in m.decode_program().main.ops)
+    expected = list(m.generate(rep["prompt_tokens"], 6, numerics="exact"))
+    stop = expected.index(1) if 1 in expected else len(expected)
+    assert rep["tokens"] == expected[:stop]
+    assert main(["generate", str(model / "m.bin"), "--steps", "2", "--quantize", "lut4"]) == 0
+    assert "lut4 weights" in capsys.readouterr().err

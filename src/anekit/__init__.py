@@ -30,6 +30,7 @@ _LAZY_FUNCS = {
     "estimate": ("anekit.cost", "estimate"),
     "load": ("anekit.io", "load"),
     "save": ("anekit.io", "save"),
+    "quantize": ("anekit.quantization", "quantize"),   # module named apart: an import would shadow it
 }
 
 

@@ -26,6 +26,8 @@ def register(sub) -> None:
                    help="simulator numerics: the chip's fp16 profile (default), strict, or exact fp32")
     p.add_argument("--tokenizer", default=None,
                    help="llama2.c tokenizer.bin (default: tokenizer.bin beside the model)")
+    p.add_argument("--quantize", default=None, choices=["int8", "lut4", "lut6"],
+                   help="store the programs' weights compressed: per-channel int8, or 4 / 6-bit palettes")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.set_defaults(func=cmd_generate)
 
@@ -55,6 +57,7 @@ def cmd_generate(args) -> int:
         raise UsageError(f"--steps must be >= 0, got {args.steps}")
     from ..models.tokenizer import printable
     m, encode, piece, stop = _load(args)
+    m.quantize = args.quantize
     ids = encode(args.prompt)
     gen = m.generate(ids, args.steps, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                      numerics=args.numerics, target=args.target)
@@ -78,13 +81,14 @@ def cmd_generate(args) -> int:
     s = m.stats
     if out is not None:
         print(to_json({"prompt": args.prompt, "prompt_tokens": ids, "tokens": produced, "text": "".join(out) + tail,
-                       "target": args.target, "numerics": args.numerics,
+                       "target": args.target, "numerics": args.numerics, "quantize": args.quantize,
                        "prefill_tokens_per_s": s.prefill_tokens_per_s, "decode_tokens_per_s": s.decode_tokens_per_s,
                        "prefill_s": s.prefill_s, "decode_s": s.decode_s, "compile_s": s.compile_s}))
         return 0
     sys.stdout.write(tail + "\n")
     sys.stdout.flush()
     print(f"prefill: {s.prompt_tokens} tokens, {s.prefill_tokens_per_s:.1f} tok/s; decode: {s.decode_tokens} "
-          f"tokens, {s.decode_tokens_per_s:.1f} tok/s (simulator, {args.target} {args.numerics} numerics; "
+          f"tokens, {s.decode_tokens_per_s:.1f} tok/s (simulator, {args.target} {args.numerics} numerics, "
+          f"{args.quantize or 'fp16'} weights; "
           f"compile {s.compile_s:.2f} s)", file=sys.stderr)
     return 0

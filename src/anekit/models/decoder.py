@@ -83,9 +83,13 @@ class GenerationStats:
 
 # --- graph ---------------------------------------------------------------------------------
 
-def _conv(x, w: np.ndarray, b: np.ndarray | None = None):
-    """A linear layer on [1, C, 1, S] as a 1x1 conv (the ANE's fast path, brief §6)."""
-    return _op("conv", x, w.reshape(w.shape[0], w.shape[1], 1, 1), bias=b)
+def _conv(x, w, b: np.ndarray | None = None):
+    """A linear layer on [1, C, 1, S] as a 1x1 conv (the ANE's fast path, brief §6). `w` is an
+    array [out, in] or a prebuilt weight tensor [out, in, 1, 1] (e.g. a shape-only placeholder
+    from anekit.quantization for cost estimates)."""
+    if not isinstance(w, ir.Tensor):
+        w = w.reshape(w.shape[0], w.shape[1], 1, 1)
+    return _op("conv", x, w, bias=b)
 
 
 def _rmsnorm(x, w: np.ndarray, eps: float, axis: int = 1):
@@ -192,13 +196,35 @@ class Decoder:
     dicts with attn_norm, wq [H*hd, dim], wk / wv [KV*hd, dim], wo [dim, H*hd], ffn_norm,
     w1 / w3 [hidden, dim], w2 [dim, hidden] (+ bq/bk/bv/bo, q_norm/k_norm by variant), float32,
     q / k rows in rotate-half order.
+
+    `quantize` ("int8", "lut4", "lut6" or None): store the programs' large weights compressed
+    (anekit.quantization; the embedding table stays on the CPU in float32).
     """
 
-    def __init__(self, arch: Arch, weights: dict):
+    def __init__(self, arch: Arch, weights: dict, quantize: str | None = None):
         self.arch = arch
         self.graph_weights = weights
         self.stats = GenerationStats()
         self._compiled: dict[tuple, object] = {}
+        self._quant_cache: dict = {}       # compressed arrays, shared by all programs built
+        self.quantize = quantize
+
+    @property
+    def quantize(self) -> str | None:
+        return self._quantize
+
+    @quantize.setter
+    def quantize(self, fmt: str | None) -> None:
+        from ..quantization import FORMATS
+        if fmt is not None and fmt not in FORMATS:
+            raise UsageError(f"quantize must be one of {', '.join(FORMATS)} or None, got {fmt!r}")
+        self._quantize = fmt
+
+    def _compress(self, prog: ir.Program) -> ir.Program:
+        if self._quantize is None:
+            return prog
+        from ..quantization import quantize
+        return quantize(prog, self._quantize, cache=self._quant_cache)
 
     @property
     def vocab_size(self) -> int:
@@ -226,7 +252,7 @@ class Decoder:
         """The executable for `key`, compiled on first use; returns (exe, seconds spent compiling)."""
         if numerics not in NUMERICS:
             raise UsageError(f"numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
-        full = key + (numerics, str(target), backend)
+        full = key + (numerics, str(target), backend, self._quantize)
         if full in self._compiled:
             return self._compiled[full], 0.0
         from ..runtime import compile as ak_compile
@@ -238,10 +264,10 @@ class Decoder:
         return exe, time.perf_counter() - t0
 
     def prefill_program(self, seq: int, dtype: str = "fp16") -> ir.Program:
-        return build_prefill(self.arch, self.graph_weights, seq, dtype)
+        return self._compress(build_prefill(self.arch, self.graph_weights, seq, dtype))
 
     def decode_program(self, dtype: str = "fp16", state: bool = True) -> ir.Program:
-        return build_decode(self.arch, self.graph_weights, dtype, state)
+        return self._compress(build_decode(self.arch, self.graph_weights, dtype, state))
 
     def _embed(self, tokens) -> np.ndarray:
         return self.graph_weights["embed"][np.asarray(tokens)].T.reshape(1, self.arch.dim, 1, -1)

@@ -103,7 +103,7 @@ def _deinterleave(w: np.ndarray, heads: int) -> np.ndarray:
 class Model(Decoder):
     """A llama2.c model: `tensors` holds the file's float32 arrays by name (run.c's shapes)."""
 
-    def __init__(self, config: Config, tensors: dict[str, np.ndarray]):
+    def __init__(self, config: Config, tensors: dict[str, np.ndarray], quantize: str | None = None):
         self.config = config
         self.tensors = tensors
         n = config.n_layers
@@ -114,7 +114,7 @@ class Model(Decoder):
                        w1=tensors["w1"][i], w2=tensors["w2"][i], w3=tensors["w3"][i]) for i in range(n)]
         weights = dict(embed=tensors["embed"], final_norm=tensors["rms_final"],
                        wcls=tensors["embed"] if config.shared_classifier else tensors["wcls"], layers=layers)
-        super().__init__(config.arch(), weights)
+        super().__init__(config.arch(), weights, quantize)
 
     def __repr__(self) -> str:
         c = self.config
@@ -164,8 +164,9 @@ def read_header(path) -> Config:
     return c
 
 
-def load(path) -> Model:
-    """Read a run.c checkpoint (header validated against the file size before any tensor)."""
+def load(path, quantize: str | None = None) -> Model:
+    """Read a run.c checkpoint (header validated against the file size before any tensor);
+    `quantize` ("int8", "lut4", "lut6") compresses the programs' weights (anekit.quantization)."""
     c = read_header(path)
     tensors = {}
     with open(path, "rb") as f:
@@ -179,10 +180,10 @@ def load(path) -> Model:
     if not all(np.isfinite(tensors[n]).all() for n in tensors):
         bad = next(n for n in tensors if not np.isfinite(tensors[n]).all())
         raise ModelFormatError(f"'{path}': tensor {bad} holds NaN or infinite values")
-    return Model(c, tensors)
+    return Model(c, tensors, quantize)
 
 
-def new(config: Config, seed: int = 0) -> Model:
+def new(config: Config, seed: int = 0, quantize: str | None = None) -> Model:
     """A randomly initialised model of `config`, scaled so fp16 activations stay in range."""
     if not isinstance(config, Config):
         raise UsageError(f"new() takes a llama2c.Config (e.g. STORIES15M), got {type(config).__name__}")
@@ -199,4 +200,4 @@ def new(config: Config, seed: int = 0) -> Model:
             a = rng.standard_normal(shape) * ((3.0 if name in ("wo", "w2") else 1.0) / np.sqrt(shape[-1]))
         tensors[name] = a.astype(np.float32)
     tensors["freq_cis_real"], tensors["freq_cis_imag"] = _freq_cis(config)
-    return Model(config, tensors)
+    return Model(config, tensors, quantize)

@@ -1,0 +1,130 @@
+"""Cost-model estimates (ak.estimate) of decode tokens/s for LLMs people run on the ANE, fp16 and
+compressed, printed beside the published measurements they can be checked against.
+
+    python benchmarks/decode_estimate.py [--json]
+
+Method. Each model's decode program (anekit.models.decoder.build_decode: one token, KV cache of
+`context` positions as iOS 18 state where the chip's dialect has it, else as I/O buffers) is built
+with shape-only weights (anekit.quantization.placeholder_weight: zero-stride views, so a 7B model
+costs no memory) and priced whole by ak.estimate; tokens/s = 1e6 / total_us. The estimator reads
+shapes, dtypes and weight formats only (tests/test_quantize.py checks placeholders price exactly
+like real weights). One program per token: the published setups split the model into several
+programs (or run parts on the CPU), which this does not model. The cost model was NOT tuned to
+these points; the ratio is reported as it comes out.
+
+Published figures (the sources, conditions as stated there):
+- Qwen2.5-0.5B-Instruct, 82 tok/s decode on an M4 Pro: maderix/ANE inference README (private
+  _ANEClient route, no Core ML). Its projections (q/k/v/o, gate/up/down, chunked LM head) run as
+  baked-weight 1x1 conv kernels on the ANE (169 kernels); RMSNorm, RoPE, attention, SiLU on the
+  CPU. Weights from BF16 safetensors; the ANE kernels are fp16. An earlier README revision of the
+  same project says ~60 tok/s on an M4 Max.
+- Qwen3-0.6B, ~75 tok/s "with the best Python toolkit" (issue 14): the chip and source were not
+  found with the search tool; ANEMLL (Core ML, ctx 512 Qwen3-0.6B model) is the likely toolkit.
+  Shown against the M4 and the M4 Max as assumptions, not citations.
+- Llama-2-7B, smpanaro/coreml-llm-cli README (Core ML on the ANE, model smpanaro/Llama-2-7b-coreml,
+  ~4 GB, i.e. 4-bit palettized; 512-token cache, 64-token input chunks, the model split in chunks):
+  7.02 +- 0.11 tok/s on an M1 Max, 13.92 +- 0.5 tok/s on an M3 Max (macOS Sequoia model).
+  The comparable estimate is the lut4 one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+import anekit as ak
+from anekit.models.decoder import Arch, build_decode
+from anekit.quantization import placeholder_weight
+
+# name: (Arch, tied classifier?, qkv biases?)
+MODELS = {
+    "Stories15M": (Arch(dim=288, hidden_dim=768, n_layers=6, n_heads=6, n_kv_heads=6, vocab_size=32000,
+                        seq_len=256), True, False),
+    "Qwen2.5-0.5B": (Arch(dim=896, hidden_dim=4864, n_layers=24, n_heads=14, n_kv_heads=2, vocab_size=151936,
+                          seq_len=512, head_dim=64, rope_base=1e6), True, True),
+    "Qwen3-0.6B": (Arch(dim=1024, hidden_dim=3072, n_layers=28, n_heads=16, n_kv_heads=8, vocab_size=151936,
+                        seq_len=512, head_dim=128, rope_base=1e6, qk_norm=True), True, False),
+    "Llama-2-7B": (Arch(dim=4096, hidden_dim=11008, n_layers=32, n_heads=32, n_kv_heads=32, vocab_size=32000,
+                        seq_len=512), False, False),
+}
+
+# (model, chip, published tok/s or None, format the published setup used, source)
+PUBLISHED = [
+    ("Stories15M", "M4", None, "fp16", "no published ANE figure"),
+    ("Qwen2.5-0.5B", "M4 Pro", 82.0, "fp16", "maderix/ANE inference README (private route)"),
+    ("Qwen2.5-0.5B", "M4 Max", 60.0, "fp16", "maderix/ANE inference README, earlier revision"),
+    ("Qwen3-0.6B", "M4", 75.0, "?", "issue 14; chip not found in sources (assumed M4)"),
+    ("Qwen3-0.6B", "M4 Max", 75.0, "?", "issue 14; chip not found in sources (assumed M4 Max)"),
+    ("Llama-2-7B", "M1 Max", 7.02, "lut4", "smpanaro/coreml-llm-cli README (Core ML)"),
+    ("Llama-2-7B", "M3 Max", 13.92, "lut4", "smpanaro/coreml-llm-cli README (Core ML, Sequoia model)"),
+]
+FORMATS = ("fp16", "int8", "lut4")
+
+
+def shape_only_weights(arch: Arch, fmt: str, qkv_bias: bool) -> dict:
+    """Decoder weights whose large matrices are placeholders stored as `fmt` (small vectors real)."""
+    d, h, kv, hd = arch.dim, arch.hidden_dim, arch.kv_dim, arch.hd
+    q = arch.n_heads * hd
+
+    def w(out, inp):
+        return placeholder_weight((out, inp, 1, 1), fmt)
+
+    ones = np.ones
+    layers = []
+    for _ in range(arch.n_layers):
+        layer = dict(attn_norm=ones(d, np.float32), ffn_norm=ones(d, np.float32), wq=w(q, d), wk=w(kv, d),
+                     wv=w(kv, d), wo=w(d, q), w1=w(h, d), w2=w(d, h), w3=w(h, d))
+        if qkv_bias:
+            layer.update(bq=np.zeros(q, np.float32), bk=np.zeros(kv, np.float32), bv=np.zeros(kv, np.float32))
+        if arch.qk_norm:
+            layer.update(q_norm=ones(hd, np.float32), k_norm=ones(hd, np.float32))
+        layers.append(layer)
+    return dict(final_norm=ones(d, np.float32), wcls=w(arch.vocab_size, d), layers=layers)
+
+
+def estimate_tok_s(model: str, chip: str, fmt: str) -> dict:
+    arch, _, bias = MODELS[model]
+    c = ak.targets.get(chip)
+    state = c.dialect == "ios18"                       # as Decoder.generate picks the cache
+    prog = build_decode(arch, shape_only_weights(arch, fmt, bias), state=state)
+    est = ak.estimate(prog, chip)
+    wbytes = sum(r.weight_bytes for r in est.ops)
+    return {"tok_s": 1e6 / est.total_us, "us": est.total_us, "bound": est.bound, "weight_mb": wbytes / 1e6,
+            "cache": "state" if state else "io"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    for model, chip, pub, pub_fmt, source in PUBLISHED:
+        row = {"model": model, "chip": chip, "published": pub, "published_format": pub_fmt, "source": source,
+               "context": MODELS[model][0].seq_len}
+        for fmt in FORMATS:
+            row[fmt] = estimate_tok_s(model, chip, fmt)
+        cmp_fmt = pub_fmt if pub_fmt in FORMATS else "fp16"
+        row["ratio"] = row[cmp_fmt]["tok_s"] / pub if pub else None
+        row["compared"] = cmp_fmt
+        rows.append(row)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+        return
+    print("ak.estimate of one decode program per token (cost model, not measured), beside published figures")
+    print(f"{'model':13} {'chip':7} {'ctx':>4} {'fp16':>7} {'int8':>7} {'lut4':>7}  {'published':>9}  "
+          f"{'est/pub':>8}  source")
+    for r in rows:
+        pub = f"{r['published']:.2f}" if r["published"] else "-"
+        ratio = f"{r['ratio']:.2f} ({r['compared']})" if r["ratio"] else "-"
+        print(f"{r['model']:13} {r['chip']:7} {r['context']:4d} {r['fp16']['tok_s']:7.1f} {r['int8']['tok_s']:7.1f} "
+              f"{r['lut4']['tok_s']:7.1f}  {pub:>9}  {ratio:>12}  {r['source']}")
+    print("weights streamed per token (MB, fp16/int8/lut4): " + "; ".join(
+        f"{m} {r['fp16']['weight_mb']:.0f}/{r['int8']['weight_mb']:.0f}/{r['lut4']['weight_mb']:.0f}"
+        for m, r in {r['model']: r for r in rows}.items()))
+
+
+if __name__ == "__main__":
+    main()
