@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Mapping
@@ -315,7 +315,3 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
                       host_copy_gbs=vals["host_copy_gbs"], streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)
-
-
-def with_values(p: CostParams, **kw) -> CostParams:
-    return replace(p, **kw)
