@@ -375,7 +375,9 @@ def test_fit_recovers_known_parameters():
     before = np.median(np.abs(np.log(F.predict(synthetic, prior0) / synthetic.measured)))
     after = np.median(np.abs(np.log(F.predict(synthetic, th) / synthetic.measured)))
     # the priors pull a little (that is their job), so recovery is close, not exact
-    assert after < 0.04 and after < before / 3, (before, after)
+    assert after < 0.04 and after < before / 2, (before, after)
+    # and it moves the perturbed parameters towards their true values
+    assert np.corrcoef(th[moved] - prior0[moved], truth[moved] - prior0[moved])[0, 1] > 0.6
 
 
 def test_stored_fit_is_what_the_procedure_gives():
