@@ -166,6 +166,34 @@ def _lm_head(lut_bits=None, vocab=128256, dim=4096, chunks=16):
     return build
 
 
+def _decoder_token(d=1024, layers=4, heads=16, d_ff=4096, vocab=32000, s_kv=128, head_tiles=2):
+    """ANEForge decode_measurement.py --quick: one token through a Llama-style decoder (RMSNorm,
+    q/k/v/o projections, attention against a KV cache passed in as inputs, SiLU-gated FFN)
+    and a 32000-word head split in two (the tiled vocab head, ANEForge #181)."""
+    def build():
+        ak = _ak()
+        dh = d // heads
+        x = ak.input("x", (1, d))
+
+        def rms(h):
+            return h * ak.rsqrt(ak.reduce_mean(h * h, axes=[-1], keep_dims=True) + 1e-5) * _w(d)
+
+        h = x
+        for i in range(layers):
+            kc, vc = ak.input(f"kc{i}", (heads, dh, s_kv)), ak.input(f"vc{i}", (heads, s_kv, dh))
+            a = rms(h)
+            q, k, v = (ak.reshape(ak.linear(a, _w(d, d)), shape=(heads, 1, dh)) for _ in range(3))
+            scores = ak.concat([ak.matmul(q, kc), ak.matmul(q, ak.transpose(k, perm=(0, 2, 1)))], axis=2)
+            p = ak.softmax(scores * (dh ** -0.5), axis=-1)
+            ctx = ak.reshape(ak.matmul(p, ak.concat([vc, v], axis=1)), shape=(1, d))
+            h = h + ak.linear(ctx, _w(d, d))
+            f = rms(h)
+            h = h + ak.linear(ak.silu(ak.linear(f, _w(d_ff, d))) * ak.linear(f, _w(d_ff, d)), _w(d, d_ff))
+        h = rms(h)
+        return ak.program({f"logits{i}": ak.linear(h, _w(vocab // head_tiles, d)) for i in range(head_tiles)})
+    return build
+
+
 _RAMP = f"{G} ch. 11, tbl:c11-convramp (3x3 conv, 64 channels, M1)"
 _C18 = f"{G} ch. 18, tbl:c18-conv-compare (measured M1 column)"
 _M1CLASS = f"{G} ch. 11, tbl:c11-m1class (engine GFLOP/s, M1)"
@@ -222,8 +250,23 @@ _PR28_MS = {(32, 512): 0.497, (48, 512): 0.535, (64, 512): 0.355, (96, 512): 0.4
 _I42_MS = {(32, 512): 0.281, (48, 512): 0.315, (64, 512): 0.313, (96, 512): 0.380, (1, 512): 0.189}
 
 
+# ANEForge decode at batch 1 (bench/results/ROOFLINES.md, 'Decode @b1 (tok/s)' column, produced by
+# decode_measurement.py --quick through roofline_suite.py --perf): tokens per second.
+_AF_DECODE_TOKS = {"M1": 278, "M1 Max": 244, "M2 Pro": 276, "M5": 228}
+_AF_FILES["M2 Pro"] = "roofline-apple-m2-pro-Mac14_12-723396ad9091-370b3d53.json"
+_AF_DECODE_SHAPE = ("decode_measurement.py --quick: d_model 1024, 4 layers, 16 heads, d_ff 4096, vocab 32000, "
+                    "KV cache 128 fed as inputs; one program per token (assumed: aneforge compiles the "
+                    "stack as e5rt program(s)); min latency over 20 reps of net(x, caches) (host-copy route)")
+
+
 def _aneforge_points() -> list[Point]:
     out = []
+    for chip, toks in _AF_DECODE_TOKS.items():
+        src = f"ANEForge {chip} ({_AF_FILES[chip].split('-')[-3].replace('_', ',')})"
+        out.append(Point(f"af-{chip.lower().replace(' ', '')}-decode", chip, 1e3 / toks, src,
+                         f"sbryngelson/ANEForge bench/results/ROOFLINES.md, 'Decode @b1 (tok/s)' = {toks} "
+                         f"(submission {_AF_FILES[chip]})", "one decode token, Llama-style 4-layer d=1024",
+                         _decoder_token(), assumption=_AF_DECODE_SHAPE, route="host"))
     for chip, rows in _AF_GEMM_MS.items():
         src = f"ANEForge {chip} ({_AF_FILES[chip].split('-')[-3].replace('_', ',')})"
         for n, ms in rows.items():
