@@ -411,9 +411,11 @@ UNUSABLE = [
     ("seed 001", "transformer block (LN + SDPA + FFN) ~0.21 ms", "model dimensions not published"),
     ("seed 001", "SRAM probe: 282.6 / 59.2 / 8.0 GFLOPS per MB at 12.5 / 32 / 128 MB of weights", "kernel shape not published"),
     ("seed 001", "real-time, processRequest and direct evaluate paths", "anekit models the standard evaluate path"),
-    ("sbryngelson/ANEForge bench/results/ROOFLINES.md", "decode at batch 1: M1 278, M1 Max 244, M2 Pro 276, M5 228 tok/s",
-     "the decoder's dimensions live in the harness, not the results; not rebuilt (see docs/targets.md)"),
     ("maderix/ANE benchmarks/community_results.json", "peak_tflops_inmem M4 Pro 12.57, M5 12.44/12.17, M3 Pro 16.77",
      "headline rates without the run's latency or chosen configuration"),
     ("maderix/ANE issue #42", "inmem_peak 128x conv 512ch row", "cut off in the stored copy"),
+    ("sbryngelson/ANEForge bench/results/ROOFLINES.md", "decode @b1 of the M4 and M5 Pro submissions",
+     "measured with --perf-full, a different (4x heavier) decoder whose run the table does not give"),
+    ("maderix/ANE community_results.json", "Stories110M training steps (ms/step, ane_ms) on M1 Pro/Max, M4 Pro/Max, M5",
+     "the step's 60-99 kernels and their CPU share are not in the results"),
 ]
