@@ -180,19 +180,26 @@ def plot_heatmap(rows: list[dict], path: str) -> str:
         grid[i, j] = float(r["est_us"]) / 1e3
         if r["verdict"] == "falls off":
             off.append((i, j))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * max(1, len(chips)), 1.5 + 0.45 * len(models)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.55 * len(chips)), 1.8 + 0.45 * len(models)))
     im = ax.imshow(np.log10(grid), aspect="auto", cmap="viridis_r")
     for (i, j) in off:
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xx", edgecolor="red", lw=0))
+    finite = grid[np.isfinite(grid)]
+    mid = float(np.log10(finite).mean()) if finite.size else 0.0
     for i in range(len(models)):
         for j in range(len(chips)):
-            if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=6, color="white")
+            if np.isfinite(grid[i, j]):   # dark text on the light (fast) end of the colour map
+                ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=6,
+                        color="black" if np.log10(grid[i, j]) < mid else "white")
+    for r in rows:
+        if r["target"] == "*":
+            ax.text((len(chips) - 1) / 2, models.index(r["model"]), "failed to load (see the table)",
+                    ha="center", va="center", fontsize=7, color="red")
     ax.set_xticks(range(len(chips)), chips, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(models)), [m.rsplit("/", 1)[-1] for m in models], fontsize=7)
     cb = fig.colorbar(im, ax=ax)
     cb.set_label("log10 predicted ms")
-    ax.set_title("predicted latency (ms); hatched: falls off the ANE", fontsize=9)
+    ax.set_title("predicted latency (ms)\nhatched: falls off the ANE", fontsize=8)
     fig.tight_layout()
     try:
         fig.savefig(str(path), dpi=110)
