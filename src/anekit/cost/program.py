@@ -1,5 +1,6 @@
-"""Walks a program: per-op work and time, fusion of epilogues into MAC ops, program I/O,
-working-set spills, and one dispatch floor for the whole program."""
+"""The estimate of one program: its op features (model.walk: per-op work, fusion of epilogues
+into MAC ops, program I/O, working-set spills), their times (model.op_times), one dispatch
+floor for the whole program, and the interval (uncertainty)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
