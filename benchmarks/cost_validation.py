@@ -1,152 +1,138 @@
 """Validate anekit's ANE latency model against every usable published measurement.
 
-    python benchmarks/cost_validation.py [--json]
+    python benchmarks/cost_validation.py            # fit, leave-one-source-out, report
+    python benchmarks/cost_validation.py --write    # ... and write src/anekit/cost/fitted.json
+    python benchmarks/cost_validation.py --json     # everything as JSON
 
-For each point (guide ch. 7, 9, 10, 11, 13, 18, 20 and seed 001) it rebuilds the measured
-program in the IR, estimates it on the chip it was measured on, and prints published vs
-predicted with the source. Points flagged CAL set a model constant (see
-anekit/cost/params.py); the headline error is over the held-out points only. For the M1 and
-M5 points the guide's own analytic model (ch. 18: max(flops / peak, bytes / bandwidth) + floor
-with its fitted anchors) is printed alongside as the baseline. Measurements that could not be
-rebuilt are listed at the end with the reason.
+The headline is the leave-one-source-out (LOSO) error: for each measurement campaign (one
+author, machine and harness; anekit.cost.published), the model's parameters are fitted to all
+the other campaigns and then predict this one's points. The in-sample error (one fit to every
+point) is printed beside it; it is the optimistic number. The fit is the procedure documented
+in anekit/cost/fit.py (least squares on log error with priors from the guide; needs scipy).
+--write stores the full fit and the LOSO residual bands (the estimate intervals) that
+`anekit.cost.estimate` then uses.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
-import statistics
+import math
 import sys
+from pathlib import Path
 
-from anekit.cost.opwork import op_work
+import numpy as np
+
+from anekit import targets
+from anekit.cost import fit as F
+from anekit.cost.params import generation_of
 from anekit.cost.published import POINTS, UNUSABLE
 
-# The guide's fitted anchors for its three-stage model (ch. 18, tbl:c18-chip-params).
-GUIDE_MODEL = {"M1 Max": (3.25e12, 9.0e9, 0.23e-3), "M5 Pro": (8.9e12, 57e9, 0.11e-3)}
+FITTED_JSON = Path(__file__).resolve().parents[1] / "src" / "anekit" / "cost" / "fitted.json"
 
 
-def guide_model_ms(point) -> float | None:
-    """ch. 18: t = max(sum flops / peak, sum operand bytes / bandwidth) + floor."""
-    if point.chip not in GUIDE_MODEL or point.slope:
-        return None
-    peak, bw, floor = GUIDE_MODEL[point.chip]
-    fn = point.build().main
-    flops = nbytes = 0.0
-    for op in fn.ops:
-        w = op_work(op, ())
-        if w.path in ("const", "free"):
-            continue
-        flops += w.flops
-        nbytes += w.bytes
-    return (max(flops / peak, nbytes / bw) + floor) * 1e3
-
-
-def rederive() -> dict:
-    """Recompute the constants the calibration points set, from the points themselves."""
-    from anekit.cost import params_for
-    pts = {p.id: p for p in POINTS}
-
-    def weight_mb(point):
-        return sum(op_work(op, ()).weight_bytes for op in point.build().main.ops) / 1e6
-
-    a, b = pts["m2-fp16-4096"], pts["m2-fp16-8192"]
-    wa, wb = weight_mb(a), weight_mb(b)
-    stream = (wb - wa) / (b.published_ms - a.published_ms)          # MB per ms = GB/s
-    floor_us = (a.published_ms - wa / stream) * 1e3
-    m2 = params_for("M2 Pro")
-    chain = pts["m4max-conv-chain-128"]
-    m4 = params_for("M4 Max")
-    budget_ms = chain.published_ms - m4.dispatch_us / 1e3
-    return {"m2_floor_us": floor_us, "m2_stream_gbs": stream,
-            "m2_params": (m2.dispatch_us, m2.matmul_weight_gbs),
-            "m4max_min_weight_gbs": weight_mb(chain) / budget_ms, "m4max_params": m4.conv_weight_gbs}
-
-
-def _stats(errs):
-    return {"n": len(errs), "median_abs_pct": statistics.median(errs), "max_abs_pct": max(errs)}
-
-
-def pct(pred: float, pub: float) -> float:
-    return 100.0 * (pred - pub) / pub
+def _bounds(points, theta) -> list[str]:
+    """The program-level bound of each point under the full fit (for the interval bands)."""
+    from anekit.cost import estimate
+    tab = F.table(theta)
+    out = []
+    import anekit.cost.params as P
+    saved = P.fitted
+    P.fitted = lambda: tab          # evaluate with the candidate table, not the stored one
+    try:
+        for p in points:
+            _, prog = p.programs()[0]
+            out.append(estimate(prog, p.chip, route=p.route).bound)
+    finally:
+        P.fitted = saved
+    return out
 
 
 def run() -> dict:
+    ds = F.collect(POINTS)
+    theta = F.fit(ds)
+    insample = F.predict(ds, theta)
+    loso = F.loso(ds)["predicted"]
+    meas = ds.measured
     rows = []
-    for p in POINTS:
-        pred = p.predict_ms()
-        base = guide_model_ms(p)
-        rows.append({"id": p.id, "chip": p.chip, "what": p.what, "published_ms": p.published_ms,
-                     "predicted_ms": pred, "error_pct": pct(pred, p.published_ms),
-                     "guide_model_ms": base, "guide_model_error_pct": None if base is None else pct(base, p.published_ms),
-                     "calibrates": p.calibrates or None, "source": p.source, "assumption": p.assumption})
-    held = [abs(r["error_pct"]) for r in rows if not r["calibrates"]]
-    every = [abs(r["error_pct"]) for r in rows]
-    per_chip = {}
+    for p, a, b in zip(POINTS, insample, loso):
+        gen, _ = generation_of(targets.get(p.chip))
+        rows.append({"id": p.id, "chip": p.chip, "family": gen, "source": p.source, "what": p.what,
+                     "published_ms": p.published_ms, "insample_ms": float(a), "loso_ms": float(b),
+                     "insample_err_pct": 100 * (a / p.published_ms - 1), "loso_err_pct": 100 * (b / p.published_ms - 1),
+                     "cite": p.cite, "assumption": p.assumption, "route": p.route})
+    by_source, by_family = {}, {}
     for r in rows:
-        if not r["calibrates"]:
-            per_chip.setdefault(r["chip"], []).append(abs(r["error_pct"]))
-    base_pairs = [(abs(r["error_pct"]), abs(r["guide_model_error_pct"])) for r in rows
-                  if r["guide_model_error_pct"] is not None and not r["calibrates"]]
-    return {
-        "points": rows,
-        "held_out": {"n": len(held), "median_abs_pct": statistics.median(held), "max_abs_pct": max(held)},
-        "all": {"n": len(every), "median_abs_pct": statistics.median(every), "max_abs_pct": max(every)},
-        "held_out_without_m2": _stats([abs(r["error_pct"]) for r in rows
-                                       if not r["calibrates"] and r["chip"] != "M2 Pro"]),
-        "held_out_by_chip": {c: {"n": len(v), "median_abs_pct": statistics.median(v), "max_abs_pct": max(v)}
-                             for c, v in per_chip.items()},
-        "vs_guide_model": None if not base_pairs else {
-            "n": len(base_pairs), "anekit_median_abs_pct": statistics.median(a for a, _ in base_pairs),
-            "guide_median_abs_pct": statistics.median(b for _, b in base_pairs)},
-        "calibration_points": [r["id"] for r in rows if r["calibrates"]],
-        "rederived": rederive(),
-        "unusable": [{"source": s, "measurement": m, "why": w} for s, m, w in UNUSABLE],
-    }
+        by_source.setdefault(r["source"], []).append(r)
+        by_family.setdefault(r["family"], []).append(r)
+
+    def summ(rs):
+        a = F.summary([r["insample_ms"] for r in rs], [r["published_ms"] for r in rs])
+        b = F.summary([r["loso_ms"] for r in rs], [r["published_ms"] for r in rs])
+        return {"n": a["n"], "sources": len({r["source"] for r in rs}),
+                "insample_median_pct": a["median_abs_pct"], "insample_max_factor": a["max_factor"],
+                "loso_median_pct": b["median_abs_pct"], "loso_max_factor": b["max_factor"]}
+
+    bounds = _bounds(POINTS, theta)
+    tab = F.table(theta)
+    tab["intervals"] = F.intervals(POINTS, loso, bounds)
+    tab["about"] = {"generated": datetime.date.today().isoformat(),
+                    "procedure": "anekit.cost.fit: least squares on log error with published priors "
+                                 "(python benchmarks/cost_validation.py --write)",
+                    "points": len(POINTS), "sources": len(by_source)}
+    return {"points": rows,
+            "insample": F.summary(insample, meas), "loso": F.summary(loso, meas),
+            "within_2x_loso": int(np.sum(np.abs(np.log(loso / meas)) <= math.log(2))),
+            "by_source": {s: summ(v) for s, v in by_source.items()},
+            "by_family": {f: summ(v) for f, v in sorted(by_family.items())},
+            "fitted": tab,
+            "unusable": [{"source": s, "measurement": m, "why": w} for s, m, w in UNUSABLE]}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--write", action="store_true", help=f"write the fit and interval bands to {FITTED_JSON.name}")
     args = ap.parse_args(argv)
     res = run()
+    if args.write:
+        FITTED_JSON.write_text(json.dumps(res["fitted"], indent=1, sort_keys=True) + "\n", "utf-8")
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    hdr = f"{'point':24s} {'chip':7s} {'published':>10s} {'predicted':>10s} {'error':>8s} {'guide ch18':>10s}  use   source"
+    hdr = f"{'point':28s} {'chip':8s} {'published':>10s} {'in-sample':>10s} {'LOSO':>10s} {'LOSO err':>9s}  source"
     print(hdr)
     print("-" * len(hdr))
     for r in res["points"]:
-        base = "" if r["guide_model_error_pct"] is None else f"{r['guide_model_error_pct']:+.0f}%"
-        use = "CAL " if r["calibrates"] else "held"
-        unit = " /layer" if r["id"].startswith("m1-conv1-slope") else ""
-        print(f"{r['id']:24s} {r['chip']:7s} {r['published_ms']:9.3f}ms {r['predicted_ms']:9.3f}ms "
-              f"{r['error_pct']:+7.1f}% {base:>10s}  {use}  {r['source']}{unit}")
-    h, a = res["held_out"], res["all"]
-    print(f"\nheld-out points: n={h['n']}, median |error| {h['median_abs_pct']:.1f}%, max {h['max_abs_pct']:.1f}%")
-    print(f"all points:      n={a['n']}, median |error| {a['median_abs_pct']:.1f}%, max {a['max_abs_pct']:.1f}%")
-    w = res["held_out_without_m2"]
-    print(f"held out, without the M2 points (which share a harness with their calibration points): "
-          f"n={w['n']}, median {w['median_abs_pct']:.1f}%, max {w['max_abs_pct']:.1f}%")
-    for chip, s in res["held_out_by_chip"].items():
-        print(f"  held out on {chip:7s}: n={s['n']:2d}, median {s['median_abs_pct']:5.1f}%, max {s['max_abs_pct']:5.1f}%")
-    v = res["vs_guide_model"]
-    if v:
-        print(f"guide ch. 18 analytic model on the same {v['n']} held-out M1/M5 points: median |error| "
-              f"{v['guide_median_abs_pct']:.1f}% (anekit {v['anekit_median_abs_pct']:.1f}%)")
-    print("\ncalibration points (set a constant in anekit/cost/params.py):")
-    for p in POINTS:
-        if p.calibrates:
-            print(f"  {p.id}: {p.calibrates}")
-    d = res["rederived"]
-    print(f"  re-derived: M2 floor {d['m2_floor_us']:.0f} us and weight stream {d['m2_stream_gbs']:.1f} GB/s "
-          f"(params.py {d['m2_params'][0]:g} us, {d['m2_params'][1]:g} GB/s); the M4 Max chain needs >= "
-          f"{d['m4max_min_weight_gbs']:.0f} GB/s of weight stream (params.py {d['m4max_params']:g})")
+        unit = " /layer" if "slope" in r["id"] else ""
+        print(f"{r['id']:28s} {r['chip']:8s} {r['published_ms']:9.3f}ms {r['insample_ms']:9.3f}ms "
+              f"{r['loso_ms']:9.3f}ms {r['loso_err_pct']:+8.1f}%  {r['source']}{unit}")
+    L, I = res["loso"], res["insample"]
+    print(f"\nLEAVE-ONE-SOURCE-OUT (headline): n={L['n']}, median |error| {L['median_abs_pct']:.1f}%, "
+          f"max {L['max_abs_pct']:.0f}% (worst factor {L['max_factor']:.2f}x); "
+          f"{res['within_2x_loso']}/{L['n']} points within 2x")
+    print(f"in-sample (one fit to every point): median |error| {I['median_abs_pct']:.1f}%, "
+          f"max {I['max_abs_pct']:.0f}% (worst factor {I['max_factor']:.2f}x)")
+    print(f"\n{'family':8s} {'points':>6s} {'sources':>7s} {'in-sample med':>13s} {'max x':>6s} {'LOSO med':>9s} {'max x':>6s}")
+    for f, s in res["by_family"].items():
+        print(f"{f:8s} {s['n']:6d} {s['sources']:7d} {s['insample_median_pct']:12.1f}% {s['insample_max_factor']:6.2f} "
+              f"{s['loso_median_pct']:8.1f}% {s['loso_max_factor']:6.2f}")
+    print(f"\n{'source (left out in turn)':42s} {'points':>6s} {'LOSO med':>9s} {'max x':>6s}")
+    for src, s in res["by_source"].items():
+        print(f"{src:42s} {s['n']:6d} {s['loso_median_pct']:8.1f}% {s['loso_max_factor']:6.2f}")
+    print("\nfitted parameters (priors and their sources: anekit/cost/params.py):")
+    for gen, vals in res["fitted"]["generations"].items():
+        print(f"  {gen}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items()))
+    print("  shared: " + ", ".join(f"{k} {v:.3g}" for k, v in res["fitted"]["shared"].items()))
     print("\nassumptions where a source leaves the shape open:")
     for p in POINTS:
-        if p.assumption and not p.calibrates:
+        if p.assumption:
             print(f"  {p.id}: {p.assumption}")
     print("\nmeasurements found but not usable:")
     for u in res["unusable"]:
         print(f"  {u['source']}: {u['measurement']} ({u['why']})")
+    if args.write:
+        print(f"\nwrote {FITTED_JSON}")
     return 0
 
 

@@ -266,3 +266,38 @@ def test_support_matches_appendix_a_row_by_row():
             # run on the engine (host fallback, CPU/GPU placement, compiler-internal).
             assert all(g == w or (w == "decomposed" and g == "unsupported") for g, w in zip(got, want)), op
             assert table[op].get("why"), op
+
+
+# ---- chips people own: M6, names as pasted -------------------------------------------------------
+
+def test_m6_is_a_chip_with_only_public_facts():
+    m6 = targets.get("M6")
+    assert m6.is_chip and m6.compiler == "h18" and m6.family == "h16"     # naming rule M(n) -> H(n+12)
+    assert m6.tops is None and m6.dram_gbs is None and m6.marketed_ne_cores is None   # nobody published them
+    assert "naming rule" in m6.source("compiler") and "ANEForge" in m6.note
+    assert targets.get("Mac18,5") is m6
+
+
+@pytest.mark.parametrize("pasted,name", [
+    ("Apple M5 Pro", "M5 Pro"), ("Apple M1", "M1"), ("apple m4 max", "M4 Max"),
+    ("Mac16,12", "M4"), ("Mac16,6", "M4 Max"), ("Mac14,12", "M2 Pro"), ("MacBookPro18,2", "M1 Max"),
+    ("Mac15,14", "M3 Ultra"), ("Mac17,8", "M5 Pro"), ("mac16,1", "M4"),
+])
+def test_names_users_paste(pasted, name):
+    assert targets.get(pasted).name == name
+
+
+def test_unknown_name_lists_the_known_chips():
+    with pytest.raises(TargetError) as e:
+        targets.get("Apple M9 Hyper")
+    msg = str(e.value)
+    assert "known chips: M1, M1 Pro" in msg and "M6" in msg and "Mac16,12" in msg
+
+
+def test_model_identifiers_are_unique():
+    seen = {}
+    for c in _data.raw()["chips"]:
+        for a in c.get("aliases", ()):
+            key = _data.normalize(a)
+            assert key not in seen, (a, c["name"], seen.get(key))
+            seen[key] = c["name"]

@@ -16,18 +16,25 @@ def register(subparsers) -> None:
                    help="declare the values an input carries, for the fp16 range checks (repeatable); "
                         "MIL files do not store ranges")
     p.set_defaults(func=run_check)
-    e = subparsers.add_parser("estimate", help="estimate a program's latency on a chip",
+    e = subparsers.add_parser("estimate", help="estimate a program's latency on one chip or across chips",
                               description="Per-op latency estimate (dispatch floor, compute and bandwidth roofs, "
-                                          "weight streaming, working set) for a MIL program on a chip.")
-    _common(e)
-    e.add_argument("--plot", metavar="PNG", help="also write a roofline plot (needs matplotlib)")
+                                          "weight streaming, working set) for a MIL program on a chip, with an "
+                                          "interval from the model's validation residuals. Several targets "
+                                          "(--target m1,m4,m4max) or --compare print one table across chips.")
+    _common(e, several=True)
+    e.add_argument("--compare", action="store_true", help="estimate on every chip (or on the --target list) "
+                                                          "and print one table")
+    e.add_argument("--route", default="standard", choices=["standard", "e5rt", "host"],
+                   help="dispatch route: standard evaluate (default), e5rt, or host (I/O copied per call)")
+    e.add_argument("--plot", metavar="PNG", help="also write a roofline plot (needs matplotlib; one target)")
     e.set_defaults(func=run_estimate)
 
 
-def _common(p) -> None:
+def _common(p, several: bool = False) -> None:
     p.add_argument("path", help="model: .mlpackage, .mlmodelc, MIL folder or .mil file")
-    p.add_argument("--target", "-t", help="chip or compiler target, e.g. m1, 'M4 Max', h16g "
-                                          "(default: this Mac's chip, else m1)")
+    p.add_argument("--target", "-t", help="chip or compiler target, e.g. m1, 'M4 Max', 'Apple M5 Pro', Mac16,12, "
+                                          "h16g" + (", or a comma list m1,m4,m4max" if several else "")
+                                          + " (default: this Mac's chip, else m1)")
     p.add_argument("--function", help="function to check (default: main)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -94,10 +101,40 @@ def run_check(args) -> int:
     return 0 if rep.ok else 1
 
 
+def _targets_of(args) -> list:
+    """The chips an estimate runs on: the --target list (resolved before any file is read),
+    every chip for a bare --compare, or the default target."""
+    from .. import targets
+    from ..runtime import resolve_target
+    if args.target and "," in args.target:
+        return [targets.get(n) for n in split_targets(args.target)]
+    if args.compare and not args.target:
+        return list(targets.all_chips())
+    return [resolve_target(args.target)]
+
+
+def split_targets(text: str) -> list[str]:
+    """'m1,m4,Mac16,12' -> ['m1', 'm4', 'Mac16,12']: a Mac model identifier keeps its comma
+    (a piece that is only digits belongs to the piece before it)."""
+    out: list[str] = []
+    for piece in (x.strip() for x in text.split(",")):
+        if piece.isdigit() and out:
+            out[-1] += "," + piece
+        elif piece:
+            out.append(piece)
+    return out
+
+
 def run_estimate(args) -> int:
     from ..cost import estimate, plot_roofline
-    chip, prog = _prepare(args)
-    est = estimate(prog, chip, function=args.function)
+    chips = _targets_of(args)
+    if args.plot and len(chips) > 1:
+        raise AnekitError("--plot draws one chip's roofline: give a single --target")
+    prog = _load(args.path)
+    ests = [estimate(prog, c, function=args.function, route=args.route) for c in chips]
+    if len(ests) > 1 or args.compare:
+        return _print_compare(ests, args)
+    chip, est = chips[0], ests[0]
     if args.plot:
         plot_roofline(est, args.plot)
     if args.json:
@@ -107,14 +144,30 @@ def run_estimate(args) -> int:
         print(to_json(d, indent=1))
         return 0
     p = est.params
-    print(f"target {chip.name} (compiler {chip.compiler}), function {est.function}; constants from {p.anchor}"
-          + (f" x {p.scale:.3g}" if p.scale != 1.0 else ""))
+    print(f"target {chip.name} (compiler {chip.compiler}), function {est.function}; constants of generation "
+          f"{p.generation} ({p.anchor}" + (f" x {p.scale:.3g}" if p.scale != 1.0 else "") + ")"
+          + ("" if p.measured else "; UNMEASURED generation, extrapolated"))
     rows = [[r.name, r.type, round(r.us, 2), round(r.flops / 1e9, 4), round(r.bytes / 1e6, 3),
              r.bound + (f" ({r.stream})" if r.stream else "")] for r in est.ops]
     print(format_table(["op", "type", "us", "GFLOP", "MB", "bound"], rows))
     print(f"\ndispatch floor {est.dispatch_us:.0f} us + ops {est.total_us - est.dispatch_us:.1f} us = "
-          f"{est.total_us:.1f} us ({est.bound}-bound)")
+          f"{est.total_us:.1f} us ({est.bound}-bound); likely {est.low_us:.0f}-{est.high_us:.0f} us "
+          f"(10th-90th percentile of the validation residuals)")
     if args.plot:
         print(f"roofline plot written to {args.plot}")
     return 0
 
+
+def _print_compare(ests, args) -> int:
+    if args.json:
+        print(to_json({"function": ests[0].function, "route": args.route,
+                       "estimates": [e.to_dict() for e in ests]}, indent=1))
+        return 0
+    rows = []
+    for e in ests:
+        p = e.params
+        rows.append([e.target, e.compiler, p.generation, round(e.total_us, 1), round(e.low_us, 1), round(e.high_us, 1),
+                     round(e.dispatch_us, 1), e.bound, "yes" if p.measured else "no (extrapolated)"])
+    print(format_table(["chip", "compiler", "gen", "us", "low us", "high us", "floor us", "bound", "measured gen"],
+                       rows, title=f"function {ests[0].function}, route {args.route}"))
+    return 0

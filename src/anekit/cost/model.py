@@ -1,42 +1,44 @@
-"""The latency formula, as functions of op-level quantities (OpWork) and chip constants.
+"""The latency formula: mechanisms from the guide, applied to op-level quantities (OpWork).
 
 One op:   us = max(compute, weight stream, spill traffic) + program I/O it carries
-          compute = array flops / (roof x lane fill x spill factor)   (MAC ops)
-                  = bytes x passes / vector stream                     (everything else)
-One program: dispatch floor (once: fusion amortizes it) + sum over ops.
-The structure follows the guide's roofline (ch. 9) and three-stage model (ch. 18): a roof per
-path, a stream per operand class, a fixed floor; the terms it adds are program I/O, the lane
-fill of small layers and the working-set spill (ch. 9, 21).
+  compute = array flops / (roof x lane fill x spill^[matmul operand > working set]
+                                            x cliff^[weights > weight SRAM])   (MAC ops)
+          = bytes x passes / vector stream                                      (everything else)
+  weight stream = stored weight bytes (less those resident on chip between calls, seed 001)
+                  / DRAM weight stream: every compression format streams
+                  at its stored size where the family streams it (guide ch. 7, 35)
+  exposed load  = a program's first convolution waits for its kernel (stored bytes / conv load
+                  rate) before the array starts; every later layer's kernel is prefetched while
+                  the layer before it computes, so it only binds through the max() above
+                  (fused-graph amortization of weight loads, ch. 9, 18)
+One program: dispatch floor (once per program and route: fusion amortizes it, ch. 9, 18)
+             + sum over ops; epilogues fused into a MAC op cost only the I/O they carry.
+
+Mechanisms and chapters: the roofline and its ridge (ch. 9); the on-chip working set whose
+overflow streams activations from DRAM and slows the array (ch. 9, 21); the weight SRAM past
+which weights are re-fetched per activation tile (seed 001, maderix part 2); the per-format
+weight stream (ch. 7, 10); fused-graph amortization of the dispatch floor (ch. 9, 18);
+core-count scaling of Pro/Max/Ultra parts (ch. 12, 18); the dispatch floor per route (ch. 2).
+
+The formula is written once, over numpy arrays of op features, so that a single program's
+estimate and the fit over every published point run the same code.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from .opwork import OpWork
-from .params import FULL_CHANNELS, WIDTH_GRANULE, CostParams
+import numpy as np
 
+from .opwork import FP16, OpWork, op_work
 
-@dataclass
-class OpTime:
-    compute_us: float = 0.0
-    weights_us: float = 0.0
-    spill_us: float = 0.0
-    io_us: float = 0.0
-    utilization: float = 1.0
+# Utilization: the array fills output-channel lanes up to ~256 channels (the M1's end-to-end
+# conv peak is reached by raising channels to 256, guide ch. 11) and streams patches in a
+# 16-pixel width granule (patch-width floor, log2 4, guide ch. 20).
+FULL_CHANNELS = 256
+WIDTH_GRANULE = 16
 
-    @property
-    def us(self) -> float:
-        return max(self.compute_us, self.weights_us, self.spill_us) + self.io_us
-
-    @property
-    def bound(self) -> tuple[str, str | None]:
-        """("compute" | "bandwidth" | "free", which stream when bandwidth)."""
-        parts = {"compute": self.compute_us, "weights": self.weights_us, "activations": self.spill_us + self.io_us}
-        if max(parts.values()) <= 0.0:
-            return "free", None
-        top = max(parts, key=parts.get)
-        return ("compute", None) if top == "compute" else ("bandwidth", top)
+PATHS = ("conv", "matmul", "vector", "io")   # "io": fused epilogues and descriptor edits
 
 
 def lane_fill(w: OpWork) -> float:
@@ -49,26 +51,123 @@ def lane_fill(w: OpWork) -> float:
     return ch * sp
 
 
-def op_time(w: OpWork, p: CostParams, io_bytes: float = 0.0, spill_bytes: float = 0.0) -> OpTime:
-    """Time of one op. io_bytes: program inputs/outputs it reads or writes; spill_bytes: its
-    intermediate activations too large to stay in the working set (written and read via DRAM)."""
-    t = OpTime()
-    if w.path == "const":
-        return t
-    t.io_us = io_bytes / (p.io_gbs * 1e3)
-    if w.path == "free":   # a descriptor edit: only the program I/O it happens to carry
-        return t
-    t.spill_us = spill_bytes / (p.io_gbs * 1e3)
-    if w.path in ("conv", "matmul"):
-        t.utilization = lane_fill(w)
-        roof = p.conv_tflops if w.path == "conv" else p.matmul_tflops
-        rate = roof * 1e6 * t.utilization          # flops per microsecond
-        if w.path == "matmul" and w.largest_operand > p.working_set_bytes:
-            rate *= p.spill_factor
-        t.compute_us = w.exec_flops / rate
-        stream = p.conv_weight_gbs if w.path == "conv" else p.matmul_weight_gbs
-        t.weights_us = w.weight_bytes / (stream * 1e3)
-    else:
-        t.compute_us = (w.act_in_bytes + w.act_out_bytes) * w.passes / (p.vector_gbs * 1e3)
-        t.weights_us = w.weight_bytes / (p.vector_gbs * 1e3)
-    return t
+@dataclass
+class OpFeature:
+    """Everything the formula needs about one op of one program on one chip."""
+    name: str
+    type: str
+    work: OpWork
+    path: str               # one of PATHS
+    io_bytes: float = 0.0   # program inputs/outputs this op reads or writes
+    spill_bytes: float = 0.0
+    over_ws: bool = False   # an operand passes the activation working set
+    over_wsram: bool = False  # the op's weights pass the weight SRAM
+    first_conv: bool = False  # the program's first convolution: its kernel load is exposed
+    fill: float = 1.0
+    stream_share: float = 1.0  # share of its weights streamed each call (the rest stay resident)
+
+
+FEATURE_COLUMNS = ("path", "exec_flops", "fill", "weight_bytes", "vector_bytes", "io_bytes", "spill_bytes",
+                   "over_ws", "over_wsram", "first_conv", "stream_share")
+
+
+def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
+    """Columns of op features, one row per op."""
+    cols = {c: np.zeros(len(feats)) for c in FEATURE_COLUMNS}
+    for i, f in enumerate(feats):
+        w = f.work
+        cols["path"][i] = PATHS.index(f.path)
+        cols["exec_flops"][i] = w.exec_flops
+        cols["fill"][i] = f.fill
+        cols["weight_bytes"][i] = w.weight_bytes if f.path != "io" else 0.0
+        cols["vector_bytes"][i] = (w.act_in_bytes + w.act_out_bytes) * w.passes if f.path == "vector" else 0.0
+        cols["io_bytes"][i] = f.io_bytes
+        cols["spill_bytes"][i] = f.spill_bytes if f.path != "io" else 0.0
+        cols["over_ws"][i] = f.over_ws
+        cols["over_wsram"][i] = f.over_wsram
+        cols["first_conv"][i] = f.first_conv
+        cols["stream_share"][i] = f.stream_share
+    return cols
+
+
+def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-op time components in microseconds. `p` holds per-op arrays (or scalars) of
+    conv_tflops, matmul_tflops, spill_factor, cliff_factor, weight_gbs, conv_load_gbs, io_gbs,
+    vector_gbs."""
+    path = cols["path"]
+    conv, mm, vec = path == 0, path == 1, path == 2
+    roof = np.where(conv, p["conv_tflops"], p["matmul_tflops"]) * 1e6          # flops per us
+    rate = roof * cols["fill"] * np.where(cols["over_ws"] > 0, p["spill_factor"], 1.0) \
+        * np.where(cols["over_wsram"] > 0, p["cliff_factor"], 1.0)
+    mac = conv | mm
+    compute = np.where(mac, cols["exec_flops"] / np.maximum(rate, 1e-30), 0.0)
+    compute = compute + np.where(vec, cols["vector_bytes"] / (p["vector_gbs"] * 1e3), 0.0)
+    first = cols["first_conv"] > 0
+    wbytes = cols["weight_bytes"] * cols["stream_share"]
+    streamed = wbytes / (np.where(vec, p["vector_gbs"], p["weight_gbs"]) * 1e3)
+    exposed = np.where(first, wbytes / (p["conv_load_gbs"] * 1e3), 0.0)
+    weights = np.where(first, exposed, streamed)
+    spill = cols["spill_bytes"] / (p["io_gbs"] * 1e3)
+    io = cols["io_bytes"] / (p["io_gbs"] * 1e3)
+    us = np.maximum(np.maximum(compute, np.where(first, 0.0, streamed)), spill) + exposed + io
+    return {"compute": compute, "weights": weights, "spill": spill, "io": io, "us": us}
+
+
+def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: float,
+         resident: float = 0.0) -> list[OpFeature]:
+    """Per-op features of one function: work, fusion of epilogues into MAC ops, program I/O,
+    working-set spills, the two on-chip capacity flags, and the share of weights streamed per
+    call once `resident` bytes of them stay on chip between calls."""
+    from ..ir.weights import is_weight
+    from .program import _consumers, _fusable, _io_bytes
+    uses = _consumers(fn)
+    inputs = {id(t) for t in fn.inputs}
+    outputs = {id(t) for t in fn.outputs}
+    seen_inputs: set[int] = set()
+    work: dict[int, OpWork] = {}
+    fused_root: dict[int, object] = {}
+    feats: list[OpFeature] = []
+    seen_conv = False
+    for op in fn.ops:
+        w = op_work(op, streams)
+        work[id(op)] = w
+        if w.path == "const":
+            continue
+        fused = _fusable(op, work, fused_root, uses, outputs)
+        if fused:
+            fused_root[id(op)] = op
+        io, spill = 0.0, 0.0
+        for t in op.tensor_inputs():
+            if id(t) in inputs and id(t) not in seen_inputs:   # each program input is copied in once
+                seen_inputs.add(id(t))
+                io += _io_bytes(t)
+            elif not is_weight(t) and id(t) not in inputs and t.size * FP16 > working_set:
+                spill += t.size * FP16
+        for t in op.outputs:
+            if id(t) in outputs:
+                io += _io_bytes(t)
+            elif t.size * FP16 > working_set and w.path != "free":
+                spill += t.size * FP16
+        path = "io" if (fused or w.path == "free") else w.path
+        f = OpFeature(op.name, op.type, w, path, io, spill)
+        if path in ("conv", "matmul"):
+            f.fill = lane_fill(w)
+            # the matmul tiler loses its reuse past the working set (ch. 9: 12 -> 4.8 TFLOP/s);
+            # a convolution tiles spatially with halos and keeps its rate (ch. 11: the 64-channel
+            # 3x3 ramp keeps rising to 256x256, a 8 MB activation)
+            f.over_ws = path == "matmul" and w.largest_operand > working_set
+            f.over_wsram = w.weight_bytes > weight_sram
+            if path == "conv" and not seen_conv:
+                f.first_conv = seen_conv = True
+        feats.append(f)
+    total_w = sum(f.work.weight_bytes for f in feats if f.path != "io")
+    if total_w > 0 and resident > 0:
+        share = max(0.0, total_w - resident) / total_w
+        for f in feats:
+            f.stream_share = share
+    return feats
+
+
+def param_arrays(p) -> dict[str, float]:
+    return {k: getattr(p, k) for k in ("conv_tflops", "matmul_tflops", "spill_factor", "cliff_factor",
+                                       "weight_gbs", "conv_load_gbs", "io_gbs", "vector_gbs")}

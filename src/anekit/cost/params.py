@@ -1,115 +1,267 @@
-"""Per-chip constants of the latency model, each with its source.
+"""Per-chip constants of the latency model: named, sourced, and fitted.
 
-Four chips were measured in public sources and anchor the model; every other chip takes
-its family's anchor scaled by vendor TOPS (compute and on-chip streams scale with the
-engine, guide ch. 18), with the weight stream capped by the chip's own DRAM bandwidth.
-Constants marked "calibrated" were set from points in the validation table
-(anekit.cost.published, flagged `calibrates=True`); the rest are published figures.
+The model has one parameter set per engine generation (h13 = M1 ... h18 = M6), measured on
+that generation's reference chip, plus two shared constants. Each parameter has
+
+  * a prior: the published figure it starts from, with its source (a guide chapter, a seed
+    document, a public benchmark), or an assumption, marked as such, with a wider spread;
+  * a fitted value: least squares on the log error of every published point
+    (anekit.cost.fit, re-run with `python benchmarks/cost_validation.py --fit`), pulled
+    towards the prior by its spread. Fitted values live in fitted.json next to this file;
+    without it the priors are used as they are.
+
+A chip that is not a generation's reference chip takes that generation's values scaled by
+its core count and vendor TOPS (guide ch. 12, 18: throughput and bandwidth scale with the
+compute units), with its streams capped by its own DRAM bandwidth.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from typing import Mapping
 
 from ..errors import TargetError
 
-# Utilization: the array fills output-channel lanes up to ~256 channels (the M1's end-to-end
-# conv peak is reached by raising channels to 256, guide ch. 11) and streams patches in a
-# 16-pixel width granule (patch-width floor, log2 4, guide ch. 20).
-FULL_CHANNELS = 256
-WIDTH_GRANULE = 16
-# Weight traffic cannot exceed this share of the chip's DRAM bandwidth (the engine is one of
-# several DRAM clients; the M1's 51 GB/s weight stream is 0.75 of its 68 GB/s). An assumption.
+G = "ANE guide (arXiv 2606.22283)"
+SEED1 = "seed 001 (maderix, M4 Max)"
+ASSUMED = "assumption"
+
+# The reference chip of each generation: the part whose measurements anchor it.
+GENERATIONS = {"h13": "M1 Max", "h14": "M2 Pro", "h15": "M3 Max", "h16": "M4 Max", "h17": "M5 Pro", "h18": "M6"}
+
+# Fitted per generation, in this order (the fit works on their logarithms).
+FITTED = ("dispatch_us", "conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs", "spill_factor",
+          "cliff_factor")
+# Shared across generations.
+SHARED = ("host_copy_gbs",)
+
+# Weight traffic cannot exceed this share of a chip's DRAM bandwidth (the engine is one DRAM
+# client among several; the M1's 51 GB/s weight stream is 0.75 of its 68 GB/s). Assumption.
 DRAM_SHARE = 0.75
 # The measured working-set threshold sits ~10% above the table value (2.31 MB vs 2 MiB on the
 # M1: tiler double-buffer margin, guide ch. 21); used where no measurement exists.
 WS_MARGIN = 2.31e6 / 2097152
+# The vector (elementwise) path streams on chip; no published figure: 4x the I/O stream.
+VECTOR_RATIO = 4.0
+# Dispatch floor per route relative to the standard evaluate path: the guide measures ~0.19 ms
+# standard and ~0.07 ms through e5rt (ch. 2; ANE-BRIEF §7). Not fitted (no point uses e5rt).
+# "host": the caller hands numpy arrays each call and the route copies them into and out of
+# the engine's surfaces (Core ML predict, Python wrappers): program I/O also pays host_copy_gbs.
+ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0}
+HOST_COPY_ROUTES = ("host",)
+
+
+@dataclass(frozen=True)
+class Prior:
+    value: float
+    source: str
+    spread: float = 1.5      # multiplicative: the prior holds to within this factor (1 sigma)
+
+    @property
+    def sigma(self) -> float:
+        return math.log(self.spread)
+
+
+def _p(value, source, spread=1.5):
+    return Prior(float(value), source, spread)
+
+
+# Published figures per generation. Missing fields fall back to the generation named in
+# _FALLBACK, scaled by vendor TOPS where the field is a rate (marked in the source string).
+PRIORS: dict[str, dict[str, Prior]] = {
+    "h13": {
+        "dispatch_us": _p(190.0, f"{G} ch. 2, 9: measured full-call floor of a tiny model ~0.19 ms"),
+        "conv_tflops": _p(7.0, f"{G} ch. 20: large 1x1 conv with all cores saturated, ~7 fp16 TFLOP/s"),
+        "matmul_tflops": _p(12.0, f"{G} ch. 9: overhead-isolated matmul slope ~12 fp16 TFLOP/s"),
+        "weight_gbs": _p(51.0, f"{G} ch. 9: single-row matmul weight stream saturates at ~51 GB/s"),
+        "conv_load_gbs": _p(9.0, f"{G} ch. 18: fitted bandwidth 9.0 GB/s of the analytic model, fitted to "
+                                 "single-convolution calls (exposed kernel load)"),
+        "io_gbs": _p(24.0, f"{G} ch. 9: standalone activation-stream rate 24 GB/s"),
+        "spill_factor": _p(0.4, f"{G} ch. 9: the same matmul drops from 12 to ~4.8 TFLOP/s past the working set"),
+        "cliff_factor": _p(0.7, "maderix, 'Inside the M4 ANE, part 2': ~30% slower once weights pass the "
+                                "on-chip SRAM (measured on M4; assumed for this generation)", 2.0),
+        "working_set_bytes": _p(2.31e6, f"{G} ch. 21: measured working-set threshold 2.28-2.34 MB"),
+        "weight_sram_bytes": _p(16e6, f"{SEED1}: SRAM budget ~16 MB on A14/M1"),
+    },
+    "h14": {
+        "dispatch_us": _p(117.0, f"{G} ch. 7: two-point fit of the fp16 4096 and 8192 weight streams"),
+        "weight_gbs": _p(53.8, f"{G} ch. 7: the same two points, 53.8 GB/s"),
+        "weight_sram_bytes": _p(24e6, f"{SEED1}: SRAM budget ~24 MB on A15/M2"),
+    },
+    "h15": {
+        "weight_sram_bytes": _p(24e6, f"{ASSUMED}: as the M2 (no M3 measurement)", 2.0),
+    },
+    "h16": {
+        "dispatch_us": _p(175.0, f"{SEED1}: 64x32 kernel on the standard evaluate path, 0.175 ms"),
+        "conv_tflops": _p(19.0, f"{SEED1}: 38 int8 TOPS is ~19 fp16 TFLOP/s"),
+        "matmul_tflops": _p(19.0, f"{SEED1}: 38 int8 TOPS is ~19 fp16 TFLOP/s"),
+        "weight_gbs": _p(200.0, f"{SEED1}: 128 chained 512-channel convs (67 MB of weights) at 11.14 TFLOP/s "
+                                "need >= 170 GB/s of weight traffic", 2.0),
+        "weight_sram_bytes": _p(32e6, "maderix, 'Inside the M4 ANE, part 2': SRAM cliff between 24 and 96 MB, "
+                                      "~32 MB; seed 001: ~24-32 MB on M4 Max"),
+    },
+    "h17": {
+        "dispatch_us": _p(110.0, f"{G} ch. 18: M5 dispatch floor 0.11 ms"),
+        "conv_tflops": _p(18.8, f"{G} ch. 9: M5 convolution roof 18771 GFLOP/s"),
+        "matmul_tflops": _p(19.6, f"{G} ch. 12: M5 matmul-slope peak ~19.6 fp16 TFLOP/s"),
+        "spill_factor": _p(0.485, f"{G} ch. 12: single large matmul 9.5 vs slope 19.6 TFLOP/s"),
+        "weight_gbs": _p(145.0, f"{G} ch. 12: M5 weight stream ~145 GB/s over two read channels"),
+        "io_gbs": _p(57.0, f"{G} ch. 10, 18: M5 effective stream ~57 GB/s"),
+        "conv_load_gbs": _p(57.0, f"{G} ch. 18: M5 fitted bandwidth 57 GB/s of the analytic model (single convs)"),
+        "working_set_bytes": _p(4.72e6, f"{G} ch. 12: M5 working-set threshold 4.72 MB"),
+        "weight_sram_bytes": _p(32e6, f"{ASSUMED}: as the M4 generation", 2.0),
+    },
+    "h18": {},   # M6: nothing published beyond one benchmark submission; starts from the M5 values
+}
+_FALLBACK = {"h14": "h13", "h15": "h14", "h16": "h17", "h17": "h13", "h18": "h17"}
+SHARED_PRIORS = {
+    # Host-side copy of program inputs and outputs on routes that take arrays per call
+    # (guide ch. 2: operand transfer is part of the floor; its per-byte rate is not published).
+    "host_copy_gbs": _p(10.0, f"{ASSUMED}: host staging copy rate; fitted", 3.0),
+}
+# Weights that stay resident on chip between evaluations of a loaded program, so that only
+# the excess streams from DRAM each call. Measured on the M4 Max (seed 001 SRAM probe: full
+# efficiency to ~12-32 MB of weights); the M1 and M2 re-stream even 8 MB of weights every call
+# (guide ch. 7 weight-stream table, ch. 18 convolutions), so none there. Not fitted.
+RESIDENT = {
+    "h13": _p(0.0, f"{G} ch. 18: single convolutions re-load 0.5-8 MB kernels every call"),
+    "h14": _p(0.0, f"{G} ch. 7: an 8 MB fp16 weight streams at the full-stream rate every call"),
+    "h15": _p(0.0, f"{ASSUMED}: as the M2 generation (no M3 measurement)"),
+    "h16": _p(32e6, f"{SEED1}: SRAM probe, efficiency falls past ~32 MB of weights (M4 Max)"),
+    "h17": _p(32e6, f"{ASSUMED}: as the M4 generation"),
+    "h18": _p(32e6, f"{ASSUMED}: as the M4 generation"),
+}
+_RATES = ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs")
 
 
 @dataclass(frozen=True)
 class CostParams:
     chip: str
-    anchor: str                 # the measured chip these values derive from
-    scale: float                # compute/stream scale applied to the anchor (1.0 for anchors)
-    dispatch_us: float          # per-evaluation floor, paid once per program
+    anchor: str                 # the reference chip of the generation these values derive from
+    generation: str             # "h13" ... "h18"
+    scale: float                # rate scale applied to the generation's values (1.0 on the reference chip)
+    dispatch_us: float          # per-evaluation floor, paid once per program (standard route)
     conv_tflops: float          # conv path roof, dense fp16 at full lane fill
     matmul_tflops: float        # matmul/linear path roof with operands on chip
-    spill_factor: float         # matmul rate multiplier once an operand passes the working set
+    spill_factor: float         # MAC rate multiplier once an operand passes the working set
+    cliff_factor: float         # MAC rate multiplier once an op's weights pass the weight SRAM
     io_gbs: float               # program inputs/outputs and spilled intermediates
-    conv_weight_gbs: float      # conv kernel-weight stream
-    matmul_weight_gbs: float    # matmul/linear weight stream
+    weight_gbs: float           # DRAM weight stream (every compression format at its stored size)
+    conv_load_gbs: float        # exposed kernel load of a program's first convolution
     vector_gbs: float           # on-chip elementwise/reduction stream (assumption, see docs)
-    working_set_bytes: float
+    working_set_bytes: float    # largest activation that stays on chip
+    weight_sram_bytes: float    # weights that stay on chip while the op's activations stream
+    resident_bytes: float = 0.0     # weights that stay on chip between calls
+    host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     streams: tuple[str, ...] = ()
+    fitted: bool = False        # values come from fitted.json rather than the priors alone
+    measured: bool = True       # False: no published point measures this generation
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def conv_weight_gbs(self) -> float:
+        return self.weight_gbs
+
+    @property
+    def matmul_weight_gbs(self) -> float:
+        return self.weight_gbs
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "")
 
 
-_G = "ANE guide (arXiv 2606.22283)"
-_CAL = "calibrated on validation points flagged calibrates=True (anekit.cost.published)"
-
-# name -> (value, source) per field. Vector stream: no published figure; set to 4x the
-# activation I/O stream so fused elementwise work is cheap but not free (assumption).
-ANCHORS: dict[str, dict[str, tuple[float, str]]] = {
-    "M1 Max": {   # the guide's measured "M1" reports h13g (ch. 10, 12, 34)
-        "dispatch_us": (190.0, f"{_G} ch. 2: measured full-call floor of a tiny model, ~190 us"),
-        "conv_tflops": (7.0, f"{_G} ch. 20: large 1x1 conv, all four cores saturated, ~7 fp16 TFLOP/s"),
-        "matmul_tflops": (12.0, f"{_G} ch. 9: overhead-isolated matmul slope, ~12 fp16 TFLOP/s"),
-        "spill_factor": (0.4, f"{_G} ch. 9: the same matmul drops from 12 to ~4.8 TFLOP/s past 2 MB"),
-        "io_gbs": (10.0, f"{_G} ch. 9, 10: single-relu / effective activation stream ~10 GB/s"),
-        "conv_weight_gbs": (9.0, f"{_G} ch. 18: the guide's fitted bandwidth, 9.0 GB/s (fitted by the "
-                                  "guide to its reference convolutions)"),
-        "matmul_weight_gbs": (51.0, f"{_G} ch. 9: single-row matmul weight stream saturates ~51 GB/s"),
-        "vector_gbs": (40.0, "assumption: 4x the activation I/O stream"),
-        "working_set_bytes": (2.31e6, f"{_G} ch. 21: measured working-set threshold 2.28-2.34 MB"),
-    },
-    "M2 Pro": {   # the guide's measured M2 is a Pro reporting h14g (ch. 12)
-        "dispatch_us": (117.0, _CAL + ": fp16 4096x4096 and 8192x8192 weight streams (ch. 7)"),
-        "matmul_weight_gbs": (53.8, _CAL + ": same two points"),
-    },
-    "M4 Max": {   # seed 001's machine
-        "dispatch_us": (175.0, "seed 001: 64x32 kernel on the standard evaluate path, 0.175 ms (" + _CAL + ")"),
-        "conv_tflops": (19.0, "seed 001: 38 int8 TOPS is ~19 fp16 TFLOP/s"),
-        "matmul_tflops": (19.0, "seed 001: 38 int8 TOPS is ~19 fp16 TFLOP/s"),
-        "conv_weight_gbs": (330.0, _CAL + ": 128 chained 512-channel convs (67 MB of weights) at "
-                                          "11.14 TFLOP/s need >= 320 GB/s of weight traffic (seed 001)"),
-        "matmul_weight_gbs": (330.0, "assumed equal to the conv weight path on this chip"),
-    },
-    "M5 Pro": {   # the guide's measured M5 (h17s)
-        "dispatch_us": (110.0, f"{_G} ch. 18: M5 dispatch floor 0.11 ms"),
-        "conv_tflops": (18.8, f"{_G} ch. 9: M5 convolution roof 18771 GFLOP/s"),
-        "matmul_tflops": (19.6, f"{_G} ch. 12: M5 matmul-slope peak ~19.6 fp16 TFLOP/s"),
-        "spill_factor": (0.485, f"{_G} ch. 12: single large matmul 9.5 vs slope 19.6 TFLOP/s"),
-        "io_gbs": (57.0, f"{_G} ch. 10: M5 effective stream ~57 GB/s"),
-        "conv_weight_gbs": (57.0, f"{_G} ch. 18: M5 fitted bandwidth 57 GB/s"),
-        "matmul_weight_gbs": (145.0, f"{_G} ch. 12: M5 weight stream ~145 GB/s over two read channels"),
-        "vector_gbs": (228.0, "assumption: 4x the activation I/O stream"),
-        "working_set_bytes": (4.72e6, f"{_G} ch. 12: M5 working-set threshold 4.72 MB"),
-    },
-}
-# Fields an anchor leaves out come from M1 Max scaled by TOPS (M2 Pro, M4 Max).
-_BASE = "M1 Max"
-FIELDS = ("dispatch_us", "conv_tflops", "matmul_tflops", "spill_factor", "io_gbs", "conv_weight_gbs",
-          "matmul_weight_gbs", "vector_gbs", "working_set_bytes")
-_SCALED = ("conv_tflops", "matmul_tflops", "io_gbs", "conv_weight_gbs", "matmul_weight_gbs", "vector_gbs")
-_WEIGHT_STREAMS = ("conv_weight_gbs", "matmul_weight_gbs")
+def prior(gen: str, name: str) -> Prior:
+    """The published (or assumed) starting value of a generation's parameter, with its source.
+    Rates missing for a generation come from its fallback generation scaled by vendor TOPS."""
+    if name in SHARED_PRIORS:
+        return SHARED_PRIORS[name]
+    if name in PRIORS[gen]:
+        return PRIORS[gen][name]
+    base = _FALLBACK.get(gen)
+    if base is None:
+        raise KeyError(f"no prior for {gen}.{name}")
+    p = prior(base, name)
+    if name in _RATES:
+        s = _tops_ratio(GENERATIONS[gen], GENERATIONS[base])
+        if s is not None and s != 1.0:
+            return Prior(p.value * s, f"{GENERATIONS[base]} value x {s:.3g} (vendor TOPS ratio): {p.source}",
+                         max(p.spread, 2.0))
+    return Prior(p.value, f"{GENERATIONS[base]} value, assumed for {GENERATIONS[gen]}: {p.source}",
+                 max(p.spread, 2.0))
 
 
-def _anchor_for(chip) -> str:
-    """Which measured chip a chip's constants derive from."""
-    fam = chip.family
-    if fam == "h14" or fam == "h15":
-        return "M2 Pro"
-    if fam == "h16" or fam == "m11":
-        return "M5 Pro" if chip.compiler.startswith(("h17", "h18")) else "M4 Max"
-    return "M1 Max"
+def _tops_ratio(a: str, b: str) -> float | None:
+    from .. import targets
+    ta, tb = targets.get(a).tops, targets.get(b).tops
+    return ta / tb if ta and tb else None
+
+
+@lru_cache(maxsize=1)
+def fitted() -> dict:
+    """The fitted parameter table (fitted.json), or {} when absent."""
+    try:
+        text = resources.files("anekit.cost").joinpath("fitted.json").read_text("utf-8")
+    except (FileNotFoundError, OSError):
+        return {}
+    return json.loads(text)
+
+
+def generation_values(gen: str, table: Mapping | None = None) -> dict[str, float]:
+    """Parameter values of a generation's reference chip: fitted where fitted.json (or the
+    given table) has them, the prior otherwise; plus the shared constants."""
+    tab = fitted() if table is None else table
+    gvals = tab.get("generations", {}).get(gen, {})
+    out = {}
+    for f in FITTED + ("working_set_bytes", "weight_sram_bytes"):
+        out[f] = float(gvals.get(f, prior(gen, f).value))
+    for f in SHARED:
+        out[f] = float(tab.get("shared", {}).get(f, SHARED_PRIORS[f].value))
+    return out
+
+
+def generation_of(chip) -> tuple[str, bool]:
+    """(cost generation, measured) for a chip record: its compiler target's generation, or,
+    for engines older or smaller than the M1's (A11, A12, M9, M11, T0), the M1 generation
+    scaled by TOPS or core count, flagged as extrapolated."""
+    comp = chip.compiler
+    for gen in GENERATIONS:
+        if comp.startswith(gen):
+            return gen, True
+    if comp == "t1":
+        return "h13", True
+    return "h13", False
+
+
+def chip_scale(chip, gen: str) -> tuple[float, str]:
+    """Rate scale of a chip against its generation's reference chip.
+
+    Core-count scaling (guide ch. 12, 18: throughput and bandwidth scale with the engine's
+    compute units): by per-die vendor TOPS where both chips have a figure, else by per-die
+    marketed NE cores, else 1. Per die, because one program runs on one die's engine (an
+    Ultra's second die does not speed it up). The compiler's decoded core field is not used:
+    it does not track measured speed (M1 vs M1 Max decode 4 vs 8 cores and measure within 15%,
+    M5 vs M5 Pro decode 4 vs 16 and measure within 15%: ANEForge roofline submissions)."""
+    from .. import targets
+    ref = targets.get(GENERATIONS[gen])
+    ta, tb = _tops_per_die(chip), _tops_per_die(ref)
+    if ta and tb:
+        return ta / tb, ("reference chip" if ta == tb else f"per-die TOPS ratio {ta / tb:.3g}")
+    ca, cb = _cores_per_die(chip), _cores_per_die(ref)
+    if ca and cb:
+        return ca / cb, ("reference chip" if ca == cb else f"per-die NE-core ratio {ca}/{cb}")
+    return 1.0, "no vendor figure to scale by"
+
+
+def _cores_per_die(chip) -> float | None:
+    return chip.marketed_ne_cores / chip.dies if chip.marketed_ne_cores else None
 
 
 def _tops_per_die(chip) -> float | None:
     """Vendor TOPS of one die; a chip with no figure borrows one from a chip on the same
-    compiler target (an M3 Ultra's die is an M3 Max's)."""
+    compiler target (an M3 Ultra's die is an M3 Max's). A program runs on one die's engine."""
     if chip.tops:
         return chip.tops / chip.dies
     from .. import targets
@@ -120,65 +272,46 @@ def _tops_per_die(chip) -> float | None:
     return None
 
 
-def _ratio(a, b) -> float | None:
-    return a / b if a and b else None
-
-
-def _anchor_params(name: str) -> CostParams:
-    from .. import targets
-    anchor_chip = targets.get(name)
-    vals, srcs = {}, {}
-    base = targets.get(_BASE)
-    s_base = _ratio(anchor_chip.tops, base.tops) or 1.0
-    for f in FIELDS:
-        if f in ANCHORS[name]:
-            vals[f], srcs[f] = ANCHORS[name][f]
-        else:
-            v, src = ANCHORS[_BASE][f]
-            if f in _SCALED:
-                v *= s_base
-                src = f"{_BASE} value x {s_base:.3g} (TOPS ratio): {src}"
-            elif f == "working_set_bytes":
-                v = anchor_chip.working_set_bytes * WS_MARGIN
-                src = f"{anchor_chip.source('working_set_bytes')}, plus the measured ~10% tiler margin (ch. 21)"
-            vals[f], srcs[f] = v, src
-    return CostParams(chip=name, anchor=name, scale=1.0, streams=anchor_chip.streams, sources=srcs, **vals)
-
-
-def params_for(chip) -> CostParams:
-    """The cost constants for a chip record (anekit.targets.Chip) or name."""
+def params_for(chip, table: Mapping | None = None) -> CostParams:
+    """The cost constants for a chip record (anekit.targets.Chip) or name. `table` overrides
+    fitted.json (the fit passes candidate values through it)."""
     from .. import targets
     chip = targets.get(chip)
     if chip.family == "ref":
         raise TargetError(f"{chip.name} is a reference profile, not silicon: no latency model")
-    for name in ANCHORS:
-        if targets.get(name) is chip:
-            return _anchor_params(name)
-    anchor_name = _anchor_for(chip)
-    a = _anchor_params(anchor_name)
-    anchor = targets.get(anchor_name)
-    # Per die: a program is assumed to run on one die's engine (an Ultra's second die does not
-    # speed up one program; not measured anywhere, see docs/targets.md).
-    scale = _ratio(_tops_per_die(chip), _tops_per_die(anchor))
-    how = "per-die TOPS ratio"
-    if scale is None and chip.is_chip:
-        # A chip with no vendor figure: the decoded core field does not track throughput
-        # (M1 and M1 Max decode 4 and 8 cores at the same 11 TOPS), so keep the anchor's rates.
-        scale, how = 1.0, "no vendor TOPS; anchor rates unscaled"
-    elif scale is None:
-        # A target with no chip sold under it: the decoded core count is the only handle.
-        scale = chip.ne_cores / anchor.ne_cores
-        how = "decoded NE-core ratio (no chip sold under this target)"
-    vals = {f: getattr(a, f) for f in FIELDS}
-    srcs = dict(a.sources)
-    for f in _SCALED:
+    gen, measured = generation_of(chip)
+    tab = fitted() if table is None else table
+    vals = generation_values(gen, tab)
+    is_fitted = gen in tab.get("generations", {})
+    anchor = GENERATIONS[gen]
+    scale, how = chip_scale(chip, gen)
+    srcs = {}
+    tag = "fitted (anekit.cost.fit) from prior: " if is_fitted else "prior: "
+    for f in FITTED + ("working_set_bytes", "weight_sram_bytes"):
+        srcs[f] = (tag if f in FITTED else "") + prior(gen, f).source
+    for f in _RATES:
         vals[f] *= scale
-        srcs[f] = f"{anchor_name} x {scale:.3g} ({how}): {a.source(f)}"
-    for f in _WEIGHT_STREAMS:
+        if scale != 1.0:
+            srcs[f] = f"{anchor} x {scale:.3g} ({how}); {srcs[f]}"
+    for f in ("weight_gbs", "conv_load_gbs", "io_gbs"):
         if chip.dram_gbs and vals[f] > DRAM_SHARE * chip.dram_gbs:
             vals[f] = DRAM_SHARE * chip.dram_gbs
             srcs[f] = f"capped at {DRAM_SHARE} x the chip's {chip.dram_gbs} GB/s DRAM"
-    if chip.working_set_bytes and anchor.working_set_bytes and chip.working_set_bytes != anchor.working_set_bytes:
+    if chip.working_set_bytes and gen != "h17" and chip.working_set_bytes != targets.get(anchor).working_set_bytes:
         vals["working_set_bytes"] = chip.working_set_bytes * WS_MARGIN
         srcs["working_set_bytes"] = f"{chip.source('working_set_bytes')}, plus the ~10% tiler margin (ch. 21)"
-    return replace(a, chip=chip.name, anchor=anchor_name, scale=scale, streams=chip.streams, sources=srcs, **vals)
+    srcs["vector_gbs"] = f"assumption: {VECTOR_RATIO:g}x the I/O stream"
+    srcs["resident_bytes"] = RESIDENT[gen].source
+    srcs["host_copy_gbs"] = SHARED_PRIORS["host_copy_gbs"].source
+    if not measured:
+        for f in srcs:
+            srcs[f] = "UNMEASURED generation, extrapolated from the M1's: " + srcs[f]
+    return CostParams(chip=chip.name, anchor=anchor, generation=gen, scale=scale,
+                      dispatch_us=vals["dispatch_us"], conv_tflops=vals["conv_tflops"],
+                      matmul_tflops=vals["matmul_tflops"], spill_factor=vals["spill_factor"],
+                      cliff_factor=vals["cliff_factor"], io_gbs=vals["io_gbs"], weight_gbs=vals["weight_gbs"],
+                      conv_load_gbs=vals["conv_load_gbs"],
+                      vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
+                      weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
+                      host_copy_gbs=vals["host_copy_gbs"], streams=chip.streams, fitted=is_fitted,
+                      measured=measured and (gen != "h18" or is_fitted), sources=srcs)

@@ -1,15 +1,15 @@
-"""Walks a program: per-op work and time, fusion of epilogues into MAC ops, program I/O,
-working-set spills, and one dispatch floor for the whole program."""
+"""The estimate of one program: its op features (model.walk: per-op work, fusion of epilogues
+into MAC ops, program I/O, working-set spills), their times (model.op_times), one dispatch
+floor for the whole program, and the interval (uncertainty)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 from ..errors import AnekitError
 from ..ir import Program
-from .model import op_time
 from ..ir.weights import is_weight
-from .opwork import FP16, OpWork, op_work
-from .params import CostParams, params_for
+from .opwork import FP16
+from .params import HOST_COPY_ROUTES, ROUTE_FLOOR, CostParams, params_for
 
 # Epilogues that ride on a MAC op's output pass at no extra cost (guide ch. 13: per-channel
 # scale and bias and a fused nonlinearity run on the convolution output).
@@ -56,6 +56,9 @@ class Estimate:
     bound: str                  # program level: "dispatch", "compute" or "bandwidth"
     params: CostParams = field(repr=False)
     function: str = "main"
+    low_us: float = 0.0         # interval from validation residuals of similar programs on this
+    high_us: float = 0.0        # generation (anekit.cost.uncertainty); equal to total when unknown
+    route: str = "standard"
 
     @property
     def total_ms(self) -> float:
@@ -68,14 +71,16 @@ class Estimate:
     def to_dict(self) -> dict:
         p = self.params
         return {"target": self.target, "compiler": self.compiler, "function": self.function,
-                "total_us": self.total_us, "dispatch_us": self.dispatch_us, "bound": self.bound,
-                "params": {"anchor": p.anchor, "scale": p.scale, **{k: getattr(p, k) for k in _PARAM_FIELDS},
-                           "streams": list(p.streams)},
+                "total_us": self.total_us, "low_us": self.low_us, "high_us": self.high_us,
+                "dispatch_us": self.dispatch_us, "bound": self.bound, "route": self.route,
+                "params": {"anchor": p.anchor, "generation": p.generation, "scale": p.scale,
+                           "fitted": p.fitted, "measured": p.measured,
+                           **{k: getattr(p, k) for k in _PARAM_FIELDS}, "streams": list(p.streams)},
                 "ops": [asdict(r) for r in self.ops]}
 
 
-_PARAM_FIELDS = ("dispatch_us", "conv_tflops", "matmul_tflops", "spill_factor", "io_gbs", "conv_weight_gbs",
-                 "matmul_weight_gbs", "vector_gbs", "working_set_bytes")
+_PARAM_FIELDS = ("dispatch_us", "conv_tflops", "matmul_tflops", "spill_factor", "cliff_factor", "io_gbs",
+                 "weight_gbs", "vector_gbs", "working_set_bytes", "weight_sram_bytes")
 
 
 def _consumers(fn) -> dict[int, list]:
@@ -101,65 +106,49 @@ def _fusable(op, work: dict, fused_root: dict, uses: dict, outputs: set) -> bool
     return work[id(producer)].path in ("conv", "matmul") or id(producer) in fused_root
 
 
-def estimate(prog, target, function: str | None = None) -> Estimate:
-    """Latency estimate of one program function on a chip (name or anekit.targets.Chip)."""
+def estimate(prog, target, function: str | None = None, route: str = "standard") -> Estimate:
+    """Latency estimate of one program function on a chip (name or anekit.targets.Chip), with
+    an interval from the validation residuals (see anekit.cost.model and docs/targets.md)."""
     if not isinstance(prog, Program):
         raise AnekitError(f"estimate needs an anekit Program, got {type(prog).__name__}")
     from .. import targets
+    from .model import features_array, op_times, param_arrays, walk
+    from .uncertainty import interval
     chip = targets.get(target)
     p = params_for(chip)
+    if route not in ROUTE_FLOOR:
+        raise AnekitError(f"unknown dispatch route '{route}' (known: {', '.join(ROUTE_FLOOR)})")
     fn = prog.functions.get(function) if function else prog.main
     if fn is None:
         raise AnekitError(f"program has no function '{function}' (has {', '.join(prog.functions)})")
-    uses = _consumers(fn)
-    inputs = {id(t) for t in fn.inputs}
-    outputs = {id(t) for t in fn.outputs}
-    seen_inputs: set[int] = set()
-    work: dict[int, OpWork] = {}
-    fused_root: dict[int, object] = {}
+    feats = walk(prog, fn, p.streams, p.working_set_bytes, p.weight_sram_bytes, p.resident_bytes)
+    t = op_times(features_array(feats), param_arrays(p))
     rows: list[OpRow] = []
-    for op in fn.ops:
-        w = op_work(op, p.streams)
-        work[id(op)] = w
-        if w.path == "const":
-            continue
-        if _fusable(op, work, fused_root, uses, outputs):
-            fused_root[id(op)] = op
-        io, spill = 0.0, 0.0
-        for t in op.tensor_inputs():
-            if id(t) in inputs and id(t) not in seen_inputs:   # each program input is copied in once
-                seen_inputs.add(id(t))
-                io += _io_bytes(t)
-            elif not is_weight(t) and id(t) not in inputs and t.size * FP16 > p.working_set_bytes:
-                spill += t.size * FP16
-        for t in op.outputs:
-            if id(t) in outputs:
-                io += _io_bytes(t)
-            elif t.size * FP16 > p.working_set_bytes and w.path != "free":
-                spill += t.size * FP16
-        if id(op) in fused_root:
-            rows.append(_fused_row(op, w, io, p))
-            continue
-        t_op = op_time(w, p, io_bytes=io, spill_bytes=spill)
-        bound, stream = t_op.bound
-        rows.append(OpRow(op.name, op.type, t_op.us, w.flops, w.bytes, bound, stream, t_op.compute_us,
-                          t_op.weights_us, t_op.spill_us, t_op.io_us, w.weight_bytes, w.weight_format,
-                          t_op.utilization, w.winograd, w.weight_bytes + io + spill))
-    total_ops = sum(r.us for r in rows)
-    by_bound = {"dispatch": p.dispatch_us,
+    for i, f in enumerate(feats):
+        w = f.work
+        c, wt, sp, io = (float(t[k][i]) for k in ("compute", "weights", "spill", "io"))
+        if f.path == "io":
+            bound, stream = ("fused" if w.path != "free" else "free"), None
+        else:
+            parts = {"compute": c, "weights": wt, "activations": sp + io}
+            top = max(parts, key=parts.get)
+            bound, stream = (("free", None) if max(parts.values()) <= 0 else
+                             ("compute", None) if top == "compute" else ("bandwidth", top))
+        rows.append(OpRow(f.name, f.type, float(t["us"][i]), w.flops, w.bytes, bound, stream, c, wt, sp, io,
+                          w.weight_bytes, w.weight_format, f.fill, w.winograd,
+                          (w.weight_bytes if f.path != "io" else 0.0) + f.io_bytes + f.spill_bytes))
+    dispatch = p.dispatch_us * ROUTE_FLOOR[route]
+    if route in HOST_COPY_ROUTES:     # the host copies program I/O in and out on this route
+        dispatch += sum(f.io_bytes for f in feats) / (p.host_copy_gbs * 1e3)
+    total = dispatch + sum(r.us for r in rows)
+    by_bound = {"dispatch": dispatch,
                 "compute": sum(r.us for r in rows if r.bound == "compute"),
                 "bandwidth": sum(r.us for r in rows if r.bound == "bandwidth")}
-    return Estimate(chip.name, chip.compiler, p.dispatch_us + total_ops, p.dispatch_us, rows,
-                    max(by_bound, key=by_bound.get), p, fn.name)
+    bound = max(by_bound, key=by_bound.get)
+    low, high = interval(total, p, bound)
+    return Estimate(chip.name, chip.compiler, total, dispatch, rows, bound, p, fn.name, low, high, route)
 
 
 def _io_bytes(t) -> float:
     # fp32 surfaces carry 4 bytes per element across the boundary (cast to fp16 inside).
     return t.size * (4 if t.dtype == "fp32" else FP16)
-
-
-def _fused_row(op, w: OpWork, io: float, p: CostParams) -> OpRow:
-    """An epilogue riding on its MAC op's output pass: only program I/O it carries costs time."""
-    io_us = io / (p.io_gbs * 1e3)
-    return OpRow(op.name, op.type, io_us, w.flops, w.bytes, "fused", None, 0.0, 0.0, 0.0, io_us,
-                 w.weight_bytes, w.weight_format, dram_bytes=io)

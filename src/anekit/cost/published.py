@@ -1,10 +1,12 @@
-"""Published ANE latency measurements the cost model is validated against.
+"""Published ANE latency measurements the cost model is fitted to and validated against.
 
-Each point rebuilds the measured program in the IR and names its source. `calibrates` names
-the constant a point sets in params.py (directly, or through a constant the guide fitted to
-it); the rest are held out. Where a source leaves part of the shape unstated, `assumption`
-says what was assumed. UNUSABLE lists measurements that could not be turned into a program,
-with the reason.
+Each point rebuilds the measured program in the IR, names the chip it ran on, and cites where
+the number comes from (`cite`: document, table or file, and the row). Points are grouped by
+`source`: one measurement campaign (one author, one machine, one harness). Validation leaves
+one source out at a time (benchmarks/cost_validation.py), so a source's points are only ever
+predicted by constants fitted to the other sources. Where a source leaves part of the shape
+unstated, `assumption` says what was assumed. UNUSABLE lists measurements that could not be
+turned into a program, with the reason.
 """
 from __future__ import annotations
 
@@ -21,18 +23,23 @@ class Point:
     id: str
     chip: str                  # the anekit chip the measurement was taken on
     published_ms: float
-    source: str
+    source: str                # measurement campaign: the unit left out in validation
+    cite: str                  # precise citation of this number
     what: str
     build: Callable            # () -> Program; for slopes, (layers) -> Program
-    calibrates: str = ""       # the constant this point sets (empty: held out)
     assumption: str | None = None
     slope: bool = False        # published value is a per-layer increment inside a chain
+    route: str = "standard"    # dispatch route of the harness (anekit.cost.params.ROUTE_FLOOR)
+
+    def programs(self) -> list[tuple[float, object]]:
+        """(sign, Program) pairs whose signed estimates sum to the predicted value."""
+        if self.slope:
+            return [(1.0, self.build(9)), (-1.0, self.build(8))]
+        return [(1.0, self.build())]
 
     def predict_ms(self) -> float:
         from . import estimate
-        if self.slope:
-            return (estimate(self.build(9), self.chip).total_us - estimate(self.build(8), self.chip).total_us) / 1e3
-        return estimate(self.build(), self.chip).total_ms
+        return sum(s * estimate(p, self.chip, route=self.route).total_us for s, p in self.programs()) / 1e3
 
 
 def _ak():
@@ -110,92 +117,6 @@ def _elementwise(op, shape):
     return build
 
 
-_RAMP = f"{G} ch. 11, tbl:c11-convramp (3x3 conv, 64 channels, M1)"
-_C18 = f"{G} ch. 18, tbl:c18-conv-compare (measured M1 column)"
-_C18_CAL = ("M1 conv weight stream 9.0 GB/s: the guide fitted this constant (used as is) to its "
-            "reference convolutions, these four among them")
-_M1CLASS = f"{G} ch. 11, tbl:c11-m1class (engine GFLOP/s, M1)"
-_INT8 = f"{G} ch. 7, tbl:c7-int8-matmul (A14/M2 matmul-path weight stream)"
-_FMT = f"{G} ch. 10, tbl:c10-formats (bandwidth-bound 4096-inner matmul, M2)"
-_ROWS = "rows not published: modelled as one row (decode-shaped), weight-stream bound"
-_SEED = "seed 001 (M4 Max, standard evaluate path)"
-
-POINTS: list[Point] = [
-    Point("m1-conv3-64-16", "M1 Max", 0.231, _RAMP, "conv 3x3 64->64 at 16x16", _conv(64, 64, 3, 16, 16)),
-    Point("m1-conv3-64-32", "M1 Max", 0.248, _RAMP, "conv 3x3 64->64 at 32x32", _conv(64, 64, 3, 32, 32)),
-    Point("m1-conv3-64-64", "M1 Max", 0.395, _RAMP, "conv 3x3 64->64 at 64x64", _conv(64, 64, 3, 64, 64)),
-    Point("m1-conv3-64-128", "M1 Max", 1.062, _RAMP, "conv 3x3 64->64 at 128x128", _conv(64, 64, 3, 128, 128)),
-    Point("m1-conv3-64-256", "M1 Max", 3.814, _RAMP, "conv 3x3 64->64 at 256x256", _conv(64, 64, 3, 256, 256)),
-    Point("m1-conv3-256-28", "M1 Max", 0.507, _C18, "conv 3x3 256->256 at 28x28", _conv(256, 256, 3, 28, 28),
-          calibrates=_C18_CAL),
-    Point("m1-conv1-512-32", "M1 Max", 0.444, _C18, "conv 1x1 512->512 at 32x32", _conv(512, 512, 1, 32, 32),
-          calibrates=_C18_CAL),
-    Point("m1-conv1-1024-16", "M1 Max", 0.686, _C18, "conv 1x1 1024->1024 at 16x16", _conv(1024, 1024, 1, 16, 16),
-          calibrates=_C18_CAL),
-    Point("m1-conv1-2048-8", "M1 Max", 1.047, _C18, "conv 1x1 2048->2048 at 8x8", _conv(2048, 2048, 1, 8, 8),
-          calibrates=_C18_CAL),
-    Point("m1-linear-64", "M1 Max", 0.23, f"{G} ch. 9 and 11: a 64-element linear is 0.23 ms",
-          "linear 64->64, one row", lambda: _linear(1, 64, 64)),
-    Point("m1-relu-small", "M1 Max", 0.25, f"{G} ch. 9 and 11: relu, sigmoid, avg pool, small conv at 0.24-0.26 ms",
-          "relu on a small tensor", _elementwise("relu", (1, 64, 1, 256)),
-          assumption="size not published ('small'): [1, 64, 1, 256]; published range midpoint"),
-    Point("m1-gemm-64x256x256", "M1 Max", 2 * 64 * 256 * 256 / 51e9 * 1e3, _M1CLASS + ": GEMM floor, 51 GFLOP/s",
-          "matmul 64x256 @ 256x256", _matmul(64, 256, 256),
-          assumption="shape from ch. 11's 'floor matrix multiply, 64 by 256 by 256'; latency = flops / rate"),
-    Point("m1-gemm-256x4096x4096", "M1 Max", 2 * 256 * 4096 * 4096 / 3588e9 * 1e3, _M1CLASS + ": GEMM compute, 3588 GFLOP/s",
-          "matmul 256x4096 @ 4096x4096", _matmul(256, 4096, 4096),
-          assumption="shape inferred from ch. 11's '256 by 4096 by 4096' large-K GEMM; latency = flops / rate"),
-    Point("m1-matmul-4096", "M1 Max", 2 * 4096.0 ** 3 / 4.8e12 * 1e3, f"{G} ch. 9: one large 4096-dimension matmul at ~4.8 TFLOP/s",
-          "matmul 4096x4096 @ 4096x4096", _matmul(4096, 4096, 4096),
-          calibrates="M1 matmul spill factor 0.4 (this measurement's 12 -> 4.8 TFLOP/s)",
-          assumption="square 4096 operands; latency = flops / rate"),
-    Point("m1-matmul-chain-8x1024", "M1 Max", 2.11, f"{G} ch. 10: eight chained 1024-square matmuls in one program, p50 2110 us",
-          "8 chained matmuls 1024x1024 @ 1024x1024", _matmul(1024, 1024, 1024, chain=8)),
-    Point("m2-fp16-2048", "M2 Pro", 0.290, _INT8, "matmul, fp16 weight 2048x2048", _matmul(1, 2048, 2048), assumption=_ROWS),
-    Point("m2-fp16-4096", "M2 Pro", 0.740, _INT8, "matmul, fp16 weight 4096x4096", _matmul(1, 4096, 4096),
-          calibrates="M2 dispatch floor and weight stream (two-point fit with m2-fp16-8192)", assumption=_ROWS),
-    Point("m2-fp16-8192", "M2 Pro", 2.610, _INT8, "matmul, fp16 weight 8192x8192", _matmul(1, 8192, 8192),
-          calibrates="M2 dispatch floor and weight stream (two-point fit with m2-fp16-4096)", assumption=_ROWS),
-    Point("m2-int8-2048", "M2 Pro", 0.253, _INT8, "matmul, int8 weight 2048x2048",
-          _matmul(1, 2048, 2048, weight=_int8(2048, 2048)), assumption=_ROWS),
-    Point("m2-int8-4096", "M2 Pro", 0.447, _INT8, "matmul, int8 weight 4096x4096",
-          _matmul(1, 4096, 4096, weight=_int8(4096, 4096)), assumption=_ROWS),
-    Point("m2-int8-8192", "M2 Pro", 1.351, _INT8, "matmul, int8 weight 8192x8192",
-          _matmul(1, 8192, 8192, weight=_int8(8192, 8192)), assumption=_ROWS),
-    Point("m2-fmt-fp16", "M2 Pro", 0.690, _FMT, "matmul, fp16 weight 4096x4096", _matmul(1, 4096, 4096),
-          calibrates="none of its own, but it is the same program as the m2-fp16-4096 calibration point",
-          assumption=_ROWS + "; output width 4096 assumed"),
-    Point("m2-fmt-int8", "M2 Pro", 0.431, _FMT, "matmul, int8 weight 4096x4096",
-          _matmul(1, 4096, 4096, weight=_int8(4096, 4096)), assumption=_ROWS + "; output width 4096 assumed"),
-    Point("m2-fmt-int4", "M2 Pro", 0.270, _FMT, "matmul, 4-bit palettized weight 4096x4096",
-          _matmul(1, 4096, 4096, weight=_lut4(4096, 4096)),
-          assumption=_ROWS + "; int4 as a 16-entry lookup table (the form that streams from M1)"),
-    Point("m2-fmt-sparse", "M2 Pro", 0.330, _FMT, "matmul, sparse weight 4096x4096, 32% dense",
-          _matmul(1, 4096, 4096, weight=_sparse(4096, 4096, 0.32)), assumption=_ROWS + "; output width 4096 assumed"),
-    Point("m4max-conv-chain-128", "M4 Max", 2 * 128 * 512 * 512 * 64 / 11.14e12 * 1e3,
-          f"{_SEED}: 128 chained 1x1 convs 512 channels, spatial 64, 11.14 TFLOP/s",
-          "128 chained 1x1 convs 512->512 on [1, 512, 1, 64]", _conv_chain(512, 64, 128),
-          calibrates="M4 Max weight stream: set so these 67 MB of weights do not bind (needs >= 320 GB/s)",
-          assumption="latency = flops / rate"),
-    Point("m4max-kernel-64x32", "M4 Max", 0.175, f"{_SEED}: 64x32 kernel 0.175 ms",
-          "1x1 conv 64->64 on [1, 64, 1, 32]", _conv_chain(64, 32, 1), calibrates="M4 Max dispatch floor",
-          assumption="'64x32' read as 64 channels by 32 positions"),
-    Point("m4max-kernel-768x256", "M4 Max", 0.205, f"{_SEED}: 768x256 (Stories110M) kernel 0.205 ms",
-          "1x1 conv 768->768 on [1, 768, 1, 256]", _conv_chain(768, 256, 1),
-          assumption="'768x256' read as dim 768 by sequence 256, one 768->768 projection"),
-    Point("m5-floor", "M5 Pro", 0.11, f"{G} ch. 18, tbl:c18-chip-params: M5 dispatch floor 0.11 ms",
-          "relu on a small tensor", _elementwise("relu", (1, 64, 1, 64)),
-          calibrates="M5 dispatch floor (the same published constant)",
-          assumption="a floor-sized op; size not published"),
-    Point("m1-conv1-slope-192", "M1 Max", 0.020, f"{G} ch. 20: per-layer slope of 1x1 fp16 conv at 32x32, 192 channels",
-          "one more 1x1 conv 192->192 at [1, 192, 32, 32] in a chain", lambda layers: _chain2d(192, 32, layers),
-          assumption="input channels equal to output channels; increment from 8 to 9 layers", slope=True),
-    Point("m1-conv1-slope-256", "M1 Max", 0.061, f"{G} ch. 20: per-layer slope of 1x1 fp16 conv at 32x32, 256 channels",
-          "one more 1x1 conv 256->256 at [1, 256, 32, 32] in a chain", lambda layers: _chain2d(256, 32, layers),
-          assumption="input channels equal to output channels; increment from 8 to 9 layers", slope=True),
-]
-
-
 def _linear(rows, k, n):
     ak = _ak()
     x = ak.input("x", (rows, k))
@@ -208,6 +129,269 @@ def _chain2d(c, hw, layers):
     for _ in range(layers):
         y = ak.conv(y, _w(c, c, 1, 1))
     return ak.program({"y": y})
+
+
+
+
+def _linear_sq(n):
+    """ANEForge's GEMM: af.input((N, N)).linear(W[N, N]), fp16 in and out."""
+    def build():
+        return _linear(n, n, n)
+    return build
+
+
+def _conv3_batch(c, b, hw=64):
+    """ANEForge's conv: 3x3 same-pad C->C on (B, C, 64, 64), fp16."""
+    def build():
+        ak = _ak()
+        x = ak.input("x", (b, c, hw, hw))
+        return ak.program({"y": ak.conv(x, _w(c, c, 3, 3), pad_type="same")})
+    return build
+
+
+def _lm_head(lut_bits=None, vocab=128256, dim=4096, chunks=16):
+    """anemll-bench's llama_lm_head: one [1, 4096] row against a 128256-row head, split in
+    `chunks` linears (the head passes every family's dimension limit in one piece)."""
+    def build():
+        ak = _ak()
+        from ..ir import make_const
+        rows = vocab // chunks
+        x = ak.input("x", (1, dim))
+        if lut_bits:
+            idx = make_const(np.zeros((rows, dim), np.uint8), f"uint{lut_bits}")
+            w = ak.constexpr_lut_to_dense(indices=idx, lut=np.zeros((1, 1, 2 ** lut_bits, 1), np.float16))
+        else:
+            w = make_const(np.zeros((rows, dim), np.float16))
+        return ak.program({f"y{i}": ak.linear(x, w) for i in range(chunks)})
+    return build
+
+
+def _decoder_token(d=1024, layers=4, heads=16, d_ff=4096, vocab=32000, s_kv=128, head_tiles=2):
+    """ANEForge decode_measurement.py --quick: one token through a Llama-style decoder (RMSNorm,
+    q/k/v/o projections, attention against a KV cache passed in as inputs, SiLU-gated FFN)
+    and a 32000-word head split in two (the tiled vocab head, ANEForge #181)."""
+    def build():
+        ak = _ak()
+        dh = d // heads
+        x = ak.input("x", (1, d))
+
+        def rms(h):
+            return h * ak.rsqrt(ak.reduce_mean(h * h, axes=[-1], keep_dims=True) + 1e-5) * _w(d)
+
+        h = x
+        for i in range(layers):
+            kc, vc = ak.input(f"kc{i}", (heads, dh, s_kv)), ak.input(f"vc{i}", (heads, s_kv, dh))
+            a = rms(h)
+            q, k, v = (ak.reshape(ak.linear(a, _w(d, d)), shape=(heads, 1, dh)) for _ in range(3))
+            scores = ak.concat([ak.matmul(q, kc), ak.matmul(q, ak.transpose(k, perm=(0, 2, 1)))], axis=2)
+            p = ak.softmax(scores * (dh ** -0.5), axis=-1)
+            ctx = ak.reshape(ak.matmul(p, ak.concat([vc, v], axis=1)), shape=(1, d))
+            h = h + ak.linear(ctx, _w(d, d))
+            f = rms(h)
+            h = h + ak.linear(ak.silu(ak.linear(f, _w(d_ff, d))) * ak.linear(f, _w(d_ff, d)), _w(d, d_ff))
+        h = rms(h)
+        return ak.program({f"logits{i}": ak.linear(h, _w(vocab // head_tiles, d)) for i in range(head_tiles)})
+    return build
+
+
+_RAMP = f"{G} ch. 11, tbl:c11-convramp (3x3 conv, 64 channels, M1)"
+_C18 = f"{G} ch. 18, tbl:c18-conv-compare (measured M1 column)"
+_M1CLASS = f"{G} ch. 11, tbl:c11-m1class (engine GFLOP/s, M1)"
+_INT8 = f"{G} ch. 7, tbl:c7-int8-matmul (A14/M2 matmul-path weight stream)"
+_FMT = f"{G} ch. 10, tbl:c10-formats (bandwidth-bound 4096-inner matmul, M2)"
+_ROWS = "rows not published: modelled as one row (decode-shaped), weight-stream bound"
+_SEED = "seed 001 (M4 Max, standard evaluate path)"
+_MDX_M4MAX = "maderix/ANE docs/BENCHMARK_RESULTS.md (Mac16,5 M4 Max), 'Programmatic MIL Peak TFLOPS' table"
+_MDX_CHAIN = ("maderix/ANE inmem_peak.m: d chained 1x1 convs C->C on [1, C, 1, 64]; fp32 I/O cast to fp16 "
+              "inside on M3+ (modelled as fp16 I/O: <0.2 MB either way)")
+_PR28 = "maderix/ANE PR #28, benchmarks/submissions/m3-ultra-mac-studio-2026-03-03/raw/inmem_peak.log"
+_I42 = "maderix/ANE issue #42 (M3 Ultra, Mac15,14), inmem_peak and inmem_bench logs"
+_PART2 = "maderix, 'Inside the M4 Apple Neural Engine, Part 2: ANE Benchmarks' (M4 Mac mini), matmul scaling"
+_PART2_SHAPE = "square N x N by N x N matmul with a compile-time weight, fp16 compute, fp32 I/O (fp16 modelled)"
+_AF = "sbryngelson/ANEForge bench/results/rooflines/{file}: device_saturation_sweep, ANE {what}"
+_AF_GEMM = ("ANEForge GEMM: af.input((N, N)).linear(W), fp16 I/O; min latency over 8 reps of net(x) on numpy "
+            "arrays (host-copy route)")
+_AF_CONV = ("ANEForge conv: 3x3 same-pad C->C on (B, C, 64, 64), fp16; min latency over 8 reps of net(x) on numpy "
+            "arrays (host-copy route)")
+_ANEMLL = "Anemll/anemll-bench issue #{n} ({chip}, {model}): llama_lm_head{suffix} inference_time_ms"
+_ANEMLL_SHAPE = ("head [128256 x 4096] (1050.67 MB reported = fp16 128256 x 4096) on a [1, 1, 4096] row; "
+                 "split in 16 linears (assumed; anemll splits the head)")
+
+_AF_FILES = {
+    "M1": "roofline-apple-m1-MacBookAir10_1-bb9e71be3ae6-22b6e4fa.json",
+    "M1 Max": "roofline-apple-m1-max-MacBookPro18_2-8dc9588b5db6-2d0173cb.json",
+    "M4": "roofline-apple-m4-Mac16_12-d4109cd41a75-6779bad2.json",
+    "M4 Max": "roofline-apple-m4-max-Mac16_6-c77b1414be16-d11ec8da.json",
+    "M5": "roofline-apple-m5-Mac17_3-019d3ac27339-426ca052.json",
+    "M5 Pro": "roofline-apple-m5-pro-Mac17_8-c38210cfc8ea-a154b89e.json",
+    "M6": "roofline-apple-m6-Mac18_5-2bd3d20a7d10-3fab2f9b.json",
+}
+# ANE latencies (ms) from each ANEForge submission: GEMM by N, conv by (C, B).
+_AF_GEMM_MS = {
+    "M1": {512: 0.3317, 1024: 0.9933, 2048: 4.9607, 4096: 31.739},
+    "M1 Max": {512: 0.4770, 1024: 0.9978, 2048: 4.2966, 4096: 30.130},
+    "M4": {512: 0.2086, 1024: 0.7459, 2048: 3.5133, 4096: 25.286, 6144: 135.29, 8192: 313.50},
+    "M4 Max": {512: 0.1391, 1024: 0.3708, 2048: 1.9366, 4096: 20.564, 6144: 123.74, 8192: 296.53},
+    "M5": {512: 0.1373, 1024: 0.4369, 2048: 1.9730, 4096: 19.119},
+    "M5 Pro": {512: 0.1523, 1024: 0.3748, 2048: 1.7109, 4096: 16.577, 6144: 97.178, 8192: 226.01},
+    "M6": {512: 0.4021, 1024: 0.5745, 2048: 2.1197, 4096: 12.761},
+}
+_AF_CONV_MS = {
+    "M1": {(64, 8): 1.5805},
+    "M1 Max": {(64, 8): 1.3825, (128, 8): 3.0250, (256, 4): 4.1077},
+    "M5": {(64, 8): 0.5063, (128, 8): 1.1120, (256, 4): 1.5357},
+    "M6": {(64, 8): 0.6233, (128, 8): 1.1409, (256, 4): 1.3224, (512, 2): 1.6750},
+}
+# maderix inmem_peak chains: (depth, channels) -> ms
+_MDX_M4MAX_MS = {(32, 512): 0.408, (48, 512): 0.262, (64, 512): 0.244, (96, 512): 0.326, (128, 512): 0.385,
+                 (64, 256): 0.365, (128, 256): 0.454, (256, 256): 0.351, (64, 384): 0.429, (128, 384): 0.354}
+_PR28_MS = {(32, 512): 0.497, (48, 512): 0.535, (64, 512): 0.355, (96, 512): 0.423, (128, 512): 0.531,
+            (64, 256): 0.287, (128, 256): 0.272, (256, 256): 0.439, (64, 384): 0.319, (128, 384): 0.369}
+_I42_MS = {(32, 512): 0.281, (48, 512): 0.315, (64, 512): 0.313, (96, 512): 0.380, (1, 512): 0.189}
+
+
+# ANEForge decode at batch 1 (bench/results/ROOFLINES.md, 'Decode @b1 (tok/s)' column, produced by
+# decode_measurement.py --quick through roofline_suite.py --perf): tokens per second.
+_AF_DECODE_TOKS = {"M1": 278, "M1 Max": 244, "M2 Pro": 276, "M5": 228}
+_AF_FILES["M2 Pro"] = "roofline-apple-m2-pro-Mac14_12-723396ad9091-370b3d53.json"
+_AF_DECODE_SHAPE = ("decode_measurement.py --quick: d_model 1024, 4 layers, 16 heads, d_ff 4096, vocab 32000, "
+                    "KV cache 128 fed as inputs; one program per token (assumed: aneforge compiles the "
+                    "stack as e5rt program(s)); min latency over 20 reps of net(x, caches) (host-copy route)")
+
+
+def _aneforge_points() -> list[Point]:
+    out = []
+    for chip, toks in _AF_DECODE_TOKS.items():
+        src = f"ANEForge {chip} ({_AF_FILES[chip].split('-')[-3].replace('_', ',')})"
+        out.append(Point(f"af-{chip.lower().replace(' ', '')}-decode", chip, 1e3 / toks, src,
+                         f"sbryngelson/ANEForge bench/results/ROOFLINES.md, 'Decode @b1 (tok/s)' = {toks} "
+                         f"(submission {_AF_FILES[chip]})", "one decode token, Llama-style 4-layer d=1024",
+                         _decoder_token(), assumption=_AF_DECODE_SHAPE, route="host"))
+    for chip, rows in _AF_GEMM_MS.items():
+        src = f"ANEForge {chip} ({_AF_FILES[chip].split('-')[-3].replace('_', ',')})"
+        for n, ms in rows.items():
+            out.append(Point(f"af-{chip.lower().replace(' ', '')}-gemm-{n}", chip, ms, src,
+                             _AF.format(file=_AF_FILES[chip], what=f"gemm N={n} lat_ms"),
+                             f"linear {n}x{n} by a {n}x{n} weight", _linear_sq(n), assumption=_AF_GEMM,
+                             route="host"))
+        for (c, b), ms in _AF_CONV_MS.get(chip, {}).items():
+            out.append(Point(f"af-{chip.lower().replace(' ', '')}-conv-{c}x{b}", chip, ms, src,
+                             _AF.format(file=_AF_FILES[chip], what=f"conv C={c} B={b} lat_ms"),
+                             f"conv 3x3 {c}->{c} on ({b}, {c}, 64, 64)", _conv3_batch(c, b), assumption=_AF_CONV,
+                             route="host"))
+    return out
+
+
+def _chain_points(prefix, chip, table, source, cite) -> list[Point]:
+    return [Point(f"{prefix}-chain-{d}x{c}", chip, ms, source, f"{cite}, row '{d}x conv {c}ch sp64'"
+                  if d > 1 else f"{cite}, inmem_bench row '{c}ch x64sp'",
+                  f"{d} chained 1x1 convs {c}->{c} on [1, {c}, 1, 64]", _conv_chain(c, 64, d), assumption=_MDX_CHAIN)
+            for (d, c), ms in table.items()]
+
+
+POINTS: list[Point] = [
+    # ---- guide, M1 (the guide's measured M1 reports h13g: an M1 Max-class part, ch. 10, 12, 34)
+    Point("m1-conv3-64-16", "M1 Max", 0.231, "guide M1", _RAMP + ", 16x16 row", "conv 3x3 64->64 at 16x16", _conv(64, 64, 3, 16, 16)),
+    Point("m1-conv3-64-32", "M1 Max", 0.248, "guide M1", _RAMP + ", 32x32 row", "conv 3x3 64->64 at 32x32", _conv(64, 64, 3, 32, 32)),
+    Point("m1-conv3-64-64", "M1 Max", 0.395, "guide M1", _RAMP + ", 64x64 row", "conv 3x3 64->64 at 64x64", _conv(64, 64, 3, 64, 64)),
+    Point("m1-conv3-64-128", "M1 Max", 1.062, "guide M1", _RAMP + ", 128x128 row", "conv 3x3 64->64 at 128x128", _conv(64, 64, 3, 128, 128)),
+    Point("m1-conv3-64-256", "M1 Max", 3.814, "guide M1", _RAMP + ", 256x256 row", "conv 3x3 64->64 at 256x256", _conv(64, 64, 3, 256, 256)),
+    Point("m1-conv3-256-28", "M1 Max", 0.507, "guide M1", _C18 + ", 3x3 C256 at 28 row", "conv 3x3 256->256 at 28x28", _conv(256, 256, 3, 28, 28)),
+    Point("m1-conv1-512-32", "M1 Max", 0.444, "guide M1", _C18 + ", 1x1 C512 at 32 row", "conv 1x1 512->512 at 32x32", _conv(512, 512, 1, 32, 32)),
+    Point("m1-conv1-1024-16", "M1 Max", 0.686, "guide M1", _C18 + ", 1x1 C1024 at 16 row", "conv 1x1 1024->1024 at 16x16", _conv(1024, 1024, 1, 16, 16)),
+    Point("m1-conv1-2048-8", "M1 Max", 1.047, "guide M1", _C18 + ", 1x1 C2048 at 8 row", "conv 1x1 2048->2048 at 8x8", _conv(2048, 2048, 1, 8, 8)),
+    Point("m1-linear-64", "M1 Max", 0.23, "guide M1", f"{G} ch. 9 and 11: a 64-element linear is 0.23 ms",
+          "linear 64->64, one row", lambda: _linear(1, 64, 64)),
+    Point("m1-relu-small", "M1 Max", 0.25, "guide M1", f"{G} ch. 9 and 11: relu, sigmoid, avg pool, small conv at 0.24-0.26 ms",
+          "relu on a small tensor", _elementwise("relu", (1, 64, 1, 256)),
+          assumption="size not published ('small'): [1, 64, 1, 256]; published range midpoint"),
+    Point("m1-gemm-64x256x256", "M1 Max", 2 * 64 * 256 * 256 / 51e9 * 1e3, "guide M1", _M1CLASS + ": GEMM floor, 51 GFLOP/s",
+          "matmul 64x256 @ 256x256", _matmul(64, 256, 256),
+          assumption="shape from ch. 11's 'floor matrix multiply, 64 by 256 by 256'; latency = flops / rate"),
+    Point("m1-gemm-256x4096x4096", "M1 Max", 2 * 256 * 4096 * 4096 / 3588e9 * 1e3, "guide M1",
+          _M1CLASS + ": GEMM compute, 3588 GFLOP/s", "matmul 256x4096 @ 4096x4096", _matmul(256, 4096, 4096),
+          assumption="shape inferred from ch. 11's '256 by 4096 by 4096' large-K GEMM; latency = flops / rate"),
+    Point("m1-matmul-4096", "M1 Max", 2 * 4096.0 ** 3 / 4.8e12 * 1e3, "guide M1",
+          f"{G} ch. 9: one large 4096-dimension matmul at ~4.8 TFLOP/s", "matmul 4096x4096 @ 4096x4096",
+          _matmul(4096, 4096, 4096), assumption="square 4096 operands; latency = flops / rate"),
+    Point("m1-matmul-chain-8x1024", "M1 Max", 2.11, "guide M1",
+          f"{G} ch. 10: eight chained 1024-square matmuls in one program, p50 2110 us",
+          "8 chained matmuls 1024x1024 @ 1024x1024", _matmul(1024, 1024, 1024, chain=8)),
+    Point("m1-conv1-slope-192", "M1 Max", 0.020, "guide M1", f"{G} ch. 20: per-layer slope of 1x1 fp16 conv at 32x32, 192 channels",
+          "one more 1x1 conv 192->192 at [1, 192, 32, 32] in a chain", lambda layers: _chain2d(192, 32, layers),
+          assumption="input channels equal to output channels; increment from 8 to 9 layers", slope=True),
+    Point("m1-conv1-slope-256", "M1 Max", 0.061, "guide M1", f"{G} ch. 20: per-layer slope of 1x1 fp16 conv at 32x32, 256 channels",
+          "one more 1x1 conv 256->256 at [1, 256, 32, 32] in a chain", lambda layers: _chain2d(256, 32, layers),
+          assumption="input channels equal to output channels; increment from 8 to 9 layers", slope=True),
+    # ---- guide, M2 (a Pro reporting h14g, ch. 12)
+    Point("m2-fp16-2048", "M2 Pro", 0.290, "guide M2", _INT8 + ", 2048 fp16", "matmul, fp16 weight 2048x2048", _matmul(1, 2048, 2048), assumption=_ROWS),
+    Point("m2-fp16-4096", "M2 Pro", 0.740, "guide M2", _INT8 + ", 4096 fp16", "matmul, fp16 weight 4096x4096", _matmul(1, 4096, 4096), assumption=_ROWS),
+    Point("m2-fp16-8192", "M2 Pro", 2.610, "guide M2", _INT8 + ", 8192 fp16", "matmul, fp16 weight 8192x8192", _matmul(1, 8192, 8192), assumption=_ROWS),
+    Point("m2-int8-2048", "M2 Pro", 0.253, "guide M2", _INT8 + ", 2048 int8", "matmul, int8 weight 2048x2048",
+          _matmul(1, 2048, 2048, weight=_int8(2048, 2048)), assumption=_ROWS),
+    Point("m2-int8-4096", "M2 Pro", 0.447, "guide M2", _INT8 + ", 4096 int8", "matmul, int8 weight 4096x4096",
+          _matmul(1, 4096, 4096, weight=_int8(4096, 4096)), assumption=_ROWS),
+    Point("m2-int8-8192", "M2 Pro", 1.351, "guide M2", _INT8 + ", 8192 int8", "matmul, int8 weight 8192x8192",
+          _matmul(1, 8192, 8192, weight=_int8(8192, 8192)), assumption=_ROWS),
+    Point("m2-fmt-fp16", "M2 Pro", 0.690, "guide M2", _FMT + ", fp16 row", "matmul, fp16 weight 4096x4096", _matmul(1, 4096, 4096),
+          assumption=_ROWS + "; output width 4096 assumed"),
+    Point("m2-fmt-int8", "M2 Pro", 0.431, "guide M2", _FMT + ", int8 row", "matmul, int8 weight 4096x4096",
+          _matmul(1, 4096, 4096, weight=_int8(4096, 4096)), assumption=_ROWS + "; output width 4096 assumed"),
+    Point("m2-fmt-int4", "M2 Pro", 0.270, "guide M2", _FMT + ", int4 row", "matmul, 4-bit palettized weight 4096x4096",
+          _matmul(1, 4096, 4096, weight=_lut4(4096, 4096)),
+          assumption=_ROWS + "; int4 as a 16-entry lookup table (the form that streams from M1)"),
+    Point("m2-fmt-sparse", "M2 Pro", 0.330, "guide M2", _FMT + ", sparse row", "matmul, sparse weight 4096x4096, 32% dense",
+          _matmul(1, 4096, 4096, weight=_sparse(4096, 4096, 0.32)), assumption=_ROWS + "; output width 4096 assumed"),
+    # ---- guide, M5 (the measured M5 is an H17s part)
+    Point("m5-floor", "M5 Pro", 0.11, "guide M5", f"{G} ch. 18, tbl:c18-chip-params: M5 dispatch floor 0.11 ms",
+          "relu on a small tensor", _elementwise("relu", (1, 64, 1, 64)), assumption="a floor-sized op; size not published"),
+    # ---- seed 001 and the same author's repository (one M4 Max machine)
+    Point("m4max-kernel-64x32", "M4 Max", 0.175, "maderix M4 Max", f"{_SEED}: 64x32 kernel 0.175 ms",
+          "1x1 conv 64->64 on [1, 64, 1, 32]", _conv_chain(64, 32, 1), assumption="'64x32' read as 64 channels by 32 positions"),
+    Point("m4max-kernel-768x256", "M4 Max", 0.205, "maderix M4 Max", f"{_SEED}: 768x256 (Stories110M) kernel 0.205 ms",
+          "1x1 conv 768->768 on [1, 768, 1, 256]", _conv_chain(768, 256, 1),
+          assumption="'768x256' read as dim 768 by sequence 256, one 768->768 projection"),
+    *_chain_points("m4max", "M4 Max", _MDX_M4MAX_MS, "maderix M4 Max", _MDX_M4MAX),
+    # ---- maderix's M4 (base) blog measurements
+    Point("m4-part2-matmul-256", "M4", 0.101, "maderix part 2 M4", f"{_PART2}: 256x256 'dispatch-limited at 0.101 ms'",
+          "linear 256x256 by a 256x256 weight", _linear_sq(256), assumption=_PART2_SHAPE),
+    Point("m4-part2-matmul-2048", "M4", 2 * 2048 ** 3 / 5.7e12 * 1e3, "maderix part 2 M4", f"{_PART2}: 2048, 5.7 TFLOPS",
+          "linear 2048x2048 by a 2048x2048 weight", _linear_sq(2048), assumption=_PART2_SHAPE + "; latency = flops / rate"),
+    Point("m4-part2-matmul-4096", "M4", 2 * 4096 ** 3 / 4.0e12 * 1e3, "maderix part 2 M4", f"{_PART2}: 4096, 4.0 TFLOPS",
+          "linear 4096x4096 by a 4096x4096 weight", _linear_sq(4096), assumption=_PART2_SHAPE + "; latency = flops / rate"),
+    # ---- M3 Ultra community submissions to maderix/ANE (two machines, two people)
+    *_chain_points("m3u-pr28", "M3 Ultra", _PR28_MS, "maderix/ANE PR 28 M3 Ultra", _PR28),
+    *_chain_points("m3u-i42", "M3 Ultra", _I42_MS, "maderix/ANE issue 42 M3 Ultra", _I42),
+    # ---- ANEForge roofline submissions (one machine and person each)
+    *_aneforge_points(),
+    # ---- anemll-bench weight-streaming heads (one machine and person each)
+    Point("anemll-m4max-head", "M4 Max", 8.74, "anemll-bench 1 M4 Max",
+          _ANEMLL.format(n=1, chip="M4 Max 128 GB", model="MacBook Pro", suffix=""), "fp16 lm head, one row",
+          _lm_head(), assumption=_ANEMLL_SHAPE, route="host"),
+    Point("anemll-m4max-head-lut6", "M4 Max", 4.03, "anemll-bench 1 M4 Max",
+          _ANEMLL.format(n=1, chip="M4 Max 128 GB", model="MacBook Pro", suffix="_lut6"), "6-bit LUT lm head, one row",
+          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"),
+    Point("anemll-m4-head", "M4", 16.37, "anemll-bench 5 M4",
+          _ANEMLL.format(n=5, chip="M4 16 GB", model="Mac16,1", suffix=""), "fp16 lm head, one row",
+          _lm_head(), assumption=_ANEMLL_SHAPE, route="host"),
+    Point("anemll-m4-head-lut6", "M4", 6.447, "anemll-bench 5 M4",
+          _ANEMLL.format(n=5, chip="M4 16 GB", model="Mac16,1", suffix="_lut6"), "6-bit LUT lm head, one row",
+          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"),
+    Point("anemll-m2u-head", "M2 Ultra", 17.04, "anemll-bench 2 M2 Ultra",
+          _ANEMLL.format(n=2, chip="M2 Ultra 192 GB", model="Mac14,14", suffix=""), "fp16 lm head, one row",
+          _lm_head(), assumption=_ANEMLL_SHAPE, route="host"),
+    Point("anemll-m2u-head-lut6", "M2 Ultra", 6.70, "anemll-bench 2 M2 Ultra",
+          _ANEMLL.format(n=2, chip="M2 Ultra 192 GB", model="Mac14,14", suffix="_lut6"), "6-bit LUT lm head, one row",
+          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"),
+]
+
+
+def sources() -> dict[str, list[Point]]:
+    """Points grouped by measurement campaign, in table order."""
+    out: dict[str, list[Point]] = {}
+    for p in POINTS:
+        out.setdefault(p.source, []).append(p)
+    return out
 
 
 # Measurements found in the sources that could not be rebuilt as a program, and why.
@@ -227,4 +411,11 @@ UNUSABLE = [
     ("seed 001", "transformer block (LN + SDPA + FFN) ~0.21 ms", "model dimensions not published"),
     ("seed 001", "SRAM probe: 282.6 / 59.2 / 8.0 GFLOPS per MB at 12.5 / 32 / 128 MB of weights", "kernel shape not published"),
     ("seed 001", "real-time, processRequest and direct evaluate paths", "anekit models the standard evaluate path"),
+    ("maderix/ANE benchmarks/community_results.json", "peak_tflops_inmem M4 Pro 12.57, M5 12.44/12.17, M3 Pro 16.77",
+     "headline rates without the run's latency or chosen configuration"),
+    ("maderix/ANE issue #42", "inmem_peak 128x conv 512ch row", "cut off in the stored copy"),
+    ("sbryngelson/ANEForge bench/results/ROOFLINES.md", "decode @b1 of the M4 and M5 Pro submissions",
+     "measured with --perf-full, a different (4x heavier) decoder whose run the table does not give"),
+    ("maderix/ANE community_results.json", "Stories110M training steps (ms/step, ane_ms) on M1 Pro/Max, M4 Pro/Max, M5",
+     "the step's 60-99 kernels and their CPU share are not in the results"),
 ]

@@ -27,7 +27,8 @@ __all__ = ["get", "all_targets", "all_chips", "families", "names", "support",
 def get(name) -> Chip:
     """The record for a chip ("M4 Max", "m4max", "A17 Pro") or compiler target ("h16g").
 
-    A compiler target resolves to its representative chip (e.g. "h13g" -> M1 Max, the guide's
+    Also accepted: "Apple M5 Pro" (as `system_profiler` prints it) and Mac model identifiers
+    ("Mac16,12"). A compiler target resolves to its representative chip (e.g. "h13g" -> M1 Max, the guide's
     measured part); targets with no chip sold under them ("h17d", "u1") give a target-only record.
     A Chip passed in is returned as is."""
     if isinstance(name, Chip):
@@ -36,11 +37,14 @@ def get(name) -> Chip:
         raise TargetError(f"target name must be a non-empty string, got {name!r}")
     idx = _data.index()
     key = _data.normalize(name)
-    if key in idx:
-        return idx[key]
+    for k in (key, key[len("apple"):] if key.startswith("apple") else None):
+        if k and k in idx:          # "Apple M5 Pro" as system_profiler prints it
+            return idx[k]
     near = difflib.get_close_matches(key, list(idx), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(near)}?" if near else f"; known: {', '.join(names())}"
-    raise TargetError(f"unknown chip or compiler target '{name}'{hint}")
+    hint = f"did you mean {', '.join(near)}? " if near else ""
+    raise TargetError(f"unknown chip or compiler target '{name}': {hint}known chips: "
+                      f"{', '.join(c.name for c in all_chips())}; compiler targets such as h13g, h16g, h17s; "
+                      f"Mac model identifiers such as Mac16,12")
 
 
 def all_targets() -> list[CompilerTarget]:
