@@ -249,13 +249,16 @@ def test_estimate_prices_the_stored_stream():
         expect = stream + (layers if fmt == "int8" else 0)            # + one int8 zero point each
         e4 = ak.estimate(q, "m4")
         assert _mac_weight_bytes(e4) == pytest.approx(expect), fmt
-        assert e4.total_us < e16.total_us, fmt                       # weight-bound decode gets faster
+        # The M4 keeps a program this small resident on chip between calls (cost model, seed
+        # 001), so a smaller stream may not make it faster there; it must never make it slower.
+        assert e4.total_us <= e16.total_us, fmt
         e1 = ak.estimate(q, "m1")                                    # M1: int8 folds, palettes stream
         if fmt == "int8":
             assert _mac_weight_bytes(e1) == pytest.approx(2 * n)
             assert e1.total_us == pytest.approx(ak.estimate(dense, "m1").total_us)
-        else:
+        else:   # the M1 re-streams weights every call: the smaller palette stream is faster
             assert _mac_weight_bytes(e1) == pytest.approx(expect)
+            assert e1.total_us < ak.estimate(dense, "m1").total_us, fmt
 
 
 @pytest.mark.parametrize("fmt", ["fp16", "int8", "lut4"])
