@@ -23,13 +23,18 @@ for _name, _spec in _REGISTRY.items():
 del _name, _spec
 
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
-_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io"}
+_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io", "train"}
 _LAZY_FUNCS = {
     "compile": ("anekit.runtime", "compile"),
     "check": ("anekit.preflight", "check"),
     "estimate": ("anekit.cost", "estimate"),
     "load": ("anekit.io", "load"),
     "save": ("anekit.io", "save"),
+    "param": ("anekit.train.autodiff", "param"),
+    "grad": ("anekit.train.autodiff", "grad"),
+    "log_softmax": ("anekit.ir.composite", "log_softmax"),
+    "group_norm": ("anekit.ir.composite", "group_norm"),
+    "l2_norm": ("anekit.ir.composite", "l2_norm"),
 }
 
 

@@ -133,3 +133,121 @@ def scaled_dot_product_attention(a):
     return [(a.T, tuple(batch) + (q[-2], v[-1]))]
 
 
+
+
+# --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
+
+from ._gradlib import adjoint_window, b as _b, flat_taps, numel, unbroadcast, window_pads  # noqa: E402
+
+
+@matmul.defgrad
+def _matmul_grad(op, gs):
+    """out = A @ B with A = x or x^T, B = y or y^T: dA = g B^T, dB = A^T g, then undo the
+    transposes with matmul's own flags; batch axes broadcast away in autodiff."""
+    x, y, g = op.inputs["x"], op.inputs["y"], gs[0]
+    tx, ty = bool(op.attr("transpose_x")), bool(op.attr("transpose_y"))
+    x2 = x if x.rank > 1 else _b("reshape", x, shape=[1, x.shape[0]])
+    y2 = y if y.rank > 1 else _b("reshape", y, shape=[y.shape[0], 1])
+    g2 = g
+    if x.rank == 1:
+        g2 = _b("expand_dims", g2, axes=[g2.rank - (1 if y.rank > 1 else 0)])
+    if y.rank == 1:
+        g2 = _b("expand_dims", g2, axes=[g2.rank])
+    if tx:
+        dx = _b("matmul", y2, g2, transpose_x=ty, transpose_y=True)
+    else:
+        dx = _b("matmul", g2, y2, transpose_y=not ty)
+    if ty:
+        dy = _b("matmul", g2, x2, transpose_x=True, transpose_y=tx)
+    else:
+        dy = _b("matmul", x2, g2, transpose_x=not tx)
+    dx, dy = unbroadcast(dx, x2.shape), unbroadcast(dy, y2.shape)
+    return {"x": _b("reshape", dx, shape=list(x.shape)) if x.rank == 1 else dx,
+            "y": _b("reshape", dy, shape=list(y.shape)) if y.rank == 1 else dy}
+
+
+@linear.defgrad
+def _linear_grad(op, gs):
+    x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
+    n_out, n_in = w.shape
+    g2 = _b("reshape", g, shape=[-1, n_out])
+    x2 = _b("reshape", x, shape=[-1, n_in])
+    return {"x": _b("matmul", g, w),
+            "weight": _b("matmul", g2, x2, transpose_x=True),
+            "bias": _b("reduce_sum", g2, axes=[0])}
+
+
+def conv_geometry(op):
+    """(kernel, strides, dilations, pads) of a conv op, pads as (before, after) per axis."""
+    x, w = op.inputs["x"], op.inputs["weight"]
+    k = w.shape[2:]
+    strides = tuple(op.attr("strides") or (1,) * len(k))
+    dil = tuple(op.attr("dilations") or (1,) * len(k))
+    return k, strides, dil, window_pads(op, x.shape, k, strides, dil)
+
+
+def conv_weight_grad(x, g, k, strides, dil, pads, groups):
+    """dL/dW of a convolution by patch expansion and a matmul: one strided slice of the padded
+    input per kernel tap, then [taps, groups, Cout/g, N*P] x [taps, groups, Cin/g, N*P]^T (guide
+    ch. 15: the engine has no multi-channel weight-gradient op)."""
+    n, cin = x.shape[:2]
+    cout, out_sp = g.shape[1], g.shape[2:]
+    positions = numel(out_sp)
+    if any(p for pair in pads for p in pair):
+        x = _b("pad", x, pad=[v for pair in pads for v in pair])
+    gm = _b("reshape", _b("transpose", _b("reshape", g, shape=[n, cout, positions]), perm=[1, 0, 2]),
+            shape=[1, groups, cout // groups, n * positions])
+    taps = []
+    for tap in flat_taps(k):
+        begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
+        end = [n, cin] + [t * d + (o - 1) * s + 1 for t, d, o, s in zip(tap, dil, out_sp, strides)]
+        patch = _b("slice_by_index", x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
+        patch = _b("reshape", _b("transpose", _b("reshape", patch, shape=[n, cin, positions]), perm=[1, 0, 2]),
+                   shape=[1, groups, cin // groups, n * positions])
+        taps.append(patch)
+    patches = taps[0] if len(taps) == 1 else _b("concat", taps, axis=0)                 # [T, g, Cin/g, NP]
+    dw = _b("matmul", gm, patches, transpose_y=True)                                    # [T, g, Cout/g, Cin/g]
+    dw = _b("transpose", dw, perm=[1, 2, 3, 0])                                         # [g, Cout/g, Cin/g, T]
+    return _b("reshape", dw, shape=[cout, cin // groups, *k])
+
+
+@conv.defgrad
+def _conv_grad(op, gs):
+    """Data gradient: the transposed convolution with the same weight; weight gradient: patch
+    expansion + matmul; bias: the sum over batch and positions."""
+    x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
+    k, strides, dil, pads = conv_geometry(op)
+    groups = int(op.attr("groups"))
+    flat, out_shape = adjoint_window(x.shape, g.shape, k, strides, dil, pads)
+    dx = _b("conv_transpose", g, w, pad=flat, pad_type="custom", strides=list(strides),
+            dilations=list(dil), groups=groups, output_shape=out_shape)
+    return {"x": dx, "weight": conv_weight_grad(x, g, k, strides, dil, pads, groups),
+            "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
+
+
+@conv_transpose.defgrad
+def _conv_transpose_grad(op, gs):
+    """The transposed convolution is the adjoint of conv with the same weight, so its data
+    gradient is that conv and its weight gradient the conv weight gradient with the roles of
+    input and cotangent swapped."""
+    x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
+    k = w.shape[2:]
+    strides = tuple(op.attr("strides") or (1,) * len(k))
+    dil = tuple(op.attr("dilations") or (1,) * len(k))
+    pad_type, pad = op.attr("pad_type"), op.attr("pad")
+    pads = []
+    for i in range(len(k)):
+        if pad_type == "custom":
+            pads.append((int(pad[2 * i]), int(pad[2 * i + 1])))
+        elif pad_type in ("same", "same_lower"):
+            full = (x.shape[2 + i] - 1) * strides[i] + dil[i] * (k[i] - 1) + 1
+            total = full - x.shape[2 + i] * strides[i]
+            start = max(total // 2 if pad_type == "same" else total - total // 2, 0)
+            pads.append((start, max(total - start, 0)))
+        else:
+            pads.append((0, 0))
+    groups = int(op.attr("groups"))
+    dx = _b("conv", g, w, strides=list(strides), pad_type="custom", pad=[v for p in pads for v in p],
+            dilations=list(dil), groups=groups)
+    return {"x": dx, "weight": conv_weight_grad(g, x, k, strides, dil, pads, groups),
+            "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
