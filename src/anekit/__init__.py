@@ -32,6 +32,7 @@ _LAZY_FUNCS = {
     "save": ("anekit.io", "save"),
     "param": ("anekit.train.autodiff", "param"),
     "grad": ("anekit.train.autodiff", "grad"),
+    "optim": ("anekit.train", "optim"),
     "log_softmax": ("anekit.ir.composite", "log_softmax"),
     "group_norm": ("anekit.ir.composite", "group_norm"),
     "l2_norm": ("anekit.ir.composite", "l2_norm"),

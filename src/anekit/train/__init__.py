@@ -1,4 +1,9 @@
-"""Training: trainable parameters and reverse-mode gradients (guide ch. 15)."""
+"""Training (guide ch. 15): trainable parameters and reverse-mode gradients, optimizers whose
+update is a program, loss scaling, checkpoints and the Trainer."""
+from . import optim
 from .autodiff import Parameter, grad, initial_values, param, params_of
+from .loss_scale import LossScaler
+from .trainer import FitResult, Trainer
 
-__all__ = ["Parameter", "grad", "initial_values", "param", "params_of"]
+__all__ = ["Parameter", "grad", "initial_values", "param", "params_of", "optim", "LossScaler", "Trainer",
+           "FitResult"]
