@@ -2,8 +2,9 @@
 update is a program, loss scaling, checkpoints and the Trainer."""
 from . import optim
 from .autodiff import Parameter, grad, initial_values, param, params_of
+from .lowering import lower_runtime_weights
 from .loss_scale import LossScaler
 from .trainer import FitResult, Trainer
 
-__all__ = ["Parameter", "grad", "initial_values", "param", "params_of", "optim", "LossScaler", "Trainer",
-           "FitResult"]
+__all__ = ["Parameter", "grad", "initial_values", "param", "params_of", "lower_runtime_weights", "optim",
+           "LossScaler", "Trainer", "FitResult"]
