@@ -34,6 +34,7 @@ _LAZY_FUNCS = {
     "grad": ("anekit.train.autodiff", "grad"),
     "optim": ("anekit.train", "optim"),
     "log_softmax": ("anekit.ir.composite", "log_softmax"),
+    "rms_norm": ("anekit.ir.composite", "rms_norm"),
     "group_norm": ("anekit.ir.composite", "group_norm"),
     "l2_norm": ("anekit.ir.composite", "l2_norm"),
 }

@@ -1,5 +1,10 @@
 """Layers MIL has no single op for, built from declared ops (so they differentiate, check and
-run wherever those ops do): log_softmax, group_norm, l2_norm."""
+run wherever those ops do): log_softmax, rms_norm, group_norm, l2_norm.
+
+The MIL op set (coremltools' catalog, guide appendix A) has layer_norm, instance_norm,
+batch_norm and l2_norm but no rms_norm, group_norm or log_softmax: a program that named them
+would not compile, so they are compositions here, as coremltools' converter writes them.
+"""
 from __future__ import annotations
 
 from .builder import build as _b
@@ -10,6 +15,22 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - log(sum(exp(x))) along `axis`, max-subtracted inside reduce_log_sum_exp (the form
     coremltools lowers torch's log_softmax to)."""
     return x - _b("reduce_log_sum_exp", x, axes=[axis], keep_dims=True)
+
+
+def rms_norm(x: Tensor, axes=(-1,), gamma: Tensor | None = None, epsilon: float = 1e-5) -> Tensor:
+    """x / sqrt(mean(x^2) + epsilon) over `axes`, times gamma (shaped like those axes).
+
+    The mean of squares is one reduce_sum_square, so the squares are not stored as fp16
+    values on the way (guide ch. 3: stored squares overflow above 256)."""
+    ax = sorted(a % x.rank for a in axes)
+    n = 1
+    for a in ax:
+        n *= x.shape[a]
+    ms = _b("reduce_sum_square", x, axes=ax, keep_dims=True) * (1.0 / n)
+    y = x * _b("rsqrt", ms, epsilon=epsilon)
+    if gamma is not None:
+        y = y * _b("reshape", gamma, shape=[s if i in ax else 1 for i, s in enumerate(x.shape)])
+    return y
 
 
 def group_norm(x: Tensor, num_groups: int, gamma: Tensor | None = None, beta: Tensor | None = None,
