@@ -12,7 +12,7 @@ import sys
 from ..errors import AnekitError
 
 # Subcommand modules, in the order `anekit --help` lists them.
-COMMAND_MODULES = ("run", "check", "devices", "hwx")
+COMMAND_MODULES = ("run", "check", "devices", "hwx", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

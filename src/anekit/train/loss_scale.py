@@ -17,6 +17,7 @@ from ..errors import CheckpointError, UsageError
 
 STATIC_DEFAULT = 256.0       # the guide's and the seeds' static scale
 DYNAMIC_START = 1024.0       # the guide's digits run (ch. 15)
+# The scale is an fp16 graph input: 2**16 is already inf in fp16, so growth stops at 2**15.
 
 
 def _pow2(name, v) -> float:
@@ -28,7 +29,7 @@ def _pow2(name, v) -> float:
 
 class LossScaler:
     def __init__(self, scale="dynamic", *, init_scale: float = DYNAMIC_START, growth_interval: int = 200,
-                 min_scale: float = 1.0, max_scale: float = 65536.0):
+                 min_scale: float = 1.0, max_scale: float = 32768.0):
         if scale == "dynamic":
             self.dynamic, self.scale = True, _pow2("init_scale", init_scale)
         elif scale == "static" or scale is None:

@@ -134,7 +134,9 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------
 
-    def fit(self, batches, steps: int) -> FitResult:
+    def fit(self, batches, steps: int, callback=None) -> FitResult:
+        """Train until the step count reaches `steps`; `callback(trainer, row)` runs after each
+        step (e.g. an evaluation every N steps)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise UsageError(f"steps must be an integer >= 0, got {steps!r}")
         it = iter(batches)
@@ -161,6 +163,8 @@ class Trainer:
                     break
                 run.append(row)
                 self.history.append(row)
+                if callback is not None:
+                    callback(self, row)
                 self._log(row)
                 if bar is not None:
                     bar.update(1)
