@@ -31,7 +31,7 @@ def T():
 class Case:
     """fn(*tensors) in anekit, tfn(*torch tensors) in torch, inputs drawn per `kind`:
     "n" normal, "p" positive (0.5..2), "u" in (-0.9, 0.9), "i<V>" int32 indices below V,
-    "b" bool; only float inputs are differentiated."""
+    "b" bool, "causal" a lower-triangular bool mask; only float inputs are differentiated."""
 
     def __init__(self, id, fn, tfn, shapes, kinds=None):
         self.id, self.fn, self.tfn, self.shapes = id, fn, tfn, shapes
@@ -49,6 +49,8 @@ class Case:
                 out.append(rng.uniform(-0.9, 0.9, shape))
             elif kind == "b":
                 out.append(rng.random(shape) < 0.5)
+            elif kind == "causal":
+                out.append(np.tril(np.ones(shape, bool)))
             else:
                 out.append(rng.integers(0, int(kind[1:]), shape).astype(np.int32))
         return out
@@ -117,6 +119,12 @@ CASES = [
     C("cast", lambda x: ak.cast(x, dtype="fp32"), lambda t, x: x, [(3, 4)]),
     C("cast_int", lambda x, i: x * ak.cast(i, dtype=x.dtype), lambda t, x, i: x * i, [(3, 4), (3, 4)],
       ["n", "i5"]),
+    C("floor", lambda x: ak.floor(x) * x, lambda t, x: t.floor(x) * x, [(3, 4)]),
+    C("ceil", lambda x: ak.ceil(x) * x, lambda t, x: t.ceil(x) * x, [(3, 4)]),
+    C("round", lambda x: ak.round(x * 3.0) * x, lambda t, x: t.round(x * 3) * x, [(3, 4)]),
+    C("sign", lambda x: ak.sign(x) * x, lambda t, x: t.sign(x) * x, [(3, 4)]),
+    C("thresholded_relu", lambda x: ak.thresholded_relu(x, alpha=0.3), lambda t, x: t.where(x >= 0.3, x, 0 * x),
+      [(3, 5)]),
     # linear algebra
     C("matmul", ak.matmul, lambda t, x, y: x @ y, [(3, 4), (4, 5)]),
     C("matmul_batch_bcast", ak.matmul, lambda t, x, y: x @ y, [(2, 3, 4), (4, 5)]),
@@ -144,6 +152,14 @@ CASES = [
       [(2, 3, 11), (4, 3, 3)]),
     C("conv_transpose", lambda x, w: ak.conv_transpose(x, w, strides=[2, 2]),
       lambda t, x, w: F().conv_transpose2d(x, w, stride=2), [(2, 3, 4, 5), (3, 2, 3, 3)]),
+    C("sdpa", ak.scaled_dot_product_attention,
+      lambda t, q, k, v: F().scaled_dot_product_attention(q, k, v), [(2, 2, 4, 8), (2, 2, 5, 8), (1, 2, 5, 6)]),
+    C("sdpa_float_mask", ak.scaled_dot_product_attention,
+      lambda t, q, k, v, m: F().scaled_dot_product_attention(q, k, v, attn_mask=m), [(2, 3, 8), (2, 5, 8), (2, 5, 4),
+                                                                                     (3, 5)]),
+    C("sdpa_bool_mask", ak.scaled_dot_product_attention,
+      lambda t, q, k, v, m: F().scaled_dot_product_attention(q, k, v, attn_mask=m), [(2, 4, 8), (2, 4, 8), (2, 4, 4),
+                                                                                     (4, 4)], ["n", "n", "n", "causal"]),
     # pooling
     C("max_pool", lambda x: ak.max_pool(x, **_mp(2, 2)), lambda t, x: F().max_pool2d(x, 2, 2), [(2, 3, 6, 6)]),
     C("max_pool_overlap_pad", lambda x: ak.max_pool(x, **_mp(3, 2, pad_type="custom", pad=[1, 1, 1, 1])),
@@ -202,6 +218,20 @@ CASES = [
       lambda t, x: x[1:2, :, -3:-1], [(3, 4, 5)]),
     C("pad", lambda x: ak.pad(x, pad=[1, 2, 0, 3]), lambda t, x: F().pad(x, (0, 3, 1, 2)), [(2, 3, 4)]),
     C("tile", lambda x: ak.tile(x, reps=[2, 1, 3]), lambda t, x: x.repeat(2, 1, 3), [(2, 3, 4)]),
+    C("upsample_nearest", lambda x: ak.upsample_nearest_neighbor(x, scale_factor_height=2, scale_factor_width=3),
+      lambda t, x: F().interpolate(x, scale_factor=(2, 3), mode="nearest"), [(2, 3, 4, 5)]),
+    C("crop", lambda x: ak.crop(x, crop_height=[1, 2], crop_width=[2, 0]), lambda t, x: x[..., 1:-2, 2:], [(2, 3, 6, 5)]),
+    C("pixel_shuffle", lambda x: ak.pixel_shuffle(x, upscale_factor=2), lambda t, x: F().pixel_shuffle(x, 2),
+      [(2, 8, 3, 4)]),
+    C("reverse", lambda x: ak.reverse(x, axes=[0, 2]), lambda t, x: x.flip(0, 2), [(2, 3, 4)]),
+    C("cumsum", lambda x: ak.cumsum(x, axis=1), lambda t, x: x.cumsum(1), [(3, 5)]),
+    C("cumsum_rev_excl", lambda x: ak.cumsum(x, axis=0, exclusive=True, reverse=True),
+      lambda t, x: x.flip(0).cumsum(0).flip(0) - x, [(5, 3)]),
+    C("gather_along_axis", lambda x, i: ak.gather_along_axis(x, i, axis=1),
+      lambda t, x, i: t.gather(x, 1, i.long()), [(3, 5, 2), (3, 4, 2)], ["n", "i5"]),
+    C("topk", lambda x: ak.topk(x, k=3, axis=1)[0], lambda t, x: t.topk(x, 3, 1)[0], [(4, 7)]),
+    C("slice_update", lambda x, u: ak.slice_update(x, u, begin=[0, 1], end=[3, 4]),
+      lambda t, x, u: t.cat([x[:, :1], u, x[:, 4:]], 1), [(3, 6), (3, 3)]),
     C("gather", lambda x, i: ak.gather(x, i, axis=0), lambda t, x, i: x[i.long()], [(7, 5), (2, 3)],
       ["n", "i7"]),
     C("gather_axis1", lambda x, i: ak.gather(x, i, axis=1), lambda t, x, i: x[:, i.long()], [(2, 6, 3), (4,)],

@@ -313,3 +313,12 @@ def _select_grad(op, gs):
 def _cast_grad(op, gs):
     x = op.inputs["x"]                              # autodiff skips integer and bool sources
     return {"x": gs[0] if gs[0].dtype == x.dtype else gs[0].cast(x.dtype)}
+
+
+def _step_grad(op, gs):
+    """Piecewise-constant ops: the derivative is zero wherever it exists (PyTorch's convention)."""
+    return {"x": None}
+
+
+for _name in ("floor", "ceil", "round", "sign"):
+    _lookup(_name).defgrad(_step_grad)

@@ -251,3 +251,24 @@ def _conv_transpose_grad(op, gs):
             dilations=list(dil), groups=groups)
     return {"x": dx, "weight": conv_weight_grad(g, x, k, strides, dil, pads, groups),
             "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
+
+
+@scaled_dot_product_attention.defgrad
+def _sdpa_grad(op, gs):
+    """Recompute P = softmax(Q K^T s + mask) with forward ops, then dV = P^T g, dP = g V^T,
+    dS = P (dP - sum(dP P)), dQ = dS K s, dK = dS^T Q s (a float mask gets dS)."""
+    q, k, v, mask, g = (op.inputs["query"], op.inputs["key"], op.inputs["value"],
+                        op.inputs.get("attn_mask"), gs[0])
+    scale = 1.0 / (q.shape[-1] ** 0.5)
+    s = _b("matmul", q, k, transpose_y=True) * scale
+    if mask is not None:
+        s = _b("select", mask, s, -3.0e38 if s.dtype == "fp32" else -65504.0) if mask.dtype == "bool" else s + mask
+    p = _b("softmax", s, axis=-1)
+    dp = _b("matmul", g, v, transpose_y=True)
+    ds = p * (dp - _b("reduce_sum", dp * p, axes=[-1], keep_dims=True))
+    out = {"query": _b("matmul", ds, k) * scale,
+           "key": _b("matmul", ds, q, transpose_x=True) * scale,
+           "value": _b("matmul", p, g, transpose_x=True)}
+    if mask is not None and mask.dtype != "bool":
+        out["attn_mask"] = ds
+    return out

@@ -426,3 +426,18 @@ def _max_pool_grad(op, gs):
 
 REGISTRY["avg_pool"].defgrad(_avg_pool_grad)
 REGISTRY["max_pool"].defgrad(_max_pool_grad)
+
+
+@upsample_nearest_neighbor.defgrad
+def _upsample_nearest_grad(op, gs):
+    """Integer factors: each input pixel feeds an sh x sw block, so its cotangent is the block sum."""
+    x, g = op.inputs["x"], gs[0]
+    sh, sw = float(op.attr("scale_factor_height")), float(op.attr("scale_factor_width"))
+    if not (sh.is_integer() and sw.is_integer()):
+        from ...errors import GradientError
+        raise GradientError(f"upsample_nearest_neighbor: no gradient rule for fractional scale factors ({sh}, {sw})")
+    h, w = x.shape[-2:]
+    lead = list(x.shape[:-2])
+    blocks = _b("reshape", g, shape=lead + [h, int(sh), w, int(sw)])
+    summed = _b("reduce_sum", blocks, axes=[len(lead) + 1, len(lead) + 3])
+    return {"x": summed}
