@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, TrainingError, UsageError
+from ..preflight.train_risk import LOSS_SCALE_INPUT   # the backward seed's input name, shared with the rule
 from . import checkpoint as ckpt
 from .loss_scale import LossScaler
 from .optim import Optimizer
 
-LOSS_SCALE_INPUT = "loss_scale"     # the graph input the backward seed reads (preflight train_risk)
 GRAD_PREFIX = "grad_"
 METRICS_FILE = "metrics.jsonl"
 
