@@ -188,27 +188,26 @@ def conv_geometry(op):
 
 def conv_weight_grad(x, g, k, strides, dil, pads, groups):
     """dL/dW of a convolution by patch expansion and a matmul: one strided slice of the padded
-    input per kernel tap, then [taps, groups, Cout/g, N*P] x [taps, groups, Cin/g, N*P]^T (guide
-    ch. 15: the engine has no multi-channel weight-gradient op)."""
+    input per kernel tap, stacked on the channel axis, then per sample [g, Cout/g, P] x
+    [g, T*Cin/g, P]^T summed over the batch (guide ch. 15: the engine has no multi-channel
+    weight-gradient op). Contracting positions per sample keeps every axis within the
+    engine's per-axis limit where batch x positions would not."""
     n, cin = x.shape[:2]
     cout, out_sp = g.shape[1], g.shape[2:]
-    positions = numel(out_sp)
+    positions, taps, cg = numel(out_sp), numel(k), cin // groups
     if any(p for pair in pads for p in pair):
         x = _b("pad", x, pad=[v for pair in pads for v in pair])
-    gm = _b("reshape", _b("transpose", _b("reshape", g, shape=[n, cout, positions]), perm=[1, 0, 2]),
-            shape=[1, groups, cout // groups, n * positions])
-    taps = []
+    gm = _b("reshape", g, shape=[n, groups, cout // groups, positions])
+    cols = []
     for tap in flat_taps(k):
         begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
         end = [n, cin] + [t * d + (o - 1) * s + 1 for t, d, o, s in zip(tap, dil, out_sp, strides)]
         patch = _b("slice_by_index", x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
-        patch = _b("reshape", _b("transpose", _b("reshape", patch, shape=[n, cin, positions]), perm=[1, 0, 2]),
-                   shape=[1, groups, cin // groups, n * positions])
-        taps.append(patch)
-    patches = taps[0] if len(taps) == 1 else _b("concat", taps, axis=0)                 # [T, g, Cin/g, NP]
-    dw = _b("matmul", gm, patches, transpose_y=True)                                    # [T, g, Cout/g, Cin/g]
-    dw = _b("transpose", dw, perm=[1, 2, 3, 0])                                         # [g, Cout/g, Cin/g, T]
-    return _b("reshape", dw, shape=[cout, cin // groups, *k])
+        cols.append(_b("reshape", patch, shape=[n, groups, cg, positions]))
+    patches = cols[0] if taps == 1 else _b("concat", cols, axis=2)                      # [N, g, T*Cin/g, P]
+    dw = _b("reduce_sum", _b("matmul", gm, patches, transpose_y=True), axes=[0])        # [g, Cout/g, T*Cin/g]
+    dw = _b("transpose", _b("reshape", dw, shape=[groups, cout // groups, taps, cg]), perm=[0, 1, 3, 2])
+    return _b("reshape", dw, shape=[cout, cg, *k])
 
 
 @conv.defgrad
