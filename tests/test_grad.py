@@ -437,3 +437,28 @@ def test_digits_style_network_gradient(fp16):
     for p, t in zip(params, tp):
         cos, rel = compare(out[f"d{p.name}"], t.grad.numpy())
         assert cos >= (0.999 if fp16 else COSINE_MIN), f"{p.name}: cosine {cos}, rel {rel}"
+
+
+def _off_engine(outputs, target):
+    """(op type, rule) of what keeps a graph (runtime weights lowered) off the engine, apart
+    from int/bool program inputs (the test feeds indices and masks that way)."""
+    from anekit.train.lowering import lower_runtime_weights
+    rep = ak.check(ak.program(lower_runtime_weights(outputs)), target)
+    return [(f.op_type, f.rule) for f in rep.findings
+            if f.verdict in ("unsupported", "over_limit") and f.rule != "input-dtype"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_backward_graph_runs_on_the_engine_where_the_forward_does(case):
+    """The backward graph uses only ops and shapes the engine takes on the first chip of m1,
+    m3, m5 that runs the forward graph (else m5, excusing the forward's own ops): no logical
+    ops, no rank above the engine's (sin and cos, say, are native from the M3's family only)."""
+    values = case.values()
+    ins, out = case.graph(values, "fp16")
+    target = next((t for t in ("m1", "m3", "m5") if not _off_engine({"y": out}, t)), "m5")
+    excused = {op for op, _ in _off_engine({"y": out}, target)}   # tan: no engine path on any family
+    floats = [t for t, v in zip(ins, values) if v.dtype.kind == "f"]
+    loss = ak.reduce_sum(out * np.random.default_rng(1).standard_normal(out.shape).astype(np.float16))
+    grads = {f"g{i}": g for i, g in enumerate(ak.grad(loss, floats)) if not g.is_const}
+    off = [f for f in _off_engine(grads, target) if f[0] not in excused]
+    assert not off, f"{case.id} on {target}: {off}"

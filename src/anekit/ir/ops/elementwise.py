@@ -98,6 +98,11 @@ def _where(cond, g, zero_first=False):
     return _b("select", cond, 0.0, g) if zero_first else _b("select", cond, g, 0.0)
 
 
+def _between(lo_ok, hi_ok, g):
+    """g where both conditions hold: nested selects (the engine has no logical_and; appendix A)."""
+    return _where(lo_ok, _where(hi_ok, g))
+
+
 @_defgrad("add")
 def _add_grad(op, gs):
     return {"x": gs[0], "y": gs[0]}
@@ -217,7 +222,7 @@ def _relu_grad(op, gs):
 @_defgrad("relu6")
 def _relu6_grad(op, gs):
     x = op.inputs["x"]
-    return {"x": _where(_b("logical_and", x > 0.0, x < 6.0), gs[0])}
+    return {"x": _between(x > 0.0, x < 6.0, gs[0])}
 
 
 @_defgrad("leaky_relu")
@@ -283,7 +288,7 @@ def _sigmoid_hard_grad(op, gs):
     x = op.inputs["x"]
     alpha, beta = op.attr("alpha"), op.attr("beta")
     z = x * alpha + beta
-    return {"x": _where(_b("logical_and", z > 0.0, z < 1.0), gs[0] * alpha)}
+    return {"x": _between(z > 0.0, z < 1.0, gs[0] * alpha)}
 
 
 @_defgrad("linear_activation")
@@ -299,8 +304,7 @@ def _identity_grad(op, gs):
 @_defgrad("clip")
 def _clip_grad(op, gs):
     x = op.inputs["x"]
-    inside = _b("logical_and", x >= op.attr("alpha"), x <= op.attr("beta"))
-    return {"x": _where(inside, gs[0])}
+    return {"x": _between(x >= op.attr("alpha"), x <= op.attr("beta"), gs[0])}
 
 
 @_defgrad("select")

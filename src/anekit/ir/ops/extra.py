@@ -171,8 +171,11 @@ def _crop_grad(op, gs):
 def _pixel_shuffle_grad(op, gs):
     x, f = op.inputs["x"], op.attr("upscale_factor")
     n, c, h, w = x.shape
-    g = _b("reshape", gs[0], shape=[n, c // (f * f), h, f, w, f])
-    return {"x": _b("reshape", _b("transpose", g, perm=[0, 1, 3, 5, 2, 4]), shape=list(x.shape))}
+    # space to depth in rank-4 steps (the engine's rank limit): [nC, h, f, w*f] -> [nC, f, h, w*f]
+    # -> [nC*f, h, w, f] -> [nC*f, f, h, w] -> [n, C*f*f, h, w]
+    g = _b("transpose", _b("reshape", gs[0], shape=[n * (c // (f * f)), h, f, w * f]), perm=[0, 2, 1, 3])
+    g = _b("transpose", _b("reshape", g, shape=[n * (c // (f * f)) * f, h, w, f]), perm=[0, 3, 1, 2])
+    return {"x": _b("reshape", g, shape=list(x.shape))}
 
 
 @reverse.defgrad

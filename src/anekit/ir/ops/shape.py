@@ -331,10 +331,16 @@ def _pad_grad(op, gs):
 
 @tile.defgrad
 def _tile_grad(op, gs):
+    """Sum the copies, one tiled axis at a time through a rank-4 view (the engine's rank limit)."""
     x, g = op.inputs["x"], gs[0]
-    inter = [v for r, s in zip(op.attr("reps"), x.shape) for v in (r, s)]
-    summed = _b("reduce_sum", _b("reshape", g, shape=inter), axes=list(range(0, 2 * x.rank, 2)))
-    return {"x": _b("reshape", summed, shape=list(x.shape))}
+    for i, r in enumerate(op.attr("reps")):
+        if r == 1:
+            continue
+        shape = list(g.shape)
+        view = [_numel(shape[:i]), r, x.shape[i], _numel(shape[i + 1:])]
+        g = _b("reshape", _b("reduce_sum", _b("reshape", g, shape=view), axes=[1]),
+               shape=shape[:i] + [x.shape[i]] + shape[i + 1:])
+    return {"x": g}
 
 
 @gather.defgrad
@@ -407,17 +413,18 @@ def _max_pool_grad(op, gs):
     lowest = -65504.0 if x.dtype == "fp16" else -3.0e38
     xp = _b("pad", x, pad=[v for pair in pads for v in pair], constant_val=lowest) \
         if any(p for pair in pads for p in pair) else x
-    taken, total = None, None
-    for tap in flat_taps(k):
+    free, total = None, None          # free: 1 where no earlier tap took the window (float masks:
+    for tap in flat_taps(k):          # the engine has no logical ops, guide appendix A)
         begin = [0, 0] + list(tap)
         end = [x.shape[0], x.shape[1]] + [t + (o - 1) * s + 1 for t, o, s in zip(tap, y.shape[2:], strides)]
-        hit = _b("equal", _b("slice_by_index", xp, begin=begin, end=end, stride=[1, 1, *strides]), y)
-        if taken is not None:
-            hit = _b("logical_and", hit, _b("logical_not", taken))
-            taken = _b("logical_or", taken, hit)
+        hit = _b("select", _b("equal", _b("slice_by_index", xp, begin=begin, end=end, stride=[1, 1, *strides]), y),
+                 _make_const(1.0, y.dtype), 0.0)
+        if free is not None:
+            hit = hit * free
+            free = free - hit
         else:
-            taken = hit
-        part = embed(_b("select", hit, g, 0.0), xp.shape, begin, [1, 1, *strides])
+            free = 1.0 - hit
+        part = embed(g * hit, xp.shape, begin, [1, 1, *strides])
         total = part if total is None else total + part
     if xp is not x:
         total = _b("slice_by_size", total, begin=[0, 0] + [pb for pb, _ in pads], size=list(x.shape))
@@ -437,7 +444,8 @@ def _upsample_nearest_grad(op, gs):
         from ...errors import GradientError
         raise GradientError(f"upsample_nearest_neighbor: no gradient rule for fractional scale factors ({sh}, {sw})")
     h, w = x.shape[-2:]
-    lead = list(x.shape[:-2])
-    blocks = _b("reshape", g, shape=lead + [h, int(sh), w, int(sw)])
-    summed = _b("reduce_sum", blocks, axes=[len(lead) + 1, len(lead) + 3])
-    return {"x": summed}
+    sh, sw = int(sh), int(sw)
+    lead = _numel(x.shape[:-2])
+    rows = _b("reduce_sum", _b("reshape", g, shape=[lead, h, sh, w * sw]), axes=[2])     # rank <= 4
+    cols = _b("reduce_sum", _b("reshape", rows, shape=[lead * h, w, sw]), axes=[2])
+    return {"x": _b("reshape", cols, shape=list(x.shape))}
