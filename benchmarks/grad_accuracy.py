@@ -5,7 +5,8 @@
 Runs every case of tests/test_grad.py (one per rule, broadcasting and batch axes included)
 twice: in exact numerics with fp32 inputs (the test bound is cosine >= 0.9999) and on the
 target's profile with fp16 inputs and fp16 storage, the ANE's numerics as the simulator
-models them (guide ch. 3). The fp16 inputs are given to the reference too, so the figure is
+models them (guide ch. 3), with runtime-weight convs in the lowered form the engine takes
+(anekit.train.lowering). The fp16 inputs are given to the reference too, so the figure is
 the error of the gradient computation, not of the input rounding. Needs torch.
 """
 from __future__ import annotations
