@@ -58,7 +58,7 @@ def block_trainer(numerics):
     params = {k: ak.param(k, v) for k, v in block_params().items()}
     x, y = ak.input("x", (SEQ, DIM)), ak.input("y", (SEQ, DIM))
     loss = (block(params, x) - y).square().mean().reshape([1])
-    opt = optim.AdamW(list(params.values()), lr=1e-3)
+    opt = optim.AdamW(list(params.values()), lr=1e-3, weight_decay=0.5)   # lr * wd above fp16 resolution
     return Trainer(loss, list(params.values()), opt, target="m1", numerics=numerics, loss_scale=256,
                    progress=False)
 
@@ -72,7 +72,7 @@ def block_batches(seed=0):
 
 def torch_block_step(torch):
     P = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in block_params().items()}
-    opt = torch.optim.AdamW(P.values(), lr=1e-3)
+    opt = torch.optim.AdamW(P.values(), lr=1e-3, weight_decay=0.5)
     F = torch.nn.functional
     hd = DIM // HEADS
 

@@ -138,7 +138,7 @@ def test_fp16_engine_update_tracks_torch():
 def test_update_is_a_program_that_checks_and_estimates():
     import anekit as ak
     params, _ = _data()
-    prog = optim.AdamW(params, clip_norm=1.0).update_program()
+    prog = optim.AdamW(params, weight_decay=0.5, clip_norm=1.0).update_program()
     names = [t.name for t in prog.main.inputs]
     assert {"p_w", "g_w", "m_w", "v_w", "step_size", "eps_t", "decay"} <= set(names)
     assert {"new_p_w", "new_m_w", "new_v_w", "grad_norm"} <= set(prog.main.output_names)
@@ -161,3 +161,14 @@ def test_bad_arguments():
         optim.Adam({})
     with pytest.raises(UsageError, match="float array"):
         optim.Adam({"w": np.arange(3)})
+
+
+def test_adamw_warns_when_fp16_decay_is_a_no_op():
+    params, _ = _data()
+    with pytest.warns(UserWarning, match="below fp16 resolution"):
+        optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optim.AdamW(params, lr=1e-3, weight_decay=0.01, master_weights=True)
+        optim.AdamW(params, lr=1e-2, weight_decay=0.1)

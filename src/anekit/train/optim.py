@@ -23,6 +23,7 @@ everything is fp16 and the update runs with the target's engine numerics.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -322,3 +323,8 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01, **kw):
         super().__init__(params, lr, betas, eps, weight_decay=weight_decay, **kw)
+        if self.dtype == "fp16" and 0 < self.schedule.lr * self.weight_decay < 2.0 ** -12:
+            # p * (1 - lr * wd) rounds back to p in fp16 when lr * wd is below half an ulp of 1.
+            warnings.warn(f"AdamW: lr * weight_decay = {self.schedule.lr * self.weight_decay:.3g} is below "
+                          "fp16 resolution, so the decoupled decay does nothing on fp16 weights; "
+                          "use master_weights=True or a larger weight_decay", stacklevel=2)
