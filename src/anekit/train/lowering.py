@@ -20,7 +20,7 @@ import itertools
 
 from ..ir.builder import build as b
 from ..ir.graph import Op, Tensor, topo_order
-from ..ir.ops._gradlib import embed, flat_taps, numel, window_pads
+from ..ir.ops._gradlib import embed, narrow, flat_taps, numel, window_pads
 from ..ir.weights import is_weight
 
 # form suffix -> what the rewritten op stands for (read by anekit.preflight.training)
@@ -147,7 +147,7 @@ def _lower_conv_transpose(o, inputs):
     extra = [max(0, st + q - f) for st, q, f in zip(begin, out.shape[2:], full)]
     if any(extra):
         total = b("pad", total, pad=[v for e in extra for v in (0, e)])
-    y = b("slice_by_size", total, begin=[0, 0, *begin], size=list(out.shape))
+    y = narrow(total, [0, 0, *begin], out.shape)       # no loss-scaled width-offset slice
     return y if bias is None else y + b("reshape", bias, shape=[1, out.shape[1]] + [1] * (out.rank - 2))
 
 

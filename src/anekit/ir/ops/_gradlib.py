@@ -120,3 +120,21 @@ def flat_taps(k) -> list[tuple[int, ...]]:
 
 def numel(shape) -> int:
     return int(math.prod(shape))
+
+
+def narrow(t: Tensor, begin, size) -> Tensor:
+    """slice_by_size that keeps a nonzero offset off the width (last) axis: such a slice goes
+    through a crop that saturates above 4094 on M1/M2 (guide ch. 3, ch. 15), and cotangents
+    carry the loss scale, so the width offset is taken on the height axis of a transposed view
+    (after the other axes are cut in place)."""
+    begin, size = list(begin), list(size)
+    if t.rank < 2 or begin[-1] == 0:
+        return b("slice_by_size", t, begin=begin, size=size)
+    w_begin, w_size = begin[-1], size[-1]
+    if any(begin[:-1]) or list(size[:-1]) != list(t.shape[:-1]):
+        t = b("slice_by_size", t, begin=begin[:-1] + [0], size=size[:-1] + [t.shape[-1]])
+    perm = list(range(t.rank - 2)) + [t.rank - 1, t.rank - 2]
+    view = b("transpose", t, perm=perm)
+    cut = b("slice_by_size", view, begin=[0] * (t.rank - 2) + [w_begin, 0],
+            size=list(view.shape[:-2]) + [w_size, view.shape[-1]])
+    return b("transpose", cut, perm=perm)

@@ -237,7 +237,7 @@ def upsample_nearest_neighbor(a):
 import numpy as _np  # noqa: E402
 
 from ._gradlib import adjoint_window, b as _b, embed, flat_taps, make_const as _make_const  # noqa: E402
-from ._gradlib import numel as _numel, window_pads, zeros as _zeros  # noqa: E402
+from ._gradlib import narrow, numel as _numel, window_pads, zeros as _zeros  # noqa: E402
 from ..spec import REGISTRY  # noqa: E402
 
 
@@ -427,7 +427,7 @@ def _max_pool_grad(op, gs):
         part = embed(g * hit, xp.shape, begin, [1, 1, *strides])
         total = part if total is None else total + part
     if xp is not x:
-        total = _b("slice_by_size", total, begin=[0, 0] + [pb for pb, _ in pads], size=list(x.shape))
+        total = narrow(total, [0, 0] + [pb for pb, _ in pads], x.shape)
     return {"x": total}
 
 
