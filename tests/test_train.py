@@ -278,8 +278,17 @@ def test_trainer_argument_errors(ds):
         tr.resume()
 
 
+def test_ane_backend_is_refused_off_a_mac_with_the_reason():
+    import platform
+    from anekit.errors import BackendUnavailableError
+    if platform.system() == "Darwin":
+        pytest.skip("on a Mac the ANE backend may be available")
+    with pytest.raises(BackendUnavailableError, match="ane"):
+        _trainer(backend="ane")
+
+
 def test_estimate_step_per_chip():
-    from anekit.train.estimate import estimate_step
+    from anekit.train import estimate_step
     tr = _trainer()
     m1, m5 = estimate_step(tr, "m1"), estimate_step(tr, "m5")
     assert m1["total_us"] == pytest.approx(m1["train_step_us"] + m1["update_us"])
