@@ -102,3 +102,17 @@ def test_lowered_28x28_training_graph_passes_check_on_m1():
     from anekit.ir.weights import is_weight
     assert not [o for o in prog.main.ops if o.type in ("conv", "conv_transpose", "linear")
                 and not is_weight(o.inputs["weight"])]
+
+
+def test_check_flags_runtime_weight_linear_and_conv_transpose_until_lowered():
+    x = ak.input("x", (1, 2, 4, 4))
+    w = ak.param("wt", np.ones((2, 3, 2, 2)))
+    up = ak.conv_transpose(x, w, name="up")
+    fc = ak.linear(ak.reshape(up, shape=[1, -1]), ak.param("wl", np.ones((4, 75))), name="fc")
+    out = {"y": ak.relu(fc)}
+    before = {f.op: f for f in ak.check(ak.program(out), "m1").findings if f.rule == "runtime-weight"}
+    assert before["up"].verdict == before["fc"].verdict == "unsupported"
+    assert "constant weight" in before["fc"].reason and "iOS 17" in before["up"].reason
+    after = ak.check(ak.program(lower_runtime_weights(out)), "m1")
+    forms = {lowered_form(f.op) for f in after.findings if f.rule == "runtime-weight"}
+    assert forms == {"tap_matmul", "weight_matmul"} and after.ok

@@ -5,9 +5,10 @@ operands natively, so a weight that feeds a matmul stays as it is ("weights as i
 convolution whose weight is a runtime tensor uses the engine's dynamic-weight path, which
 compiles at batch one only (ch. 19); above that it is rewritten here as patch expansion
 (one strided slice of the padded input per kernel tap) and a matmul against the reshaped
-weight. A transposed convolution with a runtime weight becomes one matmul per tap whose
-result is scattered back (`embed`), and a linear with a runtime weight a matmul with the
-weight transposed.
+weight. MIL's linear takes a constant weight only, and its conv_transpose does before
+iOS 17 (coremltools' op definitions), so with a runtime weight those are always rewritten:
+a linear as a matmul with the weight transposed, a transposed convolution as one matmul per
+kernel tap whose result is scattered back (`embed`).
 
     outs = lower_runtime_weights({"loss": loss, "dw": dw})   # then ak.program(outs)
 
@@ -27,9 +28,11 @@ from ..ir.weights import is_weight
 FORMS = {
     "patch_matmul": "conv with a runtime weight at batch {batch}: patch expansion + matmul, because the "
                     "engine's dynamic-weight convolution fails to compile above batch one",
-    "tap_matmul": "conv_transpose with a runtime weight at batch {batch}: one matmul per kernel tap, scattered "
-                  "back, because the dynamic-weight path fails to compile above batch one",
-    "weight_matmul": "linear with a runtime weight: a matmul with the weight as an input (weights as inputs)",
+    "tap_matmul": "conv_transpose with a runtime weight: one matmul per kernel tap, scattered back, because MIL's "
+                  "conv_transpose takes a constant weight before iOS 17 and the dynamic-weight path fails to "
+                  "compile above batch one",
+    "weight_matmul": "linear with a runtime weight: a matmul with the weight as an input (weights as inputs), "
+                     "because MIL's linear takes a constant weight only",
 }
 _serial = itertools.count()
 
@@ -44,12 +47,12 @@ def lowered_form(op_name: str | None) -> str | None:
 
 
 def needs_lowering(op) -> bool:
-    """A conv or conv_transpose above batch one, or a linear, whose weight is a runtime tensor."""
+    """A conv above batch one, or any conv_transpose or linear, whose weight is a runtime tensor."""
     if op.type not in ("conv", "conv_transpose", "linear"):
         return False
     if is_weight(op.inputs["weight"]):
         return False
-    return op.type == "linear" or op.inputs["x"].shape[0] > 1
+    return op.type != "conv" or op.inputs["x"].shape[0] > 1
 
 
 def lower_runtime_weights(outputs):
