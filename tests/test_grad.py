@@ -335,6 +335,8 @@ def test_param_rejects_bad_init():
         ak.param("w", np.ones(3), dtype="int32")
     with pytest.raises(ShapeError):
         ak.param("w", 3.0)
+    with pytest.raises(ShapeError, match="fp16 maximum"):
+        ak.param("w", np.array([1e5]))
 
 
 def test_params_of_finds_the_parameters_a_loss_reads():

@@ -45,6 +45,8 @@ def param(name: str, init, dtype: str = "fp16") -> Parameter:
                          f"shape {list(arr.shape)}")
     if not np.all(np.isfinite(arr)):
         raise ShapeError(f"param '{name}': init has non-finite values")
+    if dtype == "fp16" and np.abs(arr).max() > 65504.0:
+        raise ShapeError(f"param '{name}': init reaches {np.abs(arr).max():g}, beyond the fp16 maximum 65504")
     base = graph_input(name, arr.shape, dtype)
     p = Parameter(base.dtype, base.shape, name=base.name)
     p._seq = base._seq
