@@ -326,3 +326,16 @@ def _step_grad(op, gs):
 
 for _name in ("floor", "ceil", "round", "sign"):
     _lookup(_name).defgrad(_step_grad)
+
+
+@_defgrad("floor_div")
+def _floor_div_grad(op, gs):
+    """Piecewise constant in both arguments: no gradient flows."""
+    return {"x": None, "y": None}
+
+
+@_defgrad("mod")
+def _mod_grad(op, gs):
+    """x mod y = x - floor(x / y) * y (numpy's sign convention)."""
+    x, y = op.inputs["x"], op.inputs["y"]
+    return {"x": gs[0], "y": -(gs[0] * _b("floor_div", x, y))}
