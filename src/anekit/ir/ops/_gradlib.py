@@ -94,18 +94,13 @@ def embed(g: Tensor, full_shape, begins, strides) -> Tensor:
     for i, s in enumerate(strides):
         if s == 1 or g.shape[i] == 1:
             continue
-        n = g.shape[i]
-        e = b("expand_dims", g, axes=[i + 1])                       # [..., n, 1, ...]
-        zshape = list(e.shape)
-        zshape[i + 1] = s - 1
-        e = b("concat", [e, zeros(zshape, g.dtype)], axis=i + 1)    # [..., n, s, ...]
-        flat = list(g.shape)
-        flat[i] = n * s
-        g = b("reshape", e, shape=flat)
-        keep = [0] * g.rank
-        size = list(g.shape)
-        size[i] = (n - 1) * s + 1                                   # drop the trailing zeros
-        g = b("slice_by_size", g, begin=keep, size=size)
+        n, shape = g.shape[i], list(g.shape)
+        a, c = numel(shape[:i]), numel(shape[i + 1:])
+        e = b("reshape", g, shape=[a, n, 1, c])                     # a rank-4 view, whatever g's rank
+        e = b("concat", [e, zeros([a, n, s - 1, c], g.dtype)], axis=2)
+        e = b("slice_by_size", b("reshape", e, shape=[a, n * s, c]), begin=[0, 0, 0],
+              size=[a, (n - 1) * s + 1, c])                         # drop the trailing zeros
+        g = b("reshape", e, shape=shape[:i] + [(n - 1) * s + 1] + shape[i + 1:])
     pads = []
     for i, (n, full, start) in enumerate(zip(g.shape, full_shape, begins)):
         pads += [start, full - start - n]
