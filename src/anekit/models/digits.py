@@ -86,6 +86,8 @@ def build(image_size: int, batch_size: int, seed: int = 0):
 def eval_program(image_size: int, batch_size: int):
     """Logits for a batch of images, with the parameters as inputs (compiled once, fed the
     trainer's current weights)."""
+    from ..train.lowering import lower_runtime_weights
     p = {name: ir.input(name, shape) for name, shape in layout(image_size)}
     x = ir.input("x", (batch_size, 1, image_size, image_size))
-    return ir.program({"logits": forward(p, x)}, name="digits_eval")
+    # The same engine forms as the training program, so evaluation sees the same numerics.
+    return ir.program(lower_runtime_weights({"logits": forward(p, x)}), name="digits_eval")

@@ -47,15 +47,18 @@ class FitResult:
     history: list = field(default_factory=list)   # one metrics dict per step run in this call
 
 
-def training_program(loss, params, seed_name: str = LOSS_SCALE_INPUT):
-    """{loss, grad_<param>...} of (loss * seed) as one Program; the seed is an input."""
+def training_program(loss, params, seed_name: str = LOSS_SCALE_INPUT, lower: bool = True):
+    """{loss, grad_<param>...} of (loss * seed) as one Program; the seed is an input. With
+    `lower`, convs and linears whose weight is a parameter are rewritten into forms the engine
+    compiles (anekit.train.lowering; `ak.check` names the form chosen)."""
     from .. import ir
     from .autodiff import grad
+    from .lowering import lower_runtime_weights
     seed = ir.input(seed_name, loss.shape, loss.dtype)
     grads = grad(loss, params, seed=seed)
     outs = {"loss": loss}
     outs.update({f"{GRAD_PREFIX}{p.name}": g for p, g in zip(params, grads)})
-    return ir.program(outs, name="train_step")
+    return ir.program(lower_runtime_weights(outs) if lower else outs, name="train_step")
 
 
 def fingerprint(prog) -> str:
@@ -73,7 +76,8 @@ def fingerprint(prog) -> str:
 class Trainer:
     def __init__(self, loss, params, opt: Optimizer, target="m1", backend: str = "sim",
                  loss_scale="dynamic", checkpoint_dir=None, *, numerics: str = "profile",
-                 checkpoint_every: int = 50, progress: bool = True, metrics_path=None, seed: int = 0):
+                 checkpoint_every: int = 50, progress: bool = True, metrics_path=None, seed: int = 0,
+                 lower: bool = True):
         if not isinstance(opt, Optimizer):
             raise UsageError(f"opt must be an ak.optim optimizer, got {type(opt).__name__}")
         self.params = list(params)
@@ -90,7 +94,7 @@ class Trainer:
             self.checkpoint_dir / METRICS_FILE if self.checkpoint_dir else None)
         self.rng = np.random.default_rng(seed)     # for user augmentation; saved in checkpoints
         self.step = 0
-        self.program = training_program(loss, self.params)
+        self.program = training_program(loss, self.params, lower=lower)
         self.fingerprint = fingerprint(self.program)
         param_names = set(names) | {LOSS_SCALE_INPUT}
         self.batch_inputs = [t.name for t in self.program.main.inputs if t.name not in param_names]
@@ -102,6 +106,7 @@ class Trainer:
         self._data_state = None            # the data position at self.step
         self._pending_data = None          # restored from a checkpoint, applied by fit()
         self._stop = False
+        self._saved_step: int | None = None   # the step of the last checkpoint written or loaded
 
     # --- one step -------------------------------------------------------------------------
 
@@ -186,8 +191,6 @@ class Trainer:
         ms = [r["step_ms"] for r in run]
         return FitResult(self.step, run[-1]["loss"] if run else None, statistics.median(ms) if ms else None,
                          self.scaler.overflow_steps, self.scaler.scale, interrupted, run)
-
-    _saved_step: int | None = None
 
     def _data_position(self, batches, run) -> dict:
         if hasattr(batches, "state") and callable(batches.state):
