@@ -85,8 +85,9 @@ def lower_runtime_weights(outputs):
     return dict(zip(keys, result)) if keys is not None else result
 
 
-def _name(o, form: str, index: int | str = "") -> str:
-    return f"{o.name or o.type + str(next(_serial))}__{form}{index}"
+def _base(o) -> str:
+    """The name the rewritten ops of `o` start with: its own, else its type and a serial."""
+    return o.name or f"{o.type}{next(_serial)}"
 
 
 def _geometry(o, x, w):
@@ -115,7 +116,7 @@ def _lower_conv(o, inputs):
     cols = cols[0] if taps == 1 else b("concat", cols, axis=2)                           # [N, g, T*Cin/g, P]
     wm = b("transpose", b("reshape", w, shape=[cout, cg, taps]), perm=[0, 2, 1])         # [Cout, T, Cin/g]
     wm = b("reshape", wm, shape=[1, groups, cout // groups, taps * cg])
-    y = b("matmul", wm, cols, name=_name(o, "patch_matmul"))                             # [N, g, Cout/g, P]
+    y = b("matmul", wm, cols, name=f"{_base(o)}__patch_matmul")                             # [N, g, Cout/g, P]
     y = b("reshape", y, shape=[n, cout, *out_sp])
     return y if bias is None else y + b("reshape", bias, shape=[1, cout] + [1] * len(out_sp))
 
@@ -130,11 +131,11 @@ def _lower_conv_transpose(o, inputs):
     full = [(s - 1) * st + d * (kk - 1) + 1 for s, st, d, kk in zip(x.shape[2:], strides, dil, k)]
     xs = b("reshape", x, shape=[n, groups, cg, numel(x.shape[2:])])
     wt = b("reshape", w, shape=[groups, cg, og, numel(k)])
-    total = None
+    total, base = None, _base(o)
     for t, tap in enumerate(flat_taps(k)):
         w_t = b("slice_by_size", wt, begin=[0, 0, 0, t], size=[-1, -1, -1, 1])
         w_t = b("reshape", w_t, shape=[1, groups, cg, og])
-        y_t = b("matmul", w_t, xs, transpose_x=True, name=_name(o, "tap_matmul", t))        # [N, g, Cout/g, S]
+        y_t = b("matmul", w_t, xs, transpose_x=True, name=f"{base}__tap_matmul{t}")        # [N, g, Cout/g, S]
         y_t = b("reshape", y_t, shape=[n, groups * og, *x.shape[2:]])
         part = embed(y_t, [n, groups * og, *full], [0, 0] + [q * d for q, d in zip(tap, dil)], [1, 1, *strides])
         total = part if total is None else total + part
@@ -156,7 +157,7 @@ def _lower_conv_transpose(o, inputs):
 
 def _lower_linear(o, inputs):
     x, w, bias = inputs["x"], inputs["weight"], inputs.get("bias")
-    y = b("matmul", x, w, transpose_y=True, name=_name(o, "weight_matmul"))
+    y = b("matmul", x, w, transpose_y=True, name=f"{_base(o)}__weight_matmul")
     return y if bias is None else y + bias
 
 
