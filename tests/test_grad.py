@@ -399,6 +399,20 @@ def test_unreached_tensor_gets_zero_gradient():
     assert gz.is_const and gz.shape == (2, 2) and not np.any(gz.const)
 
 
+def test_gradients_are_distinct_program_outputs():
+    """add's inputs share one cotangent, and d loss / d loss is the seed (here an input):
+    every gradient still goes into a program under its own name."""
+    a, b = ak.input("a", (3,), "fp32"), ak.input("b", (3,), "fp32")
+    scale = ak.input("scale", (), "fp32")
+    loss = ak.reduce_sum(a + b)
+    ga, gb, gl = ak.grad(loss, [a, b, loss], seed=scale)
+    prog = ak.program({"ga": ga, "gb": gb, "gl": gl})
+    out = ak.compile(prog, backend="sim", numerics="exact")({"scale": np.float32(4.0)})   # a, b not needed
+    np.testing.assert_array_equal(out["ga"], [4, 4, 4])
+    np.testing.assert_array_equal(out["gb"], [4, 4, 4])
+    assert float(out["gl"]) == 4.0
+
+
 def test_loss_must_have_one_element():
     x = ak.input("x", (3,), "fp32")
     with pytest.raises(GradientError, match="scalar"):
@@ -485,3 +499,45 @@ def test_gradient_on_the_m1_profile(case):
     0.999995, softplus through the 33-knot sigmoid table); relative error under 1e-2."""
     cos, rel = case_accuracy(case, "m1", "profile", "fp16")
     assert cos >= COSINE_MIN and rel <= 1e-2, f"{case.id} on m1: cosine {cos:.6f}, relative error {rel:.2e}"
+
+
+def _random_broadcast_pair(rng):
+    """Two shapes that broadcast: a random rank-1..4 shape, each axis of the other kept,
+    set to 1, or dropped from the front."""
+    full = [int(rng.integers(1, 5)) for _ in range(int(rng.integers(1, 5)))]
+    other = [1 if rng.random() < 0.4 else n for n in full][int(rng.integers(0, len(full))):]
+    return (full, other or [1]) if rng.random() < 0.5 else (other or [1], full)
+
+
+def _random_matmul(rng):
+    batch = [int(rng.integers(1, 4)) for _ in range(int(rng.integers(0, 3)))]
+    xb = [1 if rng.random() < 0.3 else n for n in batch][int(rng.integers(0, len(batch) + 1)):]
+    m, k, n = (int(v) for v in rng.integers(1, 6, 3))
+    tx, ty = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    return (xb + ([k, m] if tx else [m, k]), batch + ([n, k] if ty else [k, n]), tx, ty)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_shapes_broadcast_and_batch(seed):
+    """Random broadcasting binaries, random batched matmuls with random transpose flags and a
+    random conv geometry, each against torch in exact numerics."""
+    rng = np.random.default_rng(100 + seed)
+    xs, ys = _random_broadcast_pair(rng)
+    name, tfn = [("add", lambda t, x, y: x + y), ("sub", lambda t, x, y: x - y), ("mul", lambda t, x, y: x * y),
+                 ("maximum", lambda t, x, y: t.maximum(x, y))][seed % 4]
+    mx, my, tx, ty = _random_matmul(rng)
+    k = [int(v) for v in rng.integers(1, 4, 2)]
+    s = [int(v) for v in rng.integers(1, 3, 2)]
+    cin, groups = int(rng.integers(1, 3)) * 2, int(rng.choice([1, 2]))
+    size = [k[i] + int(rng.integers(0, 5)) for i in range(2)]
+    cases = [
+        Case(name, getattr(ak, name), tfn, [tuple(xs), tuple(ys)]),
+        Case("matmul", lambda x, y: ak.matmul(x, y, transpose_x=tx, transpose_y=ty),
+             lambda t, x, y: (x.transpose(-1, -2) if tx else x) @ (y.transpose(-1, -2) if ty else y),
+             [tuple(mx), tuple(my)]),
+        Case("conv", lambda x, w: ak.conv(x, w, strides=s, groups=groups),
+             lambda t, x, w: F().conv2d(x, w, stride=s, groups=groups), [(2, cin, *size), (4, cin // groups, *k)]),
+    ]
+    for case in cases:
+        cos, rel = case_accuracy(case)
+        assert cos >= COSINE_MIN and rel <= REL_ERR_MAX, f"{case.id} {case.shapes}: cosine {cos}, rel {rel:.2e}"

@@ -119,11 +119,15 @@ def grad(loss: Tensor, wrt: Iterable[Tensor], seed=None) -> list[Tensor]:
                 prev = cot.get(id(t))
                 cot[id(t)] = g if prev is None else prev + g
                 path.setdefault(id(t), via)
-    out = []
+    out: list[Tensor] = []
     for t in wrt:
         g = cot.get(id(t))
         if g is None:
             g = make_const(np.zeros(t.shape), t.dtype if t.dtype in FLOAT else loss.dtype)
+        elif g.op is None or any(g is h for h in out):
+            # Distinct tensors, so every gradient can be a program output of its own (add's two
+            # inputs share one cotangent; d loss / d loss is the seed, maybe a graph input).
+            g = g._b("identity", g)
         out.append(g)
     return out
 
