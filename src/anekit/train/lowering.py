@@ -21,7 +21,7 @@ import itertools
 
 from ..ir.builder import build as b
 from ..ir.graph import Op, Tensor, topo_order
-from ..ir.ops._gradlib import embed, narrow, flat_taps, numel, window_pads
+from ..ir.ops._gradlib import embed, flat_taps, narrow, numel, window_pads
 from ..ir.weights import is_weight
 
 # form suffix -> what the rewritten op stands for (read by anekit.preflight.training)
