@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import anekit as ak
 from anekit.errors import CheckpointError, TrainingError, UsageError
 from anekit.models import digits
 from anekit.train import LossScaler, Trainer, checkpoint, data, optim
@@ -263,7 +262,7 @@ def test_mnist_folder_and_batches(tmp_path):
     with pytest.raises(CheckpointError):
         b2.restore({"position": 3, "seed": 5, "batch_size": 8})
     with pytest.raises(UsageError, match="train-images"):
-        data.load_mnist(tmp_path / "nowhere" if False else tmp_path.parent)
+        data.load_mnist(tmp_path.parent)          # a folder without the IDX files
 
 
 def test_trainer_argument_errors(ds):

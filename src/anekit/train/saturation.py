@@ -23,7 +23,6 @@ from ..ir.builder import build as _op
 # gradient sums only 9 positions and stays below the MAC output ceiling (2**15, ch. 3), so
 # every inf counted here comes from the width slices.
 X_SHAPE, W_SHAPE = (1, 2, 5, 5), (4, 2, 3, 3)
-Y_SHAPE = (1, 4, 3, 3)
 GUIDE_COUNTS = {(1, 256): 0, (1, 384): 0, (1, 512): 1, (1, 768): 3, (1, 1024): 8, (4, 256): 36}
 # The cotangent gain that puts the largest width-offset-sliced value at loss scale 1 at 9.0:
 # above 4094/512 = 8.0 and below 4094/384 = 10.66, the guide's "exact at 384, first inf at 512".

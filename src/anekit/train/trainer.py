@@ -133,9 +133,12 @@ class Trainer:
             self.opt.step(grads, grad_scale=scale)
         ms = (time.perf_counter() - t0) * 1e3
         self.step = n
-        return {"step": n, "loss": loss, "step_ms": round(ms, 3), "loss_scale": scale,
-                "lr": self.opt.lr_at(max(self.opt.t, 1)), "overflow": not finite,
-                "overflow_steps": self.scaler.overflow_steps}
+        row = {"step": n, "loss": loss, "step_ms": round(ms, 3), "loss_scale": scale,
+               "lr": self.opt.lr_at(max(self.opt.t, 1)), "overflow": not finite,
+               "overflow_steps": self.scaler.overflow_steps}
+        if applied and self.opt.last_grad_norm is not None:
+            row["grad_norm"] = self.opt.last_grad_norm
+        return row
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -153,7 +156,7 @@ class Trainer:
         prev = self._install_sigint()
         try:
             while self.step < steps:
-                self._data_state = self._data_position(batches, run)
+                self._data_state = self._data_position(batches)
                 try:
                     batch = next(it)
                 except StopIteration:
@@ -177,10 +180,10 @@ class Trainer:
                                     overflow=row["overflow_steps"], refresh=False)
                 if self._stop:
                     interrupted = True
-                    self._data_state = self._data_position(batches, run)
+                    self._data_state = self._data_position(batches)
                     break
                 if self.step % self.checkpoint_every == 0 or self.step == steps:
-                    self._data_state = self._data_position(batches, run)
+                    self._data_state = self._data_position(batches)
                     self.save()
         finally:
             self._restore_sigint(prev)
@@ -192,7 +195,7 @@ class Trainer:
         return FitResult(self.step, run[-1]["loss"] if run else None, statistics.median(ms) if ms else None,
                          self.scaler.overflow_steps, self.scaler.scale, interrupted, run)
 
-    def _data_position(self, batches, run) -> dict:
+    def _data_position(self, batches) -> dict:
         if hasattr(batches, "state") and callable(batches.state):
             return {"kind": "stream", **batches.state()}
         return {"kind": "count", "position": self.step}
@@ -214,7 +217,7 @@ class Trainer:
         if threading.current_thread() is not threading.main_thread():
             return None
 
-        def handler(signum, frame):
+        def handler(_signum, _frame):
             self._stop = True
         return signal.signal(signal.SIGINT, handler)
 
