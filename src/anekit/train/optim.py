@@ -178,13 +178,11 @@ class Optimizer:
         feeds.update(self.state)
         out = self._executable()(feeds)
         cast = np.float32 if self.master_weights else np.float16
-        for k in self.params:
-            self.params[k] = np.asarray(out[f"new_p_{k}"], dtype=cast).reshape(self.params[k].shape)
-        for n in self.state:
-            self.state[n] = np.asarray(out[f"new_{n}"], dtype=cast).reshape(self.state[n].shape)
+        params = {k: np.asarray(out[f"new_p_{k}"], dtype=cast).reshape(v.shape) for k, v in self.params.items()}
+        state = {n: np.asarray(out[f"new_{n}"], dtype=cast).reshape(v.shape) for n, v in self.state.items()}
         if "grad_norm" in out:
             self.last_grad_norm = float(np.asarray(out["grad_norm"]).reshape(-1)[0])
-        self.t = t
+        self.params, self.state, self.t = params, state, t      # all at once: an interrupt sees old or new
 
     # --- checkpoints ----------------------------------------------------------------------
 

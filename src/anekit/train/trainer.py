@@ -218,6 +218,8 @@ class Trainer:
             return None
 
         def handler(_signum, _frame):
+            if self._stop:                  # a second Ctrl-C: stop now (the step in flight is dropped)
+                raise KeyboardInterrupt
             self._stop = True
         return signal.signal(signal.SIGINT, handler)
 
