@@ -276,7 +276,7 @@ def _gelu_grad(op, gs):
         return {"x": gs[0] * (cdf + x * pdf)}
     if mode == "TANH_APPROXIMATION":                # 0.5 x (1 + tanh(k (x + 0.044715 x^3)))
         k = _math.sqrt(2.0 / _math.pi)
-        t = (x + x * x * x * 0.044715).__mul__(k).tanh()
+        t = ((x + x * x * x * 0.044715) * k).tanh()
         dt = (1.0 - t * t) * (x * x * (3 * 0.044715 * k) + k)
         return {"x": gs[0] * ((t + 1.0) * 0.5 + x * 0.5 * dt)}
     s = (x * 1.702).sigmoid()                       # x * sigmoid(1.702 x)
