@@ -162,7 +162,7 @@ def _sqrt_grad(op, gs):
 @_defgrad("rsqrt")
 def _rsqrt_grad(op, gs):
     y = op.outputs[0]                               # (x + eps)^-1/2: d/dx = -y^3 / 2
-    return {"x": gs[0] * (y * y * y) * -0.5}
+    return {"x": gs[0] * -0.5 * y * y * y}          # g first: y^3 alone overflows fp16 from y = 41
 
 
 @_defgrad("inverse")
