@@ -242,6 +242,8 @@ CASES = [
       lambda t, x, u: t.cat([x[:, :1], u, x[:, 4:]], 1), [(3, 6), (3, 3)]),
     C("gather", lambda x, i: ak.gather(x, i, axis=0), lambda t, x, i: x[i.long()], [(7, 5), (2, 3)],
       ["n", "i7"]),
+    C("gather_batch_dims", lambda x, i: ak.gather(x, i, axis=2, batch_dims=1),
+      lambda t, x, i: t.stack([x[b][:, i[b].long()] for b in range(2)]), [(2, 3, 6, 4), (2, 5)], ["n", "i6"]),
     C("gather_axis1", lambda x, i: ak.gather(x, i, axis=1), lambda t, x, i: x[:, i.long()], [(2, 6, 3), (4,)],
       ["n", "i6"]),
 ]
@@ -379,6 +381,12 @@ def test_missing_rule_names_the_op_and_its_path():
     loss = ak.reduce_mean(ak.exp(y, name="e"))
     with pytest.raises(GradientError, match=r"'reduce_prod'.*loss <- reduce_mean <- exp 'e' <- reduce_prod"):
         ak.grad(loss, [x])
+
+
+def test_a_form_a_rule_does_not_cover_is_an_error():
+    x = ak.input("x", (2, 5), "fp32")
+    with pytest.raises(GradientError, match="reflect"):
+        ak.grad(ak.reduce_sum(ak.pad(x, pad=[1, 1], mode="reflect")), [x])
 
 
 def test_integer_and_comparison_outputs_carry_no_gradient():

@@ -323,7 +323,8 @@ def _slice_by_size_grad(op, gs):
 def _pad_grad(op, gs):
     x, p = op.inputs["x"], op.attr("pad")
     if op.attr("mode") != "constant":
-        return {}
+        from ...errors import GradientError
+        raise GradientError(f"pad: no gradient rule for mode '{op.attr('mode')}' (constant padding has one)")
     k = len(p) // 2
     begin = [0] * (x.rank - k) + [p[2 * j] for j in range(k)]
     return {"x": _b("slice_by_size", gs[0], begin=begin, size=list(x.shape))}
@@ -345,20 +346,21 @@ def _tile_grad(op, gs):
 
 @gather.defgrad
 def _gather_grad(op, gs):
-    """Scatter-add as a matmul with a one-hot matrix of the indices (embedding gradient)."""
+    """Scatter-add as a matmul with a one-hot matrix of the indices (embedding gradient), per
+    batch slice when batch_dims > 0: [B, M, V]^T x [B, pre, M, post] in rank-4 views."""
     x, idx, g = op.inputs["x"], op.inputs["indices"], gs[0]
-    if op.attr("batch_dims"):
-        return {}
+    nb = op.attr("batch_dims")
     ax = op.attr("axis") % x.rank
     v = x.shape[ax]
-    m = idx.size
-    flat_idx = _b("reshape", idx, shape=[m, 1])
+    batch = _numel(x.shape[:nb])
+    m = _numel(idx.shape[nb:])
+    flat_idx = _b("reshape", idx, shape=[batch, 1, m, 1])
     wrapped = _b("select", flat_idx < 0, flat_idx + v, flat_idx)     # negative indices count from the end
-    onehot = _b("cast", _b("equal", wrapped, _make_const(_np.arange(v, dtype=_np.int32)[None, :], "int32")),
-                dtype=g.dtype)                                       # [M, V]
-    pre, post = _numel(x.shape[:ax]), _numel(x.shape[ax + 1:])
-    g3 = _b("reshape", g, shape=[pre, m, post])
-    dx = _b("matmul", onehot, g3, transpose_x=True)                  # [pre, V, post]
+    onehot = _b("cast", _b("equal", wrapped, _make_const(_np.arange(v, dtype=_np.int32), "int32")),
+                dtype=g.dtype)                                       # [B, 1, M, V]
+    pre, post = _numel(x.shape[nb:ax]), _numel(x.shape[ax + 1:])
+    g4 = _b("reshape", g, shape=[batch, pre, m, post])
+    dx = _b("matmul", onehot, g4, transpose_x=True)                  # [B, pre, V, post]
     return {"x": _b("reshape", dx, shape=list(x.shape))}
 
 
