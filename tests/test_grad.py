@@ -389,6 +389,15 @@ def test_a_form_a_rule_does_not_cover_is_an_error():
         ak.grad(ak.reduce_sum(ak.pad(x, pad=[1, 1], mode="reflect")), [x])
 
 
+def test_a_rule_that_omits_a_needed_input_is_an_error(monkeypatch):
+    """None means "no gradient flows"; leaving an input out is a gap, not a silent zero."""
+    full = REGISTRY["mul"].grad
+    monkeypatch.setattr(REGISTRY["mul"], "grad", lambda op, gs: {"x": full(op, gs)["x"]})
+    x, y = ak.input("x", (3,), "fp32"), ak.input("y", (3,), "fp32")
+    with pytest.raises(GradientError, match="'mul' gives nothing for its input 'y'"):
+        ak.grad(ak.reduce_sum(x * y), [y])
+
+
 def test_integer_and_comparison_outputs_carry_no_gradient():
     x = ak.input("x", (2, 5), "fp32")
     idx = ak.reduce_argmax(x, axis=1)                          # int32: no flow, not an error

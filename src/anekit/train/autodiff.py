@@ -108,7 +108,13 @@ def grad(loss: Tensor, wrt: Iterable[Tensor], seed=None) -> list[Tensor]:
                                 f"declare one with @{o.type}.defgrad in anekit.ir.ops")
         result = o.spec.grad(o, gs) or {}
         for pname, v in o.inputs.items():
-            if pname not in result or result[pname] is None:
+            if pname not in result:
+                ins = v if isinstance(v, tuple) else (v,)
+                if any(id(t) in needs and t.dtype in FLOAT for t in ins):   # None = "no flow"; absent = a gap
+                    raise GradientError(f"the gradient rule of '{o.type}' gives nothing for its input '{pname}' "
+                                        f"(path from the loss: {_describe(via)})")
+                continue
+            if result[pname] is None:
                 continue
             ins = v if isinstance(v, tuple) else (v,)
             outs = result[pname] if isinstance(v, tuple) else (result[pname],)
