@@ -77,9 +77,9 @@ class OpSpec:
 
         A `tensors` parameter maps to a tuple, one entry per tensor. A cotangent may have the
         broadcast output shape: autodiff (anekit.train.autodiff) sums it down to the input's
-        shape and casts it to the input's dtype. A parameter left out, or None, gets no
-        gradient; integer and bool inputs never do. A rule may raise GradientError for an
-        argument form it does not cover."""
+        shape and casts it to the input's dtype. None means no gradient flows to that
+        input; leaving out an input that needs one is an error; integer and bool inputs never
+        get one. A rule may raise GradientError for an argument form it does not cover."""
         if self.grad is not None:
             raise RuntimeError(f"op '{self.name}' has two gradient rules")
         self.grad = rule
