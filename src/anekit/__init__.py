@@ -23,7 +23,7 @@ for _name, _spec in _REGISTRY.items():
 del _name, _spec
 
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
-_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io"}
+_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io", "train"}
 _LAZY_FUNCS = {
     "compile": ("anekit.runtime", "compile"),
     "check": ("anekit.preflight", "check"),
@@ -31,6 +31,13 @@ _LAZY_FUNCS = {
     "load": ("anekit.io", "load"),
     "save": ("anekit.io", "save"),
     "quantize": ("anekit.quantization", "quantize"),   # module named apart: an import would shadow it
+    "param": ("anekit.train.autodiff", "param"),
+    "grad": ("anekit.train.autodiff", "grad"),
+    "optim": ("anekit.train", "optim"),
+    "log_softmax": ("anekit.ir.composite", "log_softmax"),
+    "rms_norm": ("anekit.ir.composite", "rms_norm"),
+    "group_norm": ("anekit.ir.composite", "group_norm"),
+    "l2_norm": ("anekit.ir.composite", "l2_norm"),
 }
 
 

@@ -109,3 +109,13 @@ class TransportError(AnekitError, RuntimeError):
 class UsageError(AnekitError, ValueError):
     """An API or command called with arguments it cannot take (a wrong type, an unknown
     option, an inconsistent combination); names the argument."""
+
+
+class GradientError(AnekitError, ValueError):
+    """Reverse-mode differentiation met an op with no gradient rule, or a bad loss or seed
+    (the message names the op and its path from the loss)."""
+
+
+class TrainingError(AnekitError, RuntimeError):
+    """Training cannot go on: a non-finite loss (the message names the step) or a step that
+    failed; the last checkpoint is left as it was."""

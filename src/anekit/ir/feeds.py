@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from . import dtypes as _dt
+from .fp16cast import to_fp16
 from .graph import Function
 
 
@@ -48,5 +49,7 @@ def _convert(t, value) -> np.ndarray:
             raise DTypeError(f"input '{t.name}': values out of int32 range")
     elif t.dtype == "bool" and a.dtype.kind != "b" and not np.isin(a, (0, 1)).all():
         raise DTypeError(f"input '{t.name}' is bool; got values other than 0 and 1")
+    if t.dtype == "fp16" and a.dtype != np.float16:
+        return to_fp16(a)                                 # numpy's cast is slow on fp16 subnormals
     with np.errstate(over="ignore", invalid="ignore"):   # fp16 overflow to inf is the point
         return np.array(a, dtype=_dt.to_numpy(t.dtype), order="C")

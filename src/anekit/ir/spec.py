@@ -73,7 +73,13 @@ class OpSpec:
     def defgrad(self, rule: Callable) -> Callable:
         """Decorator: `rule(op, gs) -> {param name: cotangent Tensor | None}` is this op's
         vector-Jacobian product, written with forward ops (`gs[i]` is the cotangent of output i,
-        None where no gradient flows). Used as `@relu.defgrad` right after the declaration."""
+        None where no gradient flows). Used as `@relu.defgrad` right after the declaration.
+
+        A `tensors` parameter maps to a tuple, one entry per tensor. A cotangent may have the
+        broadcast output shape: autodiff (anekit.train.autodiff) sums it down to the input's
+        shape and casts it to the input's dtype. None means no gradient flows to that
+        input; leaving out an input that needs one is an error; integer and bool inputs never
+        get one. A rule may raise GradientError for an argument form it does not cover."""
         if self.grad is not None:
             raise RuntimeError(f"op '{self.name}' has two gradient rules")
         self.grad = rule

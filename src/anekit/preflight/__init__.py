@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import AnekitError
 from ..ir import Program
-from . import ranges
+from . import ranges, train_risk
 from .report import OFF_ENGINE, VERDICTS, CheckReport, Finding, OpVerdict
 from ..ir.weights import program_weight_bytes
 from .rules import OP_RULES, clip_after_finding, range_rules, width_slice_rule
@@ -40,7 +40,7 @@ def check(prog, target, function: str | None = None) -> CheckReport:
     chip = targets.get(target)
     fn = _function(prog, function)
     res = ranges.start(fn)
-    program_findings = _program_rules(fn, chip)
+    program_findings = _program_rules(fn, chip) + train_risk.findings(fn, chip)
     verdicts = []
     for op in fn.ops:
         ranges.step(op, res)

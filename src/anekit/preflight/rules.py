@@ -234,3 +234,6 @@ OP_RULES = (op_support, rank_rule, dim_rule, conv_kernel_rule, matmul_rule, dyna
 # Op names the rules above are keyed on (tests check them against REGISTRY and the support table).
 KEYED_OPS = frozenset({"conv", "conv_transpose", "matmul", "linear", "cast", "exp", "exp2",
                        "scaled_dot_product_attention", *SLICE_OPS, *GATHER_OPS})
+
+from .training import runtime_weight_rule  # noqa: E402  (training graphs: runtime-weight forms)
+OP_RULES += (runtime_weight_rule,)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import AnekitError, ShapeError, UnsupportedOpError
 from ..ir.feeds import bind_inputs
+from ..ir.fp16cast import from_fp16, to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
 from .fp16 import F32
@@ -272,7 +273,7 @@ class Simulator:
     def _ingest(self, t, arr: np.ndarray) -> np.ndarray:
         if t.dtype in ("fp16", "fp32"):
             with np.errstate(all="ignore"):
-                return self.nx.ingest(arr.astype(F32))
+                return self.nx.ingest(from_fp16(arr) if arr.dtype == np.float16 else arr.astype(F32))
         return arr
 
 
@@ -282,5 +283,7 @@ def _to_declared(value, dtype: str):
     np_type = _OUT_NUMPY.get(dtype)
     if np_type is None:
         return np.array(value)
+    if np_type is np.float16:
+        return to_fp16(value)
     with np.errstate(all="ignore"):
         return np.array(value, dtype=np_type)

@@ -259,6 +259,9 @@ def _emulated(x, w, batch, p, limit) -> np.ndarray:
     m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
     xb = np.broadcast_to(x, batch + (m, k)).reshape(-1, m, k)
     wt = np.swapaxes(np.broadcast_to(w, batch + (k, n)).reshape(-1, k, n), 1, 2)   # [B, N, K]
+    if xb.shape[0] * m * n * k <= _CHUNK:      # small batched products: one pass, not one per matrix
+        lanes = _products(xb[:, :, None, :], wt[:, None, :, :], p)
+        return accumulate(tile_sums(lanes, p, limit), p, limit).reshape(batch + (m, n))
     out = np.empty((xb.shape[0], m, n), F32)
     rows = max(1, _CHUNK // max(1, n * k))
     for b in range(xb.shape[0]):

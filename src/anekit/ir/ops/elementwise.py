@@ -78,3 +78,264 @@ def select(a):
 def cast(a):
     """Convert x to another dtype."""
     return [(a.dtype, a.x.shape)]
+
+
+# --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
+# A rule may return a cotangent of the broadcast output shape: autodiff sums it to the input's.
+
+import math as _math  # noqa: E402
+
+from ..spec import lookup as _lookup  # noqa: E402
+from ._gradlib import b as _b  # noqa: E402
+
+
+def _defgrad(name):
+    return _lookup(name).defgrad
+
+
+def _where(cond, g, zero_first=False):
+    """g where cond holds, else 0 (or the reverse)."""
+    return _b("select", cond, 0.0, g) if zero_first else _b("select", cond, g, 0.0)
+
+
+def _between(lo_ok, hi_ok, g):
+    """g where both conditions hold: nested selects (the engine has no logical_and; appendix A)."""
+    return _where(lo_ok, _where(hi_ok, g))
+
+
+@_defgrad("add")
+def _add_grad(op, gs):
+    return {"x": gs[0], "y": gs[0]}
+
+
+@_defgrad("sub")
+def _sub_grad(op, gs):
+    return {"x": gs[0], "y": -gs[0]}
+
+
+@_defgrad("mul")
+def _mul_grad(op, gs):
+    x, y = op.inputs["x"], op.inputs["y"]
+    return {"x": gs[0] * y, "y": gs[0] * x}
+
+
+@_defgrad("real_div")
+def _div_grad(op, gs):
+    y, out = op.inputs["y"], op.outputs[0]
+    gx = gs[0] / y
+    return {"x": gx, "y": -(gx * out)}
+
+
+@_defgrad("pow")
+def _pow_grad(op, gs):
+    x, y, out = op.inputs["x"], op.inputs["y"], op.outputs[0]
+    return {"x": gs[0] * y * _b("pow", x, y - 1.0), "y": gs[0] * out * _b("log", x)}
+
+
+def _minmax_grad(first_wins):
+    def rule(op, gs):
+        x, y = op.inputs["x"], op.inputs["y"]
+        pick_x = (x >= y) if first_wins else (x <= y)
+        return {"x": _where(pick_x, gs[0]), "y": _where(pick_x, gs[0], zero_first=True)}
+    return rule
+
+
+_defgrad("maximum")(_minmax_grad(True))
+_defgrad("minimum")(_minmax_grad(False))
+
+
+@_defgrad("square")
+def _square_grad(op, gs):
+    return {"x": gs[0] * op.inputs["x"] * 2.0}
+
+
+@_defgrad("abs")
+def _abs_grad(op, gs):
+    return {"x": gs[0] * _b("sign", op.inputs["x"])}
+
+
+@_defgrad("sqrt")
+def _sqrt_grad(op, gs):
+    return {"x": gs[0] * 0.5 / op.outputs[0]}
+
+
+@_defgrad("rsqrt")
+def _rsqrt_grad(op, gs):
+    y = op.outputs[0]                               # (x + eps)^-1/2: d/dx = -y^3 / 2
+    return {"x": gs[0] * -0.5 * y * y * y}          # g first: y^3 alone overflows fp16 from y = 41
+
+
+@_defgrad("inverse")
+def _inverse_grad(op, gs):
+    y = op.outputs[0]
+    return {"x": -(gs[0] * y * y)}
+
+
+@_defgrad("exp")
+def _exp_grad(op, gs):
+    return {"x": gs[0] * op.outputs[0]}
+
+
+@_defgrad("exp2")
+def _exp2_grad(op, gs):
+    return {"x": gs[0] * op.outputs[0] * _math.log(2.0)}
+
+
+@_defgrad("log")
+def _log_grad(op, gs):
+    return {"x": gs[0] / (op.inputs["x"] + op.attr("epsilon"))}
+
+
+@_defgrad("erf")
+def _erf_grad(op, gs):
+    x = op.inputs["x"]
+    return {"x": gs[0] * _b("exp", -(x * x)) * (2.0 / _math.sqrt(_math.pi))}
+
+
+@_defgrad("sin")
+def _sin_grad(op, gs):
+    return {"x": gs[0] * _b("cos", op.inputs["x"])}
+
+
+@_defgrad("cos")
+def _cos_grad(op, gs):
+    return {"x": -(gs[0] * _b("sin", op.inputs["x"]))}
+
+
+@_defgrad("tan")
+def _tan_grad(op, gs):
+    y = op.outputs[0]
+    return {"x": gs[0] * (y * y + 1.0)}
+
+
+@_defgrad("atan")
+def _atan_grad(op, gs):
+    x = op.inputs["x"]
+    return {"x": gs[0] / (x * x + 1.0)}
+
+
+@_defgrad("relu")
+def _relu_grad(op, gs):
+    return {"x": _where(op.inputs["x"] > 0.0, gs[0])}
+
+
+@_defgrad("relu6")
+def _relu6_grad(op, gs):
+    x = op.inputs["x"]
+    return {"x": _between(x > 0.0, x < 6.0, gs[0])}
+
+
+@_defgrad("leaky_relu")
+def _leaky_relu_grad(op, gs):
+    x, g = op.inputs["x"], gs[0]
+    return {"x": _b("select", x >= 0.0, g, g * op.attr("alpha"))}
+
+
+@_defgrad("elu")
+def _elu_grad(op, gs):
+    x, y, g = op.inputs["x"], op.outputs[0], gs[0]
+    return {"x": _b("select", x > 0.0, g, g * (y + op.attr("alpha")))}
+
+
+@_defgrad("sigmoid")
+def _sigmoid_grad(op, gs):
+    y = op.outputs[0]
+    return {"x": gs[0] * y * (1.0 - y)}
+
+
+@_defgrad("tanh")
+def _tanh_grad(op, gs):
+    y = op.outputs[0]
+    return {"x": gs[0] * (1.0 - y * y)}
+
+
+@_defgrad("silu")
+def _silu_grad(op, gs):
+    x = op.inputs["x"]
+    s = x.sigmoid()                                 # d/dx x*s = s * (1 + x * (1 - s))
+    return {"x": gs[0] * s * (x * (1.0 - s) + 1.0)}
+
+
+@_defgrad("softplus")
+def _softplus_grad(op, gs):
+    return {"x": gs[0] * op.inputs["x"].sigmoid()}
+
+
+@_defgrad("softsign")
+def _softsign_grad(op, gs):
+    d = _b("abs", op.inputs["x"]) + 1.0
+    return {"x": gs[0] / (d * d)}
+
+
+@_defgrad("gelu")
+def _gelu_grad(op, gs):
+    x, mode = op.inputs["x"], op.attr("mode")
+    if mode == "EXACT":                             # Phi(x) + x * phi(x)
+        cdf = (_b("erf", x * (1.0 / _math.sqrt(2.0))) + 1.0) * 0.5
+        pdf = _b("exp", x * x * -0.5) * (1.0 / _math.sqrt(2.0 * _math.pi))
+        return {"x": gs[0] * (cdf + x * pdf)}
+    if mode == "TANH_APPROXIMATION":                # 0.5 x (1 + tanh(k (x + 0.044715 x^3)))
+        k = _math.sqrt(2.0 / _math.pi)
+        t = ((x + x * x * x * 0.044715) * k).tanh()
+        dt = (1.0 - t * t) * (x * x * (3 * 0.044715 * k) + k)
+        return {"x": gs[0] * ((t + 1.0) * 0.5 + x * 0.5 * dt)}
+    s = (x * 1.702).sigmoid()                       # x * sigmoid(1.702 x)
+    return {"x": gs[0] * (s + x * s * (1.0 - s) * 1.702)}
+
+
+@_defgrad("sigmoid_hard")
+def _sigmoid_hard_grad(op, gs):
+    x = op.inputs["x"]
+    alpha, beta = op.attr("alpha"), op.attr("beta")
+    z = x * alpha + beta
+    return {"x": _between(z > 0.0, z < 1.0, gs[0] * alpha)}
+
+
+@_defgrad("linear_activation")
+def _linear_activation_grad(op, gs):
+    return {"x": gs[0] * op.attr("alpha")}
+
+
+@_defgrad("identity")
+def _identity_grad(op, gs):
+    return {"x": gs[0]}
+
+
+@_defgrad("clip")
+def _clip_grad(op, gs):
+    x = op.inputs["x"]
+    return {"x": _between(x >= op.attr("alpha"), x <= op.attr("beta"), gs[0])}
+
+
+@_defgrad("select")
+def _select_grad(op, gs):
+    cond = op.inputs["cond"]
+    return {"a": _where(cond, gs[0]), "b": _where(cond, gs[0], zero_first=True)}
+
+
+@_defgrad("cast")
+def _cast_grad(op, gs):
+    x = op.inputs["x"]                              # autodiff skips integer and bool sources
+    return {"x": gs[0] if gs[0].dtype == x.dtype else gs[0].cast(x.dtype)}
+
+
+def _step_grad(op, gs):
+    """Piecewise-constant ops: the derivative is zero wherever it exists (PyTorch's convention)."""
+    return {"x": None}
+
+
+for _name in ("floor", "ceil", "round", "sign"):
+    _lookup(_name).defgrad(_step_grad)
+
+
+@_defgrad("floor_div")
+def _floor_div_grad(op, gs):
+    """Piecewise constant in both arguments: no gradient flows."""
+    return {"x": None, "y": None}
+
+
+@_defgrad("mod")
+def _mod_grad(op, gs):
+    """x mod y = x - floor(x / y) * y (numpy's sign convention)."""
+    x, y = op.inputs["x"], op.inputs["y"]
+    return {"x": gs[0], "y": -(gs[0] * _b("floor_div", x, y))}

@@ -145,3 +145,100 @@ def slice_update(a):
     if a.update.shape != want:
         raise a.fail("update", f"shape {list(a.update.shape)} must be the slice's {list(want)}")
     return [(a.T, a.x.shape)]
+
+
+# --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
+
+import numpy as _np  # noqa: E402
+
+from ._gradlib import b as _b, embed as _embed, make_const as _make_const  # noqa: E402
+
+
+@thresholded_relu.defgrad
+def _thresholded_relu_grad(op, gs):
+    x = op.inputs["x"]
+    return {"x": _b("select", x >= op.attr("alpha"), gs[0], 0.0)}
+
+
+@crop.defgrad
+def _crop_grad(op, gs):
+    x = op.inputs["x"]
+    begins = [0] * (x.rank - 2) + [op.attr("crop_height")[0], op.attr("crop_width")[0]]
+    return {"x": _embed(gs[0], x.shape, begins, [1] * x.rank)}
+
+
+@pixel_shuffle.defgrad
+def _pixel_shuffle_grad(op, gs):
+    x, f = op.inputs["x"], op.attr("upscale_factor")
+    n, c, h, w = x.shape
+    # space to depth in rank-4 steps (the engine's rank limit): [nC, h, f, w*f] -> [nC, f, h, w*f]
+    # -> [nC*f, h, w, f] -> [nC*f, f, h, w] -> [n, C*f*f, h, w]
+    g = _b("transpose", _b("reshape", gs[0], shape=[n * (c // (f * f)), h, f, w * f]), perm=[0, 2, 1, 3])
+    g = _b("transpose", _b("reshape", g, shape=[n * (c // (f * f)) * f, h, w, f]), perm=[0, 3, 1, 2])
+    return {"x": _b("reshape", g, shape=list(x.shape))}
+
+
+@reverse.defgrad
+def _reverse_grad(op, gs):
+    axes_ = op.attr("axes")
+    return {"x": _b("reverse", gs[0], axes=list(axes_) if axes_ is not None else None)}
+
+
+@cumsum.defgrad
+def _cumsum_grad(op, gs):
+    """Each input feeds every later (or, reversed, earlier) running sum: the cumsum of the
+    cotangent in the other direction."""
+    return {"x": _b("cumsum", gs[0], axis=op.attr("axis"), exclusive=bool(op.attr("exclusive")),
+                    reverse=not op.attr("reverse"))}
+
+
+def scatter_along_axis(g, indices, size, ax):
+    """The adjoint of gather_along_axis: out[..., v, ...] = sum_k g[..., k, ...] [indices = v],
+    as a matmul with a one-hot matrix (forward ops only)."""
+    r = g.rank
+    perm = [i for i in range(r) if i != ax] + [ax]
+    back = [perm.index(i) for i in range(r)]
+    idx = _b("transpose", indices, perm=perm)
+    idx = _b("select", idx < 0, idx + size, idx)                       # negative indices from the end
+    onehot = _b("cast", _b("equal", _b("expand_dims", idx, axes=[r]),
+                           _make_const(_np.arange(size, dtype=_np.int32), "int32")), dtype=g.dtype)  # [..., K, V]
+    gt = _b("expand_dims", _b("transpose", g, perm=perm), axes=[r - 1])                      # [..., 1, K]
+    dx = _b("matmul", gt, onehot)                                                              # [..., 1, V]
+    dx = _b("squeeze", dx, axes=[r - 1])
+    return _b("transpose", dx, perm=back)
+
+
+@gather_along_axis.defgrad
+def _gather_along_axis_grad(op, gs):
+    x = op.inputs["x"]
+    ax = op.attr("axis") % x.rank
+    return {"x": scatter_along_axis(gs[0], op.inputs["indices"], x.shape[ax], ax)}
+
+
+@topk.defgrad
+def _topk_grad(op, gs):
+    if gs[0] is None:
+        return {}
+    if len(op.outputs) < 2:
+        from ...errors import GradientError
+        raise GradientError("topk: the gradient needs the indices output (return_indices=True)")
+    x = op.inputs["x"]
+    ax = op.attr("axis") % x.rank
+    return {"x": scatter_along_axis(gs[0], op.outputs[1], x.shape[ax], ax)}
+
+
+@slice_update.defgrad
+def _slice_update_grad(op, gs):
+    x, u, g = op.inputs["x"], op.inputs["update"], gs[0]
+    args = dict(begin=list(op.attr("begin")), end=list(op.attr("end")))
+    for name in ("stride", "begin_mask", "end_mask", "squeeze_mask"):
+        v = op.attr(name)
+        if v is not None:
+            args[name] = list(v)
+    from .shape import slice_index_plan
+    slices, _ = slice_index_plan(x.shape, args["begin"], args["end"], args.get("stride"), args.get("begin_mask"),
+                                 args.get("end_mask"), args.get("squeeze_mask"))
+    keep = _np.ones(x.shape)
+    keep[tuple(slices)] = 0.0                       # the overwritten elements get no gradient
+    return {"x": g * _make_const(keep, g.dtype),
+            "update": _b("reshape", _b("slice_by_index", g, **args), shape=list(u.shape))}

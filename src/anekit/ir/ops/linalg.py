@@ -133,3 +133,141 @@ def scaled_dot_product_attention(a):
     return [(a.T, tuple(batch) + (q[-2], v[-1]))]
 
 
+
+
+# --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
+
+from ._gradlib import adjoint_window, b as _b, flat_taps, numel, unbroadcast, window_pads  # noqa: E402
+
+
+@matmul.defgrad
+def _matmul_grad(op, gs):
+    """out = A @ B with A = x or x^T, B = y or y^T: dA = g B^T, dB = A^T g, then undo the
+    transposes with matmul's own flags; batch axes broadcast away in autodiff."""
+    x, y, g = op.inputs["x"], op.inputs["y"], gs[0]
+    tx, ty = bool(op.attr("transpose_x")), bool(op.attr("transpose_y"))
+    x2 = x if x.rank > 1 else _b("reshape", x, shape=[1, x.shape[0]])
+    y2 = y if y.rank > 1 else _b("reshape", y, shape=[y.shape[0], 1])
+    g2 = g
+    if x.rank == 1:
+        g2 = _b("expand_dims", g2, axes=[g2.rank - (1 if y.rank > 1 else 0)])
+    if y.rank == 1:
+        g2 = _b("expand_dims", g2, axes=[g2.rank])
+    if tx:
+        dx = _b("matmul", y2, g2, transpose_x=ty, transpose_y=True)
+    else:
+        dx = _b("matmul", g2, y2, transpose_y=not ty)
+    if ty:
+        dy = _b("matmul", g2, x2, transpose_x=True, transpose_y=tx)
+    else:
+        dy = _b("matmul", x2, g2, transpose_x=not tx)
+    dx, dy = unbroadcast(dx, x2.shape), unbroadcast(dy, y2.shape)
+    return {"x": _b("reshape", dx, shape=list(x.shape)) if x.rank == 1 else dx,
+            "y": _b("reshape", dy, shape=list(y.shape)) if y.rank == 1 else dy}
+
+
+@linear.defgrad
+def _linear_grad(op, gs):
+    x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
+    n_out, n_in = w.shape
+    g2 = _b("reshape", g, shape=[-1, n_out])
+    x2 = _b("reshape", x, shape=[-1, n_in])
+    return {"x": _b("matmul", g, w),
+            "weight": _b("matmul", g2, x2, transpose_x=True),
+            "bias": _b("reduce_sum", g2, axes=[0])}
+
+
+def conv_geometry(op):
+    """(kernel, strides, dilations, pads) of a conv op, pads as (before, after) per axis."""
+    x, w = op.inputs["x"], op.inputs["weight"]
+    k = w.shape[2:]
+    strides = tuple(op.attr("strides") or (1,) * len(k))
+    dil = tuple(op.attr("dilations") or (1,) * len(k))
+    return k, strides, dil, window_pads(op, x.shape, k, strides, dil)
+
+
+def conv_weight_grad(x, g, k, strides, dil, pads, groups):
+    """dL/dW of a convolution by patch expansion and a matmul: one strided slice of the padded
+    input per kernel tap, stacked on the channel axis, then per sample [g, Cout/g, P] x
+    [g, T*Cin/g, P]^T summed over the batch (guide ch. 15: the engine has no multi-channel
+    weight-gradient op). Contracting positions per sample keeps every axis within the
+    engine's per-axis limit where batch x positions would not."""
+    n, cin = x.shape[:2]
+    cout, out_sp = g.shape[1], g.shape[2:]
+    positions, taps, cg = numel(out_sp), numel(k), cin // groups
+    if any(p for pair in pads for p in pair):
+        x = _b("pad", x, pad=[v for pair in pads for v in pair])
+    gm = _b("reshape", g, shape=[n, groups, cout // groups, positions])
+    cols = []
+    for tap in flat_taps(k):
+        begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
+        end = [n, cin] + [t * d + (o - 1) * s + 1 for t, d, o, s in zip(tap, dil, out_sp, strides)]
+        patch = _b("slice_by_index", x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
+        cols.append(_b("reshape", patch, shape=[n, groups, cg, positions]))
+    patches = cols[0] if taps == 1 else _b("concat", cols, axis=2)                      # [N, g, T*Cin/g, P]
+    dw = _b("reduce_sum", _b("matmul", gm, patches, transpose_y=True), axes=[0])        # [g, Cout/g, T*Cin/g]
+    dw = _b("transpose", _b("reshape", dw, shape=[groups, cout // groups, taps, cg]), perm=[0, 1, 3, 2])
+    return _b("reshape", dw, shape=[cout, cg, *k])
+
+
+@conv.defgrad
+def _conv_grad(op, gs):
+    """Data gradient: the transposed convolution with the same weight; weight gradient: patch
+    expansion + matmul; bias: the sum over batch and positions."""
+    x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
+    k, strides, dil, pads = conv_geometry(op)
+    groups = int(op.attr("groups"))
+    flat, out_shape = adjoint_window(x.shape, g.shape, k, strides, dil, pads)
+    dx = _b("conv_transpose", g, w, pad=flat, pad_type="custom", strides=list(strides),
+            dilations=list(dil), groups=groups, output_shape=out_shape)
+    return {"x": dx, "weight": conv_weight_grad(x, g, k, strides, dil, pads, groups),
+            "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
+
+
+@conv_transpose.defgrad
+def _conv_transpose_grad(op, gs):
+    """The transposed convolution is the adjoint of conv with the same weight, so its data
+    gradient is that conv and its weight gradient the conv weight gradient with the roles of
+    input and cotangent swapped."""
+    x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
+    k = w.shape[2:]
+    strides = tuple(op.attr("strides") or (1,) * len(k))
+    dil = tuple(op.attr("dilations") or (1,) * len(k))
+    pad_type, pad = op.attr("pad_type"), op.attr("pad")
+    pads = []
+    for i in range(len(k)):
+        if pad_type == "custom":
+            pads.append((int(pad[2 * i]), int(pad[2 * i + 1])))
+        elif pad_type in ("same", "same_lower"):
+            full = (x.shape[2 + i] - 1) * strides[i] + dil[i] * (k[i] - 1) + 1
+            total = full - x.shape[2 + i] * strides[i]
+            start = max(total // 2 if pad_type == "same" else total - total // 2, 0)
+            pads.append((start, max(total - start, 0)))
+        else:
+            pads.append((0, 0))
+    groups = int(op.attr("groups"))
+    dx = _b("conv", g, w, strides=list(strides), pad_type="custom", pad=[v for p in pads for v in p],
+            dilations=list(dil), groups=groups)
+    return {"x": dx, "weight": conv_weight_grad(g, x, k, strides, dil, pads, groups),
+            "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
+
+
+@scaled_dot_product_attention.defgrad
+def _sdpa_grad(op, gs):
+    """Recompute P = softmax(Q K^T s + mask) with forward ops, then dV = P^T g, dP = g V^T,
+    dS = P (dP - sum(dP P)), dQ = dS K s, dK = dS^T Q s (a float mask gets dS)."""
+    q, k, v, mask, g = (op.inputs["query"], op.inputs["key"], op.inputs["value"],
+                        op.inputs.get("attn_mask"), gs[0])
+    scale = 1.0 / (q.shape[-1] ** 0.5)
+    s = _b("matmul", q, k, transpose_y=True) * scale
+    if mask is not None:
+        s = _b("select", mask, s, -3.0e38 if s.dtype == "fp32" else -65504.0) if mask.dtype == "bool" else s + mask
+    p = _b("softmax", s, axis=-1)
+    dp = _b("matmul", g, v, transpose_y=True)
+    ds = p * (dp - _b("reduce_sum", dp * p, axes=[-1], keep_dims=True))
+    out = {"query": _b("matmul", ds, k) * scale,
+           "key": _b("matmul", ds, q, transpose_x=True) * scale,
+           "value": _b("matmul", p, g, transpose_x=True)}
+    if mask is not None and mask.dtype != "bool":
+        out["attn_mask"] = ds
+    return out

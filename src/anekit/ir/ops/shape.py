@@ -230,3 +230,224 @@ def upsample_nearest_neighbor(a):
     if sh <= 0 or sw <= 0:
         raise a.fail("scale_factor_height", f"factors must be positive, got {sh}, {sw}")
     return [(a.T, a.x.shape[:-2] + (int(math.floor(h * sh)), int(math.floor(w * sw))))]
+
+
+# --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
+
+import numpy as _np  # noqa: E402
+
+from ._gradlib import adjoint_window, b as _b, embed, flat_taps, make_const as _make_const  # noqa: E402
+from ._gradlib import narrow, numel as _numel, window_pads, zeros as _zeros  # noqa: E402
+from ..spec import REGISTRY  # noqa: E402
+
+
+def _back_to(op, gs):
+    return {"x": _b("reshape", gs[0], shape=list(op.inputs["x"].shape))}
+
+
+for _spec in (reshape, squeeze, expand_dims):
+    _spec.defgrad(_back_to)
+
+
+@transpose.defgrad
+def _transpose_grad(op, gs):
+    perm = [p % op.inputs["x"].rank for p in op.attr("perm")]
+    return {"x": _b("transpose", gs[0], perm=[perm.index(i) for i in range(len(perm))])}
+
+
+@concat.defgrad
+def _concat_grad(op, gs):
+    vals, g = op.inputs["values"], gs[0]
+    ax = op.attr("axis") % g.rank
+    if op.attr("interleave"):
+        k = len(vals)
+        return {"values": tuple(
+            _b("slice_by_index", g, begin=[i if j == ax else 0 for j in range(g.rank)], end=list(g.shape),
+               stride=[k if j == ax else 1 for j in range(g.rank)]) for i in range(k))}
+    parts, start = [], 0
+    for v in vals:
+        begin = [start if j == ax else 0 for j in range(g.rank)]
+        parts.append(_b("slice_by_size", g, begin=begin, size=list(v.shape)))
+        start += v.shape[ax]
+    return {"values": tuple(parts)}
+
+
+@split.defgrad
+def _split_grad(op, gs):
+    ax = op.attr("axis") % op.inputs["x"].rank
+    parts = [g if g is not None else _zeros(t.shape, t.dtype) for g, t in zip(gs, op.outputs)]
+    return {"x": parts[0] if len(parts) == 1 else _b("concat", parts, axis=ax)}
+
+
+@stack.defgrad
+def _stack_grad(op, gs):
+    g = gs[0]
+    ax = op.attr("axis") % g.rank
+    shape = list(op.inputs["values"][0].shape)
+    out = []
+    for i in range(g.shape[ax]):
+        part = _b("slice_by_size", g, begin=[i if j == ax else 0 for j in range(g.rank)],
+                  size=[1 if j == ax else -1 for j in range(g.rank)])
+        out.append(_b("reshape", part, shape=shape))
+    return {"values": tuple(out)}
+
+
+@slice_by_index.defgrad
+def _slice_by_index_grad(op, gs):
+    x, g = op.inputs["x"], gs[0]
+    slices, drop = slice_index_plan(x.shape, op.attr("begin"), op.attr("end"), op.attr("stride"),
+                                    op.attr("begin_mask"), op.attr("end_mask"), op.attr("squeeze_mask"))
+    kept = [len(range(*s.indices(n))) for s, n in zip(slices, x.shape)]
+    g = _b("reshape", g, shape=kept)
+    begins, strides, flips = [], [], []
+    for i, (s, n) in enumerate(zip(slices, x.shape)):
+        start, _, step = s.indices(n)
+        if step < 0:               # a reversed slice: its elements run from the last picked
+            start, step = start + (kept[i] - 1) * step, -step
+            flips.append(i)
+        begins.append(start)
+        strides.append(step)
+    if flips:
+        g = _b("reverse", g, axes=flips)
+    return {"x": embed(g, x.shape, begins, strides)}
+
+
+@slice_by_size.defgrad
+def _slice_by_size_grad(op, gs):
+    x = op.inputs["x"]
+    begins = [b + n if b < 0 else b for b, n in zip(op.attr("begin"), x.shape)]
+    return {"x": embed(gs[0], x.shape, begins, [1] * x.rank)}
+
+
+@pad.defgrad
+def _pad_grad(op, gs):
+    x, p = op.inputs["x"], op.attr("pad")
+    if op.attr("mode") != "constant":
+        from ...errors import GradientError
+        raise GradientError(f"pad: no gradient rule for mode '{op.attr('mode')}' (constant padding has one)")
+    k = len(p) // 2
+    begin = [0] * (x.rank - k) + [p[2 * j] for j in range(k)]
+    return {"x": _b("slice_by_size", gs[0], begin=begin, size=list(x.shape))}
+
+
+@tile.defgrad
+def _tile_grad(op, gs):
+    """Sum the copies, one tiled axis at a time through a rank-4 view (the engine's rank limit)."""
+    x, g = op.inputs["x"], gs[0]
+    for i, r in enumerate(op.attr("reps")):
+        if r == 1:
+            continue
+        shape = list(g.shape)
+        view = [_numel(shape[:i]), r, x.shape[i], _numel(shape[i + 1:])]
+        g = _b("reshape", _b("reduce_sum", _b("reshape", g, shape=view), axes=[1]),
+               shape=shape[:i] + [x.shape[i]] + shape[i + 1:])
+    return {"x": g}
+
+
+@gather.defgrad
+def _gather_grad(op, gs):
+    """Scatter-add as a matmul with a one-hot matrix of the indices (embedding gradient), per
+    batch slice when batch_dims > 0: [B, M, V]^T x [B, pre, M, post] in rank-4 views."""
+    x, idx, g = op.inputs["x"], op.inputs["indices"], gs[0]
+    nb = op.attr("batch_dims")
+    ax = op.attr("axis") % x.rank
+    v = x.shape[ax]
+    batch = _numel(x.shape[:nb])
+    m = _numel(idx.shape[nb:])
+    flat_idx = _b("reshape", idx, shape=[batch, 1, m, 1])
+    wrapped = _b("select", flat_idx < 0, flat_idx + v, flat_idx)     # negative indices count from the end
+    onehot = _b("cast", _b("equal", wrapped, _make_const(_np.arange(v, dtype=_np.int32), "int32")),
+                dtype=g.dtype)                                       # [B, 1, M, V]
+    pre, post = _numel(x.shape[nb:ax]), _numel(x.shape[ax + 1:])
+    g4 = _b("reshape", g, shape=[batch, pre, m, post])
+    dx = _b("matmul", onehot, g4, transpose_x=True)                  # [B, pre, V, post]
+    return {"x": _b("reshape", dx, shape=list(x.shape))}
+
+
+def _pool_geometry(op):
+    x = op.inputs["x"]
+    k = tuple(op.attr("kernel_sizes"))
+    strides = tuple(op.attr("strides") or (1,) * len(k))
+    dil = (1,) * len(k)
+    return x, k, strides, dil, window_pads(op, x.shape, k, strides, dil)
+
+
+def _covering_pads(x, out, k, strides, pads):
+    """Pads after each spatial axis extended so every output window lies inside (ceil_mode)."""
+    full = []
+    for i, (pb, pe) in enumerate(pads):
+        need = (out.shape[2 + i] - 1) * strides[i] + k[i] - x.shape[2 + i] - pb
+        full.append((pb, max(pe, need)))
+    return full
+
+
+def _avg_pool_grad(op, gs):
+    """Each input gets the cotangent of every window holding it over that window's count: a
+    depthwise transposed convolution with a ones kernel."""
+    x, k, strides, dil, pads = _pool_geometry(op)
+    g, c = gs[0], x.shape[1]
+    pads = _covering_pads(x, g, k, strides, pads)
+    if op.attr("exclude_padding_from_average"):
+        ones = _np.zeros((1, 1) + tuple(x.shape[2:]))
+        ones = _np.pad(_np.ones_like(ones), [(0, 0), (0, 0)] + pads)
+        win = _np.lib.stride_tricks.sliding_window_view(ones, k, axis=tuple(range(2, x.rank)))
+        win = win[(slice(None), slice(None)) + tuple(slice(0, o * s, s) for o, s in zip(g.shape[2:], strides))]
+        count = win.sum(axis=tuple(range(x.rank, 2 * x.rank - 2)))
+        scaled = g * _make_const(1.0 / _np.maximum(count, 1), g.dtype)
+    else:
+        scaled = g * (1.0 / _numel(k))
+    flat, out_shape = adjoint_window(x.shape, g.shape, k, strides, dil, pads)
+    ones_w = _make_const(_np.ones((c, 1) + k), g.dtype)
+    dx = _b("conv_transpose", scaled, ones_w, pad=flat, pad_type="custom", strides=list(strides),
+            groups=c, output_shape=out_shape)
+    if dx.shape != x.shape:   # windows past the edge (ceil_mode) fall outside x
+        dx = _b("slice_by_size", dx, begin=[0] * x.rank, size=list(x.shape))
+    return {"x": dx}
+
+
+def _max_pool_grad(op, gs):
+    """The cotangent goes to the first position of each window that holds the maximum (as
+    PyTorch picks it): per kernel tap a strided slice compared with the output, masked by
+    the taps before it, scattered back with `embed`."""
+    x, k, strides, dil, pads = _pool_geometry(op)
+    y, g = op.outputs[0], gs[0]
+    pads = _covering_pads(x, y, k, strides, pads)
+    lowest = -65504.0 if x.dtype == "fp16" else -3.0e38
+    xp = _b("pad", x, pad=[v for pair in pads for v in pair], constant_val=lowest) \
+        if any(p for pair in pads for p in pair) else x
+    free, total = None, None          # free: 1 where no earlier tap took the window (float masks:
+    for tap in flat_taps(k):          # the engine has no logical ops, guide appendix A)
+        begin = [0, 0] + list(tap)
+        end = [x.shape[0], x.shape[1]] + [t + (o - 1) * s + 1 for t, o, s in zip(tap, y.shape[2:], strides)]
+        hit = _b("select", _b("equal", _b("slice_by_index", xp, begin=begin, end=end, stride=[1, 1, *strides]), y),
+                 _make_const(1.0, y.dtype), 0.0)
+        if free is not None:
+            hit = hit * free
+            free = free - hit
+        else:
+            free = 1.0 - hit
+        part = embed(g * hit, xp.shape, begin, [1, 1, *strides])
+        total = part if total is None else total + part
+    if xp is not x:
+        total = narrow(total, [0, 0] + [pb for pb, _ in pads], x.shape)
+    return {"x": total}
+
+
+REGISTRY["avg_pool"].defgrad(_avg_pool_grad)
+REGISTRY["max_pool"].defgrad(_max_pool_grad)
+
+
+@upsample_nearest_neighbor.defgrad
+def _upsample_nearest_grad(op, gs):
+    """Integer factors: each input pixel feeds an sh x sw block, so its cotangent is the block sum."""
+    x, g = op.inputs["x"], gs[0]
+    sh, sw = float(op.attr("scale_factor_height")), float(op.attr("scale_factor_width"))
+    if not (sh.is_integer() and sw.is_integer()):
+        from ...errors import GradientError
+        raise GradientError(f"upsample_nearest_neighbor: no gradient rule for fractional scale factors ({sh}, {sw})")
+    h, w = x.shape[-2:]
+    sh, sw = int(sh), int(sw)
+    lead = _numel(x.shape[:-2])
+    rows = _b("reduce_sum", _b("reshape", g, shape=[lead, h, sh, w * sw]), axes=[2])     # rank <= 4
+    cols = _b("reduce_sum", _b("reshape", rows, shape=[lead * h, w, sw]), axes=[2])
+    return {"x": _b("reshape", cols, shape=list(x.shape))}
