@@ -7,7 +7,8 @@ import pytest
 
 import anekit as ak
 from anekit.errors import AnekitError, DTypeError, ShapeError, UnsupportedOpError
-from anekit.sim import KERNELS, Simulator
+from anekit.ir.spec import REGISTRY
+from anekit.sim import Simulator
 from anekit.sim.registry import Kernel, kernel
 
 
@@ -86,7 +87,7 @@ def test_functions_are_selectable():
 # --- kernels -----------------------------------------------------------------------------------
 
 def test_a_missing_kernel_names_the_op_type_name_and_position(monkeypatch):
-    monkeypatch.delitem(KERNELS, "relu")
+    monkeypatch.setattr(REGISTRY["relu"], "kernel", None)
     with pytest.raises(UnsupportedOpError, match=r"op type 'relu' \(op 'y', #\d+ in function 'main'\)"):
         Simulator(small_program())
 
@@ -116,12 +117,12 @@ def test_tensors_too_big_to_allocate_are_refused_before_running():
 
 def _count_calls(monkeypatch, op):
     calls = []
-    original = KERNELS[op]
+    original = REGISTRY[op].kernel
 
     def counting(c, *args, **kw):
         calls.append(c.op.name)
         return original.fn(c, *args, **kw)
-    monkeypatch.setitem(KERNELS, op, Kernel(op, counting, original.finish))
+    monkeypatch.setattr(REGISTRY[op], "kernel", Kernel(op, counting, original.finish))
     return calls
 
 

@@ -11,11 +11,6 @@ from ..ir.weights import is_weight
 from .opwork import FP16, OpWork, op_work
 from .params import CostParams, params_for
 
-# Epilogues that ride on a MAC op's output pass at no extra cost (guide ch. 13: per-channel
-# scale and bias and a fused nonlinearity run on the convolution output).
-_EPILOGUE_KINDS = ("activation",)
-_EPILOGUE_ELEMENTWISE = frozenset({"add", "sub", "mul", "real_div", "clip", "linear_activation",
-                                   "maximum", "minimum"})
 
 
 @dataclass
@@ -89,7 +84,7 @@ def _consumers(fn) -> dict[int, list]:
 def _fusable(op, work: dict, fused_root: dict, uses: dict, outputs: set) -> bool:
     """An activation or per-channel affine whose only activation input comes straight from a
     MAC op (or an op already fused into one) that feeds nothing else."""
-    if op.spec.kind not in _EPILOGUE_KINDS and op.type not in _EPILOGUE_ELEMENTWISE:
+    if not op.spec.mac_epilogue:   # guide ch. 13: per-channel scale, bias and nonlinearity fuse
         return False
     acts = [t for t in op.tensor_inputs() if not is_weight(t)]
     if len(acts) != 1 or acts[0].op is None:

@@ -141,7 +141,6 @@ class AneBackend(Backend):
         refuse_states(fn, "ane")
         rules = layout.io_rules(target, self.input_order)
         inputs, outputs = preflight.io_specs(fn, rules)
-        preflight.check_chip_quirks(fn, rules)
         text, files = mil.emit(one, dialect=target.dialect)
         tname = getattr(target, "name", str(target))
         return CompileJob(program_key(text, files, tname, rules), text, dict(files), inputs, outputs,

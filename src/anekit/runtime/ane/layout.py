@@ -11,13 +11,13 @@ whose default is the declared order.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import DTypeError, ShapeError
+from ...preflight.ane_route import compiler_generation
 
 IO_DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
 INPUT_ORDERS = ("declared", "ascending_size")
@@ -32,12 +32,6 @@ class IORules:
     compiler: str
     alignment: int
     input_order: str = "declared"
-
-
-def compiler_generation(compiler: str) -> int | None:
-    """13 for "h13g", 17 for "h17s"; None for names that are not hNN targets."""
-    m = re.match(r"h(\d+)", (compiler or "").lower())
-    return int(m.group(1)) if m else None
 
 
 def io_rules(target, input_order: str | None = None) -> IORules:
