@@ -242,7 +242,7 @@ def test_transport_errors_are_anekit_errors():
 
 def test_the_real_transport_refuses_a_target_of_another_family(monkeypatch):
     from anekit.errors import TargetError
-    from anekit.runtime.ane.transport import check_host_target
+    from anekit.runtime.ane.machine import check_host_target
     check_host_target("m1", host="M1 Max")                      # same family: fine
     check_host_target("m4max", host="M4")
     with pytest.raises(TargetError, match="this Mac's engine is M1 .*family h13.*M4 .*family h16"):

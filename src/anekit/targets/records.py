@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .support import status
+
 
 class _Sourced:
     """Mixin: `source(field)` returns the citation string recorded for a field."""
@@ -115,7 +117,6 @@ class Chip(_Sourced):
 
     def supports(self, op: str) -> str:
         """'native', 'decomposed' or 'unsupported' for this op on this chip's family."""
-        from .support import status
         return status(op, self.support_column)
 
     def __str__(self) -> str:

@@ -19,11 +19,14 @@ import weakref
 from ...errors import ANEExecutionError, TargetError, UsageError
 from ...ir.graph import Program
 from ..base import Availability, Backend, Executable, refuse_states
+from ... import mil
 from . import layout, preflight
+from .machine import ane_availability, check_host_target
+from .objc_transport import ObjCTransport
 from .pool import DEFAULT_TIMEOUT_S, InProcessEngine, pool_for
 from .programs import DEFAULT_COMPILE_BUDGET, DEFAULT_MAX_LOADED
 from .protocol import CompileJob
-from .transport import ObjCTransport, Transport
+from .transport import Transport
 
 
 def program_key(mil_text: str, weights: dict[str, bytes], target_name: str, rules: layout.IORules) -> str:
@@ -100,12 +103,10 @@ class AneBackend(Backend):
 
     @classmethod
     def availability(cls) -> Availability:
-        from .machine import ane_availability
         return ane_availability()
 
     @classmethod
     def runs_target(cls, target) -> bool:
-        from .transport import check_host_target
         try:
             check_host_target(target.name)
         except TargetError:
@@ -135,7 +136,6 @@ class AneBackend(Backend):
 
     def prepare(self, prog: Program, target, function: str = "main") -> CompileJob:
         """Lower `prog` to the job the framework compiles (no framework call)."""
-        from ... import mil
         one = prog.single(function)
         fn = one.main
         refuse_states(fn, "ane")

@@ -10,6 +10,7 @@ import ctypes
 import sys
 
 from ...errors import BackendUnavailableError, TransportError
+from .foundation import autorelease_pool, ns_dictionary, ns_number
 from .transport import SURFACE_PROPERTIES, Ref
 
 IOSURFACE = "/System/Library/Frameworks/IOSurface.framework/IOSurface"
@@ -44,7 +45,6 @@ class IOSurfaceLib:
     def create(self, transport, properties: dict[str, int]) -> int:
         """IOSurfaceCreate from {"Width": n, ...}; the dictionary is built with Foundation calls
         through `transport` inside its own autorelease pool. Returns 0 on failure."""
-        from .foundation import autorelease_pool, ns_dictionary, ns_number
         unknown = set(properties) - set(self.keys)
         if unknown:
             raise TransportError(f"unknown IOSurface properties {sorted(unknown)}")
