@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from anekit.errors import AnekitError, HwxFieldError, HwxFormatError
 from anekit.hwx import decode_td, h13_table, read
 
-SHARED = Path(os.environ.get("ANEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 VECTORS = SHARED / "vectors" / "hwx"
 VECTOR_FILES = sorted(VECTORS.glob("*.hwx")) if VECTORS.is_dir() else []
 

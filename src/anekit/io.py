@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from . import dialects
 from ._paths import as_path
 from .errors import ModelFormatError
 from .ir.graph import Program
@@ -69,7 +70,7 @@ def save(prog: Program, path) -> str:
     from .mil import folder as mil_folder
     if ext == ".mil":
         return _save_mil_file(prog, p, mil_folder)
-    mil_folder.save(prog, p, dialect=prog.dialect or "ios18")
+    mil_folder.save(prog, p, dialect=dialects.of_program(prog))
     return p
 
 
@@ -77,7 +78,7 @@ def _save_mil_file(prog: Program, path: str, mil_folder) -> str:
     """A .mil file; its weights (if any) go to weights/weight.bin beside it, where
     `@model_path/` points when the file is loaded back."""
     from .mil.printer import WEIGHT_FILE, render
-    text, blobs = render(prog, prog.dialect or "ios18")
+    text, blobs = render(prog, dialects.of_program(prog))
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
