@@ -29,10 +29,9 @@ def plan(shape: tuple[int, ...], key) -> IndexPlan:
     used = sum(1 for k in key if k is not None and k is not Ellipsis)
     if used > len(shape):
         raise ShapeError(f"slice_by_index: {used} indices for a tensor of rank {len(shape)} (shape {list(shape)})")
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
-        key = key[:i] + (slice(None),) * (len(shape) - used) + key[i + 1:]
-    key = key + (slice(None),) * (len(shape) - used)
+    rest = (slice(None),) * (len(shape) - used)
+    dots = [i for i, k in enumerate(key) if k is Ellipsis]
+    key = key[:dots[0]] + rest + key[dots[0] + 1:] if dots else key + rest
     p = IndexPlan([], [], [], [], [], [], [], True)
     axis, out_pos = 0, 0
     for k in key:
