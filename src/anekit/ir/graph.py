@@ -68,9 +68,11 @@ class Tensor:
         """x[1:, ::2, 0, None, ...] as slice_by_index, squeeze (integer indices), expand_dims (None)."""
         p = plan(self.shape, key)
         out = self
-        if not p.identity:
-            out = self._b("slice_by_index", self, begin=p.begin, end=p.end, stride=p.stride,
-                          begin_mask=p.begin_mask, end_mask=p.end_mask)
+        if not p.identity:   # stride and masks only where they are not the defaults
+            out = self._b("slice_by_index", self, begin=p.begin, end=p.end,
+                          stride=p.stride if any(s != 1 for s in p.stride) else None,
+                          begin_mask=p.begin_mask if any(p.begin_mask) else None,
+                          end_mask=p.end_mask if any(p.end_mask) else None)
         if p.squeeze:
             out = self._b("squeeze", out, axes=p.squeeze)
         if p.new_axes:
