@@ -24,7 +24,7 @@ def tag_for(opset: str, where: str) -> str:
 
 def dialect_for(tag: str) -> tuple[str, str]:
     """(MIL program version, anekit dialect) for a function's opset tag: iOS 18 and later
-    print as program(1.3), earlier ones as program(1.0) (brief §3)."""
+    print as program(1.3), earlier ones as program(1.0) (docs/mil.md)."""
     dialect = dialects.of_opset(tag) or "ios16"
     return dialects.get(dialect).version, dialect
 

@@ -206,9 +206,6 @@ class Args:
                 return None
             raise AttributeError(name) from None
 
-    def has(self, name: str) -> bool:
-        return self._values.get(name) is not None
-
     def fail(self, arg: str, message: str) -> ShapeError:
         err = ShapeError(f"{self._spec.name}: argument '{arg}': {message}")
         err.param = arg        # lets the MIL parser point at the argument

@@ -1,4 +1,4 @@
-"""IR -> MIL text (and weight.bin) in either dialect of ANE brief §3.
+"""IR -> MIL text (and weight.bin) in either dialect of docs/mil.md.
 
     text, files = emit(prog, dialect="ios18")   # files: {"weights/weight.bin": bytes} or {}
 
@@ -47,7 +47,7 @@ MODEL_PATH_PREFIX = "@model_path/"
 BLOB_MIN_ELEMENTS = 10
 SUBBYTE_DTYPES = ("uint1", "uint2", "uint3", "uint4", "uint6", "int4")
 
-# buildInfo written when a program carries none: the versions of brief §3, the header that
+# buildInfo written when a program carries none: the versions of docs/mil.md, the header that
 # the private-API compile route is known to accept.
 DEFAULT_BUILD_INFO = {"coremlc-component-MIL": "3510.2.1", "coremlc-version": "3505.4.1"}
 

@@ -95,7 +95,7 @@ def _program_rules(fn, chip) -> list[Finding]:
         elif t.dtype == "fp32":
             out.append(Finding(t.name, "input", "demoted", "input-dtype", f"program input {t.name} is fp32; the engine "
                                "computes in fp16, so the values are rounded to fp16 inside", "fp16", t.dtype,
-                               "ANE guide ch. 4, 'Type limits'; seed 001 (fp16 I/O)"))
+                               "ANE guide ch. 4, 'Type limits'"))
         if t.range is not None and max(abs(t.range[0]), abs(t.range[1])) > (L.fp16_max or 65504.0):
             out.append(Finding(t.name, "input", "risk", "fp16-overflow", f"declared range {t.range} of input "
                                f"{t.name} exceeds the fp16 maximum", L.fp16_max, max(map(abs, t.range)),

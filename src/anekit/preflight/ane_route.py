@@ -8,7 +8,9 @@ them as findings and the ANE backend refuses a program with the same functions
 - Inputs an op declares as compile-time (`OpSpec.const_inputs`) must be constants where the
   op's rule says a runtime tensor cannot run (dynamic-weight conv above batch one, ch. 19).
 - On M1 (h13) a matmul of two runtime tensors whose inner dimension is not a multiple of 32
-  returns zeros without an error (guide ch. 4).
+  returns zeros without an error. The guide's capability chapter (ch. 4) lists matmul as
+  native from M1 and does not state this limit; it is reported by public reverse-engineering
+  of the direct route and not measured by anekit (docs/hardware.md).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from .report import Finding
 M1_RUNTIME_MATMUL_MULTIPLE = 32
 IO_DTYPES = ("fp16", "fp32")
 SOURCE_IO = "ANE guide ch. 4, 'Type limits' and the [1, C, 1, S] IOSurface layout of the direct route"
-SOURCE_M1_MATMUL = "ANE guide ch. 4 (M1 runtime-operand matmul)"
+SOURCE_M1_MATMUL = "direct-route reports for M1 (h13), not in the guide; docs/hardware.md"
 
 
 def compiler_generation(compiler: str) -> int | None:

@@ -2,7 +2,7 @@
 
 Every behaviour that differs between chips is a field here, never a constant in a kernel.
 Values come from the ANE guide (arXiv 2606.22283) ch. 3 "Numerics" and its constants table
-(tbl:c3-constants), ch. 20 "Datapath and MAC geometry", and brief §5; docs/numerics.md
+(tbl:c3-constants), ch. 20 "Datapath and MAC geometry", and docs/numerics.md; docs/numerics.md
 explains each field and lists what is not modelled.
 
     profile_for("m1")       # by chip or compiler name, via anekit.targets

@@ -1,5 +1,5 @@
 """The real-ANE backend: MIL compiled in memory and evaluated through AppleNeuralEngine.framework
-(brief §2), in pure Python with ctypes. Written to the documented protocol and proven at its
+(docs/hardware.md), in pure Python with ctypes. Written to the documented protocol and proven at its
 boundary with FakeTransport; it has not yet run on Apple hardware (docs/hardware.md).
 
     exe = ak.compile(prog, backend="ane", target="m4")          # Apple Silicon macOS

@@ -5,7 +5,7 @@
     exe = ak.compile(prog, backend="ane", transport_factory=FakeTransport, target="m4")  # anywhere, worker
 
 The program is lowered with anekit.mil.emit in the dialect its chip needs (ios16 for the h13
-and h14 generations, M1/M2/A14 and older; ios18 after: brief §3), its I/O mapped to
+and h14 generations, M1/M2/A14 and older; ios18 after: docs/mil.md), its I/O mapped to
 [1, C, 1, S] surfaces (anekit.runtime.ane.layout) and handed to an engine: a worker pool that
 replaces its subprocess before the compile limit, or a host in this process for a transport
 passed directly. The key that makes a program "the same" is the hash of the MIL text, the

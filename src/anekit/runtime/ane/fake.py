@@ -3,7 +3,7 @@
 It records every call in `.calls` as (receiver, selector or C function, args summary), keeps
 the Objective-C object model of anekit.runtime.ane.fake_objc (retain counts, autorelease
 pools, deallocation, IOSurfaces), and behaves like the framework where the protocol depends
-on it (brief §2, seed 001):
+on it (docs/hardware.md):
 
 - `modelWithMILText:weights:optionsPlist:` needs NSData text and an NSDictionary of
   {"@model_path/...": {"offset": NSNumber, "data": NSData}}; nil weights give nil (the real
@@ -11,7 +11,7 @@ on it (brief §2, seed 001):
 - `hexStringIdentifier` is a content hash; compile looks for model.mil and each weights file
   in NSTemporaryDirectory()/<identifier>/ and fails (NO plus an NSError) when one is missing,
   when anekit's MIL parser rejects the text, or after `compile_limit` compiles (119, the
-  per-process limit of brief §2).
+  per-process limit of docs/hardware.md).
 - load fails past `load_limit` loaded programs (~128, guide ch. 14).
 - evaluate reads the input surfaces ([1, C, 1, S], fp16 or fp32 as the MIL declares; symbol i
   is the i-th input in declared or ascending-size order, `input_order`), runs anekit's
@@ -42,7 +42,7 @@ class FakeTransport(FakeObjC):
 
     libraries = (FRAMEWORK,)
     private_classes = (DESCRIPTOR, MODEL, REQUEST, SURFACE_OBJECT, "_ANEClient")
-    # The framework's documented signatures (brief §2, seed 001), stated independently of the
+    # The framework's documented signatures (docs/hardware.md), stated independently of the
     # protocol code, so a wrong C type there fails here.
     class_signatures = {
         (DESCRIPTOR, "modelWithMILText:weights:optionsPlist:"): (("@", "@", "@"), "@"),

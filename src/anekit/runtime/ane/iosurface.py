@@ -1,6 +1,6 @@
 """IOSurface create / lock / unlock / base address / release through ctypes (macOS only).
 
-The ANE reads and writes one IOSurface per program input and output (brief §2). The property
+The ANE reads and writes one IOSurface per program input and output (docs/hardware.md). The property
 dictionary is an NSDictionary (toll-free bridged to CFDictionary) keyed by the framework's own
 kIOSurface* constant strings, built through the transport so it obeys the same autorelease pool.
 """

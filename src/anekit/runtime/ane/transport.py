@@ -95,7 +95,6 @@ def _int_arg(code: str, bits: int, signed: bool):
 
 
 u32 = _int_arg("I", 32, False)
-i32 = _int_arg("i", 32, True)
 u64 = _int_arg("Q", 64, False)
 i64 = _int_arg("q", 64, True)
 

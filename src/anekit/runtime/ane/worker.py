@@ -1,6 +1,6 @@
 """The worker subprocess that compiles and runs ANE programs, and its handle in the caller.
 
-The framework leaks per compile and stops compiling after ~119 per process (brief §2), so
+The framework leaks per compile and stops compiling after ~119 per process (docs/hardware.md), so
 compiles and evaluations happen in `python -m anekit.runtime.ane.worker_main`, a child that a
 WorkerPool replaces before the limit. A plain subprocess (not multiprocessing) keeps the
 caller's __main__ out of the child and never forks a process that holds Objective-C state.
