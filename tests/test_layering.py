@@ -104,3 +104,20 @@ def test_every_module_imports_alone():
                        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", r.stdout
+
+
+# Imports deliberately made inside functions: optional dependencies (matplotlib) and the CLI's
+# command handlers (every start registers every command; each loads only what it runs).
+LAZY_IMPORTS_ALLOWED = ("anekit/cli/", "anekit/cost/roofline.py")
+
+
+def test_imports_sit_at_module_top_unless_optional_or_slow():
+    inside = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        if rel.startswith(LAZY_IMPORTS_ALLOWED):
+            continue
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside += [f"{rel}:{n.lineno}" for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not inside, inside

@@ -1,6 +1,9 @@
 """Plain-text tables and a stderr progress line for the CLI."""
 from __future__ import annotations
 
+import json
+import math
+
 
 
 def _cell(v) -> str:
@@ -28,8 +31,6 @@ def format_table(headers: list[str], rows: list[list], title: str | None = None)
 def to_json(data, indent: int | None = 2) -> str:
     """Strict JSON for --json output: numpy scalars and arrays become Python values, and
     non-finite floats (which JSON cannot hold) become the strings "inf", "-inf" and "nan"."""
-    import json
-    import math
 
     def clean(v):
         if isinstance(v, dict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
+from .. import targets
 from ..errors import TargetError
 
 # Utilization: the array fills output-channel lanes up to ~256 channels (the M1's end-to-end
@@ -112,7 +113,6 @@ def _tops_per_die(chip) -> float | None:
     compiler target (an M3 Ultra's die is an M3 Max's)."""
     if chip.tops:
         return chip.tops / chip.dies
-    from .. import targets
     for name in chip.target.chips:
         other = targets.get(name)
         if other.tops:
@@ -125,7 +125,6 @@ def _ratio(a, b) -> float | None:
 
 
 def _anchor_params(name: str) -> CostParams:
-    from .. import targets
     anchor_chip = targets.get(name)
     vals, srcs = {}, {}
     base = targets.get(_BASE)
@@ -147,7 +146,6 @@ def _anchor_params(name: str) -> CostParams:
 
 def params_for(chip) -> CostParams:
     """The cost constants for a chip record (anekit.targets.Chip) or name."""
-    from .. import targets
     chip = targets.get(chip)
     if chip.family == "ref":
         raise TargetError(f"{chip.name} is a reference profile, not silicon: no latency model")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .. import targets
 from ..errors import AnekitError
 from ..ir import Program
-from .model import op_time
 from ..ir.weights import is_weight
+from .model import op_time
 from .opwork import FP16, OpWork, op_work
 from .params import CostParams, params_for
 
@@ -100,7 +101,6 @@ def estimate(prog, target, function: str | None = None) -> Estimate:
     """Latency estimate of one program function on a chip (name or anekit.targets.Chip)."""
     if not isinstance(prog, Program):
         raise AnekitError(f"estimate needs an anekit Program, got {type(prog).__name__}")
-    from .. import targets
     chip = targets.get(target)
     p = params_for(chip)
     fn = prog.functions.get(function) if function else prog.main

@@ -13,6 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+import anekit
+from ..ir import make_const
+from . import estimate
+
 G = "ANE guide (arXiv 2606.22283)"
 
 
@@ -29,14 +33,12 @@ class Point:
     slope: bool = False        # published value is a per-layer increment inside a chain
 
     def predict_ms(self) -> float:
-        from . import estimate
         if self.slope:
             return (estimate(self.build(9), self.chip).total_us - estimate(self.build(8), self.chip).total_us) / 1e3
         return estimate(self.build(), self.chip).total_ms
 
 
 def _ak():
-    import anekit
     return anekit
 
 
@@ -84,7 +86,6 @@ def _int8(k, n):
 def _lut4(k, n):
     def make():
         ak = _ak()
-        from ..ir import make_const
         idx = make_const(np.zeros((k, n), np.uint8), "uint4")
         return ak.constexpr_lut_to_dense(indices=idx, lut=np.zeros((1, 1, 16, 1), np.float16))
     return make
@@ -93,7 +94,6 @@ def _lut4(k, n):
 def _sparse(k, n, density):
     def make():
         ak = _ak()
-        from ..ir import make_const
         mask = np.zeros(k * n, np.uint8)
         mask[: int(round(density * k * n))] = 1
         nnz = int(mask.sum())

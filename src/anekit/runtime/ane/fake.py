@@ -29,7 +29,10 @@ import os
 
 import numpy as np
 
+from ... import targets
 from ...errors import AnekitError, TargetError, TransportError
+from ...mil import parse
+from ...sim import Simulator, profile_for
 from .fake_objc import Failure, FakeObjC, Obj, Surface
 from .layout import INPUT_ORDERS, IO_DTYPES
 from .protocol import DESCRIPTOR, FRAMEWORK, MODEL, MODEL_PATH, REQUEST, SURFACE_OBJECT
@@ -76,7 +79,6 @@ class FakeTransport(FakeObjC):
         if self.chip is None:
             self.chip = target_name
             return
-        from ... import targets
         if targets.get(self.chip).compiler != targets.get(target_name).compiler:
             raise TargetError(f"this FakeTransport emulates {self.chip}; it cannot run a program "
                               f"compiled for {target_name}")
@@ -184,7 +186,6 @@ class FakeTransport(FakeObjC):
             raise Failure("FakeTransport has no chip: pass chip=... or compile through a backend")
         try:
             prog = _parse(desc["mil"], desc["weights"])
-            from ...sim import Simulator, profile_for
             sim = Simulator(prog, profile=profile_for(self.chip))
         except AnekitError as e:
             raise Failure(f"_ANECompiler : ANECCompile() FAILED: InvalidMILProgram: {e}") from None
@@ -253,7 +254,6 @@ def _io_dtype(dtype: str) -> np.dtype:
 def _parse(mil: bytes, weights: dict):
     """anekit's MIL parser, with BLOBFILE paths read from the descriptor's weights dictionary
     (each entry's file starts at its `offset` within `data`)."""
-    from ...mil import parse
     try:
         text = mil.decode("utf-8")
     except UnicodeDecodeError as e:
