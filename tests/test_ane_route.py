@@ -79,3 +79,12 @@ def test_runtime_conv_weight_above_batch_one_is_reported_and_refused():
 def test_unknown_route_is_a_usage_error():
     with pytest.raises(UsageError, match="route"):
         ak.check(ak.program({"y": ak.relu(ak.input("x", (1, 2, 1, 2)))}), "m4", route="usb")
+
+
+def test_cli_check_takes_the_route(tmp_path, capsys):
+    from anekit.cli import main
+    x = ak.input("x", (1, 3, 8, 8))
+    ak.save(ak.program({"y": ak.relu(x)}), str(tmp_path / "m.mil"))
+    assert main(["check", str(tmp_path / "m.mil"), "-t", "m4"]) == 0
+    assert main(["check", str(tmp_path / "m.mil"), "-t", "m4", "--route", "direct"]) == 1
+    assert "io-layout" in capsys.readouterr().out
