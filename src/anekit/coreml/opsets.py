@@ -14,6 +14,7 @@ OPSETS = {
 }
 TAG_TO_OPSET = {tag: opset for opset, (tag, _) in OPSETS.items()}
 DEFAULT_OPSET = "CoreML8"     # iOS 18: fp16 I/O, SDPA, states (the deployment target)
+OPSET_OF_DIALECT = {"ios18": DEFAULT_OPSET, "ios16": "CoreML6"}   # a function with no opset tag of its own
 
 
 def tag_for(opset: str, where: str) -> str:
@@ -35,7 +36,7 @@ def opset_for(tag: str | None, dialect: str | None) -> str:
         return TAG_TO_OPSET[tag]
     if tag is not None:
         raise ModelFormatError(f"function opset '{tag}' has no Core ML equivalent (known: {', '.join(TAG_TO_OPSET)})")
-    return DEFAULT_OPSET if (dialect or dialects.DEFAULT) == "ios18" else "CoreML6"
+    return OPSET_OF_DIALECT[dialect or dialects.DEFAULT]
 
 
 def spec_version(opsets) -> int:
