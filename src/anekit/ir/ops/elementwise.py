@@ -210,9 +210,8 @@ def _cast_range(op, res):
     return iv.BOOL if op.attr("dtype") == "bool" else iv.x_of(op, res)
 
 
-@op(kind="movement", T=NUMERIC + ("bool",), x=tensor(),
-    dtype=const("string", 0, choices=("fp16", "fp32", "int32", "bool")),
-    fp16_range=_cast_range, coreml_dtype_param="dtype")
+@op(kind="movement", T=NUMERIC + ("bool",), fp16_range=_cast_range, coreml_dtype_param="dtype", x=tensor(),
+    dtype=const("string", 0, choices=("fp16", "fp32", "int32", "bool")))
 def cast(a):
     """Convert x to another dtype."""
     return [(a.dtype, a.x.shape)]

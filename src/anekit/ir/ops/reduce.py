@@ -134,6 +134,6 @@ def _index_range(op, res):
 
 for _name in ("reduce_argmax", "reduce_argmin"):
     declare(_name, kind="reduction", infer=_arg_reduce, T=("fp16", "fp32", "int32"), x=tensor(),
-            axis=const("int32", 0, default=-1), keep_dims=const("bool", 0, default=False),
             fp16_range=_index_range, coreml_ignored={"output_dtype": INDEX_DTYPES},
+            axis=const("int32", 0, default=-1), keep_dims=const("bool", 0, default=False),
             doc=f"Index of the {_name[7:]} along `axis` (int32).")
