@@ -38,6 +38,15 @@ def test_matmul_and_comparisons(rng):
     assert (got["le"] == (a <= 0)).all() and (got["lt"] == (a > 0.25)).all()
 
 
+def test_numpy_arrays_on_the_left_build_graph_ops(rng):
+    a = rng.standard_normal((2, 4)).astype(np.float32)
+    w = rng.standard_normal((4,)).astype(np.float32)
+    x = ak.input("x", a.shape, dtype="fp32")
+    y = w * x + w
+    assert y.op.type == "add" and y.shape == (2, 4)
+    np.testing.assert_allclose(run({"y": y}, {"x": a})["y"], w * a + w, rtol=1e-6)
+
+
 def test_unary_minus_keeps_int32():
     i = ak.input("i", (4,), dtype="int32")
     n = -i

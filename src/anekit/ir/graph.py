@@ -35,6 +35,7 @@ class Tensor:
     # op), numpy-style indexing. == and != stay identity, so tensors can key dicts and sets.
     # The builder installs itself as `_build` (it imports this module, so no import back).
     _build: Any = None
+    __array_ufunc__ = None   # `array * tensor` builds the op here instead of numpy looping over it
 
     def _b(self, op, *args, **kw):
         return Tensor._build(op, *args, **kw)
