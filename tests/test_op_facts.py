@@ -87,3 +87,21 @@ def test_no_module_names_an_undeclared_op():
             if name not in REGISTRY and name not in ("input", "output", "program"):
                 bad.append(f"{path.relative_to(SRC)}:{line}: '{name}'")
     assert not bad, bad
+
+
+def test_a_rule_slot_is_filled_once():
+    from anekit.ir.spec import declare
+    from anekit.ir.spec import tensor as t
+    spec = declare("_facts_probe", kind="elementwise", infer=lambda a: [(a.T, a.x.shape)], x=t(),
+                   fp16_range=lambda op, res: None)
+    try:
+        assert spec.path == "vector" and spec.vector_passes == 1 and not spec.mac_epilogue
+        with pytest.raises(RuntimeError, match="two fp16_range rules"):
+            spec.defrange(lambda op, res: None)
+        with pytest.raises(RuntimeError, match="neither parameters nor facts"):
+            declare("_facts_probe2", kind="elementwise", infer=spec.infer, x=t(), fp16range=None)
+        with pytest.raises(RuntimeError, match="path 'gpu'"):
+            declare("_facts_probe3", kind="elementwise", infer=spec.infer, x=t(), path="gpu")
+    finally:
+        for n in ("_facts_probe", "_facts_probe2", "_facts_probe3"):
+            REGISTRY.pop(n, None)

@@ -120,19 +120,24 @@ class OpSpec:
     def param(self, name: str) -> Param | None:
         return self.param_index.get(name)
 
+    def _set_once(self, slot: str, rule: Callable) -> None:
+        if getattr(self, slot) is not None:
+            raise RuntimeError(f"op '{self.name}' has two {slot} rules")
+        setattr(self, slot, rule)
+
     def defrange(self, rule: Callable) -> Callable:
         """Decorator: `rule(op, res)` is this op's fp16 range rule (see `fp16_range`)."""
-        self.fp16_range = rule
+        self._set_once("fp16_range", rule)
         return rule
 
     def defwork(self, rule: Callable) -> Callable:
         """Decorator: `rule(op) -> MacWork` is this MAC-path op's work (see `mac_work`)."""
-        self.mac_work = rule
+        self._set_once("mac_work", rule)
         return rule
 
     def defstored(self, rule: Callable) -> Callable:
         """Decorator: `rule(op) -> (format, bytes)` is this constexpr op's stored form."""
-        self.stored_weight = rule
+        self._set_once("stored_weight", rule)
         return rule
 
     def defgrad(self, rule: Callable) -> Callable:
