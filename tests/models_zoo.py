@@ -26,8 +26,8 @@ import torch.nn.functional as F
 # fp16 tolerance (stated once, used by every comparison unless an entry overrides it):
 # |sim - torch| <= ATOL + RTOL * |torch|, elementwise, with torch run in float32 on the same
 # fp16-representable inputs. fp16 keeps 11 significant bits (relative step 2**-10 ~ 1e-3);
-# a few layers of fp16 rounding, the engine's piecewise-linear activations (~0.5 ulp, brief
-# §5) and fp16 weight storage stay well inside 2e-2 at unit magnitude.
+# a few layers of fp16 rounding, the engine's piecewise-linear activations (~0.5 ulp, guide
+# ch. 3) and fp16 weight storage stay well inside 2e-2 at unit magnitude.
 ATOL = 2e-2
 RTOL = 2e-2
 

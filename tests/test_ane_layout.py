@@ -18,7 +18,7 @@ def test_element_c_s_sits_at_c_times_s_plus_s():
     assert len(raw) == spec.nbytes == 3 * 5 * 2
     for c in range(3):
         for s in range(5):
-            off = (c * 5 + s) * 2                      # brief §2: element (c, s) at c*S + s
+            off = (c * 5 + s) * 2                      # docs/hardware.md: element (c, s) at c*S + s
             assert raw[off:off + 2] == np.float16(a[0, c, 0, s]).tobytes()
 
 

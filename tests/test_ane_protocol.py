@@ -1,4 +1,4 @@
-"""The brief §2 dispatch sequence, proven at the transport boundary.
+"""The docs/hardware.md dispatch sequence, proven at the transport boundary.
 
 Every test that can runs twice: through FakeTransport (always) and through the real
 AppleNeuralEngine.framework (ObjCTransport wrapped in a RecordingTransport) when ANEKIT_HW=1
@@ -107,7 +107,7 @@ def test_selector_order_of_compile_run_close(transport):
     by_sel = {c.selector: c for c in protocol_calls(t)}
     for sel in ("compileWithQoS:options:error:", "loadWithQoS:options:error:",
                 "evaluateWithQoS:options:request:error:", "unloadWithQoS:error:"):
-        assert by_sel[sel].args[0] == 21                              # QoS 21, as the seeds use
+        assert by_sel[sel].args[0] == 21                              # QoS 21, as earlier direct-route projects use
         assert by_sel[sel].args[-1] == "&error"                        # an NSError** every time
     locks = [c.args[1] for c in protocol_calls(t) if c.selector == "IOSurfaceLock"]
     assert locks == [0, 1]                  # read-write to write the input, read-only to read the output
@@ -321,7 +321,7 @@ def test_cleanup_on_success_releases_everything():
 
 
 def test_fake_compile_limit_fails_past_the_limit_like_the_framework():
-    assert FakeTransport().compile_limit == 119 and FakeTransport().load_limit == 128   # brief §2, guide ch. 14
+    assert FakeTransport().compile_limit == 119 and FakeTransport().load_limit == 128   # docs/hardware.md, guide ch. 14
     t = FakeTransport(chip=FAKE_TARGET, compile_limit=3)
     be = dict(compile_budget=None)                       # let the framework's own limit show
     exes = [compile_with(t, scaled_program(k), FAKE_TARGET, **be) for k in (1, 2, 3)]

@@ -219,11 +219,11 @@ def test_surface_memory_needs_the_right_lock():
         t.memory_read(base, 3)                  # use after free
 
 
-def test_surface_properties_other_than_brief_2_are_reported():
+def test_surface_properties_other_than_the_documented_ones_are_reported():
     t = FakeTransport()
     s = t.surface_create({"Width": 16, "Height": 4, "BytesPerElement": 2, "BytesPerRow": 32,
                           "AllocSize": 128, "PixelFormat": 0})
-    assert s is not None and any("brief §2" in p for p in t.problems)
+    assert s is not None and any("docs/hardware.md" in p for p in t.problems)
 
 
 def test_recording_transport_records_what_it_forwards():
@@ -242,7 +242,7 @@ def test_transport_errors_are_anekit_errors():
 
 def test_the_real_transport_refuses_a_target_of_another_family(monkeypatch):
     from anekit.errors import TargetError
-    from anekit.runtime.ane.transport import check_host_target
+    from anekit.runtime.ane.machine import check_host_target
     check_host_target("m1", host="M1 Max")                      # same family: fine
     check_host_target("m4max", host="M4")
     with pytest.raises(TargetError, match="this Mac's engine is M1 .*family h13.*M4 .*family h16"):

@@ -157,7 +157,7 @@ class SlowFake(FakeTransport):
         return super().send(receiver, selector, *args, returns=returns)
 
 
-def test_an_interrupted_call_shuts_the_worker_down_cleanly(tmp_path, monkeypatch):
+def test_an_interrupted_call_shuts_the_worker_down_cleanly(tmp_path, monkeypatch, python_sigint):
     # the worker imports this module to build SlowFake
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))
     slow = functools.partial(SlowFake, chip=TARGET, tmp_root=str(tmp_path))

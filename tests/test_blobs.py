@@ -34,7 +34,7 @@ def sample(dtype: str, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def parse_metadata(data: bytes, offset: int) -> tuple:
-    """Independent decode of one 64-byte metadata record (brief §4)."""
+    """Independent decode of one 64-byte metadata record (docs/mil.md)."""
     sentinel, code, size, data_offset, padding = struct.unpack_from("<IIQQQ", data, offset)
     reserved = data[offset + 32: offset + 64]
     return sentinel, code, size, data_offset, padding, reserved

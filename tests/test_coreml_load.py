@@ -223,11 +223,9 @@ def test_renamed_package_is_recognized_by_its_manifest(tmp_path_factory):
 def test_op_without_a_simulator_kernel_is_named_with_its_position(monkeypatch, tmp_path_factory):
     """A declared op the simulator cannot execute fails when the program is compiled, before
     any input is read, naming the op type, its name and its position in the function."""
-    from anekit.sim import KERNELS
-
     prog = ak.load(zoo.package("cnn_bn_pool", tmp_path_factory))
     position, pool = next((i, op) for i, op in enumerate(prog.main.ops) if op.type == "max_pool")
-    monkeypatch.delitem(KERNELS, "max_pool")
+    monkeypatch.setattr(REGISTRY["max_pool"], "kernel", None)
     with pytest.raises(UnsupportedOpError) as info:
         ak.compile(prog, backend="sim", target="m4")
     message = str(info.value)

@@ -1,6 +1,6 @@
 """Tests for anekit.hwx: the .hwx reader, the task-descriptor decoder/encoder and the CLI.
 
-Facts asserted on the vectors come from the issue and the ANE brief section 8: the
+Facts asserted on the vectors come from the issue and docs/hwx.md: the
 conv is 1x1, 3 -> 3 channels, fp16, weights 2.0 (3.0 in the golden copy); the concat
 has two descriptors; relu uses NonlinearMode 1; the sigmoid's table is in the weights
 section; the gemm is 512 x 512. Synthetic files are built here from the Mach-O layout
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from anekit.errors import AnekitError, HwxFieldError, HwxFormatError
 from anekit.hwx import decode_td, h13_table, read
 
-SHARED = Path(os.environ.get("ANEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 VECTORS = SHARED / "vectors" / "hwx"
 VECTOR_FILES = sorted(VECTORS.glob("*.hwx")) if VECTORS.is_dir() else []
 
@@ -269,7 +268,7 @@ def test_every_vector_reads_as_h13(vectors):
         assert h.tds and all(td.fields for td in h.tds), path.name
         assert h.weights_section == "__TEXT,__const", path.name
         assert h.notes == (), path.name
-        # The weights sit at round_up(text size, 16) after __text (brief section 8).
+        # The weights sit at round_up(text size, 16) after __text (docs/hwx.md).
         const = h.container.find_section("__TEXT", "__const")
         assert const.address - h.text_section.address == -(-h.text_section.size // 16) * 16, path.name
 
@@ -283,7 +282,7 @@ def test_conv_is_1x1_3_to_3_fp16_with_weights_of_two(vectors):
     h = read(vector("h13_conv.hwx"))
     f = h.tds[0].fields
     assert (f["Common.Kw"], f["Common.Kh"], f["Common.Cin"], f["Common.Cout"]) == (1, 1, 3, 3)
-    assert f["Common.InFmt"] == f["Common.OutFmt"] == 2  # fp16 format code (brief section 8)
+    assert f["Common.InFmt"] == f["Common.OutFmt"] == 2  # fp16 format code (docs/hwx.md)
     assert [(b.role, b.dtype, b.shape) for b in h.buffers] == [
         ("input", "float16", (1, 3, 1, 1)),
         ("output", "float16", (1, 3, 1, 1)),
@@ -334,7 +333,7 @@ def test_sigmoid_carries_its_table_in_the_weights_section(vectors):
     h = read(vector("h13_sigmoid.hwx"))
     assert h.tds[0].fields["NE.NonlinearMode"] != read(vector("h13_relu.hwx")).tds[0].fields["NE.NonlinearMode"]
     table = h.weights_fp16().astype(np.float64)
-    # Reference: the exact logistic function at 33 knots over [-8, 8] (brief section 5:
+    # Reference: the exact logistic function at 33 knots over [-8, 8] (docs/numerics.md:
     # activations are 33-knot tables), rounded to fp16; allow one fp16 ulp.
     knots = np.linspace(-8.0, 8.0, 33)
     reference = 1.0 / (1.0 + np.exp(-knots))
@@ -352,7 +351,7 @@ def test_gemm_is_512_by_512(vectors):
 
 
 def test_dma_strides_agree_with_the_symbol_layouts(vectors):
-    # Tile DMA strides count 64-byte units (brief section 8); the symbol strings give
+    # Tile DMA strides count 64-byte units (docs/hwx.md); the symbol strings give
     # byte strides. Two independent parts of the file must tell the same story.
     for path in VECTOR_FILES:
         h = read(path)

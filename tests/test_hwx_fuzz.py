@@ -7,12 +7,11 @@ itself, whatever sizes the file claims.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import tracemalloc
-from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +19,6 @@ from anekit.errors import AnekitError, HwxFormatError
 from anekit.hwx import decode_td, read
 from anekit.hwx.disasm import render_dump
 
-SHARED = Path(os.environ.get("ANEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 VECTORS = SHARED / "vectors" / "hwx"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

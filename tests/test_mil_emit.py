@@ -204,7 +204,7 @@ def test_sub_byte_consts_go_to_weight_bin_with_their_dtype():
     data = files["weights/weight.bin"]
     offsets = [int(o) for o in re.findall(r"offset = uint64\((\d+)\)", text)]
     codes = [struct.unpack_from("<II", data, off)[1] for off in offsets]
-    assert codes == [11, 9, 8]   # uint4, uint1, int4 (brief §4)
+    assert codes == [11, 9, 8]   # uint4, uint1, int4 (docs/mil.md)
     # guide ch. 7: uint4 indices [1, 0, 0, 1] pack to 0x01 0x10
     assert data[offsets[0] + 64: offsets[0] + 66] == bytes([0x01, 0x10])
     assert "tensor<uint4, [4]>(BLOBFILE(" in text and "tensor<int4, [2]>(BLOBFILE(" in text

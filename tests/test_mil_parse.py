@@ -1,4 +1,4 @@
-"""The MIL parser: text as coremlc and the seed projects write it, both dialects, errors with
+"""The MIL parser: text as coremlc and earlier direct-route projects write it, both dialects, errors with
 line and column, the BLOBFILE path policy and weight validation.
 
 The fixtures are written by hand in the exact syntax of Apple's compiler output: coremlc runs
@@ -6,9 +6,9 @@ only on macOS, so no real model.mil can be generated on Linux CI. The line forma
 strings coremltools' own tests assert on compiled models (`tensor<fp16, [5, 6272]> w =
 const()[name = string("w"), val = tensor<fp16, [5, 6272]>(BLOBFILE(path =
 string("@model_path/weights/weight.bin"), offset = uint64(576)))];`, and the iOS 17 form
-`BLOBFILE(path = tensor<string, []>(...), offset = tensor<uint64, []>(64))`) and the MIL the
-seed projects generate (ANE brief §3; maderix/ANE style: no spaces, op names that differ from
-their variables, a bare path string inside BLOBFILE).
+`BLOBFILE(path = tensor<string, []>(...), offset = tensor<uint64, []>(64))`) and hand-written
+direct-route MIL (docs/mil.md: no spaces, op names that differ from their variables, a bare
+path string inside BLOBFILE).
 """
 from __future__ import annotations
 

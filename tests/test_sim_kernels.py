@@ -25,10 +25,13 @@ import pytest
 
 import anekit as ak
 from anekit.ir import REGISTRY, Function, Op, Program, make_const
-from anekit.sim import KERNELS, Simulator
+from anekit.sim import Simulator
+from conftest import optional
 
-torch = pytest.importorskip("torch", reason="PyTorch is the reference for convs, pools and attention")
-F = torch.nn.functional
+# PyTorch is the reference for convs, pools, norms, attention and resampling; those cases
+# carry the torch marker (conftest.py), every numpy-referenced case runs without it.
+torch = optional("torch")
+F = torch.nn.functional if torch is not None else None
 
 PROFILE = "m1"
 
@@ -64,12 +67,15 @@ class Case:
 
 
 CASES: dict[str, callable] = {}
+TORCH_CASES: set[str] = set()     # cases whose reference is computed with PyTorch
 
 
-def case(*names):
+def case(*names, torch_ref: bool = False):
     def register(fn):
         for n in names:
             CASES[n] = fn
+            if torch_ref:
+                TORCH_CASES.add(n)
         return fn
     return register
 
@@ -350,7 +356,7 @@ _CONV_CASES = {
 }
 
 
-@case(*_CONV_CASES)
+@case(*_CONV_CASES, torch_ref=True)
 def _conv(op, rng):
     cfg = _CONV_CASES[op]
     a, w = h(rng.standard_normal(cfg["x"])), h(rng.standard_normal(cfg["w"]) * 0.5)
@@ -364,7 +370,7 @@ def _conv(op, rng):
                 allow=_mac_allow(mag)[0], exact_allow=_mac_allow(mag)[1])
 
 
-@case("conv_transpose", "conv_transpose:out_shape")
+@case("conv_transpose", "conv_transpose:out_shape", torch_ref=True)
 def _conv_transpose(op, rng):
     a = h(rng.standard_normal((1, 4, 5, 6)))
     w = h(rng.standard_normal((4, 3, 3, 2)) * 0.5)                 # groups 2: Cout = 3 * 2
@@ -383,7 +389,7 @@ def _conv_transpose(op, rng):
     return Case({"z": y}, {"x": a}, {"z": ref}, ulps=2.0, allow=_mac_allow(mag)[0], exact_allow=_mac_allow(mag)[1])
 
 
-@case("scaled_dot_product_attention")
+@case("scaled_dot_product_attention", torch_ref=True)
 def _sdpa(op, rng):
     q, k, v = (h(rng.standard_normal((2, 3, s, 8))) for s in (5, 7, 7))
     fmask = h(rng.standard_normal((5, 7)))
@@ -483,7 +489,7 @@ def _layer_norm(op, rng):
                 ulps=6.0, allow=0.004)
 
 
-@case("instance_norm")
+@case("instance_norm", torch_ref=True)
 def _instance_norm(op, rng):
     a = h(rng.standard_normal((2, 3, 4, 5)) + 0.5)
     g, b = h(rng.standard_normal(3)), h(rng.standard_normal(3))
@@ -493,7 +499,7 @@ def _instance_norm(op, rng):
                 ulps=6.0, allow=0.004)
 
 
-@case("batch_norm")
+@case("batch_norm", torch_ref=True)
 def _batch_norm(op, rng):
     a = h(rng.standard_normal((2, 4, 3, 3)))
     mean, var = h(rng.standard_normal(4)), h(rng.uniform(0.5, 2, 4))
@@ -582,7 +588,7 @@ def _slices(op, rng):
     return _movement({"z": y}, a, {"z": a[:, :, 1:4, 2:]})
 
 
-@case("pad")
+@case("pad", torch_ref=True)
 def _pad(op, rng):
     a = h(rng.standard_normal((1, 2, 4, 5)))
     x = fin("x", a.shape)
@@ -595,7 +601,7 @@ def _pad(op, rng):
     return _movement(outs, a, refs)
 
 
-@case("gather", "gather_along_axis")
+@case("gather", "gather_along_axis", torch_ref=True)
 def _gather(op, rng):
     a = h(rng.standard_normal((3, 5, 4)))
     x = fin("x", a.shape)
@@ -620,14 +626,14 @@ def _slice_update(op, rng):
     return Case({"z": y}, {"x": a, "u": u}, {"z": ref}, equal=True)
 
 
-@case("pixel_shuffle")
+@case("pixel_shuffle", torch_ref=True)
 def _pixel_shuffle(op, rng):
     a = h(rng.standard_normal((2, 12, 3, 2)))
     return _movement({"z": ak.pixel_shuffle(fin("x", a.shape), upscale_factor=2)}, a,
                      {"z": F.pixel_shuffle(t64(a), 2).numpy()})
 
 
-@case("upsample_nearest_neighbor")
+@case("upsample_nearest_neighbor", torch_ref=True)
 def _upsample_nn(op, rng):
     a = h(rng.standard_normal((1, 2, 3, 4)))
     x = fin("x", a.shape)
@@ -638,7 +644,7 @@ def _upsample_nn(op, rng):
     return _movement(outs, a, refs)
 
 
-@case("upsample_bilinear")
+@case("upsample_bilinear", torch_ref=True)
 def _upsample_bilinear(op, rng):
     a = h(rng.standard_normal((1, 2, 4, 8)))
     x = fin("x", a.shape)
@@ -649,7 +655,7 @@ def _upsample_bilinear(op, rng):
     return Case(outs, {"x": a}, refs, ulps=2.0)
 
 
-@case("avg_pool", "avg_pool:ceil", "max_pool")
+@case("avg_pool", "avg_pool:ceil", "max_pool", torch_ref=True)
 def _pools(op, rng):
     a = h(rng.standard_normal((2, 3, 7, 8)))
     x = fin("x", a.shape)
@@ -741,8 +747,17 @@ def _state(op, rng):
 
 # --- the tests --------------------------------------------------------------------------------
 
+def _param(name: str, cases):
+    """A parametrize value, marked torch when any of its cases needs PyTorch for its reference."""
+    return pytest.param(name, marks=pytest.mark.torch) if any(c in TORCH_CASES for c in cases) else name
+
+
+def ops_with_cases():
+    return [_param(op, [n for n in CASES if n.split(":")[0] == op]) for op in sorted(REGISTRY)]
+
+
 def test_every_registered_op_has_a_kernel_and_a_case():
-    assert set(REGISTRY) <= set(KERNELS), sorted(set(REGISTRY) - set(KERNELS))
+    assert all(s.kernel is not None for s in REGISTRY.values()), sorted(n for n, s in REGISTRY.items() if not s.kernel)
     covered = {name.split(":")[0] for name in CASES}
     assert set(REGISTRY) <= covered, f"ops without an accuracy case: {sorted(set(REGISTRY) - covered)}"
 
@@ -750,7 +765,7 @@ def test_every_registered_op_has_a_kernel_and_a_case():
 @pytest.mark.parametrize("op", sorted(REGISTRY))
 def test_kernel_signature_matches_the_declaration(op):
     import inspect
-    params = list(inspect.signature(KERNELS[op].fn).parameters)[1:]
+    params = list(inspect.signature(REGISTRY[op].kernel.fn).parameters)[1:]
     assert params == [p.name for p in REGISTRY[op].params]
 
 
@@ -785,14 +800,15 @@ def cases_of(op):
 
 
 @pytest.mark.parametrize("profile", ["exact", PROFILE])
-@pytest.mark.parametrize("op", sorted(REGISTRY))
+@pytest.mark.parametrize("op", ops_with_cases())
 def test_kernel_matches_reference(op, profile):
     for name in cases_of(op):
         _check(CASES[name](name, rng_for(name)), profile)
 
 
-@pytest.mark.parametrize("name", ["matmul", "linear", "conv", "conv:grouped", "conv:depthwise", "conv:pointwise",
-                                  "conv_transpose", "scaled_dot_product_attention", "reduce_sum"])
+@pytest.mark.parametrize("name", [_param(n, [n]) for n in (
+    "matmul", "linear", "conv", "conv:grouped", "conv:depthwise", "conv:pointwise", "conv_transpose",
+    "scaled_dot_product_attention", "reduce_sum")])
 def test_fast_accumulation_route_matches_reference(name):
     """The same MAC cases on the float32 route that big reductions take (no lane emulation)."""
     import dataclasses
@@ -810,7 +826,7 @@ def test_fast_accumulation_route_matches_reference(name):
         assert np.all(np.abs(quick[k].astype(np.float64) - emulated[k]) <= 2 * c.ulps * ulp16(ref) + allow), k
 
 
-@pytest.mark.parametrize("op", sorted(REGISTRY))
+@pytest.mark.parametrize("op", ops_with_cases())
 def test_profile_stays_within_fp16_rounding_of_exact(op):
     """Away from the documented edge cases (these inputs are finite, in range, and avoid the
     MAC ceiling), the chip profile differs from exact mode only by its fp16 roundings and the

@@ -7,19 +7,17 @@ folder is present the tables are also parsed straight from the guide and compare
 from __future__ import annotations
 
 import json
-import os
 import re
 from importlib import resources
-from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from anekit import targets
 from anekit.errors import AnekitError, TargetError, UnknownOpError
 from anekit.ir.ops import REGISTRY
 from anekit.targets import _data, support
 
-SHARED = Path(os.environ.get("ANEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 GUIDE = SHARED / "reference" / "ane-guide"
 
 

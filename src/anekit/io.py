@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import os
 
+from . import dialects
 from ._paths import as_path
+from .coreml import load_compiled, load_package, save_package
+from .coreml.load import select_function
 from .errors import ModelFormatError
 from .ir.graph import Program
+from .mil import folder as mil_folder
+from .mil.printer import WEIGHT_FILE, render
 
 
 def kind_of(path: str) -> str:
@@ -43,13 +48,9 @@ def load(path, function: str | None = None) -> Program:
     loaded with the model's default function first (it is `prog.main`)."""
     kind = kind_of(path)
     if kind == "mlpackage":
-        from .coreml import load_package
         return load_package(path, function)
     if kind == "mlmodelc":
-        from .coreml import load_compiled
         return load_compiled(path, function)
-    from .coreml.load import select_function
-    from .mil import folder as mil_folder
     prog = mil_folder.load(path)
     return select_function(prog, function, prog.main.name, os.fspath(path))
 
@@ -62,22 +63,19 @@ def save(prog: Program, path) -> str:
     p = as_path(path).rstrip("/\\")
     ext = os.path.splitext(p)[1].lower()
     if ext == ".mlpackage":
-        from .coreml import save_package
         return save_package(prog, p)
     if ext in (".mlmodelc", ".mlmodel"):
         raise ModelFormatError(f"{p}: anekit writes .mlpackage (Apple's compiler makes .mlmodelc from it)")
-    from .mil import folder as mil_folder
     if ext == ".mil":
         return _save_mil_file(prog, p, mil_folder)
-    mil_folder.save(prog, p, dialect=prog.dialect or "ios18")
+    mil_folder.save(prog, p, dialect=dialects.of_program(prog))
     return p
 
 
 def _save_mil_file(prog: Program, path: str, mil_folder) -> str:
     """A .mil file; its weights (if any) go to weights/weight.bin beside it, where
     `@model_path/` points when the file is loaded back."""
-    from .mil.printer import WEIGHT_FILE, render
-    text, blobs = render(prog, prog.dialect or "ios18")
+    text, blobs = render(prog, dialects.of_program(prog))
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -2,6 +2,8 @@
 
 Each subcommand module exposes `register(subparsers)`; handlers return an exit code and raise
 AnekitError for bad input, which main() prints as one line (exit 2), never a traceback.
+Handlers import the layers they use when they run, not at module top: every start registers
+every command, so `anekit --help` and each command load only what that command needs.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from ..errors import AnekitError
 
 # Subcommand modules, in the order `anekit --help` lists them.
@@ -16,7 +19,6 @@ COMMAND_MODULES = ("run", "check", "sweep", "devices", "hwx", "train", "generate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
     parser = argparse.ArgumentParser(
         prog="anekit",
         description="Build, check, estimate, simulate and run Apple Neural Engine programs.",

@@ -1,8 +1,9 @@
 """Plain-text tables and a stderr progress line for the CLI."""
 from __future__ import annotations
 
-import sys
-import time
+import json
+import math
+
 
 
 def _cell(v) -> str:
@@ -27,36 +28,9 @@ def format_table(headers: list[str], rows: list[list], title: str | None = None)
     return "\n".join(out)
 
 
-class Progress:
-    """`with Progress("compiling", total=n) as p: p.step()` — a status line on stderr when it is a terminal."""
-
-    def __init__(self, label: str, total: int | None = None, stream=None):
-        self.label, self.total, self.done = label, total, 0
-        self.stream = stream or sys.stderr
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = time.perf_counter()
-
-    def step(self, note: str = "") -> None:
-        self.done += 1
-        if self.live:
-            of = f"/{self.total}" if self.total else ""
-            self.stream.write(f"\r{self.label} {self.done}{of} {note}".ljust(60)[:120])
-            self.stream.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.live:
-            self.stream.write(f"\r{self.label}: {self.done} done in {time.perf_counter() - self.t0:.1f}s".ljust(60) + "\n")
-            self.stream.flush()
-
-
 def to_json(data, indent: int | None = 2) -> str:
     """Strict JSON for --json output: numpy scalars and arrays become Python values, and
     non-finite floats (which JSON cannot hold) become the strings "inf", "-inf" and "nan"."""
-    import json
-    import math
 
     def clean(v):
         if isinstance(v, dict):

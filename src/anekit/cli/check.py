@@ -15,6 +15,9 @@ def register(subparsers) -> None:
     p.add_argument("--range", metavar="INPUT=LO,HI", action="append", default=[],
                    help="declare the values an input carries, for the fp16 range checks (repeatable); "
                         "MIL files do not store ranges")
+    p.add_argument("--route", choices=("coreml", "direct"), default="coreml",
+                   help="coreml (default): through Core ML; direct: anekit's ANE backend, which also needs "
+                        "[1, C, 1, S] fp16 I/O (fp32 cast inside the program)")
     p.set_defaults(func=run_check)
     e = subparsers.add_parser("estimate", help="estimate a program's latency on one chip or across chips",
                               description="Per-op latency estimate (dispatch floor, compute and bandwidth roofs, "
@@ -76,7 +79,7 @@ def run_check(args) -> int:
     from ..preflight import OFF_ENGINE, check
     chip, prog = _prepare(args)
     _apply_ranges(prog, args.range, args.function)
-    rep = check(prog, chip, function=args.function)
+    rep = check(prog, chip, function=args.function, route=args.route)
     if args.json:
         print(to_json(rep.to_dict(), indent=1))
         return 0 if rep.ok else 1

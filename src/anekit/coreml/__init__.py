@@ -7,13 +7,7 @@ Reading and writing the protobuf needs coremltools (the `coreml` extra); it is i
 when a package is read or written. Compiled .mlmodelc folders are MIL text and need nothing.
 """
 from .load import load_compiled, load_package, parse_model, program_from_model
+from .writer import model_from_program, save_package
 
 __all__ = ["load_package", "load_compiled", "parse_model", "program_from_model", "save_package",
            "model_from_program"]
-
-
-def __getattr__(name):
-    if name in ("save_package", "model_from_program"):
-        from . import writer
-        return getattr(writer, name)
-    raise AttributeError(f"module 'anekit.coreml' has no attribute '{name}'")

@@ -6,6 +6,7 @@ import os
 
 from ..errors import ModelFormatError
 from ..ir.graph import Program
+from ..mil import folder as mil_folder
 from . import _deps, package
 from .reader import choose_functions, read_program
 
@@ -46,7 +47,6 @@ def load_package(path, function: str | None = None) -> Program:
 
 def load_compiled(path, function: str | None = None) -> Program:
     """Load a compiled .mlmodelc folder through its model.mil (and weights/weight.bin)."""
-    from ..mil import folder as mil_folder
 
     path = os.fspath(path)
     if not os.path.isdir(path):

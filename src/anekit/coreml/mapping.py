@@ -5,33 +5,22 @@ the differences are few:
 
 - Parameters Core ML emits that anekit's declaration does not take, each accepted only with
   values that match anekit's behaviour (anything else is refused, naming the op, rather than
-  silently computing something different).
+  silently computing something different): the op's `coreml_ignored` fact.
 - Narrow integer tensors. From iOS 17 the converter casts indices to int16 / uint16 before a
   gather (and argmax may return uint16); anekit computes integers in int32 (the dtypes a
   tensor may have between ops are fp16, fp32, int32, bool). Such values are widened to int32:
   a cast to a narrow type becomes a cast to int32 and narrow constants feeding a parameter
   that only takes int32 are widened. Index values fit either type, so results are identical
-  wherever the narrow type could hold them.
+  wherever the narrow type could hold them. The parameter that names a result dtype is the
+  op's `coreml_dtype_param` fact.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..ir.spec import REGISTRY
+
 NARROW_INTS = ("int8", "uint8", "int16", "uint16")
-_INDEX_DTYPES = ("int32",) + NARROW_INTS
-
-# op -> {parameter: values anekit's kernel already implements}
-IGNORED_WHEN = {
-    # iOS 17 gather: index validation is a runtime check with no effect on in-range indices.
-    "gather": {"validate_indices": (False, True)},
-    "gather_along_axis": {"validate_indices": (False, True)},
-    # argmax/argmin output dtype: narrow index types are widened to int32 (see above).
-    "reduce_argmax": {"output_dtype": _INDEX_DTYPES},
-    "reduce_argmin": {"output_dtype": _INDEX_DTYPES},
-}
-
-# String parameters naming a result dtype, rewritten to int32 when they name a narrow int.
-DTYPE_ARGUMENTS = {"cast": "dtype", "topk": "output_indices_dtype"}
 
 
 def widened(dtype: str) -> str:
@@ -41,7 +30,8 @@ def widened(dtype: str) -> str:
 
 def ignorable(op_type: str, param: str, value) -> bool:
     """True if Core ML parameter `param` with compile-time `value` can be dropped for `op_type`."""
-    allowed = IGNORED_WHEN.get(op_type, {}).get(param)
+    spec = REGISTRY.get(op_type)
+    allowed = None if spec is None else spec.coreml_ignored.get(param)
     if allowed is None or value is None:
         return False
     if isinstance(value, np.ndarray):
@@ -53,6 +43,7 @@ def ignorable(op_type: str, param: str, value) -> bool:
 
 def dtype_argument(op_type: str, param: str, value):
     """`value` with a narrow integer dtype name replaced by int32, for dtype-naming parameters."""
-    if DTYPE_ARGUMENTS.get(op_type) == param and isinstance(value, str) and value in NARROW_INTS:
+    spec = REGISTRY.get(op_type)
+    if spec is not None and spec.coreml_dtype_param == param and isinstance(value, str) and value in NARROW_INTS:
         return "int32"
     return value

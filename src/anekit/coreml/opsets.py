@@ -1,6 +1,7 @@
 """Core ML opset names, specification versions and MIL dialect tags (coremltools' table)."""
 from __future__ import annotations
 
+from .. import dialects
 from ..errors import ModelFormatError
 
 # opset -> (Function.opset tag as MIL text writes it, Model.specificationVersion)
@@ -13,6 +14,7 @@ OPSETS = {
 }
 TAG_TO_OPSET = {tag: opset for opset, (tag, _) in OPSETS.items()}
 DEFAULT_OPSET = "CoreML8"     # iOS 18: fp16 I/O, SDPA, states (the issue's deployment target)
+OPSET_OF_DIALECT = {"ios18": DEFAULT_OPSET, "ios16": "CoreML6"}   # a function with no opset tag of its own
 
 
 def tag_for(opset: str, where: str) -> str:
@@ -23,8 +25,9 @@ def tag_for(opset: str, where: str) -> str:
 
 def dialect_for(tag: str) -> tuple[str, str]:
     """(MIL program version, anekit dialect) for a function's opset tag: iOS 18 and later
-    print as program(1.3), earlier ones as program(1.0) (brief §3)."""
-    return ("1.3", "ios18") if tag in ("ios18", "ios26") else ("1.0", "ios16")
+    print as program(1.3), earlier ones as program(1.0) (docs/mil.md)."""
+    dialect = dialects.of_opset(tag) or "ios16"
+    return dialects.get(dialect).version, dialect
 
 
 def opset_for(tag: str | None, dialect: str | None) -> str:
@@ -33,7 +36,7 @@ def opset_for(tag: str | None, dialect: str | None) -> str:
         return TAG_TO_OPSET[tag]
     if tag is not None:
         raise ModelFormatError(f"function opset '{tag}' has no Core ML equivalent (known: {', '.join(TAG_TO_OPSET)})")
-    return DEFAULT_OPSET if dialect in (None, "ios18") else "CoreML6"
+    return OPSET_OF_DIALECT[dialect or dialects.DEFAULT]
 
 
 def spec_version(opsets) -> int:

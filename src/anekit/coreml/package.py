@@ -1,6 +1,6 @@
 """Where things live inside an .mlpackage or .mlmodelc, resolved without leaving the folder.
 
-An .mlpackage (brief §3) holds `Manifest.json`, whose `rootModelIdentifier` names an item
+An .mlpackage (docs/mil.md) holds `Manifest.json`, whose `rootModelIdentifier` names an item
 whose `path` (relative to `Data/`) is the Model protobuf, normally
 `Data/com.apple.CoreML/model.mlmodel`; weights referenced as `@model_path/weights/weight.bin`
 live beside it (`Data/com.apple.CoreML/weights/weight.bin`). A compiled .mlmodelc holds

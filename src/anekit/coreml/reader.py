@@ -16,7 +16,6 @@ from ..ir.spec import REGISTRY
 from . import mapping, opsets, values
 
 INPUT_DTYPES = ("fp16", "fp32", "int32", "bool")
-STATE_OPS = ("read_state", "write_state", "coreml_update_state")
 
 
 def read_program(model, mil_pb2, weights, function: str | None = None, source: str = "model") -> Program:
@@ -217,9 +216,10 @@ class FunctionReader:
             if len(bound) != 1:
                 raise ModelFormatError(f"{where}: argument '{pname}' binds {len(bound)} values, expected one")
             t = bound[0]
-            if (id(t) in self.states) != (op.type in STATE_OPS and pname in ("input", "state")):
+            if (id(t) in self.states) != (spec.state_param == pname):
+                state_ops = ", ".join(n for n, s in REGISTRY.items() if s.state_param)
                 raise ModelFormatError(f"{where}: argument '{pname}' is '{t.name}': states go only to "
-                                       f"the state argument of {', '.join(STATE_OPS)}, and nothing else does")
+                                       f"the state argument of {state_ops}, and nothing else does")
             if p.kind == "tensor":
                 inputs[pname] = t
                 continue

@@ -1,6 +1,6 @@
 """Core ML protobuf value types and values <-> anekit dtypes, shapes and numpy arrays.
 
-How each dtype travels in a TensorValue follows coremltools' serializer (facts, brief §3):
+How each dtype travels in a TensorValue follows coremltools' serializer (facts, docs/mil.md):
 fp16, int8, uint8, uint32 and the sub-byte types as raw little-endian `bytes` (sub-byte
 values bit-packed the way weight.bin packs them); fp32 as `floats`; int32, int16 and uint16
 as `ints`; int64 / uint64 as `longInts`; fp64 as `doubles`; bool as `bools`; strings as

@@ -15,6 +15,7 @@ import tempfile
 
 import numpy as np
 
+from .. import __version__
 from ..errors import AnekitError, ModelFormatError
 from ..ir.dtypes import from_numpy
 from ..ir.graph import Function, Program, Tensor
@@ -95,7 +96,6 @@ def save_package(prog: Program, path) -> str:
 
 
 def _version() -> str:
-    from .. import __version__
     return __version__
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ir.weights import is_weight
+from .fusion import consumers, fusable, io_bytes
 from .opwork import FP16, OpWork, op_work
 
 # Utilization: the array fills output-channel lanes up to ~256 channels (the M1's end-to-end
@@ -118,9 +120,7 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
     """Per-op features of one function: work, fusion of epilogues into MAC ops, program I/O,
     working-set spills, the two on-chip capacity flags, and the share of weights streamed per
     call once `resident` bytes of them stay on chip between calls."""
-    from ..ir.weights import is_weight
-    from .program import _consumers, _fusable, _io_bytes
-    uses = _consumers(fn)
+    uses = consumers(fn)
     inputs = {id(t) for t in fn.inputs}
     outputs = {id(t) for t in fn.outputs}
     seen_inputs: set[int] = set()
@@ -133,19 +133,19 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
         work[id(op)] = w
         if w.path == "const":
             continue
-        fused = _fusable(op, work, fused_root, uses, outputs)
+        fused = fusable(op, work, fused_root, uses, outputs)
         if fused:
             fused_root[id(op)] = op
         io, spill = 0.0, 0.0
         for t in op.tensor_inputs():
             if id(t) in inputs and id(t) not in seen_inputs:   # each program input is copied in once
                 seen_inputs.add(id(t))
-                io += _io_bytes(t)
+                io += io_bytes(t)
             elif not is_weight(t) and id(t) not in inputs and t.size * FP16 > working_set:
                 spill += t.size * FP16
         for t in op.outputs:
             if id(t) in outputs:
-                io += _io_bytes(t)
+                io += io_bytes(t)
             elif t.size * FP16 > working_set and w.path != "free":
                 spill += t.size * FP16
         path = "io" if (fused or w.path == "free") else w.path

@@ -13,20 +13,9 @@ from ..ir.weights import compressed, is_weight
 
 FP16 = 2   # bytes per element on the engine: storage and I/O are fp16 (guide ch. 3)
 
-# Ops that are descriptor edits, not data movement (guide ch. 4: "metadata edit").
-FREE_OPS = frozenset({"reshape", "squeeze", "expand_dims", "identity"})
-# MAC-array ops and the roof each uses (conv path vs matmul path, guide ch. 9, 12).
-MAC_PATH = {"conv": "conv", "conv_transpose": "conv", "matmul": "matmul", "linear": "matmul",
-            "scaled_dot_product_attention": "matmul"}
-# Vector-engine passes over the data per op kind: a norm or softmax reads its input twice
-# (statistics, then normalize); the rest stream once.
-VECTOR_PASSES = {"elementwise": 1, "activation": 1, "reduction": 1, "pool": 1, "movement": 1,
-                 "compare": 1, "norm": 2}
-SOFTMAX_PASSES = 2
-# Winograd F(2x2, 3x3): 36 multiplies per 2x2 output tile become 16 (guide ch. 13), taken by
-# dense 3x3 stride-1 convs with enough channels (float work threshold 16, ch. 13 reference table).
+# Winograd F(2x2, 3x3): 36 multiplies per 2x2 output tile become 16 (guide ch. 13); which
+# convs take it is a fact of conv's declaration (MacWork.winograd).
 WINOGRAD_GAIN = 2.25
-WINOGRAD_MIN_CHANNELS = 16
 
 
 @dataclass
@@ -88,53 +77,24 @@ def _split(op, streams):
 
 
 def op_work(op, streams: tuple[str, ...]) -> OpWork:
-    if op.spec.kind in ("const", "constexpr"):
+    """The op's work on its engine path (`OpSpec.path`, `vector_passes`, `mac_work`)."""
+    spec = op.spec
+    if spec.path == "const":
         return OpWork("const")
     out_bytes = float(sum(_numel(t.shape) * FP16 for t in op.outputs))
-    if op.type in FREE_OPS:
+    if spec.path == "free":
         return OpWork("free", act_out_bytes=out_bytes)
     wb, fmt, ab, largest = _split(op, streams)
     largest = max(largest, max((_numel(t.shape) * FP16 for t in op.outputs), default=0))
     w = OpWork("vector", weight_bytes=wb, weight_format=fmt, act_in_bytes=ab, act_out_bytes=out_bytes,
                largest_operand=float(largest))
-    path = MAC_PATH.get(op.type)
-    if path is None:
-        w.passes = SOFTMAX_PASSES if op.type == "softmax" else VECTOR_PASSES.get(op.spec.kind, 1)
+    if spec.path == "vector":
+        w.passes = spec.vector_passes
         w.flops = w.exec_flops = float(max(ab / FP16, out_bytes / FP16)) * w.passes
         return w
-    w.path = path
-    _mac(op, w)
-    return w
-
-
-def _mac(op, w: OpWork) -> None:
-    out = op.outputs[0].shape
-    if op.type in ("conv", "conv_transpose"):
-        x, k = op.inputs["x"].shape, op.inputs["weight"].shape
-        groups = int(op.attr("groups") or 1)
-        taps = _numel(k[2:])
-        if op.type == "conv":
-            macs = _numel(out) * (x[1] // groups) * taps
-        else:   # each input element scatters into Cout/groups x kernel outputs
-            macs = _numel(x) * (k[1]) * taps
-        w.out_channels, w.spatial = out[1], (out[-1] if len(out) > 2 else 1)
-        w.winograd = (op.type == "conv" and len(k) == 4 and tuple(k[2:]) == (3, 3) and groups == 1
-                      and tuple(op.attr("strides") or (1, 1)) == (1, 1)
-                      and tuple(op.attr("dilations") or (1, 1)) == (1, 1)
-                      and x[1] >= WINOGRAD_MIN_CHANNELS and out[1] >= WINOGRAD_MIN_CHANNELS)
-    elif op.type == "scaled_dot_product_attention":
-        q, kk, v = (op.inputs[n].shape for n in ("query", "key", "value"))
-        batch = _numel(out[:-2])
-        macs = batch * q[-2] * kk[-2] * (q[-1] + v[-1])
-        w.out_channels, w.spatial = kk[-2], q[-2] * batch
-    else:   # matmul, linear: out [..., M, N]
-        if op.type == "linear":
-            inner = op.inputs["weight"].shape[1]
-        else:
-            xs = op.inputs["x"].shape
-            inner = xs[-2] if (op.attr("transpose_x") and len(xs) > 1) else xs[-1]
-        macs = _numel(out) * inner
-        w.out_channels = out[-1] if out else 1
-        w.spatial = _numel(out[:-1]) if len(out) > 1 else 1
-    w.flops = 2.0 * macs
+    w.path = spec.path
+    m = spec.mac_work(op)
+    w.out_channels, w.spatial, w.winograd = m.lanes, m.spatial, m.winograd
+    w.flops = 2.0 * m.macs
     w.exec_flops = w.flops / WINOGRAD_GAIN if w.winograd else w.flops
+    return w

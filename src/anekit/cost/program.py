@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .. import targets
 from ..errors import AnekitError
 from ..ir import Program
 from ..ir.weights import is_weight
+from .fusion import consumers, fusable, io_bytes
+from .model import features_array, op_times, param_arrays, walk
 from .opwork import FP16
 from .params import HOST_COPY_ROUTES, ROUTE_FLOOR, CostParams, params_for
+from .uncertainty import interval
 
-# Epilogues that ride on a MAC op's output pass at no extra cost (guide ch. 13: per-channel
-# scale and bias and a fused nonlinearity run on the convolution output).
-_EPILOGUE_KINDS = ("activation",)
-_EPILOGUE_ELEMENTWISE = frozenset({"add", "sub", "mul", "real_div", "clip", "linear_activation",
-                                   "maximum", "minimum"})
 
 
 @dataclass
@@ -83,37 +82,11 @@ _PARAM_FIELDS = ("dispatch_us", "conv_tflops", "matmul_tflops", "spill_factor", 
                  "weight_gbs", "vector_gbs", "working_set_bytes", "weight_sram_bytes")
 
 
-def _consumers(fn) -> dict[int, list]:
-    uses: dict[int, list] = {}
-    for op in fn.ops:
-        for t in op.tensor_inputs():
-            uses.setdefault(id(t), []).append(op)
-    return uses
-
-
-def _fusable(op, work: dict, fused_root: dict, uses: dict, outputs: set) -> bool:
-    """An activation or per-channel affine whose only activation input comes straight from a
-    MAC op (or an op already fused into one) that feeds nothing else."""
-    if op.spec.kind not in _EPILOGUE_KINDS and op.type not in _EPILOGUE_ELEMENTWISE:
-        return False
-    acts = [t for t in op.tensor_inputs() if not is_weight(t)]
-    if len(acts) != 1 or acts[0].op is None:
-        return False
-    src = acts[0]
-    if id(src) in outputs or len(uses.get(id(src), ())) != 1 or src.shape != op.outputs[0].shape:
-        return False
-    producer = src.op
-    return work[id(producer)].path in ("conv", "matmul") or id(producer) in fused_root
-
-
 def estimate(prog, target, function: str | None = None, route: str = "standard") -> Estimate:
     """Latency estimate of one program function on a chip (name or anekit.targets.Chip), with
     an interval from the validation residuals (see anekit.cost.model and docs/targets.md)."""
     if not isinstance(prog, Program):
         raise AnekitError(f"estimate needs an anekit Program, got {type(prog).__name__}")
-    from .. import targets
-    from .model import features_array, op_times, param_arrays, walk
-    from .uncertainty import interval
     chip = targets.get(target)
     p = params_for(chip)
     if route not in ROUTE_FLOOR:
@@ -147,8 +120,3 @@ def estimate(prog, target, function: str | None = None, route: str = "standard")
     bound = max(by_bound, key=by_bound.get)
     low, high = interval(total, p, bound)
     return Estimate(chip.name, chip.compiler, total, dispatch, rows, bound, p, fn.name, low, high, route)
-
-
-def _io_bytes(t) -> float:
-    # fp32 surfaces carry 4 bytes per element across the boundary (cast to fp16 inside).
-    return t.size * (4 if t.dtype == "fp32" else FP16)

@@ -7,7 +7,7 @@ from ..errors import AnekitError, DependencyError
 def plot_roofline(est, path) -> str:
     """Write a PNG: attainable FLOP/s against arithmetic intensity, the chip's conv and matmul
     roofs and its weight and activation streams, each op as a point. Returns the path."""
-    try:
+    try:   # imported here: matplotlib is optional (the `plot` extra) and slow to import
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

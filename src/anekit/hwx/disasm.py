@@ -2,7 +2,7 @@
 
 Within a block the non-zero fields come first (the compiler writes most registers
 as zero), then the zero-valued field names on one line, then register bits no named
-field covers. Units follow brief section 8: DMA strides and addresses count 64-byte
+field covers. Units follow docs/hwx.md: DMA strides and addresses count 64-byte
 units, L2 ones 16-byte units; format code 2 is fp16.
 """
 from __future__ import annotations

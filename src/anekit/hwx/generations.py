@@ -1,8 +1,8 @@
 """Per-generation facts for reading task descriptors: cpusubtype, stream encoding,
 where the register stream starts, and which register block an address belongs to.
 
-cpusubtype -> generation: brief section 8 and guide ch. 35 (table "Cross-compiled across
-the family"). H13 block bases: brief section 8, confirmed by the H13 vectors.
+cpusubtype -> generation: docs/hwx.md and guide ch. 35 (table "Cross-compiled across
+the family"). H13 block bases: docs/hwx.md, confirmed by the H13 vectors.
 Everything marked ``verified=False`` has no real file in the test vectors: the dense
 stream encoding and the H14+ block bases come from public reverse-engineering notes
 (freedomtan/coreml_to_ane_hwx, hwx_dump) and are kept here as data so that a

@@ -1,7 +1,7 @@
 """The Mach-O-shaped container of a .hwx file: header, load commands, segments,
 sections, buffer bindings, the compiler identification and the symbol table.
 
-Layout facts: ANE brief section 8 and guide ch. 23 ("Hardware container"): magic
+Layout facts: docs/hwx.md and guide ch. 23 ("Hardware container"): magic
 0xBEEFFACE, cputype 0x80, cpusubtype = codegen generation, 64-bit Mach-O load
 commands. Everything is found by walking the load commands; no offset is assumed.
 """
@@ -22,7 +22,7 @@ LC_LOADFVMLIB = 0x6
 LC_IDENT = 0x8
 LC_SEGMENT_64 = 0x19
 # Newer compilers name I/O buffers with command 0x40 instead of LC_LOADFVMLIB
-# (brief section 8); its body is {u32 size, u32 pad, u64 vmaddr, char name[]} (guide ch. 23).
+# (docs/hwx.md); its body is {u32 size, u32 pad, u64 vmaddr, char name[]} (guide ch. 23).
 LC_ANE_BUFFER = 0x40
 
 COMMAND_NAMES = {

@@ -19,7 +19,7 @@ from importlib import resources
 from anekit.errors import HwxFormatError
 
 HEADER_BLOCK = "Header"
-H13_HEADER_BYTES = 0x28  # 10 words (brief section 8)
+H13_HEADER_BYTES = 0x28  # 10 words (docs/hwx.md)
 
 # (block, address of its first register, byte offset of that register's data word in
 # the 0x274-byte image, data words in the image). The image places the streams in the

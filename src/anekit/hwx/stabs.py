@@ -6,7 +6,7 @@ an array of 1 ``n`` (each 192 bytes) of 3 ``c`` (64 bytes) of 1 ``h`` (64 bytes)
 ``w`` (2 bytes) of type 5. ``ar1;L;U;`` holds the element count U - L (the vectors
 write ``ar1;0;3`` for 3 channels), ``s<size><axis>:`` the byte stride of that axis, and
 the trailing number the element type, named by catalog entries such as
-``float16:t5=r1;2;0`` (brief section 8, guide ch. 23 "Stabs-style shape descriptors").
+``float16:t5=r1;2;0`` (docs/hwx.md, guide ch. 23 "Stabs-style shape descriptors").
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Register-write streams inside a task descriptor: decoding and encoding both encodings.
 
-Sequential (H11-H13, brief section 8): a command word ``[31:26] count-1 | [25:0] byte
+Sequential (H11-H13, docs/hwx.md): a command word ``[31:26] count-1 | [25:0] byte
 address`` followed by ``count`` data words written to consecutive registers.
 
 Dense (H14 and later; unverified, see generations.py): a command word whose bits
@@ -44,25 +44,6 @@ class RegisterStream:
 
     def encode(self) -> bytes:
         return struct.pack(f"<{1 + len(self.words)}I", self.command, *self.words)
-
-
-def sequential_command(address: int, count: int) -> int:
-    """The H13 command word writing ``count`` registers from byte ``address``."""
-    if not 1 <= count <= 64 or not 0 <= address <= _SEQ_ADDRESS_MASK or address % 4:
-        raise HwxFormatError(f"no sequential command writes {count} words at {address:#x}")
-    return ((count - 1) << _SEQ_COUNT_SHIFT) | address
-
-
-def dense_burst_command(address: int, count: int) -> int:
-    if not 1 <= count <= 64 or address % 4 or not 0 <= address // 4 <= _DENSE_WORD_ADDRESS_MASK:
-        raise HwxFormatError(f"no dense burst writes {count} words at {address:#x}")
-    return ((count - 1) << 15) | (address // 4)
-
-
-def dense_masked_command(address: int, mask: int) -> int:
-    if not 0 <= mask <= 0xFFFF or address % 4 or not 0 <= address // 4 <= _DENSE_WORD_ADDRESS_MASK:
-        raise HwxFormatError(f"no dense masked command with mask {mask:#x} at {address:#x}")
-    return _DENSE_MASKED | (mask << 15) | (address // 4)
 
 
 def _zero_tail_start(reader: ByteReader, start: int, limit: int) -> int:

@@ -2,7 +2,7 @@
 
 H13 descriptors chain: each header's NextPointer (an offset in ``__text``) names the
 next, until the EON bit is set (register table: aneTD.Header[0].EON and
-aneTD.Header[7].NextPointer; brief section 8). Dense (H14+) descriptors carry their
+aneTD.Header[7].NextPointer; docs/hwx.md). Dense (H14+) descriptors carry their
 own size in words at bits [26:16] of word 0 and start on 16-byte boundaries
 (unverified, see generations.py).
 """

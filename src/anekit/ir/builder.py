@@ -278,3 +278,6 @@ def make_builder(spec: OpSpec):
     fn.__name__ = fn.__qualname__ = spec.name
     fn.__doc__ = spec.doc or f"MIL op `{spec.name}`."
     return fn
+
+
+Tensor._build = staticmethod(build)   # operators on graph tensors (graph.py cannot import us back)

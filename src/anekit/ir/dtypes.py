@@ -24,10 +24,6 @@ class DType:
     def is_float(self) -> bool:
         return self.kind == "float"
 
-    @property
-    def is_integer(self) -> bool:
-        return self.kind in ("int", "uint")
-
 
 _ALL = [
     DType("fp16", np.float16, 16, "float"),

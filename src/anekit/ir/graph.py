@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import AnekitError, DTypeError, ShapeError
+from .indexing import plan
 from .spec import OpSpec
 
 _input_seq = itertools.count()
@@ -26,15 +27,18 @@ class Tensor:
     rank = property(lambda self: len(self.shape))
     ndim = rank
     size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
-    is_const = property(lambda self: self.op is not None and self.op.type == "const")
 
     def __repr__(self) -> str:
         return f"Tensor({self.name or '?'}: {self.dtype}{list(self.shape)})"
 
-    # Operators and methods delegate to the op builders (imported lazily: builders import us).
+    # Operators read as the math: numpy broadcasting (a mismatch is a ShapeError naming the
+    # op), numpy-style indexing. == and != stay identity, so tensors can key dicts and sets.
+    # The builder installs itself as `_build` (it imports this module, so no import back).
+    _build: Any = None
+    __array_ufunc__ = None   # `array * tensor` builds the op here instead of numpy looping over it
+
     def _b(self, op, *args, **kw):
-        from . import builder
-        return builder.build(op, *args, **kw)
+        return Tensor._build(op, *args, **kw)
 
     def __add__(self, o): return self._b("add", self, o)
     def __radd__(self, o): return self._b("add", o, self)
@@ -44,8 +48,13 @@ class Tensor:
     def __rmul__(self, o): return self._b("mul", o, self)
     def __truediv__(self, o): return self._b("real_div", self, o)
     def __rtruediv__(self, o): return self._b("real_div", o, self)
+    def __floordiv__(self, o): return self._b("floor_div", self, o)
+    def __rfloordiv__(self, o): return self._b("floor_div", o, self)
+    def __mod__(self, o): return self._b("mod", self, o)
     def __pow__(self, o): return self._b("pow", self, o)
-    def __neg__(self): return self._b("mul", self, -1.0)
+    def __rpow__(self, o): return self._b("pow", o, self)
+    def __neg__(self): return self._b("mul", self, -1)      # -1 takes x's dtype: int32 stays int32
+    def __pos__(self): return self
     def __matmul__(self, o): return self._b("matmul", self, o)
     def __rmatmul__(self, o): return self._b("matmul", o, self)
     def __abs__(self): return self._b("abs", self)
@@ -55,13 +64,35 @@ class Tensor:
     def __le__(self, o): return self._b("less_equal", self, o)
     __hash__ = object.__hash__   # identity; == stays identity too (graph nodes, not values)
 
+    def __getitem__(self, key):
+        """x[1:, ::2, 0, None, ...] as slice_by_index, squeeze (integer indices), expand_dims (None)."""
+        p = plan(self.shape, key)
+        out = self
+        if not p.identity:   # stride and masks only where they are not the defaults
+            out = self._b("slice_by_index", self, begin=p.begin, end=p.end,
+                          stride=p.stride if any(s != 1 for s in p.stride) else None,
+                          begin_mask=p.begin_mask if any(p.begin_mask) else None,
+                          end_mask=p.end_mask if any(p.end_mask) else None)
+        if p.squeeze:
+            out = self._b("squeeze", out, axes=p.squeeze)
+        if p.new_axes:
+            out = self._b("expand_dims", out, axes=p.new_axes)
+        return out
+
+    def __iter__(self):
+        raise TypeError("a graph tensor is not iterable; index it (x[i]) or split it (ak.split)")
+
+    def eq(self, o): return self._b("equal", self, o)
+    def ne(self, o): return self._b("not_equal", self, o)
     def relu(self): return self._b("relu", self)
     def sigmoid(self): return self._b("sigmoid", self)
     def tanh(self): return self._b("tanh", self)
     def exp(self): return self._b("exp", self)
     def log(self): return self._b("log", self)
     def sqrt(self): return self._b("sqrt", self)
+    def rsqrt(self): return self._b("rsqrt", self)
     def square(self): return self._b("square", self)
+    def silu(self): return self._b("silu", self)
     def softmax(self, axis=-1): return self._b("softmax", self, axis=axis)
     def reshape(self, *shape):
         return self._b("reshape", self, shape=shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from . import dtypes as _dt
 from .graph import Function, Op
 
@@ -33,26 +31,12 @@ def _numel(shape) -> int:
     return int(math.prod(shape)) if shape else 1
 
 
-def _array_bytes(v) -> float:
-    a = np.asarray(v)
-    return a.size * a.dtype.itemsize
-
-
-def _tensor_bytes(t) -> float:
-    return _numel(t.shape) * _bits(t.dtype) / 8.0 if t is not None else 0.0
-
-
 def compressed(op: Op) -> tuple[str, float]:
-    """(streaming format, stored bytes) of a constexpr op (guide ch. 7, 25)."""
-    if op.type == "constexpr_affine_dequantize":
-        return "int8", sum(_array_bytes(op.attrs.get(n, ())) for n in ("quantized_data", "scale", "zero_point"))
-    if op.type == "constexpr_lut_to_dense":
-        return "lut", _tensor_bytes(op.inputs.get("indices")) + _tensor_bytes(op.inputs.get("lut"))
-    if op.type == "constexpr_sparse_to_dense":
-        return "sparse", _tensor_bytes(op.inputs.get("mask")) + _tensor_bytes(op.inputs.get("nonzero_data"))
-    if op.type == "constexpr_blockwise_shift_scale":
-        return "blockwise", sum(_tensor_bytes(op.inputs.get(n)) for n in ("data", "scale", "offset"))
-    return "fp16", float(_numel(op.outputs[0].shape) * FP16)   # any other constexpr: stored dense
+    """(streaming format, stored bytes) of a constexpr op (guide ch. 7, 25): the op's
+    `stored_weight` fact; a constexpr op without one is stored dense."""
+    if op.spec.stored_weight is not None:
+        return op.spec.stored_weight(op)
+    return "fp16", float(_numel(op.outputs[0].shape) * FP16)
 
 
 def const_bytes(op: Op) -> float:

@@ -1,6 +1,6 @@
 """weight.bin: the blob file that MIL's BLOBFILE(path=..., offset=...) constants point into.
 
-Layout (ANE brief §4; guide ch. 7 and 25; the format coremltools' libmilstorage writes):
+Layout (docs/mil.md; guide ch. 7 and 25; the format coremltools' libmilstorage writes):
 
     file header, 64 bytes:  u32 count, u32 version = 2, zeros
     per blob, starting on a 64-byte boundary:

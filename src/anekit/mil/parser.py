@@ -1,4 +1,4 @@
-"""MIL text -> IR, for both dialects, the way coremlc and the seed projects write it.
+"""MIL text -> IR, for both dialects, the way coremlc and earlier direct-route projects write it.
 
 Grammar (recursive descent over lexer tokens; whitespace and comments anywhere):
 
@@ -15,7 +15,7 @@ Grammar (recursive descent over lexer tokens; whitespace and comments anywhere):
 
 Scalars are accepted bare (`int32(1)`, ios18) and as rank-0 tensors (`tensor<int32, []>(1)`,
 ios16) in either dialect; floats as decimals, C99 hex floats, `inf`, `-inf`, `nan`;
-BLOBFILE arguments typed or raw (`path = "@model_path/..."`, as the seeds write them).
+BLOBFILE arguments typed or raw (`path = "@model_path/..."`, as hand-written direct-route MIL writes them).
 
 Ops are rebuilt through their declarations in anekit.ir.ops: arguments are checked against
 the declared parameters, literal arguments become const ops named `<op>_<param>`, omitted

@@ -1,4 +1,4 @@
-"""IR -> MIL text (and weight.bin) in either dialect of ANE brief §3.
+"""IR -> MIL text (and weight.bin) in either dialect of docs/mil.md.
 
     text, files = emit(prog, dialect="ios18")   # files: {"weights/weight.bin": bytes} or {}
 
@@ -31,6 +31,8 @@ from decimal import Decimal
 
 import numpy as np
 
+from .. import dialects
+from ..dialects import DIALECTS, Dialect
 from ..errors import AnekitError, MILEmitError
 from ..ir import dtypes as _dt
 from ..ir.graph import Function, Op, Program, Tensor
@@ -45,7 +47,7 @@ MODEL_PATH_PREFIX = "@model_path/"
 BLOB_MIN_ELEMENTS = 10
 SUBBYTE_DTYPES = ("uint1", "uint2", "uint3", "uint4", "uint6", "int4")
 
-# buildInfo written when a program carries none: the versions of brief §3, the header that
+# buildInfo written when a program carries none: the versions of docs/mil.md, the header that
 # the private-API compile route is known to accept.
 DEFAULT_BUILD_INFO = {"coremlc-component-MIL": "3510.2.1", "coremlc-version": "3505.4.1"}
 
@@ -53,46 +55,11 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FUNC_INDENT, _OP_INDENT, _END_INDENT = " " * 4, " " * 12, " " * 8
 
 
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    version: str          # program(...) version
-    bare_scalars: bool    # ios18: `int32(1)`; ios16: `tensor<int32, []>(1)`
-
-
-DIALECTS = {
-    "ios18": Dialect("ios18", "1.3", True),
-    "ios16": Dialect("ios16", "1.0", False),
-}
-
-
-def dialect_of_version(version: str) -> str:
-    """The dialect a `program(X.Y)` header belongs to: 1.3 and later are ios18, older ios16."""
-    try:
-        major, minor = (int(p) for p in version.split(".", 1))
-    except ValueError:
-        return "ios16"
-    return "ios18" if (major, minor) >= (1, 3) else "ios16"
-
-
-def dialect_of_opset(opset: str) -> str | None:
-    """The dialect an opset tag such as `ios17` belongs to (None when not an iosNN tag)."""
-    m = re.fullmatch(r"ios(\d+)", opset or "")
-    if not m:
-        return None
-    return "ios18" if int(m.group(1)) >= 18 else "ios16"
-
-
-def _opset_number(tag: str) -> int:
-    """18 for "ios18": op sets compare by their iOS release."""
-    return int(tag[3:])
-
-
-def get_dialect(name: str) -> Dialect:
-    try:
-        return DIALECTS[name]
-    except (KeyError, TypeError):
-        raise MILEmitError(f"unknown MIL dialect {name!r}; use one of {', '.join(DIALECTS)}") from None
+# Which dialect applies is decided in anekit/dialects.py; these names stay for the parser.
+dialect_of_version = dialects.of_version
+dialect_of_opset = dialects.of_opset
+_opset_number = dialects.opset_number
+get_dialect = dialects.get
 
 
 # ---------------------------------------------------------------------------- scalars
@@ -330,7 +297,7 @@ def _use(defined: set, t: Tensor, where: str) -> str:
     return t.name
 
 
-def render(prog: Program, dialect: str = "ios18") -> tuple[str, BlobWriter]:
+def render(prog: Program, dialect: str = dialects.DEFAULT) -> tuple[str, BlobWriter]:
     """MIL text and the weight.bin writer holding its blobs (arrays referenced, not copied)."""
     if not isinstance(prog, Program):
         raise MILEmitError(f"emit needs a Program, got {type(prog).__name__}")
@@ -339,7 +306,7 @@ def render(prog: Program, dialect: str = "ios18") -> tuple[str, BlobWriter]:
     return "\n".join(em.lines) + "\n", em.blobs
 
 
-def emit(prog: Program, dialect: str = "ios18") -> tuple[str, dict[str, bytes]]:
+def emit(prog: Program, dialect: str = dialects.DEFAULT) -> tuple[str, dict[str, bytes]]:
     """MIL text of `prog` and its files: {"weights/weight.bin": bytes}, or {} without blobs."""
     text, blobs = render(prog, dialect)
     return text, ({WEIGHT_FILE: blobs.getvalue()} if blobs.count else {})

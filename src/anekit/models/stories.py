@@ -1,8 +1,7 @@
 """A Stories-style (llama2.c) transformer layer in the ANE's (1, C, 1, S) layout.
 
-Layout rules from Apple's ml-ane-transformers as summarized in the brief §6 and guide
-ch. 17: channels on axis 1, sequence on the last axis, linear layers written as 1x1 convs,
-attention split per head. The embedding lookup stays on the CPU, as in the seed projects.
+Layout rules from guide ch. 17: channels on axis 1, sequence on the last axis, linear layers written as 1x1 convs,
+attention split per head. The embedding lookup stays on the CPU, as in llama2.c's run.c.
 
 `reference_forward` computes the same function in float64 numpy, written independently of
 the graph, so the demo and tests have a reference that shares no code with the simulator.
@@ -11,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ir
-from ..ir.builder import build as _op
+from .. import concat, conv, ir, matmul, rsqrt, silu, softmax
 
 EPS = 1e-5
 MASK = -1e4        # additive causal mask; finite so that fp16 arithmetic stays in range
@@ -47,24 +45,21 @@ def causal_mask(seq: int) -> np.ndarray:
 
 # --- graph -----------------------------------------------------------------------------
 
-def _conv1x1(x, w: np.ndarray):
-    return _op("conv", x, w.reshape(w.shape[0], w.shape[1], 1, 1))
+def _proj(x, w: np.ndarray):
+    """A linear layer as a 1x1 conv: W x over channels."""
+    return conv(x, w.reshape(w.shape[0], w.shape[1], 1, 1))
 
 
 def rmsnorm(x, weight: np.ndarray):
     """x * rsqrt(mean(x^2 over channels) + eps) * weight, x in (1, C, 1, S)."""
-    ms = _op("reduce_mean", _op("square", x), axes=[1], keep_dims=True)
-    inv = _op("rsqrt", ms, epsilon=EPS)
-    return _op("mul", _op("mul", x, inv), weight.reshape(1, -1, 1, 1))
+    inv = rsqrt(x.square().mean(axes=[1], keep_dims=True), epsilon=EPS)
+    return x * inv * weight.reshape(1, -1, 1, 1)
 
 
-def _rope(t, cos, sin, heads: int, hd: int, seq: int):
-    """Rotate-half rotary embedding on t [1, heads, hd, seq]."""
-    half = hd // 2
-    lo = _op("slice_by_index", t, begin=[0, 0, 0, 0], end=[1, heads, half, seq])
-    hi = _op("slice_by_index", t, begin=[0, 0, half, 0], end=[1, heads, hd, seq])
-    rot = _op("concat", [_op("mul", hi, -1.0), lo], axis=2)
-    return _op("add", _op("mul", t, cos), _op("mul", rot, sin))
+def _rope(t, cos, sin, hd: int):
+    """Rotate-half rotary embedding on t [1, heads, hd, seq]: t cos + rotate_half(t) sin."""
+    lo, hi = t[:, :, :hd // 2], t[:, :, hd // 2:]
+    return t * cos + concat([-hi, lo], axis=2) * sin
 
 
 def layer(x, w: dict, heads: int, rope: bool = True):
@@ -72,20 +67,16 @@ def layer(x, w: dict, heads: int, rope: bool = True):
     _, dim, _, seq = x.shape
     hd = dim // heads
     h = rmsnorm(x, w["rms_att"])
-    q, k, v = (_op("reshape", _conv1x1(h, w[n]), shape=[1, heads, hd, seq]) for n in ("wq", "wk", "wv"))
+    q, k, v = (_proj(h, w[n]).reshape(1, heads, hd, seq) for n in ("wq", "wk", "wv"))
     if rope:
-        cos, sin = rope_tables(hd, seq)
-        cos, sin = cos.reshape(1, 1, hd, seq), sin.reshape(1, 1, hd, seq)
-        q, k = _rope(q, cos, sin, heads, hd, seq), _rope(k, cos, sin, heads, hd, seq)
-    # scores[h, i, j] = sum_d q[h, d, i] k[h, d, j] / sqrt(hd)
-    scores = _op("matmul", q, k, transpose_x=True)
-    scores = _op("add", _op("mul", scores, 1.0 / np.sqrt(hd)), causal_mask(seq).reshape(1, 1, seq, seq))
-    probs = _op("softmax", scores, axis=-1)
-    att = _op("matmul", v, probs, transpose_y=True)            # [1, heads, hd, seq]
-    x = _op("add", x, _conv1x1(_op("reshape", att, shape=[1, dim, 1, seq]), w["wo"]))
+        cos, sin = (t.reshape(1, 1, hd, seq) for t in rope_tables(hd, seq))
+        q, k = _rope(q, cos, sin, hd), _rope(k, cos, sin, hd)
+    # scores[h, i, j] = sum_d q[h, d, i] k[h, d, j] / sqrt(hd), causal
+    scores = matmul(q, k, transpose_x=True) * (1.0 / np.sqrt(hd)) + causal_mask(seq).reshape(1, 1, seq, seq)
+    att = matmul(v, softmax(scores, axis=-1), transpose_y=True)         # [1, heads, hd, seq]
+    x = x + _proj(att.reshape(1, dim, 1, seq), w["wo"])
     h = rmsnorm(x, w["rms_ffn"])
-    gated = _op("mul", _op("silu", _conv1x1(h, w["w1"])), _conv1x1(h, w["w3"]))
-    return _op("add", x, _conv1x1(gated, w["w2"]))
+    return x + _proj(silu(_proj(h, w["w1"])) * _proj(h, w["w3"]), w["w2"])
 
 
 def build_model_program(dim: int = 288, hidden: int = 768, heads: int = 6, layers: int = 6,
@@ -102,7 +93,7 @@ def build_model_program(dim: int = 288, hidden: int = 768, heads: int = 6, layer
 
 def build_layer_program(dim: int = 64, hidden: int = 172, heads: int = 4, seq: int = 32, seed: int = 0,
                         rope: bool = True):
-    """One block (no final norm): the unit the seed projects compile as one ANE kernel."""
+    """One block (no final norm), compiled as one program (the self-test and the tests use it)."""
     w = random_weights(dim, hidden, 1, seed)[0]
     x = ir.input("x", (1, dim, 1, seq))
     return ir.program({"y": layer(x, w, heads, rope)})

@@ -12,12 +12,18 @@ analysis, width-slice saturation), demoted (fp32 requested, fp16 delivered), dec
 """
 from __future__ import annotations
 
-from ..errors import AnekitError
+from .. import targets
+from ..errors import AnekitError, UsageError
 from ..ir import Program
-from . import ranges, train_risk
-from .report import OFF_ENGINE, VERDICTS, CheckReport, Finding, OpVerdict
 from ..ir.weights import program_weight_bytes
+from . import ane_route, ranges, train_risk
+from .report import OFF_ENGINE, VERDICTS, CheckReport, Finding, OpVerdict
 from .rules import OP_RULES, clip_after_finding, range_rules, width_slice_rule
+
+# "direct": anekit's own route through the private framework (backend="ane"), which also
+# needs [1, C, 1, S] fp16 I/O (preflight/ane_route.py); "coreml": through Core ML, which
+# lays out and casts I/O itself. The engine's own limits apply to both.
+ROUTES = ("direct", "coreml")
 
 __all__ = ["check", "CheckReport", "Finding", "OpVerdict", "VERDICTS", "OFF_ENGINE", "ranges", "analyze_ranges"]
 
@@ -34,13 +40,17 @@ def analyze_ranges(prog, function: str | None = None) -> dict[str, tuple[float, 
     return out
 
 
-def check(prog, target, function: str | None = None) -> CheckReport:
-    """Check one program function against a chip (name or anekit.targets.Chip)."""
-    from .. import targets
+def check(prog, target, function: str | None = None, route: str = "coreml") -> CheckReport:
+    """Check one program function against a chip (name or anekit.targets.Chip), for the
+    direct route (the ANE backend) or the Core ML route."""
+    if route not in ROUTES:
+        raise UsageError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
     chip = targets.get(target)
     fn = _function(prog, function)
     res = ranges.start(fn)
     program_findings = _program_rules(fn, chip) + train_risk.findings(fn, chip)
+    if route == "direct":
+        program_findings += ane_route.io_findings(fn)
     verdicts = []
     for op in fn.ops:
         ranges.step(op, res)
@@ -85,7 +95,7 @@ def _program_rules(fn, chip) -> list[Finding]:
         elif t.dtype == "fp32":
             out.append(Finding(t.name, "input", "demoted", "input-dtype", f"program input {t.name} is fp32; the engine "
                                "computes in fp16, so the values are rounded to fp16 inside", "fp16", t.dtype,
-                               "ANE guide ch. 4, 'Type limits'; seed 001 (fp16 I/O)"))
+                               "ANE guide ch. 4, 'Type limits'"))
         if t.range is not None and max(abs(t.range[0]), abs(t.range[1])) > (L.fp16_max or 65504.0):
             out.append(Finding(t.name, "input", "risk", "fp16-overflow", f"declared range {t.range} of input "
                                f"{t.name} exceeds the fp16 maximum", L.fp16_max, max(map(abs, t.range)),

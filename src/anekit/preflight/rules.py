@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..targets import support
+from . import ane_route
 from .ranges import RangeResult, bounded, mag
 from .report import Finding
 
@@ -61,7 +62,7 @@ def rank_rule(op, chip):
 def dim_rule(op, chip):
     out = []
     skip = set()
-    if op.type in ("conv", "conv_transpose"):   # kernels meet the kernel rules instead
+    if op.spec.path == "conv":   # kernels meet the kernel rules instead
         skip = {id(op.inputs["weight"])} | ({id(op.inputs["bias"])} if op.inputs.get("bias") is not None else set())
     for t in _tensors(op):
         if id(t) in skip:
@@ -80,7 +81,7 @@ def dim_rule(op, chip):
 
 
 def conv_kernel_rule(op, chip):
-    if op.type not in ("conv", "conv_transpose"):
+    if op.spec.path != "conv":
         return []
     k = op.inputs["weight"].shape[2:]
     L = chip.limits
@@ -118,16 +119,9 @@ def matmul_rule(op, chip):
     return out
 
 
-def dynamic_conv_rule(op, chip):
-    if op.type not in ("conv", "conv_transpose"):
-        return []
-    w, x = op.inputs["weight"], op.inputs["x"]
-    from ..ir.weights import is_weight
-    if is_weight(w) or x.shape[0] < 2:
-        return []
-    return [_f(op, "unsupported", "dynamic-weight-conv", f"weight is a runtime tensor and the batch is {x.shape[0]}; "
-               "dynamic-weight convolution above batch one crashes the compiler service", "batch 1", x.shape[0],
-               "ANE guide ch. 19, dynamic-weight convolution above batch one")]
+def ane_route_rule(op, chip):
+    """Compile-time inputs and the M1 runtime matmul (preflight/ane_route.py owns them)."""
+    return ane_route.op_findings(op, chip.compiler)
 
 
 def gather_rule(op, chip):
@@ -229,11 +223,9 @@ def clip_after_finding(op, ranges: RangeResult, fp16_max: float) -> None:
         ranges.intervals[id(t)] = (max(lo, -fp16_max), min(hi, fp16_max))
 
 
-OP_RULES = (op_support, rank_rule, dim_rule, conv_kernel_rule, matmul_rule, dynamic_conv_rule, gather_rule,
+OP_RULES = (op_support, rank_rule, dim_rule, conv_kernel_rule, matmul_rule, ane_route_rule, gather_rule,
             dtype_rule)
 # Op names the rules above are keyed on (tests check them against REGISTRY and the support table).
-KEYED_OPS = frozenset({"conv", "conv_transpose", "matmul", "linear", "cast", "exp", "exp2",
-                       "scaled_dot_product_attention", *SLICE_OPS, *GATHER_OPS})
-
-from .training import runtime_weight_rule  # noqa: E402  (training graphs: runtime-weight forms)
+KEYED_OPS = frozenset({"matmul", "linear", "cast", "exp", "exp2", "scaled_dot_product_attention",
+                       *SLICE_OPS, *GATHER_OPS})
 OP_RULES += (runtime_weight_rule,)

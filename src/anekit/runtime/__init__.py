@@ -8,8 +8,10 @@ from __future__ import annotations
 import importlib
 import platform
 
+from .. import targets
 from ..errors import BackendUnavailableError, UsageError
 from ..ir.graph import Program
+from .ane.machine import chip_target
 from .base import Availability, Backend, Executable
 
 DEFAULT_TARGET = "m1"
@@ -44,14 +46,12 @@ def devices() -> list[dict]:
 def default_target() -> str:
     """This Mac's chip on Apple Silicon (so "auto" runs and simulates the same engine), else m1."""
     if platform.system() == "Darwin":
-        from .ane.machine import chip_target
         return chip_target() or DEFAULT_TARGET
     return DEFAULT_TARGET
 
 
 def resolve_target(target):
     """A chip record from a name, a record, or None (the default target)."""
-    from .. import targets
     return targets.get(target if target is not None else default_target())
 
 

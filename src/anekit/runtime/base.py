@@ -52,6 +52,15 @@ def refuse_states(fn: Function, backend: str) -> None:
                          f"({', '.join(fn.states)}); run them with backend='sim'")
 
 
+def function_of(prog: Program, function: str = "main") -> Function:
+    """The named function; "main" also names a program's only function whatever it is called."""
+    if function in prog.functions:
+        return prog.functions[function]
+    if function == "main" and len(prog.functions) == 1:
+        return prog.main
+    raise UsageError(f"the program has no function '{function}' (it has {', '.join(prog.functions)})")
+
+
 class Executable(abc.ABC):
     """A compiled program: call it with {input name: array}, get {output name: array}."""
 
@@ -59,7 +68,7 @@ class Executable(abc.ABC):
 
     def __init__(self, prog: Program, target, function: str = "main"):
         self.program, self.target = prog, target
-        self.function: Function = prog.functions[function] if function in prog.functions else prog.main
+        self.function: Function = function_of(prog, function)
         self.input_names = [t.name for t in self.function.inputs]
         self.output_names = list(self.function.output_names)
 

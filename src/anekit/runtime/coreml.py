@@ -13,16 +13,18 @@ import tempfile
 
 import numpy as np
 
+from ..coreml import _deps
 from ..errors import ANEExecutionError, DependencyError, ShapeError, UsageError
+from ..io import save
 from ..ir import dtypes as _dt
 from ..ir.graph import Program
+from .ane.machine import is_apple_silicon, os_version, under_rosetta
 from .base import Availability, Backend, Executable, refuse_states
 
 _NEEDS = "the Core ML backend needs Apple Silicon macOS (Core ML predicts only on macOS)"
 
 
 def _coremltools():
-    from ..coreml import _deps
     return _deps.coremltools()
 
 
@@ -63,7 +65,6 @@ class CoreMLBackend(Backend):
     def availability(cls) -> Availability:
         if sys.platform != "darwin":
             return Availability(False, f"{_NEEDS}; this is {platform.system()} {platform.machine()}")
-        from .ane.machine import is_apple_silicon, os_version, under_rosetta
         if not is_apple_silicon():
             return Availability(False, f"{_NEEDS}; this Mac has an Intel CPU (no Neural Engine)")
         if under_rosetta() or platform.machine() != "arm64":
@@ -79,7 +80,6 @@ class CoreMLBackend(Backend):
             raise UsageError(f"backend 'coreml' compile() takes no options {sorted(options)}")
         one = prog.single(function)
         refuse_states(one.main, "coreml")
-        from ..io import save
         ct = _coremltools()
         workdir = tempfile.mkdtemp(prefix="anekit-coreml-")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import UsageError
+from ..sim import EXACT, Simulator, profile_for
 from .base import Availability, Backend, Executable
 
 
@@ -12,7 +13,6 @@ class SimExecutable(Executable):
 
     def __init__(self, prog, target, function, numerics):
         super().__init__(prog, target, function)
-        from ..sim import EXACT, Simulator, profile_for
         self.numerics = numerics
         profile = EXACT if numerics == "exact" else profile_for(target.name)
         if numerics == "strict":   # the lane/tile MAC model on every reduction, however large (slow)

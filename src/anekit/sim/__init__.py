@@ -12,7 +12,7 @@ from . import kernels  # registers every kernel (the package __init__ runs befor
 from .executor import Simulator
 from .numerics import Numerics
 from .profiles import EXACT, FAMILY_PROFILES, NumericsProfile, profile_for
-from .registry import KERNELS, kernel
+from .registry import kernel
 
 __all__ = ["kernels", "Simulator", "profile_for", "EXACT", "NumericsProfile", "FAMILY_PROFILES", "Numerics",
-           "KERNELS", "kernel"]
+           "kernel"]

@@ -20,12 +20,11 @@ from ..ir.spec import Args
 from .fp16 import F32
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
-from .registry import KERNELS, Call
+from .registry import Call
 
 FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
-_STATE_OPS = {"read_state": "input", "write_state": "input", "coreml_update_state": "state"}
 
 
 class _Step:
@@ -61,8 +60,8 @@ class Simulator:
         # State inputs: declared `state<...>`, or read and written by the state ops.
         stateful = set(fn.states)
         for op in fn.ops:
-            if op.type in _STATE_OPS:
-                t = op.inputs.get(_STATE_OPS[op.type])
+            if op.spec.state_param is not None:
+                t = op.inputs.get(op.spec.state_param)
                 if t is not None and t.op is None:
                     stateful.add(t.name)
         self._state_names = tuple(t.name for t in fn.inputs if t.name in stateful)
@@ -139,7 +138,7 @@ class Simulator:
             raise ShapeError(f"{op.type} '{op.name}' (op #{pos}) reads '{t.name}' before any op defines it") from None
 
     def _plan_op(self, pos: int, op) -> None:
-        kernel = KERNELS.get(op.type)
+        kernel = op.spec.kernel
         if kernel is None:
             raise UnsupportedOpError(f"the simulator has no kernel for op type '{op.type}' "
                                      f"(op '{op.name}', #{pos} in function '{self.function.name}')")
@@ -174,13 +173,13 @@ class Simulator:
         outputs = tuple((self._new_slot(t), t) for t in op.outputs)
         step = _Step(kernel, call, tensors, consts, outputs)
         if folded:
-            env = {s: self._const[s] for s in self._const}
-            self._execute(step, env, compile_time=True)
+            # The kernel reads its inputs from, and writes its outputs into, the folded values
+            # themselves (no copy per op: building stays linear in the number of ops).
+            self._execute(step, self._const, compile_time=True)
             for slot, _ in outputs:
-                value = env[slot]
+                value = self._const[slot]
                 if isinstance(value, np.ndarray):
                     value.flags.writeable = False   # shared by every run
-                self._const[slot] = value
         else:
             self._steps.append(step)
 

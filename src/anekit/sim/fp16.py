@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 F16_MAX = 65504.0                 # largest finite fp16 (guide ch. 3, tbl:c3-constants)
-F16_MIN_NORMAL = 2.0 ** -14       # below this an fp16 value is subnormal
 F32 = np.float32
 
 
@@ -103,13 +102,6 @@ def nan_to_zero(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def nan_to_inf(a: np.ndarray) -> np.ndarray:
-    """NaN arriving at the engine's input boundary becomes +inf (guide ch. 3)."""
-    if has_nan(a):
-        a = np.where(np.isnan(a), F32(np.inf), a)
-    return a
-
-
 def flush_subnormals(a: np.ndarray) -> np.ndarray:
     """Nonzero values below 2**-14 to +0 (the M1 accumulator stage, guide ch. 3)."""
     a = np.asarray(a, dtype=F32)
@@ -128,10 +120,3 @@ def saturate(a: np.ndarray, limit: float) -> np.ndarray:
     if over.any():
         a = np.where(over, np.copysign(F32(np.inf), a), a)
     return a
-
-
-def ulp_fp16(a) -> np.ndarray:
-    """Spacing of the fp16 grid at |a| (2**-24 in the subnormal range); float32."""
-    m = np.abs(np.asarray(a, dtype=F32))
-    _, e = np.frexp(m)                      # m = f * 2**e with f in [0.5, 1)
-    return np.ldexp(F32(1.0), np.maximum(e - 1, -14) - 10).astype(F32)

@@ -2,7 +2,7 @@
 
 Every behaviour that differs between chips is a field here, never a constant in a kernel.
 Values come from the ANE guide (arXiv 2606.22283) ch. 3 "Numerics" and its constants table
-(tbl:c3-constants), ch. 20 "Datapath and MAC geometry", and brief §5; docs/numerics.md
+(tbl:c3-constants), ch. 20 "Datapath and MAC geometry", and docs/numerics.md; docs/numerics.md
 explains each field and lists what is not modelled.
 
     profile_for("m1")       # by chip or compiler name, via anekit.targets
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from .. import targets
 from ..errors import TargetError
 from .tables import TableSpec
 
@@ -104,7 +105,6 @@ WIDTH_SLICE_GAIN = 16.0   # the crop-DMA gain, ch. 3 tbl:c3-constants (4094 x 16
 def _width_slice_gains(profiles: dict) -> dict:
     """Which families saturate width slices is a target feature (anekit.targets, guide ch. 3
     and 35: up to A14/M2); the simulator reads it from there rather than keeping a second list."""
-    from .. import targets
     fams = targets.families()
     return {k: replace(p, width_slice_gain=WIDTH_SLICE_GAIN if fams[k].features.width_slice_saturates else 1.0)
             if k in fams else p for k, p in profiles.items()}
@@ -124,7 +124,6 @@ def profile_for(target=None) -> NumericsProfile:
         raise TargetError(f"numerics profile: expected a chip or compiler name, got {target!r}")
     if target.strip().lower() == "exact":
         return EXACT
-    from .. import targets
     family = targets.get(target).family
     try:
         return FAMILY_PROFILES[family]

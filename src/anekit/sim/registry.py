@@ -1,4 +1,6 @@
-"""Kernel registry: one kernel per op name, checked against the op declarations.
+"""Simulator kernels, filed on the op declarations: `@kernel("relu")` sets
+`REGISTRY["relu"].kernel`, so the declaration is where an op's kernel is found (there is no
+second table of op names).
 
 A kernel is `fn(call, **params)`: the keyword names are the op's declared parameters
 (anekit.ir.REGISTRY), tensors arrive as numpy arrays (None when an optional tensor is
@@ -28,21 +30,19 @@ class Kernel:
     finish: str
 
 
-KERNELS: dict[str, Kernel] = {}
-
-
 def kernel(*names: str, finish: str = "round"):
-    """Register `fn` as the kernel of each named op."""
+    """File `fn` as the kernel of each named op (on its OpSpec)."""
     if finish not in FINISH:
         raise ValueError(f"finish must be one of {FINISH}")
 
     def register(fn):
         for name in names:
-            if name not in REGISTRY:
+            spec = REGISTRY.get(name)
+            if spec is None:
                 raise RuntimeError(f"kernel '{fn.__name__}' names '{name}', which no op declaration defines")
-            if name in KERNELS:
+            if spec.kernel is not None:
                 raise RuntimeError(f"op '{name}' has two kernels")
-            KERNELS[name] = Kernel(name, fn, finish)
+            spec.kernel = Kernel(name, fn, finish)
         return fn
     return register
 

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .fp16 import F32, round_fp16
+from .functions import FUNCTIONS
 
 TAILS = ("clamp", "identity")   # past the domain: the end-knot value, or x itself
 
@@ -60,5 +61,4 @@ class Table:
 
 @lru_cache(maxsize=None)
 def build(name: str, spec: TableSpec) -> Table:
-    from .functions import FUNCTIONS
     return Table(FUNCTIONS[name], spec)

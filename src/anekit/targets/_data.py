@@ -1,24 +1,14 @@
 """Loads and validates data/targets.json once; builds the records."""
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib import resources
 
 from ..errors import TargetError
+from ._raw import raw
 from .records import Chip, CompilerTarget, Family, Features, Limits
 
 _LIMIT_FIELDS = tuple(f for f in Limits.__dataclass_fields__ if f != "sources")
 _FEATURE_FIELDS = tuple(f for f in Features.__dataclass_fields__ if f != "sources")
-
-
-@lru_cache(maxsize=1)
-def raw() -> dict:
-    text = resources.files("anekit.targets").joinpath("data/targets.json").read_text("utf-8")
-    doc = json.loads(text)
-    if doc.get("schema") != 1:
-        raise TargetError(f"targets.json: unsupported schema {doc.get('schema')!r}")
-    return doc
 
 
 def _cite(doc: dict, pair, where: str):

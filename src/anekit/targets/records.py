@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .. import dialects
+from .support import status
+
 
 class _Sourced:
     """Mixin: `source(field)` returns the citation string recorded for a field."""
@@ -109,13 +112,11 @@ class Chip(_Sourced):
 
     @property
     def dialect(self) -> str:
-        """The MIL dialect the private route wants: ios16 (`program(1.0)`) on the M1/M2-era
-        families and older, ios18 (`program(1.3)`) from A15/M3 on (brief §3)."""
-        return "ios16" if self.family in ("h11", "h13", "h14", "m11") else "ios18"
+        """The MIL dialect the direct route wants for this chip (decided in anekit/dialects.py)."""
+        return dialects.for_family(self.family)
 
     def supports(self, op: str) -> str:
         """'native', 'decomposed' or 'unsupported' for this op on this chip's family."""
-        from .support import status
         return status(op, self.support_column)
 
     def __str__(self) -> str:

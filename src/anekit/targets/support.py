@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..errors import TargetError, UnknownOpError
-from ._data import raw
+from ._raw import raw
 
 STATUSES = ("native", "decomposed", "unsupported")
 COLUMN_ORDER = ("h11", "h13", "h14", "h15", "h16")   # oldest first, for "native from ..." reasons

@@ -23,27 +23,9 @@ from ..ir.builder import build as b
 from ..ir.graph import Op, Tensor, topo_order
 from ..ir.ops._gradlib import embed, flat_taps, narrow, numel, window_pads
 from ..ir.weights import is_weight
+from ..preflight.training import FORMS, lowered_form
 
-# form suffix -> what the rewritten op stands for (read by anekit.preflight.training)
-FORMS = {
-    "patch_matmul": "conv with a runtime weight at batch {batch}: patch expansion + matmul, because the "
-                    "engine's dynamic-weight convolution fails to compile above batch one",
-    "tap_matmul": "conv_transpose with a runtime weight: one matmul per kernel tap, scattered back, because MIL's "
-                  "conv_transpose takes a constant weight before iOS 17 and the dynamic-weight path fails to "
-                  "compile above batch one",
-    "weight_matmul": "linear with a runtime weight: a matmul with the weight as an input (weights as inputs), "
-                     "because MIL's linear takes a constant weight only",
-}
-_serial = itertools.count()
-
-
-def lowered_form(op_name: str | None) -> str | None:
-    """The FORMS key an op name carries, or None."""
-    if not op_name or "__" not in op_name:
-        return None
-    head, _, tail = op_name.rpartition("__")
-    form = tail.rstrip("0123456789_")
-    return form if form in FORMS and head else None
+_serial = itertools.count()   # names for unnamed ops the rewrite touches
 
 
 def needs_lowering(op) -> bool:

@@ -1,19 +1,52 @@
-"""const and the compressed-weight constexpr ops (guide ch. 7, 25)."""
+"""const and the compressed-weight constexpr ops (guide ch. 7, 25).
+
+All are compile-time: they take the "const" path and never run on the engine. Each
+constexpr op says how many bytes its stored form takes and which streaming format it is
+(`@spec.defstored`): the checker's program-size limit and the cost model's weight streaming
+both read it (ir/weights.py).
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ...errors import ShapeError
+from .. import dtypes as _dt
+from .. import intervals as iv
+from ..dtypes import from_numpy
 from ..spec import attr, const, op, tensor
 
 
-@op(kind="const", T=(), val=attr(None))
+def _const_range(op, res):
+    v = op.attrs.get("val")
+    if isinstance(v, str):
+        return iv.UNBOUNDED
+    return iv.BOOL if np.asarray(v).dtype == np.bool_ else iv.array_iv(v)
+
+
+def _bits(dtype: str) -> int:
+    try:
+        return _dt.get(dtype).bits
+    except Exception:   # a dtype the table lacks: count it as fp16
+        return 16
+
+
+def _array_bytes(v) -> float:
+    a = np.asarray(v)
+    return a.size * a.dtype.itemsize
+
+
+def _tensor_bytes(t) -> float:
+    return (math.prod(t.shape) if t.shape else 1) * _bits(t.dtype) / 8.0 if t is not None else 0.0
+
+
+@op(kind="const", T=(), val=attr(None), fp16_range=_const_range)
 def const_(a):
     """A constant; its value lives inline or in weight.bin."""
     v = a.val
     if isinstance(v, str):
         return [("string", ())]
-    from ..dtypes import from_numpy
     arr = np.asarray(v)
     return [(from_numpy(arr.dtype), arr.shape)]
 
@@ -32,6 +65,24 @@ def constexpr_affine_dequantize(a):
         if v.ndim > 1 or (v.ndim == 1 and v.size not in (1, q.shape[ax])):
             raise a.fail(n, f"shape {list(v.shape)} must be a scalar or [{q.shape[ax]}] along axis {ax}")
     return [(_float_of(a.scale), q.shape)]
+
+
+@constexpr_affine_dequantize.defstored
+def _(op):
+    return "int8", sum(_array_bytes(op.attrs.get(n, ())) for n in ("quantized_data", "scale", "zero_point"))
+
+
+@constexpr_affine_dequantize.defrange
+def _(op, res):
+    q = np.asarray(op.attrs["quantized_data"], np.float64)
+    zp = np.asarray(op.attrs["zero_point"], np.float64)
+    sc = np.asarray(op.attrs["scale"], np.float64)
+    ax = int(op.attrs["axis"]) % q.ndim
+    if zp.ndim == 1 and zp.size > 1:
+        zp = zp.reshape([zp.size if i == ax else 1 for i in range(q.ndim)])
+    if sc.ndim == 1 and sc.size > 1:
+        sc = sc.reshape([sc.size if i == ax else 1 for i in range(q.ndim)])
+    return iv.array_iv((q - zp) * sc)
 
 
 @op(kind="constexpr", since="ios18", T=("fp16", "fp32"),
@@ -58,6 +109,14 @@ def constexpr_lut_to_dense(a):
     return [(a.lut.dtype, tuple(out))]
 
 
+@constexpr_lut_to_dense.defstored
+def _(op):
+    return "lut", _tensor_bytes(op.inputs.get("indices")) + _tensor_bytes(op.inputs.get("lut"))
+
+
+constexpr_lut_to_dense.defrange(lambda op, res: iv.array_iv(op.inputs["lut"].const))
+
+
 @op(kind="constexpr", since="ios18", T=("fp16", "fp32"), nonzero_data=tensor("T"), mask=tensor("uint1"))
 def constexpr_sparse_to_dense(a):
     """Sparse weights: `mask` (uint1, dense shape) marks where `nonzero_data` values go (iOS18 form)."""
@@ -66,6 +125,14 @@ def constexpr_sparse_to_dense(a):
         if n != a.nonzero_data.size:
             raise a.fail("nonzero_data", f"has {a.nonzero_data.size} values but the mask sets {n}")
     return [(a.nonzero_data.dtype, a.mask.shape)]
+
+
+@constexpr_sparse_to_dense.defstored
+def _(op):
+    return "sparse", _tensor_bytes(op.inputs.get("mask")) + _tensor_bytes(op.inputs.get("nonzero_data"))
+
+
+constexpr_sparse_to_dense.defrange(lambda op, res: iv.union(iv.array_iv(op.inputs["nonzero_data"].const), (0.0, 0.0)))
 
 
 @op(kind="constexpr", since="ios18", T=("int4", "uint4", "int8", "uint8", "fp16", "fp32"),
@@ -82,6 +149,20 @@ def constexpr_blockwise_shift_scale(a):
     if a.offset is not None and a.offset.shape != s:
         raise a.fail("offset", f"shape {list(a.offset.shape)} must equal scale's {list(s)}")
     return [(a.scale.dtype, d)]
+
+
+@constexpr_blockwise_shift_scale.defstored
+def _(op):
+    return "blockwise", sum(_tensor_bytes(op.inputs.get(n)) for n in ("data", "scale", "offset"))
+
+
+@constexpr_blockwise_shift_scale.defrange
+def _(op, res):
+    d = res.of(op.inputs["data"])
+    if op.inputs.get("offset") is not None:
+        o = res.of(op.inputs["offset"])
+        d = iv.fix(d[0] - o[1], d[1] - o[0])
+    return iv.mul(d, res.of(op.inputs["scale"]))
 
 
 def _float_of(v) -> str:

@@ -1,6 +1,15 @@
-"""Elementwise ops: binary arithmetic with broadcasting, unary math, activations, comparisons."""
+"""Elementwise ops: binary arithmetic with broadcasting, unary math, activations, comparisons.
+
+All run on the vector engine; activations and per-channel arithmetic ride on a MAC op's
+output pass (guide ch. 13). Ops declared in loops take their per-name facts from the small
+tables right above each loop.
+"""
 from __future__ import annotations
 
+import math
+
+from .. import intervals as iv
+from ..dtypes import FLOATS
 from ..spec import const, declare, op, tensor
 from ._rules import broadcast
 
@@ -19,61 +28,189 @@ def _same(a):
     return [(a.x.dtype, a.x.shape)]
 
 
-for _name in ("add", "sub", "mul", "real_div", "pow", "maximum", "minimum", "floor_div", "mod"):
+def _binary_range(op, res):
+    a, b = iv.x_of(op, res, "x"), iv.x_of(op, res, "y")
+    if op.type == "add":
+        return iv.fix(a[0] + b[0], a[1] + b[1])
+    if op.type == "sub":
+        return iv.fix(a[0] - b[1], a[1] - b[0])
+    if op.type == "mul":
+        return iv.mul(a, b)
+    if b[0] <= 0.0 <= b[1]:   # real_div, floor_div by a range that holds 0
+        return iv.UNBOUNDED
+    return iv.mul(a, (1.0 / b[1], 1.0 / b[0]))
+
+
+# name: (fp16 range rule, rides on a MAC output pass)
+_BINARY = {"add": (_binary_range, True), "sub": (_binary_range, True), "mul": (_binary_range, True),
+           "real_div": (_binary_range, True), "floor_div": (_binary_range, False),
+           "maximum": (iv.union_of("x", "y"), True), "minimum": (iv.union_of("x", "y"), True),
+           "pow": (iv.unbounded, False), "mod": (iv.unbounded, False)}
+for _name, (_range, _epilogue) in _BINARY.items():
     declare(_name, kind="elementwise", infer=_binary, T=NUMERIC, x=tensor(), y=tensor(),
+            fp16_range=_range, mac_epilogue=_epilogue,
             doc=f"Elementwise {_name} of x and y with numpy broadcasting.")
 
 for _name in ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal"):
-    declare(_name, kind="elementwise", infer=_compare, T=NUMERIC, x=tensor(), y=tensor(),
+    declare(_name, kind="elementwise", infer=_compare, T=NUMERIC, x=tensor(), y=tensor(), fp16_range=iv.boolean,
             doc=f"Elementwise comparison ({_name}); the result is bool.")
 
 for _name in ("logical_and", "logical_or", "logical_xor"):
-    declare(_name, kind="elementwise", infer=_binary, T=("bool",), x=tensor(), y=tensor())
-declare("logical_not", kind="elementwise", infer=_same, T=("bool",), x=tensor())
+    declare(_name, kind="elementwise", infer=_binary, T=("bool",), x=tensor(), y=tensor(), fp16_range=iv.boolean)
+declare("logical_not", kind="elementwise", infer=_same, T=("bool",), x=tensor(), fp16_range=iv.boolean)
 
-# Plain unary math on floats (abs also on int32).
-for _name in ("abs", "square", "sqrt", "exp", "exp2", "floor", "ceil", "round", "sign",
-              "sin", "cos", "tan", "atan", "erf"):
-    declare(_name, kind="elementwise" if _name in ("abs", "square", "floor", "ceil", "round", "sign")
-            else "activation", infer=_same, T=NUMERIC if _name in ("abs", "square", "sign") else ("fp16", "fp32"),
-            x=tensor(), doc=f"Elementwise {_name}.")
+
+def _round_like(f):
+    return lambda x: iv.monotone(f, x) if iv.bounded(x) else x
+
+
+# name: (kind, dtypes, fp16 range of the output given x's interval, or None: unbounded)
+_UNARY = {
+    "abs": ("elementwise", NUMERIC,
+            lambda x: (0.0 if x[0] <= 0 <= x[1] else min(abs(x[0]), abs(x[1])), iv.mag(x))),
+    "square": ("elementwise", NUMERIC,
+               lambda x: (0.0 if x[0] <= 0 <= x[1] else min(x[0] ** 2, x[1] ** 2), iv.mag(x) ** 2)),
+    "sqrt": ("activation", FLOATS, lambda x: (math.sqrt(max(x[0], 0.0)), math.sqrt(max(x[1], 0.0)))),
+    "exp": ("activation", FLOATS, lambda x: iv.monotone(iv.exp, x)),
+    "exp2": ("activation", FLOATS, lambda x: iv.monotone(lambda v: iv.exp(v * math.log(2.0)), x)),
+    "floor": ("elementwise", FLOATS, _round_like(math.floor)),
+    "ceil": ("elementwise", FLOATS, _round_like(math.ceil)),
+    "round": ("elementwise", FLOATS, _round_like(round)),
+    "sign": ("elementwise", NUMERIC, lambda x: (-1.0, 1.0)),
+    "sin": ("activation", FLOATS, lambda x: (-1.0, 1.0)),
+    "cos": ("activation", FLOATS, lambda x: (-1.0, 1.0)),
+    "tan": ("activation", FLOATS, None),
+    "atan": ("activation", FLOATS, lambda x: (-math.pi / 2, math.pi / 2)),
+    "erf": ("activation", FLOATS, lambda x: (-1.0, 1.0)),
+}
+for _name, (_kind, _T, _range) in _UNARY.items():
+    declare(_name, kind=_kind, infer=_same, T=_T, x=tensor(), doc=f"Elementwise {_name}.",
+            fp16_range=iv.unbounded if _range is None else iv.unary(_range))
 
 # Epsilon-guarded math: MIL adds epsilon to x first (defaults from the MIL op set).
-declare("rsqrt", kind="activation", infer=_same, x=tensor(), epsilon=const("T", 0, default=1e-12),
-        doc="1 / sqrt(x + epsilon).")
-declare("inverse", kind="activation", infer=_same, x=tensor(), epsilon=const("T", 0, default=1e-4),
-        doc="1 / (x + epsilon).")
-declare("log", kind="activation", infer=_same, x=tensor(), epsilon=const("T", 0, default=1e-45),
-        doc="Natural log of (x + epsilon).")
+def _eps_shifted(op, res):
+    x, eps = iv.x_of(op, res), float(op.attr("epsilon") or 0.0)
+    return x[0] + eps, x[1] + eps
 
-for _name in ("relu", "relu6", "sigmoid", "tanh", "silu", "softplus", "softsign", "identity"):
-    declare(_name, kind="activation" if _name != "identity" else "movement", infer=_same,
-            T=("fp16", "fp32", "int32") if _name == "identity" else ("fp16", "fp32"), x=tensor(),
+
+def _rsqrt_range(op, res):
+    x, eps = iv.x_of(op, res), float(op.attr("epsilon") or 0.0)
+    lo, hi = max(x[0], 0.0) + eps, max(x[1], 0.0) + eps
+    if lo <= 0:
+        return (1.0 / math.sqrt(hi) if hi < iv.INF and hi > 0 else 0.0, iv.INF)
+    return (1.0 / math.sqrt(hi) if hi < iv.INF else 0.0, 1.0 / math.sqrt(lo))
+
+
+def _inverse_range(op, res):
+    lo, hi = _eps_shifted(op, res)
+    if lo <= 0.0 <= hi:
+        return None
+    return iv.ordered(lambda v: 1.0 / v if v not in (iv.INF, -iv.INF) else 0.0, (lo, hi))
+
+
+def _log_range(op, res):
+    lo, hi = _eps_shifted(op, res)
+    if hi <= 0:
+        return None
+    return iv.fix(math.log(lo) if lo > 0 else -iv.INF, math.log(hi) if hi < iv.INF else iv.INF)
+
+
+declare("rsqrt", kind="activation", infer=_same, x=tensor(), epsilon=const("T", 0, default=1e-12),
+        fp16_range=_rsqrt_range, doc="1 / sqrt(x + epsilon).")
+declare("inverse", kind="activation", infer=_same, x=tensor(), epsilon=const("T", 0, default=1e-4),
+        fp16_range=_inverse_range, doc="1 / (x + epsilon).")
+declare("log", kind="activation", infer=_same, x=tensor(), epsilon=const("T", 0, default=1e-45),
+        fp16_range=_log_range, doc="Natural log of (x + epsilon).")
+
+
+def _silu(x):
+    if x == iv.INF:
+        return iv.INF
+    if x == -iv.INF:
+        return 0.0
+    return x / (1.0 + iv.exp(-x)) if x > -700 else 0.0
+
+
+def _gelu(x):
+    if abs(x) == iv.INF:
+        return max(x, 0.0)
+    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _softplus(x):
+    if x == iv.INF:
+        return iv.INF
+    return x + math.log1p(iv.exp(-x)) if x > 0 else math.log1p(iv.exp(x))
+
+
+# name: fp16 range of the output given x's interval
+_ACTIVATIONS = {
+    "relu": lambda x: (max(x[0], 0.0), max(x[1], 0.0)),
+    "relu6": lambda x: (min(max(x[0], 0.0), 6.0), min(max(x[1], 0.0), 6.0)),
+    "sigmoid": lambda x: (0.0, 1.0),
+    "tanh": lambda x: (-1.0, 1.0),
+    "silu": lambda x: iv.with_min(_silu, x, -1.2785, -0.2785),
+    "softplus": lambda x: iv.monotone(_softplus, x),
+    "softsign": lambda x: (-1.0, 1.0),
+}
+for _name, _range in _ACTIVATIONS.items():
+    declare(_name, kind="activation", infer=_same, x=tensor(), fp16_range=iv.unary(_range),
             doc=f"Elementwise {_name}.")
+# A descriptor edit on the engine: no data moves (guide ch. 4, "metadata edit").
+declare("identity", kind="movement", infer=_same, T=NUMERIC, x=tensor(), path="free", fp16_range=iv.same,
+        doc="Elementwise identity.")
+
+
+def _alpha_rule(f):
+    """A range rule for an activation with an alpha parameter, monotone on each side of 0."""
+    return lambda op, res: iv.hull_through_zero(f(float(op.attr("alpha"))), iv.x_of(op, res))
+
 
 declare("leaky_relu", kind="activation", infer=_same, x=tensor(), alpha=const("T", 0, default=0.01),
+        fp16_range=_alpha_rule(lambda a: lambda v: v if v >= 0 else a * v),
         doc="x if x >= 0 else alpha * x.")
 declare("elu", kind="activation", infer=_same, x=tensor(), alpha=const("T", 0, default=1.0),
+        fp16_range=_alpha_rule(lambda a: lambda v: v if v > 0 else a * (iv.exp(v) - 1.0)),
         doc="x if x > 0 else alpha * (exp(x) - 1).")
 declare("gelu", kind="activation", infer=_same, x=tensor(),
         mode=const("string", 0, default="EXACT", choices=("EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION")),
+        fp16_range=iv.unary(lambda x: iv.with_min(_gelu, x, -0.7518, -0.1700)),
         doc="GELU, exact (erf) or one of MIL's approximations.")
 declare("sigmoid_hard", kind="activation", infer=_same, x=tensor(),
         alpha=const("T", 0, default=0.2), beta=const("T", 0, default=0.5),
-        doc="min(max(alpha * x + beta, 0), 1).")
+        fp16_range=iv.unary(lambda x: (0.0, 1.0)), doc="min(max(alpha * x + beta, 0), 1).")
+
+
+def _linear_activation_range(op, res):
+    a, b = float(op.attr("alpha")), float(op.attr("beta"))
+    return iv.ordered(lambda v: a * v + b, iv.x_of(op, res))
+
+
+def _clip_range(op, res):
+    x = iv.x_of(op, res)
+    a, b = float(op.attr("alpha")), float(op.attr("beta"))
+    return (min(max(x[0], a), b), min(max(x[1], a), b))
+
+
 declare("linear_activation", kind="elementwise", infer=_same, x=tensor(),
-        alpha=const("T", 0, default=1.0), beta=const("T", 0, default=0.0), doc="alpha * x + beta.")
+        alpha=const("T", 0, default=1.0), beta=const("T", 0, default=0.0), mac_epilogue=True,
+        fp16_range=_linear_activation_range, doc="alpha * x + beta.")
 declare("clip", kind="elementwise", infer=_same, x=tensor(), alpha=const("T", 0), beta=const("T", 0),
-        doc="min(max(x, alpha), beta).")
+        mac_epilogue=True, fp16_range=_clip_range, doc="min(max(x, alpha), beta).")
 
 
-@op(kind="elementwise", T=NUMERIC + ("bool",), cond=tensor("bool"), a=tensor(), b=tensor())
+@op(kind="elementwise", T=NUMERIC + ("bool",), cond=tensor("bool"), a=tensor(), b=tensor(),
+    fp16_range=iv.union_of("a", "b"))
 def select(a):
     """cond ? a : b, broadcasting all three."""
     return [(a.T, broadcast(a, "cond", "a", "b"))]
 
 
-@op(kind="movement", T=NUMERIC + ("bool",), x=tensor(),
+def _cast_range(op, res):
+    return iv.BOOL if op.attr("dtype") == "bool" else iv.x_of(op, res)
+
+
+@op(kind="movement", T=NUMERIC + ("bool",), fp16_range=_cast_range, coreml_dtype_param="dtype", x=tensor(),
     dtype=const("string", 0, choices=("fp16", "fp32", "int32", "bool")))
 def cast(a):
     """Convert x to another dtype."""

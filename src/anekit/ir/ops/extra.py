@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from .. import intervals as iv
 from ..spec import const, op, tensor
 from ._rules import axes, axis
 from .shape import STRIDED_SLICE, strided_slice_shape
@@ -19,13 +20,19 @@ ANY = ("fp16", "fp32", "int32", "bool")
 NUMERIC = ("fp16", "fp32", "int32")
 
 
-@op(kind="activation", x=tensor(), alpha=const("T", 0, default=1.0))
+def _thresholded_relu_range(op, res):
+    x, a = iv.x_of(op, res), float(op.attr("alpha"))
+    kept = (max(x[0], a), x[1]) if x[1] >= a else None
+    return iv.union((0.0, 0.0), kept) if kept else (0.0, 0.0)
+
+
+@op(kind="activation", x=tensor(), alpha=const("T", 0, default=1.0), fp16_range=_thresholded_relu_range)
 def thresholded_relu(a):
     """x where x >= alpha, else 0."""
     return [(a.T, a.x.shape)]
 
 
-@op(kind="movement", x=tensor(), crop_height=const("int32", 1), crop_width=const("int32", 1))
+@op(kind="movement", x=tensor(), crop_height=const("int32", 1), crop_width=const("int32", 1), fp16_range=iv.same)
 def crop(a):
     """Drop crop_height = (top, bottom) rows and crop_width = (left, right) columns of the last two axes."""
     if a.x.rank < 3:
@@ -44,7 +51,8 @@ def crop(a):
     scale_factor_height=const(("fp16", "fp32", "int32"), 0, default=1),
     scale_factor_width=const(("fp16", "fp32", "int32"), 0, default=1),
     align_corners=const("bool", 0, default=True),
-    half_pixel_centers=const("bool", 0, default=None))
+    half_pixel_centers=const("bool", 0, default=None),
+    fp16_range=iv.same)   # bilinear weights are a convex combination
 def upsample_bilinear(a):
     """Bilinear resize of the last two axes to floor(size * factor); half_pixel_centers defaults
     to `not align_corners` (iOS 16 form)."""
@@ -60,7 +68,7 @@ def upsample_bilinear(a):
     return [(a.T, a.x.shape[:-2] + out)]
 
 
-@op(kind="movement", T=ANY, x=tensor(), upscale_factor=const("int32", 0))
+@op(kind="movement", T=ANY, x=tensor(), upscale_factor=const("int32", 0), fp16_range=iv.same)
 def pixel_shuffle(a):
     """[N, C*f*f, H, W] -> [N, C, H*f, W*f] (depth to space, PyTorch's channel order)."""
     f = a.upscale_factor
@@ -72,7 +80,7 @@ def pixel_shuffle(a):
     return [(a.T, (n, c // (f * f), h * f, w * f))]
 
 
-@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1, default=None))
+@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1, default=None), fp16_range=iv.same)
 def reverse(a):
     """Reverse the order of elements along `axes` (all axes when omitted)."""
     if a.axes is not None:
@@ -80,15 +88,22 @@ def reverse(a):
     return [(a.T, a.x.shape)]
 
 
+def _cumsum_range(op, res):
+    x = iv.x_of(op, res)
+    n = op.inputs["x"].shape[op.attr("axis") % op.inputs["x"].rank]
+    return iv.union(iv.fix(x[0] * n, x[1] * n), (0.0, 0.0) if op.attr("exclusive") else x)
+
+
 @op(kind="reduction", T=NUMERIC, x=tensor(), axis=const("int32", 0, default=0),
-    exclusive=const("bool", 0, default=False), reverse=const("bool", 0, default=False))
+    exclusive=const("bool", 0, default=False), reverse=const("bool", 0, default=False), fp16_range=_cumsum_range)
 def cumsum(a):
     """Running sum along `axis` (exclusive: shifted by one; reverse: from the end)."""
     axis(a, "axis", a.axis, a.x.rank)
     return [(a.T, a.x.shape)]
 
 
-@op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), axis=const("int32", 0, default=0))
+@op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), axis=const("int32", 0, default=0),
+    fp16_range=iv.same, coreml_ignored={"validate_indices": (False, True)})
 def gather_along_axis(a):
     """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis` (torch.gather)."""
     ax = axis(a, "axis", a.axis, a.x.rank)
@@ -101,7 +116,10 @@ def gather_along_axis(a):
 @op(kind="reduction", T=NUMERIC, x=tensor(), k=const("int32", 0, default=1),
     axis=const("int32", 0, default=-1), ascending=const("bool", 0, default=False),
     sort=const("bool", 0, default=True), return_indices=const("bool", 0, default=True),
-    output_indices_dtype=const("string", 0, default="int32", choices=("int32",)))
+    output_indices_dtype=const("string", 0, default="int32", choices=("int32",)),
+    fp16_range=lambda op, res: [res.of(op.inputs["x"]),
+                                (0.0, float(op.inputs["x"].shape[op.attr("axis") % op.inputs["x"].rank] - 1))],
+    coreml_dtype_param="output_indices_dtype")
 def topk(a):
     """The k largest (or smallest, ascending) values along `axis`, and their int32 indices."""
     ax = axis(a, "axis", a.axis, a.x.rank)
@@ -115,13 +133,15 @@ def topk(a):
 
 # --- states (iOS 18): a state input holds a tensor that persists across calls ----------------
 
-@op(kind="movement", T=ANY, since="ios18", input=tensor())
+@op(kind="movement", T=ANY, since="ios18", input=tensor(), state_role="read", state_param="input",
+    fp16_range=iv.unbounded)
 def read_state(a):
     """The current value of a state input."""
     return [(a.T, a.input.shape)]
 
 
-@op(kind="movement", T=ANY, since="ios18", input=tensor(), data=tensor())
+@op(kind="movement", T=ANY, since="ios18", input=tensor(), data=tensor(), state_role="write", state_param="input",
+    fp16_range=iv.unbounded)
 def write_state(a):
     """Store `data` into a state input (no outputs; later read_state ops see it)."""
     if a.data.shape != a.input.shape:
@@ -129,7 +149,8 @@ def write_state(a):
     return []
 
 
-@op(kind="movement", T=ANY, since="ios18", state=tensor(), value=tensor())
+@op(kind="movement", T=ANY, since="ios18", state=tensor(), value=tensor(), state_role="update", state_param="state",
+    fp16_range=lambda op, res: res.of(op.inputs["value"]))
 def coreml_update_state(a):
     """write_state(state, value) followed by read_state(state): stores and returns `value`."""
     if a.value.shape != a.state.shape:
@@ -137,7 +158,8 @@ def coreml_update_state(a):
     return [(a.T, a.value.shape)]
 
 
-@op(kind="movement", T=ANY, since="ios18", x=tensor(), update=tensor(), **STRIDED_SLICE)
+@op(kind="movement", T=ANY, since="ios18", x=tensor(), update=tensor(), **STRIDED_SLICE,
+    fp16_range=iv.union_of("x", "update"))
 def slice_update(a):
     """x with the strided slice x[begin:end:stride] (as slice_by_index selects it) replaced by
     `update` (in-place tensor assignment, e.g. a KV-cache write)."""

@@ -1,10 +1,102 @@
-"""MAC-array ops: convolutions, matmul, linear, attention (guide ch. 4, 20)."""
+"""MAC-array ops: convolutions, matmul, linear, attention (guide ch. 4, 20).
+
+Each runs on the multiply array through its convolution or its matmul roof (guide ch. 9,
+12); its work (`@spec.defwork`) and its fp16 range rule with the partial-sum bound
+(`@spec.defrange`, guide ch. 3) follow the declaration.
+"""
 from __future__ import annotations
 
-from ..spec import const, op, tensor
+import math
+
+import numpy as np
+
+from .. import intervals as iv
+from ..spec import ConstInput, MacWork, const, op, tensor
 from ._rules import broadcast_shapes, check_spatial, pad_default, spatial_default, window_out
 
 PAD_TYPES = ("valid", "same", "custom", "same_lower")
+# Winograd F(2x2, 3x3) is taken by dense 3x3 stride-1 convs with enough channels (float work
+# threshold 16, guide ch. 13 reference table).
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _batch_above_one(op):
+    n = op.inputs["x"].shape[0]
+    if n < 2:
+        return None
+    return (f"weight is a runtime tensor and the batch is {n}; dynamic-weight convolution above batch one "
+            "crashes the compiler service (anekit.train.lower_runtime_weights rewrites it as patch expansion "
+            "+ matmul)", n)
+
+
+def _always_runtime(op):
+    if op.type == "linear":
+        return ("the weight is a runtime input, and MIL's linear takes a constant weight; "
+                "anekit.train.lower_runtime_weights rewrites it as a matmul", "runtime")
+    return ("the weight is a runtime input, and MIL's conv_transpose takes a constant weight before iOS 17; "
+            "the dynamic-weight path also fails above batch one; anekit.train.lower_runtime_weights rewrites "
+            "it as per-tap matmuls", "runtime")
+
+
+# Guide ch. 19: dynamic-weight convolution works at batch one and crashes the compiler
+# service above it, so a conv weight must be a compile-time constant from batch two.
+_CONST_WEIGHT = {"weight": ConstInput("dynamic-weight-conv", _batch_above_one, "batch 1",
+                                      "ANE guide ch. 19, dynamic-weight convolution above batch one")}
+# linear and conv_transpose read a constant weight only (coremltools' MIL op definitions: linear
+# in iOS 15 and 17, conv_transpose in iOS 15); a runtime weight goes through a matmul instead.
+_CONST_WEIGHT_ALWAYS = {"weight": ConstInput("runtime-weight", _always_runtime, "constant weight",
+                                             "coremltools MIL op definitions (linear; conv_transpose before iOS 17)")}
+
+
+def _numel(shape) -> int:
+    return int(math.prod(shape)) if shape else 1
+
+
+def _conv_work(op) -> MacWork:
+    out = op.outputs[0].shape
+    x, k = op.inputs["x"].shape, op.inputs["weight"].shape
+    groups = int(op.attr("groups") or 1)
+    taps = _numel(k[2:])
+    if op.type == "conv":
+        macs = _numel(out) * (x[1] // groups) * taps
+    else:   # each input element scatters into Cout/groups x kernel outputs
+        macs = _numel(x) * (k[1]) * taps
+    winograd = (op.type == "conv" and len(k) == 4 and tuple(k[2:]) == (3, 3) and groups == 1
+                and tuple(op.attr("strides") or (1, 1)) == (1, 1)
+                and tuple(op.attr("dilations") or (1, 1)) == (1, 1)
+                and x[1] >= WINOGRAD_MIN_CHANNELS and out[1] >= WINOGRAD_MIN_CHANNELS)
+    return MacWork(macs, out[1], out[-1] if len(out) > 2 else 1, winograd)
+
+
+def _conv_range(op, res):
+    x = iv.x_of(op, res)
+    wt = op.inputs["weight"]
+    k = wt.shape
+    pads = op.attr("pad") or ()
+    if op.attr("pad_type") in ("same", "same_lower") or any(pads):
+        x = iv.union(x, (0.0, 0.0))   # zero padding enters the window
+    bias = op.inputs.get("bias")
+    transpose = op.type == "conv_transpose"
+    terms = int(np.prod(k[2:])) * (k[0] if transpose else k[1])
+    if not iv.bounded(x):
+        return iv.unbounded_mac(op, res, terms)
+    w = wt.const
+    if w is None:
+        return iv.dynamic_mac(op, res, x, res.of(wt), terms, res.of(bias) if bias is not None else None)
+    axes = tuple([0] + list(range(2, len(k)))) if transpose else tuple(range(1, len(k)))
+    pos, neg, absum = iv.weight_sums(w, axes)
+    if transpose:   # weight [Cin, Cout/groups, *K]: output channel j of each group
+        g = int(op.attr("groups") or 1)
+        pos, neg, absum = (np.tile(a, g) for a in (pos, neg, absum))
+    bconst = None if bias is None else bias.const
+    if bias is not None and bconst is None:
+        out = iv.mac_result(op, res, pos, neg, absum, x, None, terms)
+        bi = res.of(bias)
+        res.partials[id(op)] += iv.mag(bi)
+        return iv.fix(out[0] + bi[0], out[1] + bi[1])
+    return iv.mac_result(op, res, pos, neg, absum, x, bconst, terms)
+
+
 
 
 def _conv_common(a, transpose: bool):
@@ -35,7 +127,8 @@ def _conv_common(a, transpose: bool):
     return n, cout
 
 
-@op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True),
+@op(kind="mac", path="conv", fp16_range=_conv_range, const_inputs=_CONST_WEIGHT,
+    x=tensor(), weight=tensor(), bias=tensor(optional=True),
     strides=const("int32", 1, default=spatial_default(1)),
     pad_type=const("string", 0, default="valid", choices=PAD_TYPES),
     pad=const("int32", 1, default=pad_default),
@@ -50,7 +143,11 @@ def conv(a):
     return [(a.T, (a.x.shape[0], cout, *sp))]
 
 
-@op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True),
+conv.defwork(_conv_work)
+
+
+@op(kind="mac", path="conv", fp16_range=_conv_range, const_inputs=_CONST_WEIGHT_ALWAYS,
+    x=tensor(), weight=tensor(), bias=tensor(optional=True),
     pad=const("int32", 1, default=pad_default),
     output_shape=const("int32", 1, default=None),
     pad_type=const("string", 0, default="valid", choices=PAD_TYPES),
@@ -81,7 +178,10 @@ def conv_transpose(a):
     return [(a.T, shape)]
 
 
-@op(kind="mac", x=tensor(), y=tensor(),
+conv_transpose.defwork(_conv_work)
+
+
+@op(kind="mac", path="matmul", x=tensor(), y=tensor(),
     transpose_x=const("bool", 0, default=False), transpose_y=const("bool", 0, default=False))
 def matmul(a):
     """Batched matrix product with numpy broadcasting over leading axes."""
@@ -104,7 +204,45 @@ def matmul(a):
     return [(a.T, tuple(out))]
 
 
-@op(kind="mac", x=tensor(), weight=tensor(), bias=tensor(optional=True))
+def _rows_work(op, inner: int) -> MacWork:
+    """out [..., M, N]: every output element takes `inner` multiply-accumulates."""
+    out = op.outputs[0].shape
+    return MacWork(_numel(out) * inner, out[-1] if out else 1, _numel(out[:-1]) if len(out) > 1 else 1)
+
+
+def matmul_inner(op) -> int:
+    xs = op.inputs["x"].shape
+    return xs[-2] if (op.attr("transpose_x") and len(xs) > 1) else xs[-1]
+
+
+matmul.defwork(lambda op: _rows_work(op, matmul_inner(op)))
+
+
+@matmul.defrange
+def _matmul_range(op, res):
+    xt, yt = op.inputs["x"], op.inputs["y"]
+    tx, ty = bool(op.attr("transpose_x")), bool(op.attr("transpose_y"))
+    inner = (xt.shape[-2] if tx and xt.rank > 1 else xt.shape[-1])
+    if not (iv.bounded(res.of(xt)) if xt.const is None else True) or \
+            not (iv.bounded(res.of(yt)) if yt.const is None else True):
+        return iv.unbounded_mac(op, res, inner)
+    if yt.const is not None and xt.const is None and yt.rank >= 2:
+        w = np.asarray(yt.const, np.float64)
+        w = np.swapaxes(w, -1, -2) if ty else w          # [..., K, N]
+        w = w.reshape((-1,) + w.shape[-2:]).transpose(1, 0, 2).reshape(w.shape[-2], -1)
+        pos, neg, absum = iv.weight_sums(w, 0)
+        return iv.mac_result(op, res, pos, neg, absum, res.of(xt), None, inner)
+    if xt.const is not None and yt.const is None and xt.rank >= 2:
+        w = np.asarray(xt.const, np.float64)
+        w = np.swapaxes(w, -1, -2) if tx else w          # [..., M, K]: rows against y's columns
+        w = w.reshape(-1, w.shape[-1])
+        pos, neg, absum = iv.weight_sums(w, 1)
+        return iv.mac_result(op, res, pos, neg, absum, res.of(yt), None, inner)
+    return iv.dynamic_mac(op, res, res.of(xt), res.of(yt), inner)
+
+
+@op(kind="mac", path="matmul", const_inputs=_CONST_WEIGHT_ALWAYS,
+    x=tensor(), weight=tensor(), bias=tensor(optional=True))
 def linear(a):
     """x @ weight.T + bias, weight [out, in] (a 1x1 conv on the ANE)."""
     if a.weight.rank != 2:
@@ -116,7 +254,39 @@ def linear(a):
     return [(a.T, a.x.shape[:-1] + (a.weight.shape[0],))]
 
 
-@op(kind="mac", since="ios18", query=tensor(), key=tensor(), value=tensor(),
+linear.defwork(lambda op: _rows_work(op, op.inputs["weight"].shape[1]))
+
+
+@linear.defrange
+def _linear_range(op, res):
+    x = iv.x_of(op, res)
+    wt, bias = op.inputs["weight"], op.inputs.get("bias")
+    terms = wt.shape[1]
+    if not iv.bounded(x):
+        return iv.unbounded_mac(op, res, terms)
+    if wt.const is None or (bias is not None and bias.const is None):
+        return iv.dynamic_mac(op, res, x, res.of(wt), terms, res.of(bias) if bias is not None else None)
+    pos, neg, absum = iv.weight_sums(wt.const, 1)
+    return iv.mac_result(op, res, pos, neg, absum, x, None if bias is None else bias.const, terms)
+
+
+def _sdpa_work(op) -> MacWork:
+    q, k, v = (op.inputs[n].shape for n in ("query", "key", "value"))
+    batch = _numel(op.outputs[0].shape[:-2])
+    return MacWork(batch * q[-2] * k[-2] * (q[-1] + v[-1]), k[-2], q[-2] * batch)
+
+
+def _sdpa_range(op, res):
+    q, k, v = (res.of(op.inputs[n]) for n in ("query", "key", "value"))
+    e = op.inputs["query"].shape[-1]
+    # The Q K^T product runs on the MAC array; bound it after the 1/sqrt(E) scale.
+    res.partials[id(op)] = e * iv.mag(q) * iv.mag(k) / math.sqrt(e)
+    res.taps[id(op)] = e
+    return v   # the output is a convex combination of value rows
+
+
+@op(kind="mac", path="matmul", mac_work=_sdpa_work, fp16_range=_sdpa_range, since="ios18",
+    query=tensor(), key=tensor(), value=tensor(),
     attn_mask=tensor(("bool", "fp16", "fp32"), optional=True))
 def scaled_dot_product_attention(a):
     """softmax(Q K^T / sqrt(E) + mask) V, Q [..., L, E], K [..., S, E], V [..., S, Ev] (iOS18)."""

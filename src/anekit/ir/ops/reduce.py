@@ -1,15 +1,41 @@
-"""Softmax, normalizations and reductions."""
+"""Softmax, normalizations and reductions (vector engine; a norm or softmax reads its input
+twice, statistics then normalize)."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from .. import intervals as iv
 from ..spec import const, declare, op, tensor
 from ._rules import axes, axis
 
+# Core ML (iOS 17+) may ask argmax/argmin for a narrow index type; anekit widens it to int32.
+INDEX_DTYPES = ("int32", "int8", "uint8", "int16", "uint16")
 
-@op(kind="reduction", x=tensor(), axis=const("int32", 0, default=-1))
+
+@op(kind="reduction", x=tensor(), axis=const("int32", 0, default=-1), vector_passes=2,
+    fp16_range=lambda op, res: (0.0, 1.0))
 def softmax(a):
     """Softmax along `axis` (the ANE subtracts the max internally)."""
     axis(a, "axis", a.axis, a.x.rank)
     return [(a.T, a.x.shape)]
+
+
+def _norm_range(n_of):
+    """Range of a normalization over n_of(op) values, then the affine gamma / beta."""
+    return lambda op, res: iv.affine(iv.norm_bound(n_of(op)), op, res)
+
+
+def _batch_norm_range(op, res):
+    x = iv.x_of(op, res)
+    mean, var = res.of(op.inputs["mean"]), res.of(op.inputs["variance"])
+    eps = float(op.attr("epsilon"))
+    if var[0] + eps <= 0:
+        return None
+    z = iv.mul(iv.fix(x[0] - mean[1], x[1] - mean[0]), (0.0, 1.0 / math.sqrt(var[0] + eps)))
+    z = iv.union(z, iv.fix(-iv.mag(z), iv.mag(z)))
+    return iv.affine(z, op, res)
 
 
 def _param_shape(a, name, want):
@@ -19,7 +45,9 @@ def _param_shape(a, name, want):
 
 
 @op(kind="norm", x=tensor(), axes=const("int32", 1), gamma=tensor(optional=True),
-    beta=tensor(optional=True), epsilon=const("T", 0, default=1e-5))
+    beta=tensor(optional=True), epsilon=const("T", 0, default=1e-5),
+    fp16_range=_norm_range(lambda op: int(np.prod([op.inputs["x"].shape[a % op.inputs["x"].rank]
+                                                   for a in op.attr("axes")]))))
 def layer_norm(a):
     """(x - mean) / sqrt(var + epsilon) * gamma + beta over `axes`; gamma/beta have those axes' shape."""
     ax = sorted(axes(a, "axes", a.axes, a.x.rank))
@@ -30,7 +58,7 @@ def layer_norm(a):
 
 
 @op(kind="norm", x=tensor(), mean=tensor(), variance=tensor(), gamma=tensor(optional=True),
-    beta=tensor(optional=True), epsilon=const("T", 0, default=1e-5))
+    beta=tensor(optional=True), epsilon=const("T", 0, default=1e-5), fp16_range=_batch_norm_range)
 def batch_norm(a):
     """Inference batch norm over channel axis 1 with per-channel statistics."""
     if a.x.rank < 2:
@@ -41,7 +69,7 @@ def batch_norm(a):
 
 
 @op(kind="norm", x=tensor(), gamma=tensor(optional=True), beta=tensor(optional=True),
-    epsilon=const("T", 0, default=1e-5))
+    epsilon=const("T", 0, default=1e-5), fp16_range=_norm_range(lambda op: int(np.prod(op.inputs["x"].shape[2:]))))
 def instance_norm(a):
     """Per-sample, per-channel normalization over the spatial axes of [N, C, *S]."""
     if a.x.rank < 3:
@@ -63,11 +91,33 @@ def _reduce(out_dtype=None):
     return rule
 
 
-for _name in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod",
-              "reduce_l2_norm", "reduce_l1_norm", "reduce_sum_square", "reduce_log_sum_exp"):
+def _reduced_count(op) -> int:
+    x = op.inputs["x"].shape
+    ax = op.attr("axes")
+    if ax is None:
+        return int(np.prod(x)) if x else 1
+    return int(np.prod([x[a % len(x)] for a in ax])) if x else 1
+
+
+def _counted(f):
+    """A range rule from x's interval and the number of values reduced."""
+    return lambda op, res: f(iv.x_of(op, res), _reduced_count(op))
+
+
+# name: fp16 range rule
+_REDUCTIONS = {
+    "reduce_sum": _counted(lambda x, n: iv.fix(x[0] * n, x[1] * n)),
+    "reduce_mean": iv.same, "reduce_max": iv.same, "reduce_min": iv.same,
+    "reduce_prod": iv.unbounded,
+    "reduce_l2_norm": _counted(lambda x, n: (0.0, math.sqrt(n) * iv.mag(x))),
+    "reduce_l1_norm": _counted(lambda x, n: (0.0, n * iv.mag(x))),
+    "reduce_sum_square": _counted(lambda x, n: (0.0, n * iv.mag(x) ** 2)),
+    "reduce_log_sum_exp": _counted(lambda x, n: iv.fix(x[0], x[1] + math.log(n))),
+}
+for _name, _range in _REDUCTIONS.items():
     declare(_name, kind="reduction", infer=_reduce(), T=("fp16", "fp32", "int32"), x=tensor(),
             axes=const("int32", 1, default=None), keep_dims=const("bool", 0, default=False),
-            doc=f"{_name} over `axes` (all axes when omitted).")
+            fp16_range=_range, doc=f"{_name} over `axes` (all axes when omitted).")
 
 
 def _arg_reduce(a):
@@ -77,8 +127,14 @@ def _arg_reduce(a):
     return [("int32", shape)]
 
 
+def _index_range(op, res):
+    x = op.inputs["x"]
+    return (0.0, float(x.shape[op.attr("axis") % x.rank] - 1))
+
+
 for _name in ("reduce_argmax", "reduce_argmin"):
     declare(_name, kind="reduction", infer=_arg_reduce, T=("fp16", "fp32", "int32"), x=tensor(),
+            fp16_range=_index_range, coreml_ignored={"output_dtype": INDEX_DTYPES},
             axis=const("int32", 0, default=-1), keep_dims=const("bool", 0, default=False),
             doc=f"Index of the {_name[7:]} along `axis` (int32).")
 

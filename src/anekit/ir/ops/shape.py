@@ -1,15 +1,17 @@
-"""Layout and data-movement ops, pooling and resampling."""
+"""Layout and data-movement ops, pooling and resampling (vector engine; reshape, squeeze and
+expand_dims are descriptor edits that move no data, guide ch. 4)."""
 from __future__ import annotations
 
 import math
 
+from .. import intervals as iv
 from ..spec import const, op, tensor, tensors
 from ._rules import axes, axis, check_spatial, pad_default, window_out
 
 ANY = ("fp16", "fp32", "int32", "bool")
 
 
-@op(kind="movement", T=ANY, x=tensor(), shape=const("int32", 1))
+@op(kind="movement", T=ANY, x=tensor(), shape=const("int32", 1), path="free", fp16_range=iv.same)
 def reshape(a):
     """Reshape; one entry may be -1 (inferred) and 0 copies x's size on that axis."""
     want = [a.x.shape[i] if s == 0 and i < a.x.rank else s for i, s in enumerate(a.shape)]
@@ -25,7 +27,7 @@ def reshape(a):
     return [(a.T, tuple(want))]
 
 
-@op(kind="movement", T=ANY, x=tensor(), perm=const("int32", 1))
+@op(kind="movement", T=ANY, x=tensor(), perm=const("int32", 1), fp16_range=iv.same)
 def transpose(a):
     """Permute axes: output axis i is x's axis perm[i]."""
     if len(a.perm) != a.x.rank or sorted(axes(a, "perm", a.perm, a.x.rank)) != list(range(a.x.rank)):
@@ -35,7 +37,7 @@ def transpose(a):
 
 
 @op(kind="movement", T=ANY, values=tensors(), axis=const("int32", 0),
-    interleave=const("bool", 0, default=False))
+    interleave=const("bool", 0, default=False), fp16_range=iv.union_of("values"))
 def concat(a):
     """Join along `axis`; with interleave, equal-shaped inputs alternate element by element."""
     first = a.values[0].shape
@@ -50,7 +52,7 @@ def concat(a):
 
 
 @op(kind="movement", T=ANY, x=tensor(), num_splits=const("int32", 0, default=None),
-    split_sizes=const("int32", 1, default=None), axis=const("int32", 0))
+    split_sizes=const("int32", 1, default=None), axis=const("int32", 0), fp16_range=iv.same)
 def split(a):
     """Split along `axis` into num_splits equal parts or parts of split_sizes (several outputs)."""
     ax = axis(a, "axis", a.axis, a.x.rank)
@@ -68,7 +70,7 @@ def split(a):
     return [(a.T, a.x.shape[:ax] + (s,) + a.x.shape[ax + 1:]) for s in sizes]
 
 
-@op(kind="movement", T=ANY, values=tensors(), axis=const("int32", 0))
+@op(kind="movement", T=ANY, values=tensors(), axis=const("int32", 0), fp16_range=iv.union_of("values"))
 def stack(a):
     """Stack equal-shaped tensors along a new axis."""
     first = a.values[0].shape
@@ -120,13 +122,13 @@ STRIDED_SLICE = dict(begin=const("int32", 1), end=const("int32", 1), stride=cons
                      squeeze_mask=const("bool", 1, default=None))
 
 
-@op(kind="movement", T=ANY, x=tensor(), **STRIDED_SLICE)
+@op(kind="movement", T=ANY, x=tensor(), **STRIDED_SLICE, fp16_range=iv.same)
 def slice_by_index(a):
     """Strided slice x[begin:end:stride] per axis, with masks as in MIL / TensorFlow."""
     return [(a.T, strided_slice_shape(a))]
 
 
-@op(kind="movement", T=ANY, x=tensor(), begin=const("int32", 1), size=const("int32", 1))
+@op(kind="movement", T=ANY, x=tensor(), begin=const("int32", 1), size=const("int32", 1), fp16_range=iv.same)
 def slice_by_size(a):
     """x[begin : begin + size] per axis; size -1 takes the rest."""
     r = a.x.rank
@@ -142,7 +144,7 @@ def slice_by_size(a):
     return [(a.T, tuple(out))]
 
 
-@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1, default=None))
+@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1, default=None), path="free", fp16_range=iv.same)
 def squeeze(a):
     """Drop size-1 axes (all of them when axes is omitted)."""
     if a.axes is None:
@@ -154,7 +156,7 @@ def squeeze(a):
     return [(a.T, tuple(s for i, s in enumerate(a.x.shape) if i not in ax))]
 
 
-@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1))
+@op(kind="movement", T=ANY, x=tensor(), axes=const("int32", 1), path="free", fp16_range=iv.same)
 def expand_dims(a):
     """Insert size-1 axes at the given output positions."""
     r = a.x.rank + len(a.axes)
@@ -163,7 +165,15 @@ def expand_dims(a):
     return [(a.T, tuple(1 if i in ax else next(it) for i in range(r)))]
 
 
-@op(kind="movement", T=("fp16", "fp32", "int32"), x=tensor(), pad=const("int32", 1),
+def _pad_range(op, res):
+    x = iv.x_of(op, res)
+    if op.attr("mode") == "constant":
+        c = float(op.attr("constant_val") or 0.0)
+        return iv.union(x, (c, c))
+    return x
+
+
+@op(kind="movement", T=("fp16", "fp32", "int32"), x=tensor(), pad=const("int32", 1), fp16_range=_pad_range,
     mode=const("string", 0, default="constant", choices=("constant", "reflect", "replicate")),
     constant_val=const("T", 0, default=0.0))
 def pad(a):
@@ -181,7 +191,7 @@ def pad(a):
     return [(a.T, tuple(shape))]
 
 
-@op(kind="movement", T=ANY, x=tensor(), reps=const("int32", 1))
+@op(kind="movement", T=ANY, x=tensor(), reps=const("int32", 1), fp16_range=iv.same)
 def tile(a):
     """Repeat x reps[i] times along axis i."""
     if len(a.reps) != a.x.rank or any(r < 1 for r in a.reps):
@@ -190,7 +200,8 @@ def tile(a):
 
 
 @op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), axis=const("int32", 0, default=0),
-    batch_dims=const("int32", 0, default=0))
+    batch_dims=const("int32", 0, default=0), fp16_range=iv.same,
+    coreml_ignored={"validate_indices": (False, True)})   # iOS 17: a runtime check, no effect in range
 def gather(a):
     """Take slices of x along `axis` at `indices` (embedding lookup)."""
     ax = axis(a, "axis", a.axis, a.x.rank)
@@ -214,13 +225,23 @@ _POOL = dict(x=tensor(), kernel_sizes=const("int32", 1),
              strides=const("int32", 1, default=lambda a: (1,) * max(a.x.rank - 2, 0)),
              pad_type=const("string", 0, default="valid", choices=("valid", "same", "custom", "same_lower")),
              pad=const("int32", 1, default=pad_default))
+
+
+def _avg_pool_range(op, res):
+    x = iv.x_of(op, res)
+    pads = op.attr("pad") or ()
+    if op.attr("pad_type") != "valid" and (op.attr("pad_type") != "custom" or any(pads)):
+        return iv.union(x, (0.0, 0.0))   # padding zeros may enter the average
+    return x
+
+
 op(kind="pool", name="avg_pool", **_POOL, exclude_padding_from_average=const("bool", 0, default=False),
-   ceil_mode=const("bool", 0, default=False))(_pool)
-op(kind="pool", name="max_pool", **_POOL, ceil_mode=const("bool", 0, default=False))(_pool)
+   ceil_mode=const("bool", 0, default=False), fp16_range=_avg_pool_range)(_pool)
+op(kind="pool", name="max_pool", **_POOL, ceil_mode=const("bool", 0, default=False), fp16_range=iv.same)(_pool)
 
 
 @op(kind="movement", x=tensor(), scale_factor_height=const(("fp32", "int32"), 0, default=1),
-    scale_factor_width=const(("fp32", "int32"), 0, default=1))
+    scale_factor_width=const(("fp32", "int32"), 0, default=1), fp16_range=iv.same)
 def upsample_nearest_neighbor(a):
     """Nearest-neighbour upsampling of the last two axes by the given factors."""
     if a.x.rank < 3:

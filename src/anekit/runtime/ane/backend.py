@@ -5,7 +5,7 @@
     exe = ak.compile(prog, backend="ane", transport_factory=FakeTransport, target="m4")  # anywhere, worker
 
 The program is lowered with anekit.mil.emit in the dialect its chip needs (ios16 for the h13
-and h14 generations, M1/M2/A14 and older; ios18 after: brief §3), its I/O mapped to
+and h14 generations, M1/M2/A14 and older; ios18 after: docs/mil.md), its I/O mapped to
 [1, C, 1, S] surfaces (anekit.runtime.ane.layout) and handed to an engine: a worker pool that
 replaces its subprocess before the compile limit, or a host in this process for a transport
 passed directly. The key that makes a program "the same" is the hash of the MIL text, the
@@ -19,11 +19,14 @@ import weakref
 from ...errors import ANEExecutionError, TargetError, UsageError
 from ...ir.graph import Program
 from ..base import Availability, Backend, Executable, refuse_states
+from ... import mil
 from . import layout, preflight
+from .machine import ane_availability, check_host_target
+from .objc_transport import ObjCTransport
 from .pool import DEFAULT_TIMEOUT_S, InProcessEngine, pool_for
 from .programs import DEFAULT_COMPILE_BUDGET, DEFAULT_MAX_LOADED
 from .protocol import CompileJob
-from .transport import ObjCTransport, Transport
+from .transport import Transport
 
 
 def program_key(mil_text: str, weights: dict[str, bytes], target_name: str, rules: layout.IORules) -> str:
@@ -100,12 +103,10 @@ class AneBackend(Backend):
 
     @classmethod
     def availability(cls) -> Availability:
-        from .machine import ane_availability
         return ane_availability()
 
     @classmethod
     def runs_target(cls, target) -> bool:
-        from .transport import check_host_target
         try:
             check_host_target(target.name)
         except TargetError:
@@ -135,13 +136,11 @@ class AneBackend(Backend):
 
     def prepare(self, prog: Program, target, function: str = "main") -> CompileJob:
         """Lower `prog` to the job the framework compiles (no framework call)."""
-        from ... import mil
         one = prog.single(function)
         fn = one.main
         refuse_states(fn, "ane")
         rules = layout.io_rules(target, self.input_order)
         inputs, outputs = preflight.io_specs(fn, rules)
-        preflight.check_chip_quirks(fn, rules)
         text, files = mil.emit(one, dialect=target.dialect)
         tname = getattr(target, "name", str(target))
         return CompileJob(program_key(text, files, tname, rules), text, dict(files), inputs, outputs,

@@ -3,7 +3,7 @@
 It records every call in `.calls` as (receiver, selector or C function, args summary), keeps
 the Objective-C object model of anekit.runtime.ane.fake_objc (retain counts, autorelease
 pools, deallocation, IOSurfaces), and behaves like the framework where the protocol depends
-on it (brief §2, seed 001):
+on it (docs/hardware.md):
 
 - `modelWithMILText:weights:optionsPlist:` needs NSData text and an NSDictionary of
   {"@model_path/...": {"offset": NSNumber, "data": NSData}}; nil weights give nil (the real
@@ -11,7 +11,7 @@ on it (brief §2, seed 001):
 - `hexStringIdentifier` is a content hash; compile looks for model.mil and each weights file
   in NSTemporaryDirectory()/<identifier>/ and fails (NO plus an NSError) when one is missing,
   when anekit's MIL parser rejects the text, or after `compile_limit` compiles (119, the
-  per-process limit of brief §2).
+  per-process limit of docs/hardware.md).
 - load fails past `load_limit` loaded programs (~128, guide ch. 14).
 - evaluate reads the input surfaces ([1, C, 1, S], fp16 or fp32 as the MIL declares; symbol i
   is the i-th input in declared or ascending-size order, `input_order`), runs anekit's
@@ -29,7 +29,10 @@ import os
 
 import numpy as np
 
+from ... import targets
 from ...errors import AnekitError, TargetError, TransportError
+from ...mil import parse
+from ...sim import Simulator, profile_for
 from .fake_objc import Failure, FakeObjC, Obj, Surface
 from .layout import INPUT_ORDERS, IO_DTYPES
 from .protocol import DESCRIPTOR, FRAMEWORK, MODEL, MODEL_PATH, REQUEST, SURFACE_OBJECT
@@ -42,7 +45,7 @@ class FakeTransport(FakeObjC):
 
     libraries = (FRAMEWORK,)
     private_classes = (DESCRIPTOR, MODEL, REQUEST, SURFACE_OBJECT, "_ANEClient")
-    # The framework's documented signatures (brief §2, seed 001), stated independently of the
+    # The framework's documented signatures (docs/hardware.md), stated independently of the
     # protocol code, so a wrong C type there fails here.
     class_signatures = {
         (DESCRIPTOR, "modelWithMILText:weights:optionsPlist:"): (("@", "@", "@"), "@"),
@@ -76,7 +79,6 @@ class FakeTransport(FakeObjC):
         if self.chip is None:
             self.chip = target_name
             return
-        from ... import targets
         if targets.get(self.chip).compiler != targets.get(target_name).compiler:
             raise TargetError(f"this FakeTransport emulates {self.chip}; it cannot run a program "
                               f"compiled for {target_name}")
@@ -184,7 +186,6 @@ class FakeTransport(FakeObjC):
             raise Failure("FakeTransport has no chip: pass chip=... or compile through a backend")
         try:
             prog = _parse(desc["mil"], desc["weights"])
-            from ...sim import Simulator, profile_for
             sim = Simulator(prog, profile=profile_for(self.chip))
         except AnekitError as e:
             raise Failure(f"_ANECompiler : ANECCompile() FAILED: InvalidMILProgram: {e}") from None
@@ -253,7 +254,6 @@ def _io_dtype(dtype: str) -> np.dtype:
 def _parse(mil: bytes, weights: dict):
     """anekit's MIL parser, with BLOBFILE paths read from the descriptor's weights dictionary
     (each entry's file starts at its `offset` within `data`)."""
-    from ...mil import parse
     try:
         text = mil.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -358,7 +358,7 @@ class FakeObjC(Transport):
                     "Width": props["AllocSize"], "BytesPerRow": props["AllocSize"]}
         wrong = {k: props.get(k) for k, v in expected.items() if props.get(k) != v}
         if wrong:
-            self.problems.append(f"IOSurface properties {wrong} differ from brief §2 "
+            self.problems.append(f"IOSurface properties {wrong} differ from docs/hardware.md "
                                  f"(Width = BytesPerRow = AllocSize, Height 1, BytesPerElement 1, PixelFormat 0)")
         s = self.new("IOSurface", None, autorelease=False, kind=Surface)
         s.props, s.memory, s.lock = props, bytearray(int(props["AllocSize"])), None

@@ -1,6 +1,6 @@
 """IOSurface create / lock / unlock / base address / release through ctypes (macOS only).
 
-The ANE reads and writes one IOSurface per program input and output (brief §2). The property
+The ANE reads and writes one IOSurface per program input and output (docs/hardware.md). The property
 dictionary is an NSDictionary (toll-free bridged to CFDictionary) keyed by the framework's own
 kIOSurface* constant strings, built through the transport so it obeys the same autorelease pool.
 """
@@ -10,6 +10,7 @@ import ctypes
 import sys
 
 from ...errors import BackendUnavailableError, TransportError
+from .foundation import autorelease_pool, ns_dictionary, ns_number
 from .transport import SURFACE_PROPERTIES, Ref
 
 IOSURFACE = "/System/Library/Frameworks/IOSurface.framework/IOSurface"
@@ -44,7 +45,6 @@ class IOSurfaceLib:
     def create(self, transport, properties: dict[str, int]) -> int:
         """IOSurfaceCreate from {"Width": n, ...}; the dictionary is built with Foundation calls
         through `transport` inside its own autorelease pool. Returns 0 on failure."""
-        from .foundation import autorelease_pool, ns_dictionary, ns_number
         unknown = set(properties) - set(self.keys)
         if unknown:
             raise TransportError(f"unknown IOSurface properties {sorted(unknown)}")

@@ -1,28 +1,28 @@
 """numpy <-> IOSurface bytes in the ANE's [1, C, 1, S] layout, with per-family rules.
 
-Brief §2: one IOSurface per tensor, channel-first, element (c, s) at byte offset
+The direct route (docs/hardware.md): one IOSurface per tensor, channel-first, element (c, s) at byte offset
 (c*S + s) * itemsize, fp16 (or fp32 when the program declares fp32 I/O and casts inside).
 Properties: Width = BytesPerRow = AllocSize = the byte count, Height 1, BytesPerElement 1,
 PixelFormat 0. M5 wants 128-byte aligned surfaces; others are given the 64-byte engine tile
 granule (guide ch. 23: weight and descriptor sections align to 0x40), so the byte count is
 rounded up to the family's alignment. Some chips want multi-input requests ordered by
-ascending surface size (brief §2); which chips is not recorded, so it is a per-call rule
+ascending surface size (docs/hardware.md); which chips is not recorded, so it is a per-call rule
 whose default is the declared order.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import DTypeError, ShapeError
+from ...preflight.ane_route import compiler_generation
 
 IO_DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
 INPUT_ORDERS = ("declared", "ascending_size")
 DEFAULT_ALIGNMENT = 64
-M5_ALIGNMENT = 128            # brief §2: "M5 wants 128-byte aligned surfaces"
+M5_ALIGNMENT = 128            # docs/hardware.md: "M5 wants 128-byte aligned surfaces"
 MAX_SURFACE_BYTES = 1 << 31   # guide ch. 4: a program holds ~2 GB at most; refuse larger I/O outright
 
 
@@ -32,12 +32,6 @@ class IORules:
     compiler: str
     alignment: int
     input_order: str = "declared"
-
-
-def compiler_generation(compiler: str) -> int | None:
-    """13 for "h13g", 17 for "h17s"; None for names that are not hNN targets."""
-    m = re.match(r"h(\d+)", (compiler or "").lower())
-    return int(m.group(1)) if m else None
 
 
 def io_rules(target, input_order: str | None = None) -> IORules:
@@ -64,7 +58,7 @@ class SurfaceSpec:
     alloc: int                 # nbytes rounded up to the alignment: the surface's byte count
 
     def properties(self) -> dict[str, int]:
-        """The IOSurfaceCreate properties of brief §2."""
+        """The IOSurfaceCreate properties of docs/hardware.md."""
         return {"Width": self.alloc, "Height": 1, "BytesPerElement": 1, "BytesPerRow": self.alloc,
                 "AllocSize": self.alloc, "PixelFormat": 0}
 
@@ -74,7 +68,7 @@ def surface_spec(name: str, shape, dtype: str, rules: IORules) -> SurfaceSpec:
     shape = tuple(int(s) for s in shape)
     if dtype not in IO_DTYPES:
         raise DTypeError(f"'{name}' is {dtype}: ANE I/O surfaces hold fp16, or fp32 cast inside "
-                         f"the program (brief §2); cast it in the program")
+                         f"the program (docs/hardware.md); cast it in the program")
     if len(shape) != 4 or shape[0] != 1 or shape[2] != 1 or min(shape) < 1:
         raise ShapeError(f"'{name}' has shape {list(shape)}, which does not map to the ANE's "
                          f"[1, C, 1, S] surface layout; reshape it to (1, C, 1, S) inside the program")
@@ -85,7 +79,7 @@ def surface_spec(name: str, shape, dtype: str, rules: IORules) -> SurfaceSpec:
         raise ShapeError(f"'{name}' needs a {alloc}-byte surface, over the {MAX_SURFACE_BYTES}-byte limit")
     if spatial == 1:
         warnings.warn(f"'{name}' has spatial size 1: very small surfaces (spatial 1) have failed "
-                      f"on hardware (brief §2)", RuntimeWarning, stacklevel=3)
+                      f"on hardware (docs/hardware.md)", RuntimeWarning, stacklevel=3)
     return SurfaceSpec(name, shape, dtype, channels, spatial, nbytes, alloc)
 
 

@@ -8,7 +8,11 @@ import functools
 import platform
 import sys
 
+from ... import targets
+from ...errors import TargetError
 from ..base import Availability
+from .objc import ObjCRuntime
+from .protocol import DESCRIPTOR, FRAMEWORK, MODEL, REQUEST, SURFACE_OBJECT
 
 _NEEDS = "the ANE backend needs Apple Silicon macOS"
 
@@ -46,8 +50,6 @@ def chip_target(brand: str | None = None) -> str | None:
     brand = brand if brand is not None else chip_brand()
     if not brand:
         return None
-    from ... import targets
-    from ...errors import TargetError
     name = brand[len("Apple "):] if brand.startswith("Apple ") else brand
     try:
         return targets.get(name).name
@@ -80,10 +82,8 @@ def ane_availability() -> Availability:
         return Availability(False, f"{_NEEDS}; this Mac has an Intel CPU")
     if under_rosetta() or platform.machine() != "arm64":
         return Availability(False, f"{_NEEDS}; this Python runs as x86_64 under Rosetta, use an arm64 Python")
-    from .protocol import DESCRIPTOR, FRAMEWORK, MODEL, REQUEST, SURFACE_OBJECT
     try:
         ctypes.CDLL(FRAMEWORK)
-        from .objc import ObjCRuntime
         rt = ObjCRuntime()
         missing = [c for c in (DESCRIPTOR, MODEL, REQUEST, SURFACE_OBJECT) if not rt.get_class(c)]
     except Exception as e:  # any load failure is a reason, never a crash
@@ -92,3 +92,16 @@ def ane_availability() -> Availability:
         return Availability(False, f"AppleNeuralEngine.framework lacks {', '.join(missing)} "
                                    f"on {os_version()} (the private API changed)")
     return Availability(True, f"{chip_brand() or 'Apple Silicon'}, {os_version()}")
+
+
+def check_host_target(target_name: str, host: str | None = None) -> None:
+    """The engine in this Mac compiles for itself: a program lowered for another chip family
+    (another MIL dialect, other limits) is refused before it reaches the framework."""
+    host = host if host is not None else chip_target()
+    if host is None:     # a chip anekit does not know: let the framework decide
+        return
+    here, want = targets.get(host), targets.get(target_name)
+    if here.family != want.family:
+        raise TargetError(f"this Mac's engine is {here.name} (family {here.family}); a program for "
+                          f"{want.name} (family {want.family}) cannot run on it. Leave target unset to "
+                          f"use this Mac's chip, or use backend='sim' to simulate {want.name}")

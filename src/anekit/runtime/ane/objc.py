@@ -13,6 +13,7 @@ import platform
 import sys
 
 from ...errors import BackendUnavailableError, TransportError
+from .transport import Ref
 
 LIBOBJC = "/usr/lib/libobjc.A.dylib"
 FOUNDATION = "/System/Library/Frameworks/Foundation.framework/Foundation"
@@ -117,7 +118,6 @@ class ObjCRuntime:
         slots = iter(k for k in keep if isinstance(k, ctypes.c_void_p))
         for a in args:
             if a.code == "^@":
-                from .transport import Ref
                 addr = next(slots).value
                 a.value = Ref(addr, "object", "NSError") if addr else None
         if returns == "B":

@@ -1,7 +1,7 @@
 """Engines the backend talks to: a worker pool (the default) or a host in this process.
 
 WorkerPool keeps one worker subprocess at a time and replaces it before its compile count
-reaches `compile_limit` (100 of the framework's ~119, brief §2), so a session can compile any
+reaches `compile_limit` (100 of the framework's ~119, docs/hardware.md), so a session can compile any
 number of programs. The pool knows which worker generation holds each program; an executable
 whose program lived in a replaced worker is compiled again in the current one on its next
 run, transparently. Within a generation a key is compiled once; extra compiles of the same

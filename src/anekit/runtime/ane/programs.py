@@ -2,11 +2,11 @@
 
 A ProgramHost lives wherever the framework is called: in the worker subprocess (the default)
 or in the caller's process (a transport passed directly). It counts compiles, refuses past
-its budget (the framework itself fails silently after ~119, brief §2), compiles a program
+its budget (the framework itself fails silently after ~119, docs/hardware.md), compiles a program
 (hash of MIL text, weights and target) only once while it is held, and keeps at most
 `max_loaded` programs loaded (~128 is the framework's cap, guide ch. 14), unloading the least
 recently used; an unloaded program is loaded again on its next run without recompiling
-(unload and reload work on M5, maderix/ANE m5result: reload ~3.8 ms).
+(unload and reload are reported to work on M5).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ...errors import ANECompileError, ANEExecutionError
 from .protocol import CompileJob, LoadedModel
 from .transport import Transport
 
-DEFAULT_COMPILE_BUDGET = 100     # of the ~119 the framework allows per process (brief §2)
+DEFAULT_COMPILE_BUDGET = 100     # of the ~119 the framework allows per process (docs/hardware.md)
 DEFAULT_MAX_LOADED = 96          # of the ~128 loaded programs per process (guide ch. 14)
 
 

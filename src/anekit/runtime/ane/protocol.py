@@ -1,4 +1,4 @@
-"""The direct-dispatch sequence of brief §2 (seed 001; guide ch. 5, 6), over a Transport.
+"""The direct-dispatch sequence of docs/hardware.md (guide ch. 5, 6), over a Transport.
 
     dlopen AppleNeuralEngine; classes _ANEInMemoryModelDescriptor, _ANEInMemoryModel,
         _ANERequest, _ANEIOSurfaceObject
@@ -33,7 +33,7 @@ from .transport import LOCK_READ_ONLY, LOCK_READ_WRITE, ErrorOut, Transport, obj
 FRAMEWORK = "/System/Library/PrivateFrameworks/AppleNeuralEngine.framework/AppleNeuralEngine"
 DESCRIPTOR, MODEL, REQUEST, SURFACE_OBJECT = (
     "_ANEInMemoryModelDescriptor", "_ANEInMemoryModel", "_ANERequest", "_ANEIOSurfaceObject")
-# QoS 21 as in the seeds; all values 0-63 behave the same (brief §2: no measured effect).
+# QoS 21, a value earlier direct-route projects use; all values 0-63 behave the same (docs/hardware.md: no measured effect).
 QOS = 21
 MODEL_PATH = "@model_path/"
 _WEIGHT_FILE = re.compile(r"weights/[A-Za-z0-9_.-]+\.bin\Z")

@@ -2,7 +2,7 @@
 
 The suite: single ops (relu, add of two inputs, sigmoid, softmax over channels, a 1x1 conv,
 a runtime matmul), one Stories-style transformer block (anekit.models.stories), and a
-128-deep chain of 1x1 convs (the seed 001 throughput kernel: 512 channels at spatial 64).
+128-deep chain of 1x1 convs (a throughput kernel: 512 channels at spatial 64).
 Each case reports the largest difference between the ANE's output and the simulator's for
 the same chip, and latency percentiles. On a machine without the ANE the suite runs through
 FakeTransport, and the report says so ("transport": "fake"): its latencies are the
@@ -19,9 +19,13 @@ from typing import Callable
 
 import numpy as np
 
+import anekit as ak
+
 from ... import ir
 from ...errors import AnekitError
-from ...ir.builder import build as _op
+from ...models.stories import build_layer_program
+from . import machine
+from .fake import FakeTransport
 
 CHAIN_DEPTH = 128
 
@@ -45,22 +49,20 @@ def _conv1x1(cin: int, cout: int, seed: int):
     def make():
         w = (np.random.default_rng(seed).standard_normal((cout, cin, 1, 1)) / np.sqrt(cin)).astype(np.float16)
         x = ir.input("x0", (1, cin, 1, 64))
-        return ir.program({"y": _op("conv", x, w)})
+        return ir.program({"y": ak.conv(x, w)})
     return make
 
 
 def _runtime_matmul(k: int = 64, n: int = 32):
     def make():
         a, b = ir.input("x0", (1, k, 1, n)), ir.input("x1", (1, k, 1, n))
-        prod = _op("matmul", _op("reshape", a, shape=[1, 1, k, n]), _op("reshape", b, shape=[1, 1, k, n]),
-                   transpose_x=True)                           # [1, 1, n, n], inner dimension k
-        return ir.program({"y": _op("reshape", prod, shape=[1, n, 1, n])})
+        prod = ak.matmul(a.reshape(1, 1, k, n), b.reshape(1, 1, k, n), transpose_x=True)   # [1, 1, n, n], inner k
+        return ir.program({"y": prod.reshape(1, n, 1, n)})
     return make
 
 
 def _block(dim: int, hidden: int, heads: int, seq: int):
     def make():
-        from ...models.stories import build_layer_program
         return build_layer_program(dim=dim, hidden=hidden, heads=heads, seq=seq, seed=0)
     return make
 
@@ -72,7 +74,7 @@ def _chain(channels: int, spatial: int, depth: int = CHAIN_DEPTH, seed: int = 0)
         h = x
         for _ in range(depth):
             w = (rng.standard_normal((channels, channels, 1, 1)) / np.sqrt(channels)).astype(np.float16)
-            h = _op("conv", h, w)
+            h = ak.conv(h, w)
         return ir.program({"y": h})
     return make
 
@@ -83,16 +85,16 @@ def suite(quick: bool = False) -> list[Case]:
     chain = (64, 32) if quick else (512, 64)
     block = (64, 172, 2, 32) if quick else (128, 344, 4, 64)    # head dim 32: M1 runtime-matmul rule
     return [
-        Case("relu", "op", _single("relu", lambda x: _op("relu", x), (1, c, 1, 64))),
-        Case("add", "op", _single("add", lambda x, y: _op("add", x, y), (1, c, 1, 64), (1, c, 1, 64))),
-        Case("sigmoid", "op", _single("sigmoid", lambda x: _op("sigmoid", x), (1, c, 1, 64))),
-        Case("softmax_channels", "op", _single("softmax", lambda x: _op("softmax", x, axis=1), (1, c, 1, 64))),
+        Case("relu", "op", _single("relu", ak.relu, (1, c, 1, 64))),
+        Case("add", "op", _single("add", lambda x, y: x + y, (1, c, 1, 64), (1, c, 1, 64))),
+        Case("sigmoid", "op", _single("sigmoid", ak.sigmoid, (1, c, 1, 64))),
+        Case("softmax_channels", "op", _single("softmax", lambda x: ak.softmax(x, axis=1), (1, c, 1, 64))),
         Case("conv1x1_64to128", "op", _conv1x1(64, 128, seed=1)),
         Case("matmul_runtime_k64", "op", _runtime_matmul()),
         Case(f"transformer_block_d{block[0]}_s{block[3]}", "block", _block(*block),
              "Stories-style layer: RMSNorm, causal attention, SiLU-gated FFN"),
         Case(f"conv1x1_chain{CHAIN_DEPTH}_c{chain[0]}_s{chain[1]}", "chain", _chain(*chain),
-             "seed 001 throughput kernel" if not quick else "reduced size (--quick)"),
+             "1x1 conv throughput kernel" if not quick else "reduced size (--quick)"),
     ]
 
 
@@ -129,7 +131,6 @@ def _max_diff(got: dict, ref: dict) -> tuple[float, float, bool]:
 
 
 def run_case(case: Case, backend_options: dict, target: str, iterations: int, warmup: int, seed: int) -> dict:
-    import anekit as ak
     row = {"name": case.name, "kind": case.kind, "note": case.note, "ok": False}
     exe = None
     try:
@@ -169,9 +170,6 @@ def run_case(case: Case, backend_options: dict, target: str, iterations: int, wa
 def run(target: str | None = None, iterations: int | None = None, warmup: int = 3, quick: bool = False,
         force_fake: bool = False, progress=None, seed: int = 0) -> dict:
     """Run the suite; returns the report dict. `progress(line)` receives one line per step."""
-    import anekit
-    from . import machine
-    from .fake import FakeTransport
     say = progress or (lambda line: None)
     avail = machine.ane_availability()
     hardware = avail.available and not force_fake
@@ -185,12 +183,12 @@ def run(target: str | None = None, iterations: int | None = None, warmup: int = 
         iterations = 3 if iterations is None else iterations
     cases = suite(quick)
     report = {
-        "anekit": anekit.__version__,
+        "anekit": ak.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "transport": transport,
         "hardware": hardware,
         "chip": machine.chip_brand() if hardware else None,
-        "target": anekit.targets.get(target).name,
+        "target": ak.targets.get(target).name,
         "os": machine.os_version(),
         "machine": platform.machine(),
         "python": sys.version.split()[0],

@@ -1,6 +1,6 @@
 """The worker subprocess that compiles and runs ANE programs, and its handle in the caller.
 
-The framework leaks per compile and stops compiling after ~119 per process (brief §2), so
+The framework leaks per compile and stops compiling after ~119 per process (docs/hardware.md), so
 compiles and evaluations happen in `python -m anekit.runtime.ane.worker_main`, a child that a
 WorkerPool replaces before the limit. A plain subprocess (not multiprocessing) keeps the
 caller's __main__ out of the child and never forks a process that holds Objective-C state.
@@ -22,8 +22,10 @@ import subprocess
 import sys
 import time
 
+import anekit
 from ... import errors as _errors
 from ...errors import ANEExecutionError, AnekitError, TransportError
+from .programs import ProgramHost
 
 _HEADER = struct.Struct("<Q")
 MAX_FRAME = 1 << 34            # 16 GiB: far above any program's I/O, refuses a garbage length
@@ -82,7 +84,6 @@ def error_from_reply(name: str, message: str) -> AnekitError:
 
 def serve(in_fd: int, out_stream) -> int:
     """The worker loop: build the transport, then answer requests until shutdown or EOF."""
-    from .programs import ProgramHost
     first = _read_frame(in_fd)
     if first is None:
         return 1
@@ -148,7 +149,6 @@ class WorkerProcess:
         except Exception as e:
             raise TransportError(f"transport_factory must be picklable to reach the worker "
                                  f"(a class or a functools.partial of one): {e}") from None
-        import anekit
         src_root = os.path.dirname(os.path.dirname(os.path.abspath(anekit.__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = src_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

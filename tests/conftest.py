@@ -1,0 +1,73 @@
+"""Shared fixtures, and one marker per optional dependency.
+
+A test that needs an optional package carries its marker (`@pytest.mark.torch`, or
+`pytestmark = pytest.mark.coremltools` for a whole module); when the package is missing only
+those tests skip, with the extra that provides it, and everything numpy-only still runs.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import signal
+
+import numpy as np
+import pytest
+
+# The shared reference folder (the ANE guide, hwx vectors): ANEKIT_SHARED, else ../shared
+# next to the checkout. Tests that read it skip with that reason when it is absent.
+SHARED = pathlib.Path(os.environ.get("ANEKIT_SHARED", pathlib.Path(__file__).resolve().parents[2] / "shared"))
+
+# marker -> (module to import, the pyproject extra that installs it)
+OPTIONAL = {
+    "torch": ("torch", "torch"),
+    "coremltools": ("coremltools", "coreml"),
+    "matplotlib": ("matplotlib", "plot"),
+}
+
+
+def available(module: str) -> bool:
+    """Whether `module` imports here (a stub that refuses to import counts as missing)."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+        importlib.import_module(module)
+        return True
+    except Exception:
+        return False
+
+
+def pytest_configure(config):
+    for marker, (module, extra) in OPTIONAL.items():
+        config.addinivalue_line("markers", f"{marker}: needs {module} (the `{extra}` extra)")
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = {m: f"needs {mod} (pip install anekit[{extra}])" for m, (mod, extra) in OPTIONAL.items()
+               if not available(mod)}
+    for item in items:
+        for marker, reason in missing.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def optional(module: str):
+    """The module if it imports, else None (for module-level names used only by marked tests)."""
+    return importlib.import_module(module) if available(module) else None
+
+
+@pytest.fixture
+def rng():
+    """A fixed-seed generator: the same draws in every run."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test, whatever disposition the
+    runner inherited (CI runners often start pytest with SIGINT ignored)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
