@@ -7,6 +7,7 @@ import math
 from ..targets import support
 from . import ane_route
 from .ranges import RangeResult, bounded, mag
+from .training import runtime_weight_rule
 from .report import Finding
 
 # Axis roles in the engine's 5-D layout N, D, C, H, W (guide ch. 4): rank 4 is N, C, H, W,
@@ -224,8 +225,8 @@ def clip_after_finding(op, ranges: RangeResult, fp16_max: float) -> None:
 
 
 OP_RULES = (op_support, rank_rule, dim_rule, conv_kernel_rule, matmul_rule, ane_route_rule, gather_rule,
-            dtype_rule)
+            dtype_rule, runtime_weight_rule)
 # Op names the rules above are keyed on (tests check them against REGISTRY and the support table).
 KEYED_OPS = frozenset({"matmul", "linear", "cast", "exp", "exp2", "scaled_dot_product_attention",
                        *SLICE_OPS, *GATHER_OPS})
-OP_RULES += (runtime_weight_rule,)
+
