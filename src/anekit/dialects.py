@@ -44,6 +44,11 @@ def for_family(family: str) -> str:
     return "ios16" if family in IOS16_FAMILIES else "ios18"
 
 
+def has_states(name: str) -> bool:
+    """Whether a dialect's op set has state buffers (read_state / write_state: iOS 18)."""
+    return get(name).name == "ios18"
+
+
 def of_program(prog) -> str:
     """A program's own dialect (from its header when parsed or loaded), else DEFAULT."""
     return prog.dialect or DEFAULT

@@ -34,6 +34,8 @@ import numpy as np
 
 from .errors import DTypeError, ShapeError, UsageError
 from .ir.graph import Function, Op, Program, Tensor
+from .ir.builder import build, make_const
+from .ir.spec import REGISTRY
 
 FORMATS = ("int8", "lut4", "lut6")
 PALETTES = ("kmeans", "quantile")
@@ -204,7 +206,6 @@ def _check_format(fmt: str) -> int:
 
 def _compressed_op(fmt: str, value: np.ndarray, dtype: str, axis: int, opts: dict, cache):
     """The constexpr op's output tensor reconstructing `value` (built with the op builders)."""
-    from .ir.builder import build, make_const
     key = None
     if cache is not None:
         digest = hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8), digest_size=16).hexdigest()
@@ -326,7 +327,6 @@ def placeholder_weight(shape, fmt: str = "fp16", axis: int = 0, dtype: str = "fp
     zero-stride views (np.broadcast_to): it costs no memory, prices like the real weight in
     `ak.estimate` (which reads only shapes and dtypes), and must not be simulated or saved. The
     ops are assembled directly because the builders copy const values into dense arrays."""
-    from .ir.spec import REGISTRY
     shape = tuple(int(s) for s in shape)
     if not shape or any(s <= 0 for s in shape):
         raise ShapeError(f"placeholder_weight: shape {shape} must be positive integers")

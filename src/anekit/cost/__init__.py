@@ -19,11 +19,11 @@ from .params import CostParams, params_for
 from .program import Estimate, OpRow, estimate
 from .roofline import plot_roofline
 from .workloads import DecodeEstimate, StepEstimate, estimate_decode, estimate_step
+from .. import targets
 
 
 def compare(prog, chips, function: str | None = None, route: str = "standard") -> list[Estimate]:
     """Estimates of one program on several chips (names, records, or "all" for every chip)."""
-    from .. import targets
     if chips == "all":
         chips = [c.name for c in targets.all_chips()]
     return [estimate(prog, c, function=function, route=route) for c in chips]

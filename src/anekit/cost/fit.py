@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import DependencyError
 from . import params as P
 from .model import features_array, op_times, walk
+from .. import targets
 
 _FIELDS = P.FITTED
 _GENS = tuple(P.GENERATIONS)
@@ -66,7 +67,6 @@ class Dataset:
 
 def collect(points) -> Dataset:
     """Build every point's programs once and extract their op features on their chip."""
-    from .. import targets
     chips, chip_index = [], {}
     cols_list, op_prog, prog_point, prog_sign, prog_chip, prog_host = [], [], [], [], [], []
     for i, pt in enumerate(points):
@@ -202,7 +202,6 @@ def summary(pred, measured) -> dict:
 
 def intervals(points, loso_pred, bounds: list[str]) -> dict:
     """Log-residual bands (10th/90th percentile) by generation/bound, bound and overall."""
-    from .. import targets
     groups: dict[str, list[float]] = {}
     for p, pr, b in zip(points, loso_pred, bounds):
         gen, _ = P.generation_of(targets.get(p.chip))

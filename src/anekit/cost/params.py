@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Mapping
 
 from ..errors import TargetError
+from .. import targets
 
 G = "ANE guide (arXiv 2606.22283)"
 SEED1 = "seed 001 (maderix, M4 Max)"
@@ -194,7 +195,6 @@ def prior(gen: str, name: str) -> Prior:
 
 
 def _tops_ratio(a: str, b: str) -> float | None:
-    from .. import targets
     ta, tb = targets.get(a).tops, targets.get(b).tops
     return ta / tb if ta and tb else None
 
@@ -244,7 +244,6 @@ def chip_scale(chip, gen: str) -> tuple[float, str]:
     Ultra's second die does not speed it up). The compiler's decoded core field is not used:
     it does not track measured speed (M1 vs M1 Max decode 4 vs 8 cores and measure within 15%,
     M5 vs M5 Pro decode 4 vs 16 and measure within 15%: ANEForge roofline submissions)."""
-    from .. import targets
     ref = targets.get(GENERATIONS[gen])
     ta, tb = _tops_per_die(chip), _tops_per_die(ref)
     if ta and tb:
@@ -264,7 +263,6 @@ def _tops_per_die(chip) -> float | None:
     compiler target (an M3 Ultra's die is an M3 Max's). A program runs on one die's engine."""
     if chip.tops:
         return chip.tops / chip.dies
-    from .. import targets
     for name in chip.target.chips:
         other = targets.get(name)
         if other.tops:
@@ -275,7 +273,6 @@ def _tops_per_die(chip) -> float | None:
 def params_for(chip, table: Mapping | None = None) -> CostParams:
     """The cost constants for a chip record (anekit.targets.Chip) or name. `table` overrides
     fitted.json (the fit passes candidate values through it)."""
-    from .. import targets
     chip = targets.get(chip)
     if chip.family == "ref":
         raise TargetError(f"{chip.name} is a reference profile, not silicon: no latency model")

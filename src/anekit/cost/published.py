@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import anekit
+from ..ir import make_const
+from . import estimate
 
 G = "ANE guide (arXiv 2606.22283)"
 
@@ -38,12 +41,10 @@ class Point:
         return [(1.0, self.build())]
 
     def predict_ms(self) -> float:
-        from . import estimate
         return sum(s * estimate(p, self.chip, route=self.route).total_us for s, p in self.programs()) / 1e3
 
 
 def _ak():
-    import anekit
     return anekit
 
 
@@ -91,7 +92,6 @@ def _int8(k, n):
 def _lut4(k, n):
     def make():
         ak = _ak()
-        from ..ir import make_const
         idx = make_const(np.zeros((k, n), np.uint8), "uint4")
         return ak.constexpr_lut_to_dense(indices=idx, lut=np.zeros((1, 1, 16, 1), np.float16))
     return make
@@ -100,7 +100,6 @@ def _lut4(k, n):
 def _sparse(k, n, density):
     def make():
         ak = _ak()
-        from ..ir import make_const
         mask = np.zeros(k * n, np.uint8)
         mask[: int(round(density * k * n))] = 1
         nnz = int(mask.sum())
@@ -154,7 +153,6 @@ def _lm_head(lut_bits=None, vocab=128256, dim=4096, chunks=16):
     `chunks` linears (the head passes every family's dimension limit in one piece)."""
     def build():
         ak = _ak()
-        from ..ir import make_const
         rows = vocab // chunks
         x = ak.input("x", (1, dim))
         if lut_bits:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .builder import build as _b
 from .graph import Tensor
+from ..errors import ShapeError
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -39,7 +40,6 @@ def group_norm(x: Tensor, num_groups: int, gamma: Tensor | None = None, beta: Te
     and positions (a layer_norm on a [N, G, C/G * S] view), then per-channel gamma and beta."""
     n, c = x.shape[:2]
     if num_groups < 1 or c % num_groups:
-        from ..errors import ShapeError
         raise ShapeError(f"group_norm: {num_groups} groups do not divide {c} channels (x shape {list(x.shape)})")
     y = _b("layer_norm", _b("reshape", x, shape=[n, num_groups, -1]), axes=[2], epsilon=epsilon)
     y = _b("reshape", y, shape=list(x.shape))

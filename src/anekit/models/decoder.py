@@ -24,8 +24,12 @@ import numpy as np
 
 from .. import ir
 from ..errors import UsageError
-from ..ir.builder import build as _op
+from .. import concat, conv, coreml_update_state, matmul, read_state, rsqrt, silu, slice_by_size, tile
 from .sampling import Sampler
+from .. import dialects
+from ..quantization import FORMATS, quantize
+from ..runtime import compile as ak_compile
+from ..runtime import resolve_target
 
 MASK = -1e4          # additive mask; finite so fp16 arithmetic stays in range (softmax -> 0)
 NUMERICS = ("profile", "strict", "exact")
@@ -89,22 +93,22 @@ def _conv(x, w, b: np.ndarray | None = None):
     from anekit.quantization for cost estimates)."""
     if not isinstance(w, ir.Tensor):
         w = w.reshape(w.shape[0], w.shape[1], 1, 1)
-    return _op("conv", x, w, bias=b)
+    return conv(x, w, bias=b)
 
 
 def _rmsnorm(x, w: np.ndarray, eps: float, axis: int = 1):
     shape = [1] * x.rank
     shape[axis] = -1
-    inv = _op("rsqrt", (x * x).mean(axes=[axis], keep_dims=True), epsilon=eps)
+    inv = rsqrt((x * x).mean(axes=[axis], keep_dims=True), epsilon=eps)
     return x * inv * w.reshape(shape)
 
 
 def _rope(t, cos, sin):
     """Rotate-half RoPE on t [1, heads, hd, S]: (lo, hi) -> (lo cos - hi sin, lo sin + hi cos)."""
     _, h, hd, s = t.shape
-    lo = _op("slice_by_size", t, begin=[0, 0, 0, 0], size=[1, h, hd // 2, s])
-    hi = _op("slice_by_size", t, begin=[0, 0, hd // 2, 0], size=[1, h, hd // 2, s])
-    return _op("concat", [lo * cos - hi * sin, lo * sin + hi * cos], axis=2)
+    lo = slice_by_size(t, begin=[0, 0, 0, 0], size=[1, h, hd // 2, s])
+    hi = slice_by_size(t, begin=[0, 0, hd // 2, 0], size=[1, h, hd // 2, s])
+    return concat([lo * cos - hi * sin, lo * sin + hi * cos], axis=2)
 
 
 def _expand_heads(kv, rep: int):
@@ -112,16 +116,16 @@ def _expand_heads(kv, rep: int):
     if rep == 1:
         return kv
     _, n, hd, t = kv.shape
-    return _op("tile", kv.reshape(1, n, 1, hd * t), reps=[1, 1, rep, 1]).reshape(1, n * rep, hd, t)
+    return tile(kv.reshape(1, n, 1, hd * t), reps=[1, 1, rep, 1]).reshape(1, n * rep, hd, t)
 
 
 def _attention(q, k, v, mask, arch: Arch):
     """q [1, H, hd, S] against k, v [1, KV, hd, T] with additive mask [1, 1, S, T]."""
     rep = arch.n_heads // arch.n_kv_heads
     k, v = _expand_heads(k, rep), _expand_heads(v, rep)
-    scores = _op("matmul", q, k, transpose_x=True) * (1.0 / np.sqrt(arch.hd)) + mask   # [1, H, S, T]
+    scores = matmul(q, k, transpose_x=True) * (1.0 / np.sqrt(arch.hd)) + mask   # [1, H, S, T]
     probs = scores.softmax(axis=-1)
-    att = _op("matmul", v, probs, transpose_y=True)                                    # [1, H, hd, S]
+    att = matmul(v, probs, transpose_y=True)                                    # [1, H, hd, S]
     return att.reshape(1, arch.n_heads * arch.hd, 1, q.shape[3])
 
 
@@ -137,7 +141,7 @@ def _qkv(h, w: dict, arch: Arch, cos, sin):
 
 def _ffn(x, w: dict, arch: Arch):
     h = _rmsnorm(x, w["ffn_norm"], arch.norm_eps)
-    return x + _conv(_op("silu", _conv(h, w["w1"])) * _conv(h, w["w3"]), w["w2"])
+    return x + _conv(silu(_conv(h, w["w1"])) * _conv(h, w["w3"]), w["w2"])
 
 
 def _head(x, weights: dict, arch: Arch):
@@ -176,10 +180,10 @@ def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = T
         caches = []
         for name, new in (("k", k), ("v", v)):
             buf = ir.input(f"{name}_cache{i}", (1, arch.n_kv_heads, arch.hd, t), dtype, state=state)
-            old = _op("read_state", buf) if state else buf
+            old = read_state(buf) if state else buf
             cache = old * keep + new * onehot
             if state:
-                cache = _op("coreml_update_state", buf, cache)
+                cache = coreml_update_state(buf, cache)
             else:
                 outs[f"{name}{i}"] = cache
             caches.append(cache)
@@ -215,7 +219,6 @@ class Decoder:
 
     @quantize.setter
     def quantize(self, fmt: str | None) -> None:
-        from ..quantization import FORMATS
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"quantize must be one of {', '.join(FORMATS)} or None, got {fmt!r}")
         self._quantize = fmt
@@ -223,7 +226,6 @@ class Decoder:
     def _compress(self, prog: ir.Program) -> ir.Program:
         if self._quantize is None:
             return prog
-        from ..quantization import quantize
         return quantize(prog, self._quantize, cache=self._quant_cache)
 
     @property
@@ -255,7 +257,6 @@ class Decoder:
         full = key + (numerics, str(target), backend, self._quantize)
         if full in self._compiled:
             return self._compiled[full], 0.0
-        from ..runtime import compile as ak_compile
         t0 = time.perf_counter()
         # Exact numerics build an fp32 graph so weights keep their float32 values.
         prog = build("fp32" if numerics == "exact" else "fp16")
@@ -299,9 +300,8 @@ class Decoder:
         ids = self.check_tokens(prompt_tokens, "prompt")
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise UsageError(f"steps must be a non-negative integer, got {steps!r}")
-        if cache is None:     # state needs the iOS 18 dialect (A15/M3 on, brief §3); else I/O buffers
-            from ..runtime import resolve_target
-            cache = "state" if backend == "sim" and resolve_target(target).dialect == "ios18" else "io"
+        if cache is None:     # state needs the iOS 18 dialect (A15/M3 on, guide ch. 34); else I/O buffers
+            cache = "state" if backend == "sim" and dialects.has_states(resolve_target(target).dialect) else "io"
         if cache not in ("state", "io"):
             raise UsageError(f"cache must be 'state' or 'io', got {cache!r}")
         sampler = Sampler(self.arch.vocab_size, temperature, top_p, seed)

@@ -15,6 +15,9 @@ import numpy as np
 from .. import ir
 from ..ir.builder import build as _op
 from ..ir.composite import log_softmax
+from ..errors import UsageError
+from ..train.autodiff import param
+from ..train.lowering import lower_runtime_weights
 
 CLASSES = 10
 
@@ -34,7 +37,6 @@ def layout(image_size: int) -> list[tuple[str, tuple]]:
     elif image_size == 28:
         convs = [(1, 8), (8, 16)]
     else:
-        from ..errors import UsageError
         raise UsageError(f"the digits net takes 8x8 or 28x28 images, got {image_size}x{image_size}")
     out = []
     for i, (cin, cout) in enumerate(convs, 1):
@@ -75,7 +77,6 @@ def cross_entropy(logits, y_onehot):
 
 def build(image_size: int, batch_size: int, seed: int = 0):
     """(loss, params, logits) for training: inputs x [B, 1, S, S] and y [B, 10] (one-hot)."""
-    from ..train.autodiff import param
     params = {k: param(k, v) for k, v in init_params(image_size, seed).items()}
     x = ir.input("x", (batch_size, 1, image_size, image_size))
     y = ir.input("y", (batch_size, CLASSES))
@@ -86,7 +87,6 @@ def build(image_size: int, batch_size: int, seed: int = 0):
 def eval_program(image_size: int, batch_size: int):
     """Logits for a batch of images, with the parameters as inputs (compiled once, fed the
     trainer's current weights)."""
-    from ..train.lowering import lower_runtime_weights
     p = {name: ir.input(name, shape) for name, shape in layout(image_size)}
     x = ir.input("x", (batch_size, 1, image_size, image_size))
     # The same engine forms as the training program, so evaluation sees the same numerics.

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DependencyError, ModelFormatError, UsageError
+from ..errors import CheckpointError
 
 TEST_SIZE = 1000
 
@@ -164,7 +165,6 @@ class Batches:
 
     def restore(self, state: dict) -> None:
         if state.get("seed") != self.seed or state.get("batch_size") != self.batch_size:
-            from ..errors import CheckpointError
             raise CheckpointError(f"checkpoint data stream used seed {state.get('seed')}, batch size "
                                   f"{state.get('batch_size')}; this run uses {self.seed}, {self.batch_size}")
         self.position = int(state["position"])

@@ -30,6 +30,9 @@ import numpy as np
 
 from ..errors import UsageError
 from .schedules import Schedule, as_schedule, constant, cosine
+from .. import ir
+from .. import runtime
+from ..errors import CheckpointError
 
 FP16_MIN_NORMAL = 2.0 ** -14
 
@@ -107,7 +110,6 @@ class Optimizer:
     def update_program(self):
         """The update as a Program: inputs p_<name>, g_<name>, <slot>_<name> and the per-step
         scalars; outputs new_p_<name>, new_<slot>_<name> (and grad_norm when clipping)."""
-        from .. import ir
         S = {n: ir.input(n, (1,), self.dtype) for n in self.scalar_names()}
         P = {k: ir.input(f"p_{k}", v.shape, self.dtype) for k, v in self.params.items()}
         G = {k: ir.input(f"g_{k}", v.shape, self.dtype) * S["grad_mul"] for k, v in self.params.items()}
@@ -150,7 +152,6 @@ class Optimizer:
 
     def _executable(self):
         if self._exe is None:
-            from .. import runtime
             backend, target, numerics = self._where
             opts = {"numerics": numerics} if backend == "sim" else {}
             self._exe = runtime.compile(self.update_program(), backend=backend, target=target, **opts)
@@ -201,7 +202,6 @@ class Optimizer:
 
     def check_state(self, tensors: Mapping[str, np.ndarray], meta: dict) -> None:
         """Raise CheckpointError when a saved state does not fit this optimizer (loads nothing)."""
-        from ..errors import CheckpointError
         cfg = meta.get("config", {}) if isinstance(meta, dict) else {}
         if cfg.get("kind") != self.kind or cfg.get("master_weights") != self.master_weights:
             raise CheckpointError(f"checkpoint holds a {cfg.get('kind')!r} optimizer state "

@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
-from ..ir.builder import build as _op
+from .. import concat, conv, matmul, pad, reshape, slice_by_size, transpose
+from ..preflight.train_risk import LOSS_SCALE_INPUT
+from .autodiff import grad, param
+from .. import runtime
 
 # The fixed experiment: a 3x3 'valid' conv, 2 -> 4 channels on 5x5 inputs, loss gain/2 * sum(y^2)
 # (so the cotangent grows with the input as the guide's does). Small on purpose: the weight
@@ -36,15 +39,15 @@ def guide_weight_grad(x, dy, kernel: tuple[int, int]):
     n, cin, h, w = x.shape
     cout = dy.shape[1]
     kh, kw = kernel
-    dyp = _op("pad", dy, pad=[0, 0, 0, 0, kh - 1, kh - 1, kw - 1, kw - 1])
-    xm = _op("reshape", _op("transpose", x, perm=[1, 0, 2, 3]), shape=[cin, n * h * w])
+    dyp = pad(dy, pad=[0, 0, 0, 0, kh - 1, kh - 1, kw - 1, kw - 1])
+    xm = reshape(transpose(x, perm=[1, 0, 2, 3]), shape=[cin, n * h * w])
     taps = []
     for u in range(kh):
         for v in range(kw):
-            patch = _op("slice_by_size", dyp, begin=[0, 0, kh - 1 - u, kw - 1 - v], size=[n, cout, h, w])
-            pm = _op("reshape", _op("transpose", patch, perm=[1, 0, 2, 3]), shape=[cout, n * h * w])
-            taps.append(_op("reshape", _op("matmul", pm, xm, transpose_y=True), shape=[cout, cin, 1]))
-    return _op("reshape", _op("concat", taps, axis=2), shape=[cout, cin, kh, kw])
+            patch = slice_by_size(dyp, begin=[0, 0, kh - 1 - u, kw - 1 - v], size=[n, cout, h, w])
+            pm = reshape(transpose(patch, perm=[1, 0, 2, 3]), shape=[cout, n * h * w])
+            taps.append(reshape(matmul(pm, xm, transpose_y=True), shape=[cout, cin, 1]))
+    return reshape(concat(taps, axis=2), shape=[cout, cin, kh, kw])
 
 
 def experiment(seed: int = 0):
@@ -70,19 +73,17 @@ def _conv_ref(x, w):
 def program(route: str = "guide"):
     """Inputs x, w, gain, loss_scale; output dw, the weight gradient of
     loss_scale * gain/2 * sum(conv(x, w)^2) by the guide's route or anekit's ak.grad."""
-    from ..preflight.train_risk import LOSS_SCALE_INPUT
-    from .autodiff import grad, param
     x = ir.input("x", X_SHAPE)
     gain = ir.input("gain", (1,))
     scale = ir.input(LOSS_SCALE_INPUT, (1,))
     if route == "guide":
         w = ir.input("w", W_SHAPE)
-        y = _op("conv", x, w)
+        y = conv(x, w)
         dy = y * gain * scale                        # d/dy of gain/2 * sum(y^2), seeded
         dw = guide_weight_grad(x, dy, W_SHAPE[2:])
     elif route == "anekit":
         w = param("w", np.zeros(W_SHAPE, np.float32))
-        y = _op("conv", x, w)
+        y = conv(x, w)
         loss = (y.square().sum() * gain * 0.5).reshape([1])
         (dw,) = grad(loss, [w], seed=scale)
     else:
@@ -93,7 +94,6 @@ def program(route: str = "guide"):
 def count_infinities(target, loss_scale: float, input_scale: float = 1.0, route: str = "guide",
                      seed: int = 0, numerics: str = "profile") -> int:
     """How many weight-gradient entries are inf on `target`'s simulated engine."""
-    from .. import runtime
     x, w, gain = experiment(seed)
     exe = runtime.compile(program(route), backend="sim", target=target, numerics=numerics)
     feeds = {"x": x * input_scale, "gain": np.array([gain]), "loss_scale": np.array([loss_scale], np.float32)}

@@ -31,6 +31,11 @@ from ..preflight.train_risk import LOSS_SCALE_INPUT   # the backward seed's inpu
 from . import checkpoint as ckpt
 from .loss_scale import LossScaler
 from .optim import Optimizer
+from .. import ir
+from .autodiff import grad
+from .lowering import lower_runtime_weights
+from .. import runtime
+from .plots import plot_loss
 
 GRAD_PREFIX = "grad_"
 METRICS_FILE = "metrics.jsonl"
@@ -51,9 +56,6 @@ def training_program(loss, params, seed_name: str = LOSS_SCALE_INPUT, lower: boo
     """{loss, grad_<param>...} of (loss * seed) as one Program; the seed is an input. With
     `lower`, convs and linears whose weight is a parameter are rewritten into forms the engine
     compiles (anekit.train.lowering; `ak.check` names the form chosen)."""
-    from .. import ir
-    from .autodiff import grad
-    from .lowering import lower_runtime_weights
     seed = ir.input(seed_name, loss.shape, loss.dtype)
     grads = grad(loss, params, seed=seed)
     outs = {"loss": loss}
@@ -98,7 +100,6 @@ class Trainer:
         self.fingerprint = fingerprint(self.program)
         param_names = set(names) | {LOSS_SCALE_INPUT}
         self.batch_inputs = [t.name for t in self.program.main.inputs if t.name not in param_names]
-        from .. import runtime
         opts = {"numerics": numerics} if backend == "sim" else {}
         self.exe = runtime.compile(self.program, backend=backend, target=target, **opts)
         opt.compile(target, backend, numerics)
@@ -299,5 +300,4 @@ class Trainer:
 
     def plot(self, path) -> Path:
         """The loss curve (and skipped steps) of this trainer's history as a PNG."""
-        from .plots import plot_loss
         return plot_loss(self.history, path)

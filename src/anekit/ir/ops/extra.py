@@ -174,6 +174,8 @@ def slice_update(a):
 import numpy as _np  # noqa: E402
 
 from ._gradlib import b as _b, embed as _embed, make_const as _make_const  # noqa: E402
+from ...errors import GradientError
+from .shape import slice_index_plan
 
 
 @thresholded_relu.defgrad
@@ -242,7 +244,6 @@ def _topk_grad(op, gs):
     if gs[0] is None:
         return {}
     if len(op.outputs) < 2:
-        from ...errors import GradientError
         raise GradientError("topk: the gradient needs the indices output (return_indices=True)")
     x = op.inputs["x"]
     ax = op.attr("axis") % x.rank
@@ -257,7 +258,6 @@ def _slice_update_grad(op, gs):
         v = op.attr(name)
         if v is not None:
             args[name] = list(v)
-    from .shape import slice_index_plan
     slices, _ = slice_index_plan(x.shape, args["begin"], args["end"], args.get("stride"), args.get("begin_mask"),
                                  args.get("end_mask"), args.get("squeeze_mask"))
     keep = _np.ones(x.shape)

@@ -260,6 +260,7 @@ import numpy as _np  # noqa: E402
 from ._gradlib import adjoint_window, b as _b, embed, flat_taps, make_const as _make_const  # noqa: E402
 from ._gradlib import narrow, numel as _numel, window_pads, zeros as _zeros  # noqa: E402
 from ..spec import REGISTRY  # noqa: E402
+from ...errors import GradientError
 
 
 def _back_to(op, gs):
@@ -344,7 +345,6 @@ def _slice_by_size_grad(op, gs):
 def _pad_grad(op, gs):
     x, p = op.inputs["x"], op.attr("pad")
     if op.attr("mode") != "constant":
-        from ...errors import GradientError
         raise GradientError(f"pad: no gradient rule for mode '{op.attr('mode')}' (constant padding has one)")
     k = len(p) // 2
     begin = [0] * (x.rank - k) + [p[2 * j] for j in range(k)]
@@ -464,7 +464,6 @@ def _upsample_nearest_grad(op, gs):
     x, g = op.inputs["x"], gs[0]
     sh, sw = float(op.attr("scale_factor_height")), float(op.attr("scale_factor_width"))
     if not (sh.is_integer() and sw.is_integer()):
-        from ...errors import GradientError
         raise GradientError(f"upsample_nearest_neighbor: no gradient rule for fractional scale factors ({sh}, {sw})")
     h, w = x.shape[-2:]
     sh, sw = int(sh), int(sw)
