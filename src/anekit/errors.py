@@ -109,3 +109,17 @@ class TransportError(AnekitError, RuntimeError):
 class UsageError(AnekitError, ValueError):
     """An API or command called with arguments it cannot take (a wrong type, an unknown
     option, an inconsistent combination); names the argument."""
+
+
+class ModelImportError(AnekitError, ValueError):
+    """A PyTorch or ONNX model that an importer cannot turn into an anekit program; names the
+    source op and, where the source records it, the line of model code that made it."""
+
+
+class UnmappedOpError(ModelImportError, NotImplementedError):
+    """A source op (ATen or ONNX) that no importer rule maps to anekit ops. `.op` is the source
+    op's name, `.source` the model line that produced it (or "")."""
+
+    def __init__(self, message: str, op: str = "", source: str = ""):
+        super().__init__(message)
+        self.op, self.source = op, source
