@@ -23,13 +23,16 @@ for _name, _spec in _REGISTRY.items():
 del _name, _spec
 
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
-_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io"}
+_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io",
+                 "importers"}
 _LAZY_FUNCS = {
     "compile": ("anekit.runtime", "compile"),
     "check": ("anekit.preflight", "check"),
     "estimate": ("anekit.cost", "estimate"),
     "load": ("anekit.io", "load"),
     "save": ("anekit.io", "save"),
+    "from_torch": ("anekit.importers", "from_torch"),
+    "from_onnx": ("anekit.importers", "from_onnx"),
 }
 
 

@@ -1,0 +1,100 @@
+"""ak.from_onnx: the importer test models exported by torch.onnx, checked against onnxruntime;
+the table against the op registry; unmapped ops and bad files as clear errors."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the test models are exported from PyTorch")
+onnx = pytest.importorskip("onnx", reason="the onnx extra (onnx) is not installed")
+ort = pytest.importorskip("onnxruntime", reason="the reference is onnxruntime (the test extra)")
+pytest.importorskip("onnxscript", reason="torch.onnx.export (dynamo) needs onnxscript (the test extra)")
+
+import anekit as ak  # noqa: E402
+import import_models as zoo  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+from anekit.errors import ModelImportError, UnmappedOpError, UsageError  # noqa: E402
+from anekit.importers.onnx_table import ONNX  # noqa: E402
+from anekit.ir.spec import REGISTRY  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=list(zoo.MODELS))
+def exported(request, tmp_path_factory):
+    """(path, onnxruntime output, feeds) for one model, exported once per module."""
+    model, example = zoo.MODELS[request.param]()
+    path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
+    torch.onnx.export(model, example, str(path), dynamo=True, verbose=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), example)}
+    return request.param, path, sess.run(None, feeds)[0], list(feeds.values())
+
+
+@pytest.mark.parametrize("dtype", sorted(zoo.TOLERANCES))
+def test_model_matches_onnxruntime(exported, dtype):
+    name, path, ref, inputs = exported
+    prog = ak.from_onnx(path, dtype=dtype)
+    numerics, tol = zoo.TOLERANCES[dtype]
+    feeds = {t.name: (x.astype(np.int32) if x.dtype.kind in "iu" else x) for t, x in zip(prog.main.inputs, inputs)}
+    out = ak.compile(prog, backend="sim", target="m4", numerics=numerics)(feeds)
+    (y,) = out.values()
+    assert y.shape == ref.shape
+    err = zoo.rel_l2(y, ref)
+    assert err <= tol, f"{name} {dtype}: relative L2 error {err:.2e} > {tol:.0e}"
+    emitted = {op for r in ONNX.values() for op in r.emits} | {"const", "identity"}
+    assert {op.type for op in prog.main.ops} <= emitted
+
+
+def test_table_names_only_declared_ops():
+    undeclared = {src: [op for op in r.emits if op not in REGISTRY] for src, r in ONNX.items()}
+    assert not {k: v for k, v in undeclared.items() if v}
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_unmapped_op_names_it(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])
+    m = _model([helper.make_node("Relu", ["x"], ["r"], name="relu0"),
+                helper.make_node("Det", ["r"], ["y"], name="det_node")], [x], [y])
+    path = tmp_path / "det.onnx"
+    onnx.save(m, str(path))
+    with pytest.raises(UnmappedOpError, match="'Det' \\('det_node'\\)") as info:
+        ak.from_onnx(path)
+    assert info.value.op == "Det" and info.value.source == "det_node"
+
+
+def test_constant_subgraphs_fold_and_shapes_come_from_constants():
+    """Shape -> Concat -> Reshape on an initializer folds to a constant shape; fp32 keeps weights."""
+    x = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [2, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 2])
+    w = onnx.numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(6, 2) / 10, "w")
+    tail = onnx.numpy_helper.from_array(np.array([3, 2], dtype=np.int64), "tail")
+    m = _model([helper.make_node("Shape", ["w"], ["ws"]),
+                helper.make_node("Slice", ["ws", "zero", "one"], ["lead"]),
+                helper.make_node("Constant", [], ["zero"], value_ints=[0]),
+                helper.make_node("Constant", [], ["one"], value_ints=[1]),
+                helper.make_node("Concat", ["two", "tail"], ["shape"], axis=0),
+                helper.make_node("Constant", [], ["two"], value_ints=[2]),
+                helper.make_node("Reshape", ["x2", "shape"], ["y"]),
+                helper.make_node("Mul", ["input.1", "input.1"], ["x2"])],
+               [x], [y], [w, tail])
+    m.graph.node.sort(key=lambda n: ["Constant", "Shape", "Slice", "Concat", "Mul", "Reshape"].index(n.op_type))
+    prog = ak.from_onnx(m, dtype="fp32")
+    assert [t.name for t in prog.main.inputs] == ["input_1"]
+    xs = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+    out = ak.compile(prog, backend="sim", numerics="exact")({"input_1": xs})["y"]
+    np.testing.assert_allclose(out, (xs * xs).reshape(2, 3, 2), rtol=1e-6)
+
+
+def test_bad_files_and_arguments(tmp_path):
+    with pytest.raises(ModelImportError, match="no such ONNX file"):
+        ak.from_onnx(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00not a model")
+    with pytest.raises(ModelImportError, match="not a readable ONNX model"):
+        ak.from_onnx(bad)
+    with pytest.raises(UsageError, match="dtype"):
+        ak.from_onnx(bad, dtype="int8")
+    with pytest.raises(UsageError):
+        ak.from_onnx(42)
