@@ -7,7 +7,7 @@ here, so a missing one skips only the models that need it (pytest.importorskip w
 import pytest
 import torch
 
-IMAGE = (1, 3, 64, 64)
+IMAGE = (1, 3, 32, 32)   # small enough for the suite; both nets still end at 1x1
 
 
 def _torchvision():
@@ -21,15 +21,17 @@ def _torchvision():
 
 
 def _calibrated(model):
-    """Batch-norm statistics from random images: a freshly initialised torchvision net's default
-    running statistics shrink activations to ~1e-10 (below fp16's range) by the last layer."""
+    """Batch-norm statistics from a batch of random images: a freshly initialised torchvision
+    net's default running statistics shrink activations to ~1e-10 (below fp16's range) by the
+    last layer. Too small a batch leaves the late, 1x1-spatial layers with noisy statistics and
+    the net ill-conditioned (MobileNetV3 with 8 images: 1.6e-2 relative error from fp16 weight
+    rounding alone)."""
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None           # cumulative average over the calibration batches
+            m.momentum = None           # the statistics of the calibration batch itself
     model.train()
     with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(8, *IMAGE[1:]))
+        model(torch.randn(32, *IMAGE[1:]))
     return model.eval()
 
 

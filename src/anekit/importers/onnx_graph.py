@@ -144,7 +144,7 @@ def from_onnx(path, *, dtype: str = "fp16"):
         v = env[o.name]
         if not isinstance(v, Tensor):
             v = const_from_array(np.asarray(v), dtype)
-        if v.op is None or v.is_const or v.name is not None and any(v is env.get(i.name) for i in g.input):
+        if v.op is None or v.is_const:
             v = build("identity", v)   # an output must be computed by an op
         outputs[_ident(o.name)] = v
     return _graph.program(outputs)

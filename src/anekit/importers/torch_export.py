@@ -150,8 +150,8 @@ def convert_exported(ep, *, dtype: str = "fp16"):
                 if not isinstance(v, Tensor):
                     if not isinstance(v, torch.Tensor):
                         raise ModelImportError(f"output '{n}' is not a tensor ({type(v).__name__})")
-                    v = _identity(cx.t(v))
-                outs[n] = v
+                    v = cx.t(v)
+                outs[n] = _identity(v) if v.op is None or v.is_const else v   # outputs come from ops
             return _graph.program(outs)
     raise ModelImportError("the exported graph has no output")
 
@@ -173,6 +173,9 @@ def _convert_node(node, env, cx, table, torch):
     if node.target is operator.getitem:
         return args[0][args[1]]
     if not _is_graph_value(args) and not _is_graph_value(list(kwargs.values())):
+        schema = getattr(node.target, "_schema", None)
+        if schema is not None and schema.is_mutable:   # never write into the module's own weights
+            args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
         with torch.no_grad():   # only constants in: PyTorch computes the value now
             return node.target(*args, **kwargs)
     name = op_name(node.target)
