@@ -93,3 +93,22 @@ def test_bad_files_and_arguments(tmp_path):
         ak.from_onnx(bad, dtype="int8")
     with pytest.raises(UsageError):
         ak.from_onnx(42)
+
+
+def test_fp16_constants_saturate_instead_of_overflowing():
+    """An additive mask made with finfo(float32).min (as torch.onnx writes causal masks) stays
+    finite in fp16, so the masked softmax is exact zeros, not NaN."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    mask = np.where(np.tril(np.ones((2, 3), dtype=bool)), 0, np.finfo(np.float32).min).astype(np.float32)
+    m = _model([helper.make_node("Add", ["x", "mask"], ["s"]),
+                helper.make_node("Mul", ["s", "zero"], ["z"]),
+                helper.make_node("Add", ["s", "z"], ["t"]),
+                helper.make_node("Softmax", ["t"], ["y"], axis=-1)],
+               [x], [y], [onnx.numpy_helper.from_array(mask, "mask"),
+                          onnx.numpy_helper.from_array(np.zeros(1, np.float32), "zero")])
+    xs = np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32)
+    out = ak.compile(ak.from_onnx(m), backend="sim", target="m4")({"x": xs})["y"]
+    ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": xs})[0]
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, ref, atol=2e-3)

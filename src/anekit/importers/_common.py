@@ -12,6 +12,7 @@ from ..ir.graph import Tensor
 
 FLOATS = ("fp16", "fp32")
 _INT32 = np.iinfo(np.int32)
+_FP16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,14 @@ def check_dtype(dtype: str) -> str:
 
 
 def const_from_array(arr: np.ndarray, float_dtype: str, what: str = "constant") -> Tensor:
-    """A const tensor: floats take the program's float type, integers become int32 (MIL has no
-    int64), booleans stay bool."""
+    """A const tensor: floats take the program's float type (fp16 saturating at +-65504),
+    integers become int32 (MIL has no int64), booleans stay bool."""
     arr = np.asarray(arr)
     if arr.dtype.kind == "f":
-        return make_const(arr.astype(np.float32), float_dtype)
+        arr = arr.astype(np.float32)
+        if float_dtype == "fp16":   # masks made with finfo(float32).min saturate instead of
+            arr = np.clip(arr, -_FP16_MAX, _FP16_MAX)   # becoming inf (inf * 0 would be NaN)
+        return make_const(arr, float_dtype)
     if arr.dtype.kind == "b":
         return make_const(arr, "bool")
     if arr.dtype.kind in "iu":
