@@ -36,6 +36,16 @@ def test_model_matches_pytorch(case, dtype):
 
 
 
+def test_model_through_core_aten_matches_pytorch(case):
+    """decompose=True: the Core ATen graph (addmm, bmm, _softmax, where, any, full_like, ...)."""
+    name, model, example, ref = case
+    prog = ak.from_torch(model, example, dtype="fp32", decompose=True)
+    out = ak.compile(prog, backend="sim", numerics="exact")(zoo.feeds_for(prog, example))
+    err = zoo.rel_l2(out["output"], ref)
+    assert err <= 1e-4, f"{name} via Core ATen: relative L2 error {err:.2e}"
+    assert "linear" not in {op.type for op in prog.main.ops}
+
+
 def test_weights_are_fp16_by_default_and_fp32_on_request():
     torch.manual_seed(0)
     lin = torch.nn.Linear(8, 4).eval()
@@ -125,3 +135,14 @@ def test_scaled_attention_variants():
     prog = ak.from_torch(Attn(), (q, k, v), dtype="fp32")
     out = ak.compile(prog, backend="sim", numerics="exact")({"q": q.numpy(), "k": k.numpy(), "v": v.numpy()})
     assert zoo.rel_l2(out["output"], ref) <= 1e-5
+
+
+def test_bfloat16_module_imports_as_fp16():
+    """bf16 weights and inputs (no numpy type) become the program's float type."""
+    torch.manual_seed(3)
+    m = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.GELU()).to(torch.bfloat16).eval()
+    x = torch.randn(2, 16, dtype=torch.bfloat16)
+    prog = ak.from_torch(m, (x,))
+    assert prog.main.inputs[0].dtype == "fp16"
+    out = ak.compile(prog, backend="sim", target="m4")({"input": x.float().numpy()})["output"]
+    assert zoo.rel_l2(out, m(x).float().detach().numpy()) <= 2e-2

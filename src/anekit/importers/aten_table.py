@@ -372,6 +372,45 @@ for _name, _op in (("aten.mean", "reduce_mean"), ("aten.sum", "reduce_sum"), ("a
     rule(_name, emits=(_op,))(_reduce(_op))
 
 
+def _bool_reduce(op):
+    """any / all as max / min over 0-1 int32 values (reductions take no bool), then > 0."""
+    def convert(cx, a):
+        x = cx.t(a["self"])
+        dims = a.get("dim")
+        axes = None if dims is None else [_axis(d, x.rank) for d in
+                                          (dims if isinstance(dims, (list, tuple)) else [dims])]
+        if x.dtype in FLOATS:
+            x = build("not_equal", x, 0.0)
+        if x.dtype == "bool":
+            x = build("cast", x, dtype="int32")
+        return build("greater", build(op, x, axes=axes, keep_dims=bool(a.get("keepdim", False))), 0)
+    return convert
+
+
+rule("aten.any", emits=("not_equal", "cast", "reduce_max", "greater"))(_bool_reduce("reduce_max"))
+rule("aten.all", emits=("not_equal", "cast", "reduce_min", "greater"))(_bool_reduce("reduce_min"))
+
+
+def _filled(value):
+    """x-shaped constants depend only on x's static shape: consts, whatever x computes."""
+    def convert(cx, a):
+        x = cx.t(a["self"])
+        want = a.get("dtype")
+        if want is None:
+            kind = "f" if x.dtype in FLOATS else ("b" if x.dtype == "bool" else "i")
+        else:
+            import torch
+            kind = "f" if want.is_floating_point else ("b" if want == torch.bool else "i")
+        dt = {"f": np.float32, "b": bool, "i": np.int32}[kind]
+        return cx.t(np.full(x.shape, a["fill_value"] if value is None else value, dtype=dt))
+    return convert
+
+
+rule("aten.full_like", emits=("const",))(_filled(None))
+rule("aten.zeros_like", emits=("const",))(_filled(0))
+rule("aten.ones_like", emits=("const",))(_filled(1))
+
+
 # ---- shape and data movement --------------------------------------------------------------
 
 def _passthrough(cx, a):
@@ -402,7 +441,7 @@ def to(cx, a):
     if want is None:
         return x
     import torch
-    kind = torch.empty((), dtype=want).numpy().dtype.kind
+    kind = "f" if want.is_floating_point else ("b" if want == torch.bool else "i")
     target = cx.dtype if kind == "f" else ("bool" if kind == "b" else "int32")
     return x if x.dtype == target else build("cast", x, dtype=target)
 

@@ -54,7 +54,9 @@ class Context:
         if isinstance(v, torch.Tensor):
             hit = self._consts.get(id(v))
             if hit is None:   # keep v alive so its id stays unique while cached
-                hit = self._consts[id(v)] = (v, const_from_array(v.detach().cpu().numpy(), self.dtype))
+                arr = v.detach().cpu()
+                arr = (arr.float() if arr.is_floating_point() else arr).numpy()   # bf16 has no numpy type
+                hit = self._consts[id(v)] = (v, const_from_array(arr, self.dtype))
             return hit[1]
         return const_from_array(np.asarray(v, dtype=np.float32 if isinstance(v, float) else None), self.dtype)
 
@@ -109,11 +111,11 @@ def from_torch(module, example_inputs, *, dtype: str = "fp16", decompose: bool =
         raise ModelImportError(f"torch.export could not trace the module: {type(e).__name__}: {e}") from e
     if decompose:
         ep = ep.run_decompositions()
-    return convert_exported(ep, dtype=dtype)
+    return convert_exported(ep, dtype=dtype, decomposed=decompose)
 
 
-def convert_exported(ep, *, dtype: str = "fp16"):
-    """An ExportedProgram as an anekit Program."""
+def convert_exported(ep, *, dtype: str = "fp16", decomposed: bool = False):
+    """An ExportedProgram as an anekit Program (`decomposed`: it was lowered to Core ATen)."""
     from torch.export.graph_signature import InputKind
     from .aten_table import ATEN
 
@@ -131,14 +133,14 @@ def convert_exported(ep, *, dtype: str = "fp16"):
                 if not isinstance(val, torch.Tensor):   # a non-tensor example input is baked in
                     env[node] = getattr(spec.arg, "value", None)
                     continue
-                np_dtype = torch.empty((), dtype=val.dtype).numpy().dtype
+                np_dtype = np.float32 if val.dtype.is_floating_point else torch.empty((), dtype=val.dtype).numpy().dtype
                 env[node] = _graph.input(node.name, tuple(val.shape), input_dtype(np_dtype, dtype, node.name))
             elif spec.target in consts:
                 env[node] = consts[spec.target]
             else:
                 raise ModelImportError(f"input '{node.name}' ({spec.kind.name}) has no value in the export")
         elif node.op == "call_function":
-            env[node] = _convert_node(node, env, cx, ATEN, torch)
+            env[node] = _convert_node(node, env, cx, ATEN, torch, decomposed)
         elif node.op == "output":
             results = node.args[0]
             results = results if isinstance(results, (tuple, list)) else (results,)
@@ -161,7 +163,7 @@ def _identity(t: Tensor) -> Tensor:
     return build("identity", t)
 
 
-def _convert_node(node, env, cx, table, torch):
+def _convert_node(node, env, cx, table, torch, decomposed):
     def resolve(a):
         if isinstance(a, torch.fx.Node):
             return env[a]
@@ -184,7 +186,8 @@ def _convert_node(node, env, cx, table, torch):
     if rule is None:
         raise UnmappedOpError(f"ATen op '{node.target}' has no anekit mapping"
                               + (f" (at {where})" if where else "")
-                              + "; try from_torch(..., decompose=True) or see docs/importers.md",
+                              + ("; see docs/importers.md" if decomposed else
+                                 "; try from_torch(..., decompose=True) or see docs/importers.md"),
                               op=str(node.target), source=where)
     try:
         return rule.convert(cx, _bind(node.target, args, kwargs))
