@@ -2,7 +2,6 @@
 PyTorch itself; the table against the op registry; unmapped ops named with their model line."""
 import inspect
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the torch importer needs PyTorch (the torch extra)")
