@@ -2,6 +2,8 @@
 PyTorch itself; the table against the op registry; unmapped ops named with their model line."""
 import inspect
 
+import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="the torch importer needs PyTorch (the torch extra)")
@@ -145,3 +147,16 @@ def test_bfloat16_module_imports_as_fp16():
     assert prog.main.inputs[0].dtype == "fp16"
     out = ak.compile(prog, backend="sim", target="m4")({"input": x.float().numpy()})["output"]
     assert zoo.rel_l2(out, m(x).float().detach().numpy()) <= 2e-2
+
+
+def test_imported_program_checks_estimates_and_round_trips(tmp_path):
+    """An imported program is an ordinary Program: preflight, cost model, MIL save / load."""
+    model, example = zoo.llama_block()
+    prog = ak.from_torch(model, example)
+    assert ak.check(prog, target="m4").ops and ak.estimate(prog, target="m4").total_us > 0
+    ak.save(prog, tmp_path / "block")
+    again = ak.load(tmp_path / "block")
+    feeds = zoo.feeds_for(prog, example)
+    a = ak.compile(prog, backend="sim", target="m4")(feeds)["output"]
+    b = ak.compile(again, backend="sim", target="m4")(feeds)["output"]
+    np.testing.assert_array_equal(a, b)
