@@ -135,3 +135,20 @@ def test_torchscript_exporter_graph(tmp_path):
     out = ak.compile(prog, backend="sim", numerics="exact")(zoo.feeds_for(prog, example))
     assert zoo.rel_l2(next(iter(out.values())), ref) <= 1e-4
     assert "ConstantOfShape" in ops and "ConstantOfShape" not in ONNX   # folded, never converted
+
+
+class _RunningSum(torch.nn.Module):
+    def forward(self, x):
+        y = x * 2
+        return torch.cumsum(y, dim=-1)    # ONNX CumSum: no rule in the table
+
+
+def test_unmapped_op_from_torch_onnx_names_the_model_line(tmp_path):
+    import inspect
+    path = tmp_path / "cumsum.onnx"
+    torch.onnx.export(_RunningSum(), (torch.randn(2, 5),), str(path), dynamo=True, verbose=False)
+    with pytest.raises(UnmappedOpError) as info:
+        ak.from_onnx(path)
+    line = inspect.getsourcelines(_RunningSum.forward)[1] + 2
+    assert info.value.op == "CumSum"
+    assert f"test_import_onnx.py:{line}" in str(info.value) and "torch.cumsum(y, dim=-1)" in str(info.value)

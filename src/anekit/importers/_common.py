@@ -1,6 +1,7 @@
 """What both importers share: the rule record, constants from arrays, composed helpers."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -97,3 +98,14 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
             raise ModelImportError(f"cannot broadcast shape {list(x.shape)} to {list(shape)}")
         reps.append(want if have == 1 else 1)
     return build("tile", x, reps=reps) if any(r != 1 for r in reps) else x
+
+
+def innermost_frame(trace: str) -> str:
+    """'file:line in function: code' of the last frame of a Python stack trace, or ''."""
+    lines = (trace or "").rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        m = re.match(r'\s*File "(.+)", line (\d+), in (\S+)', lines[i])
+        if m:
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return f"{m.group(1)}:{m.group(2)} in {m.group(3)}: {code}".rstrip(": ")
+    return ""

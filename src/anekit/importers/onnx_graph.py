@@ -16,7 +16,7 @@ from ..errors import AnekitError, DependencyError, ModelImportError, UnmappedOpE
 from ..ir import graph as _graph
 from ..ir.builder import build
 from ..ir.graph import Tensor
-from ._common import check_dtype, const_from_array, input_dtype
+from ._common import check_dtype, const_from_array, innermost_frame, input_dtype
 
 
 def _onnx():
@@ -84,6 +84,12 @@ def _fold(onnx, node, values):
         raise ModelImportError(f"ONNX op '{node.op_type}' ('{node.name}'): could not fold its constant inputs: {e}") from e
 
 
+def _where(node) -> str:
+    """The model line torch.onnx recorded for a node (its stack trace metadata), else its name."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    return innermost_frame(meta.get("pkg.torch.onnx.stack_trace", "")) or node.name
+
+
 def from_onnx(path, *, dtype: str = "fp16"):
     """Load an ONNX model (a path or a ModelProto) and convert its main graph to a Program.
 
@@ -127,15 +133,18 @@ def from_onnx(path, *, dtype: str = "fp16"):
         else:
             rule = ONNX.get(node.op_type)
             if rule is None:
-                raise UnmappedOpError(f"ONNX op '{node.op_type}' ('{node.name}') has no anekit mapping; "
-                                      "see docs/importers.md", op=node.op_type, source=node.name)
+                where = _where(node)
+                raise UnmappedOpError(f"ONNX op '{node.op_type}' ('{node.name}') has no anekit mapping"
+                                      + (f" (at {where})" if where != node.name else "")
+                                      + "; see docs/importers.md", op=node.op_type, source=where)
             cx = Context(dtype, node)
             try:
                 outs = rule.convert(cx, values, _attrs(onnx, node))
             except UnmappedOpError:
                 raise
             except AnekitError as e:
-                raise ModelImportError(f"converting ONNX op '{node.op_type}' ('{node.name}'): {e}") from e
+                raise ModelImportError(f"converting ONNX op '{node.op_type}' ('{node.name}', at {_where(node)}): "
+                                       f"{e}") from e
             outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         for name, v in zip(node.output, outs):
             env[name] = v

@@ -9,14 +9,13 @@ kept: NCHW convolutions stay NCHW (the simulator runs any rank).
 from __future__ import annotations
 
 import operator
-import re
 
 import numpy as np
 
-from ..errors import DependencyError, ModelImportError, UnmappedOpError, UsageError, AnekitError
+from ..errors import AnekitError, DependencyError, ModelImportError, UnmappedOpError, UsageError
 from ..ir import graph as _graph
 from ..ir.graph import Tensor
-from ._common import check_dtype, const_from_array, input_dtype
+from ._common import check_dtype, const_from_array, innermost_frame, input_dtype
 
 
 def _torch():
@@ -28,15 +27,8 @@ def _torch():
 
 
 def source_line(node) -> str:
-    """'file:line: code' of the innermost model frame in the node's stack trace, or ''."""
-    trace = node.meta.get("stack_trace") or ""
-    lines = trace.rstrip().splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        m = re.match(r'\s*File "(.+)", line (\d+), in (\S+)', lines[i])
-        if m:
-            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            return f"{m.group(1)}:{m.group(2)} in {m.group(3)}: {code}".rstrip(": ")
-    return ""
+    """'file:line in function: code' of the innermost frame of the node's stack trace, or ''."""
+    return innermost_frame(node.meta.get("stack_trace") or "")
 
 
 class Context:
