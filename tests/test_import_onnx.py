@@ -146,7 +146,7 @@ class _RunningSum(torch.nn.Module):
 def test_unmapped_op_from_torch_onnx_names_the_model_line(tmp_path):
     import inspect
     path = tmp_path / "cumsum.onnx"
-    torch.onnx.export(_RunningSum(), (torch.randn(2, 5),), str(path), dynamo=True, verbose=False)
+    torch.onnx.export(_RunningSum().eval(), (torch.randn(2, 5),), str(path), dynamo=True, verbose=False)
     with pytest.raises(UnmappedOpError) as info:
         ak.from_onnx(path)
     line = inspect.getsourcelines(_RunningSum.forward)[1] + 2
