@@ -23,7 +23,8 @@ for _name, _spec in _REGISTRY.items():
 del _name, _spec
 
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
-_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io", "train"}
+_LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io",
+                 "train", "importers"}
 _LAZY_FUNCS = {
     "compile": ("anekit.runtime", "compile"),
     "check": ("anekit.preflight", "check"),
@@ -38,6 +39,8 @@ _LAZY_FUNCS = {
     "rms_norm": ("anekit.ir.composite", "rms_norm"),
     "group_norm": ("anekit.ir.composite", "group_norm"),
     "l2_norm": ("anekit.ir.composite", "l2_norm"),
+    "from_torch": ("anekit.importers", "from_torch"),
+    "from_onnx": ("anekit.importers", "from_onnx"),
 }
 
 

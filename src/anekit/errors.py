@@ -119,3 +119,17 @@ class GradientError(AnekitError, ValueError):
 class TrainingError(AnekitError, RuntimeError):
     """Training cannot go on: a non-finite loss (the message names the step) or a step that
     failed; the last checkpoint is left as it was."""
+
+
+class ModelImportError(AnekitError, ValueError):
+    """A PyTorch or ONNX model that an importer cannot turn into an anekit program; names the
+    source op and, where the source records it, the line of model code that made it."""
+
+
+class UnmappedOpError(ModelImportError, NotImplementedError):
+    """A source op (ATen or ONNX) that no importer rule maps to anekit ops. `.op` is the source
+    op's name, `.source` the model line that produced it (or "")."""
+
+    def __init__(self, message: str, op: str = "", source: str = ""):
+        super().__init__(message)
+        self.op, self.source = op, source
