@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from ._files import ensure_inside
 from ._paths import as_path
 from .errors import ModelFormatError
 from .ir.graph import Program
@@ -87,6 +88,7 @@ def _save_mil_file(prog: Program, path: str, mil_folder) -> str:
             os.makedirs(os.path.join(folder, os.path.dirname(WEIGHT_FILE)), exist_ok=True)
     except OSError as e:
         raise ModelFormatError(f"cannot write {path}: {e.strerror or e}") from None
-    if blobs.count:
+    if blobs.count:     # a `weights/` symlink may not carry the weights out of the folder
+        ensure_inside(folder, os.path.join(folder, os.path.dirname(WEIGHT_FILE)), f"weights folder beside {path}")
         blobs.write(os.path.join(folder, *WEIGHT_FILE.split("/")))
     return path

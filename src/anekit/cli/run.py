@@ -1,11 +1,13 @@
 """`anekit run` (execute a model on inputs) and `anekit demo` (the whole pipeline on a transformer block)."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
-from ..errors import AnekitError, ShapeError, UsageError
+from .._files import confined_child, open_new, open_regular
+from ..errors import AnekitError, UsageError
 from ._table import format_table, to_json
 
 
@@ -22,6 +24,9 @@ def register(sub) -> None:
                    help="simulator numerics: the chip's fp16 profile; strict = the profile with the MAC "
                         "tile model on every reduction (slow); exact = fp32 reference")
     p.add_argument("--function", default=None, help="function to run (default: main)")
+    p.add_argument("--cast", action="store_true",
+                   help="convert inputs to the model's dtypes (default: refuse a dtype mismatch or "
+                        "values out of the dtype's range)")
     p.add_argument("--out", metavar="DIR", help="write each output to DIR/NAME.npy")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_run)
@@ -41,6 +46,10 @@ def register(sub) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+# .npy inputs are read whole; refuse more than the simulator would accept for one tensor.
+MAX_NPY_BYTES = 4 << 30
+
+
 def _read_inputs(specs: list[str]) -> dict:
     feeds = {}
     for spec in specs:
@@ -49,13 +58,80 @@ def _read_inputs(specs: list[str]) -> dict:
             raise UsageError(f"--input '{spec}': expected NAME=FILE.npy")
         if name in feeds:
             raise UsageError(f"--input {name} is given twice")
-        if not os.path.isfile(path):
-            raise ShapeError(f"--input {name}: no such file '{path}'")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise ShapeError(f"--input {name}: '{path}' is not a readable .npy file ({e})") from None
+        if not os.path.lexists(path):
+            raise UsageError(f"--input {name}: no such file '{path}'")
+        feeds[name] = load_npy(path, f"--input {name}")
     return feeds
+
+
+def load_npy(path: str, what: str) -> np.ndarray:
+    """One array from a regular .npy file whose header agrees with its size (no pickles, no
+    FIFO or device, nothing allocated beyond what the file holds)."""
+    from ..errors import AnekitError
+    handle, size = open_regular(path, UsageError, f"{what}: file", MAX_NPY_BYTES)
+    with handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError("it holds Python objects (pickles are refused)")
+            need = math.prod(shape) * dtype.itemsize
+            have = size - handle.tell()
+            if need != have:
+                raise ValueError(f"the header declares {list(shape)} {dtype} ({need} bytes) "
+                                 f"but {have} data bytes follow")
+            handle.seek(0)
+            return np.lib.format.read_array(handle, allow_pickle=False)
+        except AnekitError:
+            raise
+        except (ValueError, EOFError, OSError, TypeError, OverflowError, UnicodeError, SyntaxError, MemoryError) as e:
+            raise UsageError(f"{what}: '{path}' is not a readable .npy file ({_why(e)})") from None
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# What each input dtype accepts without --cast: the numpy kinds and the finite range.
+_ACCEPTS = {"fp16": ("f", 65504.0), "fp32": ("f", float(np.finfo(np.float32).max)),
+            "int32": ("iu", float(2 ** 31 - 1)), "bool": ("b", None)}
+
+
+def check_input_dtypes(fn, feeds: dict, cast: bool) -> dict:
+    """Refuse an input whose dtype does not match the declared one (int data for an fp16
+    input) or whose values the declared dtype cannot hold; with `cast`, convert instead."""
+    declared = {t.name: t for t in fn.inputs}
+    out = {}
+    for name, arr in feeds.items():
+        t = declared.get(name)
+        if t is None or t.dtype not in _ACCEPTS:
+            out[name] = arr
+            continue
+        kinds, limit = _ACCEPTS[t.dtype]
+        if cast:
+            with np.errstate(all="ignore"):
+                out[name] = arr.astype(np.dtype({"fp16": np.float16, "fp32": np.float32, "int32": np.int32,
+                                                 "bool": np.bool_}[t.dtype]))
+            continue
+        if arr.dtype.kind not in kinds:
+            raise UsageError(f"--input {name}: the model declares {t.dtype}, the file holds {arr.dtype} data; "
+                             f"convert it or pass --cast")
+        if limit is not None and arr.size and arr.dtype.kind in "fiu":
+            finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+            if finite.size:
+                lo, hi = float(finite.min()), float(finite.max())
+                low = -limit - 1 if t.dtype == "int32" else -limit
+                if lo < low or hi > limit:
+                    raise UsageError(f"--input {name}: values {lo:g}..{hi:g} are outside {t.dtype}'s range "
+                                     f"[{low:g}, {limit:g}]; pass --cast to convert anyway")
+        out[name] = arr
+    return out
 
 
 def cmd_run(args) -> int:
@@ -64,7 +140,7 @@ def cmd_run(args) -> int:
     fn = prog.functions.get(args.function) if args.function else prog.main
     if fn is None:
         raise AnekitError(f"no function '{args.function}' (have {', '.join(prog.functions)})")
-    feeds = _read_inputs(args.input)
+    feeds = check_input_dtypes(fn, _read_inputs(args.input), args.cast)
     backend, options = args.backend, {}
     if args.numerics != "profile":   # these modes exist only on the simulator
         if backend not in ("auto", "sim"):
@@ -84,8 +160,7 @@ def cmd_run(args) -> int:
                      "max": float(finite.max()) if finite.size else None,
                      "nonfinite": int(a.size - finite.size)})
         if args.out:
-            os.makedirs(args.out, exist_ok=True)
-            np.save(os.path.join(args.out, f"{name}.npy"), a)
+            _save_output(args.out, name, a)
     if args.json:
         print(to_json({"backend": exe.backend, "target": exe.target.name, "outputs": rows}))
     else:
@@ -96,6 +171,18 @@ def cmd_run(args) -> int:
         if args.out:
             print(f"wrote {len(rows)} array(s) to {args.out}")
     return 0
+
+
+def _save_output(folder: str, name: str, a: np.ndarray) -> None:
+    """folder/NAME.npy; output names come from the model, so one that is not a plain file
+    name (`../../x`, `a/b`) is refused rather than written elsewhere."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {folder}: cannot create the folder ({e.strerror or e})") from None
+    path = confined_child(folder, name, ".npy", what=f"--out {folder}: output")
+    with open_new(path, UsageError) as f:
+        np.save(f, a, allow_pickle=False)
 
 
 def cmd_demo(args) -> int:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anekit._files import open_regular
 from anekit.errors import DTypeError, ShapeError, UsageError, WeightFileError
 from anekit.mil import minifloat, subbyte
 
@@ -274,9 +275,9 @@ class BlobFile:
             raise
 
     def _map(self, path: str) -> memoryview:
+        handle, length = open_regular(path, WeightFileError, "weight file")   # no FIFO or device
         try:
-            with open(path, "rb") as handle:
-                length = os.fstat(handle.fileno()).st_size
+            with handle:
                 if length < HEADER_SIZE:  # mmap refuses empty files; this check covers it
                     raise WeightFileError(f"{path}: truncated: {length} bytes, the file header needs {HEADER_SIZE}")
                 self._mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
