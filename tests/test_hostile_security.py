@@ -55,8 +55,10 @@ def _package_with_output_name(tmp_path, name: str) -> str:
 
 # --- 1. outputs named by the model ---------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["../../evil", "sub/evil", "..", "/abs"])
+@pytest.mark.parametrize("name", ["../../evil", "sub/evil", "..", "ABSOLUTE"])
 def test_run_out_refuses_output_names_that_leave_the_folder(tmp_path, capsys, name):
+    if name == "ABSOLUTE":
+        name = str(tmp_path / "victim")
     pkg = _package_with_output_name(tmp_path, name)
     np.save(tmp_path / "x.npy", np.ones((1, 4), np.float32))
     out = tmp_path / "a" / "b" / "out"
@@ -66,7 +68,6 @@ def test_run_out_refuses_output_names_that_leave_the_folder(tmp_path, capsys, na
     assert rc == 2
     assert "not a plain file name" in capsys.readouterr().err
     assert set(tmp_path.rglob("*")) == before
-    assert not os.path.exists("/abs.npy") or name != "/abs"
 
 
 def test_run_out_does_not_write_through_a_planted_symlink(tmp_path, capsys):

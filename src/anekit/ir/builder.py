@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError
+from ..errors import AnekitError, DTypeError, ShapeError
 from . import dtypes as _dt
 from .graph import Op, Tensor, python_value
 from .spec import REGISTRY, REQUIRED, Args, OpSpec, Param, lookup
@@ -229,7 +229,16 @@ def infer(spec: OpSpec, values: dict, T: str | None) -> list[tuple[str, tuple]]:
             if not _fits(t.dtype, p.dtypes, T):
                 want = T if p.dtypes == "T" else p.dtypes
                 raise _arg_error(DTypeError, spec, p.name, f"has dtype {t.dtype}, expected {want}")
-    outs = spec.infer(Args(spec, values, T))
+    try:
+        outs = spec.infer(Args(spec, values, T))
+    except AnekitError:
+        raise
+    except (ArithmeticError, ValueError, IndexError, TypeError, OverflowError) as e:
+        # Shape rules see untrusted values (a zero-entry palette divides by zero): report them.
+        shapes = ", ".join(f"{p.name} {list(v.shape)}" for p in spec.params
+                           if isinstance(v := values.get(p.name), Tensor))
+        raise ShapeError(f"{spec.name}: the shape rule cannot handle these arguments ({shapes}): "
+                         f"{type(e).__name__}: {e}") from None
     result = []
     for dtype, shape in outs:
         shape = tuple(int(s) for s in shape)

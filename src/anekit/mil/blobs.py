@@ -112,7 +112,16 @@ class BlobInfo:
 
 def _encode(array, dtype: str | None, where: str) -> tuple[str, object, int]:
     """-> (dtype name, payload buffer of uint8, padding bits) for one item."""
-    arr = array if isinstance(array, np.ndarray) else np.asarray(array)
+    if isinstance(array, np.ndarray):
+        arr = array
+    else:
+        try:
+            arr = np.asarray(array)
+        except (ValueError, TypeError) as err:    # ragged nesting, a malformed tuple
+            raise UsageError(f"{where}: expected an array, an (array, dtype) pair or a Blob, got a "
+                             f"{type(array).__name__} numpy cannot read as an array ({str(err).splitlines()[0]})") from None
+    if arr.dtype.hasobject:
+        raise DTypeError(f"{where}: an array of Python objects has no weight.bin dtype")
     if dtype is None:
         dtype = _NUMPY_TO_DTYPE.get(arr.dtype.newbyteorder("=").str)
         if dtype is None:
@@ -242,8 +251,16 @@ def write_blobs(items: Iterable) -> tuple[bytes, list[int]]:
     return writer.getvalue(), offsets
 
 
+MAX_RANK = 64     # numpy's limit on array dimensions
+
+
 def _checked_shape(shape) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    try:
+        dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    except TypeError:
+        raise ShapeError(f"read_blob: shape {shape!r} must be a sequence of non-negative integers") from None
+    if len(dims) > MAX_RANK:
+        raise ShapeError(f"read_blob: shape has rank {len(dims)}, more than numpy's limit of {MAX_RANK}")
     for dim in dims:
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 0:
             raise ShapeError(f"read_blob: shape {shape!r} must be non-negative integers")
@@ -390,7 +407,10 @@ class BlobFile:
         if dtype is not None and _check_dtype_name(dtype) != blob.dtype:
             raise self._fail(f"blob at offset {blob.offset}: dtype is {blob.dtype} (code {DTYPE_CODES[blob.dtype]}), expected {dtype}")
         if shape is not None:
-            shape = _checked_shape(shape)
+            try:
+                shape = _checked_shape(shape)
+            except ShapeError as err:
+                raise ShapeError(f"{self.name}: blob at offset {blob.offset}: {err}") from None
             expected = math.prod(shape)  # Python ints: no overflow
             if expected != blob.count:
                 raise self._fail(
