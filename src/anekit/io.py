@@ -70,6 +70,9 @@ def save(prog: Program, path) -> str:
     from .mil import folder as mil_folder
     if ext == ".mil":
         return _save_mil_file(prog, p, mil_folder)
+    if ext and not os.path.isdir(p):    # "x.onnx": a format anekit does not write, not a new folder
+        raise ModelFormatError(f"{p}: anekit does not write {ext} files; save as .mlpackage, .mil, or a "
+                               f"folder (a path without an extension, or an existing folder)")
     mil_folder.save(prog, p, dialect=prog.dialect or "ios18")
     return p
 

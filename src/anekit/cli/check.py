@@ -1,8 +1,9 @@
 """`anekit check` and `anekit estimate`: preflight a MIL program against a chip, estimate its latency."""
 from __future__ import annotations
 
+import os
 
-from ..errors import AnekitError
+from ..errors import AnekitError, UsageError
 from ._table import format_table, to_json
 
 
@@ -20,7 +21,8 @@ def register(subparsers) -> None:
                               description="Per-op latency estimate (dispatch floor, compute and bandwidth roofs, "
                                           "weight streaming, working set) for a MIL program on a chip.")
     _common(e)
-    e.add_argument("--plot", metavar="PNG", help="also write a roofline plot (needs matplotlib)")
+    e.add_argument("--plot", metavar="FILE", help="also write a roofline plot to FILE.png or FILE.svg "
+                                                  "(needs matplotlib)")
     e.set_defaults(func=run_estimate)
 
 
@@ -47,7 +49,7 @@ def _apply_ranges(prog, specs, function) -> None:
     """Set `range` on the named inputs from INPUT=LO,HI strings."""
     fn = prog.functions.get(function) if function else prog.main
     if fn is None:
-        raise AnekitError(f"program has no function '{function}'")
+        raise UsageError(f"--function {function}: no such function (functions: {', '.join(prog.functions)})")
     by_name = {t.name: t for t in fn.inputs}
     for spec in specs:
         name, sep, bounds = spec.partition("=")
@@ -71,7 +73,7 @@ def run_check(args) -> int:
     _apply_ranges(prog, args.range, args.function)
     rep = check(prog, chip, function=args.function)
     if args.json:
-        print(to_json(rep.to_dict(), indent=1))
+        print(to_json(rep.to_dict()))
         return 0 if rep.ok else 1
     print(f"target {chip.name} (compiler {chip.compiler}, family {chip.family}), function {rep.function}")
     rows = []
@@ -96,6 +98,9 @@ def run_check(args) -> int:
 
 def run_estimate(args) -> int:
     from ..cost import estimate, plot_roofline
+    from ..cost.roofline import PLOT_FORMATS
+    if args.plot and os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        raise UsageError(f"--plot {args.plot}: the file name must end in {' or '.join(PLOT_FORMATS)}")
     chip, prog = _prepare(args)
     est = estimate(prog, chip, function=args.function)
     if args.plot:
@@ -104,7 +109,7 @@ def run_estimate(args) -> int:
         d = est.to_dict()
         if args.plot:
             d["plot"] = args.plot
-        print(to_json(d, indent=1))
+        print(to_json(d))
         return 0
     p = est.params
     print(f"target {chip.name} (compiler {chip.compiler}), function {est.function}; constants from {p.anchor}"

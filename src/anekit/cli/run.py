@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from .._files import confined_child, open_new, open_regular
-from ..errors import AnekitError, UsageError
+from ..errors import UsageError
 from ._table import format_table, to_json
 
 
@@ -17,8 +17,8 @@ def register(sub) -> None:
     p.add_argument("path", help="MIL folder, .mil file, .mlpackage or .mlmodelc")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
                    help="an input array (repeat for several inputs)")
-    p.add_argument("--target", default=None, help="chip or compiler name, e.g. m1, m4max, h16g "
-                                                  "(default: this Mac's chip, else m1)")
+    p.add_argument("--target", "-t", default=None, help="chip or compiler name, e.g. m1, m4max, h16g "
+                                                        "(default: this Mac's chip, else m1)")
     p.add_argument("--backend", default="auto", choices=["auto", "sim", "ane", "coreml"])
     p.add_argument("--numerics", default="profile", choices=["profile", "strict", "exact"],
                    help="simulator numerics: the chip's fp16 profile; strict = the profile with the MAC "
@@ -34,7 +34,7 @@ def register(sub) -> None:
     d = sub.add_parser("demo", help="build, lower, parse back and run a Stories-style transformer block",
                        description="The whole pipeline on one transformer block (RMSNorm, causal attention, "
                                    "SiLU-gated FFN) in (1, C, 1, S) layout, checked against float64 numpy.")
-    d.add_argument("--target", default=None, help="chip or compiler name (default: this Mac's chip, else m1)")
+    d.add_argument("--target", "-t", default=None, help="chip or compiler name (default: this Mac's chip, else m1)")
     d.add_argument("--backend", default="auto", choices=["auto", "sim", "ane", "coreml"])
     d.add_argument("--dim", type=int, default=288)
     d.add_argument("--hidden", type=int, default=768)
@@ -139,8 +139,10 @@ def cmd_run(args) -> int:
     prog = ak.load(args.path)
     fn = prog.functions.get(args.function) if args.function else prog.main
     if fn is None:
-        raise AnekitError(f"no function '{args.function}' (have {', '.join(prog.functions)})")
+        raise UsageError(f"--function {args.function}: {args.path} has no such function "
+                         f"(functions: {', '.join(prog.functions)})")
     feeds = check_input_dtypes(fn, _read_inputs(args.input), args.cast)
+    _check_input_names(fn, feeds, args.path)
     backend, options = args.backend, {}
     if args.numerics != "profile":   # these modes exist only on the simulator
         if backend not in ("auto", "sim"):
@@ -173,6 +175,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _check_input_names(fn, feeds: dict, path: str) -> None:
+    """Missing or unknown inputs, said in terms of the command line."""
+    states = set(getattr(fn, "states", ()) or ())
+    takes = ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in fn.inputs)
+    missing = [t.name for t in fn.inputs if t.name not in feeds and t.name not in states]
+    if missing:
+        raise UsageError(f"{path} takes inputs {takes}: give " + " ".join(f"--input {n}=FILE.npy" for n in missing))
+    unknown = [n for n in feeds if n not in {t.name for t in fn.inputs}]
+    if unknown:
+        raise UsageError(f"--input {unknown[0]}: {path} has no input of that name (inputs: {takes or 'none'})")
+
+
 def _save_output(folder: str, name: str, a: np.ndarray) -> None:
     """folder/NAME.npy; output names come from the model, so one that is not a plain file
     name (`../../x`, `a/b`) is refused rather than written elsewhere."""
@@ -191,19 +205,22 @@ def cmd_demo(args) -> int:
                    heads=args.heads, seq=args.seq, seed=args.seed)
     if args.json:
         print(to_json(rep))
-        return 0
+        return 0 if rep["passed"] else 1
     t = rep["seconds"]
     print(rep["model"])
     print(format_table(["item", "value"], [
-        ["target", rep["target"]], ["backend", rep["backend"]], ["MIL dialect", rep["dialect"]],
+        ["target", rep["target"]], ["backend", rep["backend"]], ["numerics", rep["numerics"]],
+        ["MIL dialect", rep["dialect"]],
         ["ops", rep["ops"]], ["weights (MB)", f"{rep['weight_mb']:.2f}"], ["MIL text (bytes)", rep["mil_bytes"]],
         ["emit -> parse -> emit", "byte-identical" if rep["roundtrip_identical"] else "DIFFERS"],
         ["time build / lower / parse (ms)", f"{t['build'] * 1e3:.1f} / {t['lower'] * 1e3:.1f} / {t['parse'] * 1e3:.1f}"],
         ["time compile / run (ms)", f"{t['compile'] * 1e3:.1f} / {t['run'] * 1e3:.1f}"],
     ]))
     print()
-    print(format_table(["run", "max abs err", "max err / max|ref|", "finite"],
-                       [[r["run"], r["max_abs_err"], r["max_rel_err"], "yes" if r["finite"] else "NO"]
+    print(format_table(["run", "max abs err", "max err / max|ref|", "tolerance", "verdict"],
+                       [[r["run"], r["max_abs_err"], r["max_rel_err"], r["tolerance"],
+                         "pass" if r["pass"] else ("FAIL" if r["finite"] else "FAIL (non-finite)")]
                         for r in rep["errors"]], title="against a float64 numpy reference"))
-    ok = rep["roundtrip_identical"] and all(r["finite"] for r in rep["errors"])
-    return 0 if ok else 1
+    print()
+    print(rep["verdict"])
+    return 0 if rep["passed"] else 1

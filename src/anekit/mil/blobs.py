@@ -41,6 +41,7 @@ import numpy as np
 
 from anekit._files import open_regular
 from anekit.errors import DTypeError, ShapeError, UsageError, WeightFileError
+from anekit.ir.dtypes import canonical
 from anekit.mil import minifloat, subbyte
 
 DTYPE_CODES: dict[str, int] = {
@@ -79,7 +80,12 @@ def _align(offset: int) -> int:
     return -(-offset // ALIGNMENT) * ALIGNMENT
 
 
-def _check_dtype_name(dtype: str) -> str:
+def _check_dtype_name(dtype) -> str:
+    if not (isinstance(dtype, str) and dtype in DTYPE_CODES):
+        try:
+            dtype = canonical(dtype)        # "float16" / np.float16 for fp16
+        except DTypeError:
+            pass
     if not isinstance(dtype, str) or dtype not in DTYPE_CODES:
         raise DTypeError(f"unknown weight.bin dtype {dtype!r}; known: {', '.join(DTYPE_CODES)}")
     return dtype
@@ -128,7 +134,7 @@ def _encode(array, dtype: str | None, where: str) -> tuple[str, object, int]:
             raise DTypeError(
                 f"{where}: numpy {arr.dtype} has no weight.bin dtype; cast to float16/float32/"
                 f"(u)int8/16/32 or pass (array, dtype) for sub-byte, bf16 and fp8")
-    _check_dtype_name(dtype)
+    dtype = _check_dtype_name(dtype)
     if dtype in _NUMPY_STORED:
         stored = _NUMPY_STORED[dtype]
         if arr.dtype.newbyteorder("=") != stored.newbyteorder("="):
@@ -232,7 +238,7 @@ class BlobWriter:
 def _split_item(item) -> tuple[object, str | None]:
     if isinstance(item, Blob):
         return item.array, item.dtype
-    if isinstance(item, (tuple, list)) and len(item) == 2 and (item[1] is None or isinstance(item[1], str)):
+    if isinstance(item, (tuple, list)) and len(item) == 2 and (item[1] is None or isinstance(item[1], (str, type, np.dtype))):
         return item[0], item[1]
     return item, None
 
@@ -404,7 +410,7 @@ class BlobFile:
 
     def _checked(self, offset: int, dtype, shape) -> tuple[BlobInfo, tuple | None]:
         blob = self.info(offset)
-        if dtype is not None and _check_dtype_name(dtype) != blob.dtype:
+        if dtype is not None and (dtype := _check_dtype_name(dtype)) != blob.dtype:
             raise self._fail(f"blob at offset {blob.offset}: dtype is {blob.dtype} (code {DTYPE_CODES[blob.dtype]}), expected {dtype}")
         if shape is not None:
             try:
