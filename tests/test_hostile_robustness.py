@@ -237,7 +237,7 @@ def test_demo_with_a_huge_sequence_is_refused_before_allocating(capsys):
     from anekit.cli import main
     assert main(["demo", "--seq", "100000"]) == 2
     err = capsys.readouterr().err
-    assert "seq=100000" in err and "GiB" in err and "4 GiB limit" in err
+    assert "seq=100000" in err and "GiB" in err and "2 GiB limit" in err
 
 
 # --- 6. excerpts on the lexer's line ---------------------------------------------------------
