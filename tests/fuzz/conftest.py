@@ -18,6 +18,7 @@ ANEKIT_FUZZ_REPORT=PATH writes the totals (cases, crashes, max seconds, max byte
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -26,6 +27,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 import tracemalloc
 
 import pytest
@@ -62,6 +64,16 @@ _WATCHED = {"os.mkdir": (0,), "os.rename": (0, 1), "os.remove": (0,), "os.rmdir"
             "shutil.rmtree": (0,), "shutil.copyfile": (1,), "shutil.move": (1,), "os.mkfifo": (0,)}
 
 
+_REMOVALS = ("os.remove", "os.rmdir", "shutil.rmtree")
+
+
+def _exists(path) -> bool:
+    try:
+        return os.path.lexists(path)
+    except (TypeError, ValueError):
+        return True
+
+
 class _Watch:
     root: str | None = None
     allowed: tuple = ()
@@ -92,15 +104,20 @@ def _audit(event: str, args) -> None:
             _Watch.escapes.append((event, path))
     elif event in _WATCHED:
         for i in _WATCHED[event]:
-            if i < len(args) and not _inside(args[i]):
-                _Watch.escapes.append((event, args[i]))
+            if i >= len(args) or _inside(args[i]):
+                continue
+            if event in _REMOVALS and not _exists(args[i]):
+                continue                 # a late cleanup of a folder already gone touches nothing
+            _Watch.escapes.append((event, args[i]))
 
 
 sys.addaudithook(_audit)
 
 
 def _on_alarm(signum, frame):
-    raise FuzzTimeout(f"case ran past {TIME_LIMIT_S:g} s")
+    where = [f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)
+             if "anekit" in f.filename][-4:]
+    raise FuzzTimeout(" <- ".join(reversed(where)) or "outside anekit")
 
 
 class Guard:
@@ -120,7 +137,7 @@ class Guard:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def run(self, fn, work: str):
+    def run(self, fn, work: str, label: str = ""):
         """fn() with `work` as the current folder; returns its value or the AnekitError it raised."""
         old_cwd = os.getcwd()
         old_handler = signal.signal(signal.SIGALRM, _on_alarm)
@@ -128,8 +145,10 @@ class Guard:
         tracemalloc.start()
         start = time.perf_counter()
         outcome = None
+        old_tmp = tempfile.tempdir
         try:
             os.chdir(work)
+            tempfile.tempdir = work     # scratch folders (the fake ANE's model folders) go here too
             _Watch.root = work
             signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
             try:
@@ -137,15 +156,19 @@ class Guard:
                     outcome = fn()
             except AnekitError as e:
                 outcome = e
-            except FuzzTimeout:
+            except FuzzTimeout as e:
                 STATS["hangs"] += 1
-                raise AssertionError(f"hang: {self.name} case ran past {TIME_LIMIT_S:g} s") from None
+                raise AssertionError(f"hang: {self.name} case {label or ''} ran past {TIME_LIMIT_S:g} s, "
+                                     f"stopped in {e}") from None
             except BaseException:
                 STATS["crashes"] += 1
                 raise
+            finally:
+                gc.collect()            # finalizers that clean up scratch run inside the case
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old_handler)
+            tempfile.tempdir = old_tmp
             _Watch.root = None
             elapsed = time.perf_counter() - start
             peak = tracemalloc.get_traced_memory()[1]

@@ -89,7 +89,7 @@ def load_npy(path: str, what: str) -> np.ndarray:
             return np.lib.format.read_array(handle, allow_pickle=False)
         except AnekitError:
             raise
-        except (ValueError, EOFError, OSError, TypeError, OverflowError, UnicodeError, SyntaxError, MemoryError) as e:
+        except Exception as e:    # numpy parses the header with ast/tokenize: any of their errors
             raise UsageError(f"{what}: '{path}' is not a readable .npy file ({_why(e)})") from None
 
 
