@@ -89,11 +89,24 @@ def _encodable(name: str) -> bool:
     return True
 
 
+def refuse_non_regular(path: str, error: type[AnekitError]) -> None:
+    """`error` when something other than a regular file (a symlink, FIFO, device, folder)
+    already exists at `path`, which is about to be written."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else _kind(st.st_mode)
+        raise error(f"cannot write {path}: it is {what}, not a regular file")
+
+
 def open_new(path: str, error: type[AnekitError]):
     """A binary file object writing `path`, replacing a regular file there but never following
     a symlink (a link planted at the destination is refused)."""
     flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
              | getattr(os, "O_BINARY", 0))
+    refuse_non_regular(path, error)   # look before opening: opening a device or FIFO already acts on it
     try:
         fd = os.open(path, flags, 0o644)    # a FIFO without a reader fails here instead of waiting
     except OSError as e:

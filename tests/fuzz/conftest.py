@@ -18,7 +18,6 @@ ANEKIT_FUZZ_REPORT=PATH writes the totals (cases, crashes, max seconds, max byte
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import json
 import os
@@ -163,8 +162,6 @@ class Guard:
             except BaseException:
                 STATS["crashes"] += 1
                 raise
-            finally:
-                gc.collect()            # finalizers that clean up scratch run inside the case
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old_handler)

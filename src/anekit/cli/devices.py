@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from .._files import open_new, refuse_non_regular
 from ..errors import UsageError
 from ._table import format_table, to_json
 
@@ -55,15 +56,14 @@ def cmd_selftest(args) -> int:
     from ..runtime.ane import selftest
     if args.iterations is not None and args.iterations < 1:
         raise UsageError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.out:
+        refuse_non_regular(args.out, UsageError)     # before the suite runs, not after
     report = selftest.run(target=args.target, iterations=args.iterations, quick=args.quick,
                           force_fake=args.fake, progress=lambda line: print(line, file=sys.stderr, flush=True))
     text = to_json(report)
-    if args.out:
-        try:
-            with open(args.out, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-        except OSError as e:
-            raise UsageError(f"--out {args.out}: cannot write the report ({e.strerror or e})") from None
+    if args.out:     # a regular file only: a FIFO would block, a device swallow the report
+        with open_new(args.out, UsageError) as f:
+            f.write((text + "\n").encode("utf-8"))
     if args.json:
         print(text)
     else:

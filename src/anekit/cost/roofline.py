@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 
+from .._files import open_new
 from ..errors import AnekitError, DependencyError, UsageError
 
 PLOT_FORMATS = (".png", ".svg")
@@ -109,7 +110,8 @@ def plot_roofline(est, path) -> str:
     fig = roofline_figure(est)
     import matplotlib.pyplot as plt
     try:
-        fig.savefig(path, dpi=120, format=ext[1:])
+        with open_new(path, AnekitError) as f:     # a regular file: a FIFO would block savefig
+            fig.savefig(f, dpi=120, format=ext[1:])
     except OSError as e:
         raise AnekitError(f"cannot write roofline plot to {path}: {e.strerror or e}") from None
     finally:
