@@ -216,3 +216,24 @@ def test_weight_file_that_is_a_device_is_refused():
 
 def test_every_refusal_is_an_anekit_error():
     assert issubclass(PathEscapeError, AnekitError) and issubclass(UsageError, AnekitError)
+
+
+@needs_fifo
+@pytest.mark.parametrize("argv", [["selftest", "--quick", "--fake", "--out", "{fifo}"],
+                                  ["estimate", "{model}", "--plot", "{fifo}"]])
+def test_report_and_plot_files_refuse_a_fifo_without_blocking(tmp_path, capsys, argv):
+    if "--plot" in argv:
+        pytest.importorskip("matplotlib", reason="the roofline plot needs matplotlib (the `plot` extra)")
+    fifo = _fifo(tmp_path, "out.png" if "--plot" in argv else "report.json")
+    model = _mil_folder(tmp_path, weights=False)
+    argv = [a.format(fifo=fifo, model=model) for a in argv]
+    assert _bounded(lambda: main(argv)) == 2
+    err = capsys.readouterr().err
+    assert fifo in err and "FIFO" in err
+
+
+def test_report_file_that_is_a_device_is_refused(capsys):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero on this system")
+    assert _bounded(lambda: main(["selftest", "--quick", "--fake", "--out", "/dev/zero"])) == 2
+    assert "character device" in capsys.readouterr().err
