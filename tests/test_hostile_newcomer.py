@@ -47,6 +47,11 @@ def test_demo_fails_when_the_error_is_over_the_tolerance(monkeypatch, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("FAIL")
 
 
+def test_demo_refuses_a_negative_seed(capsys):
+    assert main(["demo", "--seed", "-1", *SMALL]) == 2
+    assert "seed must be a non-negative integer" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name,why", [("m9", "legacy"), ("h11", "legacy"), ("zz9", "unknown")])
 def test_demo_refuses_legacy_and_unknown_targets_listing_the_known_ones(capsys, name, why):
     assert main(["demo", "--target", name, *SMALL]) == 2

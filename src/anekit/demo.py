@@ -33,6 +33,8 @@ def run_demo(target: str | None = None, backend: str = "auto", dim: int = 288, h
     for name, v in (("dim", dim), ("hidden", hidden), ("heads", heads), ("seq", seq)):
         if not isinstance(v, int) or v <= 0:
             raise UsageError(f"demo: {name} must be a positive integer, got {v!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise UsageError(f"demo: seed must be a non-negative integer, got {seed!r}")
     if dim % heads or (dim // heads) % 2:
         raise UsageError(f"demo: dim {dim} must split into {heads} heads of an even size (rotary embeddings)")
     tgt = demo_target(target)

@@ -69,8 +69,8 @@ def _value(draw, action, paths: dict):
     """One value for an option or positional."""
     if action.choices:
         return draw(st.one_of(st.sampled_from(list(action.choices)), st.sampled_from(TEXT)))
-    if action.type is int:
-        return str(draw(st.sampled_from(SIZES)))
+    if action.type is int:     # small values reach the command's work; the listed ones its checks
+        return str(draw(st.one_of(st.sampled_from(SIZES), st.integers(-2, 64))))
     dest = action.dest
     if dest in ("target",):
         return draw(st.sampled_from(TARGETS))

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from .._files import confined_child, open_new, open_regular
-from ..errors import UsageError
+from ..errors import AnekitError, UsageError
 from ._table import format_table, to_json
 
 
@@ -67,15 +67,14 @@ def _read_inputs(specs: list[str]) -> dict:
 def load_npy(path: str, what: str) -> np.ndarray:
     """One array from a regular .npy file whose header agrees with its size (no pickles, no
     FIFO or device, nothing allocated beyond what the file holds)."""
-    from ..errors import AnekitError
     handle, size = open_regular(path, UsageError, f"{what}: file", MAX_NPY_BYTES)
     with handle:
         try:
             version = np.lib.format.read_magic(handle)
             if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
             elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
             if dtype.hasobject:
