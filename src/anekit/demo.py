@@ -78,8 +78,7 @@ def run_demo(target: str | None = None, backend: str = "auto", dim: int = 288, h
     passed = identical and all(r["pass"] for r in rows)
     main_run = rows[0]
     verdict = (f"{'PASS' if passed else 'FAIL'} on {tgt.name}: max err / max|ref| {main_run['max_rel_err']:.3g} "
-               f"{'<=' if main_run['pass'] else '>'} the {main_run['tolerance']:.3g} tolerance of "
-               f"{'fp16' if exe.backend != 'sim' or not profile.exact else 'fp32'} numerics"
+               f"{'<=' if main_run['pass'] else '>'} the {main_run['tolerance']:.3g} tolerance of fp16 numerics"
                + "".join(f"; {r['run']} {r['max_rel_err']:.3g} > {r['tolerance']:.3g}" for r in rows[1:] if not r["pass"])
                + ("" if identical else "; emit -> parse -> emit differs"))
     n_ops = sum(1 for o in prog.main.ops if o.type != "const")
