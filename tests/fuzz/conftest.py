@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(HERE))          # tests/: shared corpora (tes
 
 PROFILE = os.environ.get("ANEKIT_FUZZ", "quick")
 _COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
-settings.register_profile("quick", max_examples=12, derandomize=True, database=None, **_COMMON)
+settings.register_profile("quick", max_examples=40, derandomize=True, database=None, **_COMMON)
 settings.register_profile("long", max_examples=int(os.environ.get("ANEKIT_FUZZ_EXAMPLES", "1500")), **_COMMON)
 FUZZ = None  # set below
 if PROFILE not in ("quick", "long"):

@@ -113,7 +113,7 @@ def argv_for(draw, work_paths):
 
 
 # CLI cases run whole commands (seconds each), so they get a fifth of the file readers' budget.
-CLI_FUZZ = settings(FUZZ, max_examples=max(12, FUZZ.max_examples // 5))
+CLI_FUZZ = settings(FUZZ, max_examples=max(15, FUZZ.max_examples // 5))
 
 
 @CLI_FUZZ
