@@ -86,7 +86,7 @@ def test_devices_command_text_and_json(capsys):
 
 def test_selftest_writes_one_json_report_through_the_fake(tmp_path, capsys):
     path = tmp_path / "report.json"
-    code = main(["selftest", "--quick", "--fake", "--iterations", "2", "--json", str(path)])
+    code = main(["selftest", "--quick", "--fake", "--iterations", "2", "--out", str(path)])
     captured = capsys.readouterr()
     rep = json.loads(path.read_text())
     assert code == 0, rep["summary"]
@@ -115,7 +115,7 @@ def test_selftest_records_a_failing_case_and_exits_1(monkeypatch, tmp_path, caps
     cases = selftest.suite(quick=True)[:1] + [selftest.Case("broken", "op", broken)]
     monkeypatch.setattr(selftest, "suite", lambda quick=False: cases)
     path = tmp_path / "r.json"
-    assert main(["selftest", "--fake", "--iterations", "1", "--json", str(path)]) == 1
+    assert main(["selftest", "--fake", "--iterations", "1", "--out", str(path)]) == 1
     rep = json.loads(path.read_text())
     assert rep["summary"]["failed"] == ["broken"]
     bad = rep["cases"][1]

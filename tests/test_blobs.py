@@ -420,7 +420,7 @@ def test_writer_rejects_bad_input():
 def test_read_rejects_unknown_expected_dtype_and_bad_shape(valid_file):
     data, offsets = valid_file
     with pytest.raises(DTypeError):
-        read_blob(data, offsets[0], dtype="float16")
+        read_blob(data, offsets[0], dtype="float99")
     with pytest.raises(ShapeError):
         read_blob(data, offsets[0], shape=(-1, 10))
 

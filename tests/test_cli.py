@@ -67,7 +67,7 @@ def test_run_prints_table_json_and_writes_outputs(model_dir, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["run", "{m}"], "takes inputs x fp16[1, 4, 1, 8]: missing ['x']"),
+    (["run", "{m}"], "takes inputs x fp16[1, 4, 1, 8]: give --input x=FILE.npy"),
     (["run", "{m}", "-i", "x={d}/x.npy", "-i", "x={d}/x.npy"], "--input x is given twice"),
     (["run", "{m}", "-i", "x={d}/x.npy", "--numerics", "exact", "--backend", "ane"], "--numerics exact runs on the simulator"),
     (["demo", "--heads", "0"], "heads must be a positive integer"),

@@ -109,7 +109,7 @@ def test_runtime_kernel_errors_name_the_op():
 
 def test_tensors_too_big_to_allocate_are_refused_before_running():
     x = ak.input("x", (1, 65536, 65536))
-    with pytest.raises(ShapeError, match="needs more than 4 GiB"):
+    with pytest.raises(ShapeError, match="needs 16 GiB, more than the simulator's 4 GiB limit"):
         Simulator(ak.program({"y": ak.relu(x)}))
 
 

@@ -32,9 +32,11 @@ class MILParseError(AnekitError, ValueError):
         self.message, self.line, self.column, self.path = message, line, column, path
         self.excerpt = ""
         if source is not None and line > 0:
-            lines = source.splitlines()
+            # Lines end at "\n" only, as the lexer counts them: splitlines() would also break
+            # at \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029 and point at the wrong line.
+            lines = source.split("\n")
             if line <= len(lines):
-                text = lines[line - 1]
+                text = lines[line - 1].rstrip("\r")
                 self.excerpt = text + "\n" + " " * max(column - 1, 0) + "^"
         where = f"{path}:" if path else ""
         full = f"{where}{line}:{column}: {message}" if line else f"{where}{message}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from . import dialects
+from ._files import ensure_inside
 from ._paths import as_path
 from .coreml import load_compiled, load_package, save_package
 from .coreml.load import select_function
@@ -68,6 +69,9 @@ def save(prog: Program, path) -> str:
         raise ModelFormatError(f"{p}: anekit writes .mlpackage (Apple's compiler makes .mlmodelc from it)")
     if ext == ".mil":
         return _save_mil_file(prog, p, mil_folder)
+    if ext and not os.path.isdir(p):    # "x.onnx": a format anekit does not write, not a new folder
+        raise ModelFormatError(f"{p}: anekit does not write {ext} files; save as .mlpackage, .mil, or a "
+                               f"folder (a path without an extension, or an existing folder)")
     mil_folder.save(prog, p, dialect=dialects.of_program(prog))
     return p
 
@@ -85,6 +89,7 @@ def _save_mil_file(prog: Program, path: str, mil_folder) -> str:
             os.makedirs(os.path.join(folder, os.path.dirname(WEIGHT_FILE)), exist_ok=True)
     except OSError as e:
         raise ModelFormatError(f"cannot write {path}: {e.strerror or e}") from None
-    if blobs.count:
+    if blobs.count:     # a `weights/` symlink may not carry the weights out of the folder
+        ensure_inside(folder, os.path.join(folder, os.path.dirname(WEIGHT_FILE)), f"weights folder beside {path}")
         blobs.write(os.path.join(folder, *WEIGHT_FILE.split("/")))
     return path

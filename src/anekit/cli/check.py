@@ -1,8 +1,9 @@
 """`anekit check` and `anekit estimate`: preflight a MIL program against a chip, estimate its latency."""
 from __future__ import annotations
 
+import os
 
-from ..errors import AnekitError
+from ..errors import AnekitError, UsageError
 from ._table import format_table, to_json
 
 
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
                                                           "and print one table")
     e.add_argument("--route", default="standard", choices=["standard", "e5rt", "host"],
                    help="dispatch route: standard evaluate (default), e5rt, or host (I/O copied per call)")
-    e.add_argument("--plot", metavar="PNG", help="also write a roofline plot (needs matplotlib; one target)")
+    e.add_argument("--plot", metavar="FILE", help="also write a roofline plot to FILE.png or FILE.svg "
+                                                  "(needs matplotlib; one target)")
     e.set_defaults(func=run_estimate)
 
 
@@ -57,7 +59,7 @@ def _apply_ranges(prog, specs, function) -> None:
     """Set `range` on the named inputs from INPUT=LO,HI strings."""
     fn = prog.functions.get(function) if function else prog.main
     if fn is None:
-        raise AnekitError(f"program has no function '{function}'")
+        raise UsageError(f"--function {function}: no such function (functions: {', '.join(prog.functions)})")
     by_name = {t.name: t for t in fn.inputs}
     for spec in specs:
         name, sep, bounds = spec.partition("=")
@@ -81,7 +83,7 @@ def run_check(args) -> int:
     _apply_ranges(prog, args.range, args.function)
     rep = check(prog, chip, function=args.function, route=args.route)
     if args.json:
-        print(to_json(rep.to_dict(), indent=1))
+        print(to_json(rep.to_dict()))
         return 0 if rep.ok else 1
     print(f"target {chip.name} (compiler {chip.compiler}, family {chip.family}), function {rep.function}")
     rows = []
@@ -130,6 +132,9 @@ def split_targets(text: str) -> list[str]:
 
 def run_estimate(args) -> int:
     from ..cost import estimate, plot_roofline
+    from ..cost.roofline import PLOT_FORMATS
+    if args.plot and os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        raise UsageError(f"--plot {args.plot}: the file name must end in {' or '.join(PLOT_FORMATS)}")
     chips = _targets_of(args)
     if args.plot and len(chips) > 1:
         raise AnekitError("--plot draws one chip's roofline: give a single --target")
@@ -144,7 +149,7 @@ def run_estimate(args) -> int:
         d = est.to_dict()
         if args.plot:
             d["plot"] = args.plot
-        print(to_json(d, indent=1))
+        print(to_json(d))
         return 0
     p = est.params
     print(f"target {chip.name} (compiler {chip.compiler}), function {est.function}; constants of generation "
@@ -164,7 +169,7 @@ def run_estimate(args) -> int:
 def _print_compare(ests, args) -> int:
     if args.json:
         print(to_json({"function": ests[0].function, "route": args.route,
-                       "estimates": [e.to_dict() for e in ests]}, indent=1))
+                       "estimates": [e.to_dict() for e in ests]}))
         return 0
     rows = []
     for e in ests:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import AnekitError
+from .._files import open_new, refuse_non_regular
+from ..errors import UsageError
 from ._table import format_table, to_json
 
 
@@ -19,9 +20,10 @@ def register(sub) -> None:
                        description="Single ops, a transformer block and a 128-deep 1x1 conv chain, run on the "
                                    "Neural Engine (through FakeTransport where there is none) and on the "
                                    "simulator; reports the largest difference and latency percentiles.")
-    s.add_argument("--json", metavar="FILE", help="write the report to FILE ('-' for stdout)")
-    s.add_argument("--target", default=None, help="chip to simulate against (default: this Mac's chip, "
-                                                   "or m4 with the fake transport)")
+    s.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    s.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
+    s.add_argument("--target", "-t", default=None, help="chip to simulate against (default: this Mac's chip, "
+                                                         "or m4 with the fake transport)")
     s.add_argument("--iterations", type=int, default=None, help="timed runs per case (default 100 on the ANE, 3 fake)")
     s.add_argument("--quick", action="store_true", help="smaller transformer block and conv chain")
     s.add_argument("--fake", action="store_true", help="use FakeTransport even where the ANE is available")
@@ -53,19 +55,18 @@ def cmd_devices(args) -> int:
 def cmd_selftest(args) -> int:
     from ..runtime.ane import selftest
     if args.iterations is not None and args.iterations < 1:
-        raise AnekitError(f"--iterations must be at least 1, got {args.iterations}")
+        raise UsageError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.out:
+        refuse_non_regular(args.out, UsageError)     # before the suite runs, not after
     report = selftest.run(target=args.target, iterations=args.iterations, quick=args.quick,
                           force_fake=args.fake, progress=lambda line: print(line, file=sys.stderr, flush=True))
     text = to_json(report)
-    if args.json == "-":
+    if args.out:     # a regular file only: a FIFO would block, a device swallow the report
+        with open_new(args.out, UsageError) as f:
+            f.write((text + "\n").encode("utf-8"))
+    if args.json:
         print(text)
     else:
-        if args.json:
-            try:
-                with open(args.json, "w") as f:
-                    f.write(text + "\n")
-            except OSError as e:
-                raise AnekitError(f"cannot write {args.json}: {e.strerror or e}") from None
         rows = [[r["name"], "ok" if r["ok"] else "FAILED", r.get("max_abs_diff", ""),
                  r.get("latency_ms", {}).get("p50", ""), r.get("latency_ms", {}).get("p99", "")]
                 for r in report["cases"]]
@@ -73,6 +74,6 @@ def cmd_selftest(args) -> int:
                            title=f"selftest on {report['target']} through the {report['transport']} transport "
                                  f"({report['os']})"))
         print(report["note"])
-        if args.json:
-            print(f"report written to {args.json}")
+        if args.out:
+            print(f"report written to {args.out}")
     return 0 if not report["summary"]["failed"] else 1

@@ -36,7 +36,7 @@ def run_dump(args: argparse.Namespace) -> int:
     program = read(args.file)
     if args.json:
         document = {"file": os.fspath(args.file), **program.to_dict()}
-        print(to_json(document, indent=None))
+        print(to_json(document))
     else:
         title = os.path.basename(os.fspath(args.file))
         print(render_dump(program, title, format_table, all_fields=args.all), end="")
@@ -51,7 +51,7 @@ def run_diff(args: argparse.Namespace) -> int:
     differences = diff_files(first, second)
     if args.json:
         listed = [d.to_dict() for d in differences]
-        print(to_json({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": listed}, indent=None))
+        print(to_json({"a": os.fspath(args.a), "b": os.fspath(args.b), "differences": listed}))
     else:
         compared = min(len(first.tds), len(second.tds))
         print(render_diff(differences, os.fspath(args.a), os.fspath(args.b), compared), end="")

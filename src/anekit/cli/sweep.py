@@ -224,7 +224,7 @@ def run_sweep(args) -> int:
         except OSError as e:
             raise AnekitError(f"cannot write {args.csv}: {e}") from None
     if args.json:
-        print(to_json({"targets": names, "rows": rows}, indent=1))
+        print(to_json({"targets": names, "rows": rows}))
     else:
         table = [[r["model"], r["target"], r["verdict"] or "-",
                   round(r["est_us"] / 1e3, 3) if r["est_us"] != "" else "-",

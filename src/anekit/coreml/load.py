@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import ModelFormatError
+from .._files import read_regular
+from ..errors import AnekitError, ModelFormatError
 from ..ir.graph import Program
 from ..mil import folder as mil_folder
 from . import _deps, package
@@ -24,10 +25,12 @@ def parse_model(data: bytes, source: str = "model"):
     return model
 
 
-def program_from_model(model, weights_dir: str, function: str | None = None, source: str = "model") -> Program:
-    """An anekit Program from a Model protobuf whose `@model_path/` is `weights_dir`."""
+def program_from_model(model, weights_dir: str, function: str | None = None, source: str = "model",
+                       confine: str | None = None) -> Program:
+    """An anekit Program from a Model protobuf whose `@model_path/` is `weights_dir`; weight
+    files must resolve inside `confine` (default `weights_dir`)."""
     _, mil_pb2 = _deps.protos()
-    with package.Weights(weights_dir) as weights:
+    with package.Weights(weights_dir, confine) as weights:
         try:
             return read_program(model, mil_pb2, weights, function, source)
         except RecursionError:
@@ -42,6 +45,7 @@ def load_package(path, function: str | None = None) -> Program:
         raise ModelFormatError(f"{path}: no such .mlpackage folder")
     spec_path = package.model_spec_path(path)
     model = parse_model(package.read_bytes(spec_path), spec_path)
+    # spec_path is real and inside the package, so weights confined to its folder are too
     return program_from_model(model, os.path.dirname(spec_path), function, spec_path)
 
 
@@ -51,7 +55,7 @@ def load_compiled(path, function: str | None = None) -> Program:
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ModelFormatError(f"{path}: no such .mlmodelc folder")
-    if not os.path.isfile(os.path.join(path, mil_folder.MODEL_FILE)):
+    if not os.path.lexists(os.path.join(path, mil_folder.MODEL_FILE)):
         raise ModelFormatError(f"{path}: no {mil_folder.MODEL_FILE} inside (only ML program models "
                                f"compile to MIL text; neural-network models are not supported)")
     prog = mil_folder.load(path)
@@ -62,16 +66,16 @@ def load_compiled(path, function: str | None = None) -> Program:
 def _compiled_default_function(path: str, prog: Program) -> str:
     """The default function recorded in metadata.json when present, else main / the first."""
     meta = os.path.join(path, "metadata.json")
-    if os.path.isfile(meta) and os.path.getsize(meta) <= package.MAX_MANIFEST_BYTES:
+    if os.path.isfile(meta):
         try:
-            with open(meta, "rb") as f:
-                doc = json.loads(f.read().decode("utf-8"))
+            package.inside(path, "metadata.json", f"{path} metadata")
+            doc = json.loads(read_regular(meta, ModelFormatError, "metadata", package.MAX_MANIFEST_BYTES).decode("utf-8"))
             entries = doc if isinstance(doc, list) else [doc]
             for entry in entries:
                 name = entry.get("defaultFunctionName") if isinstance(entry, dict) else None
                 if isinstance(name, str) and name in prog.functions:
                     return name
-        except (ValueError, UnicodeDecodeError, OSError, RecursionError):
+        except (ValueError, UnicodeDecodeError, OSError, RecursionError, AnekitError):
             pass     # metadata is optional; a broken file does not stop the program loading
     return prog.main.name
 

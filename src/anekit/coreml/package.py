@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 
+from .._files import read_regular
 from ..errors import DTypeError, ModelFormatError, PathEscapeError, WeightFileError
 from ..mil.blobs import BlobFile
 
@@ -21,18 +22,19 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_MODEL_BYTES = 2 << 30      # protobuf's own message limit
 
 
-def inside(root: str, relative: str, what: str) -> str:
-    """`root/relative`, refusing absolute paths and anything that resolves outside `root`."""
+def inside(root: str, relative: str, what: str, confine: str | None = None) -> str:
+    """`root/relative`, refusing absolute paths and anything that resolves outside `confine`
+    (default `root`). Confine to the package itself: `root` may be a symlinked `Data/`."""
     if not isinstance(relative, str) or not relative:
         raise ModelFormatError(f"{what}: empty or non-string path {relative!r}")
     if "\x00" in relative:
         raise PathEscapeError(f"{what}: path {relative!r} contains a NUL byte")
     if os.path.isabs(relative) or relative.startswith(("/", "\\")):
         raise PathEscapeError(f"{what}: absolute path {relative!r} is not allowed inside a package")
-    base = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(base, relative))
+    base = os.path.realpath(confine if confine is not None else root)
+    full = os.path.realpath(os.path.join(root, relative))
     if os.path.commonpath([base, full]) != base:
-        raise PathEscapeError(f"{what}: path {relative!r} leaves {root}")
+        raise PathEscapeError(f"{what}: path {relative!r} leaves {confine or root} (it resolves to {full})")
     return full
 
 
@@ -40,13 +42,9 @@ def read_manifest(pkg: str) -> dict:
     if not os.path.lexists(os.path.join(pkg, MANIFEST)):
         raise ModelFormatError(f"{pkg}: not a Core ML package: {MANIFEST} is missing")
     path = inside(pkg, MANIFEST, f"{pkg} manifest")      # a symlink may not lead outside
-    if not os.path.isfile(path):
-        raise ModelFormatError(f"{pkg}: {MANIFEST} is not a file")
-    if os.path.getsize(path) > MAX_MANIFEST_BYTES:
-        raise ModelFormatError(f"{path}: implausibly large manifest ({os.path.getsize(path)} bytes)")
+    raw = read_regular(path, ModelFormatError, "manifest", MAX_MANIFEST_BYTES)
     try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read().decode("utf-8"))
+        doc = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:   # nesting bombs too
         raise ModelFormatError(f"{path}: not valid JSON ({type(e).__name__})") from None
     if not isinstance(doc, dict):
@@ -62,28 +60,21 @@ def model_spec_path(pkg: str) -> str:
     if not isinstance(items, dict) or not isinstance(root_id, str) or not isinstance(items.get(root_id), dict):
         raise ModelFormatError(f"{pkg}/{MANIFEST}: rootModelIdentifier does not name an entry of itemInfoEntries")
     rel = items[root_id].get("path")
-    path = inside(os.path.join(pkg, "Data"), rel, f"{pkg}/{MANIFEST} root model")
-    if not os.path.isfile(path):
+    path = inside(os.path.join(pkg, "Data"), rel, f"{pkg}/{MANIFEST} root model", confine=pkg)
+    if not os.path.lexists(path):
         raise ModelFormatError(f"{pkg}: the model specification Data/{rel} is missing")
     return path
 
 
 def read_bytes(path: str, limit: int = MAX_MODEL_BYTES) -> bytes:
-    try:
-        size = os.path.getsize(path)
-        if size > limit:
-            raise ModelFormatError(f"{path}: {size} bytes is over the {limit}-byte limit")
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ModelFormatError(f"cannot read {path}: {e.strerror}") from None
+    return read_regular(path, ModelFormatError, "model specification", limit)
 
 
 class Weights:
     """Opens the weight files a program references (`@model_path/...`) below one folder."""
 
-    def __init__(self, model_dir: str):
-        self.model_dir = model_dir
+    def __init__(self, model_dir: str, confine: str | None = None):
+        self.model_dir, self.confine = model_dir, confine     # confine: the package folder
         self._files: dict[str, BlobFile] = {}
 
     def resolve(self, file_name: str, where: str) -> str:
@@ -91,13 +82,13 @@ class Weights:
             if isinstance(file_name, str) and (os.path.isabs(file_name) or ".." in file_name.split("/")):
                 raise PathEscapeError(f"{where}: weight path {file_name!r} leaves the model")
             raise ModelFormatError(f"{where}: weight path {file_name!r} must start with '{MODEL_PATH_PREFIX}'")
-        return inside(self.model_dir, file_name[len(MODEL_PATH_PREFIX):], f"{where}: weight path")
+        return inside(self.model_dir, file_name[len(MODEL_PATH_PREFIX):], f"{where}: weight path", self.confine)
 
     def read(self, file_name: str, offset: int, dtype: str, shape, where: str):
         path = self.resolve(file_name, where)
         blobs = self._files.get(path)
         if blobs is None:
-            if not os.path.isfile(path):
+            if not os.path.lexists(path):
                 raise WeightFileError(f"{where}: weight file {file_name} is missing "
                                       f"(looked for {os.path.relpath(path, self.model_dir)} in {self.model_dir})")
             blobs = self._files[path] = BlobFile(path)

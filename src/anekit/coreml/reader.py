@@ -84,6 +84,7 @@ class FunctionReader:
         self.env: dict[str, Tensor] = {}
         self.ops: list[Op] = []
         self.used_names: set[str] = set()
+        self.next_suffix: dict[str, int] = {}
         self.states: set[int] = set()      # ids of state inputs
         self.widened: dict[int, Tensor] = {}   # id of a narrow-int const -> its int32 copy
 
@@ -99,16 +100,17 @@ class FunctionReader:
             self._op(index, op)
         if not len(block.outputs):
             raise ModelFormatError(f"{self.where}: declares no outputs")
-        outputs = []
+        outputs, listed = [], set()
         for out in block.outputs:
             if out not in self.env:
                 raise ModelFormatError(f"{self.where}: output '{out}' is never computed")
             t = self.env[out]
             if id(t) in self.states:
                 raise ModelFormatError(f"{self.where}: output '{out}' is a state, not a tensor")
-            if any(t is o for o in outputs):
+            if id(t) in listed:
                 raise ModelFormatError(f"{self.where}: output '{out}' is listed twice")
             outputs.append(t)
+            listed.add(id(t))
         states = tuple(t.name for t in inputs if id(t) in self.states)
         return Function(self.name, inputs, self.ops, outputs, opset=tag,
                         states=states)
@@ -150,12 +152,7 @@ class FunctionReader:
             except AnekitError:
                 name = None
         name = name or (op.outputs[0].name if len(op.outputs) else f"{op.type}_{index}")
-        base, i = name, 0
-        while name in self.used_names:
-            i += 1
-            name = f"{base}_{i}"
-        self.used_names.add(name)
-        return name
+        return self._unique(name, lambda n: n in self.used_names)
 
     def _op(self, index: int, op) -> None:
         label = op.outputs[0].name if len(op.outputs) else (op.type or "?")
@@ -257,12 +254,19 @@ class FunctionReader:
         return c
 
     def _fresh(self, base: str) -> str:
-        n, i = base, 0
-        while n in self.used_names or n in self.env:
+        return self._unique(base, lambda n: n in self.used_names or n in self.env)
+
+    def _unique(self, base: str, taken) -> str:
+        """`base`, else `base_<i>` for the first free i; the next i to try is remembered per
+        base, so 100k ops sharing one name cost linear time, not quadratic."""
+        i = self.next_suffix.get(base, 0)
+        name = base if i == 0 else f"{base}_{i}"
+        while taken(name):
             i += 1
-            n = f"{base}_{i}"
-        self.used_names.add(n)
-        return n
+            name = f"{base}_{i}"
+        self.next_suffix[base] = i + 1
+        self.used_names.add(name)
+        return name
 
     def _binding(self, b, where: str, const_name: str) -> Tensor:
         kind = b.WhichOneof("binding")

@@ -32,6 +32,7 @@ _IN_INTS = {"int32", "int16", "uint16"}
 
 # Far more elements than any real constant; refuses absurd declared shapes before allocating.
 MAX_ELEMENTS = 1 << 34
+MAX_RANK = 64          # numpy's limit on array dimensions
 
 
 def dtype_name(mil_pb2, code: int, where: str) -> str:
@@ -59,9 +60,14 @@ def tensor_type(mil_pb2, value_type, where: str) -> tuple[str, tuple[int, ...]]:
             raise ModelFormatError(f"{where}: dimension {i} is not a constant size (flexible shapes are not supported)")
         if d.constant.size < 0:
             raise ModelFormatError(f"{where}: dimension {i} has negative size {d.constant.size}")
+        if d.constant.size > MAX_ELEMENTS:    # checked per axis: [0, 2**63] has no elements but no array either
+            raise ModelFormatError(f"{where}: dimension {i} has size {d.constant.size}: more elements than "
+                                   f"anekit accepts on one axis ({MAX_ELEMENTS})")
         shape.append(int(d.constant.size))
+    if len(shape) > MAX_RANK:
+        raise ModelFormatError(f"{where}: rank {len(shape)} is over numpy's limit of {MAX_RANK}")
     if math.prod(shape) > MAX_ELEMENTS:
-        raise ModelFormatError(f"{where}: shape {shape} has more elements than anekit accepts")
+        raise ModelFormatError(f"{where}: shape {shape} has more elements than anekit accepts ({MAX_ELEMENTS})")
     return dtype, tuple(shape)
 
 

@@ -68,7 +68,12 @@ def save_package(prog: Program, path) -> str:
     if os.path.exists(path) and not (os.path.isdir(path) and (
             os.path.isfile(os.path.join(path, package.MANIFEST)) or not os.listdir(path))):
         raise ModelFormatError(f"{path} exists and is not a Core ML package; refusing to overwrite it")
-    model, blobs = model_from_program(prog)
+    try:
+        model, blobs = model_from_program(prog)
+    except UnicodeEncodeError as e:     # protobuf strings are UTF-8: a lone surrogate cannot go in
+        bad = e.object[e.start] if isinstance(e.object, str) else "?"
+        raise ModelFormatError(f"{path}: the name or string {e.object!r} holds {bad!r} at index {e.start}, "
+                               f"a lone surrogate that a Core ML package (UTF-8) cannot hold") from None
     ct = _deps.coremltools()
     parent = os.path.dirname(os.path.abspath(path))
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anekit._files import read_regular
 from anekit.errors import HwxFormatError
 from anekit.hwx._binary import ByteReader
 from anekit.hwx.generations import Generation, generation_for_subtype
@@ -17,6 +18,7 @@ from anekit.hwx.walk import walk_descriptors
 
 OUTPUT_SUFFIX = "@output"  # the compiler marks output buffers by this name suffix
 _VM_PROT_WRITE = 0x2
+MAX_HWX_BYTES = 1 << 30  # compiled programs are megabytes; the whole file is read into memory
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,8 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview) -> HwxFile:
 def _load(source: object) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            with open(source, "rb") as handle:
-                return handle.read()
-        except OSError as exc:
-            raise HwxFormatError(f"cannot read {os.fspath(source)}: {exc.strerror or exc}") from exc
+    if isinstance(source, (str, os.PathLike)):   # a regular file of bounded size: no FIFO, no /dev/zero
+        return read_regular(source, HwxFormatError, ".hwx file", MAX_HWX_BYTES)
     raise HwxFormatError(f"read() takes a path or bytes, not {type(source).__name__}")
 
 

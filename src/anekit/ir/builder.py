@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError
+from ..errors import AnekitError, DTypeError, ShapeError
 from . import dtypes as _dt
 from .graph import Op, Tensor, python_value
 from .spec import REGISTRY, REQUIRED, Args, OpSpec, Param, lookup
@@ -29,7 +29,7 @@ def make_const(value, dtype: str | None = None, name: str | None = None) -> Tens
         src = np.asarray(value)
         if src.dtype == object:
             raise DTypeError(f"const: cannot make a constant from {type(value).__name__}")
-        dtype = dtype or _dt.from_numpy(src.dtype)
+        dtype = _dt.canonical(dtype) if dtype is not None else _dt.from_numpy(src.dtype)
         arr = np.array(src, dtype=_dt.to_numpy(dtype), order="C")
         arr.flags.writeable = False
         shape = arr.shape
@@ -87,11 +87,16 @@ def _const_value(spec: OpSpec, p: Param, value, T: str | None):
             raise _arg_error(ShapeError, spec, p.name, "must be a compile-time constant, "
                              f"got the computed tensor {value.name or value}")
         given, value = value.dtype, value.const
+    if given is None and p.choices and not isinstance(value, str) and _dtype_choice(value, p.choices):
+        value = _dtype_choice(value, p.choices)     # a numpy dtype where a dtype name is chosen
+    given_text = value
     if dtype == "string" or isinstance(value, str):
         if dtype not in (None, "string") or not isinstance(value, str):
             raise _arg_error(DTypeError, spec, p.name, f"must be {dtype or 'a string'}, got {value!r}")
         if p.choices and value not in p.choices:
-            raise _arg_error(ShapeError, spec, p.name, f"= '{value}' is not one of {list(p.choices)}")
+            value = _dtype_choice(value, p.choices)    # cast(dtype="float16") means fp16
+            if value is None:
+                raise _arg_error(ShapeError, spec, p.name, f"= '{given_text}' is not one of {list(p.choices)}")
         return value, value, "string"
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
@@ -118,6 +123,15 @@ def _const_value(spec: OpSpec, p: Param, value, T: str | None):
         raise _arg_error(DTypeError, spec, p.name, f"must be bool, got {value!r}")
     arr = np.array(arr, dtype=_dt.to_numpy(dtype), order="C")
     return python_value(arr), arr, dtype
+
+
+def _dtype_choice(value, choices) -> str | None:
+    """anekit's name for `value` when it spells a dtype among `choices` another way, else None."""
+    try:
+        name = _dt.canonical(value)
+    except DTypeError:
+        return None
+    return name if name in choices else None
 
 
 def build(op_type: str, *args, name: str | None = None, **kwargs):
@@ -229,7 +243,16 @@ def infer(spec: OpSpec, values: dict, T: str | None) -> list[tuple[str, tuple]]:
             if not _fits(t.dtype, p.dtypes, T):
                 want = T if p.dtypes == "T" else p.dtypes
                 raise _arg_error(DTypeError, spec, p.name, f"has dtype {t.dtype}, expected {want}")
-    outs = spec.infer(Args(spec, values, T))
+    try:
+        outs = spec.infer(Args(spec, values, T))
+    except AnekitError:
+        raise
+    except (ArithmeticError, ValueError, IndexError, TypeError, OverflowError) as e:
+        # Shape rules see untrusted values (a zero-entry palette divides by zero): report them.
+        shapes = ", ".join(f"{p.name} {list(v.shape)}" for p in spec.params
+                           if isinstance(v := values.get(p.name), Tensor))
+        raise ShapeError(f"{spec.name}: the shape rule cannot handle these arguments ({shapes}): "
+                         f"{type(e).__name__}: {e}") from None
     result = []
     for dtype, shape in outs:
         shape = tuple(int(s) for s in shape)

@@ -61,11 +61,38 @@ _FROM_NUMPY = {
 }
 
 
-def get(name: str) -> DType:
+# numpy spellings of anekit dtypes ("float16" for fp16); other numpy names equal anekit's.
+_NUMPY_NAMES = {"float16": "fp16", "half": "fp16", "float32": "fp32", "single": "fp32", "float64": "fp64",
+                "double": "fp64", "bfloat16": "bf16", "bool_": "bool"}
+
+
+def canonical(dtype) -> str:
+    """anekit's name for a dtype given as an anekit name ("fp16"), a numpy name ("float16"),
+    a numpy dtype or scalar type (np.float16); DTypeError for anything else."""
+    if isinstance(dtype, str):
+        name = dtype.strip().lower()
+        if name in DTYPES:
+            return name
+        if name in _NUMPY_NAMES:
+            return _NUMPY_NAMES[name]
+    elif dtype is not None and not isinstance(dtype, (bool, int, float)):
+        try:
+            np_name = np.dtype(dtype).name
+        except (TypeError, ValueError):
+            np_name = None
+        if np_name is not None:
+            name = _NUMPY_NAMES.get(np_name, np_name)
+            if name in DTYPES:
+                return name
+    raise DTypeError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)}; numpy names such as "
+                     f"'float16' and numpy dtypes are accepted too)")
+
+
+def get(name) -> DType:
     try:
         return DTYPES[name]
-    except KeyError:
-        raise DTypeError(f"unknown dtype '{name}' (known: {', '.join(DTYPES)})") from None
+    except (KeyError, TypeError):
+        return DTYPES[canonical(name)]
 
 
 def from_numpy(dtype) -> str:
@@ -79,5 +106,5 @@ def from_numpy(dtype) -> str:
         raise DTypeError(f"numpy dtype {dt} has no MIL equivalent") from None
 
 
-def to_numpy(name: str) -> np.dtype:
+def to_numpy(name) -> np.dtype:
     return np.dtype(get(name).numpy)

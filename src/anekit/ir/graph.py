@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import AnekitError, DTypeError, ShapeError
+from . import dtypes as _dt
 from .indexing import plan
 from .spec import OpSpec
 
@@ -221,6 +222,10 @@ def input(name: str, shape, dtype: str = "fp16", range: tuple | None = None, sta
     `state=True` makes it a persistent state buffer (`state<tensor<...>>`, e.g. a KV cache)."""
     if not isinstance(name, str) or not name:
         raise ShapeError(f"input name must be a non-empty string, got {name!r}")
+    try:
+        dtype = _dt.canonical(dtype)      # "float16" and np.float16 mean fp16
+    except DTypeError:
+        pass
     if dtype not in ("fp16", "fp32", "int32", "bool"):
         raise DTypeError(f"input '{name}': dtype '{dtype}' not allowed (fp16, fp32, int32, bool)")
     try:

@@ -39,7 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anekit._files import open_regular
 from anekit.errors import DTypeError, ShapeError, UsageError, WeightFileError
+from anekit.ir.dtypes import canonical
 from anekit.mil import minifloat, subbyte
 
 DTYPE_CODES: dict[str, int] = {
@@ -78,7 +80,12 @@ def _align(offset: int) -> int:
     return -(-offset // ALIGNMENT) * ALIGNMENT
 
 
-def _check_dtype_name(dtype: str) -> str:
+def _check_dtype_name(dtype) -> str:
+    if not (isinstance(dtype, str) and dtype in DTYPE_CODES):
+        try:
+            dtype = canonical(dtype)        # "float16" / np.float16 for fp16
+        except DTypeError:
+            pass
     if not isinstance(dtype, str) or dtype not in DTYPE_CODES:
         raise DTypeError(f"unknown weight.bin dtype {dtype!r}; known: {', '.join(DTYPE_CODES)}")
     return dtype
@@ -111,14 +118,23 @@ class BlobInfo:
 
 def _encode(array, dtype: str | None, where: str) -> tuple[str, object, int]:
     """-> (dtype name, payload buffer of uint8, padding bits) for one item."""
-    arr = array if isinstance(array, np.ndarray) else np.asarray(array)
+    if isinstance(array, np.ndarray):
+        arr = array
+    else:
+        try:
+            arr = np.asarray(array)
+        except (ValueError, TypeError) as err:    # ragged nesting, a malformed tuple
+            raise UsageError(f"{where}: expected an array, an (array, dtype) pair or a Blob, got a "
+                             f"{type(array).__name__} numpy cannot read as an array ({str(err).splitlines()[0]})") from None
+    if arr.dtype.hasobject:
+        raise DTypeError(f"{where}: an array of Python objects has no weight.bin dtype")
     if dtype is None:
         dtype = _NUMPY_TO_DTYPE.get(arr.dtype.newbyteorder("=").str)
         if dtype is None:
             raise DTypeError(
                 f"{where}: numpy {arr.dtype} has no weight.bin dtype; cast to float16/float32/"
                 f"(u)int8/16/32 or pass (array, dtype) for sub-byte, bf16 and fp8")
-    _check_dtype_name(dtype)
+    dtype = _check_dtype_name(dtype)
     if dtype in _NUMPY_STORED:
         stored = _NUMPY_STORED[dtype]
         if arr.dtype.newbyteorder("=") != stored.newbyteorder("="):
@@ -222,7 +238,7 @@ class BlobWriter:
 def _split_item(item) -> tuple[object, str | None]:
     if isinstance(item, Blob):
         return item.array, item.dtype
-    if isinstance(item, (tuple, list)) and len(item) == 2 and (item[1] is None or isinstance(item[1], str)):
+    if isinstance(item, (tuple, list)) and len(item) == 2 and (item[1] is None or isinstance(item[1], (str, type, np.dtype))):
         return item[0], item[1]
     return item, None
 
@@ -241,8 +257,16 @@ def write_blobs(items: Iterable) -> tuple[bytes, list[int]]:
     return writer.getvalue(), offsets
 
 
+MAX_RANK = 64     # numpy's limit on array dimensions
+
+
 def _checked_shape(shape) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    try:
+        dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    except TypeError:
+        raise ShapeError(f"read_blob: shape {shape!r} must be a sequence of non-negative integers") from None
+    if len(dims) > MAX_RANK:
+        raise ShapeError(f"read_blob: shape has rank {len(dims)}, more than numpy's limit of {MAX_RANK}")
     for dim in dims:
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 0:
             raise ShapeError(f"read_blob: shape {shape!r} must be non-negative integers")
@@ -274,9 +298,9 @@ class BlobFile:
             raise
 
     def _map(self, path: str) -> memoryview:
+        handle, length = open_regular(path, WeightFileError, "weight file")   # no FIFO or device
         try:
-            with open(path, "rb") as handle:
-                length = os.fstat(handle.fileno()).st_size
+            with handle:
                 if length < HEADER_SIZE:  # mmap refuses empty files; this check covers it
                     raise WeightFileError(f"{path}: truncated: {length} bytes, the file header needs {HEADER_SIZE}")
                 self._mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -386,10 +410,13 @@ class BlobFile:
 
     def _checked(self, offset: int, dtype, shape) -> tuple[BlobInfo, tuple | None]:
         blob = self.info(offset)
-        if dtype is not None and _check_dtype_name(dtype) != blob.dtype:
+        if dtype is not None and (dtype := _check_dtype_name(dtype)) != blob.dtype:
             raise self._fail(f"blob at offset {blob.offset}: dtype is {blob.dtype} (code {DTYPE_CODES[blob.dtype]}), expected {dtype}")
         if shape is not None:
-            shape = _checked_shape(shape)
+            try:
+                shape = _checked_shape(shape)
+            except ShapeError as err:
+                raise ShapeError(f"{self.name}: blob at offset {blob.offset}: {err}") from None
             expected = math.prod(shape)  # Python ints: no overflow
             if expected != blob.count:
                 raise self._fail(

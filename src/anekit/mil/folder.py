@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .._files import ensure_inside, open_regular, read_regular
 from .._paths import as_path
 from ..errors import MILParseError, ModelFormatError, PathEscapeError, WeightFileError
 from ..ir.graph import Program
@@ -28,6 +29,7 @@ from .printer import MODEL_PATH_PREFIX, WEIGHT_FILE, render
 from .parser import parse_program
 
 MODEL_FILE = "model.mil"
+MAX_MIL_BYTES = 2 << 30     # MIL text is parsed in memory; weights live in weight.bin
 
 def blob_relpath(path: str) -> str:
     """The folder-relative path a BLOBFILE path names, or PathEscapeError (see module doc)."""
@@ -108,9 +110,10 @@ class WeightResolver:
 
 
 def _map_file(path: str):
+    handle, size = open_regular(path, WeightFileError, "weight file")    # no FIFO or device
     try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
+        with handle:
+            if size == 0:
                 return b""   # mmap refuses empty files; the reader reports the truncation
             return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as err:
@@ -129,17 +132,14 @@ def load(path) -> Program:
     path = as_path(path)
     if os.path.isdir(path):
         mil_path, folder = os.path.join(path, MODEL_FILE), path
-        if not os.path.isfile(mil_path):
+        if not os.path.lexists(mil_path):
             raise ModelFormatError(f"{path} is a folder without {MODEL_FILE}")
-    elif os.path.isfile(path):
+        ensure_inside(path, mil_path, f"{MODEL_FILE} of {path}")     # a symlink may not lead outside
+    elif os.path.lexists(path):
         mil_path, folder = path, os.path.dirname(os.path.abspath(path))
     else:
         raise ModelFormatError(f"{path}: no such model folder or .mil file")
-    try:
-        with open(mil_path, "rb") as handle:
-            raw = handle.read()
-    except OSError as err:
-        raise ModelFormatError(f"cannot read {mil_path}: {err.strerror}") from None
+    raw = read_regular(mil_path, ModelFormatError, "MIL file", MAX_MIL_BYTES)
     if raw.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark some editors add
         raw = raw[3:]
     try:
@@ -166,7 +166,9 @@ def save(prog: Program, folder, dialect: str = "ios18") -> None:
         os.makedirs(os.path.dirname(weight_path) if blobs.count else folder, exist_ok=True)
     except OSError as err:
         raise ModelFormatError(f"cannot create model folder {folder}: {err.strerror or err}") from None
+    # Writes stay in the real folder: a `weights/` symlink may not carry them elsewhere.
     if blobs.count:
+        ensure_inside(folder, os.path.dirname(weight_path), f"weights folder of {folder}")
         _replace(weight_path, blobs.write)
     _replace(os.path.join(folder, MODEL_FILE), lambda tmp: _write_text(tmp, text))
 
@@ -178,6 +180,8 @@ def _write_text(path: str, text: str):
 
 def _replace(path: str, write):
     tmp = f"{path}.tmp-{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.remove(tmp)      # a stale file, or a symlink someone planted: never write through it
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -10,7 +10,7 @@ import bisect
 import re
 from typing import NamedTuple
 
-from ..errors import MILParseError
+from ..errors import MILEmitError, MILParseError
 
 IDENT, INT, FLOAT, STRING, PUNCT, EOF = "identifier", "integer", "number", "string", "punctuation", "end of input"
 
@@ -18,6 +18,8 @@ IDENT, INT, FLOAT, STRING, PUNCT, EOF = "identifier", "integer", "number", "stri
 # MIL value needs more than uint64's 20 digits.
 MAX_INT_DIGITS = 40
 
+# A string literal is scanned by _string_end, not by this regex: a repeated alternation
+# costs the regex engine ~330 bytes of backtracking state per character of the literal.
 _TOKEN = re.compile(r"""
     (?P<skip>[ \t\r\n\f\v]+ | //[^\n]*)
   | (?P<block>/\*)
@@ -25,7 +27,7 @@ _TOKEN = re.compile(r"""
   | (?P<float>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)
   | (?P<int>[0-9]+)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<string>"(?:[^"\\\n]|\\[^\n])*")
+  | (?P<string>")
   | (?P<punct>->|[()\[\]{}<>,=;:?+\-])
 """, re.VERBOSE)
 
@@ -70,6 +72,13 @@ def tokenize(source: Source) -> list[Token]:
                 raise source.error("unterminated string literal", pos)
             raise source.error(f"unexpected character {ch!r}", pos)
         kind = m.lastgroup
+        if kind == "string":
+            close = _string_end(text, pos)
+            if close < 0:
+                raise source.error("unterminated string literal", pos)
+            tokens.append(Token(STRING, text[pos:close], pos))
+            pos = close
+            continue
         if kind == "block":
             close = text.find("*/", m.end())
             if close < 0:
@@ -86,14 +95,32 @@ def tokenize(source: Source) -> list[Token]:
                 kind = FLOAT
             elif kind == "ident":
                 kind = IDENT
-            elif kind == "string":
-                kind = STRING
             else:
                 kind = PUNCT
             tokens.append(Token(kind, value, pos))
         pos = m.end()
     tokens.append(Token(EOF, "", end))
     return tokens
+
+
+_STRING_STOP = re.compile(r'["\\\n]')
+
+
+def _string_end(text: str, pos: int) -> int:
+    """Offset just past the string literal opening at `pos` ("..." with backslash escapes,
+    on one line), or -1 when it is not closed; constant memory, one pass."""
+    i, end = pos + 1, len(text)
+    search = _STRING_STOP.search
+    while True:
+        m = search(text, i)
+        if m is None:
+            return -1
+        ch = m.group()
+        if ch == '"':
+            return m.end()
+        if ch == "\n" or m.end() >= end or text[m.end()] == "\n":
+            return -1
+        i = m.end() + 1          # skip the escaped character
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}
@@ -118,7 +145,14 @@ def unquote(source: Source, token: Token) -> str:
 
 
 def quote(value: str) -> str:
-    """A MIL string literal for value (the inverse of unquote)."""
+    """A MIL string literal for value (the inverse of unquote); MILEmitError for a string
+    UTF-8 cannot encode (a lone surrogate), which no MIL file could hold."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise MILEmitError(f"string {value!r} holds {value[e.start]!r} at index {e.start}, a lone "
+                               f"surrogate that UTF-8 (MIL text) cannot encode") from None
     out = ['"']
     for ch in value:
         if ch == '"' or ch == "\\":

@@ -478,13 +478,14 @@ class _Parser:
         self.next()
         self.expect("->", "after the function body")
         self.expect("(", "to open the function outputs")
-        outputs = []
+        outputs, listed = [], set()
         while not self.at(")"):
             tok = self.peek()
             t = scope.lookup(self.ident("an output name"))
-            if any(t is o for o in outputs):   # outputs are named by their tensor: each once
+            if id(t) in listed:   # outputs are named by their tensor: each once
                 raise self.error(f"output '{tok.text}' is listed twice", tok)
             outputs.append(t)
+            listed.add(id(t))
             if not self.accept(","):
                 break
         self.expect(")", "to close the function outputs")
@@ -675,14 +676,18 @@ class _Scope:
         self.ops.append(op)
 
     def finish(self):
-        """Name generated consts `<op>_<param>`, avoiding every name the text defines."""
+        """Name generated consts `<op>_<param>`, avoiding every name the text defines. The next
+        suffix to try is remembered per base, so many ops sharing one name stay linear."""
+        next_suffix: dict[str, int] = {}
         for t, base in self.made:
             base = re.sub(r"[^A-Za-z0-9_]", "_", base)
             base = base if re.match(r"[A-Za-z_]", base) else "c_" + base
-            name, i = base, 0
+            i = next_suffix.get(base, 0)
+            name = base if i == 0 else f"{base}_{i}"
             while name in self.names:
                 i += 1
                 name = f"{base}_{i}"
+            next_suffix[base] = i + 1
             self.names[name] = t
             t.name = t.op.name = name
 

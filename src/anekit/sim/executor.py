@@ -21,6 +21,7 @@ from .fp16 import F32
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
 from .registry import Call
+from .scratch import scratch_bytes
 
 FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
@@ -66,14 +67,15 @@ class Simulator:
                     stateful.add(t.name)
         self._state_names = tuple(t.name for t in fn.inputs if t.name in stateful)
         self.states: dict[str, np.ndarray] = {}
-        self.reset_states()
         self._slot: dict[int, int] = {}
         self._const: dict[int, object] = {}
         self._steps: list[_Step] = []
         for t in fn.inputs:
+            self._check_size(f"input '{t.name}'", [t], 0)
             self._new_slot(t)
         for pos, op in enumerate(fn.ops):
             self._plan_op(pos, op)
+        self.reset_states()     # state buffers are allocated only once everything is validated
         for t in fn.outputs:
             if id(t) not in self._slot:
                 raise ShapeError(f"function '{fn.name}': output '{t.name}' is not produced by any op")
@@ -142,11 +144,7 @@ class Simulator:
         if kernel is None:
             raise UnsupportedOpError(f"the simulator has no kernel for op type '{op.type}' "
                                      f"(op '{op.name}', #{pos} in function '{self.function.name}')")
-        for t in op.outputs:
-            width = 4 if t.dtype not in ("bool",) else 1
-            if math.prod(t.shape) * width > self.max_tensor_bytes:
-                raise ShapeError(f"{op.type} '{op.name}' (op #{pos}): output {list(t.shape)} needs "
-                                 f"more than {self.max_tensor_bytes >> 30} GiB")
+        self._check_size(f"{op.type} '{op.name}' (op #{pos})", op.outputs, scratch_bytes(op))
         tensors, consts, const_params = {}, {}, set()
         folded = True
         for p in op.spec.params:
@@ -182,6 +180,19 @@ class Simulator:
                     value.flags.writeable = False   # shared by every run
         else:
             self._steps.append(step)
+
+    def _check_size(self, where: str, tensors, scratch: int) -> None:
+        """Refuse, before allocating, what would take more than max_tensor_bytes: one tensor, or
+        an op's outputs together with its kernel's scratch memory (sim/scratch.py)."""
+        sizes = [math.prod(t.shape) * (1 if t.dtype == "bool" else 4) for t in tensors]
+        limit = self.max_tensor_bytes
+        total = sum(sizes) + scratch
+        if max(sizes, default=0) > limit or total > limit:
+            shapes = ", ".join(str(list(t.shape)) for t in tensors)
+            parts = (f" ({sum(sizes) / 2**30:.3g} GiB of outputs + {scratch / 2**30:.3g} GiB of kernel scratch)"
+                     if scratch else "")
+            raise ShapeError(f"{where}: {shapes} needs {total / 2**30:.3g} GiB{parts}, more than the "
+                             f"simulator's {limit / 2**30:g} GiB limit")
 
     def _const_value(self, op, pos, p, v):
         if v is None:

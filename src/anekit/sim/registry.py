@@ -23,11 +23,12 @@ from .numerics import Numerics
 FINISH = ("round", "keep")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Kernel:
     op: str
     fn: Callable
     finish: str
+    scratch: Callable | None = None   # scratch(op) -> bytes the kernel allocates besides its outputs
 
 
 def kernel(*names: str, finish: str = "round"):

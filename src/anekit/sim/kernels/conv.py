@@ -18,6 +18,7 @@ import numpy as np
 from .. import mac
 from ..fp16 import F32
 from ..registry import kernel
+from ..scratch import F32_BYTES, elements, scratch
 
 
 def conv_pads(pad_type, pad, size, k, strides, dil) -> list[tuple[int, int]]:
@@ -153,3 +154,34 @@ def conv_transpose(c, x, weight, bias, pad, output_shape, pad_type, strides, dil
     if bias is not None:
         y = c.nx.store(y + bias.reshape((1, -1) + (1,) * sp))
     return y
+
+
+@scratch("conv")
+def conv_scratch(op) -> int:
+    """Padded input copy + im2col columns [N, taps * Cin, positions] + the matmul result."""
+    x, w, out = op.inputs["x"], op.inputs["weight"], op.outputs[0]
+    n, cin = x.shape[:2]
+    taps, positions = elements(w.shape[2:]), elements(out.shape[2:])
+    columns = n * taps * cin * positions
+    return F32_BYTES * (elements(x.shape) + columns + elements(out.shape))
+
+
+@scratch("conv_transpose")
+def conv_transpose_scratch(op) -> int:
+    """The zero-stuffed input, its im2col columns over the uncropped output, and that output."""
+    x, w, out = op.inputs["x"], op.inputs["weight"], op.outputs[0]
+    n, cin = x.shape[:2]
+    sp = len(x.shape) - 2
+    strides, dil = _ints(op, "strides", sp), _ints(op, "dilations", sp)
+    k = w.shape[2:]
+    stuffed = n * cin * elements((s - 1) * st + 1 for s, st in zip(x.shape[2:], strides))
+    full = elements((s - 1) * st + d * (kk - 1) + 1 for s, st, d, kk in zip(x.shape[2:], strides, dil, k))
+    return F32_BYTES * (stuffed + n * elements(k) * cin * full + 2 * n * out.shape[1] * full)
+
+
+def _ints(op, name: str, n: int) -> list[int]:
+    v = op.inputs.get(name)
+    if v is None or getattr(v, "const", None) is None:
+        return [1] * n
+    vals = [max(int(i), 1) for i in np.asarray(v.const).reshape(-1)]
+    return vals if len(vals) == n else [1] * n

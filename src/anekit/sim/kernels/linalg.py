@@ -7,6 +7,7 @@ import numpy as np
 
 from ..fp16 import F32
 from ..registry import kernel
+from ..scratch import F32_BYTES, elements, scratch
 from .reduce import softmax_along
 
 
@@ -42,3 +43,11 @@ def scaled_dot_product_attention(c, query, key, value, attn_mask):
             scores = nx.store(scores + attn_mask)
     probs = nx.store(softmax_along(nx, scores, -1))
     return nx.matmul(probs, value).reshape(c.out_shape())
+
+
+@scratch("scaled_dot_product_attention")
+def attention_scratch(op) -> int:
+    """Scores, scaled scores, masked scores and softmax probabilities: four [..., L, S] arrays."""
+    q, k = op.inputs["query"], op.inputs["key"]
+    batch = np.broadcast_shapes(tuple(q.shape[:-2]), tuple(k.shape[:-2]))
+    return 4 * F32_BYTES * elements(batch) * q.shape[-2] * k.shape[-2]
