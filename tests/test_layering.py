@@ -106,9 +106,10 @@ def test_every_module_imports_alone():
     assert r.stdout.strip() == "", r.stdout
 
 
-# Imports deliberately made inside functions: optional dependencies (matplotlib) and the CLI's
-# command handlers (every start registers every command; each loads only what it runs).
-LAZY_IMPORTS_ALLOWED = ("anekit/cli/", "anekit/cost/roofline.py")
+# Imports deliberately made inside functions: optional dependencies (matplotlib), the CLI's
+# command handlers (every start registers every command; each loads only what it runs) and the
+# importers' entry points (each importer module imports torch or onnx, optional and slow).
+LAZY_IMPORTS_ALLOWED = ("anekit/cli/", "anekit/cost/roofline.py", "anekit/importers/__init__.py")
 # Optional extras (pyproject's optional-dependencies): imported where used, so the core needs
 # numpy alone.
 OPTIONAL_PACKAGES = frozenset({"matplotlib", "scipy", "sklearn", "tqdm", "torch", "safetensors", "tokenizers",

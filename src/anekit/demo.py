@@ -14,6 +14,8 @@ from .errors import UsageError
 from .models import stories
 from .runtime import compile as compile_program, resolve_target
 from .sim.profiles import profile_for
+from .errors import TargetError
+from .targets import get as get_target, names
 
 
 # Families whose numerics the simulator models from measurements (sim/profiles.py).
@@ -112,8 +114,6 @@ def _traits(p) -> str:
 def demo_target(name):
     """The chip record for `name`; unknown names and legacy (pre-A13) targets, whose numerics
     nobody measured, are refused with the names the demo takes."""
-    from .errors import TargetError
-    from .targets import get as get_target, names
     try:
         tgt = resolve_target(name)
     except TargetError:

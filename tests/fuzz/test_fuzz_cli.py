@@ -9,8 +9,8 @@ import argparse
 import os
 
 import pytest
-from conftest import FUZZ
-from corpus import copy_seed, has_coremltools, hwx_seeds, seeds
+from .conftest import FUZZ
+from .corpus import copy_seed, has_coremltools, hwx_seeds, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

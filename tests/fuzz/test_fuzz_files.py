@@ -7,11 +7,11 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import FUZZ
-from corpus import copy_seed, has_coremltools, hwx_seeds, seeds
+from .conftest import FUZZ
+from .corpus import copy_seed, has_coremltools, hwx_seeds, seeds
 from hypothesis import given
 from hypothesis import strategies as st
-from mutations import HOSTILE_KINDS, hostile_kind, make_hostile, mutate_bytes, mutations
+from .mutations import HOSTILE_KINDS, hostile_kind, make_hostile, mutate_bytes, mutations
 
 import anekit as ak
 from anekit.errors import AnekitError, PathEscapeError

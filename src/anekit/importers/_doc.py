@@ -1,5 +1,7 @@
 """The supported-op lists of docs/importers.md, generated from the importers' tables."""
 from __future__ import annotations
+from .aten_table import ATEN
+from .onnx_table import ONNX
 
 
 def _table(title: str, table: dict) -> str:
@@ -14,6 +16,4 @@ def _table(title: str, table: dict) -> str:
 
 
 def ops_markdown() -> str:
-    from .aten_table import ATEN
-    from .onnx_table import ONNX
     return _table("PyTorch (ATen)", ATEN) + "\n" + _table("ONNX", ONNX)

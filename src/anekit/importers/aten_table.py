@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ModelImportError
 from ..ir.builder import build
 from ._common import FLOATS, broadcast_to, same_float, table_decorator
+from ..ir.graph import Tensor
 
 ATEN: dict = {}
 rule = table_decorator(ATEN)
@@ -189,7 +190,6 @@ def sdpa(cx, a):
 def _mask(cx, mask):
     """Boolean masks stay boolean; additive float masks are clipped to -1e4 so fp16 stays finite
     (exp(-1e4) underflows to 0 all the same)."""
-    from ..ir.graph import Tensor
     if isinstance(mask, Tensor):
         return mask if mask.dtype == "bool" or mask.dtype == cx.dtype else build("cast", mask, dtype=cx.dtype)
     arr = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)

@@ -17,6 +17,7 @@ from ..ir import graph as _graph
 from ..ir.builder import build
 from ..ir.graph import Tensor
 from ._common import check_dtype, const_from_array, innermost_frame, input_dtype
+from .onnx_table import ONNX
 
 
 def _onnx():
@@ -96,7 +97,6 @@ def from_onnx(path, *, dtype: str = "fp16"):
     dtype: the program's float type ("fp16", or "fp32" to keep weights in fp32).
     """
     onnx = _onnx()
-    from .onnx_table import ONNX
 
     check_dtype(dtype)
     if isinstance(path, onnx.ModelProto):

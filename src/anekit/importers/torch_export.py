@@ -16,6 +16,8 @@ from ..errors import AnekitError, DependencyError, ModelImportError, UnmappedOpE
 from ..ir import graph as _graph
 from ..ir.graph import Tensor
 from ._common import check_dtype, const_from_array, innermost_frame, input_dtype
+from .aten_table import ATEN
+from ..ir.builder import build
 
 
 def _torch():
@@ -109,7 +111,6 @@ def from_torch(module, example_inputs, *, dtype: str = "fp16", decompose: bool =
 def convert_exported(ep, *, dtype: str = "fp16", decomposed: bool = False):
     """An ExportedProgram as an anekit Program (`decomposed`: it was lowered to Core ATen)."""
     from torch.export.graph_signature import InputKind
-    from .aten_table import ATEN
 
     torch = _torch()
     check_dtype(dtype)
@@ -151,7 +152,6 @@ def convert_exported(ep, *, dtype: str = "fp16", decomposed: bool = False):
 
 
 def _identity(t: Tensor) -> Tensor:
-    from ..ir.builder import build
     return build("identity", t)
 
 

@@ -28,6 +28,7 @@ class Tensor:
     rank = property(lambda self: len(self.shape))
     ndim = rank
     size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+    is_const = property(lambda self: self.op is not None and self.op.type == "const")
 
     def __repr__(self) -> str:
         return f"Tensor({self.name or '?'}: {self.dtype}{list(self.shape)})"
