@@ -25,8 +25,7 @@ import numpy as np
 from .. import ir
 from ..errors import UsageError
 from ..ir.builder import build as _op
-from ..ir.passes import pad_runtime_matmuls
-from ..preflight.ane_route import runtime_matmul_multiple
+from ..preflight.ane_route import pad_runtime_matmuls_for
 from .sampling import Sampler
 
 MASK = -1e4          # additive mask; finite so fp16 arithmetic stays in range (softmax -> 0)
@@ -150,8 +149,7 @@ def _for_target(outs: dict, target) -> dict:
     """The graph behind `outs` as `target` runs it: on M1 the attention matmuls (two runtime
     operands) over a head_dim or a length that is not a multiple of 32 are zero-padded along
     it, which leaves every output as it was (preflight/ane_route.py)."""
-    multiple = runtime_matmul_multiple(target) if target is not None else None
-    return outs if multiple is None else pad_runtime_matmuls(outs, multiple)
+    return outs if target is None else pad_runtime_matmuls_for(outs, target)
 
 
 def build_prefill(arch: Arch, weights: dict, seq: int, dtype: str = "fp16", target=None) -> ir.Program:

@@ -11,14 +11,16 @@ them as findings and the ANE backend refuses a program with the same functions
   returns zeros without an error. The guide's capability chapter (ch. 4) lists matmul as
   native from M1 and does not state this limit; it is reported by public reverse-engineering
   of the direct route and not measured by anekit (docs/hardware.md). `runtime_matmul_multiple`
-  is the one place that says which targets need it; anekit.ir.passes.pad_runtime_matmuls
-  zero-pads the contraction axis for them (training lowering and the decoder apply it).
+  is the one place that says which targets need it; `pad_runtime_matmuls_for` zero-pads the
+  contraction axis for them (anekit.ir.passes; the training lowering, the decoder and the
+  demo build their programs through it).
 """
 from __future__ import annotations
 
 import re
 
 from .. import targets
+from ..ir.passes import pad_runtime_matmuls
 from ..ir.weights import is_weight
 from .report import Finding
 
@@ -40,6 +42,14 @@ def runtime_matmul_multiple(target) -> int | None:
     if isinstance(target, str):
         target = targets.get(target)
     return _multiple_for(target.compiler)
+
+
+def pad_runtime_matmuls_for(outputs, target):
+    """The graph behind `outputs` (a tensor, a list or a {name: tensor} dict) as `target` runs
+    it: unchanged, or with its runtime-operand matmuls zero-padded to the multiple that target
+    needs (anekit.ir.passes.pad_runtime_matmuls; outputs unchanged)."""
+    multiple = runtime_matmul_multiple(target)
+    return outputs if multiple is None else pad_runtime_matmuls(outputs, multiple)
 
 
 def _multiple_for(compiler: str) -> int | None:

@@ -21,9 +21,9 @@ import itertools
 
 from ..ir.builder import build as b
 from ..ir.ops._gradlib import embed, flat_taps, narrow, numel, window_pads
-from ..ir.passes import pad_runtime_matmuls, rewrite
+from ..ir.passes import rewrite
 from ..ir.weights import is_weight
-from ..preflight.ane_route import runtime_matmul_multiple
+from ..preflight.ane_route import pad_runtime_matmuls_for
 from ..preflight.training import FORMS, lowered_form
 
 _serial = itertools.count()   # names for unnamed ops the rewrite touches
@@ -46,8 +46,7 @@ def lower_runtime_weights(outputs, target=None):
     (M1, preflight/ane_route.py), every runtime-operand matmul, the backward graph's and the
     rewrite's own, is then zero-padded to it (anekit.ir.passes.pad_runtime_matmuls)."""
     lowered = rewrite(outputs, lambda o, inputs: _LOWER[o.type](o, inputs) if needs_lowering(o) else None)
-    multiple = runtime_matmul_multiple(target) if target is not None else None
-    return lowered if multiple is None else pad_runtime_matmuls(lowered, multiple)
+    return lowered if target is None else pad_runtime_matmuls_for(lowered, target)
 
 
 def _base(o) -> str:
