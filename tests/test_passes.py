@@ -143,3 +143,23 @@ def test_lowering_pads_for_the_target_it_is_given():
     b = ak.compile(ak.program(m1), backend="sim", target="m1", numerics="profile")(feeds)
     for k in outs:
         assert np.array_equal(np.asarray(a[k]).view(np.uint16), np.asarray(b[k]).view(np.uint16)), k
+
+
+def test_the_ane_backend_takes_the_padded_attention_block_it_refuses_unpadded():
+    """A Stories block with head_dim 48 (the demo's default geometry): the direct route's
+    preflight refuses it on M1 and compiles it once padded for M1 (the fake transport stands
+    in for the framework); the demo builds its block this way."""
+    from anekit.models import stories
+    from anekit.preflight.ane_route import pad_runtime_matmuls_for
+    from anekit.runtime.ane import FakeTransport
+    x = ak.input("x", (1, 96, 1, 16))
+    outs = {"y": stories.layer(x, stories.random_weights(96, 64, 1, 0)[0], 2)}
+    assert pad_runtime_matmuls_for(outs, "m4") is outs
+
+    def compile_m1(o):
+        return ak.compile(ak.program(o), backend="ane", transport=FakeTransport(chip="m1"), target="m1")
+    with pytest.raises(ak.errors.ShapeError, match="inner dimension of 48"):
+        compile_m1(outs)
+    padded = pad_runtime_matmuls_for(outs, "m1")
+    assert ak.check(ak.program(padded), "m1", route="direct").ok
+    assert compile_m1(padded).backend == "ane"
