@@ -270,9 +270,9 @@ def ours(case, values, probe, target="m1", numerics="exact", dtype="fp32"):
     floats = [t for t, v in zip(ins, values) if v.dtype.kind == "f"]
     grads = ak.grad(loss, floats)
     outs = {f"g{i}": g for i, g in enumerate(grads)} | {"loss": loss}
-    if numerics == "profile":   # the chip runs runtime-weight convs in their lowered form
+    if numerics == "profile":   # the chip runs runtime-weight convs lowered, M1's runtime matmuls padded
         from anekit.train.lowering import lower_runtime_weights
-        outs = lower_runtime_weights(outs)
+        outs = lower_runtime_weights(outs, target)
     prog = ak.program(outs)
     np_dtype = np.float16 if dtype == "fp16" else np.float32
     feeds = {t.name: (v.astype(np_dtype) if v.dtype.kind == "f" else v) for t, v in zip(ins, values)}
@@ -446,7 +446,8 @@ def test_backward_graph_is_an_ordinary_program():
     w = ak.param("w", np.random.default_rng(0).standard_normal((3, 2, 3, 3)) * 0.1)
     loss = ak.reduce_mean(ak.max_pool(ak.relu(ak.conv(x, w)), kernel_sizes=[2, 2], strides=[2, 2]))
     (gw,) = ak.grad(loss, [w])
-    prog = ak.program({"gw": gw})
+    from anekit.train.lowering import lower_runtime_weights
+    prog = ak.program(lower_runtime_weights({"gw": gw}, "m1"))   # as the Trainer builds it for M1
     text, files = mil.emit(prog)
     back = mil.parse(text, weights=files)
     types = {o.type for o in back.main.ops}
@@ -489,10 +490,11 @@ def test_digits_style_network_gradient(fp16):
 
 
 def _off_engine(outputs, target):
-    """(op type, rule) of what keeps a graph (runtime weights lowered) off the engine, apart
-    from int/bool program inputs (the test feeds indices and masks that way)."""
+    """(op type, rule) of what keeps a graph (lowered for the target as the Trainer does it:
+    runtime weights rewritten, M1's runtime matmuls padded) off the engine, apart from int/bool
+    program inputs (the test feeds indices and masks that way)."""
     from anekit.train.lowering import lower_runtime_weights
-    rep = ak.check(ak.program(lower_runtime_weights(outputs)), target)
+    rep = ak.check(ak.program(lower_runtime_weights(outputs, target)), target)
     return [(f.op_type, f.rule) for f in rep.findings
             if f.verdict in ("unsupported", "over_limit") and f.rule != "input-dtype"]
 

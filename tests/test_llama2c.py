@@ -236,11 +236,14 @@ def test_decode_program_keeps_the_cache_as_state_and_runs_every_position():
     assert "slice_update" not in types          # the position is data, not a compile-time constant
     text, _ = ak.mil.emit(prog)
     assert "state<tensor<fp16, [1, 2, 8, 24]>> k_cache0" in text
-    io = m.decode_program(state=False)
+    io = m.decode_program(state=False, target="m1")
     assert not io.main.states and "k0" in io.main.output_names
-    # the checker accepts both programs and the prefill for the chips that would run them
+    # the checker accepts both programs and the prefill in the form built for the chips that
+    # would run them (M1: attention over head_dim 8 and 24 positions zero-padded to 32)
     assert ak.check(prog, target="m4").ok and ak.check(m.prefill_program(8), target="m4").ok
-    assert ak.check(io, target="m1").ok
+    assert ak.check(io, target="m1").ok and ak.check(m.prefill_program(8, target="m1"), target="m1").ok
+    flagged = ak.check(m.decode_program(state=False), target="m1").findings
+    assert {f.value for f in flagged if f.rule == "m1-runtime-matmul"} == {TINY.dim // TINY.n_heads, TINY.seq_len}
 
 
 def test_generation_compiles_two_programs_and_picks_the_cache_by_target():

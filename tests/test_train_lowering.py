@@ -61,7 +61,12 @@ def test_check_reports_the_form_chosen_and_why():
     (refused,) = [fd for fd in before.findings if fd.rule == "dynamic-weight-conv" and fd.op == "c1"]
     assert refused.verdict == "unsupported" and "lower_runtime_weights" in refused.reason
 
-    after = ak.check(ak.program(lower_runtime_weights(outs)), "m1")
+    # lowered without a target, runtime matmuls (the lowered forms' and the backward graph's)
+    # keep inner dimensions M1 returns as zeros; lowered for M1 they are zero-padded to 32s
+    unpadded = ak.check(ak.program(lower_runtime_weights(outs)), "m1")
+    assert {"c1__patch_matmul", "fc__weight_matmul"} <= {fd.op for fd in unpadded.findings
+                                                          if fd.rule == "m1-runtime-matmul"}
+    after = ak.check(ak.program(lower_runtime_weights(outs, "m1")), "m1")
     assert after.ok, [f for f in after.findings if f.verdict in ("unsupported", "over_limit")]
     forms = {fd.op: fd for fd in after.findings if fd.rule == "runtime-weight"}
     assert forms["c1__patch_matmul"].verdict == "decomposed" and "batch 4" in forms["c1__patch_matmul"].reason
@@ -96,7 +101,7 @@ def test_lowered_28x28_training_graph_passes_check_on_m1():
     logits = ak.linear(ak.reshape(h, shape=[32, -1]), fc)
     loss = -ak.reduce_mean(ak.reduce_sum(ak.log_softmax(logits, axis=1) * y, axes=[1]))
     grads = ak.grad(loss, [w1, w2, fc], seed=ak.input("loss_scale", loss.shape))
-    prog = ak.program(lower_runtime_weights({"loss": loss, "g1": grads[0], "g2": grads[1], "gf": grads[2]}))
+    prog = ak.program(lower_runtime_weights({"loss": loss, "g1": grads[0], "g2": grads[1], "gf": grads[2]}, "m1"))
     rep = ak.check(prog, "m1")
     assert rep.ok, [f for f in rep.findings if f.verdict in ("unsupported", "over_limit")][:3]
     # conv2's data gradient is lowered without a width-offset slice of the loss-scaled cotangent
@@ -115,6 +120,6 @@ def test_check_flags_runtime_weight_linear_and_conv_transpose_until_lowered():
     before = {f.op: f for f in ak.check(ak.program(out), "m1").findings if f.rule == "runtime-weight"}
     assert before["up"].verdict == before["fc"].verdict == "unsupported"
     assert "constant weight" in before["fc"].reason and "iOS 17" in before["up"].reason
-    after = ak.check(ak.program(lower_runtime_weights(out)), "m1")
+    after = ak.check(ak.program(lower_runtime_weights(out, "m1")), "m1")
     names = sorted(f.op for f in after.findings if f.rule == "runtime-weight")
     assert names == ["fc__weight_matmul"] + [f"up__tap_matmul{t}" for t in range(4)] and after.ok

@@ -12,6 +12,7 @@ import numpy as np
 from . import ir, mil
 from .errors import UsageError
 from .models import stories
+from .preflight.ane_route import pad_runtime_matmuls_for
 from .runtime import compile as compile_program, resolve_target
 from .sim.profiles import profile_for
 from .errors import TargetError
@@ -45,7 +46,8 @@ def run_demo(target: str | None = None, backend: str = "auto", dim: int = 288, h
     t0 = time.perf_counter()
     weights = stories.random_weights(dim, hidden, 1, seed)[0]
     x = ir.input("x", (1, dim, 1, seq))
-    prog = ir.program({"y": stories.layer(x, weights, heads)})
+    # M1 takes the attention matmuls over head_dim / seq zero-padded to multiples of 32
+    prog = ir.program(pad_runtime_matmuls_for({"y": stories.layer(x, weights, heads)}, tgt))
     t["build"] = time.perf_counter() - t0
 
     dialect = tgt.dialect

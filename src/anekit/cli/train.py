@@ -113,7 +113,7 @@ def run_train(args) -> int:
 def _evaluator(ds, size, target, numerics):
     from .. import runtime
     from ..models import digits
-    exe = runtime.compile(digits.eval_program(size, len(ds.test_y)), backend="sim", target=target,
+    exe = runtime.compile(digits.eval_program(size, len(ds.test_y), target), backend="sim", target=target,
                           numerics=numerics)
 
     def evaluate(params) -> float:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import ir
 from ..errors import UsageError
 from .. import concat, conv, coreml_update_state, matmul, read_state, rsqrt, silu, slice_by_size, tile
+from ..preflight.ane_route import pad_runtime_matmuls_for
 from .sampling import Sampler
 from .. import dialects
 from ..quantization import FORMATS, quantize
@@ -148,10 +149,18 @@ def _head(x, weights: dict, arch: Arch):
     return _conv(_rmsnorm(x, weights["final_norm"], arch.norm_eps), weights["wcls"])
 
 
-def build_prefill(arch: Arch, weights: dict, seq: int, dtype: str = "fp16") -> ir.Program:
+def _for_target(outs: dict, target) -> dict:
+    """The graph behind `outs` as `target` runs it: on M1 the attention matmuls (two runtime
+    operands) over a head_dim or a length that is not a multiple of 32 are zero-padded along
+    it, which leaves every output as it was (preflight/ane_route.py)."""
+    return outs if target is None else pad_runtime_matmuls_for(outs, target)
+
+
+def build_prefill(arch: Arch, weights: dict, seq: int, dtype: str = "fp16", target=None) -> ir.Program:
     """Causal forward over `seq` tokens: inputs x [1, dim, 1, seq] (embedded tokens), cos / sin
     [1, 1, hd/2, seq]; outputs logits [1, vocab, 1, seq] and each layer's k / v
-    [1, kv_heads, hd, seq] (RoPE applied to k) to seed the cache."""
+    [1, kv_heads, hd, seq] (RoPE applied to k) to seed the cache. `target` (a chip record or
+    name, None for any) pads the attention matmuls where that chip needs it."""
     x = ir.input("x", (1, arch.dim, 1, seq), dtype)
     cos, sin = (ir.input(n, (1, 1, arch.hd // 2, seq), dtype) for n in ("cos", "sin"))
     mask = np.triu(np.full((seq, seq), MASK, np.float32), k=1).reshape(1, 1, seq, seq)
@@ -160,14 +169,15 @@ def build_prefill(arch: Arch, weights: dict, seq: int, dtype: str = "fp16") -> i
         q, k, v = _qkv(_rmsnorm(x, w["attn_norm"], arch.norm_eps), w, arch, cos, sin)
         x = _ffn(x + _conv(_attention(q, k, v, mask, arch), w["wo"], w.get("bo")), w, arch)
         outs[f"k{i}"], outs[f"v{i}"] = k, v
-    return ir.program({"logits": _head(x, weights, arch), **outs})
+    return ir.program(_for_target({"logits": _head(x, weights, arch), **outs}, target))
 
 
-def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = True) -> ir.Program:
+def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = True, target=None) -> ir.Program:
     """One token at a runtime position: inputs x [1, dim, 1, 1], cos / sin [1, 1, hd/2, 1],
     mask [1, 1, 1, T] (0 up to the position, MASK after), onehot [1, 1, 1, T] (1 at the
     position) and the caches k_cache{i} / v_cache{i} [1, kv_heads, hd, T], T = seq_len.
-    Output logits [1, vocab, 1, 1]; with state=False also the updated caches k{i} / v{i}."""
+    Output logits [1, vocab, 1, 1]; with state=False also the updated caches k{i} / v{i}.
+    `target` as in build_prefill."""
     t = arch.seq_len
     x = ir.input("x", (1, arch.dim, 1, 1), dtype)
     cos, sin = (ir.input(n, (1, 1, arch.hd // 2, 1), dtype) for n in ("cos", "sin"))
@@ -188,7 +198,7 @@ def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = T
                 outs[f"{name}{i}"] = cache
             caches.append(cache)
         x = _ffn(x + _conv(_attention(q, caches[0], caches[1], mask, arch), w["wo"], w.get("bo")), w, arch)
-    return ir.program({"logits": _head(x, weights, arch), **outs})
+    return ir.program(_for_target({"logits": _head(x, weights, arch), **outs}, target))
 
 
 # --- the model -----------------------------------------------------------------------------
@@ -259,16 +269,18 @@ class Decoder:
             return self._compiled[full], 0.0
         t0 = time.perf_counter()
         # Exact numerics build an fp32 graph so weights keep their float32 values.
-        prog = build("fp32" if numerics == "exact" else "fp16")
+        prog = build("fp32" if numerics == "exact" else "fp16", resolve_target(target))
         options = {"numerics": numerics} if backend == "sim" else {}
         self._compiled[full] = exe = ak_compile(prog, backend=backend, target=target, **options)
         return exe, time.perf_counter() - t0
 
-    def prefill_program(self, seq: int, dtype: str = "fp16") -> ir.Program:
-        return self._compress(build_prefill(self.arch, self.graph_weights, seq, dtype))
+    def prefill_program(self, seq: int, dtype: str = "fp16", target=None) -> ir.Program:
+        """The prefill program; with a `target`, in the form that chip runs (build_prefill)."""
+        return self._compress(build_prefill(self.arch, self.graph_weights, seq, dtype, target))
 
-    def decode_program(self, dtype: str = "fp16", state: bool = True) -> ir.Program:
-        return self._compress(build_decode(self.arch, self.graph_weights, dtype, state))
+    def decode_program(self, dtype: str = "fp16", state: bool = True, target=None) -> ir.Program:
+        """The decode program; with a `target`, in the form that chip runs (build_decode)."""
+        return self._compress(build_decode(self.arch, self.graph_weights, dtype, state, target))
 
     def _embed(self, tokens) -> np.ndarray:
         return self.graph_weights["embed"][np.asarray(tokens)].T.reshape(1, self.arch.dim, 1, -1)
@@ -279,7 +291,8 @@ class Decoder:
         after the prompt changes nothing before it (and decode overwrites those cache slots)."""
         s = len(ids)
         n = min(self.arch.seq_len, 1 << (s - 1).bit_length())
-        exe, compile_s = self._exe(("prefill", n), lambda dt: self.prefill_program(n, dt), numerics, target, backend)
+        exe, compile_s = self._exe(("prefill", n), lambda dt, tgt: self.prefill_program(n, dt, tgt),
+                                   numerics, target, backend)
         cos, sin = rope_tables(self.arch, range(n))
         out = exe({"x": self._embed(list(ids) + [0] * (n - s)), "cos": cos, "sin": sin})
         return compile_s, {k: v[..., :s] for k, v in out.items()}
@@ -323,7 +336,7 @@ class Decoder:
                 buf = np.zeros((1, arch.n_kv_heads, arch.hd, t_max), np.float32)
                 buf[..., :s] = out[f"{name}{i}"]
                 caches[f"{name}_cache{i}"] = buf
-        decode, compile_s = self._exe(("decode", state), lambda dt: self.decode_program(dt, state),
+        decode, compile_s = self._exe(("decode", state), lambda dt, tgt: self.decode_program(dt, state, tgt),
                                       numerics, target, backend)
         stats.compile_s += compile_s
         pos = s

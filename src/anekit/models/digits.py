@@ -84,10 +84,10 @@ def build(image_size: int, batch_size: int, seed: int = 0):
     return cross_entropy(logits, y), list(params.values()), logits
 
 
-def eval_program(image_size: int, batch_size: int):
+def eval_program(image_size: int, batch_size: int, target=None):
     """Logits for a batch of images, with the parameters as inputs (compiled once, fed the
-    trainer's current weights)."""
+    trainer's current weights); `target` as in lower_runtime_weights."""
     p = {name: ir.input(name, shape) for name, shape in layout(image_size)}
     x = ir.input("x", (batch_size, 1, image_size, image_size))
     # The same engine forms as the training program, so evaluation sees the same numerics.
-    return ir.program(lower_runtime_weights({"logits": forward(p, x)}), name="digits_eval")
+    return ir.program(lower_runtime_weights({"logits": forward(p, x)}, target), name="digits_eval")

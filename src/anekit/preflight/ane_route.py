@@ -10,12 +10,17 @@ them as findings and the ANE backend refuses a program with the same functions
 - On M1 (h13) a matmul of two runtime tensors whose inner dimension is not a multiple of 32
   returns zeros without an error. The guide's capability chapter (ch. 4) lists matmul as
   native from M1 and does not state this limit; it is reported by public reverse-engineering
-  of the direct route and not measured by anekit (docs/hardware.md).
+  of the direct route and not measured by anekit (docs/hardware.md). `runtime_matmul_multiple`
+  is the one place that says which targets need it; `pad_runtime_matmuls_for` zero-pads the
+  contraction axis for them (anekit.ir.passes; the training lowering, the decoder and the
+  demo build their programs through it).
 """
 from __future__ import annotations
 
 import re
 
+from .. import targets
+from ..ir.passes import pad_runtime_matmuls
 from ..ir.weights import is_weight
 from .report import Finding
 
@@ -29,6 +34,26 @@ def compiler_generation(compiler: str) -> int | None:
     """13 for "h13g", 17 for "h17s"; None for names that are not hNN targets."""
     m = re.match(r"h(\d+)", (compiler or "").lower())
     return int(m.group(1)) if m else None
+
+
+def runtime_matmul_multiple(target) -> int | None:
+    """The multiple a runtime-operand matmul's inner dimension must be on `target` (a chip
+    record, a chip or compiler name, e.g. "m1", "h13g"), or None where any size runs."""
+    if isinstance(target, str):
+        target = targets.get(target)
+    return _multiple_for(target.compiler)
+
+
+def pad_runtime_matmuls_for(outputs, target):
+    """The graph behind `outputs` (a tensor, a list or a {name: tensor} dict) as `target` runs
+    it: unchanged, or with its runtime-operand matmuls zero-padded to the multiple that target
+    needs (anekit.ir.passes.pad_runtime_matmuls; outputs unchanged)."""
+    multiple = runtime_matmul_multiple(target)
+    return outputs if multiple is None else pad_runtime_matmuls(outputs, multiple)
+
+
+def _multiple_for(compiler: str) -> int | None:
+    return M1_RUNTIME_MATMUL_MULTIPLE if compiler_generation(compiler) == 13 else None
 
 
 def io_findings(fn) -> list[Finding]:
@@ -81,18 +106,20 @@ def const_input_findings(op) -> list[Finding]:
 
 def m1_matmul_findings(op, compiler: str) -> list[Finding]:
     """The M1 runtime-operand matmul whose outputs come back silently zero."""
-    if op.type != "matmul" or compiler_generation(compiler) != 13:
+    multiple = _multiple_for(compiler)
+    if op.type != "matmul" or multiple is None:
         return []
     x, y = op.inputs["x"], op.inputs["y"]
     if is_weight(x) or is_weight(y):
         return []
     inner = x.shape[-2] if op.attr("transpose_x") and x.rank > 1 else x.shape[-1]
-    if inner % M1_RUNTIME_MATMUL_MULTIPLE == 0:
+    if inner % multiple == 0:
         return []
     return [Finding(op.name, op.type, "unsupported", "m1-runtime-matmul",
                     f"matmul multiplies two runtime tensors over an inner dimension of {inner}; on M1 (h13) that "
-                    f"dimension must be a multiple of {M1_RUNTIME_MATMUL_MULTIPLE} or the outputs are silently zero",
-                    f"multiple of {M1_RUNTIME_MATMUL_MULTIPLE}", inner, SOURCE_M1_MATMUL)]
+                    f"dimension must be a multiple of {multiple} or the outputs are silently zero "
+                    "(anekit.ir.passes.pad_runtime_matmuls zero-pads it)",
+                    f"multiple of {multiple}", inner, SOURCE_M1_MATMUL)]
 
 
 def op_findings(op, compiler: str) -> list[Finding]:

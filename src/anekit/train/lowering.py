@@ -10,7 +10,7 @@ iOS 17 (coremltools' op definitions), so with a runtime weight those are always 
 a linear as a matmul with the weight transposed, a transposed convolution as one matmul per
 kernel tap whose result is scattered back (`embed`).
 
-    outs = lower_runtime_weights({"loss": loss, "dw": dw})   # then ak.program(outs)
+    outs = lower_runtime_weights({"loss": loss, "dw": dw}, target="m1")   # then ak.program(outs)
 
 Each op this writes is named `<op>__<form>` (forms in FORMS), so `ak.check` can say which
 form a runtime-weight op took and why (anekit.preflight.training).
@@ -20,9 +20,10 @@ from __future__ import annotations
 import itertools
 
 from ..ir.builder import build as b
-from ..ir.graph import Op, Tensor, topo_order
 from ..ir.ops._gradlib import embed, flat_taps, narrow, numel, window_pads
+from ..ir.passes import rewrite
 from ..ir.weights import is_weight
+from ..preflight.ane_route import pad_runtime_matmuls_for
 from ..preflight.training import FORMS, lowered_form
 
 _serial = itertools.count()   # names for unnamed ops the rewrite touches
@@ -37,34 +38,15 @@ def needs_lowering(op) -> bool:
     return op.type != "conv" or op.inputs["x"].shape[0] > 1
 
 
-def lower_runtime_weights(outputs):
+def lower_runtime_weights(outputs, target=None):
     """The graph behind `outputs` (a tensor, a list or a {name: tensor} dict) with every
     runtime-weight conv, conv_transpose and linear rewritten as matmuls; returns the same
-    structure. Ops that need no rewrite are shared with the original graph."""
-    if isinstance(outputs, Tensor):
-        return lower_runtime_weights([outputs])[0]
-    keys = list(outputs) if isinstance(outputs, dict) else None
-    tensors = list(outputs.values()) if keys is not None else list(outputs)
-    ops, _ = topo_order(tensors)
-    new: dict[int, Tensor] = {}
-
-    def m(t):
-        return tuple(new.get(id(v), v) for v in t) if isinstance(t, tuple) else new.get(id(t), t)
-
-    for o in ops:
-        inputs = {k: m(v) for k, v in o.inputs.items()}
-        if needs_lowering(o):
-            out = _LOWER[o.type](o, inputs)
-        elif any(inputs[k] is not o.inputs[k] for k in inputs):
-            no = Op(o.spec, inputs, dict(o.attrs), o.name)
-            no.outputs = [Tensor(t.dtype, t.shape, no, i, t.name, t.const) for i, t in enumerate(o.outputs)]
-            out = no.outputs
-        else:
-            continue
-        for t, r in zip(o.outputs, out if isinstance(out, (list, tuple)) else [out]):
-            new[id(t)] = r
-    result = [new.get(id(t), t) for t in tensors]
-    return dict(zip(keys, result)) if keys is not None else result
+    structure. Ops that need no rewrite are shared with the original graph. With a `target`
+    (a chip record or name) whose runtime matmuls need an inner dimension of some multiple
+    (M1, preflight/ane_route.py), every runtime-operand matmul, the backward graph's and the
+    rewrite's own, is then zero-padded to it (anekit.ir.passes.pad_runtime_matmuls)."""
+    lowered = rewrite(outputs, lambda o, inputs: _LOWER[o.type](o, inputs) if needs_lowering(o) else None)
+    return lowered if target is None else pad_runtime_matmuls_for(lowered, target)
 
 
 def _base(o) -> str:

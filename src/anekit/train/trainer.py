@@ -52,15 +52,16 @@ class FitResult:
     history: list = field(default_factory=list)   # one metrics dict per step run in this call
 
 
-def training_program(loss, params, seed_name: str = LOSS_SCALE_INPUT, lower: bool = True):
+def training_program(loss, params, seed_name: str = LOSS_SCALE_INPUT, lower: bool = True, target=None):
     """{loss, grad_<param>...} of (loss * seed) as one Program; the seed is an input. With
     `lower`, convs and linears whose weight is a parameter are rewritten into forms the engine
-    compiles (anekit.train.lowering; `ak.check` names the form chosen)."""
+    compiles (anekit.train.lowering; `ak.check` names the form chosen), and runtime matmuls
+    are padded where `target` needs it (M1)."""
     seed = ir.input(seed_name, loss.shape, loss.dtype)
     grads = grad(loss, params, seed=seed)
     outs = {"loss": loss}
     outs.update({f"{GRAD_PREFIX}{p.name}": g for p, g in zip(params, grads)})
-    return ir.program(lower_runtime_weights(outs) if lower else outs, name="train_step")
+    return ir.program(lower_runtime_weights(outs, target) if lower else outs, name="train_step")
 
 
 def fingerprint(prog) -> str:
@@ -96,7 +97,8 @@ class Trainer:
             self.checkpoint_dir / METRICS_FILE if self.checkpoint_dir else None)
         self.rng = np.random.default_rng(seed)     # for user augmentation; saved in checkpoints
         self.step = 0
-        self.program = training_program(loss, self.params, lower=lower)
+        from .. import runtime
+        self.program = training_program(loss, self.params, lower=lower, target=runtime.resolve_target(target))
         self.fingerprint = fingerprint(self.program)
         param_names = set(names) | {LOSS_SCALE_INPUT}
         self.batch_inputs = [t.name for t in self.program.main.inputs if t.name not in param_names]
