@@ -92,10 +92,11 @@ def test_demo_pipeline_is_accurate_and_round_trips():
 
 
 def test_strict_numerics_applies_the_tile_model_to_large_matmuls():
-    """The guide's [4096] + 1024 ones = 5116, inside a matmul too big for the default fast route."""
+    """The guide's [4096] + 1024 ones = 5116, in a matmul whose rows (8 x 1025 products) take
+    the default fast route."""
     rows, k = 512, 1025
     x = ak.input("x", (rows, k))
-    prog = ak.program({"y": ak.matmul(x, np.ones((k, 1), np.float32))})
+    prog = ak.program({"y": ak.matmul(x, np.ones((k, 8), np.float32))})
     feed = np.ones((rows, k), np.float32)
     feed[:, 0] = 4096
     strict = ak.compile(prog, backend="sim", target="m1", numerics="strict")({"x": feed})["y"]

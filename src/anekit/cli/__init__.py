@@ -12,7 +12,7 @@ import sys
 from ..errors import AnekitError
 
 # Subcommand modules, in the order `anekit --help` lists them.
-COMMAND_MODULES = ("run", "check", "devices", "hwx", "train")
+COMMAND_MODULES = ("run", "check", "devices", "hwx", "train", "generate")
 
 
 def build_parser() -> argparse.ArgumentParser:

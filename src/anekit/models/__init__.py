@@ -1,4 +1,4 @@
 """Reference model builders used by the demo, the benchmarks and the tests."""
-from . import stories
+from . import hf, llama2c, stories, tokenizer
 
-__all__ = ["stories"]
+__all__ = ["hf", "llama2c", "stories", "tokenizer"]

@@ -8,30 +8,57 @@ cancellation sweep of tbl:c3-cancel-sweep at every fp16 magnitude, in either lan
 inside a tile the lanes add in order, each add rounding half to even onto a grid one bit
 finer than the fp16 grid of its larger operand; tiles then add into a float32 accumulator.
 
-Exact emulation costs a few passes per product, so matmuls and convs with more than
-`tile_emulation_max_products` products take the fast route: float32 BLAS on the fp16
-operands. That keeps the wide accumulator and the fp16 input and output rounding but drops
-the product and in-tile roundings (docs/numerics.md quantifies the difference); outputs
-whose running partial could reach the 2**15 ceiling, or whose row or column holds an
-infinity, are still computed through the lane model.
+Exact emulation costs a few passes per product, so the route is chosen per output row by
+that row's own work: a row of N outputs over K lanes runs the lane model when N * K is at
+most `tile_emulation_max_products`, and the fast route otherwise. The choice never looks at
+the batch or at the number of rows, so a row's bits do not depend on what it is batched
+with (the engine's measured batch invariance, guide ch. 3 "Determinism"), and a dot product
+(N = 1) takes the same route as `mul` + `reduce_sum`, which always use the lane model.
+
+The fast route runs float32 BLAS on the fp16 operands (the products are exact in float32,
+the sum is float32: the wide accumulator), then rounds to fp16 at the port. It drops the
+product and in-tile roundings (docs/numerics.md quantifies the difference); outputs whose
+running partial could reach the 2**15 ceiling, or whose row or column holds an infinity,
+are still computed through the lane model. BLAS picks its kernels and summation order by
+the matrix sizes, so a row's float32 bits change with the number of rows around it; the
+fast route therefore feeds BLAS data rows in blocks of one fixed shape (`ROW_BLOCK` rows,
+zero-padded), so every row goes through the same call whatever the batch. A one-time check
+confirms that this BLAS computes every row of such a block alike; if it does not, the fast
+route sums in float64 instead (order-independent to about K * 2**-53, and about twice the
+cost).
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
 from .profiles import NumericsProfile
 
+_U32 = np.uint32
 _CHUNK = 1 << 21        # products per emulation chunk (bounds the working memory)
+ROW_BLOCK = 64          # data rows per BLAS call on the fast route (a multiple of OpenBLAS's sgemm row unrolls; checked at first use)
 
 
 def _quantize(v: np.ndarray, m: np.ndarray, guard: int) -> np.ndarray:
-    """Round v half to even onto the fp16 grid of magnitude m refined by `guard` bits."""
-    _, e = np.frexp(m)                              # m = f * 2**e, f in [0.5, 1)
-    qexp = np.maximum(e - 1, -14) - 10 - guard      # log2 of the grid step
-    return np.ldexp(np.rint(np.ldexp(v, -qexp)), qexp).astype(F32, copy=False)
+    """Round v half to even onto the fp16 grid of magnitude m refined by `guard` bits.
+
+    The grid step is 2**q, q = max(E, -14) - 10 - guard for m = 1.x * 2**E; adding and then
+    subtracting C = 1.5 * 2**(q + 23), whose float32 spacing is exactly 2**q, rounds v there
+    half to even (|v| <= 2m stays far below 2**(q + 22)). C is built from m's exponent bits,
+    three times faster than frexp/ldexp and bit-identical to them (tested on 2M random fp16
+    sums, zeros, subnormals and infinities included); the sign restores -0."""
+    c = np.right_shift(np.ascontiguousarray(m, dtype=F32).view(_U32), _U32(23))
+    np.clip(c, _U32(113), _U32(200), out=c)       # the fp16 subnormal floor; inf/NaN keep a finite C
+    c += _U32(13 - guard)                         # biased exponent of C: q + 23 + 127
+    c <<= _U32(23)
+    c |= _U32(0x400000)
+    c = c.view(F32)
+    r = v + c
+    r -= c
+    return np.copysign(r, v, out=r)
 
 
 def tile_sums(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = None) -> np.ndarray:
@@ -43,12 +70,19 @@ def tile_sums(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = Non
         pad = [(0, 0)] * (lanes.ndim - 1) + [(0, n - k % n)]
         lanes = np.pad(lanes, pad)
     t = lanes.reshape(lanes.shape[:-1] + (-1, n))
+    # Checks each partial needs only when some lane could trigger them, decided once: finite
+    # lanes never make an in-tile NaN, and tiles whose lanes are all below ceiling / L (with
+    # a margin for the in-tile rounding) never saturate.
+    hi, lo = (float(lanes.max()), float(lanes.min())) if lanes.size else (0.0, 0.0)
+    check_nan = p.indeterminate_to_zero and not (math.isfinite(hi) and math.isfinite(lo))
+    if ceiling is not None and n * max(hi, -lo) * 1.01 < ceiling:
+        ceiling = None
     s = t[..., 0]
     s = _quantize(s, np.abs(s), p.mac_tile_guard_bits)
     for i in range(1, n):
         lane = t[..., i]
         s = _quantize(s + lane, np.maximum(np.abs(s), np.abs(lane)), p.mac_tile_guard_bits)
-        if p.indeterminate_to_zero:
+        if check_nan:
             s = nan_to_zero(s)
         if ceiling is not None:
             s = saturate(s, ceiling)
@@ -103,20 +137,29 @@ def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
 
 
 class Operand:
-    """A MAC operand with what the profile needs from it, computed once: the M1 flush,
-    finiteness, its peak magnitude, and per-row/column magnitude bounds along the reduction
-    axis. Kernels cache one for a constant weight (const=True) so runs skip those passes."""
+    """A MAC operand with what the profile needs from it, computed once: finiteness, its peak
+    magnitude, per-row/column magnitude bounds along the reduction axis, and the array the
+    fast route multiplies (M1-flushed). Kernels cache one for a constant weight (const=True)
+    so runs skip those passes."""
 
-    __slots__ = ("array", "finite", "peak", "k_axis", "const", "_absmax", "_abssum")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
-        a = np.asarray(a, dtype=F32)
-        self.array = flush_subnormals(a) if p.mac_flush_subnormals and not p.exact else a
-        hi, lo = (float(self.array.max()), float(self.array.min())) if a.size else (0.0, 0.0)
+        self.array = np.asarray(a, dtype=F32)
+        hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
         self.finite = math.isfinite(hi) and math.isfinite(lo)
         self.peak = max(abs(hi), abs(lo))
         self.k_axis, self.const = k_axis, const
-        self._absmax = self._abssum = None
+        self.flush = p.mac_flush_subnormals and not p.exact
+        self._absmax = self._abssum = self._fast = None
+
+    def fast(self) -> np.ndarray:
+        """The operand as the fast route multiplies it (kept for a constant operand). With the
+        M1 flush it is flushed here, which stands in for flushing the subnormal products the
+        fast route cannot see (the lane model flushes the products themselves)."""
+        if self._fast is None:
+            self._fast = flush_subnormals(self.array) if self.flush else self.array
+        return self._fast
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(max |a|, sum |a|) along the reduction axis."""
@@ -130,6 +173,11 @@ def operand(a, p: NumericsProfile, k_axis: int) -> Operand:
     return a if isinstance(a, Operand) else Operand(a, p, k_axis)
 
 
+def lane_route(k: int, n: int, p: NumericsProfile) -> bool:
+    """Whether a row of n outputs over k lanes runs the lane model (by its own size only)."""
+    return bool(p.mac_tile_lanes) and k > 0 and n * k <= p.tile_emulation_max_products
+
+
 def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     """x [..., M, K] @ w [..., K, N] through the MAC; float32 (fp16 values unless exact).
     Either operand may be an Operand (a cached, prepared constant)."""
@@ -139,25 +187,66 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     xo, wo = operand(x, p, -1), operand(w, p, -2)
     x, w = xo.array, wo.array
     batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
-    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
-    if p.mac_tile_lanes and k and math.prod(batch) * m * n * k <= p.tile_emulation_max_products:
+    k, n = x.shape[-1], w.shape[-1]
+    if lane_route(k, n, p):
         return port_output(_emulated(x, w, batch, p, limit), p, limit)
     hot = None
-    if xo.finite and wo.finite:
-        y = np.matmul(x, w, dtype=F32)
-    else:
+    if not (xo.finite and wo.finite):
         # Only outputs whose row or column holds an infinity need the lane model's inf rules;
-        # the rest come from BLAS on the operands with the infinities zeroed.
+        # the rest come from the operands with the infinities zeroed.
         bad_x, bad_w = ~np.isfinite(x), ~np.isfinite(w)
         xo, wo = Operand(np.where(bad_x, F32(0.0), x), p, -1), Operand(np.where(bad_w, F32(0.0), w), p, -2)
-        y = np.matmul(xo.array, wo.array, dtype=F32)
-        hot = np.broadcast_to(bad_x.any(-1)[..., :, None] | bad_w.any(-2)[..., None, :], y.shape)
+        hot = bad_x.any(-1)[..., :, None] | bad_w.any(-2)[..., None, :]
+    y = wide_matmul(xo, wo)
+    if hot is not None:
+        hot = np.broadcast_to(hot, y.shape)
     if limit is not None and k and p.mac_tile_lanes:
         near = _ceiling_risk(xo, wo, y.shape, limit)
         hot = near if hot is None else (hot if near is None else hot | near)
     if hot is not None and p.mac_tile_lanes:
         y = _emulate_entries(x, w, y, batch, np.nonzero(hot), p, limit)
     return port_output(y, p, limit)
+
+
+def wide_matmul(xo: Operand, wo: Operand) -> np.ndarray:
+    """The fast route's accumulator, float32, with each row's bits independent of the other
+    rows: data rows go through BLAS in blocks of one fixed shape; a constant left operand
+    (a conv weight: its rows are fixed by the model, the batch is a leading axis that BLAS
+    sees call by call) goes through whole."""
+    x, w = xo.fast(), wo.fast()
+    if not _blocks_are_row_stable():
+        return np.matmul(x.astype(np.float64), w.astype(np.float64)).astype(F32)
+    if xo.const:
+        return np.matmul(x, w)
+    return _row_blocked(x, w)
+
+
+def _row_blocked(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x [..., M, K] @ w [..., K, N] as BLAS calls of the one shape [ROW_BLOCK, K] @ [K, N]."""
+    m, k = x.shape[-2:]
+    blocks = -(-m // ROW_BLOCK)
+    if blocks * ROW_BLOCK != m:
+        pad = np.zeros(x.shape[:-2] + (blocks * ROW_BLOCK - m, k), F32)
+        x = np.concatenate([x, pad], axis=-2)
+    y = np.matmul(x.reshape(x.shape[:-2] + (blocks, ROW_BLOCK, k)), w[..., None, :, :])
+    return y.reshape(y.shape[:-3] + (blocks * ROW_BLOCK, y.shape[-1]))[..., :m, :]
+
+
+@lru_cache(maxsize=None)
+def _blocks_are_row_stable() -> bool:
+    """Whether this BLAS gives a row the same float32 bits at every position of a ROW_BLOCK
+    block (true of OpenBLAS on x86: its row unroll divides ROW_BLOCK), checked once on
+    awkward shapes (odd K and N, K past one cache block)."""
+    rng = np.random.default_rng(0)
+    for k, n in ((37, 7), (513, 33)):
+        w = rng.standard_normal((k, n)).astype(np.float16).astype(F32)
+        row = rng.standard_normal(k).astype(np.float16).astype(F32)
+        x = rng.standard_normal((ROW_BLOCK, ROW_BLOCK, k)).astype(np.float16).astype(F32)
+        x[np.arange(ROW_BLOCK), np.arange(ROW_BLOCK)] = row      # block i holds the row at i
+        y = np.matmul(x, w)[np.arange(ROW_BLOCK), np.arange(ROW_BLOCK)]
+        if not (y == y[0]).all():
+            return False
+    return True
 
 
 def port_output(acc: np.ndarray, p: NumericsProfile, limit: float | None) -> np.ndarray:

@@ -37,17 +37,32 @@ class NumericsProfile:
     mac_tile_lanes: int = 4
     mac_tile_guard_bits: int = 1
     mac_round_products: bool = True        # "the fp16 multiply runs" before accumulation
-    # Reductions up to this many products run the exact lane/tile emulation; larger ones
-    # use float32 BLAS on fp16 operands (wide accumulator without the in-tile rounding).
-    tile_emulation_max_products: int = 1 << 18
+    # A matmul/conv output row of N outputs over K lanes runs the exact lane/tile emulation
+    # when N * K is at most this; longer rows take the fast route (the exact sum of the fp16
+    # products rounded to float32, then fp16: the wide accumulator without the product and
+    # in-tile roundings). Per row, never per call, so a row's bits do not depend on the batch
+    # (ch. 3 "Determinism"). 2048 keeps dot products up to K = 2048 equal to mul + reduce_sum
+    # and bounds the lane work of an attention score matmul (M = N keys) by heads * 2048**2 / K.
+    tile_emulation_max_products: int = 1 << 11
     mac_output_ceiling: float | None = 32768.0   # 2**15: matmul, linear, multi-tap conv
     mac_flush_subnormals: bool = False           # M1 flushes subnormals inside the MAC
     width_slice_gain: float = 1.0                # crop gain on width slices with an offset
-    activation_tables: bool = True               # sigmoid/gelu 33-knot tables, origin biases
-    sigmoid_table: TableSpec = TableSpec(-9.938, 8.320)          # domain: tbl:c3-constants
-    # Domain not published: fitted so the worst error is the guide's 0.0059 (see docs).
-    gelu_table: TableSpec = TableSpec(-4.1, 4.1, left="clamp", right="identity", offset=-0.000543)
+    # Activation tables (ch. 3 "Activation functions"): the engine's values match the
+    # fp16-rounded exact function to about half an ulp, so that is the model; on top of it
+    # only what was measured, where it was measured: the sigmoid domain clamp
+    # (tbl:c3-constants) and the gelu and swish origin biases, measured at x = 0 only.
+    activation_tables: bool = True
+    sigmoid_domain: tuple[float, float] | None = (-9.938, 8.320)
+    gelu_origin_bias: float = -0.000543          # gelu table at x = 0 (ch. 3)
     silu_origin_bias: float = -0.001259          # swish table at x = 0 (ch. 3)
+    # Half-width over which an origin bias tapers linearly to zero, as a bias on the origin
+    # knot of a piecewise-linear table would; 0 keeps it at x = 0, the one measured point
+    # (the knot spacing of these tables is not published).
+    origin_bias_width: float = 0.0
+    # Optional 33-knot piecewise-linear tables (tables.py) for studies of the table mechanism
+    # (ch. 3, ch. 25); None (the default) evaluates the rounded exact function.
+    sigmoid_table: TableSpec | None = None
+    gelu_table: TableSpec | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -60,7 +75,7 @@ EXACT = NumericsProfile(
     fp16_storage=False, nan_inputs_to_inf=False, indeterminate_to_zero=False,
     unsigned_zero_reciprocal=False, log_of_zero=None, inf_collapse=(), mac_tile_lanes=0,
     mac_round_products=False, tile_emulation_max_products=0, mac_output_ceiling=None,
-    activation_tables=False, silu_origin_bias=0.0)
+    activation_tables=False, sigmoid_domain=None, gelu_origin_bias=0.0, silu_origin_bias=0.0)
 
 _ANE = NumericsProfile(name="ane")
 

@@ -4,9 +4,13 @@ Guide ch. 3 ("Activation functions") and ch. 25 (the 43-entry table record): the
 affinely onto the 32 segments between 33 knots uniform over the table's domain, the
 bracketing segment evaluates as slope * x + intercept in fp16, and past the domain the
 value follows the end-knot asymptote. The knot values themselves are not published; this
-model interpolates the function at the knots (plus a constant offset where the guide
-measures an origin bias), which is what `docs/numerics.md` calls the interpolating-knot
-model.
+model interpolates the function at the knots (plus an optional constant offset), which is
+what `docs/numerics.md` calls the interpolating-knot model.
+
+It is opt-in (a profile's `sigmoid_table` / `gelu_table`), for studies of the mechanism: the
+guide measures the engine's activations at about half an ulp of the rounded function (ch. 3),
+far closer than any uniform 33-knot interpolation of sigmoid or gelu, so the chip profiles
+evaluate the rounded function instead (kernels/activations.py).
 """
 from __future__ import annotations
 

@@ -1,11 +1,16 @@
 """Activation functions: exact float32 references, and the engine's table model.
 
-In a chip profile (guide ch. 3 "Activation functions" and "Edge behavior"): sigmoid and
-gelu evaluate 33-knot tables (tables.py); silu carries the swish table's origin bias;
-softplus and softsign collapse +inf to +0; everything else is the exact function rounded
-to fp16, which the guide measures to about half an ulp.
+In a chip profile (guide ch. 3 "Activation functions" and "Edge behavior"): every table
+activation is the exact function rounded to fp16, which is what the guide measures on the
+engine ("matches the fp16-rounded exact function to about half a unit in the last place").
+On top of that only what was measured, where it was measured: sigmoid holds its end value
+past the published domain (tbl:c3-constants), gelu and silu carry their tables' origin bias
+at x = 0 (the one point it was measured), softplus and softsign collapse +inf to +0. A
+profile may opt into 33-knot tables (tables.py) for sigmoid and gelu instead.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -50,11 +55,25 @@ def _sigmoid32(x: np.ndarray) -> np.ndarray:
     return F32(1.0) / (F32(1.0) + np.exp(-x))
 
 
+def _origin_bias(p, x: np.ndarray, y: np.ndarray, bias: float) -> np.ndarray:
+    """y with a table's origin bias: at x = 0 only, or tapering linearly to zero over
+    `origin_bias_width` (the hat a biased origin knot spreads between its neighbours)."""
+    if not bias:
+        return y
+    if p.origin_bias_width > 0:
+        hat = np.maximum(F32(1.0) - np.abs(x) * F32(1.0 / p.origin_bias_width), F32(0.0))
+        return y + F32(bias) * hat
+    return np.where(x == 0, F32(bias), y)         # +0 and -0 alike
+
+
 @kernel("sigmoid")
 def sigmoid(c, x):
     p = c.nx.profile
     if c.nx.fp16 and p.activation_tables:
-        return table("sigmoid", p.sigmoid_table)(x)
+        if p.sigmoid_table is not None:
+            return table("sigmoid", p.sigmoid_table)(x)
+        if p.sigmoid_domain is not None:          # past the domain: the end-knot value
+            x = np.clip(x, F32(p.sigmoid_domain[0]), F32(p.sigmoid_domain[1]))
     return _sigmoid32(x)
 
 
@@ -66,8 +85,30 @@ def tanh(c, x):
 @kernel("silu")
 def silu(c, x):
     y = x * _sigmoid32(x)
-    if c.nx.fp16 and c.nx.profile.activation_tables:
-        y = y + F32(c.nx.profile.silu_origin_bias)
+    p = c.nx.profile
+    if c.nx.fp16 and p.activation_tables:
+        y = _origin_bias(p, x, y, p.silu_origin_bias)
+    return y
+
+
+def _erfc_far(z: np.ndarray) -> np.ndarray:
+    """erfc(z) for z >= 3 by its continued fraction (40 levels: far below 1e-12 relative
+    there), where the asymptotic series in functions.erf leaves 3e-4."""
+    t = z
+    for n in range(40, 0, -1):
+        t = z + (n / 2.0) / t
+    with np.errstate(under="ignore"):
+        return np.exp(-z * z) / (math.sqrt(math.pi) * t)
+
+
+def _gelu64(x: np.ndarray) -> np.ndarray:
+    """gelu in float64, accurate to well under an fp16 ulp everywhere: the left tail
+    0.5 x erfc(-x / sqrt 2) holds only a tiny value, so it needs erfc's relative accuracy."""
+    y = fn.gelu(x)
+    far = x < -3.0 * math.sqrt(2.0)
+    if far.any():
+        xf = np.asarray(x, np.float64)[far]
+        y[far] = 0.5 * xf * _erfc_far(-xf / math.sqrt(2.0))
     return y
 
 
@@ -79,8 +120,10 @@ def gelu(c, x, mode):
     if mode == "SIGMOID_APPROXIMATION":
         return fn.gelu_sigmoid(x).astype(F32)
     if c.nx.fp16 and p.activation_tables:
-        return table("gelu", p.gelu_table)(x)
-    return fn.gelu(x).astype(F32)
+        if p.gelu_table is not None:
+            return table("gelu", p.gelu_table)(x)
+        return _origin_bias(p, x, _gelu64(x).astype(F32), p.gelu_origin_bias)
+    return _gelu64(x).astype(F32)
 
 
 @kernel("softplus")

@@ -1,0 +1,321 @@
+"""A Llama-family decoder (llama2.c, Llama, Qwen2/3, Mistral) as anekit programs: full-sequence
+logits, and generation with a KV cache (one prefill program, one decode program).
+
+Layout (brief §6, guide ch. 17): activations [1, C, 1, S], linear layers as 1x1 convs, attention
+per head as [1, heads, head_dim, S]. Token embedding and sampling stay on the CPU, as in the seed
+projects; everything between (norms, RoPE, attention, FFN, final norm, classifier) is one program.
+
+RoPE uses the rotate-half pairing (dimension i with i + head_dim/2): llama2.c's interleaved pairs
+are brought to it by permuting the rows of wq and wk per head at load (attention scores are
+unchanged by a permutation shared by q and k), which is what Hugging Face's conversion does too.
+cos / sin of the positions are inputs, so the decode program serves every position.
+
+The KV cache of the decode program is either iOS 18 state (`state=True` inputs read with
+read_state and written with coreml_update_state) or plain I/O buffers for backends without
+state. The write at a runtime position is `cache * (1 - onehot) + new * onehot`, exact in fp16,
+so no op needs a compile-time position (slice_update would).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ir
+from ..errors import UsageError
+from ..ir.builder import build as _op
+from .sampling import Sampler
+
+MASK = -1e4          # additive mask; finite so fp16 arithmetic stays in range (softmax -> 0)
+NUMERICS = ("profile", "strict", "exact")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The shapes and variants a decoder graph needs."""
+    dim: int
+    hidden_dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    seq_len: int
+    head_dim: int = 0             # 0: dim // n_heads
+    norm_eps: float = 1e-5
+    rope_base: float = 10000.0
+    qk_norm: bool = False         # Qwen3: RMSNorm of q and k per head before RoPE
+
+    @property
+    def hd(self) -> int:
+        return self.head_dim or self.dim // self.n_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.hd
+
+
+def rope_tables(arch: Arch, positions) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [1, 1, head_dim/2, len(positions)]: frequency base^(-2i/head_dim) for pair i."""
+    half = arch.hd // 2
+    freq = arch.rope_base ** (-np.arange(half, dtype=np.float64) * 2 / arch.hd)
+    ang = np.outer(freq, np.asarray(positions, dtype=np.float64))
+    return np.cos(ang).reshape(1, 1, half, -1), np.sin(ang).reshape(1, 1, half, -1)
+
+
+@dataclass
+class GenerationStats:
+    """Timing of the last `generate` call (compute only, not the consumer's time)."""
+    prompt_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_tokens: int = 0
+    decode_s: float = 0.0
+    compile_s: float = 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_tokens / self.decode_s if self.decode_s else 0.0
+
+
+# --- graph ---------------------------------------------------------------------------------
+
+def _conv(x, w: np.ndarray, b: np.ndarray | None = None):
+    """A linear layer on [1, C, 1, S] as a 1x1 conv (the ANE's fast path, brief §6)."""
+    return _op("conv", x, w.reshape(w.shape[0], w.shape[1], 1, 1), bias=b)
+
+
+def _rmsnorm(x, w: np.ndarray, eps: float, axis: int = 1):
+    shape = [1] * x.rank
+    shape[axis] = -1
+    inv = _op("rsqrt", (x * x).mean(axes=[axis], keep_dims=True), epsilon=eps)
+    return x * inv * w.reshape(shape)
+
+
+def _rope(t, cos, sin):
+    """Rotate-half RoPE on t [1, heads, hd, S]: (lo, hi) -> (lo cos - hi sin, lo sin + hi cos)."""
+    _, h, hd, s = t.shape
+    lo = _op("slice_by_size", t, begin=[0, 0, 0, 0], size=[1, h, hd // 2, s])
+    hi = _op("slice_by_size", t, begin=[0, 0, hd // 2, 0], size=[1, h, hd // 2, s])
+    return _op("concat", [lo * cos - hi * sin, lo * sin + hi * cos], axis=2)
+
+
+def _expand_heads(kv, rep: int):
+    """[1, kv_heads, hd, T] -> [1, kv_heads * rep, hd, T], query head h reading kv head h // rep."""
+    if rep == 1:
+        return kv
+    _, n, hd, t = kv.shape
+    return _op("tile", kv.reshape(1, n, 1, hd * t), reps=[1, 1, rep, 1]).reshape(1, n * rep, hd, t)
+
+
+def _attention(q, k, v, mask, arch: Arch):
+    """q [1, H, hd, S] against k, v [1, KV, hd, T] with additive mask [1, 1, S, T]."""
+    rep = arch.n_heads // arch.n_kv_heads
+    k, v = _expand_heads(k, rep), _expand_heads(v, rep)
+    scores = _op("matmul", q, k, transpose_x=True) * (1.0 / np.sqrt(arch.hd)) + mask   # [1, H, S, T]
+    probs = scores.softmax(axis=-1)
+    att = _op("matmul", v, probs, transpose_y=True)                                    # [1, H, hd, S]
+    return att.reshape(1, arch.n_heads * arch.hd, 1, q.shape[3])
+
+
+def _qkv(h, w: dict, arch: Arch, cos, sin):
+    s = h.shape[3]
+    q = _conv(h, w["wq"], w.get("bq")).reshape(1, arch.n_heads, arch.hd, s)
+    k = _conv(h, w["wk"], w.get("bk")).reshape(1, arch.n_kv_heads, arch.hd, s)
+    v = _conv(h, w["wv"], w.get("bv")).reshape(1, arch.n_kv_heads, arch.hd, s)
+    if arch.qk_norm:
+        q, k = _rmsnorm(q, w["q_norm"], arch.norm_eps, axis=2), _rmsnorm(k, w["k_norm"], arch.norm_eps, axis=2)
+    return _rope(q, cos, sin), _rope(k, cos, sin), v
+
+
+def _ffn(x, w: dict, arch: Arch):
+    h = _rmsnorm(x, w["ffn_norm"], arch.norm_eps)
+    return x + _conv(_op("silu", _conv(h, w["w1"])) * _conv(h, w["w3"]), w["w2"])
+
+
+def _head(x, weights: dict, arch: Arch):
+    return _conv(_rmsnorm(x, weights["final_norm"], arch.norm_eps), weights["wcls"])
+
+
+def build_prefill(arch: Arch, weights: dict, seq: int, dtype: str = "fp16") -> ir.Program:
+    """Causal forward over `seq` tokens: inputs x [1, dim, 1, seq] (embedded tokens), cos / sin
+    [1, 1, hd/2, seq]; outputs logits [1, vocab, 1, seq] and each layer's k / v
+    [1, kv_heads, hd, seq] (RoPE applied to k) to seed the cache."""
+    x = ir.input("x", (1, arch.dim, 1, seq), dtype)
+    cos, sin = (ir.input(n, (1, 1, arch.hd // 2, seq), dtype) for n in ("cos", "sin"))
+    mask = np.triu(np.full((seq, seq), MASK, np.float32), k=1).reshape(1, 1, seq, seq)
+    outs = {}
+    for i, w in enumerate(weights["layers"]):
+        q, k, v = _qkv(_rmsnorm(x, w["attn_norm"], arch.norm_eps), w, arch, cos, sin)
+        x = _ffn(x + _conv(_attention(q, k, v, mask, arch), w["wo"], w.get("bo")), w, arch)
+        outs[f"k{i}"], outs[f"v{i}"] = k, v
+    return ir.program({"logits": _head(x, weights, arch), **outs})
+
+
+def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = True) -> ir.Program:
+    """One token at a runtime position: inputs x [1, dim, 1, 1], cos / sin [1, 1, hd/2, 1],
+    mask [1, 1, 1, T] (0 up to the position, MASK after), onehot [1, 1, 1, T] (1 at the
+    position) and the caches k_cache{i} / v_cache{i} [1, kv_heads, hd, T], T = seq_len.
+    Output logits [1, vocab, 1, 1]; with state=False also the updated caches k{i} / v{i}."""
+    t = arch.seq_len
+    x = ir.input("x", (1, arch.dim, 1, 1), dtype)
+    cos, sin = (ir.input(n, (1, 1, arch.hd // 2, 1), dtype) for n in ("cos", "sin"))
+    mask = ir.input("mask", (1, 1, 1, t), dtype)
+    onehot = ir.input("onehot", (1, 1, 1, t), dtype)
+    keep = 1.0 - onehot
+    outs = {}
+    for i, w in enumerate(weights["layers"]):
+        q, k, v = _qkv(_rmsnorm(x, w["attn_norm"], arch.norm_eps), w, arch, cos, sin)
+        caches = []
+        for name, new in (("k", k), ("v", v)):
+            buf = ir.input(f"{name}_cache{i}", (1, arch.n_kv_heads, arch.hd, t), dtype, state=state)
+            old = _op("read_state", buf) if state else buf
+            cache = old * keep + new * onehot
+            if state:
+                cache = _op("coreml_update_state", buf, cache)
+            else:
+                outs[f"{name}{i}"] = cache
+            caches.append(cache)
+        x = _ffn(x + _conv(_attention(q, caches[0], caches[1], mask, arch), w["wo"], w.get("bo")), w, arch)
+    return ir.program({"logits": _head(x, weights, arch), **outs})
+
+
+# --- the model -----------------------------------------------------------------------------
+
+class Decoder:
+    """A decoder-only language model whose forward passes run as anekit programs.
+
+    `weights`: embed [vocab, dim], final_norm [dim], wcls [vocab, dim] and `layers`, a list of
+    dicts with attn_norm, wq [H*hd, dim], wk / wv [KV*hd, dim], wo [dim, H*hd], ffn_norm,
+    w1 / w3 [hidden, dim], w2 [dim, hidden] (+ bq/bk/bv/bo, q_norm/k_norm by variant), float32,
+    q / k rows in rotate-half order.
+    """
+
+    def __init__(self, arch: Arch, weights: dict):
+        self.arch = arch
+        self.graph_weights = weights
+        self.stats = GenerationStats()
+        self._compiled: dict[tuple, object] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.arch.vocab_size
+
+    # --- checks --------------------------------------------------------------------------
+
+    def check_tokens(self, tokens, what: str = "tokens") -> list[int]:
+        try:
+            ids = [int(t) for t in tokens]
+        except (TypeError, ValueError):
+            raise UsageError(f"{what} must be a sequence of integer token ids") from None
+        if not ids:
+            raise UsageError(f"{what} is empty: give at least one token id")
+        bad = [t for t in ids if not 0 <= t < self.arch.vocab_size]
+        if bad:
+            raise UsageError(f"{what}: unknown token id {bad[0]} (the vocabulary is 0..{self.arch.vocab_size - 1})")
+        if len(ids) > self.arch.seq_len:
+            raise UsageError(f"{what}: {len(ids)} tokens exceed the model's context of {self.arch.seq_len}")
+        return ids
+
+    # --- programs ------------------------------------------------------------------------
+
+    def _exe(self, key: tuple, build, numerics: str, target, backend: str):
+        """The executable for `key`, compiled on first use; returns (exe, seconds spent compiling)."""
+        if numerics not in NUMERICS:
+            raise UsageError(f"numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
+        full = key + (numerics, str(target), backend)
+        if full in self._compiled:
+            return self._compiled[full], 0.0
+        from ..runtime import compile as ak_compile
+        t0 = time.perf_counter()
+        # Exact numerics build an fp32 graph so weights keep their float32 values.
+        prog = build("fp32" if numerics == "exact" else "fp16")
+        options = {"numerics": numerics} if backend == "sim" else {}
+        self._compiled[full] = exe = ak_compile(prog, backend=backend, target=target, **options)
+        return exe, time.perf_counter() - t0
+
+    def prefill_program(self, seq: int, dtype: str = "fp16") -> ir.Program:
+        return build_prefill(self.arch, self.graph_weights, seq, dtype)
+
+    def decode_program(self, dtype: str = "fp16", state: bool = True) -> ir.Program:
+        return build_decode(self.arch, self.graph_weights, dtype, state)
+
+    def _embed(self, tokens) -> np.ndarray:
+        return self.graph_weights["embed"][np.asarray(tokens)].T.reshape(1, self.arch.dim, 1, -1)
+
+    def _prefill(self, ids, numerics, target, backend):
+        """Run the prefill program; outputs cut to len(ids) positions. Prompts are padded to a
+        power-of-two length so few programs are compiled: attention is causal, so the padding
+        after the prompt changes nothing before it (and decode overwrites those cache slots)."""
+        s = len(ids)
+        n = min(self.arch.seq_len, 1 << (s - 1).bit_length())
+        exe, compile_s = self._exe(("prefill", n), lambda dt: self.prefill_program(n, dt), numerics, target, backend)
+        cos, sin = rope_tables(self.arch, range(n))
+        out = exe({"x": self._embed(list(ids) + [0] * (n - s)), "cos": cos, "sin": sin})
+        return compile_s, {k: v[..., :s] for k, v in out.items()}
+
+    def logits(self, tokens, numerics: str = "profile", target=None, backend: str = "sim") -> np.ndarray:
+        """Logits [len(tokens), vocab] (float32) of a causal forward over `tokens`."""
+        ids = self.check_tokens(tokens)
+        _, out = self._prefill(ids, numerics, target, backend)
+        return np.asarray(out["logits"], np.float32).reshape(self.arch.vocab_size, len(ids)).T.copy()
+
+    def generate(self, prompt_tokens, steps: int, temperature: float = 0.0, top_p: float | None = None,
+                 seed: int | None = None, numerics: str = "profile", target=None, backend: str = "sim",
+                 cache: str | None = None):
+        """Yield up to `steps` new token ids as they are produced: one prefill run over the
+        prompt, then one decode run per token with the KV cache (stops early when the context
+        of seq_len positions is full). `cache`: "state" (iOS 18 state buffers; the default for
+        targets whose dialect has them) or "io" (caches passed in and out every step)."""
+        ids = self.check_tokens(prompt_tokens, "prompt")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise UsageError(f"steps must be a non-negative integer, got {steps!r}")
+        if cache is None:     # state needs the iOS 18 dialect (A15/M3 on, brief §3); else I/O buffers
+            from ..runtime import resolve_target
+            cache = "state" if backend == "sim" and resolve_target(target).dialect == "ios18" else "io"
+        if cache not in ("state", "io"):
+            raise UsageError(f"cache must be 'state' or 'io', got {cache!r}")
+        sampler = Sampler(self.arch.vocab_size, temperature, top_p, seed)
+        return self._generate(ids, int(steps), sampler, numerics, target, backend, cache == "state")
+
+    def _generate(self, ids, steps, sampler, numerics, target, backend, state):
+        arch, t_max = self.arch, self.arch.seq_len
+        stats = self.stats = GenerationStats(prompt_tokens=len(ids))
+        if steps == 0:
+            return
+        t0 = time.perf_counter()
+        stats.compile_s, out = self._prefill(ids, numerics, target, backend)
+        stats.prefill_s = time.perf_counter() - t0 - stats.compile_s
+        logits = np.asarray(out["logits"], np.float32)[0, :, 0, -1]
+        s = len(ids)
+        caches = {}
+        for i in range(arch.n_layers):
+            for name in ("k", "v"):
+                buf = np.zeros((1, arch.n_kv_heads, arch.hd, t_max), np.float32)
+                buf[..., :s] = out[f"{name}{i}"]
+                caches[f"{name}_cache{i}"] = buf
+        decode, compile_s = self._exe(("decode", state), lambda dt: self.decode_program(dt, state),
+                                      numerics, target, backend)
+        stats.compile_s += compile_s
+        pos = s
+        for produced in range(steps):
+            token = sampler(logits)
+            yield token
+            if produced == steps - 1 or pos >= t_max:
+                return
+            t1 = time.perf_counter()
+            cos, sin = rope_tables(arch, [pos])
+            mask = np.where(np.arange(t_max) <= pos, 0.0, MASK).astype(np.float32).reshape(1, 1, 1, t_max)
+            onehot = (np.arange(t_max) == pos).astype(np.float32).reshape(1, 1, 1, t_max)
+            feeds = {"x": self._embed([token]), "cos": cos, "sin": sin, "mask": mask, "onehot": onehot}
+            if caches:                       # state: seeded on the first call, kept after
+                feeds.update(caches)
+            out = decode(feeds)
+            caches = {f"{n[0]}_cache{n[1:]}": out[n] for n in out if n != "logits"} if not state else {}
+            logits = np.asarray(out["logits"], np.float32).reshape(-1)
+            pos += 1
+            stats.decode_tokens += 1
+            stats.decode_s += time.perf_counter() - t1

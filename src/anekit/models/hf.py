@@ -1,0 +1,213 @@
+"""Hugging Face decoder checkpoints (Llama, Mistral, Qwen2, Qwen3) as anekit models.
+
+    m = ak.models.hf.load("path/to/folder")        # config.json, *.safetensors, tokenizer.json
+    ids = m.encode("Hello")
+    for t in m.generate(ids, 32): ...
+
+Tensors are read through the safetensors library (`safe_open`, memory-mapped; one tensor at a
+time, converted once to float32); bf16 tensors, which numpy lacks, are widened from their
+memory-mapped bytes. The tokenizer is `tokenizer.json` through the tokenizers library. Needs
+the `hf` extra (safetensors, tokenizers). Hugging Face already stores q / k projections in the
+rotate-half RoPE order the decoder graph uses.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..errors import DependencyError, ModelFormatError
+from .decoder import Arch, Decoder
+
+SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
+DEFAULT_CONTEXT = 1024        # KV-cache length when the config allows more (memory: see load())
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise DependencyError(f"reading Hugging Face models needs '{module}': pip install 'anekit[hf]'") from None
+
+
+def _config(folder: str) -> dict:
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except OSError as e:
+        raise ModelFormatError(f"'{folder}': no readable config.json ({e.strerror or e})") from None
+    except ValueError as e:
+        raise ModelFormatError(f"'{path}': not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ModelFormatError(f"'{path}': expected a JSON object")
+    return cfg
+
+
+def arch_from_config(cfg: dict, context: int | None = None) -> Arch:
+    mt = cfg.get("model_type")
+    if mt not in SUPPORTED:
+        raise ModelFormatError(f"model_type '{mt}' is not supported (supported: {', '.join(SUPPORTED)})")
+    try:
+        dim, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
+        rope = cfg.get("rope_parameters") or {}
+        scaling = cfg.get("rope_scaling") or {}
+        kind = rope.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
+        if kind not in ("default", None):
+            raise ModelFormatError(f"{mt}: rope scaling '{kind}' is not supported (only the default RoPE)")
+        max_pos = int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT))
+        seq = min(max_pos, int(context or DEFAULT_CONTEXT))
+        window = cfg.get("sliding_window") if cfg.get("use_sliding_window", mt == "mistral") else None
+        if window:
+            seq = min(seq, int(window))      # within the window, sliding attention is full attention
+        arch = Arch(dim=dim, hidden_dim=int(cfg["intermediate_size"]), n_layers=int(cfg["num_hidden_layers"]),
+                    n_heads=heads, n_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+                    vocab_size=int(cfg["vocab_size"]), seq_len=seq,
+                    head_dim=int(cfg.get("head_dim") or dim // heads),
+                    norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+                    rope_base=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+                    qk_norm=mt == "qwen3")
+    except KeyError as e:
+        raise ModelFormatError(f"config.json of a {mt} model lacks {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"config.json of a {mt} model has a malformed field ({e})") from None
+    if cfg.get("hidden_act", "silu") != "silu":
+        raise ModelFormatError(f"{mt}: activation '{cfg.get('hidden_act')}' is not supported (silu only)")
+    if min(arch.dim, arch.hidden_dim, arch.n_layers, arch.n_heads, arch.n_kv_heads, arch.vocab_size, seq) <= 0 \
+            or arch.n_heads % arch.n_kv_heads or arch.hd % 2:
+        raise ModelFormatError(f"{mt}: inconsistent dimensions in config.json ({arch})")
+    return arch
+
+
+class _Tensors:
+    """Tensors by name across the folder's safetensors files, read one at a time."""
+
+    def __init__(self, folder: str):
+        st = _require("safetensors")
+        files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+        if not files:
+            raise ModelFormatError(f"'{folder}': no *.safetensors files")
+        self.where: dict[str, str] = {}
+        self.handles = {}
+        for f in files:
+            path = os.path.join(folder, f)
+            try:
+                h = st.safe_open(path, framework="numpy")
+            except Exception as e:          # the library's own error type varies by version
+                raise ModelFormatError(f"'{path}': not a readable safetensors file ({e})") from None
+            self.handles[path] = h
+            for name in h.keys():
+                self.where[name] = path
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        path = self.where.get(name)
+        if path is None:
+            raise ModelFormatError(f"tensor '{name}' is missing from the safetensors files")
+        sl = self.handles[path].get_slice(name)
+        got = tuple(sl.get_shape())
+        if got != tuple(shape):
+            raise ModelFormatError(f"tensor '{name}' in '{os.path.basename(path)}' has shape {list(got)}, "
+                                   f"the config needs {list(shape)}")
+        if sl.get_dtype() == "BF16":
+            return _bf16(path, name, shape)
+        return np.asarray(self.handles[path].get_tensor(name), dtype=np.float32)
+
+    def has(self, name: str) -> bool:
+        return name in self.where
+
+
+def _bf16(path: str, name: str, shape) -> np.ndarray:
+    """A bf16 tensor widened to float32 from the memory-mapped file (numpy has no bf16)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    begin, end = header[name]["data_offsets"]
+    raw = np.memmap(path, dtype="<u2", mode="r", offset=8 + n + begin, shape=((end - begin) // 2,))
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+
+
+class Model(Decoder):
+    """A Hugging Face decoder with its tokenizer (`encode`, `decode`, `stop_tokens`)."""
+
+    def __init__(self, arch: Arch, weights: dict, tokenizer=None, stop_tokens=(), model_type: str = ""):
+        super().__init__(arch, weights)
+        self.tokenizer, self.stop_tokens, self.model_type = tokenizer, tuple(stop_tokens), model_type
+
+    def __repr__(self) -> str:
+        a = self.arch
+        return (f"<hf.Model {self.model_type} dim={a.dim} layers={a.n_layers} heads={a.n_heads}/{a.n_kv_heads} "
+                f"vocab={a.vocab_size} context={a.seq_len}>")
+
+    def encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            raise ModelFormatError("this model folder has no tokenizer.json")
+        return list(self.tokenizer.encode(text).ids)
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def text_stream(self, prefix=()):
+        """piece(prev, token) -> bytes for streaming after the tokens `prefix`: the new suffix
+        of the decoded text (held back while it ends in an incomplete character)."""
+        ids = list(prefix)
+        shown = [self.decode(ids) if ids else ""]
+
+        def piece(prev, token):
+            ids.append(token)
+            text = self.decode(ids)
+            if text.endswith("\ufffd"):
+                return b""
+            new, shown[0] = text[len(shown[0]):], text
+            return new.encode("utf-8")
+        return piece
+
+
+def load(folder, context: int | None = None) -> Model:
+    """Read a Llama / Mistral / Qwen2 / Qwen3 folder. `context` sets the KV-cache length
+    (default min(max_position_embeddings, 1024))."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise ModelFormatError(f"'{folder}' is not a model folder")
+    cfg = _config(folder)
+    arch = arch_from_config(cfg, context)
+    t = _Tensors(folder)
+    d, hd, kvd = arch.dim, arch.hd, arch.kv_dim
+    qd = arch.n_heads * hd
+    layers = []
+    for i in range(arch.n_layers):
+        p = f"model.layers.{i}."
+        w = dict(attn_norm=t.get(p + "input_layernorm.weight", (d,)),
+                 wq=t.get(p + "self_attn.q_proj.weight", (qd, d)),
+                 wk=t.get(p + "self_attn.k_proj.weight", (kvd, d)),
+                 wv=t.get(p + "self_attn.v_proj.weight", (kvd, d)),
+                 wo=t.get(p + "self_attn.o_proj.weight", (d, qd)),
+                 ffn_norm=t.get(p + "post_attention_layernorm.weight", (d,)),
+                 w1=t.get(p + "mlp.gate_proj.weight", (arch.hidden_dim, d)),
+                 w3=t.get(p + "mlp.up_proj.weight", (arch.hidden_dim, d)),
+                 w2=t.get(p + "mlp.down_proj.weight", (d, arch.hidden_dim)))
+        for key, name, size in (("bq", "q_proj", qd), ("bk", "k_proj", kvd), ("bv", "v_proj", kvd), ("bo", "o_proj", d)):
+            if t.has(p + f"self_attn.{name}.bias"):
+                w[key] = t.get(p + f"self_attn.{name}.bias", (size,))
+        if arch.qk_norm:
+            w["q_norm"] = t.get(p + "self_attn.q_norm.weight", (hd,))
+            w["k_norm"] = t.get(p + "self_attn.k_norm.weight", (hd,))
+        layers.append(w)
+    embed = t.get("model.embed_tokens.weight", (arch.vocab_size, d))
+    tied = cfg.get("tie_word_embeddings", False) or not t.has("lm_head.weight")
+    weights = dict(embed=embed, final_norm=t.get("model.norm.weight", (d,)),
+                   wcls=embed if tied else t.get("lm_head.weight", (arch.vocab_size, d)), layers=layers)
+    tokenizer = None
+    tok_path = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(tok_path):
+        tk = _require("tokenizers")
+        try:
+            tokenizer = tk.Tokenizer.from_file(tok_path)
+        except Exception as e:
+            raise ModelFormatError(f"'{tok_path}': not a readable tokenizer.json ({e})") from None
+        if tokenizer.get_vocab_size(with_added_tokens=True) > arch.vocab_size:
+            raise ModelFormatError(f"the tokenizer has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens "
+                                   f"but the model's vocabulary is {arch.vocab_size}: they do not belong together")
+    eos = cfg.get("eos_token_id")
+    stop = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    return Model(arch, weights, tokenizer, stop, cfg.get("model_type", ""))
