@@ -1,0 +1,176 @@
+"""Loss and gradients of a llama2.c model, one training step, through the six layer kernels.
+
+    pipe = StoriesPipeline(config, "dynamic", target="m4")
+    loss, grads = pipe.loss_and_grads(params, tokens, targets, scale=256.0)
+
+In order (nanoGPT's shape; brief §9 for what the seeds put where):
+
+    x    = embed[tokens]                         CPU  (a gather)
+    for each layer:  x1, q, k, v = attn_fwd(x);  x = ffn_fwd(x1)          engine
+    h    = rmsnorm(x) * rms_final;  logits = wcls h                        CPU
+    loss = cross_entropy(logits, targets)                                  CPU
+    d    = scale * d loss / d x   (classifier and final norm backward)     CPU
+    for each layer, last first:                                            engine
+        dx1, dW_ffn = ffn_bwd(x1, d);  dWo, dv, dp = sdpa_bwd1(q, k, v, dx1)
+        dq, dk = sdpa_bwd2(q, k, dp);  d, dW_qkv = qkv_bwd(x, dq, dk, dv, dx1)
+    d embed += scatter-add of d over tokens                                 CPU
+
+Weight gradients and RMSNorm backward of the layers run inside the kernels (the seeds ran
+them on the CPU with sgemm); residual adds are in the kernels too. The classifier stays on the
+CPU: at vocab 32000 its packed input would be 32000+ wide, beyond the engine's 16384 per axis.
+
+`static` bakes each layer's weights into its five weight-bearing kernels, so every update means
+5 x n_layers compiles; a compile budget (the ANE's ~119 compiles per process, brief §9) is
+charged and a worker recycle counted each time it runs out (the seeds re-exec with --resume;
+on the simulator the count is what we report). `dynamic` compiles the six kernels once and
+feeds every layer's weights packed beside the activations.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import UsageError
+from . import layer as L
+
+PIPELINES = ("static", "dynamic")
+COMPILE_BUDGET = 119          # compiles per ANE process before the runtime refuses (brief §9)
+
+
+def layer_names(n_layers: int) -> list[str]:
+    return [f"l{i}_{w}" for i in range(n_layers) for w in L.LAYER]
+
+
+class StoriesPipeline:
+    def __init__(self, config, pipeline: str = "dynamic", target="m4", numerics: str = "profile",
+                 backend: str = "sim", compile_budget: int = COMPILE_BUDGET):
+        if pipeline not in PIPELINES:
+            raise UsageError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+        if config.n_kv_heads != config.n_heads:
+            raise UsageError("training supports n_kv_heads == n_heads (as the Stories models)")
+        self.config, self.mode, self.target, self.numerics, self.backend = config, pipeline, target, numerics, backend
+        self.shapes = L.Shapes(config.dim, config.hidden_dim, config.n_heads, config.seq_len,
+                               "fp32" if numerics == "exact" else "fp16")
+        self.compile_budget = compile_budget
+        self.compiles = 0               # kernels compiled so far
+        self.worker_recycles = 0        # times the compile budget ran out (a fresh worker)
+        self._worker_compiles = 0
+        self.dispatches = 0             # kernel runs so far
+        self._exes: dict = {}
+        self._weights_key = None
+
+    # --- kernels ----------------------------------------------------------------------------
+
+    def kernel(self, name: str, layer: int, packed_weights: dict):
+        """The compiled kernel (and its Inputs) for `name`; static kernels of a layer are rebuilt
+        with that layer's current weights once per step."""
+        weight_free = not L.WEIGHTS[name]
+        key = name if (self.mode == "dynamic" or weight_free) else (name, layer)
+        if key not in self._exes:
+            values = {n: packed_weights[n] for n in L.WEIGHTS[name]} if self.mode == "static" else None
+            prog, inputs = L.build(name, self.shapes, self.mode, values)
+            self._exes[key] = (self._compile(prog), inputs)
+        return self._exes[key]
+
+    def programs(self, params=None):
+        """{kernel name: Program} of one layer (layer 0's weights for static), for check/estimate."""
+        out = {}
+        for name in L.KERNELS:
+            values = None
+            if self.mode == "static" and L.WEIGHTS[name]:
+                values = self._packed(params, 0) if params is not None else {
+                    n: np.zeros((self.shapes.dim, self.shapes.width(n)), np.float32) for n in L.WEIGHTS[name]}
+            out[name] = L.build(name, self.shapes, self.mode, values)[0]
+        return out
+
+    def _compile(self, prog):
+        from ... import runtime
+        if self._worker_compiles >= self.compile_budget:
+            self.worker_recycles += 1
+            self._worker_compiles = 0
+        self.compiles += 1
+        self._worker_compiles += 1
+        opts = {"numerics": self.numerics} if self.backend == "sim" else {}
+        return runtime.compile(prog, backend=self.backend, target=self.target, **opts)
+
+    def _packed(self, params, i: int) -> dict:
+        return {n: L.packed(n, params[f"l{i}_{n}"]) for n in L.LAYER}
+
+    def _run(self, name: str, layer: int, weights: dict, acts: dict) -> dict:
+        exe, inputs = self.kernel(name, layer, weights)
+        self.dispatches += 1
+        if self.mode == "dynamic" and inputs.layout:
+            cols = {n: np.asarray(a, np.float32).reshape(self.shapes.dim, -1) for n, a in acts.items()}
+            cols.update(weights)
+            out = exe({"packed": L.pack(inputs.layout, cols)})
+        else:
+            out = exe(acts)
+        return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+    def new_weights(self) -> None:
+        """Forget weight-baked kernels (static): the next step compiles them again."""
+        if self.mode == "static":
+            self._exes = {k: v for k, v in self._exes.items() if isinstance(k, str)}
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def loss_and_grads(self, params: dict, tokens, targets, scale: float = 1.0):
+        """Mean next-token cross-entropy over the sequence and the gradients of (loss * scale),
+        {name: float32 array shaped like params[name]}. `params` holds float arrays in run.c's
+        layout with q / k rows in rotate-half order (see StoriesTrainer)."""
+        c, s = self.config, self.shapes
+        tokens, targets = np.asarray(tokens), np.asarray(targets)
+        if tokens.shape != (c.seq_len,) or targets.shape != (c.seq_len,):
+            raise UsageError(f"tokens and targets must each hold seq_len={c.seq_len} ids")
+        self.new_weights()
+        P = {k: np.asarray(v, np.float32) for k, v in params.items()}
+        W = [self._packed(P, i) for i in range(c.n_layers)]
+        embed = P["embed"]
+        x = embed[tokens].T.reshape(1, c.dim, 1, c.seq_len)                    # CPU: gather
+        saved = []
+        for i in range(c.n_layers):
+            a = self._run("attn_fwd", i, W[i], {"x": x})
+            f = self._run("ffn_fwd", i, W[i], {"x1": a["x1"]})
+            saved.append((x, a))
+            x = f["x2"]
+        # CPU: final RMSNorm, shared classifier, cross-entropy and their backward.
+        h = x.reshape(c.dim, c.seq_len).astype(np.float64)
+        g = P["rms_final"].astype(np.float64)[:, None]
+        inv = 1.0 / np.sqrt((h * h).mean(axis=0, keepdims=True) + L.EPS)
+        hn = h * inv * g
+        logits = embed.astype(np.float64) @ hn                                  # [vocab, S]
+        logits -= logits.max(axis=0, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(axis=0, keepdims=True))
+        cols = np.arange(c.seq_len)
+        loss = float(-logp[targets, cols].mean())
+        dlogits = np.exp(logp)
+        dlogits[targets, cols] -= 1.0
+        dlogits *= scale / c.seq_len
+        grads = {"embed": (dlogits @ hn.T)}                                     # classifier part
+        dhn = embed.T.astype(np.float64) @ dlogits
+        grads["rms_final"] = (dhn * h * inv).sum(axis=1)
+        dg = dhn * g
+        dh = inv * dg - h * inv ** 3 * (dg * h).mean(axis=0, keepdims=True)
+        d = dh.reshape(1, c.dim, 1, c.seq_len).astype(np.float32)
+        for i in reversed(range(c.n_layers)):
+            x, a = saved[i]
+            fb = self._run("ffn_bwd", i, W[i], {"x1": a["x1"], "dx2": d})
+            s1 = self._run("sdpa_bwd1", i, W[i], {"q": a["q"], "k": a["k"], "v": a["v"], "dx1": fb["dx1"]})
+            s2 = self._run("sdpa_bwd2", i, W[i], {"q": a["q"].reshape(1, s.heads, s.hd, s.seq),
+                                                  "k": a["k"].reshape(1, s.heads, s.hd, s.seq), "dp": s1["dp"]})
+            qb = self._run("qkv_bwd", i, W[i], {"x": x, "dq": s2["dq"], "dk": s2["dk"], "dv": s1["dv"],
+                                                "dx1": fb["dx1"]})
+            for n in L.LAYER:
+                src = fb if n in L.FFN else s1 if n in L.ATTN_OUT else qb
+                grads[f"l{i}_{n}"] = L.unpacked(n, src[f"d_{n}"], P[f"l{i}_{n}"].shape)
+            d = qb["dx"]
+        np.add.at(grads["embed"], tokens, d.reshape(c.dim, c.seq_len).T)        # CPU: scatter-add
+        return loss, {k: np.asarray(v, np.float32) for k, v in grads.items()}
+
+    @property
+    def kernels_per_step(self) -> int:
+        return len(L.KERNELS) * self.config.n_layers
+
+    @property
+    def compiles_per_step(self) -> int:
+        """Steady state: static recompiles its weight-bearing kernels for every layer."""
+        return (len(L.KERNELS) - 1) * self.config.n_layers if self.mode == "static" else 0
