@@ -127,7 +127,7 @@ def test_whole_model_gradients_match_pytorch_autograd(pipeline):
     ref_loss, ref = _torch_grads(model, ids[:-1], ids[1:])
     params = from_model(model)
     exact_loss, g = StoriesPipeline(c, pipeline, "m4", "exact").loss_and_grads(params, ids[:-1], ids[1:], 1.0)
-    assert exact_loss == pytest.approx(ref_loss, rel=1e-6)
+    assert exact_loss == pytest.approx(ref_loss, rel=1e-5)
     cos = _per_tensor_cosines(c, g, ref)
     assert len(cos) == 2 + 9 * c.n_layers and min(cos.values()) >= 0.9999, min(cos.items(), key=lambda kv: kv[1])
     m4_loss, g16 = StoriesPipeline(c, pipeline, "m4", "profile").loss_and_grads(params, ids[:-1], ids[1:], 256.0)

@@ -132,21 +132,23 @@ class StoriesPipeline:
             f = self._run("ffn_fwd", i, W[i], {"x1": a["x1"]})
             saved.append((x, a))
             x = f["x2"]
-        # CPU: final RMSNorm, shared classifier, cross-entropy and their backward.
-        h = x.reshape(c.dim, c.seq_len).astype(np.float64)
-        g = P["rms_final"].astype(np.float64)[:, None]
+        # CPU, float32 (as PyTorch would): final RMSNorm, shared classifier, cross-entropy and
+        # their backward.
+        h = x.reshape(c.dim, c.seq_len)
+        g = P["rms_final"][:, None]
         inv = 1.0 / np.sqrt((h * h).mean(axis=0, keepdims=True) + L.EPS)
         hn = h * inv * g
-        logits = embed.astype(np.float64) @ hn                                  # [vocab, S]
+        logits = embed @ hn                                                     # [vocab, S]
         logits -= logits.max(axis=0, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(axis=0, keepdims=True))
+        p = np.exp(logits)
+        total = p.sum(axis=0, keepdims=True)
         cols = np.arange(c.seq_len)
-        loss = float(-logp[targets, cols].mean())
-        dlogits = np.exp(logp)
+        loss = float(np.mean(np.log(total[0].astype(np.float64)) - logits[targets, cols]))
+        dlogits = p / total
         dlogits[targets, cols] -= 1.0
-        dlogits *= scale / c.seq_len
-        grads = {"embed": (dlogits @ hn.T)}                                     # classifier part
-        dhn = embed.T.astype(np.float64) @ dlogits
+        dlogits *= np.float32(scale / c.seq_len)
+        grads = {"embed": dlogits @ hn.T}                                       # classifier part
+        dhn = embed.T @ dlogits
         grads["rms_final"] = (dhn * h * inv).sum(axis=1)
         dg = dhn * g
         dh = inv * dg - h * inv ** 3 * (dg * h).mean(axis=0, keepdims=True)
@@ -174,3 +176,22 @@ class StoriesPipeline:
     def compiles_per_step(self) -> int:
         """Steady state: static recompiles its weight-bearing kernels for every layer."""
         return (len(L.KERNELS) - 1) * self.config.n_layers if self.mode == "static" else 0
+
+
+def memory_per_step(config, pipeline: str = "dynamic") -> dict:
+    """Bytes a step holds, by kind (host arrays float32, engine buffers fp16)."""
+    c = config
+    d, hid, n, s, v = c.dim, c.hidden_dim, c.n_layers, c.seq_len, c.vocab_size
+    layer_w = 4 * d * d + 3 * d * hid + 2 * d
+    params = v * d + n * layer_w + d
+    out = {"params fp32 (master)": 4 * params, "AdamW m, v fp32": 8 * params, "gradients fp32": 4 * params,
+           "saved activations x, x1, q, k, v (host fp32)": 4 * 5 * d * s * n,
+           "attention probs / their gradient, one layer (fp16)": 2 * 2 * c.n_heads * s * s,
+           "logits and their gradient (host fp32)": 4 * 2 * v * s}
+    if pipeline == "dynamic":
+        out["largest packed input, ffn_bwd (fp16)"] = 2 * d * (2 * s + 3 * hid + 1)
+    else:
+        # weights baked into the five weight-bearing kernels of every layer (fp16 constants)
+        baked = (4 * d * d + d) + (3 * d * hid + d) * 2 + d * d + (3 * d * d + d)
+        out["weights baked into compiled kernels (fp16)"] = 2 * n * baked
+    return out
