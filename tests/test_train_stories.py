@@ -12,7 +12,7 @@ import pytest
 
 import anekit as ak
 from anekit.cli import main
-from anekit.errors import CheckpointError, UsageError
+from anekit.errors import ANECompileError, CheckpointError, UsageError
 from anekit.models import llama2c
 from anekit.models.llama2c import _deinterleave
 from anekit.train.pipelines import corpus, layer
@@ -40,6 +40,18 @@ def test_every_kernel_checks_with_no_rejection(pipeline, target):
     for name, prog in progs.items():
         report = ak.check(prog, target)
         assert report.ok, (name, [f for f in report.findings if f.verdict in ("over_limit", "unsupported")])
+
+
+def test_a_kernel_the_target_rejects_stops_training_before_it_starts():
+    """The pipeline checks each kernel for its target on first build: a packed input wider
+    than M1's 16384 per axis is refused with the kernel named; the static form runs."""
+    c = llama2c.Config(dim=32, hidden_dim=6000, n_layers=1, n_heads=4, n_kv_heads=4, vocab_size=259, seq_len=16)
+    tok = np.arange(16)
+    with pytest.raises(ANECompileError, match="kernel ffn_fwd .*M1.*18017"):
+        StoriesPipeline(c, "dynamic", "m1", "exact").loss_and_grads(init_params(c), tok, tok)
+    static = StoriesPipeline(c, "static", "m1", "exact")
+    loss, _ = static.loss_and_grads(init_params(c), tok, tok)
+    assert np.isfinite(loss) and sorted(static.checked) == sorted(layer.KERNELS)
 
 
 def test_dynamic_kernels_take_one_packed_input_and_static_kernels_bake_weights():
@@ -219,6 +231,7 @@ def test_cli_trains_saves_a_run_c_model_and_prints_a_sample(capsys, tmp_path):
     assert r["steps"] == 8 and r["pipeline"] == "dynamic" and r["target"] == "M4"
     assert r["kernels_per_step"] == 12 and r["compiles_per_step"] == 0 and r["compiles_total"] == 6
     assert r["final_loss"] < r["first_loss"] and len(r["sample"]) > 0
+    assert r["kernels_checked"] == sorted(layer.KERNELS)
     m = llama2c.load(r["model"])
     assert m.config.vocab_size == 259 and m.config.seq_len == 32
     assert (tmp_path / "checkpoint.safetensors").exists()

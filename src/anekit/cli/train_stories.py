@@ -94,6 +94,13 @@ def run_stories(args) -> int:
     t0 = time.perf_counter()
     try:
         rows = trainer.fit(windows, on_step)
+    except KeyboardInterrupt:
+        if args.checkpoint:
+            trainer.save()
+        print(f"anekit: interrupted after step {trainer.step}"
+              + (f"; checkpoint in {args.checkpoint} (--resume continues)" if args.checkpoint else ""),
+              file=sys.stderr)
+        return 130
     finally:
         if bar is not None:
             bar.close()
@@ -120,7 +127,7 @@ def run_stories(args) -> int:
         "first_loss": first, "final_loss": _mean_last([r["loss"] for r in rows], 10),
         "step_ms": statistics.median(r["step_ms"] for r in steady) if steady else None,
         "compiles_per_step": trainer.pipe.compiles_per_step, "kernels_per_step": trainer.pipe.kernels_per_step,
-        "compiles_total": trainer.pipe.compiles, "worker_recycles": trainer.pipe.worker_recycles,
+        "compiles_total": trainer.pipe.compiles, "kernels_checked": sorted(trainer.pipe.checked), "worker_recycles": trainer.pipe.worker_recycles,
         "overflow_steps": trainer.scaler.overflow_steps, "loss_scale": trainer.scaler.scale,
         "dataset": args.data or "procedural stories (built in)", "tokens": int(len(ids)),
         "tokenizer": args.tokenizer or "byte-level (259)", "model": str(out),

@@ -36,10 +36,6 @@ PIPELINES = ("static", "dynamic")
 COMPILE_BUDGET = 119          # compiles per ANE process before the runtime refuses (brief §9)
 
 
-def layer_names(n_layers: int) -> list[str]:
-    return [f"l{i}_{w}" for i in range(n_layers) for w in L.LAYER]
-
-
 class StoriesPipeline:
     def __init__(self, config, pipeline: str = "dynamic", target="m4", numerics: str = "profile",
                  backend: str = "sim", compile_budget: int = COMPILE_BUDGET):
@@ -56,7 +52,7 @@ class StoriesPipeline:
         self._worker_compiles = 0
         self.dispatches = 0             # kernel runs so far
         self._exes: dict = {}
-        self._weights_key = None
+        self.checked: dict = {}         # kernel name -> ak.check report for the target (first build)
 
     # --- kernels ----------------------------------------------------------------------------
 
@@ -68,6 +64,8 @@ class StoriesPipeline:
         if key not in self._exes:
             values = {n: packed_weights[n] for n in L.WEIGHTS[name]} if self.mode == "static" else None
             prog, inputs = L.build(name, self.shapes, self.mode, values)
+            if name not in self.checked:
+                self._check(name, prog)
             self._exes[key] = (self._compile(prog), inputs)
         return self._exes[key]
 
@@ -81,6 +79,18 @@ class StoriesPipeline:
                     n: np.zeros((self.shapes.dim, self.shapes.width(n)), np.float32) for n in L.WEIGHTS[name]}
             out[name] = L.build(name, self.shapes, self.mode, values)[0]
         return out
+
+    def _check(self, name: str, prog) -> None:
+        """ak.check each kernel once for the target: a kernel the engine would reject stops
+        training before it starts (the simulator would run it regardless)."""
+        from ...errors import ANECompileError
+        from ...preflight import check
+        report = check(prog, self.target)
+        if not report.ok:
+            bad = next(f for f in report.findings if f.verdict in ("over_limit", "unsupported"))
+            raise ANECompileError(f"kernel {name} would not run on the {report.target} engine: {bad.op_type} "
+                                  f"'{bad.op}': {bad.reason}")
+        self.checked[name] = report
 
     def _compile(self, prog):
         from ... import runtime
