@@ -40,6 +40,7 @@ from ..autodiff import grad
 
 MASK = -1e4          # additive causal mask; finite so fp16 stays in range
 EPS = 1e-5
+PRESCALE = 8.0       # rmsnorm input scale: exact in fp16 (a power of two); see rmsnorm
 ATTN_QKV = ("rms_att", "wq", "wk", "wv")
 ATTN_OUT = ("wo",)
 FFN = ("rms_ffn", "w1", "w3", "w2")
@@ -125,8 +126,12 @@ def linear(x, w, name: str):
 
 
 def rmsnorm(x, w):
-    inv = _op("rsqrt", (x * x).mean(axes=[1], keep_dims=True), epsilon=EPS)
-    return x * inv * w
+    """x / sqrt(mean(x^2) + eps) * w, computed on xs = PRESCALE x (the same value): squares of
+    a small residual stream stay fp16-normal, and the backward's rsqrt'(ms) ~ ms^-1.5 is
+    PRESCALE^3 smaller, so it does not overflow fp16 at init (embedding rows of rms 0.02)."""
+    xs = x * PRESCALE
+    inv = _op("rsqrt", (xs * xs).mean(axes=[1], keep_dims=True), epsilon=EPS * PRESCALE ** 2)
+    return xs * inv * w
 
 
 def rope(t, cos, sin):
