@@ -83,6 +83,7 @@ def torch_step_ms(config, tokens, targets, steps: int) -> float:
 
 
 def sim_step_ms(config, tokens, targets, steps: int, numerics: str, pipeline: str = "dynamic") -> float:
+    """Median ms of a trainer step (kernels, host part, AdamW update; static: its recompiles)."""
     tr = StoriesTrainer(config, pipeline, "m4", steps=steps + 1, numerics=numerics, loss_scale=256.0)
     tr.train_step(lambda _step: (tokens, targets))            # compiles
     times = [tr.train_step(lambda _step: (tokens, targets))["step_ms"] for _ in range(steps)]
@@ -112,6 +113,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--numerics", nargs="+", default=["profile", "exact"], choices=["profile", "exact"])
+    ap.add_argument("--pipelines", nargs="+", default=["dynamic", "static"], choices=["dynamic", "static"])
     ap.add_argument("--skip-measure", action="store_true", help="only the estimates")
     args = ap.parse_args()
     c15 = dataclasses.replace(llama2c.STORIES15M, seq_len=args.seq_len)
@@ -122,9 +124,10 @@ def main() -> None:
         torch_ms = torch_step_ms(c15, tokens, targets, args.steps)
         print(f"Stories15M training step (seq {c15.seq_len}, one thread each, median of {args.steps}):")
         print(f"  PyTorch CPU fp32                 {torch_ms:9.1f} ms")
-        for numerics in args.numerics:
-            ms = sim_step_ms(c15, tokens, targets, args.steps, numerics)
-            print(f"  simulator, dynamic, {numerics:<8}     {ms:9.1f} ms   {ms / torch_ms:5.2f}x PyTorch")
+        for pipeline in args.pipelines:
+            for numerics in args.numerics:
+                ms = sim_step_ms(c15, tokens, targets, args.steps, numerics, pipeline)
+                print(f"  simulator, {pipeline:<7}, {numerics:<8}    {ms:9.1f} ms   {ms / torch_ms:5.2f}x PyTorch")
     c110 = dataclasses.replace(llama2c.STORIES110M, seq_len=256)      # the seeds train at seq 256
     est = estimates(c110)
     print("\nStories110M training step, seq 256: ak.estimate of the engine kernels (6 per layer x 12)")
