@@ -25,9 +25,8 @@ import time                # noqa: E402
 
 import numpy as np         # noqa: E402
 
-import anekit as ak        # noqa: E402
 from anekit.models import llama2c                                   # noqa: E402
-from anekit.train.pipelines.stories import StoriesPipeline, memory_per_step  # noqa: E402
+from anekit.train.pipelines.stories import estimate_step_ms, memory_per_step  # noqa: E402
 from anekit.train.pipelines.trainer import StoriesTrainer, init_params  # noqa: E402
 
 # Seed projects (brief §9; seeds 001 / 004): Stories110M training step, ms.
@@ -91,13 +90,8 @@ def sim_step_ms(config, tokens, targets, steps: int, numerics: str, pipeline: st
 
 
 def estimates(config) -> dict:
-    out = {}
-    for pipeline in ("dynamic", "static"):
-        progs = StoriesPipeline(config, pipeline, "m4").programs(None)
-        for t in TARGETS:
-            per_layer = {k: ak.estimate(p, t).total_us for k, p in progs.items()}
-            out[(t, pipeline)] = sum(per_layer.values()) * config.n_layers / 1e3
-    return out
+    return {(t, pipeline): estimate_step_ms(config, pipeline, t)["total"]
+            for pipeline in ("dynamic", "static") for t in TARGETS}
 
 
 def host_flops(config) -> dict:

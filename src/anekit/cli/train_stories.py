@@ -57,6 +57,7 @@ def run_stories(args) -> int:
     from ..models.tokenizer import load as load_tokenizer
     from ..runtime import resolve_target
     from ..train.pipelines import corpus
+    from ..train.pipelines.stories import estimate_step_ms
     from ..train.pipelines.trainer import CONFIGS, StoriesTrainer
 
     chip = resolve_target(args.target)
@@ -128,6 +129,7 @@ def run_stories(args) -> int:
         "step_ms": statistics.median(r["step_ms"] for r in steady) if steady else None,
         "compiles_per_step": trainer.pipe.compiles_per_step, "kernels_per_step": trainer.pipe.kernels_per_step,
         "compiles_total": trainer.pipe.compiles, "kernels_checked": sorted(trainer.pipe.checked), "worker_recycles": trainer.pipe.worker_recycles,
+        "estimated_engine_ms": round(estimate_step_ms(config, args.pipeline, chip.name)["total"], 3),
         "overflow_steps": trainer.scaler.overflow_steps, "loss_scale": trainer.scaler.scale,
         "dataset": args.data or "procedural stories (built in)", "tokens": int(len(ids)),
         "tokenizer": args.tokenizer or "byte-level (259)", "model": str(out),
@@ -157,6 +159,8 @@ def _print_report(r) -> None:
         print(f"loss      {r['first_loss']:.3f} at step 1 -> {r['final_loss']:.3f} (mean of the last 10) "
               f"after {r['steps']} steps; step {r['step_ms'] or 0:.0f} ms (median), loss scale "
               f"{r['loss_scale']:g}, {r['overflow_steps']} overflow steps")
+    print(f"estimate  {r['estimated_engine_ms']:.2f} ms per step for the kernels on the {r['target']} ANE "
+          "(cost model; host work and compiles not included; not measured)")
     print(f"saved     {r['model']}" + (f" (+ {r['tokenizer_out']})" if r["tokenizer_out"] else ""))
     if r["sample"]:
         print("sample    " + r["sample"].replace("\n", "\n          "))

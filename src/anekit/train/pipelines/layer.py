@@ -56,8 +56,8 @@ def packed(name: str, w: np.ndarray) -> np.ndarray:
 
 
 def unpacked(name: str, g: np.ndarray, shape) -> np.ndarray:
-    """Inverse of `packed` for a gradient of the packed weight."""
-    g = np.asarray(g, np.float32).reshape(g.shape[1], g.shape[3]) if g.ndim == 4 else np.asarray(g, np.float32)
+    """Inverse of `packed` for the gradient [1, dim, 1, n] of a packed weight."""
+    g = np.asarray(g, np.float32).reshape(g.shape[1], g.shape[3])
     if len(shape) == 1:
         return g.reshape(shape)
     return (g if name in TRANSPOSED else g.T).reshape(shape)

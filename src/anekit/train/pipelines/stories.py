@@ -205,3 +205,12 @@ def memory_per_step(config, pipeline: str = "dynamic") -> dict:
         baked = (4 * d * d + d) + (3 * d * hid + d) * 2 + d * d + (3 * d * d + d)
         out["weights baked into compiled kernels (fp16)"] = 2 * n * baked
     return out
+
+
+def estimate_step_ms(config, pipeline: str = "dynamic", target="m4") -> dict:
+    """The cost model's time of the engine's part of one step: {kernel: ms per layer} and
+    "total" (every kernel x n_layers). Host work and compile time are not in it."""
+    from ...cost import estimate
+    progs = StoriesPipeline(config, pipeline, target).programs(None)
+    per_layer = {k: estimate(p, target).total_us / 1e3 for k, p in progs.items()}
+    return {**per_layer, "total": sum(per_layer.values()) * config.n_layers}
