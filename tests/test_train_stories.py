@@ -148,6 +148,34 @@ def test_whole_model_gradients_match_pytorch_autograd(pipeline):
     assert min(cos16.values()) >= 0.999, min(cos16.items(), key=lambda kv: kv[1])
 
 
+@pytest.mark.parametrize("pipeline", ["static", "dynamic"])
+def test_head_on_the_engine_matches_pytorch_too(pipeline):
+    """--head engine: final RMSNorm, classifier and cross-entropy (and their backward) as one
+    more kernel; gradients still match PyTorch per tensor (exact >= 0.9999, m4 >= 0.999)."""
+    c = dataclasses.replace(SMALL, seq_len=24)
+    model = llama2c.new(c, seed=3)
+    ids = np.random.default_rng(0).integers(0, c.vocab_size, c.seq_len + 1)
+    ref_loss, ref = _torch_grads(model, ids[:-1], ids[1:])
+    params = from_model(model)
+    pipe = StoriesPipeline(c, pipeline, "m4", "exact", head="engine")
+    loss, g = pipe.loss_and_grads(params, ids[:-1], ids[1:], 1.0)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    assert min(_per_tensor_cosines(c, g, ref).values()) >= 0.9999
+    assert pipe.kernels_per_step == 6 * c.n_layers + 1 and "head" in pipe.checked
+    loss16, g16 = StoriesPipeline(c, pipeline, "m4", "profile", head="engine").loss_and_grads(
+        params, ids[:-1], ids[1:], 256.0)
+    assert loss16 == pytest.approx(ref_loss, rel=1e-2)
+    assert min(_per_tensor_cosines(c, {k: v / 256.0 for k, v in g16.items()}, ref).values()) >= 0.999
+
+
+def test_a_vocab_wide_head_fits_m4_but_not_m1():
+    """At vocab 32000 the head's tensors fit M4's 65536 per axis, not M1's 16384."""
+    for pipeline in ("static", "dynamic"):
+        progs = StoriesPipeline(llama2c.STORIES15M, pipeline, "m4", head="engine").programs(None)
+        assert ak.check(progs["head"], "m4").ok
+        assert not ak.check(progs["head"], "m1").ok
+
+
 def test_to_model_and_from_model_invert_each_other():
     m = llama2c.new(SMALL, seed=2)
     back = to_model(SMALL, from_model(m))

@@ -64,14 +64,14 @@ def unpacked(name: str, g: np.ndarray, shape) -> np.ndarray:
 
 
 class Shapes:
-    def __init__(self, dim, hidden, heads, seq, dtype):
+    def __init__(self, dim, hidden, heads, seq, dtype, vocab: int = 0):
         self.dim, self.hidden, self.heads, self.seq, self.dtype = dim, hidden, heads, seq, dtype
-        self.hd = dim // heads
+        self.hd, self.vocab = dim // heads, vocab
 
     def width(self, name: str) -> int:
         """Columns of the packed weight `name`."""
         return {"wq": self.dim, "wk": self.dim, "wv": self.dim, "wo": self.dim,
-                "w1": self.hidden, "w3": self.hidden, "w2": self.hidden}.get(name, 1)
+                "w1": self.hidden, "w3": self.hidden, "w2": self.hidden, "embed": self.vocab}.get(name, 1)
 
 
 # --- where a kernel's tensors come from ------------------------------------------------------
@@ -234,3 +234,21 @@ def build(kernel: str, s: Shapes, mode: str, values: dict | None = None):
     else:
         raise KeyError(kernel)
     return ir.program(outs, name=kernel), I
+
+
+HEAD_WEIGHTS = ("rms_final", "embed")
+
+
+def build_head(s: Shapes, vocab: int, mode: str, values: dict | None = None):
+    """The loss on the engine: final RMSNorm, shared classifier, cross-entropy and their
+    backward in one kernel. Inputs x (the last layer's output), onehot [1, vocab, 1, S] of the
+    targets and the loss scale; outputs loss and d_x, d_embed, d_rms_final of (loss * scale)."""
+    shapes = Shapes(s.dim, s.hidden, s.heads, s.seq, s.dtype, vocab)
+    I = Inputs(shapes, mode, ["x"], list(HEAD_WEIGHTS), values)
+    onehot = ir.input("onehot", (1, vocab, 1, s.seq), s.dtype)
+    logits = linear(rmsnorm(I["x"], I["rms_final"]), I["embed"], "embed")        # [1, vocab, 1, S]
+    logp = logits - _op("reduce_log_sum_exp", logits, axes=[1], keep_dims=True)
+    loss = (logp * onehot).sum() * (-1.0 / s.seq)
+    scale = ir.input("loss_scale", loss.shape, s.dtype)
+    d_x, d_rms, d_embed = grad(loss, [I["x"], I["rms_final"], I["embed"]], seed=scale)
+    return ir.program({"loss": loss, "d_x": d_x, "d_rms_final": d_rms, "d_embed": d_embed}, name="head"), I

@@ -33,19 +33,23 @@ from ...errors import UsageError
 from . import layer as L
 
 PIPELINES = ("static", "dynamic")
+HEADS = ("cpu", "engine")      # where the final norm, classifier and cross-entropy run
 COMPILE_BUDGET = 119          # compiles per ANE process before the runtime refuses (brief §9)
 
 
 class StoriesPipeline:
     def __init__(self, config, pipeline: str = "dynamic", target="m4", numerics: str = "profile",
-                 backend: str = "sim", compile_budget: int = COMPILE_BUDGET):
+                 backend: str = "sim", compile_budget: int = COMPILE_BUDGET, head: str = "cpu"):
         if pipeline not in PIPELINES:
             raise UsageError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+        if head not in HEADS:
+            raise UsageError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         if config.n_kv_heads != config.n_heads:
             raise UsageError("training supports n_kv_heads == n_heads (as the Stories models)")
         self.config, self.mode, self.target, self.numerics, self.backend = config, pipeline, target, numerics, backend
+        self.head = head
         self.shapes = L.Shapes(config.dim, config.hidden_dim, config.n_heads, config.seq_len,
-                               "fp32" if numerics == "exact" else "fp16")
+                               "fp32" if numerics == "exact" else "fp16", config.vocab_size)
         self.compile_budget = compile_budget
         self.compiles = 0               # kernels compiled so far
         self.worker_recycles = 0        # times the compile budget ran out (a fresh worker)
@@ -59,18 +63,22 @@ class StoriesPipeline:
     def kernel(self, name: str, layer: int, packed_weights: dict):
         """The compiled kernel (and its Inputs) for `name`; static kernels of a layer are rebuilt
         with that layer's current weights once per step."""
-        weight_free = not L.WEIGHTS[name]
-        key = name if (self.mode == "dynamic" or weight_free) else (name, layer)
+        weight_names = L.HEAD_WEIGHTS if name == "head" else L.WEIGHTS[name]
+        key = name if (self.mode == "dynamic" or not weight_names) else (name, layer)
         if key not in self._exes:
-            values = {n: packed_weights[n] for n in L.WEIGHTS[name]} if self.mode == "static" else None
-            prog, inputs = L.build(name, self.shapes, self.mode, values)
+            values = {n: packed_weights[n] for n in weight_names} if self.mode == "static" else None
+            if name == "head":
+                prog, inputs = L.build_head(self.shapes, self.config.vocab_size, self.mode, values)
+            else:
+                prog, inputs = L.build(name, self.shapes, self.mode, values)
             if name not in self.checked:
                 self._check(name, prog)
             self._exes[key] = (self._compile(prog), inputs)
         return self._exes[key]
 
     def programs(self, params=None):
-        """{kernel name: Program} of one layer (layer 0's weights for static), for check/estimate."""
+        """{kernel name: Program} of one layer (layer 0's weights for static) and the head when
+        it runs on the engine, for check/estimate."""
         out = {}
         for name in L.KERNELS:
             values = None
@@ -78,6 +86,10 @@ class StoriesPipeline:
                 values = self._packed(params, 0) if params is not None else {
                     n: np.zeros((self.shapes.dim, self.shapes.width(n)), np.float32) for n in L.WEIGHTS[name]}
             out[name] = L.build(name, self.shapes, self.mode, values)[0]
+        if self.head == "engine":
+            values = {n: L.packed(n, params[n]) if params is not None else
+                      np.zeros((self.shapes.dim, self.shapes.width(n)), np.float32) for n in L.HEAD_WEIGHTS}
+            out["head"] = L.build_head(self.shapes, self.config.vocab_size, self.mode, values)[0]
         return out
 
     def _check(self, name: str, prog) -> None:
@@ -105,15 +117,15 @@ class StoriesPipeline:
     def _packed(self, params, i: int) -> dict:
         return {n: L.packed(n, params[f"l{i}_{n}"]) for n in L.LAYER}
 
-    def _run(self, name: str, layer: int, weights: dict, acts: dict) -> dict:
+    def _run(self, name: str, layer: int, weights: dict, acts: dict, extra: dict | None = None) -> dict:
         exe, inputs = self.kernel(name, layer, weights)
         self.dispatches += 1
         if self.mode == "dynamic" and inputs.layout:
             cols = {n: np.asarray(a, np.float32).reshape(self.shapes.dim, -1) for n, a in acts.items()}
             cols.update(weights)
-            out = exe({"packed": L.pack(inputs.layout, cols)})
+            out = exe({"packed": L.pack(inputs.layout, cols), **(extra or {})})
         else:
-            out = exe(acts)
+            out = exe({**acts, **(extra or {})})
         return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
     def new_weights(self) -> None:
@@ -142,8 +154,29 @@ class StoriesPipeline:
             f = self._run("ffn_fwd", i, W[i], {"x1": a["x1"]})
             saved.append((x, a))
             x = f["x2"]
-        # CPU, float32 (as PyTorch would): final RMSNorm, shared classifier, cross-entropy and
-        # their backward.
+        if self.head == "engine":
+            loss, grads, d = self._head_on_engine(P, x, targets, scale)
+        else:
+            loss, grads, d = self._head_on_cpu(P, x, targets, scale)
+        for i in reversed(range(c.n_layers)):
+            x, a = saved[i]
+            fb = self._run("ffn_bwd", i, W[i], {"x1": a["x1"], "dx2": d})
+            s1 = self._run("sdpa_bwd1", i, W[i], {"q": a["q"], "k": a["k"], "v": a["v"], "dx1": fb["dx1"]})
+            s2 = self._run("sdpa_bwd2", i, W[i], {"q": a["q"].reshape(1, s.heads, s.hd, s.seq),
+                                                  "k": a["k"].reshape(1, s.heads, s.hd, s.seq), "dp": s1["dp"]})
+            qb = self._run("qkv_bwd", i, W[i], {"x": x, "dq": s2["dq"], "dk": s2["dk"], "dv": s1["dv"],
+                                                "dx1": fb["dx1"]})
+            for n in L.LAYER:
+                src = fb if n in L.FFN else s1 if n in L.ATTN_OUT else qb
+                grads[f"l{i}_{n}"] = L.unpacked(n, src[f"d_{n}"], P[f"l{i}_{n}"].shape)
+            d = qb["dx"]
+        np.add.at(grads["embed"], tokens, d.reshape(c.dim, c.seq_len).T)        # CPU: scatter-add
+        return loss, {k: np.asarray(v, np.float32) for k, v in grads.items()}
+
+    def _head_on_cpu(self, P, x, targets, scale):
+        """Final RMSNorm, shared classifier, cross-entropy and their backward in float32 numpy
+        (as PyTorch would): (loss, {embed, rms_final} gradients, d of the last layer)."""
+        c, embed = self.config, P["embed"]
         h = x.reshape(c.dim, c.seq_len)
         g = P["rms_final"][:, None]
         inv = 1.0 / np.sqrt((h * h).mean(axis=0, keepdims=True) + L.EPS)
@@ -162,30 +195,28 @@ class StoriesPipeline:
         grads["rms_final"] = (dhn * h * inv).sum(axis=1)
         dg = dhn * g
         dh = inv * dg - h * inv ** 3 * (dg * h).mean(axis=0, keepdims=True)
-        d = dh.reshape(1, c.dim, 1, c.seq_len).astype(np.float32)
-        for i in reversed(range(c.n_layers)):
-            x, a = saved[i]
-            fb = self._run("ffn_bwd", i, W[i], {"x1": a["x1"], "dx2": d})
-            s1 = self._run("sdpa_bwd1", i, W[i], {"q": a["q"], "k": a["k"], "v": a["v"], "dx1": fb["dx1"]})
-            s2 = self._run("sdpa_bwd2", i, W[i], {"q": a["q"].reshape(1, s.heads, s.hd, s.seq),
-                                                  "k": a["k"].reshape(1, s.heads, s.hd, s.seq), "dp": s1["dp"]})
-            qb = self._run("qkv_bwd", i, W[i], {"x": x, "dq": s2["dq"], "dk": s2["dk"], "dv": s1["dv"],
-                                                "dx1": fb["dx1"]})
-            for n in L.LAYER:
-                src = fb if n in L.FFN else s1 if n in L.ATTN_OUT else qb
-                grads[f"l{i}_{n}"] = L.unpacked(n, src[f"d_{n}"], P[f"l{i}_{n}"].shape)
-            d = qb["dx"]
-        np.add.at(grads["embed"], tokens, d.reshape(c.dim, c.seq_len).T)        # CPU: scatter-add
-        return loss, {k: np.asarray(v, np.float32) for k, v in grads.items()}
+        return loss, grads, dh.reshape(1, c.dim, 1, c.seq_len).astype(np.float32)
+
+    def _head_on_engine(self, P, x, targets, scale):
+        """The same as one engine kernel (layer.build_head)."""
+        c = self.config
+        weights = {n: L.packed(n, P[n]) for n in L.HEAD_WEIGHTS}
+        onehot = np.zeros((1, c.vocab_size, 1, c.seq_len), np.float32)
+        onehot[0, targets, 0, np.arange(c.seq_len)] = 1.0
+        out = self._run("head", -1, weights, {"x": x}, {"onehot": onehot, "loss_scale": np.full((), scale, np.float32)})
+        grads = {n: L.unpacked(n, out[f"d_{n}"], P[n].shape) for n in L.HEAD_WEIGHTS}
+        return float(np.asarray(out["loss"]).reshape(-1)[0]), grads, out["d_x"]
 
     @property
     def kernels_per_step(self) -> int:
-        return len(L.KERNELS) * self.config.n_layers
+        return len(L.KERNELS) * self.config.n_layers + (self.head == "engine")
 
     @property
     def compiles_per_step(self) -> int:
-        """Steady state: static recompiles its weight-bearing kernels for every layer."""
-        return (len(L.KERNELS) - 1) * self.config.n_layers if self.mode == "static" else 0
+        """Steady state: static recompiles its weight-bearing kernels (and the head) every step."""
+        if self.mode != "static":
+            return 0
+        return (len(L.KERNELS) - 1) * self.config.n_layers + (self.head == "engine")
 
 
 def memory_per_step(config, pipeline: str = "dynamic") -> dict:
@@ -207,10 +238,10 @@ def memory_per_step(config, pipeline: str = "dynamic") -> dict:
     return out
 
 
-def estimate_step_ms(config, pipeline: str = "dynamic", target="m4") -> dict:
-    """The cost model's time of the engine's part of one step: {kernel: ms per layer} and
-    "total" (every kernel x n_layers). Host work and compile time are not in it."""
+def estimate_step_ms(config, pipeline: str = "dynamic", target="m4", head: str = "cpu") -> dict:
+    """The cost model's time of the engine's part of one step: {kernel: ms per layer (the
+    head: per step)} and "total". Host work and compile time are not in it."""
     from ...cost import estimate
-    progs = StoriesPipeline(config, pipeline, target).programs(None)
-    per_layer = {k: estimate(p, target).total_us / 1e3 for k, p in progs.items()}
-    return {**per_layer, "total": sum(per_layer.values()) * config.n_layers}
+    progs = StoriesPipeline(config, pipeline, target, head=head).programs(None)
+    ms = {k: estimate(p, target).total_us / 1e3 for k, p in progs.items()}
+    return {**ms, "total": sum(v for k, v in ms.items() if k != "head") * config.n_layers + ms.get("head", 0.0)}
