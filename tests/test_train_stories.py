@@ -269,6 +269,11 @@ def test_cli_trains_saves_a_run_c_model_and_prints_a_sample(capsys, tmp_path):
     assert rc == 0 and json.loads(out)["steps"] == 10
 
 
+def test_train_without_a_model_prints_its_usage(capsys):
+    assert main(["train"]) == 2
+    assert "digits" in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(capsys, tmp_path):
     rc, _, err = _cli(capsys, "--resume")
     assert rc == 2 and err.count("\n") == 1 and "--checkpoint" in err

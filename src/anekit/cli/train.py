@@ -45,6 +45,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_train)
     from .train_stories import register as register_stories
     register_stories(models)
+    top.set_defaults(func=lambda _args: _usage(top))
+
+
+def _usage(parser) -> int:
+    """`anekit train` without a model: its own help, exit 2."""
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def _loss_scale(text: str):
