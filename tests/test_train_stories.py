@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -279,6 +280,9 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert rc == 2 and err.count("\n") == 1 and "--checkpoint" in err
     rc, _, err = _cli(capsys, "--data", str(tmp_path / "missing.txt"))
     assert rc == 2 and err.count("\n") == 1 and "cannot read" in err
+    if sys.platform != "darwin":       # the ANE backend needs macOS: said in one line, no traceback
+        rc, _, err = _cli(capsys, "--backend", "ane", "--steps", "1", "--seq-len", "16")
+        assert rc == 2 and err.count("\n") == 1 and "ane" in err.lower()
 
 
 def test_run_c_reads_the_saved_model(tmp_path):

@@ -28,6 +28,8 @@ def register(models) -> None:
     p.add_argument("--pipeline", choices=["dynamic", "static"], default="dynamic",
                    help="dynamic: weights as inputs, kernels compiled once; static: weights baked, "
                         "recompiled every step")
+    p.add_argument("--backend", choices=["sim", "ane"], default="sim",
+                   help="where the kernels run: the simulator (default) or the ANE (macOS; never tried on hardware)")
     p.add_argument("--head", choices=["cpu", "engine"], default="cpu",
                    help="where the final norm, classifier and cross-entropy run (default cpu, as the seeds; "
                         "engine: one more kernel, if its vocab-wide tensors fit the target)")
@@ -79,7 +81,8 @@ def run_stories(args) -> int:
     windows = corpus.Windows(ids, config.seq_len, seed=args.seed)
     trainer = StoriesTrainer(config, args.pipeline, chip.name, steps=args.steps, lr=args.lr,
                              loss_scale=_loss_scale(args.loss_scale), numerics=args.numerics,
-                             checkpoint_dir=args.checkpoint, seed=args.seed, head=args.head)
+                             checkpoint_dir=args.checkpoint, seed=args.seed, head=args.head,
+                             backend=args.backend)
     if args.resume:
         trainer.resume()
     bar = None

@@ -89,11 +89,12 @@ class StoriesTrainer:
     def __init__(self, config, pipeline: str = "dynamic", target="m4", *, steps: int = 300, lr: float = 3e-3,
                  warmup: int = 20, weight_decay: float = 0.01, clip_norm: float | None = 1.0,
                  loss_scale="dynamic", numerics: str = "profile", checkpoint_dir=None,
-                 checkpoint_every: int = 50, seed: int = 0, params: dict | None = None, head: str = "cpu"):
+                 checkpoint_every: int = 50, seed: int = 0, params: dict | None = None, head: str = "cpu",
+                 backend: str = "sim"):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise UsageError(f"steps must be a non-negative integer, got {steps!r}")
         self.config, self.steps, self.seed = config, steps, seed
-        self.pipe = StoriesPipeline(config, pipeline, target, numerics, head=head)
+        self.pipe = StoriesPipeline(config, pipeline, target, numerics, backend=backend, head=head)
         self.opt = AdamW(params if params is not None else init_params(config, seed),
                          lr=cosine(lr, max(steps, 1), warmup_steps=min(warmup, max(steps - 1, 0)), min_lr=lr / 10),
                          weight_decay=weight_decay, clip_norm=clip_norm, master_weights=True)
