@@ -21,10 +21,12 @@ DEFAULTS = {"batch_size": 32, "lr": 1e-2, "seed": 0}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a model on the simulator (the guide's digits experiment)",
-                              description="Train the small seeded digit CNN of the ANE guide (ch. 15) with "
-                                          "forward, backward and Adam update as simulated ANE programs.")
-    p.add_argument("model", choices=["digits"], help="what to train")
+    top = subparsers.add_parser("train", help="train a model on the simulator (digits CNN, Stories transformer)",
+                                description="Train on the simulator: forward, backward and update as ANE programs.")
+    models = top.add_subparsers(dest="model", metavar="MODEL")
+    p = models.add_parser("digits", help="the guide's digit-classifier experiment (ch. 15)",
+                          description="Train the small seeded digit CNN of the ANE guide (ch. 15) with "
+                                      "forward, backward and Adam update as simulated ANE programs.")
     p.add_argument("--target", "-t", default="m1", help="chip whose numerics to simulate (default m1)")
     p.add_argument("--steps", type=int, default=300, help="total optimizer steps (default 300)")
     p.add_argument("--data", metavar="DIR", help="folder with MNIST IDX files (train-images-idx3-ubyte[.gz], ...): "
@@ -41,6 +43,15 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
+    from .train_stories import register as register_stories
+    register_stories(models)
+    top.set_defaults(func=lambda _args: _usage(top))
+
+
+def _usage(parser) -> int:
+    """`anekit train` without a model: its own help, exit 2."""
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def _loss_scale(text: str):

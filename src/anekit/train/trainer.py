@@ -97,7 +97,6 @@ class Trainer:
             self.checkpoint_dir / METRICS_FILE if self.checkpoint_dir else None)
         self.rng = np.random.default_rng(seed)     # for user augmentation; saved in checkpoints
         self.step = 0
-        from .. import runtime
         self.program = training_program(loss, self.params, lower=lower, target=runtime.resolve_target(target))
         self.fingerprint = fingerprint(self.program)
         param_names = set(names) | {LOSS_SCALE_INPUT}
