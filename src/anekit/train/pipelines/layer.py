@@ -37,6 +37,7 @@ from ... import ir
 from ...ir.builder import build as _op
 from ...ir.builder import make_const
 from ..autodiff import grad
+from ...preflight.ane_route import pad_runtime_matmuls_for
 
 MASK = -1e4          # additive causal mask; finite so fp16 stays in range
 EPS = 1e-5
@@ -200,8 +201,9 @@ ACTS = {"attn_fwd": ("x",), "ffn_fwd": ("x1",), "ffn_bwd": ("x1", "dx2"),
         "sdpa_bwd1": ("q", "k", "v", "dx1"), "sdpa_bwd2": (), "qkv_bwd": ("x", "dq", "dk", "dv", "dx1")}
 
 
-def build(kernel: str, s: Shapes, mode: str, values: dict | None = None):
-    """(program, Inputs) of one kernel; `values` holds the packed weights when mode is static."""
+def build(kernel: str, s: Shapes, mode: str, values: dict | None = None, target=None):
+    """(program, Inputs) of one kernel; `values` holds the packed weights when mode is static;
+    `target`, when given, zero-pads the runtime matmuls it needs padded (M1)."""
     I = Inputs(s, mode, list(ACTS[kernel]), list(WEIGHTS[kernel]), values)
     if kernel == "attn_fwd":
         q, k, v = qkv(I["x"], I, s)
@@ -233,13 +235,15 @@ def build(kernel: str, s: Shapes, mode: str, values: dict | None = None):
         outs = {"dx": g[0] + I["dx1"], **{f"d_{n}": t for n, t in zip(ATTN_QKV, g[1:])}}
     else:
         raise KeyError(kernel)
+    if target is not None:
+        outs = pad_runtime_matmuls_for(outs, target)
     return ir.program(outs, name=kernel), I
 
 
 HEAD_WEIGHTS = ("rms_final", "embed")
 
 
-def build_head(s: Shapes, vocab: int, mode: str, values: dict | None = None):
+def build_head(s: Shapes, vocab: int, mode: str, values: dict | None = None, target=None):
     """The loss on the engine: final RMSNorm, shared classifier, cross-entropy and their
     backward in one kernel. Inputs x (the last layer's output), onehot [1, vocab, 1, S] of the
     targets and the loss scale; outputs loss and d_x, d_embed, d_rms_final of (loss * scale)."""
@@ -251,4 +255,7 @@ def build_head(s: Shapes, vocab: int, mode: str, values: dict | None = None):
     loss = (logp * onehot).sum() * (-1.0 / s.seq)
     scale = ir.input("loss_scale", loss.shape, s.dtype)
     d_x, d_rms, d_embed = grad(loss, [I["x"], I["rms_final"], I["embed"]], seed=scale)
-    return ir.program({"loss": loss, "d_x": d_x, "d_rms_final": d_rms, "d_embed": d_embed}, name="head"), I
+    outs = {"loss": loss, "d_x": d_x, "d_rms_final": d_rms, "d_embed": d_embed}
+    if target is not None:
+        outs = pad_runtime_matmuls_for(outs, target)
+    return ir.program(outs, name="head"), I

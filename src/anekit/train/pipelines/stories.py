@@ -31,6 +31,10 @@ import numpy as np
 
 from ...errors import UsageError
 from . import layer as L
+from ...cost import estimate
+from ...errors import ANECompileError
+from ...preflight import check
+from ... import runtime
 
 PIPELINES = ("static", "dynamic")
 HEADS = ("cpu", "engine")      # where the final norm, classifier and cross-entropy run
@@ -68,9 +72,9 @@ class StoriesPipeline:
         if key not in self._exes:
             values = {n: packed_weights[n] for n in weight_names} if self.mode == "static" else None
             if name == "head":
-                prog, inputs = L.build_head(self.shapes, self.config.vocab_size, self.mode, values)
+                prog, inputs = L.build_head(self.shapes, self.config.vocab_size, self.mode, values, self.target)
             else:
-                prog, inputs = L.build(name, self.shapes, self.mode, values)
+                prog, inputs = L.build(name, self.shapes, self.mode, values, self.target)
             if name not in self.checked:
                 self._check(name, prog)
             self._exes[key] = (self._compile(prog), inputs)
@@ -85,18 +89,16 @@ class StoriesPipeline:
             if self.mode == "static" and L.WEIGHTS[name]:
                 values = self._packed(params, 0) if params is not None else {
                     n: np.zeros((self.shapes.dim, self.shapes.width(n)), np.float32) for n in L.WEIGHTS[name]}
-            out[name] = L.build(name, self.shapes, self.mode, values)[0]
+            out[name] = L.build(name, self.shapes, self.mode, values, self.target)[0]
         if self.head == "engine":
             values = {n: L.packed(n, params[n]) if params is not None else
                       np.zeros((self.shapes.dim, self.shapes.width(n)), np.float32) for n in L.HEAD_WEIGHTS}
-            out["head"] = L.build_head(self.shapes, self.config.vocab_size, self.mode, values)[0]
+            out["head"] = L.build_head(self.shapes, self.config.vocab_size, self.mode, values, self.target)[0]
         return out
 
     def _check(self, name: str, prog) -> None:
         """ak.check each kernel once for the target: a kernel the engine would reject stops
         training before it starts (the simulator would run it regardless)."""
-        from ...errors import ANECompileError
-        from ...preflight import check
         report = check(prog, self.target)
         if not report.ok:
             bad = next(f for f in report.findings if f.verdict in ("over_limit", "unsupported"))
@@ -105,7 +107,6 @@ class StoriesPipeline:
         self.checked[name] = report
 
     def _compile(self, prog):
-        from ... import runtime
         if self._worker_compiles >= self.compile_budget:
             self.worker_recycles += 1
             self._worker_compiles = 0
@@ -241,7 +242,6 @@ def memory_per_step(config, pipeline: str = "dynamic") -> dict:
 def estimate_step_ms(config, pipeline: str = "dynamic", target="m4", head: str = "cpu") -> dict:
     """The cost model's time of the engine's part of one step: {kernel: ms per layer (the
     head: per step)} and "total". Host work and compile time are not in it."""
-    from ...cost import estimate
     progs = StoriesPipeline(config, pipeline, target, head=head).programs(None)
     ms = {k: estimate(p, target).total_us / 1e3 for k, p in progs.items()}
     return {**ms, "total": sum(v for k, v in ms.items() if k != "head") * config.n_layers + ms.get("head", 0.0)}
