@@ -34,7 +34,8 @@ import numpy as np
 
 from .errors import DTypeError, ShapeError, UsageError
 from .ir.graph import Function, Op, Program, Tensor
-from .ir.builder import build, make_const
+from .ir.builder import make_const
+from .ir.declared import F
 from .ir.spec import REGISTRY
 
 FORMATS = ("int8", "lut4", "lut6")
@@ -222,14 +223,14 @@ def _compressed_op(fmt: str, value: np.ndarray, dtype: str, axis: int, opts: dic
     if fmt == "int8":
         q, scale = arrays
         if opts["int8_op"] == "affine":
-            return build("constexpr_affine_dequantize", quantized_data=q, zero_point=np.int8(0),
+            return F.constexpr_affine_dequantize(quantized_data=q, zero_point=np.int8(0),
                          scale=scale.astype(np_float), axis=axis)
         shape = [1] * q.ndim
         shape[axis] = -1
-        return build("constexpr_blockwise_shift_scale", make_const(q, "int8"),
+        return F.constexpr_blockwise_shift_scale(make_const(q, "int8"),
                      make_const(scale.astype(np_float).reshape(shape), dtype))
     indices, lut = arrays
-    return build("constexpr_lut_to_dense", make_const(indices, f"uint{fmt[3:]}"), make_const(lut.astype(np_float), dtype))
+    return F.constexpr_lut_to_dense(make_const(indices, f"uint{fmt[3:]}"), make_const(lut.astype(np_float), dtype))
 
 
 def quantize(prog: Program, fmt: str, *, min_size: int = DEFAULT_MIN_SIZE, ops=WEIGHT_OPS,

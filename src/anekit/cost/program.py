@@ -8,10 +8,7 @@ from dataclasses import asdict, dataclass, field
 from .. import targets
 from ..errors import AnekitError
 from ..ir import Program
-from ..ir.weights import is_weight
-from .fusion import consumers, fusable, io_bytes
 from .model import features_array, op_times, param_arrays, walk
-from .opwork import FP16
 from .params import HOST_COPY_ROUTES, ROUTE_FLOOR, CostParams, params_for
 from .uncertainty import interval
 

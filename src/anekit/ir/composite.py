@@ -7,7 +7,7 @@ would not compile, so they are compositions here, as coremltools' converter writ
 """
 from __future__ import annotations
 
-from .builder import build as _b
+from .declared import F
 from .graph import Tensor
 from ..errors import ShapeError
 
@@ -15,7 +15,7 @@ from ..errors import ShapeError
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - log(sum(exp(x))) along `axis`, max-subtracted inside reduce_log_sum_exp (the form
     coremltools lowers torch's log_softmax to)."""
-    return x - _b("reduce_log_sum_exp", x, axes=[axis], keep_dims=True)
+    return x - F.reduce_log_sum_exp(x, axes=[axis], keep_dims=True)
 
 
 def rms_norm(x: Tensor, axes=(-1,), gamma: Tensor | None = None, epsilon: float = 1e-5) -> Tensor:
@@ -27,10 +27,10 @@ def rms_norm(x: Tensor, axes=(-1,), gamma: Tensor | None = None, epsilon: float 
     n = 1
     for a in ax:
         n *= x.shape[a]
-    ms = _b("reduce_sum_square", x, axes=ax, keep_dims=True) * (1.0 / n)
-    y = x * _b("rsqrt", ms, epsilon=epsilon)
+    ms = F.reduce_sum_square(x, axes=ax, keep_dims=True) * (1.0 / n)
+    y = x * F.rsqrt(ms, epsilon=epsilon)
     if gamma is not None:
-        y = y * _b("reshape", gamma, shape=[s if i in ax else 1 for i, s in enumerate(x.shape)])
+        y = y * F.reshape(gamma, shape=[s if i in ax else 1 for i, s in enumerate(x.shape)])
     return y
 
 
@@ -41,17 +41,17 @@ def group_norm(x: Tensor, num_groups: int, gamma: Tensor | None = None, beta: Te
     n, c = x.shape[:2]
     if num_groups < 1 or c % num_groups:
         raise ShapeError(f"group_norm: {num_groups} groups do not divide {c} channels (x shape {list(x.shape)})")
-    y = _b("layer_norm", _b("reshape", x, shape=[n, num_groups, -1]), axes=[2], epsilon=epsilon)
-    y = _b("reshape", y, shape=list(x.shape))
+    y = F.layer_norm(F.reshape(x, shape=[n, num_groups, -1]), axes=[2], epsilon=epsilon)
+    y = F.reshape(y, shape=list(x.shape))
     per_channel = [1, c] + [1] * (x.rank - 2)
     if gamma is not None:
-        y = y * _b("reshape", gamma, shape=per_channel)
+        y = y * F.reshape(gamma, shape=per_channel)
     if beta is not None:
-        y = y + _b("reshape", beta, shape=per_channel)
+        y = y + F.reshape(beta, shape=per_channel)
     return y
 
 
 def l2_norm(x: Tensor, axes=(-1,), epsilon: float = 1e-12) -> Tensor:
     """x / sqrt(max(sum(x^2), epsilon)) over `axes` (MIL l2_norm's formula)."""
-    ss = _b("reduce_sum_square", x, axes=list(axes), keep_dims=True)
-    return x * _b("rsqrt", _b("maximum", ss, epsilon), epsilon=0.0)
+    ss = F.reduce_sum_square(x, axes=list(axes), keep_dims=True)
+    return x * F.rsqrt(F.maximum(ss, epsilon), epsilon=0.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import UsageError
-from .builder import build as b
+from .declared import F
 from .graph import Op, Tensor, topo_order
 from .weights import is_weight
 
@@ -63,7 +63,7 @@ def matmul_inner_axes(x: Tensor, y: Tensor, transpose_x: bool, transpose_y: bool
 def _zero_pad(t: Tensor, axis: int, extra: int, name: str | None) -> Tensor:
     """t with `extra` zeros after its end along `axis` (pad covers the last rank - axis axes)."""
     pads = [0, extra] + [0, 0] * (t.rank - 1 - axis)
-    return b("pad", t, pad=pads, mode="constant", constant_val=0.0, name=name)
+    return F.pad(t, pad=pads, mode="constant", constant_val=0.0, name=name)
 
 
 def pad_runtime_matmuls(outputs, multiple: int = 32):
@@ -92,6 +92,6 @@ def pad_runtime_matmuls(outputs, multiple: int = 32):
         base = f"{o.name}__" if o.name else None
         xp = _zero_pad(x, axes[0], extra, base and base + "pad_x")
         yp = _zero_pad(y, axes[1], extra, base and base + "pad_y")
-        return [b("matmul", xp, yp, transpose_x=tx, transpose_y=ty, name=o.name)]
+        return [F.matmul(xp, yp, transpose_x=tx, transpose_y=ty, name=o.name)]
 
     return rewrite(outputs, pad)

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
 
 from .. import dialects
-from ..dialects import DIALECTS, Dialect
+from ..dialects import DIALECTS, Dialect  # noqa: F401  (DIALECTS re-exported by anekit.mil)
 from ..errors import AnekitError, MILEmitError
 from ..ir import dtypes as _dt
 from ..ir.graph import Function, Op, Program, Tensor

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ir
-from ..ir.builder import build as _op
+from ..ir.declared import F
 from ..ir.composite import log_softmax
 from ..errors import UsageError
 from ..train.autodiff import param
@@ -23,11 +23,11 @@ CLASSES = 10
 
 
 def _conv(x, w, b):
-    return _op("conv", x, w, bias=b, pad_type="same")
+    return F.conv(x, w, bias=b, pad_type="same")
 
 
 def _pool(x):
-    return _op("avg_pool", x, kernel_sizes=[2, 2], strides=[2, 2], pad_type="valid")
+    return F.avg_pool(x, kernel_sizes=[2, 2], strides=[2, 2], pad_type="valid")
 
 
 def layout(image_size: int) -> list[tuple[str, tuple]]:
@@ -64,7 +64,7 @@ def forward(p: dict, x):
     h = x
     i = 1
     while f"conv{i}_w" in p:
-        h = _pool(_op("relu", _conv(h, p[f"conv{i}_w"], p[f"conv{i}_b"])))
+        h = _pool(F.relu(_conv(h, p[f"conv{i}_w"], p[f"conv{i}_b"])))
         i += 1
     flat = h.reshape(h.shape[0], -1)
     return flat @ p["fc_w"] + p["fc_b"]

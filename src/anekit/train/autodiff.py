@@ -21,6 +21,7 @@ from ..errors import GradientError, ShapeError
 from ..ir.builder import make_const
 from ..ir.graph import Tensor, input as graph_input, topo_order
 from ..ir.ops._gradlib import FLOAT, unbroadcast
+from ..ir.declared import F
 
 
 class Parameter(Tensor):
@@ -133,7 +134,7 @@ def grad(loss: Tensor, wrt: Iterable[Tensor], seed=None) -> list[Tensor]:
         elif g.op is None or any(g is h for h in out):
             # Distinct tensors, so every gradient can be a program output of its own (add's two
             # inputs share one cotangent; d loss / d loss is the seed, maybe a graph input).
-            g = g._b("identity", g)
+            g = F.identity(g)
         out.append(g)
     return out
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import itertools
 
-from ..ir.builder import build as b
+from ..ir.declared import F
 from ..ir.ops._gradlib import embed, flat_taps, narrow, numel, window_pads
 from ..ir.passes import rewrite
 from ..ir.weights import is_weight
 from ..preflight.ane_route import pad_runtime_matmuls_for
-from ..preflight.training import FORMS, lowered_form
+from ..preflight.training import FORMS, lowered_form  # noqa: F401  (re-exported: the form names)
 
 _serial = itertools.count()   # names for unnamed ops the rewrite touches
 
@@ -70,19 +70,19 @@ def _lower_conv(o, inputs):
     cout, out_sp = w.shape[0], o.outputs[0].shape[2:]
     cg, positions, taps = cin // groups, numel(out_sp), numel(k)
     if any(p for pair in pads for p in pair):
-        x = b("pad", x, pad=[v for pair in pads for v in pair])
+        x = F.pad(x, pad=[v for pair in pads for v in pair])
     cols = []
     for tap in flat_taps(k):
         begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
         end = [n, cin] + [t * d + (q - 1) * s + 1 for t, d, q, s in zip(tap, dil, out_sp, strides)]
-        patch = b("slice_by_index", x, begin=begin, end=end, stride=[1, 1, *strides])     # [N, Cin, *out]
-        cols.append(b("reshape", patch, shape=[n, groups, cg, positions]))
-    cols = cols[0] if taps == 1 else b("concat", cols, axis=2)                           # [N, g, T*Cin/g, P]
-    wm = b("transpose", b("reshape", w, shape=[cout, cg, taps]), perm=[0, 2, 1])         # [Cout, T, Cin/g]
-    wm = b("reshape", wm, shape=[1, groups, cout // groups, taps * cg])
-    y = b("matmul", wm, cols, name=f"{_base(o)}__patch_matmul")                             # [N, g, Cout/g, P]
-    y = b("reshape", y, shape=[n, cout, *out_sp])
-    return y if bias is None else y + b("reshape", bias, shape=[1, cout] + [1] * len(out_sp))
+        patch = F.slice_by_index(x, begin=begin, end=end, stride=[1, 1, *strides])     # [N, Cin, *out]
+        cols.append(F.reshape(patch, shape=[n, groups, cg, positions]))
+    cols = cols[0] if taps == 1 else F.concat(cols, axis=2)                           # [N, g, T*Cin/g, P]
+    wm = F.transpose(F.reshape(w, shape=[cout, cg, taps]), perm=[0, 2, 1])         # [Cout, T, Cin/g]
+    wm = F.reshape(wm, shape=[1, groups, cout // groups, taps * cg])
+    y = F.matmul(wm, cols, name=f"{_base(o)}__patch_matmul")                             # [N, g, Cout/g, P]
+    y = F.reshape(y, shape=[n, cout, *out_sp])
+    return y if bias is None else y + F.reshape(bias, shape=[1, cout] + [1] * len(out_sp))
 
 
 def _lower_conv_transpose(o, inputs):
@@ -93,14 +93,14 @@ def _lower_conv_transpose(o, inputs):
     cg, og = cin // groups, w.shape[1]
     out = o.outputs[0]
     full = [(s - 1) * st + d * (kk - 1) + 1 for s, st, d, kk in zip(x.shape[2:], strides, dil, k)]
-    xs = b("reshape", x, shape=[n, groups, cg, numel(x.shape[2:])])
-    wt = b("reshape", w, shape=[groups, cg, og, numel(k)])
+    xs = F.reshape(x, shape=[n, groups, cg, numel(x.shape[2:])])
+    wt = F.reshape(w, shape=[groups, cg, og, numel(k)])
     total, base = None, _base(o)
     for t, tap in enumerate(flat_taps(k)):
-        w_t = b("slice_by_size", wt, begin=[0, 0, 0, t], size=[-1, -1, -1, 1])
-        w_t = b("reshape", w_t, shape=[1, groups, cg, og])
-        y_t = b("matmul", w_t, xs, transpose_x=True, name=f"{base}__tap_matmul{t}")        # [N, g, Cout/g, S]
-        y_t = b("reshape", y_t, shape=[n, groups * og, *x.shape[2:]])
+        w_t = F.slice_by_size(wt, begin=[0, 0, 0, t], size=[-1, -1, -1, 1])
+        w_t = F.reshape(w_t, shape=[1, groups, cg, og])
+        y_t = F.matmul(w_t, xs, transpose_x=True, name=f"{base}__tap_matmul{t}")        # [N, g, Cout/g, S]
+        y_t = F.reshape(y_t, shape=[n, groups * og, *x.shape[2:]])
         part = embed(y_t, [n, groups * og, *full], [0, 0] + [q * d for q, d in zip(tap, dil)], [1, 1, *strides])
         total = part if total is None else total + part
     # Crop as conv_transpose does (pads before, output_shape); rows past `full` are zero.
@@ -114,14 +114,14 @@ def _lower_conv_transpose(o, inputs):
             begin.append(int(pad[2 * i]) if pad_type == "custom" else 0)
     extra = [max(0, st + q - f) for st, q, f in zip(begin, out.shape[2:], full)]
     if any(extra):
-        total = b("pad", total, pad=[v for e in extra for v in (0, e)])
+        total = F.pad(total, pad=[v for e in extra for v in (0, e)])
     y = narrow(total, [0, 0, *begin], out.shape)       # no loss-scaled width-offset slice
-    return y if bias is None else y + b("reshape", bias, shape=[1, out.shape[1]] + [1] * (out.rank - 2))
+    return y if bias is None else y + F.reshape(bias, shape=[1, out.shape[1]] + [1] * (out.rank - 2))
 
 
 def _lower_linear(o, inputs):
     x, w, bias = inputs["x"], inputs["weight"], inputs.get("bias")
-    y = b("matmul", x, w, transpose_y=True, name=f"{_base(o)}__weight_matmul")
+    y = F.matmul(x, w, transpose_y=True, name=f"{_base(o)}__weight_matmul")
     return y if bias is None else y + bias
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import UsageError
 from .schedules import Schedule, as_schedule, constant, cosine
 from .. import ir
+from ..ir.declared import F
 from .. import runtime
 from ..errors import CheckpointError
 
@@ -123,7 +124,7 @@ class Optimizer:
                 sq = (g * S["inv_state_scale"]).square().sum()
                 total = sq if total is None else total + sq
             norm = total.sqrt()
-            coef = ir.build("minimum", self.clip_norm / (norm + 1e-6), 1.0)
+            coef = F.minimum(self.clip_norm / (norm + 1e-6), 1.0)
             G = {k: g * coef for k, g in G.items()}
             outs["grad_norm"] = norm
         for k in self.params:

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from ..builder import build as b, make_const
+from ..builder import make_const
+from ..declared import F
 from ..graph import Tensor
 
 FLOAT = ("fp16", "fp32")
@@ -23,13 +24,13 @@ def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
         return g
     lead = g.rank - len(shape)
     if lead > 0:
-        g = b("reduce_sum", g, axes=list(range(lead)), keep_dims=False) if len(shape) else \
-            b("reduce_sum", g, keep_dims=False)
+        g = F.reduce_sum(g, axes=list(range(lead)), keep_dims=False) if len(shape) else \
+            F.reduce_sum(g, keep_dims=False)
     stretched = [i for i, (n, m) in enumerate(zip(g.shape, shape)) if m == 1 and n != 1]
     if stretched:
-        g = b("reduce_sum", g, axes=stretched, keep_dims=True)
+        g = F.reduce_sum(g, axes=stretched, keep_dims=True)
     if g.shape != shape:   # only size-1 axes differ now
-        g = b("reshape", g, shape=list(shape))
+        g = F.reshape(g, shape=list(shape))
     return g
 
 
@@ -38,7 +39,7 @@ def expand_to(g: Tensor, shape: tuple) -> Tensor:
     if g.shape == tuple(shape):
         return g
     reps = [m // n for n, m in zip(g.shape, shape)]
-    return b("tile", g, reps=reps)
+    return F.tile(g, reps=reps)
 
 
 def reduced_keep_shape(x_shape, axes, keep_dims) -> tuple:
@@ -96,16 +97,16 @@ def embed(g: Tensor, full_shape, begins, strides) -> Tensor:
             continue
         n, shape = g.shape[i], list(g.shape)
         a, c = numel(shape[:i]), numel(shape[i + 1:])
-        e = b("reshape", g, shape=[a, n, 1, c])                     # a rank-4 view, whatever g's rank
-        e = b("concat", [e, zeros([a, n, s - 1, c], g.dtype)], axis=2)
-        e = b("slice_by_size", b("reshape", e, shape=[a, n * s, c]), begin=[0, 0, 0],
+        e = F.reshape(g, shape=[a, n, 1, c])                     # a rank-4 view, whatever g's rank
+        e = F.concat([e, zeros([a, n, s - 1, c], g.dtype)], axis=2)
+        e = F.slice_by_size(F.reshape(e, shape=[a, n * s, c]), begin=[0, 0, 0],
               size=[a, (n - 1) * s + 1, c])                         # drop the trailing zeros
-        g = b("reshape", e, shape=shape[:i] + [(n - 1) * s + 1] + shape[i + 1:])
+        g = F.reshape(e, shape=shape[:i] + [(n - 1) * s + 1] + shape[i + 1:])
     pads = []
     for i, (n, full, start) in enumerate(zip(g.shape, full_shape, begins)):
         pads += [start, full - start - n]
     if any(pads):
-        g = b("pad", g, pad=pads)
+        g = F.pad(g, pad=pads)
     return g
 
 
@@ -124,12 +125,12 @@ def narrow(t: Tensor, begin, size) -> Tensor:
     (after the other axes are cut in place)."""
     begin, size = list(begin), list(size)
     if t.rank < 2 or begin[-1] == 0:
-        return b("slice_by_size", t, begin=begin, size=size)
+        return F.slice_by_size(t, begin=begin, size=size)
     w_begin, w_size = begin[-1], size[-1]
     if any(begin[:-1]) or list(size[:-1]) != list(t.shape[:-1]):
-        t = b("slice_by_size", t, begin=begin[:-1] + [0], size=size[:-1] + [t.shape[-1]])
+        t = F.slice_by_size(t, begin=begin[:-1] + [0], size=size[:-1] + [t.shape[-1]])
     perm = list(range(t.rank - 2)) + [t.rank - 1, t.rank - 2]
-    view = b("transpose", t, perm=perm)
-    cut = b("slice_by_size", view, begin=[0] * (t.rank - 2) + [w_begin, 0],
+    view = F.transpose(t, perm=perm)
+    cut = F.slice_by_size(view, begin=[0] * (t.rank - 2) + [w_begin, 0],
             size=list(view.shape[:-2]) + [w_size, view.shape[-1]])
-    return b("transpose", cut, perm=perm)
+    return F.transpose(cut, perm=perm)

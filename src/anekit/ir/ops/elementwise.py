@@ -223,7 +223,7 @@ def cast(a):
 import math as _math  # noqa: E402
 
 from ..spec import lookup as _lookup  # noqa: E402
-from ._gradlib import b as _b  # noqa: E402
+from ..declared import F  # noqa: E402
 
 
 def _defgrad(name):
@@ -232,7 +232,7 @@ def _defgrad(name):
 
 def _where(cond, g, zero_first=False):
     """g where cond holds, else 0 (or the reverse)."""
-    return _b("select", cond, 0.0, g) if zero_first else _b("select", cond, g, 0.0)
+    return F.select(cond, 0.0, g) if zero_first else F.select(cond, g, 0.0)
 
 
 def _between(lo_ok, hi_ok, g):
@@ -266,7 +266,7 @@ def _div_grad(op, gs):
 @_defgrad("pow")
 def _pow_grad(op, gs):
     x, y, out = op.inputs["x"], op.inputs["y"], op.outputs[0]
-    return {"x": gs[0] * y * _b("pow", x, y - 1.0), "y": gs[0] * out * _b("log", x)}
+    return {"x": gs[0] * y * F.pow(x, y - 1.0), "y": gs[0] * out * F.log(x)}
 
 
 def _minmax_grad(first_wins):
@@ -288,7 +288,7 @@ def _square_grad(op, gs):
 
 @_defgrad("abs")
 def _abs_grad(op, gs):
-    return {"x": gs[0] * _b("sign", op.inputs["x"])}
+    return {"x": gs[0] * F.sign(op.inputs["x"])}
 
 
 @_defgrad("sqrt")
@@ -326,17 +326,17 @@ def _log_grad(op, gs):
 @_defgrad("erf")
 def _erf_grad(op, gs):
     x = op.inputs["x"]
-    return {"x": gs[0] * _b("exp", -(x * x)) * (2.0 / _math.sqrt(_math.pi))}
+    return {"x": gs[0] * F.exp(-(x * x)) * (2.0 / _math.sqrt(_math.pi))}
 
 
 @_defgrad("sin")
 def _sin_grad(op, gs):
-    return {"x": gs[0] * _b("cos", op.inputs["x"])}
+    return {"x": gs[0] * F.cos(op.inputs["x"])}
 
 
 @_defgrad("cos")
 def _cos_grad(op, gs):
-    return {"x": -(gs[0] * _b("sin", op.inputs["x"]))}
+    return {"x": -(gs[0] * F.sin(op.inputs["x"]))}
 
 
 @_defgrad("tan")
@@ -365,13 +365,13 @@ def _relu6_grad(op, gs):
 @_defgrad("leaky_relu")
 def _leaky_relu_grad(op, gs):
     x, g = op.inputs["x"], gs[0]
-    return {"x": _b("select", x >= 0.0, g, g * op.attr("alpha"))}
+    return {"x": F.select(x >= 0.0, g, g * op.attr("alpha"))}
 
 
 @_defgrad("elu")
 def _elu_grad(op, gs):
     x, y, g = op.inputs["x"], op.outputs[0], gs[0]
-    return {"x": _b("select", x > 0.0, g, g * (y + op.attr("alpha")))}
+    return {"x": F.select(x > 0.0, g, g * (y + op.attr("alpha")))}
 
 
 @_defgrad("sigmoid")
@@ -400,7 +400,7 @@ def _softplus_grad(op, gs):
 
 @_defgrad("softsign")
 def _softsign_grad(op, gs):
-    d = _b("abs", op.inputs["x"]) + 1.0
+    d = F.abs(op.inputs["x"]) + 1.0
     return {"x": gs[0] / (d * d)}
 
 
@@ -408,8 +408,8 @@ def _softsign_grad(op, gs):
 def _gelu_grad(op, gs):
     x, mode = op.inputs["x"], op.attr("mode")
     if mode == "EXACT":                             # Phi(x) + x * phi(x)
-        cdf = (_b("erf", x * (1.0 / _math.sqrt(2.0))) + 1.0) * 0.5
-        pdf = _b("exp", x * x * -0.5) * (1.0 / _math.sqrt(2.0 * _math.pi))
+        cdf = (F.erf(x * (1.0 / _math.sqrt(2.0))) + 1.0) * 0.5
+        pdf = F.exp(x * x * -0.5) * (1.0 / _math.sqrt(2.0 * _math.pi))
         return {"x": gs[0] * (cdf + x * pdf)}
     if mode == "TANH_APPROXIMATION":                # 0.5 x (1 + tanh(k (x + 0.044715 x^3)))
         k = _math.sqrt(2.0 / _math.pi)
@@ -475,4 +475,4 @@ def _floor_div_grad(op, gs):
 def _mod_grad(op, gs):
     """x mod y = x - floor(x / y) * y (numpy's sign convention)."""
     x, y = op.inputs["x"], op.inputs["y"]
-    return {"x": gs[0], "y": -(gs[0] * _b("floor_div", x, y))}
+    return {"x": gs[0], "y": -(gs[0] * F.floor_div(x, y))}

@@ -173,7 +173,8 @@ def slice_update(a):
 
 import numpy as _np  # noqa: E402
 
-from ._gradlib import b as _b, embed as _embed, make_const as _make_const  # noqa: E402
+from ..declared import F  # noqa: E402
+from ._gradlib import embed as _embed, make_const as _make_const  # noqa: E402
 from ...errors import GradientError
 from .shape import slice_index_plan
 
@@ -181,7 +182,7 @@ from .shape import slice_index_plan
 @thresholded_relu.defgrad
 def _thresholded_relu_grad(op, gs):
     x = op.inputs["x"]
-    return {"x": _b("select", x >= op.attr("alpha"), gs[0], 0.0)}
+    return {"x": F.select(x >= op.attr("alpha"), gs[0], 0.0)}
 
 
 @crop.defgrad
@@ -197,22 +198,22 @@ def _pixel_shuffle_grad(op, gs):
     n, c, h, w = x.shape
     # space to depth in rank-4 steps (the engine's rank limit): [nC, h, f, w*f] -> [nC, f, h, w*f]
     # -> [nC*f, h, w, f] -> [nC*f, f, h, w] -> [n, C*f*f, h, w]
-    g = _b("transpose", _b("reshape", gs[0], shape=[n * (c // (f * f)), h, f, w * f]), perm=[0, 2, 1, 3])
-    g = _b("transpose", _b("reshape", g, shape=[n * (c // (f * f)) * f, h, w, f]), perm=[0, 3, 1, 2])
-    return {"x": _b("reshape", g, shape=list(x.shape))}
+    g = F.transpose(F.reshape(gs[0], shape=[n * (c // (f * f)), h, f, w * f]), perm=[0, 2, 1, 3])
+    g = F.transpose(F.reshape(g, shape=[n * (c // (f * f)) * f, h, w, f]), perm=[0, 3, 1, 2])
+    return {"x": F.reshape(g, shape=list(x.shape))}
 
 
 @reverse.defgrad
 def _reverse_grad(op, gs):
     axes_ = op.attr("axes")
-    return {"x": _b("reverse", gs[0], axes=list(axes_) if axes_ is not None else None)}
+    return {"x": F.reverse(gs[0], axes=list(axes_) if axes_ is not None else None)}
 
 
 @cumsum.defgrad
 def _cumsum_grad(op, gs):
     """Each input feeds every later (or, reversed, earlier) running sum: the cumsum of the
     cotangent in the other direction."""
-    return {"x": _b("cumsum", gs[0], axis=op.attr("axis"), exclusive=bool(op.attr("exclusive")),
+    return {"x": F.cumsum(gs[0], axis=op.attr("axis"), exclusive=bool(op.attr("exclusive")),
                     reverse=not op.attr("reverse"))}
 
 
@@ -222,14 +223,14 @@ def scatter_along_axis(g, indices, size, ax):
     r = g.rank
     perm = [i for i in range(r) if i != ax] + [ax]
     back = [perm.index(i) for i in range(r)]
-    idx = _b("transpose", indices, perm=perm)
-    idx = _b("select", idx < 0, idx + size, idx)                       # negative indices from the end
-    onehot = _b("cast", _b("equal", _b("expand_dims", idx, axes=[r]),
+    idx = F.transpose(indices, perm=perm)
+    idx = F.select(idx < 0, idx + size, idx)                       # negative indices from the end
+    onehot = F.cast(F.equal(F.expand_dims(idx, axes=[r]),
                            _make_const(_np.arange(size, dtype=_np.int32), "int32")), dtype=g.dtype)  # [..., K, V]
-    gt = _b("expand_dims", _b("transpose", g, perm=perm), axes=[r - 1])                      # [..., 1, K]
-    dx = _b("matmul", gt, onehot)                                                              # [..., 1, V]
-    dx = _b("squeeze", dx, axes=[r - 1])
-    return _b("transpose", dx, perm=back)
+    gt = F.expand_dims(F.transpose(g, perm=perm), axes=[r - 1])                      # [..., 1, K]
+    dx = F.matmul(gt, onehot)                                                              # [..., 1, V]
+    dx = F.squeeze(dx, axes=[r - 1])
+    return F.transpose(dx, perm=back)
 
 
 @gather_along_axis.defgrad
@@ -263,4 +264,4 @@ def _slice_update_grad(op, gs):
     keep = _np.ones(x.shape)
     keep[tuple(slices)] = 0.0                       # the overwritten elements get no gradient
     return {"x": g * _make_const(keep, g.dtype),
-            "update": _b("reshape", _b("slice_by_index", g, **args), shape=list(u.shape))}
+            "update": F.reshape(F.slice_by_index(g, **args), shape=list(u.shape))}

@@ -307,7 +307,8 @@ def scaled_dot_product_attention(a):
 
 # --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
 
-from ._gradlib import adjoint_window, b as _b, flat_taps, numel, unbroadcast, window_pads  # noqa: E402
+from ..declared import F  # noqa: E402
+from ._gradlib import adjoint_window, flat_taps, numel, unbroadcast, window_pads  # noqa: E402
 
 
 @matmul.defgrad
@@ -316,35 +317,35 @@ def _matmul_grad(op, gs):
     transposes with matmul's own flags; batch axes broadcast away in autodiff."""
     x, y, g = op.inputs["x"], op.inputs["y"], gs[0]
     tx, ty = bool(op.attr("transpose_x")), bool(op.attr("transpose_y"))
-    x2 = x if x.rank > 1 else _b("reshape", x, shape=[1, x.shape[0]])
-    y2 = y if y.rank > 1 else _b("reshape", y, shape=[y.shape[0], 1])
+    x2 = x if x.rank > 1 else F.reshape(x, shape=[1, x.shape[0]])
+    y2 = y if y.rank > 1 else F.reshape(y, shape=[y.shape[0], 1])
     g2 = g
     if x.rank == 1:
-        g2 = _b("expand_dims", g2, axes=[g2.rank - (1 if y.rank > 1 else 0)])
+        g2 = F.expand_dims(g2, axes=[g2.rank - (1 if y.rank > 1 else 0)])
     if y.rank == 1:
-        g2 = _b("expand_dims", g2, axes=[g2.rank])
+        g2 = F.expand_dims(g2, axes=[g2.rank])
     if tx:
-        dx = _b("matmul", y2, g2, transpose_x=ty, transpose_y=True)
+        dx = F.matmul(y2, g2, transpose_x=ty, transpose_y=True)
     else:
-        dx = _b("matmul", g2, y2, transpose_y=not ty)
+        dx = F.matmul(g2, y2, transpose_y=not ty)
     if ty:
-        dy = _b("matmul", g2, x2, transpose_x=True, transpose_y=tx)
+        dy = F.matmul(g2, x2, transpose_x=True, transpose_y=tx)
     else:
-        dy = _b("matmul", x2, g2, transpose_x=not tx)
+        dy = F.matmul(x2, g2, transpose_x=not tx)
     dx, dy = unbroadcast(dx, x2.shape), unbroadcast(dy, y2.shape)
-    return {"x": _b("reshape", dx, shape=list(x.shape)) if x.rank == 1 else dx,
-            "y": _b("reshape", dy, shape=list(y.shape)) if y.rank == 1 else dy}
+    return {"x": F.reshape(dx, shape=list(x.shape)) if x.rank == 1 else dx,
+            "y": F.reshape(dy, shape=list(y.shape)) if y.rank == 1 else dy}
 
 
 @linear.defgrad
 def _linear_grad(op, gs):
     x, w, g = op.inputs["x"], op.inputs["weight"], gs[0]
     n_out, n_in = w.shape
-    g2 = _b("reshape", g, shape=[-1, n_out])
-    x2 = _b("reshape", x, shape=[-1, n_in])
-    return {"x": _b("matmul", g, w),
-            "weight": _b("matmul", g2, x2, transpose_x=True),
-            "bias": _b("reduce_sum", g2, axes=[0])}
+    g2 = F.reshape(g, shape=[-1, n_out])
+    x2 = F.reshape(x, shape=[-1, n_in])
+    return {"x": F.matmul(g, w),
+            "weight": F.matmul(g2, x2, transpose_x=True),
+            "bias": F.reduce_sum(g2, axes=[0])}
 
 
 def conv_geometry(op):
@@ -366,18 +367,18 @@ def conv_weight_grad(x, g, k, strides, dil, pads, groups):
     cout, out_sp = g.shape[1], g.shape[2:]
     positions, taps, cg = numel(out_sp), numel(k), cin // groups
     if any(p for pair in pads for p in pair):
-        x = _b("pad", x, pad=[v for pair in pads for v in pair])
-    gm = _b("reshape", g, shape=[n, groups, cout // groups, positions])
+        x = F.pad(x, pad=[v for pair in pads for v in pair])
+    gm = F.reshape(g, shape=[n, groups, cout // groups, positions])
     cols = []
     for tap in flat_taps(k):
         begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
         end = [n, cin] + [t * d + (o - 1) * s + 1 for t, d, o, s in zip(tap, dil, out_sp, strides)]
-        patch = _b("slice_by_index", x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
-        cols.append(_b("reshape", patch, shape=[n, groups, cg, positions]))
-    patches = cols[0] if taps == 1 else _b("concat", cols, axis=2)                      # [N, g, T*Cin/g, P]
-    dw = _b("reduce_sum", _b("matmul", gm, patches, transpose_y=True), axes=[0])        # [g, Cout/g, T*Cin/g]
-    dw = _b("transpose", _b("reshape", dw, shape=[groups, cout // groups, taps, cg]), perm=[0, 1, 3, 2])
-    return _b("reshape", dw, shape=[cout, cg, *k])
+        patch = F.slice_by_index(x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
+        cols.append(F.reshape(patch, shape=[n, groups, cg, positions]))
+    patches = cols[0] if taps == 1 else F.concat(cols, axis=2)                      # [N, g, T*Cin/g, P]
+    dw = F.reduce_sum(F.matmul(gm, patches, transpose_y=True), axes=[0])        # [g, Cout/g, T*Cin/g]
+    dw = F.transpose(F.reshape(dw, shape=[groups, cout // groups, taps, cg]), perm=[0, 1, 3, 2])
+    return F.reshape(dw, shape=[cout, cg, *k])
 
 
 @conv.defgrad
@@ -388,10 +389,10 @@ def _conv_grad(op, gs):
     k, strides, dil, pads = conv_geometry(op)
     groups = int(op.attr("groups"))
     flat, out_shape = adjoint_window(x.shape, g.shape, k, strides, dil, pads)
-    dx = _b("conv_transpose", g, w, pad=flat, pad_type="custom", strides=list(strides),
+    dx = F.conv_transpose(g, w, pad=flat, pad_type="custom", strides=list(strides),
             dilations=list(dil), groups=groups, output_shape=out_shape)
     return {"x": dx, "weight": conv_weight_grad(x, g, k, strides, dil, pads, groups),
-            "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
+            "bias": F.reduce_sum(g, axes=[0] + list(range(2, g.rank)))}
 
 
 @conv_transpose.defgrad
@@ -416,10 +417,10 @@ def _conv_transpose_grad(op, gs):
         else:
             pads.append((0, 0))
     groups = int(op.attr("groups"))
-    dx = _b("conv", g, w, strides=list(strides), pad_type="custom", pad=[v for p in pads for v in p],
+    dx = F.conv(g, w, strides=list(strides), pad_type="custom", pad=[v for p in pads for v in p],
             dilations=list(dil), groups=groups)
     return {"x": dx, "weight": conv_weight_grad(g, x, k, strides, dil, pads, groups),
-            "bias": _b("reduce_sum", g, axes=[0] + list(range(2, g.rank)))}
+            "bias": F.reduce_sum(g, axes=[0] + list(range(2, g.rank)))}
 
 
 @scaled_dot_product_attention.defgrad
@@ -429,15 +430,15 @@ def _sdpa_grad(op, gs):
     q, k, v, mask, g = (op.inputs["query"], op.inputs["key"], op.inputs["value"],
                         op.inputs.get("attn_mask"), gs[0])
     scale = 1.0 / (q.shape[-1] ** 0.5)
-    s = _b("matmul", q, k, transpose_y=True) * scale
+    s = F.matmul(q, k, transpose_y=True) * scale
     if mask is not None:
-        s = _b("select", mask, s, -3.0e38 if s.dtype == "fp32" else -65504.0) if mask.dtype == "bool" else s + mask
-    p = _b("softmax", s, axis=-1)
-    dp = _b("matmul", g, v, transpose_y=True)
-    ds = p * (dp - _b("reduce_sum", dp * p, axes=[-1], keep_dims=True))
-    out = {"query": _b("matmul", ds, k) * scale,
-           "key": _b("matmul", ds, q, transpose_x=True) * scale,
-           "value": _b("matmul", p, g, transpose_x=True)}
+        s = F.select(mask, s, -3.0e38 if s.dtype == "fp32" else -65504.0) if mask.dtype == "bool" else s + mask
+    p = F.softmax(s, axis=-1)
+    dp = F.matmul(g, v, transpose_y=True)
+    ds = p * (dp - F.reduce_sum(dp * p, axes=[-1], keep_dims=True))
+    out = {"query": F.matmul(ds, k) * scale,
+           "key": F.matmul(ds, q, transpose_x=True) * scale,
+           "value": F.matmul(p, g, transpose_x=True)}
     if mask is not None and mask.dtype != "bool":
         out["attn_mask"] = ds
     return out

@@ -142,13 +142,14 @@ for _name in ("reduce_argmax", "reduce_argmin"):
 # --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
 
 from ..spec import lookup as _lookup  # noqa: E402
-from ._gradlib import b as _b, expand_to, numel, reduced_keep_shape  # noqa: E402
+from ..declared import F  # noqa: E402
+from ._gradlib import expand_to, numel, reduced_keep_shape  # noqa: E402
 
 
 @softmax.defgrad
 def _softmax_grad(op, gs):
     y, g, ax = op.outputs[0], gs[0], op.attr("axis")
-    return {"x": y * (g - _b("reduce_sum", g * y, axes=[ax], keep_dims=True))}
+    return {"x": y * (g - F.reduce_sum(g * y, axes=[ax], keep_dims=True))}
 
 
 def _reduction_parts(op, g):
@@ -156,8 +157,8 @@ def _reduction_parts(op, g):
     x, y = op.inputs["x"], op.outputs[0]
     keep = reduced_keep_shape(x.shape, op.attr("axes"), op.attr("keep_dims"))
     count = numel(x.shape) // numel(keep)
-    return x, expand_to(_b("reshape", y, shape=list(keep)), x.shape), \
-        expand_to(_b("reshape", g, shape=list(keep)), x.shape), count
+    return x, expand_to(F.reshape(y, shape=list(keep)), x.shape), \
+        expand_to(F.reshape(g, shape=list(keep)), x.shape), count
 
 
 def _reduction_grad(local):
@@ -172,11 +173,11 @@ _REDUCTION_VJP = {
     "reduce_mean": lambda x, y, g, n: g * (1.0 / n),
     "reduce_sum_square": lambda x, y, g, n: g * x * 2.0,
     "reduce_l2_norm": lambda x, y, g, n: g * x / y,
-    "reduce_l1_norm": lambda x, y, g, n: g * _b("sign", x),
-    "reduce_log_sum_exp": lambda x, y, g, n: g * _b("exp", x - y),
+    "reduce_l1_norm": lambda x, y, g, n: g * F.sign(x),
+    "reduce_log_sum_exp": lambda x, y, g, n: g * F.exp(x - y),
     # The max and min route the cotangent to every position that attains them.
-    "reduce_max": lambda x, y, g, n: _b("select", _b("equal", x, y), g, 0.0),
-    "reduce_min": lambda x, y, g, n: _b("select", _b("equal", x, y), g, 0.0),
+    "reduce_max": lambda x, y, g, n: F.select(F.equal(x, y), g, 0.0),
+    "reduce_min": lambda x, y, g, n: F.select(F.equal(x, y), g, 0.0),
 }
 for _name, _local in _REDUCTION_VJP.items():
     _lookup(_name).defgrad(_reduction_grad(_local))
@@ -184,21 +185,21 @@ for _name, _local in _REDUCTION_VJP.items():
 
 def _norm_grad(x, g, ax, epsilon, gamma_b):
     """Normalization over axes `ax`: xhat and dL/dx for y = xhat * gamma_b (+ beta)."""
-    mean = _b("reduce_mean", x, axes=ax, keep_dims=True)
+    mean = F.reduce_mean(x, axes=ax, keep_dims=True)
     d = x - mean
-    rstd = _b("rsqrt", _b("reduce_mean", d * d, axes=ax, keep_dims=True) + epsilon)
+    rstd = F.rsqrt(F.reduce_mean(d * d, axes=ax, keep_dims=True) + epsilon)
     xhat = d * rstd
     dxhat = g if gamma_b is None else g * gamma_b
-    m1 = _b("reduce_mean", dxhat, axes=ax, keep_dims=True)
-    m2 = _b("reduce_mean", dxhat * xhat, axes=ax, keep_dims=True)
+    m1 = F.reduce_mean(dxhat, axes=ax, keep_dims=True)
+    m2 = F.reduce_mean(dxhat * xhat, axes=ax, keep_dims=True)
     return xhat, rstd * (dxhat - m1 - xhat * m2)
 
 
 def _affine_grads(g, xhat, other_axes, gamma, beta, shape):
     """Cotangents of the scale and shift: summed over the axes they broadcast along."""
     def total(t):
-        t = _b("reduce_sum", t, axes=other_axes) if other_axes else t
-        return _b("reshape", t, shape=list(shape))
+        t = F.reduce_sum(t, axes=other_axes) if other_axes else t
+        return F.reshape(t, shape=list(shape))
     out = {}
     if gamma is not None:
         out["gamma"] = total(g * xhat)
@@ -212,7 +213,7 @@ def _layer_norm_grad(op, gs):
     x, g, gamma, beta = op.inputs["x"], gs[0], op.inputs.get("gamma"), op.inputs.get("beta")
     ax = sorted(a % x.rank for a in op.attr("axes"))
     bshape = [s if i in ax else 1 for i, s in enumerate(x.shape)]
-    gamma_b = None if gamma is None else _b("reshape", gamma, shape=bshape)
+    gamma_b = None if gamma is None else F.reshape(gamma, shape=bshape)
     xhat, dx = _norm_grad(x, g, ax, op.attr("epsilon"), gamma_b)
     other = [i for i in range(x.rank) if i not in ax]
     pshape = [x.shape[i] for i in ax]
@@ -224,7 +225,7 @@ def _instance_norm_grad(op, gs):
     x, g, gamma, beta = op.inputs["x"], gs[0], op.inputs.get("gamma"), op.inputs.get("beta")
     ax = list(range(2, x.rank))
     bshape = [1, x.shape[1]] + [1] * len(ax)
-    gamma_b = None if gamma is None else _b("reshape", gamma, shape=bshape)
+    gamma_b = None if gamma is None else F.reshape(gamma, shape=bshape)
     xhat, dx = _norm_grad(x, g, ax, op.attr("epsilon"), gamma_b)
     return {"x": dx, **_affine_grads(g, xhat, [0] + ax, gamma, beta, [x.shape[1]])}
 
@@ -235,15 +236,15 @@ def _batch_norm_grad(op, gs):
     x, g = op.inputs["x"], gs[0]
     gamma, beta = op.inputs.get("gamma"), op.inputs.get("beta")
     bshape = [1, x.shape[1]] + [1] * (x.rank - 2)
-    mean = _b("reshape", op.inputs["mean"], shape=bshape)
-    rstd = _b("rsqrt", _b("reshape", op.inputs["variance"], shape=bshape) + op.attr("epsilon"))
-    scale = rstd if gamma is None else rstd * _b("reshape", gamma, shape=bshape)
+    mean = F.reshape(op.inputs["mean"], shape=bshape)
+    rstd = F.rsqrt(F.reshape(op.inputs["variance"], shape=bshape) + op.attr("epsilon"))
+    scale = rstd if gamma is None else rstd * F.reshape(gamma, shape=bshape)
     xhat = (x - mean) * rstd
     other = [0] + list(range(2, x.rank))
     c = [x.shape[1]]
-    dxhat_sum = _b("reduce_sum", g * scale, axes=other, keep_dims=True)          # d/dmean = -sum(g*scale)
-    dvar = _b("reduce_sum", g * xhat * scale, axes=other, keep_dims=True) * rstd * -0.5   # d rstd/dvar = -rstd^3/2
-    out = {"x": g * scale, "mean": _b("reshape", -dxhat_sum, shape=c),
-           "variance": _b("reshape", dvar, shape=c)}
+    dxhat_sum = F.reduce_sum(g * scale, axes=other, keep_dims=True)          # d/dmean = -sum(g*scale)
+    dvar = F.reduce_sum(g * xhat * scale, axes=other, keep_dims=True) * rstd * -0.5   # d rstd/dvar = -rstd^3/2
+    out = {"x": g * scale, "mean": F.reshape(-dxhat_sum, shape=c),
+           "variance": F.reshape(dvar, shape=c)}
     out.update(_affine_grads(g, xhat, other, gamma, beta, c))
     return out

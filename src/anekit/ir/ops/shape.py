@@ -257,14 +257,15 @@ def upsample_nearest_neighbor(a):
 
 import numpy as _np  # noqa: E402
 
-from ._gradlib import adjoint_window, b as _b, embed, flat_taps, make_const as _make_const  # noqa: E402
+from ..declared import F  # noqa: E402
+from ._gradlib import adjoint_window, embed, flat_taps, make_const as _make_const  # noqa: E402
 from ._gradlib import narrow, numel as _numel, window_pads, zeros as _zeros  # noqa: E402
 from ..spec import REGISTRY  # noqa: E402
 from ...errors import GradientError
 
 
 def _back_to(op, gs):
-    return {"x": _b("reshape", gs[0], shape=list(op.inputs["x"].shape))}
+    return {"x": F.reshape(gs[0], shape=list(op.inputs["x"].shape))}
 
 
 for _spec in (reshape, squeeze, expand_dims):
@@ -274,7 +275,7 @@ for _spec in (reshape, squeeze, expand_dims):
 @transpose.defgrad
 def _transpose_grad(op, gs):
     perm = [p % op.inputs["x"].rank for p in op.attr("perm")]
-    return {"x": _b("transpose", gs[0], perm=[perm.index(i) for i in range(len(perm))])}
+    return {"x": F.transpose(gs[0], perm=[perm.index(i) for i in range(len(perm))])}
 
 
 @concat.defgrad
@@ -284,12 +285,12 @@ def _concat_grad(op, gs):
     if op.attr("interleave"):
         k = len(vals)
         return {"values": tuple(
-            _b("slice_by_index", g, begin=[i if j == ax else 0 for j in range(g.rank)], end=list(g.shape),
+            F.slice_by_index(g, begin=[i if j == ax else 0 for j in range(g.rank)], end=list(g.shape),
                stride=[k if j == ax else 1 for j in range(g.rank)]) for i in range(k))}
     parts, start = [], 0
     for v in vals:
         begin = [start if j == ax else 0 for j in range(g.rank)]
-        parts.append(_b("slice_by_size", g, begin=begin, size=list(v.shape)))
+        parts.append(F.slice_by_size(g, begin=begin, size=list(v.shape)))
         start += v.shape[ax]
     return {"values": tuple(parts)}
 
@@ -298,7 +299,7 @@ def _concat_grad(op, gs):
 def _split_grad(op, gs):
     ax = op.attr("axis") % op.inputs["x"].rank
     parts = [g if g is not None else _zeros(t.shape, t.dtype) for g, t in zip(gs, op.outputs)]
-    return {"x": parts[0] if len(parts) == 1 else _b("concat", parts, axis=ax)}
+    return {"x": parts[0] if len(parts) == 1 else F.concat(parts, axis=ax)}
 
 
 @stack.defgrad
@@ -308,9 +309,9 @@ def _stack_grad(op, gs):
     shape = list(op.inputs["values"][0].shape)
     out = []
     for i in range(g.shape[ax]):
-        part = _b("slice_by_size", g, begin=[i if j == ax else 0 for j in range(g.rank)],
+        part = F.slice_by_size(g, begin=[i if j == ax else 0 for j in range(g.rank)],
                   size=[1 if j == ax else -1 for j in range(g.rank)])
-        out.append(_b("reshape", part, shape=shape))
+        out.append(F.reshape(part, shape=shape))
     return {"values": tuple(out)}
 
 
@@ -320,7 +321,7 @@ def _slice_by_index_grad(op, gs):
     slices, drop = slice_index_plan(x.shape, op.attr("begin"), op.attr("end"), op.attr("stride"),
                                     op.attr("begin_mask"), op.attr("end_mask"), op.attr("squeeze_mask"))
     kept = [len(range(*s.indices(n))) for s, n in zip(slices, x.shape)]
-    g = _b("reshape", g, shape=kept)
+    g = F.reshape(g, shape=kept)
     begins, strides, flips = [], [], []
     for i, (s, n) in enumerate(zip(slices, x.shape)):
         start, _, step = s.indices(n)
@@ -330,7 +331,7 @@ def _slice_by_index_grad(op, gs):
         begins.append(start)
         strides.append(step)
     if flips:
-        g = _b("reverse", g, axes=flips)
+        g = F.reverse(g, axes=flips)
     return {"x": embed(g, x.shape, begins, strides)}
 
 
@@ -348,7 +349,7 @@ def _pad_grad(op, gs):
         raise GradientError(f"pad: no gradient rule for mode '{op.attr('mode')}' (constant padding has one)")
     k = len(p) // 2
     begin = [0] * (x.rank - k) + [p[2 * j] for j in range(k)]
-    return {"x": _b("slice_by_size", gs[0], begin=begin, size=list(x.shape))}
+    return {"x": F.slice_by_size(gs[0], begin=begin, size=list(x.shape))}
 
 
 @tile.defgrad
@@ -360,7 +361,7 @@ def _tile_grad(op, gs):
             continue
         shape = list(g.shape)
         view = [_numel(shape[:i]), r, x.shape[i], _numel(shape[i + 1:])]
-        g = _b("reshape", _b("reduce_sum", _b("reshape", g, shape=view), axes=[1]),
+        g = F.reshape(F.reduce_sum(F.reshape(g, shape=view), axes=[1]),
                shape=shape[:i] + [x.shape[i]] + shape[i + 1:])
     return {"x": g}
 
@@ -375,14 +376,14 @@ def _gather_grad(op, gs):
     v = x.shape[ax]
     batch = _numel(x.shape[:nb])
     m = _numel(idx.shape[nb:])
-    flat_idx = _b("reshape", idx, shape=[batch, 1, m, 1])
-    wrapped = _b("select", flat_idx < 0, flat_idx + v, flat_idx)     # negative indices count from the end
-    onehot = _b("cast", _b("equal", wrapped, _make_const(_np.arange(v, dtype=_np.int32), "int32")),
+    flat_idx = F.reshape(idx, shape=[batch, 1, m, 1])
+    wrapped = F.select(flat_idx < 0, flat_idx + v, flat_idx)     # negative indices count from the end
+    onehot = F.cast(F.equal(wrapped, _make_const(_np.arange(v, dtype=_np.int32), "int32")),
                 dtype=g.dtype)                                       # [B, 1, M, V]
     pre, post = _numel(x.shape[nb:ax]), _numel(x.shape[ax + 1:])
-    g4 = _b("reshape", g, shape=[batch, pre, m, post])
-    dx = _b("matmul", onehot, g4, transpose_x=True)                  # [B, pre, V, post]
-    return {"x": _b("reshape", dx, shape=list(x.shape))}
+    g4 = F.reshape(g, shape=[batch, pre, m, post])
+    dx = F.matmul(onehot, g4, transpose_x=True)                  # [B, pre, V, post]
+    return {"x": F.reshape(dx, shape=list(x.shape))}
 
 
 def _pool_geometry(op):
@@ -419,10 +420,10 @@ def _avg_pool_grad(op, gs):
         scaled = g * (1.0 / _numel(k))
     flat, out_shape = adjoint_window(x.shape, g.shape, k, strides, dil, pads)
     ones_w = _make_const(_np.ones((c, 1) + k), g.dtype)
-    dx = _b("conv_transpose", scaled, ones_w, pad=flat, pad_type="custom", strides=list(strides),
+    dx = F.conv_transpose(scaled, ones_w, pad=flat, pad_type="custom", strides=list(strides),
             groups=c, output_shape=out_shape)
     if dx.shape != x.shape:   # windows past the edge (ceil_mode) fall outside x
-        dx = _b("slice_by_size", dx, begin=[0] * x.rank, size=list(x.shape))
+        dx = F.slice_by_size(dx, begin=[0] * x.rank, size=list(x.shape))
     return {"x": dx}
 
 
@@ -434,13 +435,13 @@ def _max_pool_grad(op, gs):
     y, g = op.outputs[0], gs[0]
     pads = _covering_pads(x, y, k, strides, pads)
     lowest = -65504.0 if x.dtype == "fp16" else -3.0e38
-    xp = _b("pad", x, pad=[v for pair in pads for v in pair], constant_val=lowest) \
+    xp = F.pad(x, pad=[v for pair in pads for v in pair], constant_val=lowest) \
         if any(p for pair in pads for p in pair) else x
     free, total = None, None          # free: 1 where no earlier tap took the window (float masks:
     for tap in flat_taps(k):          # the engine has no logical ops, guide appendix A)
         begin = [0, 0] + list(tap)
         end = [x.shape[0], x.shape[1]] + [t + (o - 1) * s + 1 for t, o, s in zip(tap, y.shape[2:], strides)]
-        hit = _b("select", _b("equal", _b("slice_by_index", xp, begin=begin, end=end, stride=[1, 1, *strides]), y),
+        hit = F.select(F.equal(F.slice_by_index(xp, begin=begin, end=end, stride=[1, 1, *strides]), y),
                  _make_const(1.0, y.dtype), 0.0)
         if free is not None:
             hit = hit * free
@@ -468,6 +469,6 @@ def _upsample_nearest_grad(op, gs):
     h, w = x.shape[-2:]
     sh, sw = int(sh), int(sw)
     lead = _numel(x.shape[:-2])
-    rows = _b("reduce_sum", _b("reshape", g, shape=[lead, h, sh, w * sw]), axes=[2])     # rank <= 4
-    cols = _b("reduce_sum", _b("reshape", rows, shape=[lead * h, w, sw]), axes=[2])
-    return {"x": _b("reshape", cols, shape=list(x.shape))}
+    rows = F.reduce_sum(F.reshape(g, shape=[lead, h, sh, w * sw]), axes=[2])     # rank <= 4
+    cols = F.reduce_sum(F.reshape(rows, shape=[lead * h, w, sw]), axes=[2])
+    return {"x": F.reshape(cols, shape=list(x.shape))}

@@ -30,7 +30,7 @@ def story(rng: np.random.Generator) -> str:
              f"{name} was very {pick(FEELINGS)}.",
              f"{name} showed the {thing} to {friend}.",
              f"They played with the {thing} all day.",
-             f"The end."]
+             "The end."]
     if rng.random() < 0.5:
         lines.insert(4, f"{name} said, \"I love my {color} {thing}!\"")
     return " ".join(lines)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...ir.builder import build as _op
+from ...ir.declared import F
 from ...ir.builder import make_const
 from ..autodiff import grad
 from ...preflight.ane_route import pad_runtime_matmuls_for
@@ -92,7 +92,7 @@ class Inputs:
             big = ir.input("packed", (1, shapes.dim, 1, total), shapes.dtype)
             off = 0
             for n, w in widths:
-                self.t[n] = _op("slice_by_size", big, begin=[0, 0, 0, off], size=[1, shapes.dim, 1, w])
+                self.t[n] = F.slice_by_size(big, begin=[0, 0, 0, off], size=[1, shapes.dim, 1, w])
                 self.layout.append((n, off, w))
                 off += w
         elif mode == "static":
@@ -120,9 +120,9 @@ def linear(x, w, name: str):
     _, dim, _, n = w.shape
     xm = x.reshape(1, 1, c_in, s)
     if name in TRANSPOSED:          # w is W [dim=out, n=in]
-        y = _op("matmul", w.reshape(1, 1, dim, n), xm)
+        y = F.matmul(w.reshape(1, 1, dim, n), xm)
     else:                           # w is W^T [dim=in, n=out]
-        y = _op("matmul", w.reshape(1, 1, dim, n), xm, transpose_x=True)
+        y = F.matmul(w.reshape(1, 1, dim, n), xm, transpose_x=True)
     return y.reshape(1, y.shape[2], 1, s)
 
 
@@ -131,16 +131,16 @@ def rmsnorm(x, w):
     a small residual stream stay fp16-normal, and the backward's rsqrt'(ms) ~ ms^-1.5 is
     PRESCALE^3 smaller, so it does not overflow fp16 at init (embedding rows of rms 0.02)."""
     xs = x * PRESCALE
-    inv = _op("rsqrt", (xs * xs).mean(axes=[1], keep_dims=True), epsilon=EPS * PRESCALE ** 2)
+    inv = F.rsqrt((xs * xs).mean(axes=[1], keep_dims=True), epsilon=EPS * PRESCALE ** 2)
     return xs * inv * w
 
 
 def rope(t, cos, sin):
     """Rotate-half RoPE on t [1, heads, hd, S] (q / k rows in rotate-half order per head)."""
     _, h, hd, s = t.shape
-    lo = _op("slice_by_size", t, begin=[0, 0, 0, 0], size=[1, h, hd // 2, s])
-    hi = _op("slice_by_size", t, begin=[0, 0, hd // 2, 0], size=[1, h, hd // 2, s])
-    return _op("concat", [lo * cos - hi * sin, lo * sin + hi * cos], axis=2)
+    lo = F.slice_by_size(t, begin=[0, 0, 0, 0], size=[1, h, hd // 2, s])
+    hi = F.slice_by_size(t, begin=[0, 0, hd // 2, 0], size=[1, h, hd // 2, s])
+    return F.concat([lo * cos - hi * sin, lo * sin + hi * cos], axis=2)
 
 
 def rope_tables(hd: int, seq: int):
@@ -169,18 +169,18 @@ def qkv(x, W, s: Shapes):
 
 def probs(q, k, s: Shapes):
     mask = np.triu(np.full((s.seq, s.seq), MASK, np.float32), k=1).reshape(1, 1, s.seq, s.seq)
-    scores = _op("matmul", q, k, transpose_x=True) * (1.0 / np.sqrt(s.hd)) + make_const(mask, s.dtype)
+    scores = F.matmul(q, k, transpose_x=True) * (1.0 / np.sqrt(s.hd)) + make_const(mask, s.dtype)
     return scores.softmax(axis=-1)                       # [1, heads, S(query), S(key)]
 
 
 def attn_proj(v, p, W, s: Shapes):
-    att = _op("matmul", v, p, transpose_y=True)         # [1, heads, hd, S]
+    att = F.matmul(v, p, transpose_y=True)         # [1, heads, hd, S]
     return linear(merged(att, s), W["wo"], "wo")
 
 
 def ffn(x, W):
     h = rmsnorm(x, W["rms_ffn"])
-    return x + linear(_op("silu", linear(h, W["w1"], "w1")) * linear(h, W["w3"], "w3"), W["w2"], "w2")
+    return x + linear(F.silu(linear(h, W["w1"], "w1")) * linear(h, W["w3"], "w3"), W["w2"], "w2")
 
 
 def vjp(outs_and_cotangents, wrt):
@@ -251,7 +251,7 @@ def build_head(s: Shapes, vocab: int, mode: str, values: dict | None = None, tar
     I = Inputs(shapes, mode, ["x"], list(HEAD_WEIGHTS), values)
     onehot = ir.input("onehot", (1, vocab, 1, s.seq), s.dtype)
     logits = linear(rmsnorm(I["x"], I["rms_final"]), I["embed"], "embed")        # [1, vocab, 1, S]
-    logp = logits - _op("reduce_log_sum_exp", logits, axes=[1], keep_dims=True)
+    logp = logits - F.reduce_log_sum_exp(logits, axes=[1], keep_dims=True)
     loss = (logp * onehot).sum() * (-1.0 / s.seq)
     scale = ir.input("loss_scale", loss.shape, s.dtype)
     d_x, d_rms, d_embed = grad(loss, [I["x"], I["rms_final"], I["embed"]], seed=scale)
