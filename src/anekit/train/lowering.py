@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 
 from ..ir.declared import F
-from ..ir.ops._gradlib import embed, flat_taps, narrow, numel, window_pads
+from ..ir.ops._gradlib import conv_patches, embed, flat_taps, narrow, numel, window_pads
 from ..ir.passes import rewrite
 from ..ir.weights import is_weight
 from ..preflight.ane_route import pad_runtime_matmuls_for
@@ -68,16 +68,8 @@ def _lower_conv(o, inputs):
     groups = int(o.attr("groups"))
     n, cin = x.shape[:2]
     cout, out_sp = w.shape[0], o.outputs[0].shape[2:]
-    cg, positions, taps = cin // groups, numel(out_sp), numel(k)
-    if any(p for pair in pads for p in pair):
-        x = F.pad(x, pad=[v for pair in pads for v in pair])
-    cols = []
-    for tap in flat_taps(k):
-        begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
-        end = [n, cin] + [t * d + (q - 1) * s + 1 for t, d, q, s in zip(tap, dil, out_sp, strides)]
-        patch = F.slice_by_index(x, begin=begin, end=end, stride=[1, 1, *strides])     # [N, Cin, *out]
-        cols.append(F.reshape(patch, shape=[n, groups, cg, positions]))
-    cols = cols[0] if taps == 1 else F.concat(cols, axis=2)                           # [N, g, T*Cin/g, P]
+    cg, taps = cin // groups, numel(k)
+    cols = conv_patches(x, k, strides, dil, pads, out_sp, groups)                       # [N, g, T*Cin/g, P]
     wm = F.transpose(F.reshape(w, shape=[cout, cg, taps]), perm=[0, 2, 1])         # [Cout, T, Cin/g]
     wm = F.reshape(wm, shape=[1, groups, cout // groups, taps * cg])
     y = F.matmul(wm, cols, name=f"{_base(o)}__patch_matmul")                             # [N, g, Cout/g, P]

@@ -134,3 +134,21 @@ def narrow(t: Tensor, begin, size) -> Tensor:
     cut = F.slice_by_size(view, begin=[0] * (t.rank - 2) + [w_begin, 0],
             size=list(view.shape[:-2]) + [w_size, view.shape[-1]])
     return F.transpose(cut, perm=perm)
+
+
+def conv_patches(x, k, strides, dil, pads, out_sp, groups):
+    """Patch expansion of a convolution's input: one strided slice of the padded input per
+    kernel tap, stacked on the channel axis as [N, groups, taps * Cin/groups, positions]. A
+    matmul against it is the convolution (runtime-weight lowering) or its weight gradient."""
+    n, cin = x.shape[:2]
+    cg, positions = cin // groups, numel(out_sp)
+    if any(p for pair in pads for p in pair):
+        x = F.pad(x, pad=[v for pair in pads for v in pair])
+    cols = []
+    for tap in flat_taps(k):
+        begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
+        end = [n, cin] + [t * d + (o - 1) * s + 1 for t, d, o, s in zip(tap, dil, out_sp, strides)]
+        patch = F.slice_by_index(x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
+        cols.append(F.reshape(patch, shape=[n, groups, cg, positions]))
+    return cols[0] if len(cols) == 1 else F.concat(cols, axis=2)
+

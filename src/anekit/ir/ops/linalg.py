@@ -308,7 +308,7 @@ def scaled_dot_product_attention(a):
 # --- gradient rules (vector-Jacobian products written with forward ops; guide ch. 15) ---------
 
 from ..declared import F  # noqa: E402
-from ._gradlib import adjoint_window, flat_taps, numel, unbroadcast, window_pads  # noqa: E402
+from ._gradlib import adjoint_window, conv_patches, numel, unbroadcast, window_pads  # noqa: E402
 
 
 @matmul.defgrad
@@ -366,16 +366,8 @@ def conv_weight_grad(x, g, k, strides, dil, pads, groups):
     n, cin = x.shape[:2]
     cout, out_sp = g.shape[1], g.shape[2:]
     positions, taps, cg = numel(out_sp), numel(k), cin // groups
-    if any(p for pair in pads for p in pair):
-        x = F.pad(x, pad=[v for pair in pads for v in pair])
     gm = F.reshape(g, shape=[n, groups, cout // groups, positions])
-    cols = []
-    for tap in flat_taps(k):
-        begin = [0, 0] + [t * d for t, d in zip(tap, dil)]
-        end = [n, cin] + [t * d + (o - 1) * s + 1 for t, d, o, s in zip(tap, dil, out_sp, strides)]
-        patch = F.slice_by_index(x, begin=begin, end=end, stride=[1, 1, *strides])   # [N, Cin, *out]
-        cols.append(F.reshape(patch, shape=[n, groups, cg, positions]))
-    patches = cols[0] if taps == 1 else F.concat(cols, axis=2)                      # [N, g, T*Cin/g, P]
+    patches = conv_patches(x, k, strides, dil, pads, out_sp, groups)                  # [N, g, T*Cin/g, P]
     dw = F.reduce_sum(F.matmul(gm, patches, transpose_y=True), axes=[0])        # [g, Cout/g, T*Cin/g]
     dw = F.transpose(F.reshape(dw, shape=[groups, cout // groups, taps, cg]), perm=[0, 1, 3, 2])
     return F.reshape(dw, shape=[cout, cg, *k])
