@@ -4,7 +4,8 @@ One op:   us = max(compute, weight stream, spill traffic) + program I/O it carri
   compute = array flops / (roof x lane fill x spill^[matmul operand > working set]
                                             x cliff^[weights > weight SRAM])   (MAC ops)
           = bytes x passes / vector stream                                      (everything else)
-  weight stream = stored weight bytes (less those resident on chip between calls, seed 001)
+  weight stream = stored weight bytes (less those resident on chip between calls, measured on M4:
+                  cost/published.py)
                   / DRAM weight stream: every compression format streams
                   at its stored size where the family streams it (guide ch. 7, 35)
   exposed load  = a program's first convolution waits for its kernel (stored bytes / conv load
@@ -16,7 +17,7 @@ One program: dispatch floor (once per program and route: fusion amortizes it, ch
 
 Mechanisms and chapters: the roofline and its ridge (ch. 9); the on-chip working set whose
 overflow streams activations from DRAM and slows the array (ch. 9, 21); the weight SRAM past
-which weights are re-fetched per activation tile (seed 001, maderix part 2); the per-format
+which weights are re-fetched per activation tile (public M4 GEMM sweeps: cost/published.py); the per-format
 weight stream (ch. 7, 10); fused-graph amortization of the dispatch floor (ch. 9, 18);
 core-count scaling of Pro/Max/Ultra parts (ch. 12, 18); the dispatch floor per route (ch. 2).
 

@@ -1,7 +1,7 @@
 """A Llama-family decoder (llama2.c, Llama, Qwen2/3, Mistral) as anekit programs: full-sequence
 logits, and generation with a KV cache (one prefill program, one decode program).
 
-Layout (brief §6, guide ch. 17): activations [1, C, 1, S], linear layers as 1x1 convs, attention
+Layout (guide ch. 17): activations [1, C, 1, S], linear layers as 1x1 convs, attention
 per head as [1, heads, head_dim, S]. Token embedding and sampling stay on the CPU, as in the seed
 projects; everything between (norms, RoPE, attention, FFN, final norm, classifier) is one program.
 
@@ -89,7 +89,7 @@ class GenerationStats:
 # --- graph ---------------------------------------------------------------------------------
 
 def _conv(x, w, b: np.ndarray | None = None):
-    """A linear layer on [1, C, 1, S] as a 1x1 conv (the ANE's fast path, brief §6). `w` is an
+    """A linear layer on [1, C, 1, S] as a 1x1 conv (the ANE's fast path, guide ch. 17). `w` is an
     array [out, in] or a prebuilt weight tensor [out, in, 1, 1] (e.g. a shape-only placeholder
     from anekit.quantization for cost estimates)."""
     if not isinstance(w, ir.Tensor):

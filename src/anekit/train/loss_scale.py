@@ -1,5 +1,5 @@
 """Loss scaling: multiply the loss by S before the backward pass so small fp16 gradients do not
-flush to zero (brief §9: x256 against fp16 gradient underflow; guide ch. 15 trains at 1024).
+flush to zero (guide ch. 15: x256 and up against fp16 gradient underflow; it trains at 1024).
 
     static:  LossScaler(256)           S never changes; the optimizer's learning rate absorbs it
     dynamic: LossScaler("dynamic")     an inf/NaN gradient skips the step and halves S; after

@@ -9,7 +9,7 @@ The math of a layer, in the ANE's [1, C, 1, S] layout (x: [1, dim, 1, seq]):
     h   = rmsnorm(x1) * rms_ffn
     x2  = x1 + W2 (silu(W1 h) * W3 h)
 
-and its split into kernels (brief §9, seeds 001/004): five that carry weights and one that
+and its split into kernels (guide ch. 15; the seed projects' split, docs/training.md): five that carry weights and one that
 does not,
 
     attn_fwd   x             -> x1, q, k, v

@@ -3,7 +3,7 @@
     pipe = StoriesPipeline(config, "dynamic", target="m4")
     loss, grads = pipe.loss_and_grads(params, tokens, targets, scale=256.0)
 
-In order (nanoGPT's shape; brief §9 for what the seeds put where):
+In order (nanoGPT's shape; docs/training.md for what the seed projects put where):
 
     x    = embed[tokens]                         CPU  (a gather)
     for each layer:  x1, q, k, v = attn_fwd(x);  x = ffn_fwd(x1)          engine
@@ -20,7 +20,7 @@ them on the CPU with sgemm); residual adds are in the kernels too. The classifie
 CPU: at vocab 32000 its packed input would be 32000+ wide, beyond the engine's 16384 per axis.
 
 `static` bakes each layer's weights into its five weight-bearing kernels, so every update means
-5 x n_layers compiles; a compile budget (the ANE's ~119 compiles per process, brief §9) is
+5 x n_layers compiles; a compile budget (the ANE's ~119 compiles per process, public direct-route reports; docs/training.md) is
 charged and a worker recycle counted each time it runs out (the seeds re-exec with --resume;
 on the simulator the count is what we report). `dynamic` compiles the six kernels once and
 feeds every layer's weights packed beside the activations.
@@ -38,7 +38,7 @@ from ... import runtime
 
 PIPELINES = ("static", "dynamic")
 HEADS = ("cpu", "engine")      # where the final norm, classifier and cross-entropy run
-COMPILE_BUDGET = 119          # compiles per ANE process before the runtime refuses (brief §9)
+COMPILE_BUDGET = 119          # compiles per ANE process before the runtime refuses (public direct-route reports)
 
 
 class StoriesPipeline:
