@@ -228,9 +228,12 @@ def _reshape(op, res):
 
 
 def _sigma_max(w2d: np.ndarray) -> float:
-    if w2d.size <= _SVD_MAX:
-        return float(np.linalg.norm(w2d, 2)) * MARGIN
-    return float(np.linalg.norm(w2d))
+    """Largest singular value: the top eigenvalue of the smaller Gram matrix (cheaper than an
+    SVD), with MARGIN for its rounding."""
+    if w2d.size > _SVD_MAX:
+        return float(np.linalg.norm(w2d))
+    g = w2d @ w2d.T if w2d.shape[0] <= w2d.shape[1] else w2d.T @ w2d
+    return math.sqrt(max(float(np.linalg.eigvalsh(g)[-1]), 0.0)) * MARGIN
 
 
 def _lanes(w2d, b, nb, bias):
