@@ -134,7 +134,10 @@ def estimate(prog, target, function: str | None = None, route: str = "standard")
     dispatch = p.dispatch_us * ROUTE_FLOOR[route]
     if route in HOST_COPY_ROUTES:     # the host copies program I/O in and out on this route
         dispatch += sum(f.io_bytes for f in feats) / (p.host_copy_gbs * 1e3)
-    off = off_engine_ops(fn, chip)
+    # Only ops the model prices at run time; a constexpr op (weight decompression) is part of
+    # its consumer's weights, never a segment boundary.
+    priced = {r.name for r in rows}
+    off = {k: v for k, v in off_engine_ops(fn, chip).items() if k in priced}
     segments, split_us = 1, 0.0
     if off:
         for r in rows:
