@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import targets
 from ..preflight import off_engine_ops
+from .opwork import FP16 as ENGINE_BYTES
 from ..errors import AnekitError
 from ..ir import Program
 from ..ir.weights import is_weight
@@ -175,7 +176,7 @@ def _split(fn, off: dict) -> tuple[int, int]:
             made = side.get(id(t))
             if made is not None and made != here and id(t) not in crossed:
                 crossed.add(id(t))
-                crossing += int(np.prod(t.shape)) * FP16
+                crossing += int(np.prod(t.shape)) * ENGINE_BYTES
         for t in op.outputs:
             side[id(t)] = here
     return max(segments, 1), crossing
