@@ -155,12 +155,16 @@ def run_estimate(args) -> int:
     print(f"target {chip.name} (compiler {chip.compiler}), function {est.function}; constants of generation "
           f"{p.generation} ({p.anchor}" + (f" x {p.scale:.3g}" if p.scale != 1.0 else "") + ")"
           + ("" if p.measured else "; UNMEASURED generation, extrapolated"))
-    rows = [[r.name, r.type, round(r.us, 2), round(r.flops / 1e9, 4), round(r.bytes / 1e6, 3),
+    rows = [[r.name + ("" if r.on_engine else " *"), r.type, round(r.us, 2) if r.on_engine else "off-ANE",
+             round(r.flops / 1e9, 4), round(r.bytes / 1e6, 3),
              r.bound + (f" ({r.stream})" if r.stream else "")] for r in est.ops]
     print(format_table(["op", "type", "us", "GFLOP", "MB", "bound"], rows))
-    print(f"\ndispatch floor {est.dispatch_us:.0f} us + ops {est.total_us - est.dispatch_us:.1f} us = "
-          f"{est.total_us:.1f} us ({est.bound}-bound); likely {est.low_us:.0f}-{est.high_us:.0f} us "
+    split = (f" + split {est.split_us:.1f} us ({est.segments} engine segments)" if est.off_engine else "")
+    print(f"\ndispatch floor {est.dispatch_us:.0f} us + ops {est.total_us - est.dispatch_us - est.split_us:.1f} us"
+          f"{split} = {est.total_us:.1f} us ({est.bound}-bound); likely {est.low_us:.0f}-{est.high_us:.0f} us "
           f"(10th-90th percentile of the validation residuals)")
+    for r in est.off_engine:
+        print(f"* {r.name} ({r.type}) runs off the ANE, not in the total: {r.off_engine_reason}")
     if args.plot:
         print(f"roofline plot written to {args.plot}")
     return 0
@@ -175,7 +179,8 @@ def _print_compare(ests, args) -> int:
     for e in ests:
         p = e.params
         rows.append([e.target, e.compiler, p.generation, round(e.total_us, 1), round(e.low_us, 1), round(e.high_us, 1),
-                     round(e.dispatch_us, 1), e.bound, "yes" if p.measured else "no (extrapolated)"])
-    print(format_table(["chip", "compiler", "gen", "us", "low us", "high us", "floor us", "bound", "measured gen"],
+                     round(e.dispatch_us, 1), e.bound, len(e.off_engine), "yes" if p.measured else "no (extrapolated)"])
+    print(format_table(["chip", "compiler", "gen", "us", "low us", "high us", "floor us", "bound", "off-ANE ops",
+                        "measured gen"],
                        rows, title=f"function {ests[0].function}, route {args.route}"))
     return 0

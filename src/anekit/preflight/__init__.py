@@ -25,7 +25,7 @@ from .rules import OP_RULES, clip_after_finding, range_rules, width_slice_rule
 # lays out and casts I/O itself. The engine's own limits apply to both.
 ROUTES = ("direct", "coreml")
 
-__all__ = ["check", "CheckReport", "Finding", "OpVerdict", "VERDICTS", "OFF_ENGINE", "ranges", "analyze_ranges"]
+__all__ = ["check", "off_engine_ops", "CheckReport", "Finding", "OpVerdict", "VERDICTS", "OFF_ENGINE", "ranges", "analyze_ranges"]
 
 
 def analyze_ranges(prog, function: str | None = None) -> dict[str, tuple[float, float]]:
@@ -66,6 +66,21 @@ def check(prog, target, function: str | None = None, route: str = "coreml") -> C
                 clip_after_finding(op, res, chip.limits.fp16_max or 65504.0)
         verdicts.append(v)
     return CheckReport(chip.name, chip.compiler, chip.family, verdicts, program_findings, fn.name)
+
+
+def off_engine_ops(fn, chip) -> dict[str, str]:
+    """Op name -> why `check` puts it off the engine (an over_limit or unsupported finding),
+    from the op rules alone: the range rules only ever report risks, so they are skipped here
+    (the cost model asks this for every estimate)."""
+    out = {}
+    for op in fn.ops:
+        if op.type == "const":
+            continue
+        for rule in OP_RULES:
+            for f in rule(op, chip):
+                if f.verdict in OFF_ENGINE and op.name not in out:
+                    out[op.name] = f.reason
+    return out
 
 
 def _function(prog, function):

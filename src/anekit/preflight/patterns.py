@@ -1,0 +1,325 @@
+"""Pattern rules that keep the correlation an op-by-op interval analysis loses.
+
+Intervals treat every element as independent, so after a normalisation they forget that the
+elements of one vector are tied together (RMS norm: x_i / sqrt(mean(x^2)) can reach sqrt(N)
+for one i only when every other element is 0). The per-op rules on the declarations
+(`fp16_range`) cannot see that; these few patterns can, and only ever tighten a bound:
+
+- fibre norms: a tensor may carry (axes, B): every sub-array over `axes` (e.g. a channel
+  vector) has L2 norm <= B. RMS norm creates one (x * rsqrt(k * sum(x^2) + eps) has norm
+  <= 1/sqrt(k), so sqrt(N) for a mean); scaling, adding, slicing, concatenating, reshaping
+  carry it; a linear map over those axes bounds each output lane by ||W_o|| * B (Cauchy-
+  Schwarz, also every partial sum, since ||W_o,S|| ||x_S|| <= ||W_o|| B), the whole output
+  vector by sigma_max(W) * B; a matmul contracting two such axes is bounded by B_x * B_y,
+  its running sums too. |element| <= B, so the interval is cut to [-B, B].
+- convex combinations: a matmul contracting a softmax output along its softmax axis averages
+  the other operand, so output and running sums stay within that operand's bound and 0.
+
+Every bound here carries a small relative margin (MARGIN) for fp16 rounding of the
+statistics (a mean of squares rounded down, probabilities summing a little over 1).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import intervals as iv
+
+MARGIN = 1.02
+_SVD_MAX = 1 << 22    # a larger weight takes its Frobenius norm (an upper bound of sigma_max)
+
+
+def apply(op, res) -> None:
+    """Tighten op's output interval (and MAC partial bound) from the patterns above; record
+    the output's fibre norm for the ops downstream."""
+    out = op.outputs[0] if len(op.outputs) == 1 else None
+    if out is None or out.dtype not in ("fp16", "fp32"):
+        return
+    found = _rms(op, res) or _carry(op, res)
+    cap = None
+    if found is not None:
+        axes, b, cap = found
+        if math.isfinite(b):
+            res.norms[id(out)] = (axes, b)
+            cap = b if cap is None else min(cap, b)
+    convex = _convex(op, res)
+    if convex is not None:
+        _tighten(res, out, convex)
+        res.partials[id(op)] = min(res.partials.get(id(op), iv.INF), iv.mag(convex))
+    if cap is not None and math.isfinite(cap):
+        _tighten(res, out, (-cap, cap))
+        if id(op) in res.partials:
+            res.partials[id(op)] = min(res.partials[id(op)], cap)
+
+
+def _tighten(res, t, bound):
+    lo, hi = res.of(t)
+    nlo, nhi = max(lo, bound[0]), min(hi, bound[1])
+    if nlo <= nhi:
+        res.intervals[id(t)] = (nlo, nhi)
+
+
+def _producer(t, *types):
+    return t.op if t.op is not None and t.op.type in types else None
+
+
+def _scalar(t):
+    """The value of a constant scalar (any shape of one element), else None."""
+    if t.const is None or np.size(t.const) != 1:
+        return None
+    return float(np.asarray(t.const, np.float64).reshape(()))
+
+
+# --- RMS norm: x * rsqrt(k * sum(x^2) + eps), x / sqrt(...) ---------------------------------
+
+def _squares_of(t, x):
+    """Is t = x^2 elementwise?"""
+    p = t.op
+    if p is None:
+        return False
+    if p.type == "square":
+        return p.inputs["x"] is x
+    if p.type == "mul":
+        return p.inputs["x"] is x and p.inputs["y"] is x
+    if p.type == "pow":
+        return p.inputs["x"] is x and _scalar(p.inputs["y"]) == 2.0
+    return False
+
+
+def _mean_square(m, x):
+    """(axes, k) when m >= k * sum over axes of x^2 with m broadcasting back over x, else None."""
+    p = m.op
+    if p is None:
+        return None
+    if p.type == "add":   # + a non-negative constant only raises m
+        for a, c in (("x", "y"), ("y", "x")):
+            v = _scalar(p.inputs[c])
+            if v is not None and v >= 0:
+                return _mean_square(p.inputs[a], x)
+        return None
+    if p.type in ("mul", "real_div"):
+        for a, c in (("x", "y"), ("y", "x")):
+            if p.type == "real_div" and a == "y":
+                continue
+            v = _scalar(p.inputs[c])
+            if v is not None and v > 0:
+                inner = _mean_square(p.inputs[a], x)
+                return None if inner is None else (inner[0], inner[1] * (v if p.type == "mul" else 1.0 / v))
+        return None
+    if p.type not in ("reduce_mean", "reduce_sum", "reduce_sum_square") or not p.attr("keep_dims"):
+        return None
+    src = p.inputs["x"]
+    if p.type == "reduce_sum_square":
+        if src is not x:
+            return None
+    elif not _squares_of(src, x):
+        return None
+    ax = p.attr("axes")
+    axes = tuple(range(x.rank)) if ax is None else tuple(sorted({int(a) % x.rank for a in ax}))
+    n = int(np.prod([x.shape[a] for a in axes]))
+    return axes, (1.0 / n if p.type == "reduce_mean" else 1.0)
+
+
+def _rms(op, res):
+    if op.type == "mul":
+        pairs = (("x", "y"), ("y", "x"))
+        for a, r in pairs:
+            x, inv = op.inputs[a], op.inputs[r]
+            p = _producer(inv, "rsqrt")
+            if p is not None and x.shape == op.outputs[0].shape and float(p.attr("epsilon") or 0.0) >= 0:
+                found = _mean_square(p.inputs["x"], x)
+                if found is not None:
+                    return found[0], MARGIN / math.sqrt(found[1]), None
+    elif op.type == "real_div":
+        x, s = op.inputs["x"], op.inputs["y"]
+        p = _producer(s, "sqrt")
+        if p is not None and x.shape == op.outputs[0].shape:
+            found = _mean_square(p.inputs["x"], x)
+            if found is not None:
+                return found[0], MARGIN / math.sqrt(found[1]), None
+    return None
+
+
+# --- carrying a fibre norm through ops --------------------------------------------------------
+
+def _norm(res, t):
+    return res.norms.get(id(t))
+
+
+def _fibre_size(t, axes):
+    return int(np.prod([t.shape[a] for a in axes]))
+
+
+def _carry(op, res):
+    out = op.outputs[0]
+    kind = op.type
+    if kind in ("mul", "add", "sub"):
+        xs = [op.inputs["x"], op.inputs["y"]]
+        normed = [(t, _norm(res, t)) for t in xs if _norm(res, t) is not None and t.shape == out.shape]
+        if not normed:
+            return None
+        if kind == "mul":
+            t, (axes, b) = normed[0]
+            other = xs[1] if t is xs[0] else xs[0]
+            return axes, b * iv.mag(res.of(other)), None
+        axes = normed[0][1][0]
+        total = 0.0
+        for t in xs:
+            n = _norm(res, t)
+            if n is not None and n[0] == axes and t.shape == out.shape:
+                total += n[1]
+            else:   # a bounded term adds at most sqrt(fibre size) * its magnitude
+                total += math.sqrt(_fibre_size(out, axes)) * iv.mag(res.of(t))
+        return axes, total, None
+    if kind in ("slice_by_index", "slice_by_size", "identity"):
+        n = _norm(res, op.inputs["x"])
+        return (n[0], n[1], None) if n is not None and out.rank == op.inputs["x"].rank else None
+    if kind == "concat":
+        ns = [_norm(res, t) for t in op.inputs["values"]]
+        if any(n is None or n[0] != ns[0][0] for n in ns):
+            return None
+        axis = int(op.attr("axis")) % out.rank
+        if axis in ns[0][0]:
+            return ns[0][0], math.sqrt(sum(n[1] ** 2 for n in ns)), None
+        return ns[0][0], max(n[1] for n in ns), None
+    if kind == "transpose":
+        n = _norm(res, op.inputs["x"])
+        if n is None:
+            return None
+        perm = [int(p) % out.rank for p in op.attr("perm")]
+        return tuple(sorted(perm.index(a) for a in n[0])), n[1], None
+    if kind == "reshape":
+        return _reshape(op, res)
+    if kind == "conv":
+        return _conv(op, res)
+    if kind == "linear":
+        return _linear(op, res)
+    if kind == "matmul":
+        return _matmul(op, res) or _convex_norm(op, res)
+    return None
+
+
+def _reshape(op, res):
+    """A reshape that splits the normed axis into a run of axes: the innermost of the run is a
+    sub-vector of the old fibre."""
+    x, out = op.inputs["x"], op.outputs[0]
+    n = _norm(res, x)
+    if n is None or len(n[0]) != 1:
+        return None
+    a = n[0][0]
+    before, size, after = int(np.prod(x.shape[:a])), x.shape[a], int(np.prod(x.shape[a + 1:]))
+    for k in range(out.rank + 1):
+        if int(np.prod(out.shape[:k])) != before:
+            continue
+        for m in range(k + 1, out.rank + 1):
+            if int(np.prod(out.shape[k:m])) == size and int(np.prod(out.shape[m:])) == after:
+                return (m - 1,), n[1], None
+    # A reshape that merges the normed axis with its neighbours into one axis j: the new fibre
+    # holds whole old fibres, count of them, so its norm is at most sqrt(count) * B.
+    for k in range(a + 1):
+        for m in range(a + 1, x.rank + 1):
+            lead, mid, tail = (int(np.prod(s)) for s in (x.shape[:k], x.shape[k:m], x.shape[m:]))
+            for j in range(out.rank):
+                if (int(np.prod(out.shape[:j])) == lead and out.shape[j] == mid
+                        and int(np.prod(out.shape[j + 1:])) == tail):
+                    return (j,), n[1] * math.sqrt(mid // size), None
+    return None
+
+
+def _sigma_max(w2d: np.ndarray) -> float:
+    """Largest singular value: the top eigenvalue of the smaller Gram matrix (cheaper than an
+    SVD), with MARGIN for its rounding."""
+    if w2d.size > _SVD_MAX:
+        return float(np.linalg.norm(w2d))
+    g = w2d @ w2d.T if w2d.shape[0] <= w2d.shape[1] else w2d.T @ w2d
+    return math.sqrt(max(float(np.linalg.eigvalsh(g)[-1]), 0.0)) * MARGIN
+
+
+def _lanes(w2d, b, nb, bias):
+    """(per-lane cap, output vector norm) of y = W x + bias with ||x|| <= nb."""
+    rows = np.sqrt(np.add.reduce(w2d * w2d, axis=1)) * nb
+    bb = np.zeros(w2d.shape[0]) if bias is None else np.abs(np.asarray(bias, np.float64)).reshape(-1)
+    cap = float(np.max(rows * MARGIN + bb)) if rows.size else 0.0
+    vec = _sigma_max(w2d) * nb + float(np.sqrt(np.sum(bb * bb)))
+    return cap, vec
+
+
+def _conv(op, res):
+    x, wt, bias = op.inputs["x"], op.inputs["weight"], op.inputs.get("bias")
+    n = _norm(res, x)
+    if n is None or n[0] != (1,) or wt.const is None or (bias is not None and bias.const is None):
+        return None
+    k = wt.shape
+    if any(s != 1 for s in k[2:]) or int(op.attr("groups") or 1) != 1 or any(op.attr("pad") or ()):
+        return None
+    w = np.asarray(wt.const, np.float64).reshape(k[0], k[1])
+    cap, vec = _lanes(w, None, n[1], None if bias is None else bias.const)
+    return (1,), vec, cap
+
+
+def _linear(op, res):
+    x, wt, bias = op.inputs["x"], op.inputs["weight"], op.inputs.get("bias")
+    n = _norm(res, x)
+    if n is None or n[0] != (x.rank - 1,) or wt.const is None or (bias is not None and bias.const is None):
+        return None
+    cap, vec = _lanes(np.asarray(wt.const, np.float64), None, n[1], None if bias is None else bias.const)
+    return (x.rank - 1,), vec, cap
+
+
+def _contracted(op):
+    """Axes (of x and of y, as non-negative indices) that a matmul contracts."""
+    xt, yt = op.inputs["x"], op.inputs["y"]
+    if xt.rank < 2 or yt.rank < 2:
+        return None
+    ax = xt.rank - (2 if op.attr("transpose_x") else 1)
+    ay = yt.rank - (1 if op.attr("transpose_y") else 2)
+    return ax, ay
+
+
+def _matmul(op, res):
+    c = _contracted(op)
+    if c is None:
+        return None
+    nx, ny = _norm(res, op.inputs["x"]), _norm(res, op.inputs["y"])
+    if nx is None or ny is None or nx[0] != (c[0],) or ny[0] != (c[1],):
+        return None
+    cap = nx[1] * ny[1]
+    return (), iv.INF, cap
+
+
+# --- softmax-weighted averages --------------------------------------------------------------
+
+def _convex(op, res):
+    if op.type != "matmul":
+        return None
+    c = _contracted(op)
+    if c is None:
+        return None
+    for name, other, ax in (("x", "y", c[0]), ("y", "x", c[1])):
+        t = op.inputs[name]
+        p = _producer(t, "softmax")
+        if p is not None and int(p.attr("axis")) % t.rank == ax:
+            v = res.of(op.inputs[other])
+            if iv.bounded(v):
+                return (min(v[0], 0.0) * MARGIN, max(v[1], 0.0) * MARGIN)
+    return None
+
+
+def _convex_norm(op, res):
+    """A softmax-weighted average of the other operand's vectors: ||sum p_j v_j|| <= max ||v_j||
+    (the norm is convex), along the other operand's free axis of the product."""
+    c = _contracted(op)
+    out = op.outputs[0]
+    if c is None:
+        return None
+    for name, other, ax in (("x", "y", c[0]), ("y", "x", c[1])):
+        t, o = op.inputs[name], op.inputs[other]
+        p = _producer(t, "softmax")
+        n = _norm(res, o)
+        if p is None or int(p.attr("axis")) % t.rank != ax or n is None or o.rank != out.rank:
+            continue
+        free = (2 * o.rank - 3 - (c[0] if other == "x" else c[1]),)   # the last two axes but the contracted one
+        if n[0] == free:
+            return ((out.rank - 1,) if other == "y" else (out.rank - 2,)), n[1] * MARGIN, None
+    return None
