@@ -320,3 +320,14 @@ def test_channel_axis_other_than_zero_reconstructs_exactly(fmt):
     w16 = _w((64, 80), 7).astype(np.float16).astype(np.float64)
     rel = np.sqrt(((ref - w16) ** 2).sum() / (w16 ** 2).sum())
     assert rel < (0.01 if fmt == "int8" else 0.12)                  # 16-level Lloyd-Max on N(0,1): ~0.1
+
+
+def test_palettized_weights_pass_check():
+    """The palette of a lut weight has rank weight-rank + 2 (6 for a conv): a compile-time table
+    the compiler folds or streams, not an engine tensor, so the rank limit does not apply to it."""
+    x = ak.input("x", (1, 64, 1, 16))
+    w = np.random.default_rng(0).standard_normal((128, 64, 1, 1)).astype(np.float32)
+    for fmt in ("lut4", "lut6", "int8"):
+        prog = ak.quantize(ak.program({"y": ak.conv(x, w)}), fmt, min_size=16)
+        rep = ak.check(prog, "m4")
+        assert rep.ok, (fmt, [f.reason for f in rep.findings])

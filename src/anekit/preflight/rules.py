@@ -25,8 +25,11 @@ def _f(op, verdict, rule, reason, limit, value=None, source="") -> Finding:
 
 
 def _tensors(op):
-    """Non-scalar tensors an op reads and writes (scalar flags live in the op descriptor)."""
-    return [t for t in op.tensor_inputs() + list(op.outputs) if t.shape]
+    """Non-scalar tensors an op reads and writes (scalar flags live in the op descriptor). A
+    compressed weight's inputs (palette, indices, scales) are compile-time tables the compiler
+    folds or streams, not engine tensors: only the weight it makes meets the layout limits."""
+    ins = [] if op.spec.kind == "constexpr" else op.tensor_inputs()
+    return [t for t in ins + list(op.outputs) if t.shape]
 
 
 def axis_roles(rank: int) -> tuple[str, ...]:
