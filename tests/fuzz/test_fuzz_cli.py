@@ -107,9 +107,29 @@ def argv_for(draw, work_paths):
     if prefix[:1] == ["selftest"]:          # the full suite is a benchmark, not a hostile input
         argv += ["--quick", "--fake"]
         argv = [a if not (a.isdigit() and int(a) > 3) else "2" for a in argv]
+    if prefix[:1] == ["train"]:             # a training run is long legitimate work, not a hostile
+        argv = _short_training(argv)        # input: keep its arguments, cut it to two small steps
     if draw(st.integers(0, 19)) == 0:       # an unknown option now and then
         argv.append(draw(st.sampled_from(["--bogus", "-z", "--json=1"])))
     return argv
+
+
+def _short_training(argv):
+    out, i = [], 0
+    while i < len(argv):
+        flag = argv[i]
+        if flag == "--steps" and i + 1 < len(argv):
+            value = argv[i + 1]
+            out += [flag, "2" if value.lstrip("-").isdigit() and int(value) > 2 else value]
+            i += 2
+            continue
+        if flag == "--config" and i + 1 < len(argv):   # large models: seconds per step
+            out += [flag, "tiny" if argv[i + 1] in ("15M", "42M", "110M") else argv[i + 1]]
+            i += 2
+            continue
+        out.append(flag)
+        i += 1
+    return out if "--steps" in out else out + ["--steps", "2"]
 
 
 # CLI cases run whole commands (seconds each), so they get a fifth of the file readers' budget.
