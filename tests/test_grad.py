@@ -205,7 +205,11 @@ CASES = [
       lambda t, x, g: x * (x.pow(2).mean(-1, keepdim=True) + 1e-5).rsqrt() * g, [(2, 3, 8), (8,)]),
     C("rms_norm_2axes", lambda x: ak.rms_norm(x, axes=[1, 2]),
       lambda t, x: x * (x.pow(2).mean((1, 2), keepdim=True) + 1e-5).rsqrt(), [(2, 3, 4)]),
+    C("rms_norm_channels", lambda x, g: ak.rms_norm(x, axes=[1], gamma=g),       # the Stories layout
+      lambda t, x, g: x * (x.pow(2).mean(1, keepdim=True) + 1e-5).rsqrt() * g[:, None, None], [(1, 16, 1, 5), (16,)]),
     C("l2_norm", lambda x: ak.l2_norm(x, axes=[-1]), lambda t, x: F().normalize(x, dim=-1), [(3, 7)]),
+    C("l2_norm_2axes", lambda x: ak.l2_norm(x, axes=[0, 2]),
+      lambda t, x: x / x.pow(2).sum((0, 2), keepdim=True).sqrt(), [(2, 3, 4)]),
     # layout
     C("reshape", lambda x: ak.reshape(x, shape=[4, -1]), lambda t, x: x.reshape(4, -1), [(2, 3, 4)]),
     C("transpose", lambda x: ak.transpose(x, perm=[2, 0, 1]), lambda t, x: x.permute(2, 0, 1), [(2, 3, 4)]),

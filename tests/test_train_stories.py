@@ -305,19 +305,15 @@ def test_run_c_reads_the_saved_model(tmp_path):
     assert out[:-1] == ours
 
 
-@pytest.mark.parametrize("prescale, finite", [(8.0, True), (1.0, False)])
-def test_rmsnorm_backward_stays_finite_with_a_small_residual_stream(monkeypatch, prescale, finite):
-    """At init the residual stream is the 0.02-scaled embedding, so the RMSNorm backward's
-    d ms = -g/2 ms^-1.5 holds 50^3 = 125000 times the cotangent: past fp16 at the largest
-    dynamic loss scale (32768; in training it overflowed at every scale once the cotangents
-    grew). Prescaling the norm's input by 8 (layer.PRESCALE; the value is unchanged) divides
-    that by 512, and the m4 gradients then match exact numerics."""
-    monkeypatch.setattr(layer, "PRESCALE", prescale)
+def test_rmsnorm_backward_stays_finite_with_a_small_residual_stream():
+    """At init the residual stream is the 0.02-scaled embedding, so differentiating the
+    RMSNorm through rsqrt (d ms = -g/2 ms^-1.5, 125000 times the cotangent) overflowed fp16 at
+    the largest dynamic loss scale, 32768. ak.rms_norm's own VJP (the normalized form) never
+    forms that factor: the m4 gradients are finite and match exact numerics."""
     c = SMALL
     p = init_params(c, 0)
     ids = np.random.default_rng(1).integers(0, c.vocab_size, c.seq_len + 1)
     _, ref = StoriesPipeline(c, "dynamic", "m4", "exact").loss_and_grads(p, ids[:-1], ids[1:], 1.0)
     _, g = StoriesPipeline(c, "dynamic", "m4", "profile").loss_and_grads(p, ids[:-1], ids[1:], 32768.0)
-    assert all(np.isfinite(v).all() for v in g.values()) == finite
-    if finite:
-        assert min(_cos(g[k], ref[k]) for k in ref) >= 0.9999
+    assert all(np.isfinite(v).all() for v in g.values())
+    assert min(_cos(g[k], ref[k]) for k in ref) >= 0.9999

@@ -17,13 +17,14 @@ _input_seq = itertools.count()
 class Tensor:
     """A value in the graph: produced by an op (or a function input), with static dtype and shape."""
 
-    __slots__ = ("name", "dtype", "shape", "op", "index", "const", "range", "state", "_seq")
+    __slots__ = ("name", "dtype", "shape", "op", "index", "const", "range", "state", "_seq", "vjp")
 
     def __init__(self, dtype: str, shape: Iterable[int], op: "Op | None" = None, index: int = 0,
                  name: str | None = None, const: Any = None, range: tuple | None = None, state: bool = False):
         self.name, self.dtype, self.shape = name, dtype, tuple(int(s) for s in shape)
         self.op, self.index, self.const, self.range, self.state = op, index, const, range, state
         self._seq = next(_input_seq) if op is None else -1
+        self.vjp = None     # a composite's own VJP (ir/custom_vjp.py), read by ak.grad
 
     rank = property(lambda self: len(self.shape))
     ndim = rank

@@ -104,6 +104,12 @@ def grad(loss: Tensor, wrt: Iterable[Tensor], seed=None) -> list[Tensor]:
         if all(g is None for g in gs) or not any(id(t) in needs for t in o.tensor_inputs()):
             continue
         via = next(path[id(t)] for t, g in zip(o.outputs, gs) if g is not None) + (o,)
+        for i, (t, g) in enumerate(zip(o.outputs, gs)):
+            if g is not None and t.vjp is not None:     # a composite's own rule replaces its inside
+                _custom(t.vjp, g, o, needs, cot, path, via)
+                gs[i] = None
+        if all(g is None for g in gs):
+            continue
         if o.spec.grad is None:
             raise GradientError(f"no gradient rule for op '{o.type}' (path from the loss: {_describe(via)}); "
                                 f"declare one with @{o.type}.defgrad in anekit.ir.ops")
@@ -137,6 +143,23 @@ def grad(loss: Tensor, wrt: Iterable[Tensor], seed=None) -> list[Tensor]:
             g = F.identity(g)
         out.append(g)
     return out
+
+
+def _custom(vjp, g: Tensor, o, needs: set, cot: dict, path: dict, via: tuple) -> None:
+    """Send the cotangent g of a tensor marked by `custom_vjp` to the composite's inputs."""
+    result = vjp.rule(g) or {}
+    for pname, t in vjp.inputs.items():
+        if id(t) not in needs or t.dtype not in FLOAT:
+            continue
+        if pname not in result:
+            raise GradientError(f"the custom VJP of '{vjp.name}' gives nothing for its input '{pname}' "
+                                f"(path from the loss: {_describe(via)})")
+        if result[pname] is None:
+            continue
+        g_in = _fit(result[pname], t, o)
+        prev = cot.get(id(t))
+        cot[id(t)] = g_in if prev is None else prev + g_in
+        path.setdefault(id(t), via)
 
 
 def _seed(loss: Tensor, seed) -> Tensor:
