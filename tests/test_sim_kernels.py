@@ -601,10 +601,17 @@ def _pad(op, rng):
     return _movement(outs, a, refs)
 
 
-@case("gather", "gather_along_axis", torch_ref=True)
+@case("gather", "gather_along_axis", "gather_nd", torch_ref=True)
 def _gather(op, rng):
     a = h(rng.standard_normal((3, 5, 4)))
     x = fin("x", a.shape)
+    if op == "gather_nd":                                 # torch advanced indexing as the reference
+        pts = np.stack([rng.integers(-3, 3, (2, 6)), rng.integers(-5, 5, (2, 6))], -1).astype(np.int32)
+        rows = rng.integers(-5, 5, (3, 2, 1)).astype(np.int32)
+        ta, tp, tr = t64(a), torch.from_numpy(pts).long(), torch.from_numpy(rows).long()
+        refs = {"pts": ta[tp[..., 0], tp[..., 1]].numpy(),
+                "batch": torch.stack([ta[i][tr[i, :, 0]] for i in range(3)]).numpy()}
+        return _movement({"pts": ak.gather_nd(x, pts), "batch": ak.gather_nd(x, rows, batch_dims=1)}, a, refs)
     if op == "gather":
         idx = np.array([[4, 0], [-1, 2]], np.int32)
         bidx = np.array([[0, 4], [1, 1], [3, 2]], np.int32)

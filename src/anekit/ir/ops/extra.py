@@ -113,6 +113,19 @@ def gather_along_axis(a):
     return [(a.T, a.indices.shape)]
 
 
+@op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), batch_dims=const("int32", 0, default=0),
+    fp16_range=iv.same, coreml_ignored={"validate_indices": (False, True)})   # iOS 17: a runtime check
+def gather_nd(a):
+    """out[b..., i...] = x[b..., *indices[b..., i..., :]]: the last axis of `indices` holds K
+    coordinates into x's axes after the first `batch_dims` (tf.gather_nd; Hugging Face masks)."""
+    b, k = a.batch_dims, a.indices.shape[-1] if a.indices.rank else 0
+    if a.indices.rank < 1 or not 0 <= b < a.indices.rank or a.indices.shape[:b] != a.x.shape[:b]:
+        raise a.fail("batch_dims", f"{b} does not fit x {list(a.x.shape)} and indices {list(a.indices.shape)}")
+    if not 1 <= k <= a.x.rank - b:
+        raise a.fail("indices", f"last axis {k} must address 1..{a.x.rank - b} axes of x {list(a.x.shape)}")
+    return [(a.T, a.indices.shape[:-1] + a.x.shape[b + k:])]
+
+
 @op(kind="reduction", T=NUMERIC, x=tensor(), k=const("int32", 0, default=1),
     axis=const("int32", 0, default=-1), ascending=const("bool", 0, default=False),
     sort=const("bool", 0, default=True), return_indices=const("bool", 0, default=True),
@@ -265,3 +278,21 @@ def _slice_update_grad(op, gs):
     keep[tuple(slices)] = 0.0                       # the overwritten elements get no gradient
     return {"x": g * _make_const(keep, g.dtype),
             "update": F.reshape(F.slice_by_index(g, **args), shape=list(u.shape))}
+
+
+@gather_nd.defgrad
+def _gather_nd_grad(op, gs):
+    """Scatter-add as a matmul with a one-hot matrix of each index row's row-major cell among
+    the K addressed axes, per batch slice: [B, 1, M, V]^T x [B, 1, M, post] in rank-4 views."""
+    x, idx, g = op.inputs["x"], op.inputs["indices"], gs[0]
+    b, k = op.attr("batch_dims"), idx.shape[-1]
+    dims = x.shape[b:b + k]
+    batch, cells, post = math.prod(x.shape[:b]), math.prod(dims), math.prod(x.shape[b + k:])
+    rows = math.prod(idx.shape[b:-1])
+    strides = [math.prod(dims[j + 1:]) for j in range(k)]
+    wrapped = F.select(idx < 0, idx + _make_const(_np.array(dims, _np.int32), "int32"), idx)
+    cell = F.reduce_sum(wrapped * _make_const(_np.array(strides, _np.int32), "int32"), axes=[-1])
+    onehot = F.cast(F.equal(F.reshape(cell, shape=[batch, 1, rows, 1]),
+                            _make_const(_np.arange(cells, dtype=_np.int32), "int32")), dtype=g.dtype)
+    dx = F.matmul(onehot, F.reshape(g, shape=[batch, 1, rows, post]), transpose_x=True)   # [B, 1, V, post]
+    return {"x": F.reshape(dx, shape=list(x.shape))}

@@ -135,3 +135,22 @@ def slice_update(c, x, update, begin, end, stride, begin_mask, end_mask, squeeze
     target = out[tuple(slices)]
     target[...] = update.reshape(target.shape)
     return out
+
+
+@kernel("gather_nd", finish="keep")
+def gather_nd(c, x, indices, batch_dims):
+    b, k = batch_dims, indices.shape[-1]
+    dims = x.shape[b:b + k]
+    for j, n in enumerate(dims):
+        bad = (indices[..., j] < -n) | (indices[..., j] >= n)
+        if bad.any():
+            raise c.fail(f"indices[..., {j}] = {indices[..., j][bad].flat[0]} falls outside "
+                         f"[{-n}, {n}) for axis {b + j} of size {n}")
+    idx = np.where(indices < 0, indices + np.asarray(dims, indices.dtype), indices)
+    lead = x.shape[:b]
+    nb = int(np.prod(lead, dtype=np.int64))
+    xb = x.reshape((nb,) + x.shape[b:])
+    ib = idx.reshape((nb, -1, k))
+    rows = np.arange(nb)[:, None]
+    out = xb[(rows,) + tuple(ib[..., j] for j in range(k))]      # [nb, m, *x.shape[b + k:]]
+    return out.reshape(indices.shape[:-1] + x.shape[b + k:])
