@@ -623,6 +623,14 @@ def _gather(op, rng):
     return _movement({"z": ak.gather_along_axis(x, idx, axis=1)}, a, {"z": ref})
 
 
+@case("fill_like")
+def _fill_like(op, rng):
+    a = h(rng.standard_normal((2, 3, 4)))
+    x = fin("x", a.shape)
+    outs = {"f": ak.fill_like(x, value=-2.5), "i": ak.fill_like(x, value=np.int32(7))}
+    return _movement(outs, a, {"f": np.full(a.shape, -2.5), "i": np.full(a.shape, 7, np.int32)})
+
+
 @case("slice_update")
 def _slice_update(op, rng):
     a, u = h(rng.standard_normal((2, 6, 5))), h(rng.standard_normal((2, 3, 2)))

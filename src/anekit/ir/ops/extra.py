@@ -126,6 +126,20 @@ def gather_nd(a):
     return [(a.T, a.indices.shape[:-1] + a.x.shape[b + k:])]
 
 
+@op(kind="movement", T=ANY, ref_tensor=tensor(), value=const(("fp16", "fp32", "int32", "bool"), 0, default=0.0),
+    fp16_range=lambda op, res: (float(op.attr("value")),) * 2)
+def fill_like(a):
+    """A tensor of ref_tensor's shape holding `value`, in value's dtype (torch.full_like; the
+    masked-softmax rows of transformers 5 attention). A float value takes ref_tensor's float
+    dtype (fp32 when ref_tensor is not float): shape rules see the value, not its width."""
+    v = a.value
+    if isinstance(v, bool):
+        return [("bool", a.ref_tensor.shape)]
+    if isinstance(v, int):
+        return [("int32", a.ref_tensor.shape)]
+    return [(a.T if a.T in ("fp16", "fp32") else "fp32", a.ref_tensor.shape)]
+
+
 @op(kind="reduction", T=NUMERIC, x=tensor(), k=const("int32", 0, default=1),
     axis=const("int32", 0, default=-1), ascending=const("bool", 0, default=False),
     sort=const("bool", 0, default=True), return_indices=const("bool", 0, default=True),
@@ -296,3 +310,8 @@ def _gather_nd_grad(op, gs):
                             _make_const(_np.arange(cells, dtype=_np.int32), "int32")), dtype=g.dtype)
     dx = F.matmul(onehot, F.reshape(g, shape=[batch, 1, rows, post]), transpose_x=True)   # [B, 1, V, post]
     return {"x": F.reshape(dx, shape=list(x.shape))}
+
+
+@fill_like.defgrad
+def _fill_like_grad(op, gs):
+    return {"ref_tensor": None}          # only the shape of ref_tensor is read

@@ -154,3 +154,11 @@ def gather_nd(c, x, indices, batch_dims):
     rows = np.arange(nb)[:, None]
     out = xb[(rows,) + tuple(ib[..., j] for j in range(k))]      # [nb, m, *x.shape[b + k:]]
     return out.reshape(indices.shape[:-1] + x.shape[b + k:])
+
+
+_FILL_DTYPES = {"fp16": np.float32, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
+
+
+@kernel("fill_like")
+def fill_like(c, ref_tensor, value):
+    return np.full(ref_tensor.shape, value, _FILL_DTYPES[c.out_dtype()])
