@@ -415,7 +415,7 @@ def cli(monkeypatch, capsys):
     from anekit.cli import main
     progs = {}
 
-    def fake_load(path):
+    def fake_load(path, shapes=None):
         if path not in progs:
             raise AnekitError(f"cannot read {path}")
         return progs[path]

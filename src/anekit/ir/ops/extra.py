@@ -140,6 +140,57 @@ def fill_like(a):
     return [(a.T if a.T in ("fp16", "fp32") else "fp32", a.ref_tensor.shape)]
 
 
+_RNN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "hard_sigmoid", "scaled_tanh")
+
+
+def _lstm_range(op, res):
+    """h = o * act(c) lies in [-1, 1] with sigmoid gates and tanh; c grows by at most one per
+    step (|f c + i z| <= |c| + 1), so it is bounded by the sequence length plus the initial c."""
+    if (op.attr("recurrent_activation"), op.attr("cell_activation"), op.attr("activation")) != \
+            ("sigmoid", "tanh", "tanh") or op.attr("peephole") is not None:
+        return None
+    c0 = res.of(op.inputs["initial_c"])
+    h = (-1.0, 1.0)
+    if c0 is None:
+        return [h, h, None]
+    bound = max(abs(c0[0]), abs(c0[1])) + op.inputs["x"].shape[0]
+    return [h, h, (-bound, bound)]
+
+
+@op(kind="recurrent", x=tensor(), initial_h=tensor(), initial_c=tensor(), weight_ih=tensor(), weight_hh=tensor(),
+    bias=tensor(optional=True), peephole=tensor(optional=True), weight_ih_back=tensor(optional=True),
+    weight_hh_back=tensor(optional=True), bias_back=tensor(optional=True), peephole_back=tensor(optional=True),
+    direction=const("string", 0, default="forward", choices=("forward", "reverse", "bidirectional")),
+    output_sequence=const("bool", 0, default=False),
+    recurrent_activation=const("string", 0, default="sigmoid", choices=_RNN_ACTIVATIONS),
+    cell_activation=const("string", 0, default="tanh", choices=_RNN_ACTIVATIONS),
+    activation=const("string", 0, default="tanh", choices=_RNN_ACTIVATIONS),
+    clip=const("T", 0, default=None), fp16_range=_lstm_range)
+def lstm(a):
+    """LSTM over x [S, B, I] (gate order input, forget, output, cell: MIL's, not torch's i, f, g,
+    o); returns (every or the last h [S | 1, B, D*H], last h [B, D*H], last c [B, D*H]),
+    D = 2 when bidirectional. Guide Appendix A: no engine path on any family."""
+    if a.x.rank != 3:
+        raise a.fail("x", f"shape {list(a.x.shape)}: lstm takes [sequence, batch, input]")
+    s, b, i = a.x.shape
+    four_h, hh = a.weight_hh.shape if a.weight_hh.rank == 2 else (None, None)
+    if four_h != 4 * (hh or 0) or a.weight_ih.shape != (four_h, i):
+        raise a.fail("weight_ih", f"{list(a.weight_ih.shape)} and weight_hh {list(a.weight_hh.shape)} must be "
+                                  f"[4H, {i}] and [4H, H]")
+    d = 2 if a.direction == "bidirectional" else 1
+    if d == 2 and (a.weight_ih_back is None or a.weight_hh_back is None):
+        raise a.fail("weight_ih_back", "a bidirectional lstm needs weight_ih_back and weight_hh_back")
+    for name in ("bias", "bias_back"):
+        t = getattr(a, name)
+        if t is not None and t.shape != (four_h,):
+            raise a.fail(name, f"shape {list(t.shape)}, expected [{four_h}]")
+    for name in ("initial_h", "initial_c"):
+        if getattr(a, name).shape != (b, d * hh):
+            raise a.fail(name, f"shape {list(getattr(a, name).shape)}, expected [{b}, {d * hh}]")
+    state = (a.T, (b, d * hh))
+    return [(a.T, (s if a.output_sequence else 1, b, d * hh)), state, state]
+
+
 @op(kind="reduction", T=NUMERIC, x=tensor(), k=const("int32", 0, default=1),
     axis=const("int32", 0, default=-1), ascending=const("bool", 0, default=False),
     sort=const("bool", 0, default=True), return_indices=const("bool", 0, default=True),
