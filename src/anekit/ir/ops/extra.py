@@ -150,11 +150,8 @@ def _lstm_range(op, res):
             ("sigmoid", "tanh", "tanh") or op.attr("peephole") is not None:
         return None
     c0 = res.of(op.inputs["initial_c"])
-    h = (-1.0, 1.0)
-    if c0 is None:
-        return [h, h, None]
     bound = max(abs(c0[0]), abs(c0[1])) + op.inputs["x"].shape[0]
-    return [h, h, (-bound, bound)]
+    return [(-1.0, 1.0), (-1.0, 1.0), (-bound, bound)]
 
 
 @op(kind="recurrent", x=tensor(), initial_h=tensor(), initial_c=tensor(), weight_ih=tensor(), weight_hh=tensor(),
