@@ -30,6 +30,7 @@ OPTIONAL = {
     "torch": ("torch", "torch"),
     "coremltools": ("coremltools", "coreml"),
     "matplotlib": ("matplotlib", "plot"),
+    "transformers": ("transformers", "test"),
 }
 
 

@@ -415,7 +415,7 @@ def cli(monkeypatch, capsys):
     from anekit.cli import main
     progs = {}
 
-    def fake_load(path):
+    def fake_load(path, shapes=None):
         if path not in progs:
             raise AnekitError(f"cannot read {path}")
         return progs[path]
@@ -530,3 +530,15 @@ def test_range_of_kinked_activations_with_negative_slopes():
     r = analyze_ranges(ak.program({"y": ak.leaky_relu(x, alpha=-1.0), "z": ak.elu(x, alpha=-2.0)}))
     assert r["y"] == (0.0, 10.0)            # |x| on [-10, 10]
     assert r["z"][0] == 0.0 and r["z"][1] == 10.0
+
+
+def test_range_of_lstm_bounds_h_by_one_and_c_by_the_steps():
+    x = ak.input("x", (6, 1, 4), range=(-1e4, 1e4))          # any input: the gates saturate
+    c0 = ak.input("c0", (1, 2), range=(-3, 2))
+    w_ih, w_hh = np.full((8, 4), 50.0, np.float32), np.full((8, 2), 50.0, np.float32)
+    y, h, c = ak.lstm(x, np.zeros((1, 2), np.float32), c0, w_ih, w_hh, output_sequence=True)
+    r = analyze_ranges(ak.program({"y": y, "h": h, "c": c}))
+    assert r["y"] == (-1.0, 1.0) and r["h"] == (-1.0, 1.0)
+    assert r["c"] == (-9.0, 9.0)                                # |c0| <= 3, plus one per step
+    _, _, c_sig = ak.lstm(x, np.zeros((1, 2), np.float32), c0, w_ih, w_hh, cell_activation="sigmoid")
+    assert analyze_ranges(ak.program({"c": c_sig}))["c"] == (-math.inf, math.inf)   # rule covers the default only

@@ -19,7 +19,7 @@ pytest.importorskip("coremltools", reason="Core ML packages need coremltools (th
 import anekit as ak  # noqa: E402
 from anekit.coreml import parse_model  # noqa: E402
 from anekit.errors import (  # noqa: E402
-    AnekitError, ModelFormatError, PathEscapeError, UnsupportedOpError, WeightFileError,
+    AnekitError, ModelFormatError, PathEscapeError, ShapeError, UnsupportedOpError, WeightFileError,
 )
 
 SPEC = os.path.join("Data", "com.apple.CoreML", "model.mlmodel")
@@ -272,13 +272,16 @@ def test_declared_output_type_disagrees_with_the_op(pkg):
         ak.load(pkg)
 
 
-def test_flexible_input_shape_is_refused(pkg):
+def test_flexible_input_shape_needs_a_pinned_shape(pkg):
+    x = ak.load(pkg).main.inputs[0]
+
     def edit(model):
         dim = model.mlProgram.functions["main"].inputs[0].type.tensorType.dimensions[3]
         dim.ClearField("constant")
         dim.unknown.variadic = False
     _edit_spec(pkg, edit)
-    with pytest.raises(ModelFormatError, match="flexible shapes"):
+    assert ak.load(pkg, shapes={x.name: x.shape}).main.inputs[0].shape == x.shape    # pinned: loads
+    with pytest.raises(ShapeError, match=rf"input '{x.name}': a flexible shape \[.*\?\]; pick one"):
         ak.load(pkg)
 
 

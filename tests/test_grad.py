@@ -250,6 +250,13 @@ CASES = [
       lambda t, x, i: t.stack([x[b][:, i[b].long()] for b in range(2)]), [(2, 3, 6, 4), (2, 5)], ["n", "i6"]),
     C("gather_axis1", lambda x, i: ak.gather(x, i, axis=1), lambda t, x, i: x[:, i.long()], [(2, 6, 3), (4,)],
       ["n", "i6"]),
+    C("fill_like", lambda x: x * ak.fill_like(x, value=2.5) + x, lambda t, x: x * t.full_like(x, 2.5) + x,
+      [(3, 4)]),
+    C("gather_nd", lambda x, i: ak.gather_nd(x, i), lambda t, x, i: x[i[:, 0].long(), i[:, 1].long()],
+      [(5, 5, 3), (6, 2)], ["n", "i5"]),
+    C("gather_nd_batch_dims", lambda x, i: ak.gather_nd(x, i, batch_dims=1),
+      lambda t, x, i: t.stack([x[b][i[b, :, 0].long(), i[b, :, 1].long()] for b in range(2)]),
+      [(2, 5, 5, 3), (2, 4, 2)], ["n", "i5"]),
 ]
 
 

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,7 +247,8 @@ def test_same_program_same_bytes():
 
 
 def test_same_bytes_across_processes_with_different_hash_seeds():
-    code = ("import hashlib, sys; sys.path.insert(0, 'tests'); import anekit as ak; "
+    src = str(Path(ak.__file__).resolve().parents[1])      # the anekit under test, not an installed one
+    code = (f"import hashlib, sys; sys.path[:0] = ['tests', {src!r}]; import anekit as ak; "
             "from test_mil_roundtrip import CORPUS; h = hashlib.sha256()\n"
             "for name in sorted(CORPUS):\n"
             "    text, files = ak.mil.emit(CORPUS[name]); h.update(text.encode()); [h.update(v) for v in files.values()]\n"
@@ -267,7 +269,6 @@ def test_same_bytes_across_processes_with_different_hash_seeds():
 
 
 def _repo_root():
-    from pathlib import Path
     return Path(__file__).resolve().parents[1]
 
 

@@ -112,6 +112,13 @@ def _op_graphs() -> dict:
     g["pixel_shuffle"] = lambda: {"y": ak.pixel_shuffle(_x((1, 8, 2, 3)), upscale_factor=2)}
     g["reverse"] = lambda: {"y": ak.reverse(_x(), axes=[1, 3])}
     g["cumsum"] = lambda: {"y": ak.cumsum(_x(), axis=3, exclusive=True, reverse=True)}
+    g["gather_nd"] = lambda: {"y": ak.gather_nd(_x((2, 6, 5)), np.array([[[0, 3], [5, 1]], [[1, 1], [2, 4]]], np.int32),
+                                                batch_dims=1)}
+    g["fill_like"] = lambda: (lambda x: {"y": ak.fill_like(x, value=1.5), "n": ak.fill_like(x, value=np.int32(-4))})(_x((2, 3)))
+    g["lstm"] = lambda: dict(zip("yhc", ak.lstm(
+        _x((3, 1, 4)), np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32),
+        np.ones((8, 4), np.float32) * 0.5, np.ones((8, 2), np.float32) * 0.25, bias=np.arange(8, dtype=np.float32),
+        output_sequence=True, direction="reverse")))
     g["gather_along_axis"] = lambda: {"y": ak.gather_along_axis(
         _x((3, 4)), _rng().integers(0, 3, (2, 4)).astype(np.int32), axis=0)}
     g["topk"] = lambda: dict(zip(("values", "indices"), ak.topk(_x(), k=2, axis=-1)))

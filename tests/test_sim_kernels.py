@@ -601,10 +601,17 @@ def _pad(op, rng):
     return _movement(outs, a, refs)
 
 
-@case("gather", "gather_along_axis", torch_ref=True)
+@case("gather", "gather_along_axis", "gather_nd", torch_ref=True)
 def _gather(op, rng):
     a = h(rng.standard_normal((3, 5, 4)))
     x = fin("x", a.shape)
+    if op == "gather_nd":                                 # torch advanced indexing as the reference
+        pts = np.stack([rng.integers(-3, 3, (2, 6)), rng.integers(-5, 5, (2, 6))], -1).astype(np.int32)
+        rows = rng.integers(-5, 5, (3, 2, 1)).astype(np.int32)
+        ta, tp, tr = t64(a), torch.from_numpy(pts).long(), torch.from_numpy(rows).long()
+        refs = {"pts": ta[tp[..., 0], tp[..., 1]].numpy(),
+                "batch": torch.stack([ta[i][tr[i, :, 0]] for i in range(3)]).numpy()}
+        return _movement({"pts": ak.gather_nd(x, pts), "batch": ak.gather_nd(x, rows, batch_dims=1)}, a, refs)
     if op == "gather":
         idx = np.array([[4, 0], [-1, 2]], np.int32)
         bidx = np.array([[0, 4], [1, 1], [3, 2]], np.int32)
@@ -614,6 +621,40 @@ def _gather(op, rng):
     idx = rng.integers(-5, 5, (3, 2, 4)).astype(np.int32)
     ref = torch.gather(t64(a), 1, torch.from_numpy((idx % 5).astype(np.int64))).numpy()
     return _movement({"z": ak.gather_along_axis(x, idx, axis=1)}, a, {"z": ref})
+
+
+@case("lstm", torch_ref=True)
+def _lstm(op, rng):
+    """MIL's gate order (i, f, o, z) against torch.nn.LSTM's (i, f, g, o), both directions."""
+    s, b, i, hid = 5, 2, 4, 3
+    a = h(rng.standard_normal((s, b, i)))
+    ref = torch.nn.LSTM(i, hid, bidirectional=True).double()
+    order = lambda w: np.concatenate([w[:2 * hid], w[3 * hid:], w[2 * hid:3 * hid]])   # ifgo -> ifoz
+    ws = {n: h(p.detach().numpy()) for n, p in ref.named_parameters()}
+    for suffix in ("l0", "l0_reverse"):      # MIL takes one bias: keep the fp16 sum in bias_ih
+        ws[f"bias_ih_{suffix}"] = h(ws[f"bias_ih_{suffix}"] + ws[f"bias_hh_{suffix}"])
+        ws[f"bias_hh_{suffix}"] = np.zeros_like(ws[f"bias_hh_{suffix}"])
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            p.copy_(torch.from_numpy(ws[n].astype(np.float64)))
+        want, (hn, cn) = ref(t64(a))
+    x = fin("x", a.shape)
+    zeros = np.zeros((b, 2 * hid), np.float32)
+    args = {k: order(ws[f"{k}_l0"]) for k in ("weight_ih", "weight_hh")}
+    args.update({f"{k}_back": order(ws[f"{k}_l0_reverse"]) for k in ("weight_ih", "weight_hh")})
+    args["bias"], args["bias_back"] = order(ws["bias_ih_l0"]), order(ws["bias_ih_l0_reverse"])
+    y, hl, cl = ak.lstm(x, zeros, zeros, direction="bidirectional", output_sequence=True,
+                        **{k: v.astype(np.float32) for k, v in args.items()})
+    refs = {"y": want.numpy(), "h": torch.cat([hn[0], hn[1]], -1).numpy(), "c": torch.cat([cn[0], cn[1]], -1).numpy()}
+    return Case({"y": y, "h": hl, "c": cl}, {"x": a}, refs)
+
+
+@case("fill_like")
+def _fill_like(op, rng):
+    a = h(rng.standard_normal((2, 3, 4)))
+    x = fin("x", a.shape)
+    outs = {"f": ak.fill_like(x, value=-2.5), "i": ak.fill_like(x, value=np.int32(7))}
+    return _movement(outs, a, {"f": np.full(a.shape, -2.5), "i": np.full(a.shape, 7, np.int32)})
 
 
 @case("slice_update")

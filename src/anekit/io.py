@@ -16,6 +16,7 @@ from ._files import ensure_inside
 from ._paths import as_path
 from .coreml import load_compiled, load_package, save_package
 from .coreml.load import select_function
+from .coreml.shapes import check_static
 from .errors import ModelFormatError
 from .ir.graph import Program
 from .mil import folder as mil_folder
@@ -42,18 +43,20 @@ def kind_of(path: str) -> str:
     return "mil"
 
 
-def load(path, function: str | None = None) -> Program:
+def load(path, function: str | None = None, shapes: dict | None = None) -> Program:
     """Load a model: .mlpackage, .mlmodelc, MIL folder or .mil file.
 
     `function` picks one function of a multifunction model; by default every function is
-    loaded with the model's default function first (it is `prog.main`)."""
+    loaded with the model's default function first (it is `prog.main`). `shapes` pins inputs
+    a Core ML model declares flexible (RangeDim, EnumeratedShapes): `{"x": (1, 3, 224, 224)}`,
+    checked against the declared range or enumeration."""
     kind = kind_of(path)
     if kind == "mlpackage":
-        return load_package(path, function)
+        return load_package(path, function, shapes)
     if kind == "mlmodelc":
-        return load_compiled(path, function)
+        return load_compiled(path, function, shapes)
     prog = mil_folder.load(path)
-    return select_function(prog, function, prog.main.name, os.fspath(path))
+    return check_static(select_function(prog, function, prog.main.name, os.fspath(path)), shapes, os.fspath(path))
 
 
 def save(prog: Program, path) -> str:

@@ -41,18 +41,42 @@ def _common(p, several: bool = False) -> None:
                                           "h16g" + (", or a comma list m1,m4,m4max" if several else "")
                                           + " (default: this Mac's chip, else m1)")
     p.add_argument("--function", help="function to check (default: main)")
+    add_shape_option(p)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _load(path: str):
+def add_shape_option(p) -> None:
+    p.add_argument("--shape", metavar="INPUT=D0,D1,...", action="append", default=[],
+                   help="pin a flexible input (RangeDim / enumerated shapes) of a Core ML model to one "
+                        "shape (repeatable)")
+
+
+def parse_shapes(specs: list[str]) -> dict | None:
+    """{input: shape} from INPUT=D0,D1,... strings (None when there are none)."""
+    shapes = {}
+    for spec in specs:
+        name, sep, dims = spec.partition("=")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d <= 0 for d in shape):
+            raise UsageError(f"--shape '{spec}': expected INPUT=D0,D1,... with positive sizes")
+        if name in shapes:
+            raise UsageError(f"--shape {name} is given twice")
+        shapes[name] = shape
+    return shapes or None
+
+
+def _load(path: str, shapes=None):
     from ..io import load    # every format ak.load reads (MIL folder or file, Core ML packages)
-    return load(path)
+    return load(path, shapes=shapes)
 
 
 def _prepare(args):
     from ..runtime import resolve_target
     chip = resolve_target(args.target)   # bad names fail before any file is read
-    return chip, _load(args.path)
+    return chip, _load(args.path, parse_shapes(args.shape))
 
 
 def _apply_ranges(prog, specs, function) -> None:
@@ -138,7 +162,7 @@ def run_estimate(args) -> int:
     chips = _targets_of(args)
     if args.plot and len(chips) > 1:
         raise AnekitError("--plot draws one chip's roofline: give a single --target")
-    prog = _load(args.path)
+    prog = _load(args.path, parse_shapes(args.shape))
     ests = [estimate(prog, c, function=args.function, route=args.route) for c in chips]
     if len(ests) > 1 or args.compare:
         return _print_compare(ests, args)

@@ -9,6 +9,7 @@ import numpy as np
 from .._files import confined_child, open_new, open_regular
 from ..errors import AnekitError, UsageError
 from ._table import format_table, to_json
+from .check import add_shape_option, parse_shapes
 
 
 def register(sub) -> None:
@@ -24,6 +25,7 @@ def register(sub) -> None:
                    help="simulator numerics: the chip's fp16 profile; strict = the profile with the MAC "
                         "tile model on every reduction (slow); exact = fp32 reference")
     p.add_argument("--function", default=None, help="function to run (default: main)")
+    add_shape_option(p)
     p.add_argument("--cast", action="store_true",
                    help="convert inputs to the model's dtypes (default: refuse a dtype mismatch or "
                         "values out of the dtype's range)")
@@ -135,7 +137,7 @@ def check_input_dtypes(fn, feeds: dict, cast: bool) -> dict:
 
 def cmd_run(args) -> int:
     import anekit as ak
-    prog = ak.load(args.path)
+    prog = ak.load(args.path, shapes=parse_shapes(args.shape))
     fn = prog.functions.get(args.function) if args.function else prog.main
     if fn is None:
         raise UsageError(f"--function {args.function}: {args.path} has no such function "

@@ -8,7 +8,7 @@ from .._files import read_regular
 from ..errors import AnekitError, ModelFormatError
 from ..ir.graph import Program
 from ..mil import folder as mil_folder
-from . import _deps, package
+from . import _deps, package, shapes as flex
 from .reader import choose_functions, read_program
 
 
@@ -26,31 +26,33 @@ def parse_model(data: bytes, source: str = "model"):
 
 
 def program_from_model(model, weights_dir: str, function: str | None = None, source: str = "model",
-                       confine: str | None = None) -> Program:
+                       confine: str | None = None, shapes: dict | None = None) -> Program:
     """An anekit Program from a Model protobuf whose `@model_path/` is `weights_dir`; weight
-    files must resolve inside `confine` (default `weights_dir`)."""
+    files must resolve inside `confine` (default `weights_dir`); `shapes` pins flexible inputs."""
     _, mil_pb2 = _deps.protos()
     with package.Weights(weights_dir, confine) as weights:
         try:
-            return read_program(model, mil_pb2, weights, function, source)
+            return read_program(model, mil_pb2, weights, function, source, shapes)
         except RecursionError:
             raise ModelFormatError(f"{source}: nesting too deep") from None
 
 
-def load_package(path, function: str | None = None) -> Program:
+def load_package(path, function: str | None = None, shapes: dict | None = None) -> Program:
     """Load an .mlpackage; `function` picks one function of a multifunction package (default:
-    every function, the package's default one first so that `prog.main` is it)."""
+    every function, the package's default one first so that `prog.main` is it); `shapes`
+    ({input: shape}) pins inputs declared with RangeDim or enumerated shapes."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ModelFormatError(f"{path}: no such .mlpackage folder")
     spec_path = package.model_spec_path(path)
     model = parse_model(package.read_bytes(spec_path), spec_path)
     # spec_path is real and inside the package, so weights confined to its folder are too
-    return program_from_model(model, os.path.dirname(spec_path), function, spec_path)
+    return program_from_model(model, os.path.dirname(spec_path), function, spec_path, shapes=shapes)
 
 
-def load_compiled(path, function: str | None = None) -> Program:
-    """Load a compiled .mlmodelc folder through its model.mil (and weights/weight.bin)."""
+def load_compiled(path, function: str | None = None, shapes: dict | None = None) -> Program:
+    """Load a compiled .mlmodelc folder through its model.mil (and weights/weight.bin); its
+    shapes are static, so `shapes` may only restate them."""
 
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -60,7 +62,7 @@ def load_compiled(path, function: str | None = None) -> Program:
                                f"compile to MIL text; neural-network models are not supported)")
     prog = mil_folder.load(path)
     default = _compiled_default_function(path, prog)
-    return select_function(prog, function, default, path)
+    return flex.check_static(select_function(prog, function, default, path), shapes, path)
 
 
 def _compiled_default_function(path: str, prog: Program) -> str:

@@ -13,14 +13,15 @@ from ..errors import AnekitError, ModelFormatError, UnsupportedOpError
 from ..ir.builder import bind, make_const
 from ..ir.graph import Function, Op, Program, Tensor
 from ..ir.spec import REGISTRY
-from . import mapping, opsets, values
+from . import mapping, opsets, shapes as flex, values
 
 INPUT_DTYPES = ("fp16", "fp32", "int32", "bool")
 
 
-def read_program(model, mil_pb2, weights, function: str | None = None, source: str = "model") -> Program:
+def read_program(model, mil_pb2, weights, function: str | None = None, source: str = "model",
+                 shapes: dict | None = None) -> Program:
     """The ML program in Model proto `model`; `function` picks one function (default: all,
-    the model's default function first)."""
+    the model's default function first); `shapes` pins flexible inputs ({name: shape})."""
     kind = model.WhichOneof("Type")
     if kind != "mlProgram":
         raise ModelFormatError(f"{source}: a {kind or 'empty'} model; only ML programs (mlprogram) can be loaded")
@@ -32,7 +33,10 @@ def read_program(model, mil_pb2, weights, function: str | None = None, source: s
     if default not in names:
         raise ModelFormatError(f"{source}: default function '{default}' is not among {sorted(names)}")
     chosen = choose_functions(sorted(names), function, default, source)
-    fns = {n: FunctionReader(mil_pb2, weights, n, prog.functions[n], source).read() for n in chosen}
+    pins = flex.normalize(shapes, source)
+    allowed = flex.declared(model.description)
+    flex.unused(pins, {nvt.name for n in chosen for nvt in prog.functions[n].inputs}, source)
+    fns = {n: FunctionReader(mil_pb2, weights, n, prog.functions[n], source, pins, allowed).read() for n in chosen}
     version, dialect = opsets.dialect_for(fns[chosen[0]].opset)
     return Program(fns, version=version, attributes=_program_attributes(mil_pb2, prog, source), dialect=dialect)
 
@@ -78,8 +82,9 @@ def _accepts(spec, p, dtype: str) -> bool:
 class FunctionReader:
     """Reads one function of the program into anekit ops, in file order."""
 
-    def __init__(self, mil_pb2, weights, name: str, fn, source: str):
+    def __init__(self, mil_pb2, weights, name: str, fn, source: str, pins=None, allowed=None):
         self.pb, self.weights, self.name, self.fn = mil_pb2, weights, name, fn
+        self.pins, self.allowed = pins or {}, allowed or {}    # flexible shapes: the user's, the model's
         self.where = f"{source}: function '{name}'"
         self.env: dict[str, Tensor] = {}
         self.ops: list[Op] = []
@@ -130,7 +135,8 @@ class FunctionReader:
         state = vt.WhichOneof("type") == "stateType"
         if state:
             vt = vt.stateType.wrappedType
-        dtype, shape = values.tensor_type(self.pb, vt, where)
+        dtype, shape = values.tensor_type(self.pb, vt, where, flexible=True)
+        shape = flex.pin(nvt.name, shape, self.pins.get(nvt.name), self.allowed.get(nvt.name), where)
         if dtype not in INPUT_DTYPES:
             raise ModelFormatError(f"{where}: dtype {dtype} is not a supported input dtype ({', '.join(INPUT_DTYPES)})")
         if any(s <= 0 for s in shape):
@@ -181,10 +187,11 @@ class FunctionReader:
             raise ModelFormatError(f"{where}: declares {len(op.outputs)} outputs, '{op.type}' produces {len(outs)}")
         node = Op(spec, bound.inputs, bound.attrs, name)
         for i, (nvt, (dtype, shape)) in enumerate(zip(op.outputs, outs)):
-            declared = values.tensor_type(self.pb, nvt.type, f"{where} output '{nvt.name}'")
+            declared = values.tensor_type(self.pb, nvt.type, f"{where} output '{nvt.name}'", flexible=True)
             declared = (mapping.widened(declared[0]), declared[1])
-            if declared != (dtype, shape):
-                raise ModelFormatError(f"{where}: output '{nvt.name}' is declared {declared[0]}{list(declared[1])} "
+            if declared[0] != dtype or not flex.fits(declared[1], shape):   # flexible dims follow the pinned inputs
+                spelled = ["?" if d is None else d for d in declared[1]]
+                raise ModelFormatError(f"{where}: output '{nvt.name}' is declared {declared[0]}{spelled} "
                                        f"but '{op.type}' computes {dtype}{list(shape)}")
             t = Tensor(dtype, shape, node, i, nvt.name)
             node.outputs.append(t)

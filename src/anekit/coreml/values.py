@@ -45,8 +45,9 @@ def dtype_name(mil_pb2, code: int, where: str) -> str:
     return PROTO_TO_DTYPE[name]
 
 
-def tensor_type(mil_pb2, value_type, where: str) -> tuple[str, tuple[int, ...]]:
-    """(dtype, static shape) of a ValueType holding a tensor; anything else is refused."""
+def tensor_type(mil_pb2, value_type, where: str, flexible: bool = False) -> tuple[str, tuple]:
+    """(dtype, static shape) of a ValueType holding a tensor; anything else is refused. With
+    `flexible`, a dimension of unknown size (RangeDim, enumerated shapes) reads as None."""
     kind = value_type.WhichOneof("type")
     if kind != "tensorType":
         raise ModelFormatError(f"{where}: a {kind or 'missing'} type where a tensor is expected")
@@ -56,6 +57,9 @@ def tensor_type(mil_pb2, value_type, where: str) -> tuple[str, tuple[int, ...]]:
         raise ModelFormatError(f"{where}: rank {tt.rank} but {len(tt.dimensions)} dimensions")
     shape = []
     for i, d in enumerate(tt.dimensions):
+        if flexible and d.WhichOneof("dimension") == "unknown":
+            shape.append(None)
+            continue
         if d.WhichOneof("dimension") != "constant":
             raise ModelFormatError(f"{where}: dimension {i} is not a constant size (flexible shapes are not supported)")
         if d.constant.size < 0:
@@ -66,7 +70,7 @@ def tensor_type(mil_pb2, value_type, where: str) -> tuple[str, tuple[int, ...]]:
         shape.append(int(d.constant.size))
     if len(shape) > MAX_RANK:
         raise ModelFormatError(f"{where}: rank {len(shape)} is over numpy's limit of {MAX_RANK}")
-    if math.prod(shape) > MAX_ELEMENTS:
+    if math.prod(s for s in shape if s is not None) > MAX_ELEMENTS:
         raise ModelFormatError(f"{where}: shape {shape} has more elements than anekit accepts ({MAX_ELEMENTS})")
     return dtype, tuple(shape)
 

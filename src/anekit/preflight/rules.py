@@ -17,7 +17,7 @@ _ROLES_BY_RANK = {0: (), 1: ("W",), 2: ("H", "W"), 3: ("C", "H", "W"), 4: ("N", 
                   5: ("N", "D", "C", "H", "W")}
 _ROLE_LIMIT = {"W": "max_dim", "H": "max_dim", "C": "max_channels", "N": "max_batch", "D": "max_depth"}
 SLICE_OPS = ("slice_by_index", "slice_by_size")
-GATHER_OPS = ("gather", "gather_along_axis")   # both share the M1 software envelope (Appendix A)
+GATHER_OPS = ("gather", "gather_along_axis", "gather_nd")   # all share the M1 software envelope (Appendix A)
 
 
 def _f(op, verdict, rule, reason, limit, value=None, source="") -> Finding:

@@ -113,6 +113,81 @@ def gather_along_axis(a):
     return [(a.T, a.indices.shape)]
 
 
+@op(kind="movement", T=ANY, x=tensor(), indices=tensor("int32"), batch_dims=const("int32", 0, default=0),
+    fp16_range=iv.same, coreml_ignored={"validate_indices": (False, True)})   # iOS 17: a runtime check
+def gather_nd(a):
+    """out[b..., i...] = x[b..., *indices[b..., i..., :]]: the last axis of `indices` holds K
+    coordinates into x's axes after the first `batch_dims` (tf.gather_nd; Hugging Face masks)."""
+    b, k = a.batch_dims, a.indices.shape[-1] if a.indices.rank else 0
+    if a.indices.rank < 1 or not 0 <= b < a.indices.rank or a.indices.shape[:b] != a.x.shape[:b]:
+        raise a.fail("batch_dims", f"{b} does not fit x {list(a.x.shape)} and indices {list(a.indices.shape)}")
+    if not 1 <= k <= a.x.rank - b:
+        raise a.fail("indices", f"last axis {k} must address 1..{a.x.rank - b} axes of x {list(a.x.shape)}")
+    return [(a.T, a.indices.shape[:-1] + a.x.shape[b + k:])]
+
+
+@op(kind="movement", T=ANY, ref_tensor=tensor(), value=const(("fp16", "fp32", "int32", "bool"), 0, default=0.0),
+    fp16_range=lambda op, res: (float(op.attr("value")),) * 2)
+def fill_like(a):
+    """A tensor of ref_tensor's shape holding `value`, in value's dtype (torch.full_like; the
+    masked-softmax rows of transformers 5 attention). A float value takes ref_tensor's float
+    dtype (fp32 when ref_tensor is not float): shape rules see the value, not its width."""
+    v = a.value
+    if isinstance(v, bool):
+        return [("bool", a.ref_tensor.shape)]
+    if isinstance(v, int):
+        return [("int32", a.ref_tensor.shape)]
+    return [(a.T if a.T in ("fp16", "fp32") else "fp32", a.ref_tensor.shape)]
+
+
+_RNN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "hard_sigmoid", "scaled_tanh")
+
+
+def _lstm_range(op, res):
+    """h = o * act(c) lies in [-1, 1] with sigmoid gates and tanh; c grows by at most one per
+    step (|f c + i z| <= |c| + 1), so it is bounded by the sequence length plus the initial c."""
+    if (op.attr("recurrent_activation"), op.attr("cell_activation"), op.attr("activation")) != \
+            ("sigmoid", "tanh", "tanh") or op.attr("peephole") is not None:
+        return None
+    c0 = res.of(op.inputs["initial_c"])
+    bound = max(abs(c0[0]), abs(c0[1])) + op.inputs["x"].shape[0]
+    return [(-1.0, 1.0), (-1.0, 1.0), (-bound, bound)]
+
+
+@op(kind="recurrent", x=tensor(), initial_h=tensor(), initial_c=tensor(), weight_ih=tensor(), weight_hh=tensor(),
+    bias=tensor(optional=True), peephole=tensor(optional=True), weight_ih_back=tensor(optional=True),
+    weight_hh_back=tensor(optional=True), bias_back=tensor(optional=True), peephole_back=tensor(optional=True),
+    direction=const("string", 0, default="forward", choices=("forward", "reverse", "bidirectional")),
+    output_sequence=const("bool", 0, default=False),
+    recurrent_activation=const("string", 0, default="sigmoid", choices=_RNN_ACTIVATIONS),
+    cell_activation=const("string", 0, default="tanh", choices=_RNN_ACTIVATIONS),
+    activation=const("string", 0, default="tanh", choices=_RNN_ACTIVATIONS),
+    clip=const("T", 0, default=None), fp16_range=_lstm_range)
+def lstm(a):
+    """LSTM over x [S, B, I] (gate order input, forget, output, cell: MIL's, not torch's i, f, g,
+    o); returns (every or the last h [S | 1, B, D*H], last h [B, D*H], last c [B, D*H]),
+    D = 2 when bidirectional. Guide Appendix A: no engine path on any family."""
+    if a.x.rank != 3:
+        raise a.fail("x", f"shape {list(a.x.shape)}: lstm takes [sequence, batch, input]")
+    s, b, i = a.x.shape
+    four_h, hh = a.weight_hh.shape if a.weight_hh.rank == 2 else (None, None)
+    if four_h != 4 * (hh or 0) or a.weight_ih.shape != (four_h, i):
+        raise a.fail("weight_ih", f"{list(a.weight_ih.shape)} and weight_hh {list(a.weight_hh.shape)} must be "
+                                  f"[4H, {i}] and [4H, H]")
+    d = 2 if a.direction == "bidirectional" else 1
+    if d == 2 and (a.weight_ih_back is None or a.weight_hh_back is None):
+        raise a.fail("weight_ih_back", "a bidirectional lstm needs weight_ih_back and weight_hh_back")
+    for name in ("bias", "bias_back"):
+        t = getattr(a, name)
+        if t is not None and t.shape != (four_h,):
+            raise a.fail(name, f"shape {list(t.shape)}, expected [{four_h}]")
+    for name in ("initial_h", "initial_c"):
+        if getattr(a, name).shape != (b, d * hh):
+            raise a.fail(name, f"shape {list(getattr(a, name).shape)}, expected [{b}, {d * hh}]")
+    state = (a.T, (b, d * hh))
+    return [(a.T, (s if a.output_sequence else 1, b, d * hh)), state, state]
+
+
 @op(kind="reduction", T=NUMERIC, x=tensor(), k=const("int32", 0, default=1),
     axis=const("int32", 0, default=-1), ascending=const("bool", 0, default=False),
     sort=const("bool", 0, default=True), return_indices=const("bool", 0, default=True),
@@ -265,3 +340,26 @@ def _slice_update_grad(op, gs):
     keep[tuple(slices)] = 0.0                       # the overwritten elements get no gradient
     return {"x": g * _make_const(keep, g.dtype),
             "update": F.reshape(F.slice_by_index(g, **args), shape=list(u.shape))}
+
+
+@gather_nd.defgrad
+def _gather_nd_grad(op, gs):
+    """Scatter-add as a matmul with a one-hot matrix of each index row's row-major cell among
+    the K addressed axes, per batch slice: [B, 1, M, V]^T x [B, 1, M, post] in rank-4 views."""
+    x, idx, g = op.inputs["x"], op.inputs["indices"], gs[0]
+    b, k = op.attr("batch_dims"), idx.shape[-1]
+    dims = x.shape[b:b + k]
+    batch, cells, post = math.prod(x.shape[:b]), math.prod(dims), math.prod(x.shape[b + k:])
+    rows = math.prod(idx.shape[b:-1])
+    strides = [math.prod(dims[j + 1:]) for j in range(k)]
+    wrapped = F.select(idx < 0, idx + _make_const(_np.array(dims, _np.int32), "int32"), idx)
+    cell = F.reduce_sum(wrapped * _make_const(_np.array(strides, _np.int32), "int32"), axes=[-1])
+    onehot = F.cast(F.equal(F.reshape(cell, shape=[batch, 1, rows, 1]),
+                            _make_const(_np.arange(cells, dtype=_np.int32), "int32")), dtype=g.dtype)
+    dx = F.matmul(onehot, F.reshape(g, shape=[batch, 1, rows, post]), transpose_x=True)   # [B, 1, V, post]
+    return {"x": F.reshape(dx, shape=list(x.shape))}
+
+
+@fill_like.defgrad
+def _fill_like_grad(op, gs):
+    return {"ref_tensor": None}          # only the shape of ref_tensor is read

@@ -135,3 +135,78 @@ def slice_update(c, x, update, begin, end, stride, begin_mask, end_mask, squeeze
     target = out[tuple(slices)]
     target[...] = update.reshape(target.shape)
     return out
+
+
+@kernel("gather_nd", finish="keep")
+def gather_nd(c, x, indices, batch_dims):
+    b, k = batch_dims, indices.shape[-1]
+    dims = x.shape[b:b + k]
+    for j, n in enumerate(dims):
+        bad = (indices[..., j] < -n) | (indices[..., j] >= n)
+        if bad.any():
+            raise c.fail(f"indices[..., {j}] = {indices[..., j][bad].flat[0]} falls outside "
+                         f"[{-n}, {n}) for axis {b + j} of size {n}")
+    idx = np.where(indices < 0, indices + np.asarray(dims, indices.dtype), indices)
+    lead = x.shape[:b]
+    nb = int(np.prod(lead, dtype=np.int64))
+    xb = x.reshape((nb,) + x.shape[b:])
+    ib = idx.reshape((nb, -1, k))
+    rows = np.arange(nb)[:, None]
+    out = xb[(rows,) + tuple(ib[..., j] for j in range(k))]      # [nb, m, *x.shape[b + k:]]
+    return out.reshape(indices.shape[:-1] + x.shape[b + k:])
+
+
+_FILL_DTYPES = {"fp16": np.float32, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
+
+
+@kernel("fill_like")
+def fill_like(c, ref_tensor, value):
+    return np.full(ref_tensor.shape, value, _FILL_DTYPES[c.out_dtype()])
+
+
+def _rnn_activation(name: str):
+    return {"sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
+            "linear": lambda v: v, "hard_sigmoid": lambda v: np.clip(0.2 * v + 0.5, 0, 1),
+            "scaled_tanh": lambda v: np.tanh(v)}[name]
+
+
+def _lstm_pass(x, h, cs, w_ih, w_hh, bias, peep, acts, clip, reverse):
+    """One direction over x [S, B, I] in float32: the hidden states [S, B, H], last h, last c."""
+    rec, cell, out_act = acts
+    hidden = w_hh.shape[1]
+    pre = np.einsum("sbi,gi->sbg", x, w_ih) + (0 if bias is None else bias)   # input projection, all steps
+    p_i, p_f, p_o = (np.zeros(hidden, np.float32),) * 3 if peep is None else np.split(peep, 3)
+    steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+    seq = np.empty((x.shape[0],) + h.shape, np.float32)
+    for t in steps:
+        g = pre[t] + h @ w_hh.T
+        gi, gf, go, gz = np.split(g, 4, axis=-1)
+        z = cell(gz)
+        if clip is not None:
+            z = np.clip(z, -clip, clip)
+        cs = rec(gf + p_f * cs) * cs + rec(gi + p_i * cs) * z
+        h = rec(go + p_o * cs) * out_act(cs)
+        seq[t] = h
+    return seq, h, cs
+
+
+@kernel("lstm")
+def lstm(c, x, initial_h, initial_c, weight_ih, weight_hh, bias, peephole, weight_ih_back, weight_hh_back,
+         bias_back, peephole_back, direction, output_sequence, recurrent_activation, cell_activation,
+         activation, clip):
+    f32 = [None if v is None else np.asarray(v, np.float32) for v in
+           (x, initial_h, initial_c, weight_ih, weight_hh, bias, peephole, weight_ih_back, weight_hh_back,
+            bias_back, peephole_back)]
+    x, h0, c0, w_ih, w_hh, b, p, w_ih_b, w_hh_b, b_b, p_b = f32
+    acts = tuple(_rnn_activation(n) for n in (recurrent_activation, cell_activation, activation))
+    hidden = w_hh.shape[1]
+    fwd = _lstm_pass(x, h0[:, :hidden], c0[:, :hidden], w_ih, w_hh, b, p, acts, clip, direction == "reverse")
+    if direction == "bidirectional":
+        bwd = _lstm_pass(x, h0[:, hidden:], c0[:, hidden:], w_ih_b, w_hh_b, b_b, p_b, acts, clip, True)
+        seq = np.concatenate([fwd[0], bwd[0]], -1)
+        last = np.concatenate([fwd[0][-1], bwd[0][0]], -1)    # each direction's final step
+        cs = np.concatenate([fwd[2], bwd[2]], -1)
+    else:
+        seq, cs = fwd[0], fwd[2]
+        last = fwd[1]
+    return (seq if output_sequence else last[None]), last, cs
