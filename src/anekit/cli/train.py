@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..errors import UsageError
+from .train_stories import loss_scale_arg
 
 # Guide ch. 15, tbl:c15-parity: test accuracy of the seeded 28x28 digit network (M1, M5).
 GUIDE_ACCURACY = {0: (0.0850, 0.0850), 50: (0.8790, 0.8810), 100: (0.9020, 0.9020), 150: (0.9050, 0.9030),
@@ -54,15 +55,6 @@ def _usage(parser) -> int:
     return 2
 
 
-def _loss_scale(text: str):
-    if text == "dynamic":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"--loss-scale {text!r}: expected 'dynamic' or a power of two") from None
-
-
 def run_train(args) -> int:
     from ..models import digits
     from ..runtime import resolve_target
@@ -78,7 +70,7 @@ def run_train(args) -> int:
     size = ds.image_size
     loss, params, _ = digits.build(size, args.batch_size, seed=args.seed)
     opt = optim.Adam(params, lr=args.lr)
-    trainer = Trainer(loss, params, opt, target=chip.name, loss_scale=_loss_scale(args.loss_scale),
+    trainer = Trainer(loss, params, opt, target=chip.name, loss_scale=loss_scale_arg(args.loss_scale),
                       checkpoint_dir=args.checkpoint, numerics=args.numerics,
                       progress=not (args.no_progress or args.json))
     if args.resume:

@@ -49,7 +49,8 @@ def register(models) -> None:
     p.set_defaults(func=run_stories)
 
 
-def _loss_scale(text: str):
+def loss_scale_arg(text: str):
+    """--loss-scale: "dynamic" or a number (both `anekit train` commands)."""
     if text == "dynamic":
         return text
     try:
@@ -80,7 +81,7 @@ def run_stories(args) -> int:
     ids = corpus.encode(tok, text)
     windows = corpus.Windows(ids, config.seq_len, seed=args.seed)
     trainer = StoriesTrainer(config, args.pipeline, chip.name, steps=args.steps, lr=args.lr,
-                             loss_scale=_loss_scale(args.loss_scale), numerics=args.numerics,
+                             loss_scale=loss_scale_arg(args.loss_scale), numerics=args.numerics,
                              checkpoint_dir=args.checkpoint, seed=args.seed, head=args.head,
                              backend=args.backend)
     if args.resume:
