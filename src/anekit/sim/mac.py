@@ -38,7 +38,8 @@ from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
 from .profiles import NumericsProfile
 
 _U32 = np.uint32
-_CHUNK = 1 << 21        # products per emulation chunk (bounds the working memory)
+_CHUNK = 1 << 18        # products per emulation chunk: bounds the working memory and keeps each
+                        # chunk's ~20 passes in cache (1 MiB of float32: 1.8x faster than 1 << 21)
 ROW_BLOCK = 64          # data rows per BLAS call on the fast route (a multiple of OpenBLAS's sgemm row unrolls; checked at first use)
 
 
