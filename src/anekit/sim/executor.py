@@ -173,7 +173,8 @@ class Simulator:
         if folded:
             # The kernel reads its inputs from, and writes its outputs into, the folded values
             # themselves (no copy per op: building stays linear in the number of ops).
-            self._execute(step, self._const, compile_time=True)
+            with np.errstate(all="ignore"):
+                self._execute(step, self._const, compile_time=True)
             for slot, _ in outputs:
                 value = self._const[slot]
                 if isinstance(value, np.ndarray):
@@ -244,9 +245,8 @@ class Simulator:
         kw = dict(step.consts)
         for name, ref in step.tensors.items():
             kw[name] = None if ref is None else (tuple(env[r] for r in ref) if isinstance(ref, tuple) else env[ref])
-        try:
-            with np.errstate(all="ignore"):
-                result = step.kernel.fn(call, **kw)
+        try:                # callers hold np.errstate(all="ignore"): one context per run, not per op
+            result = step.kernel.fn(call, **kw)
         except AnekitError:
             raise
         except _WRAPPED as e:
