@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import AnekitError, ShapeError, UnsupportedOpError
 from ..ir.feeds import bind_inputs
-from ..ir.fp16cast import from_fp16, to_fp16
+from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
 from .fp16 import F32
@@ -283,7 +283,7 @@ class Simulator:
     def _ingest(self, t, arr: np.ndarray) -> np.ndarray:
         if t.dtype in ("fp16", "fp32"):
             with np.errstate(all="ignore"):
-                return self.nx.ingest(from_fp16(arr) if arr.dtype == np.float16 else arr.astype(F32))
+                return self.nx.ingest_fp16(arr) if arr.dtype == np.float16 else self.nx.ingest(arr.astype(F32))
         return arr
 
 
