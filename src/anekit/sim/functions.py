@@ -22,16 +22,21 @@ def erf(x) -> np.ndarray:
     ax = np.abs(x)
     near = np.minimum(ax, 3.0)
     z = near * near
-    acc = np.zeros_like(z)
-    for c in _ERF_COEF[::-1]:
-        acc = acc * z + c
-    small = near * acc
-    far = np.maximum(ax, 3.0)
-    inv = 1.0 / (2.0 * far * far)
-    series = 1.0 - inv * (1.0 - 3.0 * inv * (1.0 - 5.0 * inv * (1.0 - 7.0 * inv * (1.0 - 9.0 * inv))))
-    with np.errstate(over="ignore", under="ignore"):
-        large = 1.0 - np.exp(-far * far) / (far * math.sqrt(math.pi)) * series
-    return np.copysign(np.where(ax <= 3.0, small, large), x)
+    # Horner in place: the same roundings as acc = acc * z + c from acc = 0 (0 * z + c is c;
+    # a NaN z is NaN from the next term on), without a fresh float64 array per term.
+    acc = np.full_like(z, _ERF_COEF[-1])
+    for c in _ERF_COEF[-2::-1]:
+        acc *= z
+        acc += c
+    out = np.multiply(near, acc, out=acc)
+    big = ~(ax <= 3.0)                  # the asymptotic branch (NaN included), usually few
+    if big.any():
+        far = ax[big]
+        inv = 1.0 / (2.0 * far * far)
+        series = 1.0 - inv * (1.0 - 3.0 * inv * (1.0 - 5.0 * inv * (1.0 - 7.0 * inv * (1.0 - 9.0 * inv))))
+        with np.errstate(over="ignore", under="ignore"):
+            out[big] = 1.0 - np.exp(-far * far) / (far * math.sqrt(math.pi)) * series
+    return np.copysign(out, x, out=out)
 
 
 def sigmoid(x):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import mac
-from .fp16 import F32, F16_MAX, round_fp16
+from ..ir.fp16cast import from_fp16
+from .fp16 import F32, F16_MAX, has_nan, round_fp16
 from .profiles import NumericsProfile
 
 
@@ -29,6 +30,14 @@ class Numerics:
         if not self.fp16:
             return a
         return round_fp16(a, nan=np.inf if self.profile.nan_inputs_to_inf else None)
+
+    def ingest_fp16(self, h: np.ndarray) -> np.ndarray:
+        """`ingest` of a float16 array: its values are already on the fp16 grid, where the
+        rounding is the identity, so only the NaN rule is left (a max pass, not a rounding)."""
+        a = from_fp16(h)
+        if self.fp16 and self.profile.nan_inputs_to_inf and has_nan(a):
+            a = np.where(np.isnan(a), F32(np.inf), a)
+        return a
 
     def const(self, value) -> F32:
         """A scalar parameter (epsilon, alpha, ...) as the engine holds it."""
