@@ -12,6 +12,7 @@ import tracemalloc
 
 import pytest
 from conftest import SHARED
+from fuzz.corpus import container_with_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -192,15 +193,6 @@ def test_hostile_descriptor_sizes_are_rejected():
 # --------------------------------------------------------------------------------------
 # Garbage behind a valid-looking header (no vectors needed)
 # --------------------------------------------------------------------------------------
-def container_with_text(subtype: int, text: bytes) -> bytes:
-    """Header, one __TEXT segment holding __text, nothing else."""
-    text_at = 32 + 152
-    section = struct.pack("<16s16s2Q8I", b"__text", b"__TEXT", 0x30000000, len(text), text_at, 4, 0, 0, 0, 0, 0, 0)
-    segment = struct.pack("<2I16s4Q4I", 0x19, 152, b"__TEXT", 0x30000000, len(text), text_at, len(text), 5, 5, 1, 0)
-    header = struct.pack("<8I", 0xBEEFFACE, 0x80, subtype, 2, 1, 152, 0, 0)
-    return header + segment + section + text
-
-
 @FUZZ
 @given(
     subtype=st.sampled_from([4, 5, 7, 9, 10]),

@@ -7,7 +7,8 @@ import pytest
 
 import anekit as ak
 from anekit.ir import topo_order
-from anekit.train.lowering import lower_runtime_weights, lowered_form
+from anekit.preflight.training import lowered_form
+from anekit.train.lowering import lower_runtime_weights
 
 CASES = [
     ("conv", (2, 4, 9, 8), (6, 2, 3, 3), dict(strides=[2, 1], pad_type="same", groups=2)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 
 import numpy as np
@@ -30,6 +31,26 @@ def _exercise(prog) -> None:
     """Use what was loaded the way a caller would: every function through the printer."""
     if isinstance(prog, Program):
         ak.mil.emit(prog)
+
+
+def _mutate_file(path: str, ops) -> None:
+    """Rewrite a regular file of a seed with its bytes mutated (folders are left alone)."""
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(mutate_bytes(data, ops))
+
+
+def _load_and_use(guard, path: str, work: str, hostile, what: str):
+    """ak.load a mutated or hostile model, then use what it gave. A hostile part must be
+    refused, and a symlink out of the model as a path escape."""
+    prog = guard.run(lambda: ak.load(path), work)
+    if hostile:
+        assert isinstance(prog, AnekitError), f"loaded a model whose {what} is a {hostile}"
+    if hostile == "symlink_out":
+        assert isinstance(prog, PathEscapeError), prog
+    guard.run(lambda: _exercise(prog), work)
 
 
 # --- MIL text -----------------------------------------------------------------------------------
@@ -90,16 +111,8 @@ def test_fuzz_mil_folder(guard, ops, hostile):
             with open(os.path.join(work, "outside.bin"), "wb") as f:
                 f.write(_weight_seed())
         else:
-            with open(weight, "rb") as f:
-                data = f.read()
-            with open(weight, "wb") as f:
-                f.write(mutate_bytes(data, ops))
-        prog = guard.run(lambda: ak.load(folder), work)
-        if hostile:
-            assert isinstance(prog, AnekitError), f"loaded through a {hostile} weight.bin"
-        if hostile == "symlink_out":
-            assert isinstance(prog, PathEscapeError)
-        guard.run(lambda: _exercise(prog), work)
+            _mutate_file(weight, ops)
+        _load_and_use(guard, folder, work, hostile, "weight.bin")
 
 
 # --- .mlmodelc and .mlpackage --------------------------------------------------------------------
@@ -118,11 +131,8 @@ def test_fuzz_mlmodelc(guard, target, ops, hostile):
             f.write(b"program(1.3)\n{}\n")
         if hostile:
             make_hostile(path, hostile, outside)
-        elif os.path.isfile(path):
-            with open(path, "rb") as f:
-                data = f.read()
-            with open(path, "wb") as f:
-                f.write(mutate_bytes(data, ops))
+        else:
+            _mutate_file(path, ops)
         prog = guard.run(lambda: ak.load(compiled), work)
         if hostile == "symlink_out" and target != "metadata.json":
             assert isinstance(prog, AnekitError), f"followed a symlinked {target} out of the .mlmodelc"
@@ -142,21 +152,12 @@ def test_fuzz_mlpackage(guard, target, ops, hostile):
         path = os.path.join(pkg, *target.split("/"))
         outside = os.path.join(work, "outside")
         if hostile == "symlink_out":     # a faithful copy of what the link replaces, outside the package
-            import shutil
             (shutil.copytree if os.path.isdir(path) else shutil.copy)(path, outside)
         if hostile:
             make_hostile(path, hostile, outside)
-        elif os.path.isfile(path):
-            with open(path, "rb") as f:
-                data = f.read()
-            with open(path, "wb") as f:
-                f.write(mutate_bytes(data, ops))
-        prog = guard.run(lambda: ak.load(pkg), work)
-        if hostile:
-            assert isinstance(prog, AnekitError), f"loaded a package whose {target} is a {hostile}"
-        if hostile == "symlink_out":
-            assert isinstance(prog, PathEscapeError), prog
-        guard.run(lambda: _exercise(prog), work)
+        else:
+            _mutate_file(path, ops)
+        _load_and_use(guard, pkg, work, hostile, target)
 
 
 # --- .hwx ------------------------------------------------------------------------------------------
@@ -198,10 +199,8 @@ def test_fuzz_npy_input(guard, ops, hostile, cast):
         if hostile:
             make_hostile(path, hostile, seeds()["npy"])
         else:
-            with open(seeds()["npy"], "rb") as f:
-                data = f.read()
-            with open(path, "wb") as f:
-                f.write(mutate_bytes(data, ops))
+            shutil.copy(seeds()["npy"], path)
+            _mutate_file(path, ops)
         argv = ["run", folder, "-i", f"x={path}", "--json"] + (["--cast"] if cast else [])
         code = guard.run(lambda: main(argv), work)
         assert code in (0, 2), code

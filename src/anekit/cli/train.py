@@ -11,8 +11,7 @@ import time
 
 import numpy as np
 
-from ..errors import UsageError
-from .train_stories import loss_scale_arg
+from .train_stories import check_run_args, loss_scale_arg
 
 # Guide ch. 15, tbl:c15-parity: test accuracy of the seeded 28x28 digit network (M1, M5).
 GUIDE_ACCURACY = {0: (0.0850, 0.0850), 50: (0.8790, 0.8810), 100: (0.9020, 0.9020), 150: (0.9050, 0.9030),
@@ -62,10 +61,7 @@ def run_train(args) -> int:
     from ..train.estimate import estimate_step
 
     chip = resolve_target(args.target)
-    if args.steps < 0 or args.batch_size < 1:
-        raise UsageError("--steps must be >= 0 and --batch-size >= 1")
-    if args.resume and not args.checkpoint:
-        raise UsageError("--resume needs --checkpoint DIR")
+    check_run_args(args, steps=(args.steps, 0), batch_size=(args.batch_size, 1))
     ds = data.load_mnist(args.data) if args.data else data.load_digits(split_seed=args.seed)
     size = ds.image_size
     loss, params, _ = digits.build(size, args.batch_size, seed=args.seed)

@@ -49,6 +49,16 @@ def register(models) -> None:
     p.set_defaults(func=run_stories)
 
 
+def check_run_args(args, **counts) -> None:
+    """The checks both `anekit train` commands make: counts that must not be negative (or below
+    the given minimum), and --resume only with --checkpoint."""
+    for flag, (value, least) in counts.items():
+        if value < least:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= {least}, got {value}")
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint DIR")
+
+
 def loss_scale_arg(text: str):
     """--loss-scale: "dynamic" or a number (both `anekit train` commands)."""
     if text == "dynamic":
@@ -67,10 +77,7 @@ def run_stories(args) -> int:
     from ..train.pipelines.trainer import CONFIGS, StoriesTrainer
 
     chip = resolve_target(args.target)
-    if args.steps < 0 or args.sample_tokens < 0:
-        raise UsageError("--steps and --sample-tokens must be >= 0")
-    if args.resume and not args.checkpoint:
-        raise UsageError("--resume needs --checkpoint DIR")
+    check_run_args(args, steps=(args.steps, 0), sample_tokens=(args.sample_tokens, 0))
     tok = load_tokenizer(args.tokenizer) if args.tokenizer else corpus.byte_tokenizer()
     config = dataclasses.replace(CONFIGS[args.config], vocab_size=tok.vocab_size)
     if args.seq_len is not None:

@@ -287,6 +287,25 @@ def _chain_points(prefix, chip, table, source, cite) -> list[Point]:
             for (d, c), ms in table.items()]
 
 
+
+# anemll-bench lm-head submissions: (key, chip, issue number, machine, model id, fp16 ms, 6-bit LUT ms)
+_ANEMLL_RUNS = (("m4max", "M4 Max", 1, "M4 Max 128 GB", "MacBook Pro", 8.74, 4.03),
+                ("m4", "M4", 5, "M4 16 GB", "Mac16,1", 16.37, 6.447),
+                ("m2u", "M2 Ultra", 2, "M2 Ultra 192 GB", "Mac14,14", 17.04, 6.70))
+
+
+def _anemll_points() -> list:
+    out = []
+    for key, chip, n, machine, model, fp16_ms, lut6_ms in _ANEMLL_RUNS:
+        source = f"anemll-bench {n} {chip}"
+        out.append(Point(f"anemll-{key}-head", chip, fp16_ms, source,
+                         _ANEMLL.format(n=n, chip=machine, model=model, suffix=""), "fp16 lm head, one row",
+                         _lm_head(), assumption=_ANEMLL_SHAPE, route="host"))
+        out.append(Point(f"anemll-{key}-head-lut6", chip, lut6_ms, source,
+                         _ANEMLL.format(n=n, chip=machine, model=model, suffix="_lut6"), "6-bit LUT lm head, one row",
+                         _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"))
+    return out
+
 POINTS: list[Point] = [
     # ---- guide, M1 (the guide's measured M1 reports h13g: an M1 Max-class part, ch. 10, 12, 34)
     Point("m1-conv3-64-16", "M1 Max", 0.231, "guide M1", _RAMP + ", 16x16 row", "conv 3x3 64->64 at 16x16", _conv(64, 64, 3, 16, 16)),
@@ -363,24 +382,7 @@ POINTS: list[Point] = [
     # ---- ANEForge roofline submissions (one machine and person each)
     *_aneforge_points(),
     # ---- anemll-bench weight-streaming heads (one machine and person each)
-    Point("anemll-m4max-head", "M4 Max", 8.74, "anemll-bench 1 M4 Max",
-          _ANEMLL.format(n=1, chip="M4 Max 128 GB", model="MacBook Pro", suffix=""), "fp16 lm head, one row",
-          _lm_head(), assumption=_ANEMLL_SHAPE, route="host"),
-    Point("anemll-m4max-head-lut6", "M4 Max", 4.03, "anemll-bench 1 M4 Max",
-          _ANEMLL.format(n=1, chip="M4 Max 128 GB", model="MacBook Pro", suffix="_lut6"), "6-bit LUT lm head, one row",
-          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"),
-    Point("anemll-m4-head", "M4", 16.37, "anemll-bench 5 M4",
-          _ANEMLL.format(n=5, chip="M4 16 GB", model="Mac16,1", suffix=""), "fp16 lm head, one row",
-          _lm_head(), assumption=_ANEMLL_SHAPE, route="host"),
-    Point("anemll-m4-head-lut6", "M4", 6.447, "anemll-bench 5 M4",
-          _ANEMLL.format(n=5, chip="M4 16 GB", model="Mac16,1", suffix="_lut6"), "6-bit LUT lm head, one row",
-          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"),
-    Point("anemll-m2u-head", "M2 Ultra", 17.04, "anemll-bench 2 M2 Ultra",
-          _ANEMLL.format(n=2, chip="M2 Ultra 192 GB", model="Mac14,14", suffix=""), "fp16 lm head, one row",
-          _lm_head(), assumption=_ANEMLL_SHAPE, route="host"),
-    Point("anemll-m2u-head-lut6", "M2 Ultra", 6.70, "anemll-bench 2 M2 Ultra",
-          _ANEMLL.format(n=2, chip="M2 Ultra 192 GB", model="Mac14,14", suffix="_lut6"), "6-bit LUT lm head, one row",
-          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"),
+    *_anemll_points(),
 ]
 
 

@@ -12,7 +12,7 @@ kernel tap whose result is scattered back (`embed`).
 
     outs = lower_runtime_weights({"loss": loss, "dw": dw}, target="m1")   # then ak.program(outs)
 
-Each op this writes is named `<op>__<form>` (forms in FORMS), so `ak.check` can say which
+Each op this writes is named `<op>__<form>` (forms in anekit.preflight.training.FORMS), so `ak.check` can say which
 form a runtime-weight op took and why (anekit.preflight.training).
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ from ..ir.ops._gradlib import conv_patches, embed, flat_taps, narrow, numel, win
 from ..ir.passes import rewrite
 from ..ir.weights import is_weight
 from ..preflight.ane_route import pad_runtime_matmuls_for
-from ..preflight.training import FORMS, lowered_form  # noqa: F401  (re-exported: the form names)
 
 _serial = itertools.count()   # names for unnamed ops the rewrite touches
 
