@@ -95,6 +95,15 @@ def get(name) -> DType:
         return DTYPES[canonical(name)]
 
 
+def stored_bits(name) -> int:
+    """Bits per element of a stored tensor of dtype `name`; a dtype the table lacks counts as
+    fp16, the engine's storage type (weight-size accounting must not fail on it)."""
+    try:
+        return get(name).bits
+    except Exception:
+        return 16
+
+
 def from_numpy(dtype) -> str:
     """The MIL dtype an array of this numpy dtype becomes (float64 -> fp32, int64 -> int32)."""
     dt = np.dtype(dtype)

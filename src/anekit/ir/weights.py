@@ -20,13 +20,6 @@ def is_weight(t) -> bool:
     return t.op.spec.kind == "constexpr"
 
 
-def _bits(dtype: str) -> int:
-    try:
-        return _dt.get(dtype).bits
-    except Exception:   # a dtype the table lacks: count it as fp16
-        return 16
-
-
 def _numel(shape) -> int:
     return int(math.prod(shape)) if shape else 1
 
@@ -44,7 +37,7 @@ def const_bytes(op: Op) -> float:
     t = op.outputs[0]
     if not t.shape:
         return 0.0
-    bits = 16 if t.dtype in ("fp32", "fp64") else _bits(t.dtype)
+    bits = 16 if t.dtype in ("fp32", "fp64") else _dt.stored_bits(t.dtype)
     return _numel(t.shape) * bits / 8.0
 
 

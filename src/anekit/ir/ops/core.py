@@ -25,20 +25,13 @@ def _const_range(op, res):
     return iv.BOOL if np.asarray(v).dtype == np.bool_ else iv.array_iv(v)
 
 
-def _bits(dtype: str) -> int:
-    try:
-        return _dt.get(dtype).bits
-    except Exception:   # a dtype the table lacks: count it as fp16
-        return 16
-
-
 def _array_bytes(v) -> float:
     a = np.asarray(v)
     return a.size * a.dtype.itemsize
 
 
 def _tensor_bytes(t) -> float:
-    return (math.prod(t.shape) if t.shape else 1) * _bits(t.dtype) / 8.0 if t is not None else 0.0
+    return (math.prod(t.shape) if t.shape else 1) * _dt.stored_bits(t.dtype) / 8.0 if t is not None else 0.0
 
 
 @op(kind="const", T=(), val=attr(None), fp16_range=_const_range)
