@@ -76,7 +76,8 @@ def collect(points) -> Dataset:
             chips.append(chip)
         pp = P.params_for(chip, table={})     # capacities are published constants, never fitted
         for sign, prog in pt.programs():
-            feats = walk(prog, prog.main, pp.streams, pp.working_set_bytes, pp.weight_sram_bytes, pp.resident_bytes)
+            feats = walk(prog, prog.main, pp.streams, pp.working_set_bytes, pp.weight_sram_bytes, pp.resident_bytes,
+                         pp.ocg_channels)
             cols_list.append(features_array(feats))
             prog_host.append(pt.route in P.HOST_COPY_ROUTES)
             op_prog.extend([len(prog_point)] * len(feats))
@@ -120,7 +121,7 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     per_chip = {f: g[ds.chip_gen, j] for j, f in enumerate(_FIELDS)}
     for f in ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs"):
         per_chip[f] = per_chip[f] * scale
-    for f in ("weight_gbs", "conv_load_gbs", "io_gbs"):
+    for f in P._CAPPED:
         per_chip[f] = np.minimum(per_chip[f], ds.chip_cap)
     per_chip["vector_gbs"] = P.VECTOR_RATIO * per_chip["io_gbs"]
     op_chip = ds.prog_chip[ds.op_prog]

@@ -33,13 +33,18 @@ import numpy as np
 
 from ..ir.weights import is_weight
 from .fusion import consumers, fusable, io_bytes
-from .opwork import FP16, OpWork, op_work
+from .opwork import FP16, WINOGRAD_GAIN, OpWork, op_work
 
 # Utilization: the array fills output-channel lanes up to ~256 channels (the M1's end-to-end
 # conv peak is reached by raising channels to 256, guide ch. 11) and streams patches in a
 # 16-pixel width granule (patch-width floor, log2 4, guide ch. 20).
 FULL_CHANNELS = 256
 WIDTH_GRANULE = 16
+# A MAC op that streams fewer output rows than one width granule against its weight (batch-1
+# decode: a single-row matmul / 1x1 conv on one position) reuses no weight tile, so its weights
+# stream at the single-row rate `gemv_gbs` (guide ch. 9: one large single-row matmul saturates
+# at 51 GB/s on the M1, below the 68 GB/s DRAM) rather than the tiled weight stream.
+GEMV_ROWS = WIDTH_GRANULE
 
 PATHS = ("conv", "matmul", "vector", "io")   # "io": fused epilogues and descriptor edits
 
@@ -68,10 +73,24 @@ class OpFeature:
     first_conv: bool = False  # the program's first convolution: its kernel load is exposed
     fill: float = 1.0
     stream_share: float = 1.0  # share of its weights streamed each call (the rest stay resident)
+    gemv: bool = False      # fewer rows than a width granule: weights stream at the single-row rate
+    restream_bytes: float = 0.0  # input re-read by extra output-channel-group passes (ch. 20)
+
+
+def ocg_passes(w: OpWork, ocg_channels: float) -> int:
+    """Output-channel-group passes of a convolution (guide ch. 20): the group holds
+    `ocg_channels` output channels of a 1x1 kernel and shrinks with the kernel's elements (a 3x3
+    group is ~9x smaller; Winograd's transform cuts the effective count, ch. 13, 20); every pass
+    past the first re-streams the input."""
+    if w.path != "conv" or not w.out_channels or ocg_channels <= 0:
+        return 1
+    taps = w.taps / WINOGRAD_GAIN if w.winograd else w.taps
+    group = max(1.0, ocg_channels / max(1.0, taps))
+    return max(1, math.ceil(w.out_channels / group - 1e-9))
 
 
 FEATURE_COLUMNS = ("path", "exec_flops", "fill", "weight_bytes", "vector_bytes", "io_bytes", "spill_bytes",
-                   "over_ws", "over_wsram", "first_conv", "stream_share")
+                   "over_ws", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes")
 
 
 def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
@@ -90,13 +109,15 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["over_wsram"][i] = f.over_wsram
         cols["first_conv"][i] = f.first_conv
         cols["stream_share"][i] = f.stream_share
+        cols["gemv"][i] = f.gemv and f.path in ("conv", "matmul")
+        cols["restream_bytes"][i] = f.restream_bytes if f.path == "conv" else 0.0
     return cols
 
 
 def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-op time components in microseconds. `p` holds per-op arrays (or scalars) of
-    conv_tflops, matmul_tflops, spill_factor, cliff_factor, weight_gbs, conv_load_gbs, io_gbs,
-    vector_gbs."""
+    conv_tflops, matmul_tflops, spill_factor, cliff_factor, weight_gbs, gemv_gbs, conv_load_gbs,
+    io_gbs, vector_gbs."""
     path = cols["path"]
     conv, mm, vec = path == 0, path == 1, path == 2
     roof = np.where(conv, p["conv_tflops"], p["matmul_tflops"]) * 1e6          # flops per us
@@ -104,10 +125,12 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
         * np.where(cols["over_wsram"] > 0, p["cliff_factor"], 1.0)
     mac = conv | mm
     compute = np.where(mac, cols["exec_flops"] / np.maximum(rate, 1e-30), 0.0)
+    compute = compute + cols["restream_bytes"] / (p["io_gbs"] * 1e3)
     compute = compute + np.where(vec, cols["vector_bytes"] / (p["vector_gbs"] * 1e3), 0.0)
     first = cols["first_conv"] > 0
     wbytes = cols["weight_bytes"] * cols["stream_share"]
-    streamed = wbytes / (np.where(vec, p["vector_gbs"], p["weight_gbs"]) * 1e3)
+    stream_gbs = np.where(vec, p["vector_gbs"], np.where(cols["gemv"] > 0, p["gemv_gbs"], p["weight_gbs"]))
+    streamed = wbytes / (stream_gbs * 1e3)
     exposed = np.where(first, wbytes / (p["conv_load_gbs"] * 1e3), 0.0)
     weights = np.where(first, exposed, streamed)
     spill = cols["spill_bytes"] / (p["io_gbs"] * 1e3)
@@ -117,7 +140,7 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
 
 
 def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: float,
-         resident: float = 0.0) -> list[OpFeature]:
+         resident: float = 0.0, ocg_channels: float = 0.0) -> list[OpFeature]:
     """Per-op features of one function: work, fusion of epilogues into MAC ops, program I/O,
     working-set spills, the two on-chip capacity flags, and the share of weights streamed per
     call once `resident` bytes of them stay on chip between calls."""
@@ -160,6 +183,8 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
             f.over_wsram = w.weight_bytes > weight_sram
             if path == "conv" and not seen_conv:
                 f.first_conv = seen_conv = True
+            f.gemv = 0 < w.rows < GEMV_ROWS
+            f.restream_bytes = (ocg_passes(w, ocg_channels) - 1) * w.act_in_bytes
         feats.append(f)
     total_w = sum(f.work.weight_bytes for f in feats if f.path != "io")
     if total_w > 0 and resident > 0:
@@ -171,4 +196,4 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
 
 def param_arrays(p) -> dict[str, float]:
     return {k: getattr(p, k) for k in ("conv_tflops", "matmul_tflops", "spill_factor", "cliff_factor",
-                                       "weight_gbs", "conv_load_gbs", "io_gbs", "vector_gbs")}
+                                       "weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs", "vector_gbs")}

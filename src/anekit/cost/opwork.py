@@ -32,6 +32,8 @@ class OpWork:
     winograd: bool = False
     largest_operand: float = 0.0
     passes: int = 1           # vector-engine passes over the data
+    rows: int = 0             # output rows streamed against one weight (output elements / lanes)
+    taps: int = 1             # kernel elements per output channel (conv path)
 
     @property
     def bytes(self) -> float:
@@ -95,6 +97,10 @@ def op_work(op, streams: tuple[str, ...]) -> OpWork:
     w.path = spec.path
     m = spec.mac_work(op)
     w.out_channels, w.spatial, w.winograd = m.lanes, m.spatial, m.winograd
+    w.rows = int(max(1, _numel(op.outputs[0].shape) // max(1, m.lanes)))
+    k = op.inputs.get("weight") if spec.path == "conv" else None
+    if k is not None and len(k.shape) > 2:
+        w.taps = _numel(k.shape[2:])
     w.flops = 2.0 * m.macs
     w.exec_flops = w.flops / WINOGRAD_GAIN if w.winograd else w.flops
     return w

@@ -34,8 +34,8 @@ ASSUMED = "assumption"
 GENERATIONS = {"h13": "M1 Max", "h14": "M2 Pro", "h15": "M3 Max", "h16": "M4 Max", "h17": "M5 Pro", "h18": "M6"}
 
 # Fitted per generation, in this order (the fit works on their logarithms).
-FITTED = ("dispatch_us", "conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs", "spill_factor",
-          "cliff_factor")
+FITTED = ("dispatch_us", "conv_tflops", "matmul_tflops", "weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs",
+          "spill_factor", "cliff_factor")
 # Shared across generations.
 SHARED = ("host_copy_gbs",)
 
@@ -66,6 +66,13 @@ class Prior:
         return math.log(self.spread)
 
 
+# Where the output-channel-group pass step is not measured, no pass penalty is charged (0):
+# chained 512-channel 1x1 convs run at 11.14 TFLOP/s on the M4 Max (seed 001), which leaves
+# no room for re-streaming their input two more times at the I/O rate.
+_NO_OCG = ("not measured on this generation: no pass penalty charged (seed 001: 128 chained 512-channel "
+           "1x1 convs at 11.14 TFLOP/s on the M4 Max show none)")
+
+
 def _p(value, source, spread=1.5):
     return Prior(float(value), source, spread)
 
@@ -78,6 +85,8 @@ PRIORS: dict[str, dict[str, Prior]] = {
         "conv_tflops": _p(7.0, f"{G} ch. 20: large 1x1 conv with all cores saturated, ~7 fp16 TFLOP/s"),
         "matmul_tflops": _p(12.0, f"{G} ch. 9: overhead-isolated matmul slope ~12 fp16 TFLOP/s"),
         "weight_gbs": _p(51.0, f"{G} ch. 9: single-row matmul weight stream saturates at ~51 GB/s"),
+        "gemv_gbs": _p(51.0, f"{G} ch. 9: a direct wall-clock measurement of one large single-row matmul "
+                             "saturates at ~51 GB/s (below the 68 GB/s DRAM)"),
         "conv_load_gbs": _p(9.0, f"{G} ch. 18: fitted bandwidth 9.0 GB/s of the analytic model, fitted to "
                                  "single-convolution calls (exposed kernel load)"),
         "io_gbs": _p(24.0, f"{G} ch. 9: standalone activation-stream rate 24 GB/s"),
@@ -85,17 +94,22 @@ PRIORS: dict[str, dict[str, Prior]] = {
         "cliff_factor": _p(0.7, "maderix, 'Inside the M4 ANE, part 2': ~30% slower once weights pass the "
                                 "on-chip SRAM (measured on M4; assumed for this generation)", 2.0),
         "working_set_bytes": _p(2.31e6, f"{G} ch. 21: measured working-set threshold 2.28-2.34 MB"),
+        "ocg_channels": _p(224, f"{G} ch. 20: a 1x1 fp16 conv's per-layer slope doubles (second output-channel-"
+                                "group pass) between 192 and 256 output channels; the midpoint"),
         "weight_sram_bytes": _p(16e6, f"{SEED1}: SRAM budget ~16 MB on A14/M1"),
     },
     "h14": {
         "dispatch_us": _p(117.0, f"{G} ch. 7: two-point fit of the fp16 4096 and 8192 weight streams"),
         "weight_gbs": _p(53.8, f"{G} ch. 7: the same two points, 53.8 GB/s"),
+        "gemv_gbs": _p(53.8, f"{G} ch. 7: the fp16 weight-stream table's two-point fit, 53.8 GB/s"),
         "weight_sram_bytes": _p(24e6, f"{SEED1}: SRAM budget ~24 MB on A15/M2"),
     },
     "h15": {
+        "ocg_channels": _p(0, _NO_OCG),
         "weight_sram_bytes": _p(24e6, f"{ASSUMED}: as the M2 (no M3 measurement)", 2.0),
     },
     "h16": {
+        "ocg_channels": _p(0, _NO_OCG),
         "dispatch_us": _p(175.0, f"{SEED1}: 64x32 kernel on the standard evaluate path, 0.175 ms"),
         "conv_tflops": _p(19.0, f"{SEED1}: 38 int8 TOPS is ~19 fp16 TFLOP/s"),
         "matmul_tflops": _p(19.0, f"{SEED1}: 38 int8 TOPS is ~19 fp16 TFLOP/s"),
@@ -105,6 +119,7 @@ PRIORS: dict[str, dict[str, Prior]] = {
                                       "~32 MB; seed 001: ~24-32 MB on M4 Max"),
     },
     "h17": {
+        "ocg_channels": _p(0, _NO_OCG),
         "dispatch_us": _p(110.0, f"{G} ch. 18: M5 dispatch floor 0.11 ms"),
         "conv_tflops": _p(18.8, f"{G} ch. 9: M5 convolution roof 18771 GFLOP/s"),
         "matmul_tflops": _p(19.6, f"{G} ch. 12: M5 matmul-slope peak ~19.6 fp16 TFLOP/s"),
@@ -135,7 +150,13 @@ RESIDENT = {
     "h17": _p(32e6, f"{ASSUMED}: as the M4 generation"),
     "h18": _p(32e6, f"{ASSUMED}: as the M4 generation"),
 }
+# Scaled by a chip's compute units. Not gemv_gbs: the single-row stream is one DMA stream that
+# the guide measures alike on M1 and M2 parts (51 and 53.8 GB/s, ch. 7, 9); it is capped by
+# the chip's DRAM like the other streams.
 _RATES = ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs")
+_CAPPED = ("weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs")
+# Published constants, not fitted (they decide which ops cross a threshold).
+CONSTANTS = ("working_set_bytes", "weight_sram_bytes", "ocg_channels")
 
 
 @dataclass(frozen=True)
@@ -151,10 +172,12 @@ class CostParams:
     cliff_factor: float         # MAC rate multiplier once an op's weights pass the weight SRAM
     io_gbs: float               # program inputs/outputs and spilled intermediates
     weight_gbs: float           # DRAM weight stream (every compression format at its stored size)
+    gemv_gbs: float             # weight stream of a single-row (decode) MAC op: no tile reuse (ch. 9)
     conv_load_gbs: float        # exposed kernel load of a program's first convolution
     vector_gbs: float           # on-chip elementwise/reduction stream (assumption, see docs)
     working_set_bytes: float    # largest activation that stays on chip
     weight_sram_bytes: float    # weights that stay on chip while the op's activations stream
+    ocg_channels: float = 224.0     # 1x1 output channels one output-channel-group pass holds (ch. 20)
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     streams: tuple[str, ...] = ()
@@ -215,7 +238,7 @@ def generation_values(gen: str, table: Mapping | None = None) -> dict[str, float
     tab = fitted() if table is None else table
     gvals = tab.get("generations", {}).get(gen, {})
     out = {}
-    for f in FITTED + ("working_set_bytes", "weight_sram_bytes"):
+    for f in FITTED + CONSTANTS:
         out[f] = float(gvals.get(f, prior(gen, f).value))
     for f in SHARED:
         out[f] = float(tab.get("shared", {}).get(f, SHARED_PRIORS[f].value))
@@ -284,13 +307,13 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
     scale, how = chip_scale(chip, gen)
     srcs = {}
     tag = "fitted (anekit.cost.fit) from prior: " if is_fitted else "prior: "
-    for f in FITTED + ("working_set_bytes", "weight_sram_bytes"):
+    for f in FITTED + CONSTANTS:
         srcs[f] = (tag if f in FITTED else "") + prior(gen, f).source
     for f in _RATES:
         vals[f] *= scale
         if scale != 1.0:
             srcs[f] = f"{anchor} x {scale:.3g} ({how}); {srcs[f]}"
-    for f in ("weight_gbs", "conv_load_gbs", "io_gbs"):
+    for f in _CAPPED:
         if chip.dram_gbs and vals[f] > DRAM_SHARE * chip.dram_gbs:
             vals[f] = DRAM_SHARE * chip.dram_gbs
             srcs[f] = f"capped at {DRAM_SHARE} x the chip's {chip.dram_gbs} GB/s DRAM"
@@ -307,6 +330,7 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       dispatch_us=vals["dispatch_us"], conv_tflops=vals["conv_tflops"],
                       matmul_tflops=vals["matmul_tflops"], spill_factor=vals["spill_factor"],
                       cliff_factor=vals["cliff_factor"], io_gbs=vals["io_gbs"], weight_gbs=vals["weight_gbs"],
+                      gemv_gbs=vals["gemv_gbs"], ocg_channels=vals["ocg_channels"],
                       conv_load_gbs=vals["conv_load_gbs"],
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
