@@ -145,7 +145,7 @@ SHARED_PRIORS = {
 RESIDENT = {
     "h13": _p(0.0, f"{G} ch. 18: single convolutions re-load 0.5-8 MB kernels every call"),
     "h14": _p(0.0, f"{G} ch. 7: an 8 MB fp16 weight streams at the full-stream rate every call"),
-    "h15": _p(0.0, f"{ASSUMED}: as the M2 generation (no M3 measurement)"),
+    "h15": _p(32e6, f"{ASSUMED}: as the M4 generation (no M3 measurement)"),
     "h16": _p(32e6, f"{SEED1}: SRAM probe, efficiency falls past ~32 MB of weights (M4 Max)"),
     "h17": _p(32e6, f"{ASSUMED}: as the M4 generation"),
     "h18": _p(32e6, f"{ASSUMED}: as the M4 generation"),
