@@ -8,6 +8,7 @@
     anekit.cost.estimate_decode(token_prog, "m4 pro").tokens_per_s
     anekit.cost.estimate_step({"fwd": f, "bwd": b}, "m1").ms
     anekit.cost.plot_roofline(est, "roofline.png")
+    anekit.cost.host_ms(flops, bytes, "m4"), anekit.cost.compile_ms(kernels)   # off-engine parts
 
 The model, its parameters and their fit: anekit.cost.model, .params, .fit; its validation
 against published measurements (leave one source out): benchmarks/cost_validation.py and
@@ -15,6 +16,7 @@ docs/targets.md.
 """
 from __future__ import annotations
 
+from .host import compile_ms, host_ms
 from .params import CostParams, params_for
 from .program import Estimate, OpRow, estimate
 from .roofline import plot_roofline
@@ -30,4 +32,4 @@ def compare(prog, chips, function: str | None = None, route: str = "standard") -
 
 
 __all__ = ["estimate", "compare", "Estimate", "OpRow", "params_for", "CostParams", "plot_roofline",
-           "estimate_decode", "estimate_step", "DecodeEstimate", "StepEstimate"]
+           "estimate_decode", "estimate_step", "DecodeEstimate", "StepEstimate", "host_ms", "compile_ms"]
