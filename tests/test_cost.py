@@ -192,13 +192,39 @@ def test_weights_resident_between_calls_on_the_m4_generation_only():
 
 
 def test_compute_bound_conv_follows_the_compute_roof():
-    # a big 3x3 conv: compute time = flops / Winograd gain / (roof x lane fill)
+    # a big 3x3 conv: compute time = flops / Winograd gain / (roof x lane fill), plus, where the
+    # output-channel-group step is measured (M1, guide ch. 20), one input re-read per extra pass
     p = conv_prog(512, 512, 3, 32, 32)
     for chip in ("m1", "m4 max", "m5 pro"):
+        pp = params_for(chip)
         r = estimate(p, chip).ops[0]
-        assert r.compute_us == pytest.approx(r.flops / 2.25 / (params_for(chip).conv_tflops * 1e6))
+        passes = math.ceil(512 / (pp.ocg_channels / (9 / 2.25))) if pp.ocg_channels else 1
+        restream = (passes - 1) * 512 * 32 * 32 * 2 / (pp.io_gbs * 1e3)
+        assert r.compute_us == pytest.approx(r.flops / 2.25 / (pp.conv_tflops * 1e6) + restream)
         assert r.utilization == 1.0
+    assert params_for("m1").ocg_channels == 224 and params_for("m4 max").ocg_channels == 0
     assert estimate(p, "m5 pro").ops[0].bound == "compute"
+
+
+def test_output_channel_group_pass_step_on_m1():
+    # guide ch. 20: a 1x1 conv at 32x32 re-reads its input once it passes ~224 output channels
+    one, two = chain(192, 32 * 32, 1), chain(256, 32 * 32, 1)
+    p = params_for("m1")
+    r1, r2 = estimate(one, "m1").ops[0], estimate(two, "m1").ops[0]
+    base2 = r2.flops / (p.conv_tflops * 1e6)
+    assert r1.compute_us == pytest.approx(r1.flops / (p.conv_tflops * 1e6 * r1.utilization))
+    assert r2.compute_us == pytest.approx(base2 + 256 * 32 * 32 * 2 / (p.io_gbs * 1e3))
+
+
+def test_single_row_weights_stream_at_the_gemv_rate():
+    # a decode-shaped matmul (one row) streams its weights at gemv_gbs, a 64-row one at weight_gbs
+    for chip in ("m4", "m5"):
+        p = params_for(chip)
+        for rows, gbs in ((1, p.gemv_gbs), (64, p.weight_gbs)):
+            x = ak.input("x", (rows, 4096))
+            r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4096, 4096), np.float16))}), chip).ops[0]
+            assert r.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
+                                                 / (gbs * 1e3), rel=1e-6)
 
 
 def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():
@@ -207,7 +233,7 @@ def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():
     m2_16, m2_8 = estimate(fp16, "m2 pro"), estimate(int8, "m2 pro")
     assert m2_16.ops[0].bound == "bandwidth" and m2_16.ops[0].stream == "weights"
     pr = params_for("m2 pro")
-    assert m2_16.ops[0].weights_us == pytest.approx(4096 * 4096 * 2 / (pr.weight_gbs * 1e3))
+    assert m2_16.ops[0].weights_us == pytest.approx(4096 * 4096 * 2 / (pr.gemv_gbs * 1e3))   # one row
     # int8 halves the streamed bytes from A14 on (guide ch. 7), and buys nothing on the M1
     assert m2_8.ops[0].weights_us == pytest.approx(m2_16.ops[0].weights_us / 2, rel=0.01)
     m1_16, m1_8 = estimate(fp16, "m1"), estimate(int8, "m1")
@@ -221,7 +247,9 @@ def test_working_set_spill_slows_the_matmul_not_the_conv():
     # 1024^2 fp16 (2.1 MB) stays under the 2.31 MB threshold, 2048^2 (8.4 MB) does not (ch. 9, 21)
     assert rate(2048) == pytest.approx(rate(1024) * params_for("m1").spill_factor)
     big = estimate(conv_prog(64, 64, 3, 256, 256), "m1").ops[0]      # 8 MB activation, tiled spatially
-    assert big.compute_us == pytest.approx(big.flops / 2.25 / (params_for("m1").conv_tflops * 1e6 * big.utilization))
+    m1 = params_for("m1")     # 64 outputs of a 3x3 Winograd kernel: two output-channel-group passes (ch. 20)
+    assert big.compute_us == pytest.approx(big.flops / 2.25 / (m1.conv_tflops * 1e6 * big.utilization)
+                                           + 64 * 256 * 256 * 2 / (m1.io_gbs * 1e3))
 
 
 def test_weights_past_the_weight_sram_hit_the_cliff():

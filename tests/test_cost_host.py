@@ -1,0 +1,45 @@
+"""anekit.cost.host: the CPU roofline for a step's host part and the per-compile cost, against
+hand formulas from the constants' sources (guide ch. 9 CPU roof; maderix/ANE training README)."""
+from __future__ import annotations
+
+import pytest
+
+from anekit import targets
+from anekit.cost import compile_ms, host_ms
+from anekit.cost import host as H
+from anekit.errors import AnekitError
+from anekit.models import llama2c
+from anekit.train.estimate import llama_host_work, stories_step_ms
+
+
+def test_host_ms_is_a_cpu_roofline():
+    # M5: one P-cluster; 1898 GFLOP/s and 130.4 GB/s measured on it (guide ch. 9)
+    assert host_ms(1.898e9, 0, "m5") == pytest.approx(1.0)
+    assert host_ms(0, 130.4e6, "m5") == pytest.approx(1.0)
+    # a two-cluster part runs twice the matmul; its stream is capped by its DRAM share
+    assert host_ms(1.898e9, 0, "m4 max") == pytest.approx(0.5)
+    m1 = targets.get("m1")
+    assert host_ms(0, 1e9, "m1") == pytest.approx(1e9 / (min(130.4, H.CPU_DRAM_SHARE * m1.dram_gbs) * 1e6))
+
+
+def test_p_clusters_follow_the_core_layouts():
+    assert [H.p_clusters(c) for c in ("m4", "m4 pro", "m4 max", "m3 pro", "m2 ultra")] == [1, 2, 2, 1, 4]
+
+
+def test_compile_cost_and_bad_input():
+    assert compile_ms(72) == pytest.approx(7600.0)
+    with pytest.raises(AnekitError):
+        compile_ms(-1)
+    with pytest.raises(AnekitError):
+        host_ms(-1.0, 0.0, "m4")
+
+
+def test_stories_step_adds_host_work_and_keeps_compiles_apart():
+    c = llama2c.STORIES110M
+    work = llama_host_work(c)
+    assert work["classifier fwd+bwd"][0] == 6 * c.vocab_size * c.dim * c.seq_len
+    r = stories_step_ms(c, "static", "m4", engine_ms=30.0, compiles_per_step=60)
+    host = sum(host_ms(f, b, "m4") for f, b in work.values())
+    assert r["step"] == pytest.approx(30.0 + host)
+    assert r["compile"] == pytest.approx(60 * 7600.0 / 72)
+    assert "host classifier fwd+bwd" not in stories_step_ms(c, "dynamic", "m4", 30.0, head_on_host=False)
