@@ -6,7 +6,9 @@ compressed, printed beside the published measurements they can be checked agains
 Method. Each model's decode program (anekit.models.decoder.build_decode: one token, KV cache of
 `context` positions as iOS 18 state where the chip's dialect has it, else as I/O buffers) is built
 with shape-only weights (anekit.quantization.placeholder_weight: zero-stride views, so a 7B model
-costs no memory) and priced whole by ak.estimate; tokens/s = 1e6 / total_us. The estimator reads
+costs no memory) and priced whole by ak.cost.estimate_decode (ak.estimate of the program, plus
+ops the engine cannot take, e.g. a classifier over 151936 words, on the CPU roofline of
+anekit.cost.host); tokens/s = 1e3 / ms_per_token. The estimator reads
 shapes, dtypes and weight formats only (tests/test_quantize.py checks placeholders price exactly
 like real weights). One program per token: the published setups split the model into several
 programs (or run parts on the CPU), which this does not model. The cost model was NOT tuned to
@@ -18,9 +20,11 @@ Published figures (the sources, conditions as stated there):
   baked-weight 1x1 conv kernels on the ANE (169 kernels); RMSNorm, RoPE, attention, SiLU on the
   CPU. Weights from BF16 safetensors; the ANE kernels are fp16. An earlier README revision of the
   same project says ~60 tok/s on an M4 Max.
-- Qwen3-0.6B, ~75 tok/s "with the best Python toolkit" (issue 14): the chip and source were not
-  found with the search tool; ANEMLL (Core ML, ctx 512 Qwen3-0.6B model) is the likely toolkit.
-  Shown against the M4 and the M4 Max as assumptions, not citations.
+- Qwen3-0.6B, ~75 tok/s decode: sbryngelson/ANEForge docs/llm.md (Python, private aned route, no
+  Core ML): fp16 weights, the 28 layers as one ANE program with the KV cache resident on the
+  engine (share_buffer), the lm_head on the host (the vocabulary passes the engine's axis limit).
+  The page does not name the chip; the project states its measurements are "on an M5 Pro" and
+  that it is verified on the M5 Pro and M1 Max, so the M5 Pro is assumed.
 - Llama-2-7B, smpanaro/coreml-llm-cli README (Core ML on the ANE, model smpanaro/Llama-2-7b-coreml,
   ~4 GB, i.e. 4-bit palettized; 512-token cache, 64-token input chunks, the model split in chunks):
   7.02 +- 0.11 tok/s on an M1 Max, 13.92 +- 0.5 tok/s on an M3 Max (macOS Sequoia model).
@@ -55,8 +59,7 @@ PUBLISHED = [
     ("Stories15M", "M4", None, "fp16", "no published ANE figure"),
     ("Qwen2.5-0.5B", "M4 Pro", 82.0, "fp16", "maderix/ANE inference README (private route)"),
     ("Qwen2.5-0.5B", "M4 Max", 60.0, "fp16", "maderix/ANE inference README, earlier revision"),
-    ("Qwen3-0.6B", "M4", 75.0, "?", "issue 14; chip not found in sources (assumed M4)"),
-    ("Qwen3-0.6B", "M4 Max", 75.0, "?", "issue 14; chip not found in sources (assumed M4 Max)"),
+    ("Qwen3-0.6B", "M5 Pro", 75.0, "fp16", "ANEForge docs/llm.md (private route; chip: the project's M5 Pro)"),
     ("Llama-2-7B", "M1 Max", 7.02, "lut4", "smpanaro/coreml-llm-cli README (Core ML)"),
     ("Llama-2-7B", "M3 Max", 13.92, "lut4", "smpanaro/coreml-llm-cli README (Core ML, Sequoia model)"),
 ]
@@ -89,10 +92,11 @@ def estimate_tok_s(model: str, chip: str, fmt: str) -> dict:
     c = ak.targets.get(chip)
     state = c.dialect == "ios18"                       # as Decoder.generate picks the cache
     prog = build_decode(arch, shape_only_weights(arch, fmt, bias), state=state)
-    est = ak.estimate(prog, chip)
+    dec = ak.cost.estimate_decode(prog, chip)
+    est = dec.program
     wbytes = sum(r.weight_bytes for r in est.ops)
-    return {"tok_s": 1e6 / est.total_us, "us": est.total_us, "bound": est.bound, "weight_mb": wbytes / 1e6,
-            "cache": "state" if state else "io"}
+    return {"tok_s": dec.tokens_per_s, "us": dec.ms_per_token * 1e3, "bound": est.bound, "weight_mb": wbytes / 1e6,
+            "off_engine_ms": dec.off_engine_ms, "cache": "state" if state else "io"}
 
 
 def main() -> None:

@@ -121,7 +121,7 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     per_chip = {f: g[ds.chip_gen, j] for j, f in enumerate(_FIELDS)}
     for f in ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs"):
         per_chip[f] = per_chip[f] * scale
-    for f in P._CAPPED:
+    for f in P.CAPPED_STREAMS:
         per_chip[f] = np.minimum(per_chip[f], ds.chip_cap)
     per_chip["vector_gbs"] = P.VECTOR_RATIO * per_chip["io_gbs"]
     op_chip = ds.prog_chip[ds.op_prog]

@@ -154,7 +154,7 @@ RESIDENT = {
 # the guide measures alike on M1 and M2 parts (51 and 53.8 GB/s, ch. 7, 9); it is capped by
 # the chip's DRAM like the other streams.
 _RATES = ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs")
-_CAPPED = ("weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs")
+CAPPED_STREAMS = ("weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs")
 # Published constants, not fitted (they decide which ops cross a threshold).
 CONSTANTS = ("working_set_bytes", "weight_sram_bytes", "ocg_channels")
 
@@ -313,7 +313,7 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
         vals[f] *= scale
         if scale != 1.0:
             srcs[f] = f"{anchor} x {scale:.3g} ({how}); {srcs[f]}"
-    for f in _CAPPED:
+    for f in CAPPED_STREAMS:
         if chip.dram_gbs and vals[f] > DRAM_SHARE * chip.dram_gbs:
             vals[f] = DRAM_SHARE * chip.dram_gbs
             srcs[f] = f"capped at {DRAM_SHARE} x the chip's {chip.dram_gbs} GB/s DRAM"

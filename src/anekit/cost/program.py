@@ -163,8 +163,8 @@ def _split(fn, off: dict) -> tuple[int, int]:
     side = {}                                   # id(tensor) -> True when made on the engine
     crossed = set()
     for op in fn.ops:
-        if op.type == "const":
-            continue
+        if op.type == "const" or op.spec.kind == "constexpr":
+            continue            # weights: each side reads its own copy, nothing crosses
         here = op.name not in off
         if here and not in_run:
             segments += 1

@@ -8,13 +8,16 @@
 Each program is estimated as one dispatch (its floor paid once per call, guide ch. 9, 18);
 a token or a step that runs a program several times pays its floor each time. `host_ms`
 is time spent off the engine (optimizer, sampling, host elementwise work) that the caller
-knows and the model does not.
+knows and the model does not. Ops `ak.check` puts off the engine (a classifier wider than the
+engine's axis limit, say) are priced on the CPU roofline (anekit.cost.host) and added to a
+decode token (`off_engine_ms`); the program estimate itself leaves them out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..errors import AnekitError
+from .host import host_ms as _host_ms
 from .program import Estimate, estimate
 
 
@@ -26,6 +29,7 @@ class DecodeEstimate:
     high_ms: float
     calls_per_token: int
     program: Estimate = field(repr=False)
+    off_engine_ms: float = 0.0     # ops off the engine, on the CPU roofline (in ms_per_token)
 
     @property
     def tokens_per_s(self) -> float:
@@ -42,7 +46,7 @@ class DecodeEstimate:
     def to_dict(self) -> dict:
         return {"target": self.target, "ms_per_token": self.ms_per_token, "tokens_per_s": self.tokens_per_s,
                 "low_tokens_per_s": self.low_tokens_per_s, "high_tokens_per_s": self.high_tokens_per_s,
-                "calls_per_token": self.calls_per_token}
+                "calls_per_token": self.calls_per_token, "off_engine_ms": self.off_engine_ms}
 
 
 def estimate_decode(token_program, target, calls_per_token: int = 1, host_ms: float = 0.0,
@@ -55,8 +59,16 @@ def estimate_decode(token_program, target, calls_per_token: int = 1, host_ms: fl
         raise AnekitError(f"host_ms must not be negative, got {host_ms}")
     est = estimate(token_program, target, route=route)
     n = calls_per_token
-    return DecodeEstimate(est.target, n * est.total_ms + host_ms, n * est.low_us / 1e3 + host_ms,
-                          n * est.high_us / 1e3 + host_ms, n, est)
+    off = n * off_engine_ms(est)
+    extra = host_ms + off
+    return DecodeEstimate(est.target, n * est.total_ms + extra, n * est.low_us / 1e3 + extra,
+                          n * est.high_us / 1e3 + extra, n, est, off)
+
+
+def off_engine_ms(est: Estimate) -> float:
+    """CPU time of the ops an estimate leaves off the engine: their flops and bytes (weights at
+    their stored size, and activations) on the chip's CPU roofline."""
+    return sum(_host_ms(r.flops, r.bytes, est.target) for r in est.off_engine)
 
 
 @dataclass
