@@ -43,3 +43,30 @@ def test_stories_step_adds_host_work_and_keeps_compiles_apart():
     assert r["step"] == pytest.approx(30.0 + host)
     assert r["compile"] == pytest.approx(60 * 7600.0 / 72)
     assert "host classifier fwd+bwd" not in stories_step_ms(c, "dynamic", "m4", 30.0, head_on_host=False)
+
+
+def _wide_head(compressed: bool):
+    import numpy as np
+    import anekit as ak
+    from anekit.ir import make_const
+    x = ak.input("x", (1, 64, 1, 1))
+    if compressed:    # a 4-bit palettized weight: its dense form is never a tensor that crosses
+        w = ak.constexpr_lut_to_dense(indices=make_const(np.zeros((151936, 64, 1, 1), np.uint8), "uint4"),
+                                      lut=np.zeros((1, 1, 1, 1, 16, 1), np.float16))
+    else:
+        w = np.zeros((151936, 64, 1, 1), np.float16)
+    return ak.program({"logits": ak.conv(ak.relu(x), w)})     # relu on the engine, the conv off it
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_off_engine_ops_priced_on_the_cpu_in_a_decode_token(compressed):
+    import anekit as ak
+    prog = _wide_head(compressed)      # 151936 output channels: over the engine's axis limit
+    d = ak.cost.estimate_decode(prog, "m4 pro")
+    est = d.program
+    off = est.off_engine
+    assert [r.name for r in off] and off[0].type == "conv"
+    # only the activations cross (the input row), never the weight, compressed or not
+    assert est.split_us == pytest.approx(64 * 2 / (est.params.host_copy_gbs * 1e3))
+    assert d.off_engine_ms == pytest.approx(host_ms(off[0].flops, off[0].bytes, "m4 pro"))
+    assert d.ms_per_token == pytest.approx(est.total_ms + d.off_engine_ms)
