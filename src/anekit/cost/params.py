@@ -125,6 +125,10 @@ PRIORS: dict[str, dict[str, Prior]] = {
         "matmul_tflops": _p(19.6, f"{G} ch. 12: M5 matmul-slope peak ~19.6 fp16 TFLOP/s"),
         "spill_factor": _p(0.485, f"{G} ch. 12: single large matmul 9.5 vs slope 19.6 TFLOP/s"),
         "weight_gbs": _p(145.0, f"{G} ch. 12: M5 weight stream ~145 GB/s over two read channels"),
+        "gemv_gbs": _p(51.0, f"{ASSUMED}: the M1's single-row rate ({G} ch. 9, 51 GB/s): batch-1 decode of whole "
+                             "decoders barely speeds up past the M1 (issue 17's unseen M4 Pro and M5 points). "
+                             "Not ch. 9's isolated M5 decode GEMV (~112 GB/s), which a whole decoder does not reach",
+                       2.0),
         "io_gbs": _p(57.0, f"{G} ch. 10, 18: M5 effective stream ~57 GB/s"),
         "conv_load_gbs": _p(57.0, f"{G} ch. 18: M5 fitted bandwidth 57 GB/s of the analytic model (single convs)"),
         "working_set_bytes": _p(4.72e6, f"{G} ch. 12: M5 working-set threshold 4.72 MB"),
