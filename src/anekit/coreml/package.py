@@ -85,6 +85,8 @@ class Weights:
         return inside(self.model_dir, file_name[len(MODEL_PATH_PREFIX):], f"{where}: weight path", self.confine)
 
     def read(self, file_name: str, offset: int, dtype: str, shape, where: str):
+        """The blob as a read-only array: a view of the memory-mapped file where the stored
+        bytes are a numpy layout (the map stays open while a view lives), decoded otherwise."""
         path = self.resolve(file_name, where)
         blobs = self._files.get(path)
         if blobs is None:
@@ -93,7 +95,7 @@ class Weights:
                                       f"(looked for {os.path.relpath(path, self.model_dir)} in {self.model_dir})")
             blobs = self._files[path] = BlobFile(path)
         try:
-            return blobs.read(offset, dtype=dtype, shape=shape)
+            return blobs.view(offset, dtype=dtype, shape=shape)
         except (WeightFileError, DTypeError) as e:     # DTypeError: a dtype weight.bin cannot hold
             raise WeightFileError(f"{where}: {e}") from None
 
