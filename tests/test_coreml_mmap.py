@@ -147,3 +147,18 @@ def test_other_model_kinds_keep_their_names_and_bytes():
     mine.ParseFromString(data)
     assert mine.WhichOneof("Type") == "neuralNetwork"
     assert mine.SerializeToString() == data
+
+
+def test_saving_over_the_loaded_package_keeps_its_weights(package, tmp_path):
+    """ak.save writes a new package and replaces the folder, so the file the constants map is
+    never rewritten under them: saving a program over its own source round-trips."""
+    import shutil
+    copy = str(tmp_path / "own.mlpackage")
+    shutil.copytree(package, copy)
+    prog = ak.load(copy)
+    ak.save(prog, copy)
+    w = _weights()
+    for loaded in (prog, ak.load(copy)):
+        by_shape = {a.shape: a for a in _blob_consts(loaded)}
+        np.testing.assert_array_equal(by_shape[(96, 64)], w["w16"])
+        np.testing.assert_array_equal(by_shape[(64, 48)], w["w32"])
