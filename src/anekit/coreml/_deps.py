@@ -31,10 +31,10 @@ def reader_protos():
     """(Model_pb2, MIL_pb2) generated for anekit (tools/gen_coreml_proto.py): loading a package
     imports neither coremltools nor torch, and the modules load in a few milliseconds."""
     try:
-        from .proto import MIL_pb2, Model_pb2
+        return (importlib.import_module("anekit.coreml.proto.Model_pb2"),
+                importlib.import_module("anekit.coreml.proto.MIL_pb2"))
     except ImportError as e:
         raise DependencyError(f"reading Core ML packages needs protobuf ({e}); {_READ_HINT}") from None
-    return Model_pb2, MIL_pb2
 
 
 def protos():
@@ -52,7 +52,6 @@ def coremltools():
 def decode_error():
     """The exception class protobuf raises for undecodable bytes."""
     try:
-        from google.protobuf.message import DecodeError
+        return importlib.import_module("google.protobuf.message").DecodeError
     except ImportError as e:
         raise DependencyError(f"reading Core ML packages needs protobuf ({e}); {_READ_HINT}") from None
-    return DecodeError
