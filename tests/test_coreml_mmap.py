@@ -162,3 +162,39 @@ def test_saving_over_the_loaded_package_keeps_its_weights(package, tmp_path):
         by_shape = {a.shape: a for a in _blob_consts(loaded)}
         np.testing.assert_array_equal(by_shape[(96, 64)], w["w16"])
         np.testing.assert_array_equal(by_shape[(64, 48)], w["w32"])
+
+
+def _fields(desc):
+    return sorted((f.name, f.number, f.type, f.message_type.name if f.message_type else None,
+                   f.enum_type.name if f.enum_type else None) for f in desc.fields)
+
+
+def _messages(desc, prefix=""):
+    for m in desc.message_types_by_name.values() if hasattr(desc, "message_types_by_name") else desc.nested_types:
+        yield prefix + m.name, m
+        yield from _messages(m, prefix + m.name + ".")
+
+
+def test_generated_schema_matches_coremltools():
+    """The committed modules are coremltools' schema (tools/gen_coreml_proto.py): every message,
+    field number, type and enum value of MIL and FeatureTypes, and of the kept Model messages."""
+    from coremltools.proto import FeatureTypes_pb2 as ct_ft
+    from coremltools.proto import MIL_pb2 as ct_mil
+    from coremltools.proto import Model_pb2 as ct_model
+
+    from anekit.coreml.proto import FeatureTypes_pb2, MIL_pb2, Model_pb2
+    for ours, theirs in ((MIL_pb2, ct_mil), (FeatureTypes_pb2, ct_ft)):
+        mine = dict(_messages(ours.DESCRIPTOR))
+        assert len(mine) > 5 and set(mine) == set(dict(_messages(theirs.DESCRIPTOR)))
+        for name, m in _messages(theirs.DESCRIPTOR):
+            assert _fields(mine[name]) == _fields(m), name
+        assert ({e.name: [(v.name, v.number) for v in e.values] for e in ours.DESCRIPTOR.enum_types_by_name.values()}
+                == {e.name: [(v.name, v.number) for v in e.values] for e in theirs.DESCRIPTOR.enum_types_by_name.values()})
+    mine = dict(_messages(Model_pb2.DESCRIPTOR))
+    for name, m in _messages(ct_model.DESCRIPTOR):
+        if name.split(".")[0] in ("FeatureDescription", "Metadata", "FunctionDescription", "ModelDescription"):
+            assert _fields(mine[name]) == _fields(m), name
+    kinds = {f.name: f.number for f in ct_model.Model.DESCRIPTOR.oneofs_by_name["Type"].fields}
+    assert {f.name: f.number for f in Model_pb2.Model.DESCRIPTOR.oneofs_by_name["Type"].fields} == kinds
+    assert ({f.name: f.number for f in Model_pb2.Model.DESCRIPTOR.fields if f.containing_oneof is None}
+            == {f.name: f.number for f in ct_model.Model.DESCRIPTOR.fields if f.containing_oneof is None})
