@@ -202,13 +202,24 @@ def test_bool_outputs_cannot_be_core_ml_features(tmp_path):
         ak.save(prog, str(tmp_path / "m.mlpackage"))
 
 
-def test_missing_coremltools_is_a_dependency_error(monkeypatch, tmp_path_factory):
+def test_loading_needs_no_coremltools_but_saving_does(monkeypatch, tmp_path_factory):
     path = zoo.package("rmsnorm", tmp_path_factory)
     for name in list(sys.modules):
-        if name == "coremltools.proto" or name.startswith("coremltools.proto."):
+        if name == "coremltools" or name.startswith("coremltools."):
             monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "coremltools.proto", None)     # import now fails
+    monkeypatch.setitem(sys.modules, "coremltools", None)     # import now fails
+    prog = ak.load(path)                                      # anekit's own protobuf modules
     with pytest.raises(DependencyError, match=r"pip install 'anekit\[coreml\]'"):
+        ak.save(prog, str(tmp_path_factory.mktemp("resave") / "m.mlpackage"))
+
+
+def test_missing_protobuf_is_a_dependency_error(monkeypatch, tmp_path_factory):
+    path = zoo.package("rmsnorm", tmp_path_factory)
+    for name in list(sys.modules):
+        if name.startswith(("anekit.coreml.proto", "google.protobuf")):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)
+    with pytest.raises(DependencyError, match=r"pip install 'anekit\[coreml-load\]'"):
         ak.load(path)
 
 

@@ -14,7 +14,7 @@ from .reader import choose_functions, read_program
 
 def parse_model(data: bytes, source: str = "model"):
     """Decode Model protobuf bytes; anything protobuf refuses is a ModelFormatError."""
-    model_pb2, _ = _deps.protos()
+    model_pb2, _ = _deps.reader_protos()
     model = model_pb2.Model()
     try:
         model.ParseFromString(data)
@@ -29,7 +29,7 @@ def program_from_model(model, weights_dir: str, function: str | None = None, sou
                        confine: str | None = None, shapes: dict | None = None) -> Program:
     """An anekit Program from a Model protobuf whose `@model_path/` is `weights_dir`; weight
     files must resolve inside `confine` (default `weights_dir`); `shapes` pins flexible inputs."""
-    _, mil_pb2 = _deps.protos()
+    _, mil_pb2 = _deps.reader_protos()
     with package.Weights(weights_dir, confine) as weights:
         try:
             return read_program(model, mil_pb2, weights, function, source, shapes)

@@ -76,15 +76,22 @@ class Weights:
     def __init__(self, model_dir: str, confine: str | None = None):
         self.model_dir, self.confine = model_dir, confine     # confine: the package folder
         self._files: dict[str, BlobFile] = {}
+        self._resolved: dict[str, str] = {}     # every const names the same file: resolve it once
 
     def resolve(self, file_name: str, where: str) -> str:
+        if isinstance(file_name, str) and file_name in self._resolved:
+            return self._resolved[file_name]
         if not isinstance(file_name, str) or not file_name.startswith(MODEL_PATH_PREFIX):
             if isinstance(file_name, str) and (os.path.isabs(file_name) or ".." in file_name.split("/")):
                 raise PathEscapeError(f"{where}: weight path {file_name!r} leaves the model")
             raise ModelFormatError(f"{where}: weight path {file_name!r} must start with '{MODEL_PATH_PREFIX}'")
-        return inside(self.model_dir, file_name[len(MODEL_PATH_PREFIX):], f"{where}: weight path", self.confine)
+        path = inside(self.model_dir, file_name[len(MODEL_PATH_PREFIX):], f"{where}: weight path", self.confine)
+        self._resolved[file_name] = path
+        return path
 
     def read(self, file_name: str, offset: int, dtype: str, shape, where: str):
+        """The blob as a read-only array: a view of the memory-mapped file where the stored
+        bytes are a numpy layout (the map stays open while a view lives), decoded otherwise."""
         path = self.resolve(file_name, where)
         blobs = self._files.get(path)
         if blobs is None:
@@ -93,7 +100,7 @@ class Weights:
                                       f"(looked for {os.path.relpath(path, self.model_dir)} in {self.model_dir})")
             blobs = self._files[path] = BlobFile(path)
         try:
-            return blobs.read(offset, dtype=dtype, shape=shape)
+            return blobs.view(offset, dtype=dtype, shape=shape)
         except (WeightFileError, DTypeError) as e:     # DTypeError: a dtype weight.bin cannot hold
             raise WeightFileError(f"{where}: {e}") from None
 

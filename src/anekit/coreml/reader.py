@@ -323,7 +323,7 @@ class FunctionReader:
     def _make_const(self, value, name: str, where: str) -> Tensor:
         arr, dtype = self._decode(value, where)
         try:
-            t = make_const(arr, dtype, name=name)
+            t = make_const(arr, dtype, name=name, copy=False)   # weight.bin views stay views
         except AnekitError as e:
             raise ModelFormatError(f"{where}: {e}") from None
         t.name = name

@@ -18,8 +18,10 @@ from .graph import Op, Tensor, python_value
 from .spec import REGISTRY, REQUIRED, Args, OpSpec, Param, lookup
 
 
-def make_const(value, dtype: str | None = None, name: str | None = None) -> Tensor:
-    """A const op holding `value` (cast to `dtype` when given) and its output tensor."""
+def make_const(value, dtype: str | None = None, name: str | None = None, copy: bool = True) -> Tensor:
+    """A const op holding `value` (cast to `dtype` when given) and its output tensor. With
+    `copy=False` a read-only C-contiguous array already of the right type is kept as it is (the
+    Core ML loader hands out views of the memory-mapped weight.bin); anything else is copied."""
     if isinstance(value, Tensor):
         raise ShapeError("const: value is already a graph tensor")
     if isinstance(value, str):
@@ -30,8 +32,12 @@ def make_const(value, dtype: str | None = None, name: str | None = None) -> Tens
         if src.dtype == object:
             raise DTypeError(f"const: cannot make a constant from {type(value).__name__}")
         dtype = _dt.canonical(dtype) if dtype is not None else _dt.from_numpy(src.dtype)
-        arr = np.array(src, dtype=_dt.to_numpy(dtype), order="C")
-        arr.flags.writeable = False
+        target = _dt.to_numpy(dtype)
+        if not copy and src.dtype == target and src.flags.c_contiguous and not src.flags.writeable:
+            arr = src
+        else:
+            arr = np.array(src, dtype=target, order="C")
+            arr.flags.writeable = False
         shape = arr.shape
     op = Op(REGISTRY["const"], {}, {"val": arr}, name)
     out = Tensor(dtype, shape, op, 0, None, arr)
