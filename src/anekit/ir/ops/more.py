@@ -1,0 +1,332 @@
+"""The rest of the Core ML op set the PyTorch converter emits (issue 15's audit,
+docs/coreml.md "Op coverage audit"): scatters (torch.Tensor.scatter_, index_put, the GRU
+loop's output writes), tensor construction (fill, shape, range_1d, one_hot, band_part for
+tril/triu), argsort, prelu, softplus_parametric, threshold, pixel_unshuffle, the hyperbolic
+and inverse trigonometric functions, and `rnn` (torch.nn.RNN). Semantics follow the MIL op
+set as coremltools 9 defines it (coremltools.converters.mil.mil.ops.defs).
+"""
+from __future__ import annotations
+
+import math
+
+from .. import intervals as iv
+from ..spec import Param, const, declare, op, tensor
+from ._rules import axis
+
+ANY = ("fp16", "fp32", "int32", "bool")
+NUMERIC = ("fp16", "fp32", "int32")
+SCATTER_MODES = ("update", "add", "sub", "mul", "div", "max", "min")
+_VALIDATE = {"validate_indices": (False, True)}   # iOS 17: a runtime bounds check (anekit always checks)
+
+
+def _scatter_range(op, res):
+    d, u = res.of(op.inputs["data"]), res.of(op.inputs["updates"])
+    mode = op.attr("mode")
+    if mode in ("update", "max", "min"):
+        return iv.union(d, u)
+    return None if mode in ("mul", "div") else iv.union(d, iv.fix(d[0] + u[0], d[1] + u[1]) if mode == "add"
+                                                          else iv.fix(d[0] - u[1], d[1] - u[0]))
+
+
+@op(kind="movement", T=NUMERIC, data=tensor(), indices=tensor("int32"), updates=tensor(),
+    axis=const("int32", 0, default=0), mode=const("string", 0, default="update", choices=SCATTER_MODES),
+    fp16_range=_scatter_range, coreml_ignored=_VALIDATE)
+def scatter(a):
+    """data with the slices at `indices` along `axis` combined with `updates` by `mode`
+    (update: replaced; add/sub/mul/div/max/min: combined, repeated indices accumulate)."""
+    ax = axis(a, "axis", a.axis, a.data.rank)
+    if a.indices.rank != 1:
+        raise a.fail("indices", f"must be 1-D, got shape {list(a.indices.shape)}")
+    want = a.data.shape[:ax] + a.indices.shape + a.data.shape[ax + 1:]
+    if a.updates.shape != want:
+        raise a.fail("updates", f"shape {list(a.updates.shape)}, expected {list(want)}")
+    return [(a.T, a.data.shape)]
+
+
+@op(kind="movement", T=NUMERIC, data=tensor(), indices=tensor("int32"), updates=tensor(),
+    axis=const("int32", 0, default=0), mode=const("string", 0, default="update", choices=SCATTER_MODES),
+    fp16_range=_scatter_range, coreml_ignored=_VALIDATE)
+def scatter_along_axis(a):
+    """The inverse of gather_along_axis: updates[..., i, ...] goes to data[..., indices[..., i, ...], ...]
+    (torch.Tensor.scatter_ / scatter_add_)."""
+    ax = axis(a, "axis", a.axis, a.data.rank)
+    if a.indices.shape != a.updates.shape or a.indices.rank != a.data.rank or any(
+            s != t for i, (s, t) in enumerate(zip(a.indices.shape, a.data.shape)) if i != ax):
+        raise a.fail("indices", f"shape {list(a.indices.shape)} must equal updates {list(a.updates.shape)} and "
+                                f"data {list(a.data.shape)} off axis {ax}")
+    return [(a.T, a.data.shape)]
+
+
+@op(kind="movement", T=NUMERIC, data=tensor(), indices=tensor("int32"), updates=tensor(),
+    mode=const("string", 0, default="add", choices=SCATTER_MODES), fp16_range=_scatter_range,
+    coreml_ignored=_VALIDATE)
+def scatter_nd(a):
+    """The inverse of gather_nd: updates[i...] goes to data[*indices[i..., :]] (index_put_)."""
+    k = a.indices.shape[-1] if a.indices.rank else 0
+    if a.indices.rank < 1 or not 1 <= k <= a.data.rank:
+        raise a.fail("indices", f"last axis {k} must address 1..{a.data.rank} axes of data {list(a.data.shape)}")
+    want = a.indices.shape[:-1] + a.data.shape[k:]
+    if a.updates.shape != want:
+        raise a.fail("updates", f"shape {list(a.updates.shape)}, expected {list(want)}")
+    return [(a.T, a.data.shape)]
+
+
+# --- tensor construction ---------------------------------------------------------------------
+
+@op(kind="movement", T=ANY, shape=const("int32", 1), value=const("T", 0),
+    fp16_range=lambda op, res: (float(op.attr("value")),) * 2)
+def fill(a):
+    """A tensor of `shape` holding `value`, in value's dtype."""
+    if not a.shape or any(s <= 0 for s in a.shape):
+        raise a.fail("shape", f"{list(a.shape)} must be non-empty and positive")
+    return [(a.T, tuple(a.shape))]
+
+
+@op(kind="movement", T=ANY, x=tensor(), fp16_range=lambda op, res: (0.0, float(max(op.inputs["x"].shape, default=0))))
+def shape(a):
+    """x's shape as an int32 vector (a constant here: anekit shapes are static)."""
+    return [("int32", (max(a.x.rank, 1),))]
+
+
+def _range_count(a) -> int:
+    if a.step == 0:
+        raise a.fail("step", "must not be 0")
+    n = math.ceil((a.end - a.start) / a.step)
+    if n <= 0:
+        raise a.fail("end", f"range({a.start}, {a.end}, {a.step}) is empty")
+    return n
+
+
+@op(kind="movement", T=NUMERIC, end=const("T", 0), start=const("T", 0), step=const("T", 0),
+    fp16_range=lambda op, res: iv.union((float(op.attr("start")),) * 2, (float(op.attr("end")),) * 2))
+def range_1d(a):
+    """start, start + step, ... up to but excluding end (torch.arange). Its length must be
+    known when the program is built, so start, end and step are constants here."""
+    return [(a.T, (_range_count(a),))]
+
+
+@op(kind="movement", T=NUMERIC, indices=tensor("int32"), one_hot_vector_size=const("int32", 0),
+    axis=const("int32", 0, default=-1), on_value=const("T", 0, default=1), off_value=const("T", 0, default=0),
+    fp16_range=lambda op, res: iv.union((float(op.attr("on_value")),) * 2, (float(op.attr("off_value")),) * 2))
+def one_hot(a):
+    """on_value where the new axis' position equals the index, else off_value (F.one_hot).
+    Without a tensor of the value type among its inputs the op computes in int32 unless a
+    float on/off value says otherwise."""
+    n = a.one_hot_vector_size
+    if n < 1:
+        raise a.fail("one_hot_vector_size", f"must be >= 1, got {n}")
+    ax = axis(a, "axis", a.axis, a.indices.rank, extra=1)
+    shape_ = a.indices.shape[:ax] + (n,) + a.indices.shape[ax:]
+    floats = any(isinstance(v, float) for v in (a.on_value, a.off_value))
+    return [(a.T or ("fp32" if floats else "int32"), shape_)]
+
+
+@op(kind="elementwise", T=ANY, x=tensor(), lower=const("int32", 0, default=-1), upper=const("int32", 0, default=-1),
+    fp16_range=lambda op, res: iv.union(res.of(op.inputs["x"]), (0.0, 0.0)))
+def band_part(a):
+    """x on the band lower <= i - j ... of its last two axes, zero elsewhere: keeps (i, j)
+    with j - i <= upper and i - j <= lower, a negative bound keeping that whole side
+    (torch.tril / torch.triu)."""
+    if a.x.rank < 2:
+        raise a.fail("x", f"needs rank >= 2, got shape {list(a.x.shape)}")
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="reduction", T=NUMERIC, x=tensor(), axis=const("int32", 0, default=-1),
+    ascending=const("bool", 0, default=False),
+    fp16_range=lambda op, res: (0.0, float(op.inputs["x"].shape[op.attr("axis") % op.inputs["x"].rank] - 1)))
+def argsort(a):
+    """The int32 indices that sort x along `axis` (descending unless ascending; stable)."""
+    axis(a, "axis", a.axis, a.x.rank)
+    return [("int32", a.x.shape)]
+
+
+# --- activations with per-channel parameters --------------------------------------------------
+
+def _per_channel(a, *names):
+    if a.x.rank < 3:
+        raise a.fail("x", f"needs rank >= 3 [B, C, ...], got shape {list(a.x.shape)}")
+    for name in names:
+        v = getattr(a, name)
+        if getattr(v, "ndim", 1) != 1 or len(v) not in (1, a.x.shape[1]):
+            raise a.fail(name, f"needs one value per channel ({a.x.shape[1]}), got shape {list(getattr(v, 'shape', ()))}")
+
+
+def _prelu_range(op, res):
+    x = iv.x_of(op, res)
+    alpha = [float(v) for v in op.attr("alpha").reshape(-1)]
+    lo = min(min(x[0], 0.0), min(v * x[0] for v in alpha) if x[0] < 0 else 0.0,
+             min(v * min(x[1], 0.0) for v in alpha))
+    hi = max(max(x[1], 0.0), max(v * x[0] for v in alpha) if x[0] < 0 else 0.0)
+    return iv.fix(lo, hi)
+
+
+@op(kind="activation", x=tensor(), alpha=const(("fp16", "fp32"), 1), fp16_range=_prelu_range)
+def prelu(a):
+    """x where x >= 0, else alpha[c] * x, alpha per channel (axis 1; nn.PReLU)."""
+    _per_channel(a, "alpha")
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="activation", x=tensor(), alpha=const(("fp16", "fp32"), 1), beta=const(("fp16", "fp32"), 1),
+    fp16_range=iv.unbounded)
+def softplus_parametric(a):
+    """alpha[c] * log(1 + exp(beta[c] * x)), per channel (axis 1)."""
+    _per_channel(a, "alpha", "beta")
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="activation", x=tensor(), alpha=const("T", 0),
+    fp16_range=lambda op, res: (max(iv.x_of(op, res)[0], float(op.attr("alpha"))),
+                                max(iv.x_of(op, res)[1], float(op.attr("alpha")))))
+def threshold(a):
+    """max(x, alpha)."""
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="movement", T=ANY, x=tensor(), downscale_factor=const("int32", 0), fp16_range=iv.same, since="ios16")
+def pixel_unshuffle(a):
+    """[N, C, H*f, W*f] -> [N, C*f*f, H, W] (space to depth, PyTorch's channel order)."""
+    f = a.downscale_factor
+    if a.x.rank != 4:
+        raise a.fail("x", f"needs rank 4 [N, C, H, W], got shape {list(a.x.shape)}")
+    n, c, h, w = a.x.shape
+    if f < 1 or h % f or w % f:
+        raise a.fail("downscale_factor", f"{f} must divide H {h} and W {w}")
+    return [(a.T, (n, c * f * f, h // f, w // f))]
+
+
+# --- unary math beyond the core set ------------------------------------------------------------
+
+def _same(a):
+    return [(a.T, a.x.shape)]
+
+
+# name: fp16 output interval given x's, or None when unbounded
+_UNARY_MORE = {
+    "sinh": lambda x: iv.monotone(math.sinh, (max(x[0], -12.0), min(x[1], 12.0))) if iv.bounded(x) else None,
+    "cosh": None,
+    "asin": lambda x: (-math.pi / 2, math.pi / 2),
+    "acos": lambda x: (0.0, math.pi),
+    "atanh": None,
+    "asinh": lambda x: iv.monotone(math.asinh, x) if iv.bounded(x) else None,
+    "acosh": None,
+}
+for _name, _rule in _UNARY_MORE.items():
+    declare(_name, kind="activation", infer=_same, x=tensor(), doc=f"Elementwise {_name}.",
+            fp16_range=iv.unbounded if _rule is None else (lambda r: lambda op, res: r(iv.x_of(op, res)))(_rule))
+
+
+# --- rnn (torch.nn.RNN) ------------------------------------------------------------------------
+
+def _rnn_range(op, res):
+    act = op.attr("activation")
+    h = (-1.0, 1.0) if act == "tanh" else (0.0, 1.0) if act == "sigmoid" else None
+    return None if h is None else [h, h]
+
+
+@op(kind="recurrent", x=tensor(), initial_h=tensor(), weight_ih=tensor(), weight_hh=tensor(),
+    bias=tensor(optional=True),
+    direction=const("string", 0, default="forward", choices=("forward", "reverse")),
+    output_sequence=const("bool", 0, default=False),
+    activation=const("string", 0, default="tanh", choices=("sigmoid", "tanh", "relu", "linear",
+                                                            "hard_sigmoid", "scaled_tanh")),
+    fp16_range=_rnn_range)
+def rnn(a):
+    """h_t = act(W_ih x_t + W_hh h_{t-1} + b) over x [S, B, I]; returns (every or the last h
+    [S | 1, B, H], last h [B, H]). Guide Appendix A: no engine path on any family."""
+    if a.x.rank != 3:
+        raise a.fail("x", f"shape {list(a.x.shape)}: rnn takes [sequence, batch, input]")
+    s, b, i = a.x.shape
+    if a.weight_hh.rank != 2 or a.weight_hh.shape[0] != a.weight_hh.shape[1] or \
+            a.weight_ih.shape != (a.weight_hh.shape[0], i):
+        raise a.fail("weight_ih", f"{list(a.weight_ih.shape)} and weight_hh {list(a.weight_hh.shape)} must be "
+                                  f"[H, {i}] and [H, H]")
+    hh = a.weight_hh.shape[0]
+    if a.bias is not None and a.bias.shape != (hh,):
+        raise a.fail("bias", f"shape {list(a.bias.shape)}, expected [{hh}]")
+    if a.initial_h.shape != (b, hh):
+        raise a.fail("initial_h", f"shape {list(a.initial_h.shape)}, expected [{b}, {hh}]")
+    return [(a.T, (s if a.output_sequence else 1, b, hh)), (a.T, (b, hh))]
+
+
+# --- gradient rules ------------------------------------------------------------------------------
+
+import numpy as _np  # noqa: E402
+
+from ...errors import GradientError  # noqa: E402
+from ..declared import F  # noqa: E402
+from ._gradlib import make_const as _make_const  # noqa: E402
+
+
+def _no_grad(name: str, why: str):
+    def rule(op, gs):
+        raise GradientError(f"{name}: no gradient rule ({why})")
+    return rule
+
+
+for _name, _why in (("scatter", "scatter modes other than a plain write are not differentiated here"),
+                    ("scatter_along_axis", "use gather_along_axis' adjoint"),
+                    ("scatter_nd", "use gather_nd's adjoint"),
+                    ("rnn", "recurrent cells run on the host; unroll the cell to train it"),
+                    ("softplus_parametric", "per-channel softplus is not trained here")):
+    globals()[_name].defgrad(_no_grad(_name, _why))
+
+
+@fill.defgrad
+def _fill_grad(op, gs):
+    return {}                       # no tensor inputs
+
+
+@shape.defgrad
+def _shape_grad(op, gs):
+    return {"x": None}              # only the shape is read
+
+
+@range_1d.defgrad
+def _range_grad(op, gs):
+    return {}
+
+
+@one_hot.defgrad
+def _one_hot_grad(op, gs):
+    return {"indices": None}
+
+
+@argsort.defgrad
+def _argsort_grad(op, gs):
+    return {"x": None}              # integer output: piecewise constant
+
+
+@band_part.defgrad
+def _band_part_grad(op, gs):
+    return {"x": F.band_part(gs[0], lower=op.attr("lower"), upper=op.attr("upper"))}
+
+
+@prelu.defgrad
+def _prelu_grad(op, gs):
+    x = op.inputs["x"]
+    alpha = _np.asarray(op.attr("alpha"), _np.float64).reshape([-1] + [1] * (x.rank - 2))
+    return {"x": F.select(x >= 0.0, gs[0], gs[0] * _make_const(alpha, gs[0].dtype))}
+
+
+@threshold.defgrad
+def _threshold_grad(op, gs):
+    x = op.inputs["x"]
+    return {"x": F.select(x >= op.attr("alpha"), gs[0], 0.0)}
+
+
+@pixel_unshuffle.defgrad
+def _pixel_unshuffle_grad(op, gs):
+    return {"x": F.pixel_shuffle(gs[0], upscale_factor=op.attr("downscale_factor"))}
+
+
+from ..spec import lookup as _lookup  # noqa: E402
+
+_lookup("sinh").defgrad(lambda op, gs: {"x": gs[0] * F.cosh(op.inputs["x"])})
+_lookup("cosh").defgrad(lambda op, gs: {"x": gs[0] * F.sinh(op.inputs["x"])})
+_lookup("asin").defgrad(lambda op, gs: {"x": gs[0] * F.rsqrt(1.0 - F.square(op.inputs["x"]))})
+_lookup("acos").defgrad(lambda op, gs: {"x": -(gs[0] * F.rsqrt(1.0 - F.square(op.inputs["x"])))})
+_lookup("atanh").defgrad(lambda op, gs: {"x": gs[0] * F.inverse(1.0 - F.square(op.inputs["x"]))})
+_lookup("asinh").defgrad(lambda op, gs: {"x": gs[0] * F.rsqrt(F.square(op.inputs["x"]) + 1.0)})
+_lookup("acosh").defgrad(lambda op, gs: {"x": gs[0] * F.rsqrt(F.square(op.inputs["x"]) - 1.0)})

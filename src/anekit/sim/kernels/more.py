@@ -1,0 +1,159 @@
+"""Kernels of ir/ops/more.py: scatters, tensor construction, argsort, per-channel
+activations, pixel_unshuffle, hyperbolic / inverse trigonometric math and rnn.
+
+Floats compute in float32 on storage values and the executor rounds (finish="round");
+data movement returns storage values unchanged (finish="keep")."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..fp16 import F32
+from ..registry import kernel
+from .shape import _rnn_activation
+
+_COMBINE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+            "max": np.maximum, "min": np.minimum}
+
+
+def _check_indices(c, indices, size, what):
+    bad = (indices < -size) | (indices >= size)
+    if bad.any():
+        raise c.fail(f"index {int(indices[bad].reshape(-1)[0])} is out of range for {what} of size {size}")
+    return np.where(indices < 0, indices + size, indices)
+
+
+def _scatter_into(c, out, where, updates, mode):
+    """out[where] (op)= updates, repeated positions applied in order (np.ufunc.at)."""
+    if mode == "update":
+        out[where] = updates
+    else:
+        fn = _COMBINE[mode]
+        if mode == "div" and out.dtype.kind in "iu":
+            fn = np.floor_divide
+        fn.at(out, where, updates)
+    return out
+
+
+def _as_type(data, updates):
+    dt = np.int32 if data.dtype.kind in "iu" else F32
+    return np.array(data, dt), np.asarray(updates, dt)
+
+
+@kernel("scatter")
+def scatter(c, data, indices, updates, axis, mode):
+    out, upd = _as_type(data, updates)
+    ax = axis % data.ndim
+    idx = _check_indices(c, indices, data.shape[ax], f"axis {ax}")
+    moved, upd_m = np.moveaxis(out, ax, 0), np.moveaxis(upd, ax, 0)      # views: writes land in out
+    _scatter_into(c, moved, (idx,), upd_m, mode)
+    return out
+
+
+@kernel("scatter_along_axis")
+def scatter_along_axis(c, data, indices, updates, axis, mode):
+    out, upd = _as_type(data, updates)
+    ax = axis % data.ndim
+    idx = _check_indices(c, indices, data.shape[ax], f"axis {ax}")
+    grid = list(np.indices(indices.shape, sparse=True))
+    grid[ax] = idx
+    return _scatter_into(c, out, tuple(grid), upd, mode)
+
+
+@kernel("scatter_nd")
+def scatter_nd(c, data, indices, updates, mode):
+    out, upd = _as_type(data, updates)
+    k = indices.shape[-1]
+    cols = tuple(_check_indices(c, indices[..., j], data.shape[j], f"axis {j}") for j in range(k))
+    return _scatter_into(c, out, cols, upd, mode)
+
+
+_NUMPY = {"fp16": F32, "fp32": F32, "int32": np.int32, "bool": np.bool_}
+
+
+@kernel("fill", finish="keep")
+def fill(c, shape, value):
+    return np.full(tuple(shape), value, _NUMPY[c.out_dtype()])
+
+
+@kernel("shape", finish="keep")
+def shape(c, x):
+    return np.array(x.shape or (1,), np.int32)
+
+
+@kernel("range_1d")
+def range_1d(c, end, start, step):
+    n = c.out_shape()[0]
+    return (start + step * np.arange(n, dtype=np.float64)).astype(_NUMPY[c.out_dtype()])
+
+
+@kernel("one_hot")
+def one_hot(c, indices, one_hot_vector_size, axis, on_value, off_value):
+    ax = axis % (indices.ndim + 1)
+    hit = np.expand_dims(indices, ax) == np.arange(one_hot_vector_size).reshape(
+        [-1 if i == ax else 1 for i in range(indices.ndim + 1)])
+    return np.where(hit, on_value, off_value).astype(_NUMPY[c.out_dtype()])
+
+
+@kernel("band_part", finish="keep")
+def band_part(c, x, lower, upper):
+    m, n = x.shape[-2:]
+    i, j = np.arange(m)[:, None], np.arange(n)[None, :]
+    keep = ((lower < 0) | (i - j <= lower)) & ((upper < 0) | (j - i <= upper))
+    return np.where(keep, x, np.zeros((), x.dtype))
+
+
+@kernel("argsort", finish="keep")
+def argsort(c, x, axis, ascending):
+    key = x if ascending else -x.astype(np.float64)       # stable both ways: ties keep their order
+    return np.argsort(key, axis=axis, kind="stable").astype(np.int32)
+
+
+def _channel(v, rank):
+    return np.asarray(v, F32).reshape([-1] + [1] * (rank - 2))
+
+
+@kernel("prelu")
+def prelu(c, x, alpha):
+    return np.where(x >= 0, x, x * _channel(alpha, x.ndim))
+
+
+@kernel("softplus_parametric")
+def softplus_parametric(c, x, alpha, beta):
+    return _channel(alpha, x.ndim) * np.logaddexp(F32(0), _channel(beta, x.ndim) * x)
+
+
+@kernel("threshold")
+def threshold(c, x, alpha):
+    return np.maximum(x, F32(alpha))
+
+
+@kernel("pixel_unshuffle", finish="keep")
+def pixel_unshuffle(c, x, downscale_factor):
+    f = downscale_factor
+    n, ch, h, w = x.shape
+    y = x.reshape(n, ch, h // f, f, w // f, f).transpose(0, 1, 3, 5, 2, 4)
+    return y.reshape(n, ch * f * f, h // f, w // f)
+
+
+_MATH = {"sinh": np.sinh, "cosh": np.cosh, "asin": np.arcsin, "acos": np.arccos, "atanh": np.arctanh,
+         "asinh": np.arcsinh, "acosh": np.arccosh}
+
+
+@kernel(*_MATH)
+def unary_math(c, x):
+    return _MATH[c.type](x.astype(F32, copy=False))
+
+
+@kernel("rnn")
+def rnn(c, x, initial_h, weight_ih, weight_hh, bias, direction, output_sequence, activation):
+    """float32 recurrence; the executor rounds the outputs to the I/O dtype (as lstm)."""
+    act = _rnn_activation(activation)
+    x, h = np.asarray(x, F32), np.asarray(initial_h, F32)
+    w_ih, w_hh = np.asarray(weight_ih, F32), np.asarray(weight_hh, F32)
+    pre = np.einsum("sbi,hi->sbh", x, w_ih) + (0 if bias is None else np.asarray(bias, F32))
+    steps = range(x.shape[0] - 1, -1, -1) if direction == "reverse" else range(x.shape[0])
+    seq = np.empty((x.shape[0],) + h.shape, F32)
+    for t in steps:
+        h = act(pre[t] + h @ w_hh.T)
+        seq[t] = h
+    return (seq if output_sequence else h[None]), h
