@@ -124,6 +124,28 @@ def _op_graphs() -> dict:
     g["topk"] = lambda: dict(zip(("values", "indices"), ak.topk(_x(), k=2, axis=-1)))
     g["slice_update"] = lambda: {"y": ak.slice_update(_x(), _f((1, 4, 3)).astype(np.float16), begin=[0, 0, 1, 2],
                                                       end=[1, 4, 2, 5], squeeze_mask=[False, False, True, False])}
+    # ir/ops/more.py (issue 15 audit)
+    g["scatter"] = lambda: {"y": ak.scatter(_x((3, 4)), np.array([2, 0], np.int32), _f((3, 2)).astype(np.float16),
+                                            axis=1, mode="add")}
+    g["scatter_along_axis"] = lambda: {"y": ak.scatter_along_axis(
+        _x((3, 4)), np.array([[0, 2, 1, 1]], np.int32), _f((1, 4)).astype(np.float16), axis=0, mode="max")}
+    g["scatter_nd"] = lambda: {"y": ak.scatter_nd(_x((3, 4)), np.array([[0, 1], [2, 3]], np.int32),
+                                                  _f((2,)).astype(np.float16), mode="update")}
+    g["fill"] = lambda: {"y": ak.fill(shape=[2, 3], value=np.float16(1.5)), "n": ak.fill(shape=[4], value=np.int32(7))}
+    g["shape"] = lambda: {"y": ak.shape(_x())}
+    g["range_1d"] = lambda: {"y": ak.range_1d(end=np.float16(2.0), start=np.float16(-1.0), step=np.float16(0.5))}
+    g["one_hot"] = lambda: {"y": ak.one_hot(_x((2, 3), "int32"), one_hot_vector_size=5, axis=1)}
+    g["band_part"] = lambda: {"y": ak.band_part(_x((3, 5)), lower=0, upper=2)}
+    g["argsort"] = lambda: {"y": ak.argsort(_x(), axis=1, ascending=True)}
+    g["prelu"] = lambda: {"y": ak.prelu(_x(), alpha=_f((4,)))}
+    g["softplus_parametric"] = lambda: {"y": ak.softplus_parametric(_x(), alpha=_f((4,)), beta=_f((4,), 1))}
+    g["threshold"] = lambda: {"y": ak.threshold(_x(), alpha=0.25)}
+    g["pixel_unshuffle"] = lambda: {"y": ak.pixel_unshuffle(_x((1, 2, 4, 6)), downscale_factor=2)}
+    for n in ("sinh", "cosh", "asin", "acos", "atanh", "asinh", "acosh"):
+        g[n] = lambda n=n: {"y": getattr(ak, n)(_x())}
+    g["rnn"] = lambda: dict(zip("yh", ak.rnn(_x((3, 1, 4)), np.zeros((1, 2), np.float32), np.ones((2, 4), np.float32),
+                                             np.ones((2, 2), np.float32) * 0.5, bias=np.ones(2, np.float32),
+                                             output_sequence=True, activation="relu")))
     return g
 
 
