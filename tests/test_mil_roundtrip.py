@@ -146,7 +146,34 @@ def _op_graphs() -> dict:
     g["rnn"] = lambda: dict(zip("yh", ak.rnn(_x((3, 1, 4)), np.zeros((1, 2), np.float32), np.ones((2, 4), np.float32),
                                              np.ones((2, 2), np.float32) * 0.5, bias=np.ones(2, np.float32),
                                              output_sequence=True, activation="relu")))
+    g["quantize"] = lambda: (lambda q: {"q": q, "d": ak.dequantize(
+        q, scale=np.array([0.5, 0.25, 0.125, 1.0], np.float16), zero_point=np.array([1, -2, 0, 3], np.int8), axis=1)})(
+        ak.quantize(_x(), scale=np.float16(0.05), zero_point=np.int8(-3), output_dtype="int8"))
+    g["while_loop"] = _while_loop_graph
+    g["cond"] = _cond_graph
     return g
+
+
+def _while_loop_graph():
+    """acc <- 2 acc + x while i < 4, x captured; the body holds a weight-sized constant."""
+    from anekit.ir.ops import control
+    i, acc, x = _x((1,), "int32", "i"), _x((2, 16), name="acc"), _x((2, 16), name="x")
+    cond = control.block("cond", [i, acc, x], [i < 4])
+    body = control.block("body", [i, acc, x], [i + 1, acc * _f((16,)) + x])
+    xo = _x((2, 16), name="xo")
+    n, y = control.build("while_loop", {"loop_vars": (ak.fill(shape=[1], value=np.int32(0)), xo * 0.5),
+                                        "captures": (xo,)}, {"cond": cond, "body": body})
+    return {"n": n, "y": y}
+
+
+def _cond_graph():
+    from anekit.ir.ops import control
+    a = _x((3,), name="a")
+    t = control.block("true_block", [a], [ak.relu(a)])
+    f = control.block("false_block", [a], [a * 2.0])
+    xo = _x((3,), name="xo")
+    return {"y": control.build("cond", {"pred": ak.reduce_sum(xo) > 0.0, "captures": (xo,)},
+                               {"true_block": t, "false_block": f})}
 
 
 def _gelu_graph():
@@ -253,7 +280,7 @@ def test_corpus_covers_every_const_dtype_and_multi_outputs():
 
 
 def _needs_ios18(prog) -> bool:
-    return any(fn.states or any(op.spec.since == "ios18" for op in fn.ops) for fn in prog.functions.values())
+    return any(fn.states or any(op.spec.since in ("ios17", "ios18") for op in fn.ops) for fn in prog.functions.values())
 
 
 CASES = [(name, d) for name in sorted(CORPUS) for d in DIALECTS if d == "ios18" or not _needs_ios18(CORPUS[name])]

@@ -89,3 +89,29 @@ def _while_loop_grad(op, gs):
 @cond.defgrad
 def _cond_grad(op, gs):
     raise GradientError("cond: no gradient rule (control flow runs on the host; use select to train through a branch)")
+
+
+# --- building these ops from Python (the generic ak.<op> builder takes literals, not blocks) --
+
+def block(name: str, inputs: list, outputs: list):
+    """A closed block: a Function of graph tensors `inputs` (made with ak.input, in order,
+    loop variables first, then captures) computing `outputs`. The graph is copied."""
+    from ..graph import Tensor, program
+    fn = program({f"{name}_out{i}": t for i, t in enumerate(outputs)}, name=name).main
+    fn.name = name
+    have = {t.name: t for t in fn.inputs}
+    fn.inputs = [have.get(t.name) or Tensor(t.dtype, t.shape, name=t.name) for t in inputs]
+    return fn
+
+
+def build(op_type: str, inputs: dict, blocks: dict, name: str | None = None):
+    """A while_loop / cond op from its tensor inputs and its blocks (Functions made with
+    `block`); returns its outputs (a tuple when there are several)."""
+    from ..builder import infer
+    from ..graph import Op, Tensor
+    from ..spec import lookup
+    spec = lookup(op_type)
+    outs = infer(spec, {**inputs, **blocks}, None)
+    node = Op(spec, {p.name: inputs[p.name] for p in spec.params if p.name in inputs}, dict(blocks), name)
+    node.outputs.extend(Tensor(d, s, node, i) for i, (d, s) in enumerate(outs))
+    return node.outputs[0] if len(node.outputs) == 1 else tuple(node.outputs)

@@ -250,6 +250,53 @@ def rnn(a):
     return [(a.T, (s if a.output_sequence else 1, b, hh)), (a.T, (b, hh))]
 
 
+# --- activation quantization (iOS 17; torch.ao quantized models) -------------------------------
+# int8 / uint8 values between ops are carried in int32 (anekit's one integer dtype between ops,
+# as coreml/mapping.py widens every narrow integer): quantize's result holds exactly the
+# integers the narrow type would, and dequantize reads them back.
+
+_QUANT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+def _quant_params(a, arg: str):
+    scale = a.scale
+    ax = a.axis
+    for name in ("scale", "zero_point"):
+        v = getattr(a, name)
+        if v is None:
+            continue
+        rank = getattr(v, "ndim", 0)
+        if rank == 1:
+            if ax is None:
+                raise a.fail("axis", f"a per-channel {name} needs an axis")
+            n = a.input.shape[axis(a, "axis", ax, a.input.rank)]
+            if len(v) != n:
+                raise a.fail(name, f"has {len(v)} values, axis {ax} of {list(a.input.shape)} has {n}")
+        elif rank > 1:
+            raise a.fail(name, f"must be a scalar or a vector, got shape {list(v.shape)}")
+    return scale
+
+
+@op(kind="elementwise", T=("fp16", "fp32"), input=tensor(), zero_point=const(("int8", "uint8"), None, default=None),
+    scale=const("T", None), axis=const("int32", 0, default=None),
+    output_dtype=const("string", 0, choices=tuple(_QUANT_RANGE)),
+    fp16_range=lambda op, res: tuple(float(v) for v in _QUANT_RANGE[op.attr("output_dtype")]), since="ios17")
+def quantize(a):
+    """clip(round(input / scale) + zero_point) to int8 / uint8 (round half to even), per
+    tensor or per channel along `axis`; carried as int32."""
+    _quant_params(a, "input")
+    return [("int32", a.input.shape)]
+
+
+@op(kind="elementwise", T=("fp16", "fp32"), input=tensor("int32"),
+    zero_point=const(("int8", "uint8", "int32"), None, default=None), scale=const("T", None), axis=const("int32", 0, default=None), fp16_range=iv.unbounded,
+    since="ios17")
+def dequantize(a):
+    """(input - zero_point) * scale, per tensor or per channel along `axis`, in scale's dtype."""
+    _quant_params(a, "input")
+    return [(a.T, a.input.shape)]
+
+
 # --- gradient rules ------------------------------------------------------------------------------
 
 import numpy as _np  # noqa: E402
@@ -269,7 +316,9 @@ for _name, _why in (("scatter", "scatter modes other than a plain write are not 
                     ("scatter_along_axis", "use gather_along_axis' adjoint"),
                     ("scatter_nd", "use gather_nd's adjoint"),
                     ("rnn", "recurrent cells run on the host; unroll the cell to train it"),
-                    ("softplus_parametric", "per-channel softplus is not trained here")):
+                    ("softplus_parametric", "per-channel softplus is not trained here"),
+                    ("quantize", "rounding to integers is piecewise constant"),
+                    ("dequantize", "its input is integer")):
     globals()[_name].defgrad(_no_grad(_name, _why))
 
 

@@ -157,3 +157,30 @@ def rnn(c, x, initial_h, weight_ih, weight_hh, bias, direction, output_sequence,
         h = act(pre[t] + h @ w_hh.T)
         seq[t] = h
     return (seq if output_sequence else h[None]), h
+
+
+def _along(v, ndim, axis):
+    """A scalar, or a per-channel vector shaped to broadcast along `axis`."""
+    v = np.asarray(v)
+    if v.ndim == 0 or axis is None:
+        return v
+    shape = [1] * ndim
+    shape[axis % ndim] = -1
+    return v.reshape(shape)
+
+
+_QUANT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+@kernel("quantize")
+def quantize(c, input, zero_point, scale, axis, output_dtype):
+    lo, hi = _QUANT_RANGE[output_dtype]
+    zp = 0 if zero_point is None else _along(zero_point, input.ndim, axis).astype(np.int32)
+    q = np.round(input / _along(scale, input.ndim, axis).astype(F32)) + zp
+    return np.clip(q, lo, hi).astype(np.int32)
+
+
+@kernel("dequantize")
+def dequantize(c, input, zero_point, scale, axis):
+    zp = 0 if zero_point is None else _along(zero_point, input.ndim, axis).astype(np.int32)
+    return (input - zp).astype(F32) * _along(scale, input.ndim, axis).astype(F32)
