@@ -48,13 +48,10 @@ REFUSED = {
     "make_list": _LISTS, "list_length": _LISTS, "list_read": _LISTS, "list_write": _LISTS,
     "list_gather": _LISTS, "list_scatter": _LISTS,
     "random_bernoulli": _RANDOM, "random_categorical": _RANDOM, "random_normal": _RANDOM, "random_uniform": _RANDOM,
-    "affine": "affine resampling (torch affine_grid + grid_sample fused): not implemented yet",
-    "resample": "grid sampling (torch grid_sample): not implemented yet",
     "crop_resize": "region crops (detection heads from TensorFlow): not implemented yet",
     "classify": "the classifier wrapper of a model description, not a tensor op",
     "conv_quantized": "iOS 13 quantized conv; converters now emit constexpr weights + conv",
     "clamped_relu": _PRE_IOS15, "scaled_tanh": _PRE_IOS15,
-    "einsum": "the PyTorch converter lowers einsum to matmul / transpose before it reaches the op set",
     "gru": "torch.nn.GRU converts to while_loop (supported); the fused gru op is TensorFlow's",
     "l2_norm": "not emitted by the PyTorch converter (F.normalize lowers to reductions)",
     "l2_pool": "not emitted by the PyTorch converter (LPPool lowers to pow / avg_pool)",
@@ -89,7 +86,7 @@ def collect() -> dict:
             ops[name] = sets
     frontend = pathlib.Path(coremltools.__file__).parent / "converters" / "mil" / "frontend" / "torch"
     emitted = set()
-    for path in frontend.rglob("*.py"):
+    for path in [*frontend.rglob("*.py"), frontend.parent / "_utils.py"]:    # _utils: einsum, shared
         emitted.update(re.findall(r"\bmb\.([a-z_0-9]+)\(", path.read_text()))
     dialect = sorted(n for n in SSAOpRegistry.dialect_ops if n in emitted)
     return {"coremltools": coremltools.__version__,

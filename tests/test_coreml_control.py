@@ -16,7 +16,7 @@ import pytest
 from conftest import optional
 
 import anekit as ak
-from anekit.errors import GradientError, MILEmitError, ShapeError
+from anekit.errors import GradientError, ModelFormatError, ShapeError
 
 pytestmark = [pytest.mark.coremltools]
 REL_L2 = 2e-2
@@ -115,10 +115,18 @@ def test_runaway_loop_is_reported_naming_the_op(tmp_path, monkeypatch):
             exe({"n": np.array([50], np.int32), "x": np.ones((2, 3), np.float32)})
 
 
-def test_control_flow_has_no_gradient_and_mil_text_refuses_blocks_clearly(tmp_path):
+def test_control_flow_round_trips_through_mil_text_and_has_no_gradient(tmp_path):
     prog = _dynamic_program(tmp_path)
     loop = next(op for op in prog.main.ops if op.type == "while_loop")
     with pytest.raises(GradientError, match="while_loop: no gradient rule"):
         loop.spec.grad(loop, [None, None])
-    with pytest.raises(MILEmitError, match="while_loop"):
-        ak.save(prog, tmp_path / "out.mil")
+    ak.save(prog, tmp_path / "dyn.mil")
+    again = ak.load(tmp_path / "dyn.mil")
+    ak.save(again, tmp_path / "again.mil")
+    assert (tmp_path / "dyn.mil").read_text() == (tmp_path / "again.mil").read_text()
+    feeds = {"n": np.array([3], np.int32), "x": np.linspace(-1, 2, 6, dtype=np.float32).reshape(2, 3)}
+    with ak.compile(prog, backend="sim", target="m4") as a, ak.compile(again, backend="sim", target="m4") as b:
+        first, second = a(feeds), b(feeds)
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    with pytest.raises(ModelFormatError, match="while_loop.*nested blocks .* save the program as MIL text"):
+        ak.save(prog, tmp_path / "out.mlpackage")

@@ -123,6 +123,51 @@ def test_activations_and_math_against_float64():
         np.testing.assert_allclose(out[name], w, rtol=2e-6, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("equation, xs, ys", [("nchw,nwhu->nchu", (2, 3, 4, 5), (1, 5, 4, 6)),
+                                              ("chw,whu->chu", (3, 1, 5), (5, 4, 2))])
+def test_einsum_against_float64(equation, xs, ys):
+    rng = np.random.default_rng(3)
+    xv, yv = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ys).astype(np.float32)
+    x, y = ak.input("x", xs, "fp32"), ak.input("y", ys, "fp32")
+    got = _run({"o": ak.einsum((x, y), equation=equation)}, {"x": xv, "y": yv})["o"]
+    # out[..., c, h, u] = sum_w x[..., c, h, w] y[..., w, h, u], batch and h broadcast
+    xb, yb = xv.astype(np.float64), yv.astype(np.float64)
+    h = max(xs[-2], ys[-2])
+    xb = np.broadcast_to(xb, xs[:-2] + (h, xs[-1])) if len(xs) == 3 else xb
+    want = np.einsum("...chw,...whu->...chu", np.broadcast_to(xb, np.broadcast_shapes(xb.shape, xs[:-2] + (h,) + xs[-1:])),
+                     np.broadcast_to(yb, np.broadcast_shapes(yb.shape, ys[:-2] + (h,) + ys[-1:])))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="MIL einsum takes"):
+        ak.einsum((x, y), equation="nchw,nuhw->nchu" if len(xs) == 4 else "chw,hwu->chu")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_resample_and_affine_against_torch_grid_sample(mode, padding, align_corners):
+    torch = optional("torch")
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    grid = rng.uniform(-1.4, 1.4, (2, 4, 6, 2)).astype(np.float32)      # some samples fall outside
+    theta = rng.uniform(-1, 1, (2, 2, 3)).astype(np.float32)
+    tx = torch.tensor(xv).double()
+    f = torch.nn.functional
+    want = f.grid_sample(tx, torch.tensor(grid).double(), mode=mode, padding_mode=padding,
+                         align_corners=align_corners).numpy()
+    # the converter's mapping: zeros -> constant, reflection without align_corners -> symmetric
+    pad = {"zeros": "constant", "border": "border", "reflection": "reflection" if align_corners else "symmetric"}[padding]
+    x, c, t = ak.input("x", xv.shape, "fp32"), ak.input("c", grid.shape, "fp32"), ak.input("t", (2, 6), "fp32")
+    common = dict(sampling_mode=mode, padding_mode=pad, padding_value=np.float32(0.0),
+                  coordinates_mode="normalized_minus_one_to_one", align_corners=align_corners)
+    outs = {"r": ak.resample(x, c, **common), "a": ak.affine(x, t, output_height=4, output_width=6, **common)}
+    got = _run(outs, {"x": xv, "c": grid, "t": theta.reshape(2, 6)})
+    np.testing.assert_allclose(got["r"], want, rtol=1e-6, atol=1e-6)
+    affine_grid = f.affine_grid(torch.tensor(theta).double(), (2, 3, 4, 6), align_corners=align_corners)
+    want_a = f.grid_sample(tx, affine_grid, mode=mode, padding_mode=padding, align_corners=align_corners).numpy()
+    np.testing.assert_allclose(got["a"], want_a, rtol=1e-6, atol=1e-6)
+
+
 def test_pixel_unshuffle_inverts_pixel_shuffle():
     v = np.arange(2 * 3 * 4 * 6, dtype=np.float32).reshape(2, 3, 4, 6)
     x = ak.input("x", v.shape, "fp32")

@@ -149,6 +149,14 @@ def _op_graphs() -> dict:
     g["quantize"] = lambda: (lambda q: {"q": q, "d": ak.dequantize(
         q, scale=np.array([0.5, 0.25, 0.125, 1.0], np.float16), zero_point=np.array([1, -2, 0, 3], np.int8), axis=1)})(
         ak.quantize(_x(), scale=np.float16(0.05), zero_point=np.int8(-3), output_dtype="int8"))
+    g["einsum"] = lambda: {"y": ak.einsum((_x((3, 4, 5)), _f((5, 4, 2)).astype(np.float16)), equation="chw,whu->chu")}
+    g["resample"] = lambda: {"y": ak.resample(
+        _x((1, 2, 4, 5)), _f((1, 3, 2, 2)).astype(np.float16), sampling_mode="bilinear", padding_mode="border",
+        padding_value=np.float16(0.0), coordinates_mode="normalized_minus_one_to_one", align_corners=False)}
+    g["affine"] = lambda: {"y": ak.affine(
+        _x((1, 2, 4, 5)), _f((1, 6)).astype(np.float16), output_height=3, output_width=2, sampling_mode="bilinear",
+        padding_mode="constant", padding_value=np.float16(0.0), coordinates_mode="normalized_minus_one_to_one",
+        align_corners=True)}
     g["while_loop"] = _while_loop_graph
     g["cond"] = _cond_graph
     return g

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import intervals as iv
-from ..spec import Param, const, declare, op, tensor
+from ..spec import MacWork, Param, const, declare, op, tensor
 from ._rules import axis
 
 ANY = ("fp16", "fp32", "int32", "bool")
@@ -250,6 +250,96 @@ def rnn(a):
     return [(a.T, (s if a.output_sequence else 1, b, hh)), (a.T, (b, hh))]
 
 
+# --- resample (torch.nn.functional.grid_sample) ------------------------------------------------
+
+RESAMPLE_PADDING = ("constant", "border", "reflection", "symmetric")
+RESAMPLE_COORDINATES = ("unnormalized", "normalized_minus_one_to_one", "normalized_zero_to_one")
+
+
+@op(kind="movement", x=tensor(), coordinates=tensor(("fp16", "fp32", "int32")),
+    sampling_mode=const("string", 0, choices=("bilinear", "nearest")),
+    padding_mode=const("string", 0, choices=RESAMPLE_PADDING), padding_value=const("T", 0),
+    coordinates_mode=const("string", 0, choices=RESAMPLE_COORDINATES), align_corners=const("bool", 0),
+    fp16_range=lambda op, res: iv.union(res.of(op.inputs["x"]), (float(op.attr("padding_value")),) * 2))
+def resample(a):
+    """Sample x [B, C, H, W] at coordinates [B, H2, W2, (x, y)] (bilinear or nearest);
+    outside the image: padding_value (constant), the edge (border), mirrored about the edge
+    pixels' centres (reflection) or their outer edges (symmetric, torch's reflection without
+    align_corners). Bilinear values are convex combinations of x and the padding value."""
+    if a.x.rank != 4 or a.coordinates.rank != 4 or a.coordinates.shape[-1] != 2 or \
+            a.coordinates.shape[0] not in (1, a.x.shape[0]):
+        raise a.fail("coordinates", f"x {list(a.x.shape)} and coordinates {list(a.coordinates.shape)} must be "
+                                    f"[B, C, H, W] and [B, H2, W2, 2]")
+    return [(a.T, a.x.shape[:2] + a.coordinates.shape[1:3])]
+
+
+@op(kind="movement", x=tensor(), transform_matrix=tensor(), output_height=const("int32", 0),
+    output_width=const("int32", 0), sampling_mode=const("string", 0, choices=("bilinear", "nearest")),
+    padding_mode=const("string", 0, choices=RESAMPLE_PADDING), padding_value=const("T", 0),
+    coordinates_mode=const("string", 0, choices=RESAMPLE_COORDINATES), align_corners=const("bool", 0),
+    fp16_range=lambda op, res: iv.union(res.of(op.inputs["x"]), (float(op.attr("padding_value")),) * 2))
+def affine(a):
+    """resample at an affine map of the output grid: each output pixel's normalized position
+    (x, y) samples x at (a0 x + a1 y + a2, b0 x + b1 y + b2), transform_matrix [B | 1, 6]
+    (torch affine_grid + grid_sample, fused by the converter)."""
+    if a.x.rank != 4 or a.transform_matrix.rank != 2 or a.transform_matrix.shape[1] != 6 or \
+            a.transform_matrix.shape[0] not in (1, a.x.shape[0]):
+        raise a.fail("transform_matrix", f"x {list(a.x.shape)} and transform_matrix {list(a.transform_matrix.shape)} "
+                                         f"must be [B, C, H, W] and [B | 1, 6]")
+    if a.output_height < 1 or a.output_width < 1:
+        raise a.fail("output_height", f"output size {a.output_height}x{a.output_width} is empty")
+    return [(a.T, a.x.shape[:2] + (a.output_height, a.output_width))]
+
+
+# --- einsum (the two forms of the MIL op set; the PyTorch converter emits them for
+# "nchw,nwhu->nchu" and "chw,whu->chu" and lowers every other equation to matmul) ---------------
+
+def _einsum_form(eq: str):
+    """(rank, ok) for an equation of the MIL form x[..., c, h, w] * y[..., w, h, u] ->
+    out[..., c, h, u], letters as the writer chose them."""
+    try:
+        lhs, out = eq.replace(" ", "").split("->")
+        a, b = lhs.split(",")
+    except ValueError:
+        return None
+    if len(a) == 4 and len(b) == 4 and len(out) == 4 and len(set(a + b[3])) == 5:
+        n, c, h, w = a
+        return 4 if (b == n + w + h + b[3] and out == n + c + h + b[3]) else None
+    if len(a) == 3 and len(b) == 3 and len(out) == 3 and len(set(a + b[2])) == 4:
+        c, h, w = a
+        return 3 if (b == w + h + b[2] and out == c + h + b[2]) else None
+    return None
+
+
+@op(kind="mac", path="matmul", values=Param("tensors", "T"), equation=const("string", 0), fp16_range=iv.unbounded)
+def einsum(a):
+    """out[..., c, h, u] = sum_w x[..., c, h, w] y[..., w, h, u]: a matmul per h (MIL's one
+    einsum form, rank 3 or 4; a batch or h of 1 broadcasts)."""
+    if len(a.values) != 2:
+        raise a.fail("values", f"takes 2 tensors, got {len(a.values)}")
+    x, y = a.values
+    rank = _einsum_form(a.equation)
+    if rank is None or x.rank != rank or y.rank != rank:
+        raise a.fail("equation", f"'{a.equation}' with shapes {list(x.shape)}, {list(y.shape)}: MIL einsum takes "
+                                 f"'nchw,nwhu->nchu' or 'chw,whu->chu' (any letters)")
+    if x.shape[-1] != y.shape[-3]:
+        raise a.fail("values", f"contracted sizes differ: {x.shape[-1]} and {y.shape[-3]}")
+    h = {x.shape[-2], y.shape[-2]} - {1}
+    b = {x.shape[0], y.shape[0]} - {1} if rank == 4 else set()
+    if len(h) > 1 or len(b) > 1:
+        raise a.fail("values", f"shapes {list(x.shape)} and {list(y.shape)} do not broadcast")
+    hh = h.pop() if h else 1
+    lead = ((b.pop() if b else 1),) if rank == 4 else ()
+    return [(a.T, lead + (x.shape[-3], hh, y.shape[-1]))]
+
+
+@einsum.defwork
+def _einsum_work(op) -> MacWork:
+    out = op.outputs[0].shape
+    inner = op.inputs["values"][0].shape[-1]
+    return MacWork(math.prod(out) * inner, out[-1], math.prod(out[:-1]))
+
+
 # --- activation quantization (iOS 17; torch.ao quantized models) -------------------------------
 # int8 / uint8 values between ops are carried in int32 (anekit's one integer dtype between ops,
 # as coreml/mapping.py widens every narrow integer): quantize's result holds exactly the
@@ -318,6 +408,9 @@ for _name, _why in (("scatter", "scatter modes other than a plain write are not 
                     ("rnn", "recurrent cells run on the host; unroll the cell to train it"),
                     ("softplus_parametric", "per-channel softplus is not trained here"),
                     ("quantize", "rounding to integers is piecewise constant"),
+                    ("einsum", "write the product as matmul to train it"),
+                    ("resample", "sampling positions are not differentiated here"),
+                    ("affine", "sampling positions are not differentiated here"),
                     ("dequantize", "its input is integer")):
     globals()[_name].defgrad(_no_grad(_name, _why))
 

@@ -184,3 +184,92 @@ def quantize(c, input, zero_point, scale, axis, output_dtype):
 def dequantize(c, input, zero_point, scale, axis):
     zp = 0 if zero_point is None else _along(zero_point, input.ndim, axis).astype(np.int32)
     return (input - zp).astype(F32) * _along(scale, input.ndim, axis).astype(F32)
+
+
+@kernel("einsum", finish="keep")
+def einsum(c, values, equation):
+    """Through the MAC model as a matmul per h: [..., h, c, w] @ [..., h, w, u]."""
+    x, y = values
+    a = np.swapaxes(x, -2, -3)                      # [..., h, c, w]
+    b = np.moveaxis(y, -2, -3)                      # [..., h, w, u]
+    return np.swapaxes(c.nx.matmul(a, b), -2, -3).reshape(c.out_shape())
+
+
+def _pixel_coordinate(v, size, mode, align_corners):
+    """A coordinate along an axis of `size` pixels in pixel units (pixel i at i)."""
+    if mode == "unnormalized":
+        return v
+    if mode == "normalized_zero_to_one":
+        v = v * 2.0 - 1.0
+    return (v + 1.0) / 2.0 * (size - 1) if align_corners else ((v + 1.0) * size - 1.0) / 2.0
+
+
+def _reflect(v, low, high):
+    """Mirror v into [low, high] (torch's reflect_coordinates)."""
+    span = high - low
+    if span <= 0:
+        return np.zeros_like(v)
+    d = np.abs(v - low)
+    flips = np.floor(d / span)
+    extra = d - flips * span
+    return np.where(flips % 2 == 0, low + extra, high - extra)
+
+
+def _pad_coordinate(v, size, padding_mode):
+    if padding_mode == "reflection":          # about the centres of the edge pixels
+        v = _reflect(v, 0.0, size - 1.0)
+    elif padding_mode == "symmetric":         # about the outer edges of the edge pixels
+        v = _reflect(v, -0.5, size - 0.5)
+    if padding_mode != "constant":
+        v = np.clip(v, 0.0, size - 1.0)
+    return v
+
+
+@kernel("resample")
+def resample(c, x, coordinates, sampling_mode, padding_mode, padding_value, coordinates_mode, align_corners):
+    return _sample(x, coordinates, sampling_mode, padding_mode, padding_value, coordinates_mode,
+                   align_corners).reshape(c.out_shape()).astype(F32)
+
+
+def _base_grid(n: int, align_corners: bool):
+    """Normalized [-1, 1] positions of n output pixels (torch affine_grid's)."""
+    if n == 1:
+        return np.zeros(1)
+    return np.linspace(-1.0, 1.0, n) if align_corners else (np.arange(n) * 2.0 + 1.0) / n - 1.0
+
+
+@kernel("affine")
+def affine(c, x, transform_matrix, output_height, output_width, sampling_mode, padding_mode, padding_value,
+           coordinates_mode, align_corners):
+    """Coordinates x' = a0 x + a1 y + a2, y' = b0 x + b1 y + b2 of each output pixel's
+    normalized position, then sampled as resample does."""
+    gx, gy = np.meshgrid(_base_grid(output_width, align_corners), _base_grid(output_height, align_corners))
+    m = np.asarray(transform_matrix, np.float64).reshape(-1, 2, 3)                  # [D, 2, 3]
+    pts = np.stack([gx, gy, np.ones_like(gx)], -1)                                  # [H2, W2, 3]
+    grid = np.einsum("hwk,dik->dhwi", pts, m)                                      # [D, H2, W2, 2]
+    return _sample(x, grid, sampling_mode, padding_mode, padding_value, coordinates_mode,
+                   align_corners).reshape(c.out_shape()).astype(F32)
+
+
+def _sample(x, coordinates, sampling_mode, padding_mode, padding_value, coordinates_mode, align_corners):
+    b, ch, h, w = x.shape
+    grid = np.broadcast_to(np.asarray(coordinates, np.float64), (b,) + coordinates.shape[1:])
+    ix = _pad_coordinate(_pixel_coordinate(grid[..., 0], w, coordinates_mode, align_corners), w, padding_mode)
+    iy = _pad_coordinate(_pixel_coordinate(grid[..., 1], h, coordinates_mode, align_corners), h, padding_mode)
+    flat = x.reshape(b, ch, h * w).astype(np.float64)
+    fill = float(padding_value) if padding_mode == "constant" else 0.0
+
+    def at(yy, xx):
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        idx = (np.clip(yy, 0, h - 1) * w + np.clip(xx, 0, w - 1)).astype(np.int64).reshape(b, 1, -1)
+        vals = np.take_along_axis(flat, np.broadcast_to(idx, (b, ch, idx.shape[-1])), axis=2)
+        return np.where(inside.reshape(b, 1, -1), vals, fill)
+
+    if sampling_mode == "nearest":
+        out = at(np.rint(iy), np.rint(ix))
+    else:
+        x0, y0 = np.floor(ix), np.floor(iy)
+        wx, wy = (ix - x0).reshape(b, 1, -1), (iy - y0).reshape(b, 1, -1)
+        out = ((1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1))
+               + wy * ((1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1)))
+    return out
