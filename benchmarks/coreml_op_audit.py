@@ -44,7 +44,8 @@ _RANDOM = "draws random numbers; Core ML's generator cannot be reproduced, so no
 _PRE_IOS15 = "neural-network-era op the converter no longer emits for ML programs"
 REFUSED = {
     "non_zero": _DYNAMIC,
-    "non_maximum_suppression": "output count depends on the scores (padded to max_boxes); not implemented yet",
+    "non_maximum_suppression": "not implemented yet; the PyTorch converter follows it with a slice whose size "
+                               "is the number of kept boxes, an output shape that depends on the scores",
     "make_list": _LISTS, "list_length": _LISTS, "list_read": _LISTS, "list_write": _LISTS,
     "list_gather": _LISTS, "list_scatter": _LISTS,
     "random_bernoulli": _RANDOM, "random_categorical": _RANDOM, "random_normal": _RANDOM, "random_uniform": _RANDOM,
@@ -69,8 +70,6 @@ REFUSED = {
     "resize_nearest_neighbor": "TensorFlow's op; the PyTorch converter emits upsample_nearest_neighbor",
     "resize_bilinear": "TensorFlow's op; the PyTorch converter emits upsample_bilinear",
     "constexpr_cast": "iOS 16 fp16->fp32 weight cast; not emitted by coremltools 9",
-    "constexpr_lut_to_sparse": "iOS 18 sparse palettization (joint compression): not implemented yet",
-    "constexpr_sparse_blockwise_shift_scale": "iOS 18 sparse quantization (joint compression): not implemented yet",
 }
 
 

@@ -168,6 +168,36 @@ def test_resample_and_affine_against_torch_grid_sample(mode, padding, align_corn
     np.testing.assert_allclose(got["a"], want_a, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("vector", [1, 2])
+def test_joint_compression_ops_match_their_dense_forms(vector):
+    """constexpr_lut_to_sparse / constexpr_sparse_blockwise_shift_scale followed by
+    constexpr_sparse_to_dense equal the dense op on the densified data, masked (float64)."""
+    from anekit.ir.builder import make_const
+    rng = np.random.default_rng(vector)
+    mask = rng.random((4, 6)) < 0.5
+    nnz = int(mask.sum())
+    q = rng.integers(-8, 8, nnz).astype(np.int8)
+    scale = rng.uniform(0.1, 1, (4, 2)).astype(np.float32)
+    idx = rng.integers(0, 4, nnz).astype(np.uint8)
+    lut = rng.standard_normal((2, 1, 4, vector)).astype(np.float32)
+    m, v = ak.constexpr_sparse_blockwise_shift_scale(make_const(mask.astype(np.uint8), "uint1"), make_const(q, "int4"), scale)
+    m2, v2 = ak.constexpr_lut_to_sparse(make_const(mask.astype(np.uint8), "uint1"), make_const(idx, "uint2"), lut,
+                                        vector_axis=1 if vector > 1 else None)
+    dense_idx = np.zeros((4, 6), np.uint8)
+    dense_idx[mask] = idx
+    ref2 = ak.constexpr_lut_to_dense(make_const(dense_idx, "uint2"), lut, vector_axis=1 if vector > 1 else None)
+    x = ak.input("x", (1,), "fp32")
+    out = _run({"w": x * ak.constexpr_sparse_to_dense(v, m), "w2": x * ak.constexpr_sparse_to_dense(v2, m2),
+                "ref2": x * ref2, "m2": ak.cast(x * ak.constexpr_sparse_to_dense(v2 * 0.0 + 1.0, m2), "fp32")},
+               {"x": np.ones(1, np.float32)})
+    dense_q = np.zeros((4, 6))
+    dense_q[mask] = q
+    np.testing.assert_allclose(out["w"], dense_q * np.repeat(scale.astype(np.float64), 3, axis=1), rtol=1e-6)
+    wide = np.repeat(mask, vector, axis=1)                      # the mask widened along vector_axis
+    np.testing.assert_array_equal(out["m2"], wide.astype(np.float32))
+    np.testing.assert_array_equal(out["w2"], np.where(wide, out["ref2"], 0.0))
+
+
 def test_pixel_unshuffle_inverts_pixel_shuffle():
     v = np.arange(2 * 3 * 4 * 6, dtype=np.float32).reshape(2, 3, 4, 6)
     x = ak.input("x", v.shape, "fp32")

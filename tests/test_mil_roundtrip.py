@@ -157,6 +157,14 @@ def _op_graphs() -> dict:
         _x((1, 2, 4, 5)), _f((1, 6)).astype(np.float16), output_height=3, output_width=2, sampling_mode="bilinear",
         padding_mode="constant", padding_value=np.float16(0.0), coordinates_mode="normalized_minus_one_to_one",
         align_corners=True)}
+    g["constexpr_lut_to_sparse"] = lambda: (lambda m: {"w": ak.constexpr_sparse_to_dense(
+        *reversed(ak.constexpr_lut_to_sparse(m, make_const(np.array([0, 3, 1, 2, 2], np.uint8), "uint2"),
+                                             _f((1, 1, 4, 2)).astype(np.float16), vector_axis=0)))})(
+        make_const(np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]], np.uint8), "uint1"))
+    g["constexpr_sparse_blockwise_shift_scale"] = lambda: (lambda m: {"w": ak.constexpr_sparse_to_dense(
+        *reversed(ak.constexpr_sparse_blockwise_shift_scale(m, make_const(np.array([3, -2, 7, 1], np.int8), "int4"),
+                                                            _f((2, 1)).astype(np.float16))))})(
+        make_const(np.array([[1, 0, 1, 0], [0, 1, 0, 1]], np.uint8), "uint1"))
     g["while_loop"] = _while_loop_graph
     g["cond"] = _cond_graph
     return g

@@ -291,6 +291,58 @@ def affine(a):
     return [(a.T, a.x.shape[:2] + (a.output_height, a.output_width))]
 
 
+# --- iOS 18 joint compression: sparse weights whose nonzero values are palettized or quantized.
+# Each op works on the nonzero values only and returns (mask, values) for constexpr_sparse_to_dense.
+
+_INDEX_DTYPES = ("uint1", "uint2", "uint3", "uint4", "uint6", "uint8")
+
+
+def _sparse_stored(mask, *tables):
+    from .core import _tensor_bytes
+    return "sparse", sum(_tensor_bytes(t) for t in (mask,) + tables)
+
+
+@op(kind="constexpr", since="ios18", T=("fp16", "fp32"), indices_mask=tensor("uint1"),
+    indices_nonzero_data=tensor(_INDEX_DTYPES), lut=tensor("T"), vector_axis=const("int32", 0, default=None),
+    fp16_range=lambda op, res: [iv.BOOL, iv.array_iv(op.inputs["lut"].const)])
+def constexpr_lut_to_sparse(a):
+    """constexpr_lut_to_dense on the nonzero entries of a sparse index tensor: returns the mask
+    (widened along vector_axis by the lut's vector size) and the looked-up nonzero values."""
+    mask, lut = a.indices_mask.shape, a.lut.shape
+    if len(lut) != len(mask) + 2 or any(n % g for n, g in zip(mask, lut)):
+        raise a.fail("lut", f"shape {list(lut)} must be [groups per axis of {list(mask)}..., palettes, vector]")
+    vs = lut[-1]
+    out = list(mask)
+    if vs > 1:
+        if a.vector_axis is None:
+            raise a.fail("vector_axis", "required when the lut's vector size is above 1")
+        out[a.vector_axis % len(mask)] *= vs
+    return [("uint1", tuple(out)), (a.T, (a.indices_nonzero_data.size * vs,))]
+
+
+constexpr_lut_to_sparse.defstored(lambda op: _sparse_stored(op.inputs["indices_mask"], op.inputs["indices_nonzero_data"],
+                                                            op.inputs["lut"]))
+
+
+@op(kind="constexpr", since="ios18", T=("fp16", "fp32"), data_mask=tensor("uint1"),
+    nonzero_data=tensor(("int4", "uint4", "int8", "uint8", "fp16", "fp32")), scale=tensor("T"),
+    offset=tensor(None, optional=True), fp16_range=lambda op, res: [iv.BOOL, None])
+def constexpr_sparse_blockwise_shift_scale(a):
+    """constexpr_blockwise_shift_scale on the nonzero entries of a sparse tensor (blocks as in
+    the dense layout): returns the mask and the dequantized nonzero values."""
+    d, s = a.data_mask.shape, a.scale.shape
+    if len(s) != len(d) or any(n % b for n, b in zip(d, s)):
+        raise a.fail("scale", f"shape {list(s)} must have data's rank {len(d)}, each axis dividing {list(d)}")
+    if a.offset is not None and a.offset.shape != s:
+        raise a.fail("offset", f"shape {list(a.offset.shape)} must equal scale's {list(s)}")
+    return [("uint1", d), (a.T, (a.nonzero_data.size,))]
+
+
+constexpr_sparse_blockwise_shift_scale.defstored(
+    lambda op: _sparse_stored(op.inputs["data_mask"], op.inputs["nonzero_data"], op.inputs["scale"],
+                              *([op.inputs["offset"]] if op.inputs.get("offset") is not None else [])))
+
+
 # --- einsum (the two forms of the MIL op set; the PyTorch converter emits them for
 # "nchw,nwhu->nchu" and "chw,whu->chu" and lowers every other equation to matmul) ---------------
 
@@ -411,6 +463,8 @@ for _name, _why in (("scatter", "scatter modes other than a plain write are not 
                     ("einsum", "write the product as matmul to train it"),
                     ("resample", "sampling positions are not differentiated here"),
                     ("affine", "sampling positions are not differentiated here"),
+                    ("constexpr_lut_to_sparse", "a compile-time weight"),
+                    ("constexpr_sparse_blockwise_shift_scale", "a compile-time weight"),
                     ("dequantize", "its input is integer")):
     globals()[_name].defgrad(_no_grad(_name, _why))
 

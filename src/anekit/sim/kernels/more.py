@@ -273,3 +273,33 @@ def _sample(x, coordinates, sampling_mode, padding_mode, padding_value, coordina
         out = ((1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1))
                + wy * ((1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1)))
     return out
+
+
+def _dense(c, mask, nonzero):
+    keep = np.asarray(mask) != 0
+    data = np.asarray(nonzero).reshape(-1)
+    if int(keep.sum()) != data.size:
+        raise c.fail(f"mask sets {int(keep.sum())} positions but there are {data.size} nonzero values")
+    out = np.zeros(keep.shape, data.dtype)
+    out[keep] = data
+    return keep, out
+
+
+@kernel("constexpr_lut_to_sparse", finish="keep")
+def constexpr_lut_to_sparse(c, indices_mask, indices_nonzero_data, lut, vector_axis):
+    """Densify the indices, look them up as constexpr_lut_to_dense does, keep the masked values
+    (row-major order, the mask widened along vector_axis)."""
+    from .constexpr import constexpr_lut_to_dense
+    keep, idx = _dense(c, indices_mask, indices_nonzero_data)
+    dense = constexpr_lut_to_dense(c, idx, lut, vector_axis)
+    if lut.shape[-1] > 1:
+        keep = np.repeat(keep, lut.shape[-1], axis=int(vector_axis) % keep.ndim)
+    return keep.astype(np.uint8), np.asarray(dense[keep], F32)
+
+
+@kernel("constexpr_sparse_blockwise_shift_scale", finish="keep")
+def constexpr_sparse_blockwise_shift_scale(c, data_mask, nonzero_data, scale, offset):
+    from .constexpr import constexpr_blockwise_shift_scale
+    keep, data = _dense(c, data_mask, nonzero_data)
+    dense = constexpr_blockwise_shift_scale(c, data, scale, offset)
+    return keep.astype(np.uint8), np.asarray(dense[keep], F32)
