@@ -286,3 +286,34 @@ def test_converted_module_using_the_new_ops_matches_pytorch(tmp_path):
         ref = ref.double().numpy()
         assert np.linalg.norm(got[name] - ref) / np.linalg.norm(ref) < 2e-2, name
     np.testing.assert_array_equal(got["order"], order.numpy())
+
+
+@pytest.mark.torch
+@pytest.mark.coremltools
+def test_converted_grid_sample_and_affine_grid_match_pytorch(tmp_path):
+    """F.grid_sample converts to resample (reflection without align_corners -> symmetric) and
+    F.affine_grid + F.grid_sample to affine; fp32 compute, so 1e-5 absolute."""
+    torch = optional("torch")
+    import coremltools as ct
+    f = torch.nn.functional
+
+    class Net(torch.nn.Module):
+        def forward(self, x, g, th):
+            a = f.grid_sample(x, g, mode="bilinear", padding_mode="reflection", align_corners=False)
+            b = f.grid_sample(x, f.affine_grid(th, (2, 3, 4, 6), align_corners=True), align_corners=True)
+            return a, b
+    torch.manual_seed(0)
+    x, g, th = torch.randn(2, 3, 5, 7), torch.rand(2, 4, 6, 2) * 2.4 - 1.2, torch.randn(2, 2, 3) * 0.5
+    ml = ct.convert(torch.jit.trace(Net().eval(), (x, g, th)),
+                    inputs=[ct.TensorType(n, shape=t.shape) for n, t in (("x", x), ("g", g), ("th", th))],
+                    outputs=[ct.TensorType("a"), ct.TensorType("b")], convert_to="mlprogram",
+                    minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT32)
+    ml.save(str(tmp_path / "gs.mlpackage"))
+    prog = ak.load(tmp_path / "gs.mlpackage")
+    assert {"resample", "affine"} <= {op.type for op in prog.main.ops}
+    with ak.compile(prog, backend="sim", target="m4", numerics="exact") as exe:
+        got = exe({"x": x.numpy(), "g": g.numpy(), "th": th.numpy()})
+    with torch.no_grad():
+        a, b = Net()(x, g, th)
+    np.testing.assert_allclose(got["a"], a.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["b"], b.numpy(), atol=1e-5)
