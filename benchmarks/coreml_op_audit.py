@@ -41,7 +41,7 @@ OPSETS = ("iOS15", "iOS16", "iOS17", "iOS18")
 _DYNAMIC = "its output shape depends on the input values; anekit programs have static shapes"
 _LISTS = "tensor lists exist only inside dynamic loops of scripted models; anekit has no list values"
 _RANDOM = "draws random numbers; Core ML's generator cannot be reproduced, so no reference result exists"
-_PRE_IOS15 = "neural-network-era op the converter no longer emits for ML programs"
+_NOT_TORCH = "not implemented: the PyTorch converter never emits it (no mb.<op> call in its frontend)"
 REFUSED = {
     "non_zero": _DYNAMIC,
     "non_maximum_suppression": "not implemented yet; the PyTorch converter follows it with a slice whose size "
@@ -49,27 +49,14 @@ REFUSED = {
     "make_list": _LISTS, "list_length": _LISTS, "list_read": _LISTS, "list_write": _LISTS,
     "list_gather": _LISTS, "list_scatter": _LISTS,
     "random_bernoulli": _RANDOM, "random_categorical": _RANDOM, "random_normal": _RANDOM, "random_uniform": _RANDOM,
-    "crop_resize": "region crops (detection heads from TensorFlow): not implemented yet",
     "classify": "the classifier wrapper of a model description, not a tensor op",
-    "conv_quantized": "iOS 13 quantized conv; converters now emit constexpr weights + conv",
-    "clamped_relu": _PRE_IOS15, "scaled_tanh": _PRE_IOS15,
-    "gru": "torch.nn.GRU converts to while_loop (supported); the fused gru op is TensorFlow's",
-    "l2_norm": "not emitted by the PyTorch converter (F.normalize lowers to reductions)",
-    "l2_pool": "not emitted by the PyTorch converter (LPPool lowers to pow / avg_pool)",
-    "local_response_norm": "not emitted by the PyTorch converter (LocalResponseNorm lowers to avg_pool)",
-    "reduce_log_sum": "not emitted by the PyTorch converter (log of reduce_sum)",
-    "flatten2d": "not emitted by the PyTorch converter (flatten lowers to reshape)",
-    "depth_to_space": "not emitted by the PyTorch converter (pixel_shuffle is used)",
-    "space_to_depth": "not emitted by the PyTorch converter (pixel_unshuffle is used)",
-    "space_to_batch": "TensorFlow's op; not emitted by the PyTorch converter",
-    "batch_to_space": "TensorFlow's op; not emitted by the PyTorch converter",
-    "reverse_sequence": "TensorFlow's op; not emitted by the PyTorch converter",
-    "sliding_windows": "TensorFlow's op; not emitted by the PyTorch converter (unfold lowers to gathers)",
-    "reshape_like": "emitted only by TensorFlow's dynamic-shape paths",
-    "resize": "iOS 17 dynamic-size resize; static models use upsample_* / resize_*",
-    "resize_nearest_neighbor": "TensorFlow's op; the PyTorch converter emits upsample_nearest_neighbor",
-    "resize_bilinear": "TensorFlow's op; the PyTorch converter emits upsample_bilinear",
-    "constexpr_cast": "iOS 16 fp16->fp32 weight cast; not emitted by coremltools 9",
+    "gru": _NOT_TORCH + " (torch.nn.GRU converts to while_loop, which is simulated)",
+    "depth_to_space": _NOT_TORCH + " (it uses pixel_shuffle); the op set does not document its channel order",
+    "space_to_depth": _NOT_TORCH + " (it uses pixel_unshuffle); the op set does not document its channel order",
+    **{name: _NOT_TORCH for name in (
+        "batch_to_space", "constexpr_cast", "conv_quantized", "crop_resize", "l2_norm", "l2_pool",
+        "local_response_norm", "reshape_like", "resize", "resize_bilinear", "resize_nearest_neighbor",
+        "reverse_sequence", "sliding_windows", "space_to_batch")},
 }
 
 

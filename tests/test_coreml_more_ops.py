@@ -198,6 +198,19 @@ def test_joint_compression_ops_match_their_dense_forms(vector):
     np.testing.assert_array_equal(out["w2"], np.where(wide, out["ref2"], 0.0))
 
 
+def test_older_activations_log_sum_and_flatten2d_against_float64():
+    rng = np.random.default_rng(6)
+    v = rng.uniform(-4, 4, (2, 3, 4)).astype(np.float32)
+    x = ak.input("x", v.shape, "fp32")
+    out = _run({"cr": ak.clamped_relu(x, alpha=0.25, beta=2.0), "st": ak.scaled_tanh(x, alpha=1.5, beta=0.5),
+                "ls": ak.reduce_log_sum(ak.abs(x), axes=[0, 2]), "f": ak.flatten2d(x, axis=2)}, {"x": v})
+    d = v.astype(np.float64)
+    np.testing.assert_allclose(out["cr"], np.minimum(np.where(d >= 0, d, 0.25 * d), 2.0), rtol=RTOL)
+    np.testing.assert_allclose(out["st"], 1.5 * np.tanh(0.5 * d), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(out["ls"], np.log(np.abs(d).sum(axis=(0, 2))), rtol=2e-6)
+    np.testing.assert_array_equal(out["f"], v.reshape(6, 4))
+
+
 def test_pixel_unshuffle_inverts_pixel_shuffle():
     v = np.arange(2 * 3 * 4 * 6, dtype=np.float32).reshape(2, 3, 4, 6)
     x = ak.input("x", v.shape, "fp32")

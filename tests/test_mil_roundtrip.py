@@ -165,6 +165,10 @@ def _op_graphs() -> dict:
         *reversed(ak.constexpr_sparse_blockwise_shift_scale(m, make_const(np.array([3, -2, 7, 1], np.int8), "int4"),
                                                             _f((2, 1)).astype(np.float16))))})(
         make_const(np.array([[1, 0, 1, 0], [0, 1, 0, 1]], np.uint8), "uint1"))
+    g["clamped_relu"] = lambda: {"y": ak.clamped_relu(_x(), alpha=0.1, beta=1.5)}
+    g["scaled_tanh"] = lambda: {"y": ak.scaled_tanh(_x(), alpha=2.0, beta=0.5)}
+    g["reduce_log_sum"] = lambda: {"y": ak.reduce_log_sum(ak.abs(_x()), axes=[1], keep_dims=True)}
+    g["flatten2d"] = lambda: {"y": ak.flatten2d(_x(), axis=2)}
     g["while_loop"] = _while_loop_graph
     g["cond"] = _cond_graph
     return g

@@ -196,6 +196,36 @@ def pixel_unshuffle(a):
     return [(a.T, (n, c * f * f, h // f, w // f))]
 
 
+@op(kind="activation", x=tensor(), alpha=const("T", 0), beta=const("T", 0),
+    fp16_range=lambda op, res: (min(0.0, float(op.attr("alpha")) * iv.x_of(op, res)[0], float(op.attr("beta")))
+                                if iv.bounded(iv.x_of(op, res)) else -iv.INF, float(op.attr("beta"))))
+def clamped_relu(a):
+    """min(beta, x) where x >= 0, else min(beta, alpha * x)."""
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="activation", x=tensor(), alpha=const("T", 0, default=1.0), beta=const("T", 0, default=1.0),
+    fp16_range=lambda op, res: (-abs(float(op.attr("alpha"))), abs(float(op.attr("alpha")))))
+def scaled_tanh(a):
+    """alpha * tanh(beta * x)."""
+    return [(a.T, a.x.shape)]
+
+
+@op(kind="reduction", x=tensor(), axes=const("int32", 1, default=None), keep_dims=const("bool", 0, default=False),
+    fp16_range=iv.unbounded)
+def reduce_log_sum(a):
+    """log(reduce_sum(x)) over `axes` (all when omitted)."""
+    from .reduce import _reduce
+    return _reduce()(a)
+
+
+@op(kind="movement", T=ANY, x=tensor(), axis=const("int32", 0, default=1), path="free", fp16_range=iv.same)
+def flatten2d(a):
+    """Reshape to [prod(shape[:axis]), prod(shape[axis:])]."""
+    ax = axis(a, "axis", a.axis, a.x.rank, extra=1)
+    return [(a.T, (math.prod(a.x.shape[:ax]), math.prod(a.x.shape[ax:])))]
+
+
 # --- unary math beyond the core set ------------------------------------------------------------
 
 def _same(a):
@@ -504,6 +534,34 @@ def _prelu_grad(op, gs):
     x = op.inputs["x"]
     alpha = _np.asarray(op.attr("alpha"), _np.float64).reshape([-1] + [1] * (x.rank - 2))
     return {"x": F.select(x >= 0.0, gs[0], gs[0] * _make_const(alpha, gs[0].dtype))}
+
+
+@clamped_relu.defgrad
+def _clamped_relu_grad(op, gs):
+    x, alpha, beta = op.inputs["x"], op.attr("alpha"), op.attr("beta")
+    slope = F.select(x >= 0.0, gs[0], gs[0] * alpha)
+    return {"x": F.select(F.clamped_relu(x, alpha=alpha, beta=beta) < beta, slope, 0.0)}
+
+
+@scaled_tanh.defgrad
+def _scaled_tanh_grad(op, gs):
+    x, alpha, beta = op.inputs["x"], op.attr("alpha"), op.attr("beta")
+    t = F.tanh(x * beta)
+    return {"x": gs[0] * (alpha * beta) * (1.0 - t * t)}
+
+
+@reduce_log_sum.defgrad
+def _reduce_log_sum_grad(op, gs):
+    x = op.inputs["x"]
+    axes_, keep = op.attr("axes"), op.attr("keep_dims")
+    total = F.reduce_sum(x, axes=list(axes_) if axes_ is not None else None, keep_dims=True)
+    g = gs[0] if keep else F.reshape(gs[0], shape=list(total.shape))
+    return {"x": g / total}
+
+
+@flatten2d.defgrad
+def _flatten2d_grad(op, gs):
+    return {"x": F.reshape(gs[0], shape=list(op.inputs["x"].shape))}
 
 
 @threshold.defgrad

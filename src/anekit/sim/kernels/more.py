@@ -303,3 +303,25 @@ def constexpr_sparse_blockwise_shift_scale(c, data_mask, nonzero_data, scale, of
     keep, data = _dense(c, data_mask, nonzero_data)
     dense = constexpr_blockwise_shift_scale(c, data, scale, offset)
     return keep.astype(np.uint8), np.asarray(dense[keep], F32)
+
+
+@kernel("clamped_relu")
+def clamped_relu(c, x, alpha, beta):
+    return np.minimum(np.where(x >= 0, x, x * F32(alpha)), F32(beta))
+
+
+@kernel("scaled_tanh")
+def scaled_tanh(c, x, alpha, beta):
+    return F32(alpha) * np.tanh(F32(beta) * x)
+
+
+@kernel("reduce_log_sum")
+def reduce_log_sum(c, x, axes, keep_dims):
+    """The sum through the accumulator model as reduce_sum, then its log."""
+    from .reduce import lanes_last
+    return np.log(c.nx.store(c.nx.wide_sum(lanes_last(x, axes)))).reshape(c.out_shape())
+
+
+@kernel("flatten2d", finish="keep")
+def flatten2d(c, x, axis):
+    return x.reshape(c.out_shape())
