@@ -76,19 +76,8 @@ def cond(a):
     return t
 
 
-# --- gradients: none (a loop's trip count and a branch are not differentiable here) ----------
-
-from ...errors import GradientError  # noqa: E402
-
-
-@while_loop.defgrad
-def _while_loop_grad(op, gs):
-    raise GradientError("while_loop: no gradient rule (control flow runs on the host; unroll the loop to train it)")
-
-
-@cond.defgrad
-def _cond_grad(op, gs):
-    raise GradientError("cond: no gradient rule (control flow runs on the host; use select to train through a branch)")
+# No gradient rules: autodiff refuses a path through control flow, naming the op (unroll a
+# loop, or use select for a branch, to train through it).
 
 
 # --- building these ops from Python (the generic ak.<op> builder takes literals, not blocks) --

@@ -473,55 +473,14 @@ def dequantize(a):
 
 import numpy as _np  # noqa: E402
 
-from ...errors import GradientError  # noqa: E402
 from ..declared import F  # noqa: E402
 from ._gradlib import make_const as _make_const  # noqa: E402
 
 
-def _no_grad(name: str, why: str):
-    def rule(op, gs):
-        raise GradientError(f"{name}: no gradient rule ({why})")
-    return rule
-
-
-for _name, _why in (("scatter", "scatter modes other than a plain write are not differentiated here"),
-                    ("scatter_along_axis", "use gather_along_axis' adjoint"),
-                    ("scatter_nd", "use gather_nd's adjoint"),
-                    ("rnn", "recurrent cells run on the host; unroll the cell to train it"),
-                    ("softplus_parametric", "per-channel softplus is not trained here"),
-                    ("quantize", "rounding to integers is piecewise constant"),
-                    ("einsum", "write the product as matmul to train it"),
-                    ("resample", "sampling positions are not differentiated here"),
-                    ("affine", "sampling positions are not differentiated here"),
-                    ("constexpr_lut_to_sparse", "a compile-time weight"),
-                    ("constexpr_sparse_blockwise_shift_scale", "a compile-time weight"),
-                    ("dequantize", "its input is integer")):
-    globals()[_name].defgrad(_no_grad(_name, _why))
-
-
-@fill.defgrad
-def _fill_grad(op, gs):
-    return {}                       # no tensor inputs
-
-
-@shape.defgrad
-def _shape_grad(op, gs):
-    return {"x": None}              # only the shape is read
-
-
-@range_1d.defgrad
-def _range_grad(op, gs):
-    return {}
-
-
-@one_hot.defgrad
-def _one_hot_grad(op, gs):
-    return {"indices": None}
-
-
-@argsort.defgrad
-def _argsort_grad(op, gs):
-    return {"x": None}              # integer output: piecewise constant
+# Without a rule (autodiff then names the op): scatter, scatter_along_axis, scatter_nd, rnn,
+# softplus_parametric, quantize, dequantize, einsum (write it as matmul to train it),
+# resample, affine, the sparse constexpr weights; fill, shape, range_1d, one_hot and argsort
+# carry no float input a gradient could reach.
 
 
 @band_part.defgrad
@@ -556,7 +515,7 @@ def _reduce_log_sum_grad(op, gs):
     axes_, keep = op.attr("axes"), op.attr("keep_dims")
     total = F.reduce_sum(x, axes=list(axes_) if axes_ is not None else None, keep_dims=True)
     g = gs[0] if keep else F.reshape(gs[0], shape=list(total.shape))
-    return {"x": g / total}
+    return {"x": F.fill_like(x, value=1.0) * (g / total)}     # d log(sum x) / dx = 1 / sum, every x
 
 
 @flatten2d.defgrad
@@ -577,10 +536,12 @@ def _pixel_unshuffle_grad(op, gs):
 
 from ..spec import lookup as _lookup  # noqa: E402
 
-_lookup("sinh").defgrad(lambda op, gs: {"x": gs[0] * F.cosh(op.inputs["x"])})
-_lookup("cosh").defgrad(lambda op, gs: {"x": gs[0] * F.sinh(op.inputs["x"])})
+# sinh' = cosh and cosh' = sinh, written with exp so the backward stays on the engine
+# (sinh and cosh themselves have no engine path, guide Appendix A)
+_lookup("sinh").defgrad(lambda op, gs: {"x": gs[0] * ((F.exp(op.inputs["x"]) + F.exp(-op.inputs["x"])) * 0.5)})
+_lookup("cosh").defgrad(lambda op, gs: {"x": gs[0] * ((F.exp(op.inputs["x"]) - F.exp(-op.inputs["x"])) * 0.5)})
 _lookup("asin").defgrad(lambda op, gs: {"x": gs[0] * F.rsqrt(1.0 - F.square(op.inputs["x"]))})
 _lookup("acos").defgrad(lambda op, gs: {"x": -(gs[0] * F.rsqrt(1.0 - F.square(op.inputs["x"])))})
-_lookup("atanh").defgrad(lambda op, gs: {"x": gs[0] * F.inverse(1.0 - F.square(op.inputs["x"]))})
+_lookup("atanh").defgrad(lambda op, gs: {"x": gs[0] / (1.0 - F.square(op.inputs["x"]))})
 _lookup("asinh").defgrad(lambda op, gs: {"x": gs[0] * F.rsqrt(F.square(op.inputs["x"]) + 1.0)})
 _lookup("acosh").defgrad(lambda op, gs: {"x": gs[0] * F.rsqrt(F.square(op.inputs["x"]) - 1.0)})
