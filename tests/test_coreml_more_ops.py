@@ -14,6 +14,7 @@ import pytest
 from conftest import optional
 
 import anekit as ak
+from anekit.ir.declared import F as OPS   # the MIL quantize op (ak.quantize quantizes weights)
 from anekit.errors import ShapeError
 
 RTOL = 1e-6
@@ -224,8 +225,8 @@ def test_pixel_unshuffle_inverts_pixel_shuffle():
 def test_quantize_dequantize_against_float64():
     v = np.array([[0.26, -20.0, 1.0, 3.3], [0.07, 0.13, -0.27, 7.0]], np.float32)   # no ties at .5
     x = ak.input("x", v.shape, "fp32")
-    q = ak.quantize(x, scale=np.float32(0.1), zero_point=np.int8(3), output_dtype="int8")
-    qu = ak.quantize(x, scale=np.array([0.1, 0.2, 0.3, 0.01], np.float32), zero_point=np.array([0, 9, 128, 255], np.uint8),
+    q = OPS.quantize(x, scale=np.float32(0.1), zero_point=np.int8(3), output_dtype="int8")
+    qu = OPS.quantize(x, scale=np.array([0.1, 0.2, 0.3, 0.01], np.float32), zero_point=np.array([0, 9, 128, 255], np.uint8),
                      axis=1, output_dtype="uint8")
     out = _run({"q": q, "qu": qu, "d": ak.dequantize(q, scale=np.float32(0.1), zero_point=np.int8(3))}, {"x": v})
     want_q = np.clip(np.round(v.astype(np.float64) / 0.1) + 3, -128, 127)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import anekit as ak
+from anekit.ir.declared import F as OPS   # the MIL quantize op (ak.quantize quantizes weights)
 from anekit.ir import REGISTRY
 from anekit.ir.builder import make_const
 from anekit.ir.dtypes import DTYPES
@@ -148,7 +149,7 @@ def _op_graphs() -> dict:
                                              output_sequence=True, activation="relu")))
     g["quantize"] = lambda: (lambda q: {"q": q, "d": ak.dequantize(
         q, scale=np.array([0.5, 0.25, 0.125, 1.0], np.float16), zero_point=np.array([1, -2, 0, 3], np.int8), axis=1)})(
-        ak.quantize(_x(), scale=np.float16(0.05), zero_point=np.int8(-3), output_dtype="int8"))
+        OPS.quantize(_x(), scale=np.float16(0.05), zero_point=np.int8(-3), output_dtype="int8"))
     g["einsum"] = lambda: {"y": ak.einsum((_x((3, 4, 5)), _f((5, 4, 2)).astype(np.float16)), equation="chw,whu->chu")}
     g["resample"] = lambda: {"y": ak.resample(
         _x((1, 2, 4, 5)), _f((1, 3, 2, 2)).astype(np.float16), sampling_mode="bilinear", padding_mode="border",

@@ -20,7 +20,9 @@ the MIL parser build these ops and call the shape rule with the blocks in `value
 from __future__ import annotations
 
 from .. import intervals as iv
-from ..spec import Param, attr, op, tensor
+from ..builder import infer
+from ..graph import Op, Tensor, program
+from ..spec import Param, attr, lookup, op, tensor
 
 ANY = ("fp16", "fp32", "int32", "bool")
 
@@ -85,7 +87,6 @@ def cond(a):
 def block(name: str, inputs: list, outputs: list):
     """A closed block: a Function of graph tensors `inputs` (made with ak.input, in order,
     loop variables first, then captures) computing `outputs`. The graph is copied."""
-    from ..graph import Tensor, program
     fn = program({f"{name}_out{i}": t for i, t in enumerate(outputs)}, name=name).main
     fn.name = name
     have = {t.name: t for t in fn.inputs}
@@ -96,9 +97,6 @@ def block(name: str, inputs: list, outputs: list):
 def build(op_type: str, inputs: dict, blocks: dict, name: str | None = None):
     """A while_loop / cond op from its tensor inputs and its blocks (Functions made with
     `block`); returns its outputs (a tuple when there are several)."""
-    from ..builder import infer
-    from ..graph import Op, Tensor
-    from ..spec import lookup
     spec = lookup(op_type)
     outs = infer(spec, {**inputs, **blocks}, None)
     node = Op(spec, {p.name: inputs[p.name] for p in spec.params if p.name in inputs}, dict(blocks), name)

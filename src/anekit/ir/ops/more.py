@@ -12,6 +12,8 @@ import math
 from .. import intervals as iv
 from ..spec import MacWork, Param, const, declare, op, tensor
 from ._rules import axis
+from .core import _tensor_bytes
+from .reduce import _reduce
 
 ANY = ("fp16", "fp32", "int32", "bool")
 NUMERIC = ("fp16", "fp32", "int32")
@@ -215,7 +217,6 @@ def scaled_tanh(a):
     fp16_range=iv.unbounded)
 def reduce_log_sum(a):
     """log(reduce_sum(x)) over `axes` (all when omitted)."""
-    from .reduce import _reduce
     return _reduce()(a)
 
 
@@ -328,7 +329,6 @@ _INDEX_DTYPES = ("uint1", "uint2", "uint3", "uint4", "uint6", "uint8")
 
 
 def _sparse_stored(mask, *tables):
-    from .core import _tensor_bytes
     return "sparse", sum(_tensor_bytes(t) for t in (mask,) + tables)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ShapeError
+from ...ir.graph import Program
+from ..executor import Simulator      # the executor does not import the kernels: no cycle
 from ..registry import kernel
 
 # A loop still running after this many trips is reported, not waited for: converted loops
@@ -17,8 +19,6 @@ MAX_TRIPS = 1_000_000
 def _block(c, fn):
     """A cached Simulator for block `fn` (built on the op's first run)."""
     def make():
-        from ...ir.graph import Program
-        from ..executor import Simulator      # the executor imports the kernels: import late
         return Simulator(Program({fn.name: fn}), profile=c.nx.profile, function=fn.name)
     return c.cached(("block", fn.name), make)
 

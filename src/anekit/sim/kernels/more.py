@@ -9,6 +9,8 @@ import numpy as np
 
 from ..fp16 import F32
 from ..registry import kernel
+from .constexpr import constexpr_blockwise_shift_scale as _blockwise, constexpr_lut_to_dense as _lut_to_dense
+from .reduce import lanes_last
 from .shape import _rnn_activation
 
 _COMBINE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
@@ -289,9 +291,8 @@ def _dense(c, mask, nonzero):
 def constexpr_lut_to_sparse(c, indices_mask, indices_nonzero_data, lut, vector_axis):
     """Densify the indices, look them up as constexpr_lut_to_dense does, keep the masked values
     (row-major order, the mask widened along vector_axis)."""
-    from .constexpr import constexpr_lut_to_dense
     keep, idx = _dense(c, indices_mask, indices_nonzero_data)
-    dense = constexpr_lut_to_dense(c, idx, lut, vector_axis)
+    dense = _lut_to_dense(c, idx, lut, vector_axis)
     if lut.shape[-1] > 1:
         keep = np.repeat(keep, lut.shape[-1], axis=int(vector_axis) % keep.ndim)
     return keep.astype(np.uint8), np.asarray(dense[keep], F32)
@@ -299,9 +300,8 @@ def constexpr_lut_to_sparse(c, indices_mask, indices_nonzero_data, lut, vector_a
 
 @kernel("constexpr_sparse_blockwise_shift_scale", finish="keep")
 def constexpr_sparse_blockwise_shift_scale(c, data_mask, nonzero_data, scale, offset):
-    from .constexpr import constexpr_blockwise_shift_scale
     keep, data = _dense(c, data_mask, nonzero_data)
-    dense = constexpr_blockwise_shift_scale(c, data, scale, offset)
+    dense = _blockwise(c, data, scale, offset)
     return keep.astype(np.uint8), np.asarray(dense[keep], F32)
 
 
@@ -318,7 +318,6 @@ def scaled_tanh(c, x, alpha, beta):
 @kernel("reduce_log_sum")
 def reduce_log_sum(c, x, axes, keep_dims):
     """The sum through the accumulator model as reduce_sum, then its log."""
-    from .reduce import lanes_last
     return np.log(c.nx.store(c.nx.wide_sum(lanes_last(x, axes)))).reshape(c.out_shape())
 
 
