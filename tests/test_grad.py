@@ -257,6 +257,27 @@ CASES = [
     C("gather_nd_batch_dims", lambda x, i: ak.gather_nd(x, i, batch_dims=1),
       lambda t, x, i: t.stack([x[b][i[b, :, 0].long(), i[b, :, 1].long()] for b in range(2)]),
       [(2, 5, 5, 3), (2, 4, 2)], ["n", "i5"]),
+    # ir/ops/more.py (issue 15 audit)
+    C("band_part", lambda x: ak.band_part(x, lower=1, upper=0), lambda t, x: t.triu(t.tril(x), -1), [(2, 4, 5)]),
+    C("prelu", lambda x: ak.prelu(x, alpha=np.array([0.1, 0.5, 2.0])),
+      lambda t, x: t.nn.functional.prelu(x, t.tensor([0.1, 0.5, 2.0], dtype=t.float64)), [(2, 3, 4)]),
+    C("threshold", lambda x: ak.threshold(x, alpha=0.25), lambda t, x: t.clamp(x, min=0.25), [(3, 5)]),
+    C("pixel_unshuffle", lambda x: ak.pixel_unshuffle(x, downscale_factor=2), lambda t, x: F().pixel_unshuffle(x, 2),
+      [(2, 3, 4, 6)]),
+    C("sinh", ak.sinh, lambda t, x: x.sinh(), [(3, 4)]),
+    C("cosh", ak.cosh, lambda t, x: x.cosh(), [(3, 4)]),
+    C("asin", ak.asin, lambda t, x: x.asin(), [(3, 4)], ["u"]),
+    C("acos", ak.acos, lambda t, x: x.acos(), [(3, 4)], ["u"]),
+    C("atanh", ak.atanh, lambda t, x: x.atanh(), [(3, 4)], ["u"]),
+    C("asinh", ak.asinh, lambda t, x: x.asinh(), [(3, 4)]),
+    C("acosh", lambda x: ak.acosh(x + 1.0), lambda t, x: (x + 1.0).acosh(), [(3, 4)], ["p"]),
+    C("clamped_relu", lambda x: ak.clamped_relu(x, alpha=0.25, beta=0.8),
+      lambda t, x: t.clamp(t.where(x >= 0, x, 0.25 * x), max=0.8), [(3, 6)]),
+    C("scaled_tanh", lambda x: ak.scaled_tanh(x, alpha=1.5, beta=0.5), lambda t, x: 1.5 * t.tanh(0.5 * x), [(3, 4)]),
+    C("reduce_log_sum", lambda x: ak.reduce_log_sum(x, axes=[1]), lambda t, x: x.sum(1).log(), [(3, 5)], ["p"]),
+    C("reduce_log_sum_keep", lambda x: ak.reduce_log_sum(x, axes=[0], keep_dims=True),
+      lambda t, x: x.sum(0, keepdim=True).log(), [(3, 5)], ["p"]),
+    C("flatten2d", lambda x: ak.flatten2d(x, axis=2), lambda t, x: x.reshape(6, 20), [(2, 3, 4, 5)]),
 ]
 
 

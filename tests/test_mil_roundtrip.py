@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import anekit as ak
+from anekit.ir.declared import F as OPS   # the MIL quantize op (ak.quantize quantizes weights)
 from anekit.ir import REGISTRY
 from anekit.ir.builder import make_const
 from anekit.ir.dtypes import DTYPES
@@ -124,7 +125,76 @@ def _op_graphs() -> dict:
     g["topk"] = lambda: dict(zip(("values", "indices"), ak.topk(_x(), k=2, axis=-1)))
     g["slice_update"] = lambda: {"y": ak.slice_update(_x(), _f((1, 4, 3)).astype(np.float16), begin=[0, 0, 1, 2],
                                                       end=[1, 4, 2, 5], squeeze_mask=[False, False, True, False])}
+    # ir/ops/more.py (issue 15 audit)
+    g["scatter"] = lambda: {"y": ak.scatter(_x((3, 4)), np.array([2, 0], np.int32), _f((3, 2)).astype(np.float16),
+                                            axis=1, mode="add")}
+    g["scatter_along_axis"] = lambda: {"y": ak.scatter_along_axis(
+        _x((3, 4)), np.array([[0, 2, 1, 1]], np.int32), _f((1, 4)).astype(np.float16), axis=0, mode="max")}
+    g["scatter_nd"] = lambda: {"y": ak.scatter_nd(_x((3, 4)), np.array([[0, 1], [2, 3]], np.int32),
+                                                  _f((2,)).astype(np.float16), mode="update")}
+    g["fill"] = lambda: {"y": ak.fill(shape=[2, 3], value=np.float16(1.5)), "n": ak.fill(shape=[4], value=np.int32(7))}
+    g["shape"] = lambda: {"y": ak.shape(_x())}
+    g["range_1d"] = lambda: {"y": ak.range_1d(end=np.float16(2.0), start=np.float16(-1.0), step=np.float16(0.5))}
+    g["one_hot"] = lambda: {"y": ak.one_hot(_x((2, 3), "int32"), one_hot_vector_size=5, axis=1)}
+    g["band_part"] = lambda: {"y": ak.band_part(_x((3, 5)), lower=0, upper=2)}
+    g["argsort"] = lambda: {"y": ak.argsort(_x(), axis=1, ascending=True)}
+    g["prelu"] = lambda: {"y": ak.prelu(_x(), alpha=_f((4,)))}
+    g["softplus_parametric"] = lambda: {"y": ak.softplus_parametric(_x(), alpha=_f((4,)), beta=_f((4,), 1))}
+    g["threshold"] = lambda: {"y": ak.threshold(_x(), alpha=0.25)}
+    g["pixel_unshuffle"] = lambda: {"y": ak.pixel_unshuffle(_x((1, 2, 4, 6)), downscale_factor=2)}
+    for n in ("sinh", "cosh", "asin", "acos", "atanh", "asinh", "acosh"):
+        g[n] = lambda n=n: {"y": getattr(ak, n)(_x())}
+    g["rnn"] = lambda: dict(zip("yh", ak.rnn(_x((3, 1, 4)), np.zeros((1, 2), np.float32), np.ones((2, 4), np.float32),
+                                             np.ones((2, 2), np.float32) * 0.5, bias=np.ones(2, np.float32),
+                                             output_sequence=True, activation="relu")))
+    g["quantize"] = lambda: (lambda q: {"q": q, "d": ak.dequantize(
+        q, scale=np.array([0.5, 0.25, 0.125, 1.0], np.float16), zero_point=np.array([1, -2, 0, 3], np.int8), axis=1)})(
+        OPS.quantize(_x(), scale=np.float16(0.05), zero_point=np.int8(-3), output_dtype="int8"))
+    g["einsum"] = lambda: {"y": ak.einsum((_x((3, 4, 5)), _f((5, 4, 2)).astype(np.float16)), equation="chw,whu->chu")}
+    g["resample"] = lambda: {"y": ak.resample(
+        _x((1, 2, 4, 5)), _f((1, 3, 2, 2)).astype(np.float16), sampling_mode="bilinear", padding_mode="border",
+        padding_value=np.float16(0.0), coordinates_mode="normalized_minus_one_to_one", align_corners=False)}
+    g["affine"] = lambda: {"y": ak.affine(
+        _x((1, 2, 4, 5)), _f((1, 6)).astype(np.float16), output_height=3, output_width=2, sampling_mode="bilinear",
+        padding_mode="constant", padding_value=np.float16(0.0), coordinates_mode="normalized_minus_one_to_one",
+        align_corners=True)}
+    g["constexpr_lut_to_sparse"] = lambda: (lambda m: {"w": ak.constexpr_sparse_to_dense(
+        *reversed(ak.constexpr_lut_to_sparse(m, make_const(np.array([0, 3, 1, 2, 2], np.uint8), "uint2"),
+                                             _f((1, 1, 4, 2)).astype(np.float16), vector_axis=0)))})(
+        make_const(np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]], np.uint8), "uint1"))
+    g["constexpr_sparse_blockwise_shift_scale"] = lambda: (lambda m: {"w": ak.constexpr_sparse_to_dense(
+        *reversed(ak.constexpr_sparse_blockwise_shift_scale(m, make_const(np.array([3, -2, 7, 1], np.int8), "int4"),
+                                                            _f((2, 1)).astype(np.float16))))})(
+        make_const(np.array([[1, 0, 1, 0], [0, 1, 0, 1]], np.uint8), "uint1"))
+    g["clamped_relu"] = lambda: {"y": ak.clamped_relu(_x(), alpha=0.1, beta=1.5)}
+    g["scaled_tanh"] = lambda: {"y": ak.scaled_tanh(_x(), alpha=2.0, beta=0.5)}
+    g["reduce_log_sum"] = lambda: {"y": ak.reduce_log_sum(ak.abs(_x()), axes=[1], keep_dims=True)}
+    g["flatten2d"] = lambda: {"y": ak.flatten2d(_x(), axis=2)}
+    g["while_loop"] = _while_loop_graph
+    g["cond"] = _cond_graph
     return g
+
+
+def _while_loop_graph():
+    """acc <- 2 acc + x while i < 4, x captured; the body holds a weight-sized constant."""
+    from anekit.ir.ops import control
+    i, acc, x = _x((1,), "int32", "i"), _x((2, 16), name="acc"), _x((2, 16), name="x")
+    cond = control.block("cond", [i, acc, x], [i < 4])
+    body = control.block("body", [i, acc, x], [i + 1, acc * _f((16,)) + x])
+    xo = _x((2, 16), name="xo")
+    n, y = control.build("while_loop", {"loop_vars": (ak.fill(shape=[1], value=np.int32(0)), xo * 0.5),
+                                        "captures": (xo,)}, {"cond": cond, "body": body})
+    return {"n": n, "y": y}
+
+
+def _cond_graph():
+    from anekit.ir.ops import control
+    a = _x((3,), name="a")
+    t = control.block("true_block", [a], [ak.relu(a)])
+    f = control.block("false_block", [a], [a * 2.0])
+    xo = _x((3,), name="xo")
+    return {"y": control.build("cond", {"pred": ak.reduce_sum(xo) > 0.0, "captures": (xo,)},
+                               {"true_block": t, "false_block": f})}
 
 
 def _gelu_graph():
@@ -231,7 +301,7 @@ def test_corpus_covers_every_const_dtype_and_multi_outputs():
 
 
 def _needs_ios18(prog) -> bool:
-    return any(fn.states or any(op.spec.since == "ios18" for op in fn.ops) for fn in prog.functions.values())
+    return any(fn.states or any(op.spec.since in ("ios17", "ios18") for op in fn.ops) for fn in prog.functions.values())
 
 
 CASES = [(name, d) for name in sorted(CORPUS) for d in DIALECTS if d == "ios18" or not _needs_ios18(CORPUS[name])]
@@ -248,7 +318,7 @@ def test_emit_parse_emit_is_byte_identical(name, dialect):
 
 @pytest.mark.parametrize("name", sorted(n for n in CORPUS if _needs_ios18(CORPUS[n])))
 def test_ios18_only_ops_and_states_are_refused_in_ios16(name):
-    with pytest.raises(ak.errors.MILEmitError, match="only from the ios18 op set; emit with dialect='ios18'"):
+    with pytest.raises(ak.errors.MILEmitError, match="only from the ios1[78] op set; emit with dialect=.ios1[78]."):
         ak.mil.emit(CORPUS[name], "ios16")
 
 

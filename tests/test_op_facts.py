@@ -47,7 +47,8 @@ def test_mac_work_of_every_mac_op_is_a_macwork():
     w = np.ones((16, 16, 3, 3), np.float16)
     a, b = ak.input("a", (1, 4, 8, 16)), ak.input("b", (1, 4, 16, 8))
     ops = [ak.conv(x, w), ak.conv_transpose(x, w), a @ b, ak.linear(ak.input("l", (4, 16)), np.ones((8, 16))),
-           ak.scaled_dot_product_attention(a, a, a)]
+           ak.scaled_dot_product_attention(a, a, a),
+           ak.einsum((ak.input("e", (1, 3, 4, 5)), ak.input("f", (1, 5, 4, 6))), equation="nchw,nwhu->nchu")]
     seen = set()
     for t in ops:
         m = t.op.spec.mac_work(t.op)

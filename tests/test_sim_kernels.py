@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import anekit as ak
+from anekit.ir.declared import F as OPS   # the MIL quantize op (ak.quantize quantizes weights)
 from anekit.ir import REGISTRY, Function, Op, Program, make_const
 from anekit.sim import Simulator
 from conftest import optional
@@ -784,6 +785,204 @@ def _state(op, rng):
     read.name, read.op.name = "y", "y"
     prog = Program({"main": Function("main", [s, x], [write, read.op], [read])})
     return Case({}, {"s": s0, "x": v}, {"y": v}, equal=True, program=prog)
+
+
+# --- ir/ops/more.py and ir/ops/control.py (issue 15 audit) ----------------------------------------
+
+@case("scatter", "scatter_along_axis", "scatter_nd")
+def _scatters(op, rng):
+    a, u = h(rng.standard_normal((3, 5))), h(rng.standard_normal((3, 2)))
+    x = fin("x", a.shape)
+    ref, upd = a.astype(np.float64).copy(), u.astype(np.float64)
+    if op == "scatter":                       # add at columns [4, 1] and replace at [0, 2]
+        outs = {"add": ak.scatter(x, np.array([4, 1], np.int32), u, axis=1, mode="add"),
+                "upd": ak.scatter(x, np.array([0, 2], np.int32), u, axis=1, mode="update")}
+        add, rep = ref.copy(), ref.copy()
+        add[:, [4, 1]] += upd
+        rep[:, [0, 2]] = upd
+    elif op == "scatter_along_axis":          # row indices per column, one repeated: accumulates
+        idx = np.array([[0, 2, 1, 1, 0], [1, 0, 1, 2, 0]], np.int32)
+        u2 = h(rng.standard_normal((2, 5)))
+        outs = {"add": ak.scatter_along_axis(x, idx, u2, axis=0, mode="add"),
+                "upd": ak.scatter_along_axis(x, idx[:1], u2[:1], axis=0, mode="update")}
+        add, rep = ref.copy(), ref.copy()
+        for r in range(2):
+            for col in range(5):
+                add[idx[r, col], col] += u2[r, col]
+        rep[idx[0], np.arange(5)] = u2[0]
+    else:
+        idx = np.array([[0, 1], [2, 3], [0, 1]], np.int32)
+        v = h(rng.standard_normal(3))
+        outs = {"add": ak.scatter_nd(x, idx, v, mode="add"), "upd": ak.scatter_nd(x, idx[1:], v[1:], mode="update")}
+        add, rep = ref.copy(), ref.copy()
+        for (i, j), w in zip(idx, v):
+            add[i, j] += w
+        rep[2, 3], rep[0, 1] = v[1], v[2]
+    return Case(outs, {"x": a}, {"add": add, "upd": rep}, ulps=1.5)   # repeated adds: two roundings
+
+
+@case("fill", "shape", "range_1d", "one_hot", "band_part", "argsort", "flatten2d", "pixel_unshuffle")
+def _construction(op, rng):
+    a = h(rng.standard_normal((2, 4, 4, 6)))
+    x = fin("x", a.shape)
+    m = a[0, 0]
+    make = {
+        "fill": lambda: (ak.fill(shape=[2, 3], value=np.float32(-1.5)), np.full((2, 3), -1.5)),
+        "shape": lambda: (ak.shape(x), np.array(a.shape, np.int32)),
+        "range_1d": lambda: (ak.range_1d(end=np.float32(3.0), start=np.float32(-2.0), step=np.float32(0.5)),
+                             np.arange(-2.0, 3.0, 0.5)),
+        "one_hot": lambda: (ak.one_hot(ak.cast(x[0, 0, 0] > 0.0, "int32"), one_hot_vector_size=3, axis=0),
+                            np.eye(3, dtype=np.int32)[(a[0, 0, 0] > 0).astype(int)].T),
+        "band_part": lambda: (ak.band_part(x, lower=1, upper=0), np.triu(np.tril(a), -1)),
+        "argsort": lambda: (ak.argsort(x, axis=-1), np.argsort(-a.astype(np.float64), axis=-1, kind="stable")),
+        "flatten2d": lambda: (ak.flatten2d(x, axis=2), a.reshape(8, 24)),
+        "pixel_unshuffle": lambda: (ak.pixel_unshuffle(x, downscale_factor=2),
+                                    a.reshape(2, 4, 2, 2, 3, 2).transpose(0, 1, 3, 5, 2, 4).reshape(2, 16, 2, 3)),
+    }
+    del m
+    out, ref = make[op]()
+    return _movement({"z": out, "x_out": ak.identity(x)}, a, {"z": ref, "x_out": a})   # x feeds every case
+
+
+_MORE_UNARY = {
+    "sinh": (lambda r: r.uniform(-4, 4, 30), np.sinh), "cosh": (lambda r: r.uniform(-4, 4, 30), np.cosh),
+    "asin": (lambda r: r.uniform(-0.99, 0.99, 30), np.arcsin), "acos": (lambda r: r.uniform(-0.99, 0.99, 30), np.arccos),
+    "atanh": (lambda r: r.uniform(-0.95, 0.95, 30), np.arctanh), "asinh": (lambda r: r.uniform(-9, 9, 30), np.arcsinh),
+    "acosh": (lambda r: r.uniform(1, 9, 30), np.arccosh),
+    "threshold": (lambda r: r.standard_normal(30), lambda v: np.maximum(v, 0.25)),
+    "clamped_relu": (lambda r: r.standard_normal(30) * 3, lambda v: np.minimum(np.where(v >= 0, v, 0.25 * v), 2.0)),
+    "scaled_tanh": (lambda r: r.standard_normal(30) * 3, lambda v: 1.5 * np.tanh(0.5 * v)),
+}
+_MORE_ARGS = {"threshold": {"alpha": 0.25}, "clamped_relu": {"alpha": 0.25, "beta": 2.0},
+              "scaled_tanh": {"alpha": 1.5, "beta": 0.5}}
+
+
+@case(*_MORE_UNARY)
+def _more_unary(op, rng):
+    make, ref = _MORE_UNARY[op]
+    a = h(make(rng))
+    # profile: float32 math rounded once to fp16 (scaled_tanh rounds beta * x first: one more ulp)
+    return Case({"z": getattr(ak, op)(fin("x", a.shape), **_MORE_ARGS.get(op, {}))}, {"x": a},
+                {"z": ref(a.astype(np.float64))}, ulps=2.0)
+
+
+@case("prelu", "softplus_parametric")
+def _per_channel(op, rng):
+    a = h(rng.standard_normal((2, 3, 4)) * 3)
+    alpha, beta = h(rng.uniform(0.1, 1.5, 3)), h(rng.uniform(0.5, 2, 3))
+    x, a64 = fin("x", a.shape), a.astype(np.float64)
+    al, be = alpha.astype(np.float64).reshape(1, 3, 1), beta.astype(np.float64).reshape(1, 3, 1)
+    if op == "prelu":
+        return Case({"z": ak.prelu(x, alpha=alpha)}, {"x": a}, {"z": np.where(a64 >= 0, a64, al * a64)})
+    return Case({"z": ak.softplus_parametric(x, alpha=alpha, beta=beta)}, {"x": a},
+                {"z": al * np.log1p(np.exp(be * a64))}, ulps=2.0)
+
+
+@case("reduce_log_sum")
+def _reduce_log_sum(op, rng):
+    a = h(rng.uniform(0.1, 3, (3, 8)))
+    # profile: the sum is stored in fp16 before the log (|d log| <= 2**-11), then the log rounds
+    return Case({"z": ak.reduce_log_sum(fin("x", a.shape), axes=[1])}, {"x": a},
+                {"z": np.log(a.astype(np.float64).sum(1))}, allow=2.0 ** -11)
+
+
+@case("quantize", "dequantize")
+def _quantize(op, rng):
+    a = h(rng.uniform(-20, 20, (2, 4)))
+    x = fin("x", a.shape)
+    scale = np.array([0.125, 0.25, 0.5, 1.0], np.float32)          # powers of two: exact quotients
+    zp = np.array([-3, 0, 5, 100], np.int8)
+    q = OPS.quantize(x, scale=scale, zero_point=zp, axis=1, output_dtype="int8")
+    want = np.clip(np.round(a.astype(np.float64) / scale) + zp, -128, 127)
+    if op == "quantize":
+        return Case({"q": q}, {"x": a}, {"q": want.astype(np.int32)}, equal=True)
+    return Case({"d": ak.dequantize(q, scale=scale, zero_point=zp, axis=1)}, {"x": a}, {"d": (want - zp) * scale})
+
+
+@case("rnn", torch_ref=True)
+def _rnn(op, rng):
+    a = h(rng.standard_normal((5, 2, 4)))
+    w_ih, w_hh, b = h(rng.standard_normal((3, 4)) * 0.5), h(rng.standard_normal((3, 3)) * 0.5), h(rng.standard_normal(3))
+    cell = torch.nn.RNN(4, 3).double()
+    with torch.no_grad():
+        cell.weight_ih_l0.copy_(t64(w_ih)), cell.weight_hh_l0.copy_(t64(w_hh))
+        cell.bias_ih_l0.copy_(t64(b)), cell.bias_hh_l0.zero_()
+        want, hn = cell(t64(a))
+    y, hl = ak.rnn(fin("x", a.shape), np.zeros((2, 3), np.float32), w_ih, w_hh, bias=b, output_sequence=True)
+    # float32 recurrence, outputs rounded once to fp16 (as lstm)
+    return Case({"y": y, "h": hl}, {"x": a}, {"y": want.numpy(), "h": hn[0].numpy()})
+
+
+@case("resample", "affine", torch_ref=True)
+def _resample(op, rng):
+    a = h(rng.standard_normal((2, 3, 5, 7)))
+    x = fin("x", a.shape)
+    common = dict(sampling_mode="bilinear", padding_mode="constant", padding_value=np.float32(0.0),
+                  coordinates_mode="normalized_minus_one_to_one", align_corners=False)
+    if op == "resample":
+        g = h(rng.uniform(-1.2, 1.2, (2, 4, 6, 2)))
+        want = F.grid_sample(t64(a), t64(g), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return Case({"z": ak.resample(x, fin("g", g.shape), **common)}, {"x": a, "g": g}, {"z": want.numpy()}, ulps=2.0)
+    th = h(rng.uniform(-1, 1, (2, 6)))
+    grid = F.affine_grid(t64(th).reshape(2, 2, 3), (2, 3, 4, 6), align_corners=False)
+    want = F.grid_sample(t64(a), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return Case({"z": ak.affine(x, fin("t", th.shape), output_height=4, output_width=6, **common)},
+                {"x": a, "t": th}, {"z": want.numpy()}, ulps=2.0)
+
+
+@case("einsum")
+def _einsum(op, rng):
+    a, b = h(rng.standard_normal((2, 3, 4, 16))), h(rng.standard_normal((1, 16, 4, 5)))
+    a64, b64 = a.astype(np.float64), np.broadcast_to(b.astype(np.float64), (2, 16, 4, 5))
+    ref = np.einsum("nchw,nwhu->nchu", a64, b64)
+    mag = np.einsum("nchw,nwhu->nchu", np.abs(a64), np.abs(b64))
+    return Case({"z": ak.einsum((fin("x", a.shape), fin("y", b.shape)), equation="nchw,nwhu->nchu")},
+                {"x": a, "y": b}, {"z": ref}, allow=_mac_allow(mag)[0], exact_allow=_mac_allow(mag)[1])
+
+
+@case("constexpr_lut_to_sparse", "constexpr_sparse_blockwise_shift_scale")
+def _sparse_constexpr(op, rng):
+    mask = rng.random((4, 6)) < 0.5
+    nnz = int(mask.sum())
+    m = make_const(mask.astype(np.uint8), "uint1")
+    dense = np.zeros((4, 6))
+    if op == "constexpr_lut_to_sparse":
+        idx, lut = rng.integers(0, 4, nnz).astype(np.uint8), h(rng.standard_normal((2, 1, 4, 1)))
+        mm, v = ak.constexpr_lut_to_sparse(m, make_const(idx, "uint2"), lut)
+        dense[mask] = lut[np.nonzero(mask)[0] // 2, 0, idx, 0]
+    else:
+        q, scale = rng.integers(-8, 8, nnz).astype(np.int8), h(rng.uniform(0.1, 1, (4, 2)))
+        mm, v = ak.constexpr_sparse_blockwise_shift_scale(m, make_const(q, "int4"), scale)
+        dense[mask] = q * np.repeat(scale.astype(np.float64), 3, axis=1)[mask]
+    x = fin("x", (1,))
+    return Case({"z": x * ak.constexpr_sparse_to_dense(v, mm)}, {"x": np.ones(1, np.float32)}, {"z": dense})
+
+
+def _loop_case():
+    """acc <- 2 acc + x while i < 3 (body ops round in fp16: integer values stay exact)."""
+    from anekit.ir.ops import control
+    i, acc, xi = fin("i", (1,), "int32"), fin("acc", (2, 3)), fin("xi", (2, 3))
+    cond = control.block("cond", [i, acc, xi], [i < 3])
+    body = control.block("body", [i, acc, xi], [i + 1, acc * 2.0 + xi])
+    return control, cond, body
+
+
+@case("while_loop", "cond")
+def _control(op, rng):
+    a = np.round(rng.standard_normal((2, 3)) * 4).astype(np.float32)
+    x = fin("x", a.shape)
+    control, cond, body = _loop_case()
+    if op == "while_loop":
+        n, y = control.build("while_loop", {"loop_vars": (ak.fill(shape=[1], value=np.int32(0)), x * 0.0),
+                                            "captures": (x,)}, {"cond": cond, "body": body})
+        return Case({"n": n, "y": y}, {"x": a}, {"n": np.array([3], np.int32), "y": 7.0 * a}, equal=True)
+    c = fin("c", a.shape)
+    t = control.block("true_block", [c], [ak.relu(c)])
+    f = control.block("false_block", [c], [c * -2.0])
+    y = control.build("cond", {"pred": ak.reduce_sum(x) > 0.0, "captures": (x,)},
+                      {"true_block": t, "false_block": f})
+    ref = np.maximum(a, 0) if a.sum() > 0 else -2.0 * a
+    return Case({"y": y}, {"x": a}, {"y": ref}, equal=True)
 
 
 # --- the tests --------------------------------------------------------------------------------

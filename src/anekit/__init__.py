@@ -17,11 +17,6 @@ from .ir.spec import REGISTRY as _REGISTRY
 
 __version__ = "0.1.0"
 
-# Every declared op is a function here: ak.conv, ak.relu, ... (generated from the declarations).
-for _name, _spec in _REGISTRY.items():
-    globals()[_name] = _make_builder(_spec)
-del _name, _spec
-
 # Subpackages and top-level functions load on first use, so `import anekit` stays light.
 _LAZY_MODULES = {"mil", "sim", "targets", "preflight", "cost", "runtime", "hwx", "coreml", "models", "io",
                  "train", "importers"}
@@ -43,6 +38,14 @@ _LAZY_FUNCS = {
     "from_onnx": ("anekit.importers", "from_onnx"),
 }
 
+# Every declared op is a function here: ak.conv, ak.relu, ... (generated from the declarations),
+# except where a top-level function has the name: ak.quantize quantizes a program's weights;
+# the MIL op of that name is anekit.ir.declared.F.quantize.
+for _name, _spec in _REGISTRY.items():
+    if _name not in _LAZY_FUNCS:
+        globals()[_name] = _make_builder(_spec)
+del _name, _spec
+
 
 def __getattr__(name: str):
     if name in _LAZY_FUNCS:
@@ -57,4 +60,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["errors", "Function", "Op", "Program", "Tensor", "input", "program", "__version__",
-           *sorted(_REGISTRY), *sorted(_LAZY_FUNCS), *sorted(_LAZY_MODULES)]
+           *sorted(set(_REGISTRY) - set(_LAZY_FUNCS)), *sorted(_LAZY_FUNCS), *sorted(_LAZY_MODULES)]

@@ -4,18 +4,31 @@ Each Core ML op becomes an anekit Op of the same declaration: arguments bound by
 name, constants as const ops (inline values, or weight.bin blobs read through `Weights`),
 declared defaults materialized as named consts the way anekit's builder does, and the output
 types checked against what anekit's shape rule computes, so a program that loads is one the
-simulator, checker and cost model understand. Ops anekit has no declaration for, and nested
-blocks (control flow), are refused with UnsupportedOpError naming the op and its position.
+simulator, checker and cost model understand. Ops anekit has no declaration for are refused
+with UnsupportedOpError naming the op and its position.
+
+Control flow (`while_loop`, `cond`) keeps its nested blocks: each block becomes a closed
+anekit Function whose inputs are its own block inputs and then the op's captures, the outer
+values the blocks read (see ir/ops/control.py for why blocks and not unrolling).
 """
 from __future__ import annotations
 
 from ..errors import AnekitError, ModelFormatError, UnsupportedOpError
-from ..ir.builder import bind, make_const
+from ..ir.builder import bind, infer, make_const
 from ..ir.graph import Function, Op, Program, Tensor
 from ..ir.spec import REGISTRY
 from . import mapping, opsets, shapes as flex, values
 
 INPUT_DTYPES = ("fp16", "fp32", "int32", "bool")
+
+
+class _Frame:
+    """A block being read: its values and ops; for a nested block, the outer values its op
+    captures (shared by the op's blocks) and this block's inputs standing for them."""
+
+    def __init__(self, env: dict, ops: list, captures: dict | None):
+        self.env, self.ops, self.captures = env, ops, captures
+        self.inputs: dict[str, Tensor] = {}
 
 
 def read_program(model, mil_pb2, weights, function: str | None = None, source: str = "model",
@@ -92,6 +105,7 @@ class FunctionReader:
         self.next_suffix: dict[str, int] = {}
         self.states: set[int] = set()      # ids of state inputs
         self.widened: dict[int, Tensor] = {}   # id of a narrow-int const -> its int32 copy
+        self.frames = [_Frame(self.env, self.ops, None)]   # the blocks being read, outermost first
 
     def read(self) -> Function:
         tag = opsets.tag_for(self.fn.opset, self.where)
@@ -163,13 +177,16 @@ class FunctionReader:
     def _op(self, index: int, op) -> None:
         label = op.outputs[0].name if len(op.outputs) else (op.type or "?")
         where = f"{self.where} op {index} ('{label}', type '{op.type}')"
-        if len(op.blocks):
-            raise UnsupportedOpError(f"{where}: ops with nested blocks (control flow) are not supported")
         spec = REGISTRY.get(op.type)
         if spec is None:
             raise UnsupportedOpError(f"{where}: op type '{op.type}' is not supported by anekit "
                                      f"(no declaration, so the simulator cannot execute it)")
+        if len(op.blocks) and spec.kind != "control":
+            raise UnsupportedOpError(f"{where}: nested blocks are supported on while_loop and cond only")
         name = self._op_name(op, index)
+        if spec.kind == "control":
+            self._control(op, spec, name, where)
+            return
         if op.type == "const":
             self._const(op, name, where)
             return
@@ -182,10 +199,12 @@ class FunctionReader:
             c = bound.inputs[pname]
             c.name = c.op.name = self._fresh(f"{name}_{pname}")
             self.ops.append(c.op)
-        outs = bound.outputs
+        self._finish_op(Op(spec, bound.inputs, bound.attrs, name), op, bound.outputs, where)
+
+    def _finish_op(self, node: Op, op, outs: list, where: str) -> None:
+        """Check the declared output types against the shape rule's, define the outputs, keep the op."""
         if len(outs) != len(op.outputs):
             raise ModelFormatError(f"{where}: declares {len(op.outputs)} outputs, '{op.type}' produces {len(outs)}")
-        node = Op(spec, bound.inputs, bound.attrs, name)
         for i, (nvt, (dtype, shape)) in enumerate(zip(op.outputs, outs)):
             declared = values.tensor_type(self.pb, nvt.type, f"{where} output '{nvt.name}'", flexible=True)
             declared = (mapping.widened(declared[0]), declared[1])
@@ -278,13 +297,103 @@ class FunctionReader:
     def _binding(self, b, where: str, const_name: str) -> Tensor:
         kind = b.WhichOneof("binding")
         if kind == "name":
-            if b.name not in self.env:
-                raise ModelFormatError(f"{where}: '{b.name}' is used before it is defined")
-            return self.env[b.name]
+            return self._lookup(b.name, where)
         if kind == "value":     # an inline literal: becomes a const op of its own
             c = self._make_const(b.value, self._fresh(const_name), where)
             return c
         raise ModelFormatError(f"{where}: an empty argument binding")
+
+    # --- control flow: nested blocks -------------------------------------------------------
+
+    def _lookup(self, name: str, where: str) -> Tensor:
+        t = self._resolve(name, len(self.frames) - 1, where)
+        if t is None:
+            raise ModelFormatError(f"{where}: '{name}' is used before it is defined")
+        return t
+
+    def _resolve(self, name: str, level: int, where: str) -> Tensor | None:
+        """`name` as block `level` sees it: its own value, else an outer one brought in (a
+        constant is copied into the block sharing its array; anything else becomes a capture)."""
+        f = self.frames[level]
+        if name in f.env:
+            return f.env[name]
+        if level == 0:
+            return None
+        if name in f.inputs:
+            return f.inputs[name]
+        outer = self._resolve(name, level - 1, where)
+        if outer is None:
+            return None
+        if id(outer) in self.states:
+            raise UnsupportedOpError(f"{where}: a block reads the state '{name}'; states are read and "
+                                     f"written in the function body only")
+        if outer.op is not None and outer.op.spec.kind == "const":
+            c = Op(outer.op.spec, {}, dict(outer.op.attrs), self._fresh(name))
+            t = Tensor(outer.dtype, outer.shape, c, 0, name, outer.const)
+            c.outputs.append(t)
+            f.ops.append(c)
+            f.env[name] = t
+            return t
+        f.captures.setdefault(name, outer)
+        t = f.inputs[name] = Tensor(outer.dtype, outer.shape, name=name)
+        return t
+
+    def _control(self, op, spec, name: str, where: str) -> None:
+        """while_loop (blocks cond, body over loop_vars) or cond (blocks true, false over pred)."""
+        loop = spec.param("loop_vars") is not None
+        main = "loop_vars" if loop else "pred"
+        extra = [k for k in op.inputs if k != main]
+        if extra:
+            raise UnsupportedOpError(f"{where}: argument '{extra[0]}' is not supported by anekit's '{op.type}'")
+        if main not in op.inputs or not len(op.inputs[main].arguments):
+            raise ModelFormatError(f"{where}: missing argument '{main}'")
+        args = tuple(self._widen(spec, spec.param(main), self._binding(b, f"{where} argument '{main}'",
+                                                                       f"{name}_{main}"), where)
+                     for b in op.inputs[main].arguments)
+        if len(op.blocks) != 2:
+            raise ModelFormatError(f"{where}: {op.type} needs 2 blocks, has {len(op.blocks)}")
+        captures: dict[str, Tensor] = {}
+        labels = ("cond", "body") if loop else ("true_block", "false_block")
+        blocks = [self._block(b, f"{name}_{label}", captures, f"{where} block '{label}'")
+                  for b, label in zip(op.blocks, labels)]
+        caps = tuple(captures.values())
+        for fn, cap_inputs in blocks:      # every block takes every capture, in one order
+            fn.inputs += [cap_inputs.get(n) or Tensor(t.dtype, t.shape, name=n) for n, t in captures.items()]
+        inputs = {main: args if loop else args[0]}
+        if len(args) != 1 and not loop:
+            raise ModelFormatError(f"{where}: 'pred' binds {len(args)} values, expected one")
+        if caps:
+            inputs["captures"] = caps
+        attrs = {label: fn for label, (fn, _) in zip(labels, blocks)}
+        try:
+            outs = infer(spec, {**inputs, **attrs}, None)
+        except AnekitError as e:
+            raise ModelFormatError(f"{where}: {e}") from None
+        self._finish_op(Op(spec, inputs, attrs, name), op, outs, where)
+
+    def _block(self, block, fname: str, captures: dict, where: str) -> tuple[Function, dict]:
+        """A nested block as a Function of its block inputs (capture inputs are added by the
+        caller once every block of the op is read); also its capture inputs by name."""
+        frame = _Frame({}, [], captures)
+        outer_env, outer_ops = self.env, self.ops
+        self.frames.append(frame)
+        self.env, self.ops = frame.env, frame.ops
+        try:
+            inputs = []
+            for nvt in block.inputs:
+                dtype, shape = values.tensor_type(self.pb, nvt.type, f"{where} input '{nvt.name}'")
+                t = Tensor(mapping.widened(dtype), shape, name=nvt.name)
+                self._define(nvt.name, t, where)
+                inputs.append(t)
+            for index, inner in enumerate(block.operations):
+                self._op(index, inner)
+            if not len(block.outputs):
+                raise ModelFormatError(f"{where}: declares no outputs")
+            outputs = [self._lookup(out, f"{where} output") for out in block.outputs]
+        finally:
+            self.frames.pop()
+            self.env, self.ops = outer_env, outer_ops
+        return Function(fname, inputs, frame.ops, outputs), frame.inputs
 
     # --- constants ------------------------------------------------------------------------
 

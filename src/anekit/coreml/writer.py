@@ -199,6 +199,9 @@ class _FunctionWriter:
                 p = op.spec.param(key)
                 if p is None or p.kind != "attr":
                     continue
+                if isinstance(val, Function):
+                    raise ModelFormatError(f"{where}: writing nested blocks (control flow) to a Core ML package is "
+                                           f"not supported; save the program as MIL text")
                 if isinstance(val, str):
                     proto.attributes[key].CopyFrom(values.encode_immediate(self.pb, val, "string"))
                 else:

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import AnekitError, MILParseError, UnknownOpError
 from ..ir import dtypes as _dt
-from ..ir.builder import bind
+from ..ir.builder import bind, infer
 from ..ir.graph import Function, Op, Program, Tensor
 from ..ir.spec import REGISTRY, OpSpec, Param
 from . import minifloat
@@ -511,6 +511,7 @@ class _Parser:
         args = self.parse_keyed(")", "argument", f"op '{op_tok.text}': ", self.parse_arg,
                                 f"to close the arguments of '{op_tok.text}'")
         block = self.parse_block() if self.at("[") else {}
+        nested = self.parse_nested(op_tok) if self.at("{") else None
         self.expect(";", "at the end of the statement")
         name = outs[0][1].text if outs else None
         if "name" in block:
@@ -523,7 +524,57 @@ class _Parser:
         if op_tok.text == "const":
             self.build_const(scope, op_tok, name, outs, args, block)
         else:
-            self.build_op(scope, op_tok, name, outs, args, block)
+            self.build_op(scope, op_tok, name, outs, args, block, nested)
+
+    def parse_nested(self, op_tok: Token) -> dict:
+        """`{ label(inputs) { statements } -> (outputs) ... }`: the closed blocks of a
+        control-flow op (see the printer's `nested`), each parsed as a Function of its own."""
+        self.expect("{", f"to open the blocks of '{op_tok.text}'")
+        blocks: dict = {}
+        while not self.at("}"):
+            if self.peek().kind == EOF:
+                raise self.error(f"the blocks of '{op_tok.text}' are not closed", self.peek())
+            label = self.ident("a block name")
+            if label.text in blocks:
+                raise self.error(f"block '{label.text}' is given twice", label)
+            blocks[label.text] = (label, self.parse_body(label.text, label))
+        self.next()
+        return blocks
+
+    def parse_body(self, fname: str, owner: Token) -> Function:
+        """`(typed inputs) { statements } -> (outputs)` as a Function named `fname`."""
+        scope = _Scope(self)
+        self.expect("(", f"to open the inputs of '{fname}'")
+        inputs = []
+        while not self.at(")"):
+            ty_tok = self.peek()
+            ty = self.parse_type()
+            name = self.ident("an input name")
+            if not isinstance(ty, TType) or ty.state or ty.dtype not in _dt.COMPUTE:
+                raise self.error(f"block input '{name.text}' has type {ty}; block inputs are tensors of "
+                                 f"{', '.join(_dt.COMPUTE)}", ty_tok)
+            t = Tensor(ty.dtype, ty.shape, name=name.text)
+            scope.define(t, name)
+            inputs.append(t)
+            if not self.accept(","):
+                break
+        self.expect(")", f"to close the inputs of '{fname}'")
+        self.expect("{", f"to open the body of '{fname}'")
+        while not self.at("}"):
+            if self.peek().kind == EOF:
+                raise self.error(f"block '{fname}' is not closed", owner)
+            self.parse_statement(scope)
+        self.next()
+        self.expect("->", f"after the body of '{fname}'")
+        self.expect("(", f"to open the outputs of '{fname}'")
+        outputs = []
+        while not self.at(")"):
+            outputs.append(scope.lookup(self.ident("an output name")))
+            if not self.accept(","):
+                break
+        self.expect(")", f"to close the outputs of '{fname}'")
+        scope.finish()
+        return Function(fname, inputs, scope.ops, outputs)
 
     def parse_arg(self):
         if self.at("("):
@@ -564,7 +615,7 @@ class _Parser:
             raise self.error(f"const '{name}': declared type {declared} but the value has type {lit.type}", out_name)
         scope.define(_const_tensor(lit.value, lit.type.dtype, lit.type.shape, out_name.text, name), out_name)
 
-    def build_op(self, scope, op_tok, name, outs, args, block):
+    def build_op(self, scope, op_tok, name, outs, args, block, nested=None):
         spec = REGISTRY.get(op_tok.text)
         if spec is None:
             err = self.error(f"unknown op '{op_tok.text}'", op_tok)
@@ -572,6 +623,8 @@ class _Parser:
             unknown.line, unknown.column = err.line, err.column
             raise unknown
         where = f"op '{name}' ({spec.name})"
+        if nested is not None or spec.kind == "control":
+            return self.build_control(scope, spec, op_tok, name, outs, args, block, nested or {})
         inputs: dict = {}
         attrs: dict = {}
         for key, (ktok, value) in args.items():
@@ -614,6 +667,49 @@ class _Parser:
                                  f"{TType(dtype, tuple(shape))}", ntok)
             t = Tensor(dtype, shape, op, i, ntok.text)
             op.outputs.append(t)
+        scope.add_op(op, outs)
+
+    def build_control(self, scope, spec, op_tok, name, outs, args, block, nested):
+        """A control-flow op: tensor arguments as any op's, blocks as Functions; the shape rule
+        sees both (blocks are not literals, so `bind` is not the door here)."""
+        where = f"op '{name}' ({spec.name})"
+        if block:
+            key, (tok, _) = next(iter(block.items()))
+            raise self.error(f"{where} has no attribute '{key}'", tok)
+        inputs: dict = {}
+        for key, (ktok, value) in args.items():
+            p = spec.param(key)
+            if p is None or p.kind not in ("tensor", "tensors"):
+                raise self.error(f"{where} has no argument '{key}' (declared: {_param_names(spec)})", ktok)
+            if p.kind == "tensors":
+                if not isinstance(value, tuple) or not value:
+                    raise self.error(f"{where}: argument '{key}' takes a non-empty tuple (a, b, ...)", ktok)
+                inputs[key] = tuple(scope.tensor(v, f"{name}_{key}_{i}") for i, v in enumerate(value))
+            else:
+                if isinstance(value, tuple):
+                    raise self.error(f"{where}: argument '{key}' takes one value, not a tuple", ktok)
+                inputs[key] = scope.tensor(value, f"{name}_{key}")
+        labels = [p.name for p in spec.params if p.kind == "attr"]
+        attrs = {}
+        for label, (ltok, fn) in nested.items():
+            if label not in labels:
+                raise self.error(f"{where} has no block '{label}' (blocks: {', '.join(labels)})", ltok)
+            attrs[label] = fn
+        for p in spec.params:
+            if p.name not in inputs and p.name not in attrs and not p.optional:
+                raise self.error(f"{where}: missing {'block' if p.kind == 'attr' else 'argument'} '{p.name}'", op_tok)
+        try:
+            rule = infer(spec, {**inputs, **attrs}, None)
+        except AnekitError as err:
+            raise self.error(f"op '{name}': {err}", op_tok) from None
+        if len(rule) != len(outs):
+            raise self.error(f"{where} has {len(rule)} output(s), {len(outs)} are declared", outs[0][1] if outs else op_tok)
+        op = Op(spec, {p.name: inputs[p.name] for p in spec.params if p.name in inputs}, attrs, name)
+        for i, ((ty, ntok), (dtype, shape)) in enumerate(zip(outs, rule)):
+            if (ty.dtype, ty.shape) != (dtype, tuple(shape)):
+                raise self.error(f"{where}: output '{ntok.text}' is declared {ty} but the shape rule gives "
+                                 f"{TType(dtype, tuple(shape))}", ntok)
+            op.outputs.append(Tensor(dtype, shape, op, i, ntok.text))
         scope.add_op(op, outs)
 
     def attr_array(self, where: str, p: Param, value, tok: Token):

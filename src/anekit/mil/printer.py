@@ -217,16 +217,37 @@ class _Emitter:
                  for k, v in fn.attributes.items()}
         block = f" {self.attr_block(attrs)}" if attrs else ""
         self.lines.append(f"{_FUNC_INDENT}func {fname}<{opset}>({', '.join(params)}){block} {{")
+        self.body(fn, defined, fname, _OP_INDENT)
+        self.lines.append(f"{_END_INDENT}}} -> ({self.outputs(fn, defined, fname)});")
+
+    def body(self, fn: Function, defined: set, fname: str, indent: str):
         for op in fn.ops:
-            self.lines.append(_OP_INDENT + self.statement(op, defined, fname))
+            self.lines.append(indent + self.statement(op, defined, fname, indent))
+
+    @staticmethod
+    def outputs(fn: Function, defined: set, fname: str) -> str:
         outs = []
         for t in fn.outputs:
             if t.name not in defined:
                 raise MILEmitError(f"function '{fname}': output {t.name!r} is not produced by the function")
             outs.append(t.name)
-        self.lines.append(f"{_END_INDENT}}} -> ({', '.join(outs)});")
+        return ", ".join(outs)
 
-    def statement(self, op: Op, defined: set, fname: str) -> str:
+    def nested(self, op: Op, blocks: list, fname: str, indent: str) -> str:
+        """The nested blocks of a control-flow op (ir/ops/control.py), after its attribute block:
+        ` {`, one `label(inputs) { ops } -> (outputs)` per block, `}`. Blocks are closed: each
+        has its own names, its inputs being the op's loop variables and captures."""
+        inner = indent + " " * 4
+        for label, fn in blocks:
+            defined: set = set()
+            where = f"function '{fname}': op '{op.name}' block '{label}'"
+            params = [f"{self.type_text(t.dtype, t.shape)} {_define(defined, t, where + ' input')}" for t in fn.inputs]
+            self.lines.append(f"{inner}{label}({', '.join(params)}) {{")
+            self.body(fn, defined, f"{fname}/{op.name}/{label}", inner + " " * 4)
+            self.lines.append(f"{inner}}} -> ({self.outputs(fn, defined, where)})")
+        return f"{indent}}};"
+
+    def statement(self, op: Op, defined: set, fname: str, indent: str = _OP_INDENT) -> str:
         op_name = op.name if op.name is not None else (op.outputs[0].name if op.outputs else None)
         where = f"function '{fname}': op '{op_name}' ({op.type})"
         if op_name is None:
@@ -235,6 +256,7 @@ class _Emitter:
             raise MILEmitError(f"{where} exists only from the {op.spec.since} op set; emit with "
                                f"dialect='{op.spec.since}' (a chip whose private route takes that dialect)")
         block = {"name": self.string(str(op_name))}
+        blocks: list = []
         if op.type == "const":
             if "val" not in op.attrs:
                 raise MILEmitError(f"{where}: const without a value")
@@ -256,10 +278,20 @@ class _Emitter:
                 p = op.spec.param(key)
                 if p is None or p.kind != "attr":
                     raise MILEmitError(f"{where}: block attribute '{key}' is not an attr parameter of the op")
+                if isinstance(value, Function):
+                    blocks.append((key, value))
+                    continue
                 block[key] = self.attr_value(value, f"{where} attribute '{key}'")
         outs = ", ".join(f"{self.type_text(t.dtype, t.shape)} {_define(defined, t, where)}" for t in op.outputs)
         lhs = f"{outs} = " if outs else ""   # ops without outputs (write_state) are bare calls
-        return f"{lhs}{op.type}({args}){self.attr_block(block)};"
+        head = f"{lhs}{op.type}({args}){self.attr_block(block)}"
+        if not blocks:
+            return head + ";"
+        at = len(self.lines)            # the block lines go after this statement's own line
+        tail = self.nested(op, blocks, fname, indent)
+        lines = self.lines[at:]
+        del self.lines[at:]
+        return "\n".join([head + " {"] + lines + [tail])
 
 
 def _dict_value_kind(v) -> str | None:
