@@ -1,0 +1,137 @@
+"""The fast paths of the simulator: erf (Cody's rational approximations) against math.erf, and
+values kept in stored form between runs (Executable.run_stored, the trainer's resident
+parameters and optimizer state) against the plain `run` with its fp16 casts, bit for bit."""
+import math
+
+import numpy as np
+import pytest
+
+import anekit as ak
+from anekit import runtime
+from anekit.runtime.base import Executable
+from anekit.sim import Simulator
+from anekit.sim import functions as fn
+from anekit.train import Trainer, optim
+
+
+# --- erf -------------------------------------------------------------------------------------
+
+def test_erf_matches_math_erf_to_a_few_float64_ulps_on_a_dense_grid_and_the_tails():
+    x = np.concatenate([np.linspace(-30.0, 30.0, 300_001), np.linspace(-1.0, 1.0, 100_001),
+                        np.geomspace(1e-300, 0.5, 2_000), -np.geomspace(1e-300, 0.5, 2_000),
+                        [0.46875, 4.0, np.nextafter(4.0, 5.0), 26.5, 27.0, 40.0, 1e300]])
+    ref = np.array([math.erf(v) for v in x])
+    got = fn.erf(x)
+    bad = np.abs(got - ref) > 2e-15 * np.abs(ref)      # float32's ulp is 1.2e-7: far below it
+    assert not bad.any(), x[bad][:5]
+    np.testing.assert_array_equal(fn.erf(np.array([np.inf, -np.inf, 0.0, -0.0])), [1.0, -1.0, 0.0, -0.0])
+    assert np.signbit(fn.erf(np.array([-0.0])))[0] and np.isnan(fn.erf(np.array([np.nan])))[0]
+
+
+def test_erfc_keeps_its_relative_accuracy_deep_in_the_tail():
+    y = np.linspace(0.47, 26.0, 50_001)
+    ref = np.array([math.erfc(v) for v in y])
+    assert (np.abs(fn.erfc_positive(y) - ref) / ref).max() < 4e-15
+
+
+# --- stored form -----------------------------------------------------------------------------
+
+def _mixed_program():
+    x = ak.input("x", (3, 5))
+    w = ak.input("w", (5, 4))
+    s = ak.input("s", (1,), dtype="fp32")
+    return ak.program({"y": ak.gelu(x @ w) * ak.cast(s, dtype="fp16"), "z": ak.softmax(x, axis=-1),
+                       "s2": s * 3.0})
+
+
+def _feeds(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((3, 5)).astype(np.float32),
+            "w": (rng.standard_normal((5, 4)) * 1e-5).astype(np.float32),   # fp16 subnormals
+            "s": np.array([1.7], np.float32)}
+
+
+@pytest.mark.parametrize("profile", ["exact", "m1", "m5"])
+def test_run_stored_equals_run_cast_to_float32(profile):
+    sim = Simulator(_mixed_program(), profile=profile)
+    feeds = _feeds()
+    plain = sim.run(feeds)
+    w16 = feeds["w"].astype(np.float16)
+    resident = {"w": w16.astype(np.float32)}           # on the fp16 grid: what run_stored hands out
+    stored = sim.run_stored({k: v for k, v in feeds.items() if k != "w"}, resident)
+    for k, v in plain.items():
+        assert stored[k].dtype == np.float32
+        assert stored[k].tobytes() == v.astype(np.float32).tobytes(), k
+    # A resident array not in stored form (float16, float64) is converted as `run` converts it.
+    for other in (w16, feeds["w"].astype(np.float64)):
+        again = sim.run_stored({k: v for k, v in feeds.items() if k != "w"}, {"w": other})
+        assert all(again[k].tobytes() == stored[k].tobytes() for k in plain)
+
+
+def test_resident_nan_becomes_inf_on_the_engine_as_a_plain_input_does():
+    x = ak.input("x", (3,))
+    sim = Simulator(ak.program({"y": ak.identity(x)}), profile="m1")
+    feed = np.array([np.nan, 1.0, -2.0], np.float32)
+    np.testing.assert_array_equal(sim.run_stored({}, {"x": feed})["y"], [np.inf, 1.0, -2.0])
+    assert np.isnan(feed[0])                             # the resident array is not written
+
+
+def test_run_stored_refuses_an_input_given_twice():
+    sim = Simulator(_mixed_program(), profile="exact")
+    feeds = _feeds()
+    with pytest.raises(ak.errors.AnekitError, match=r"\['w'\] given both"):
+        sim.run_stored(feeds, {"w": feeds["w"].astype(np.float16)})
+
+
+def test_the_default_run_stored_of_other_backends_agrees_with_the_simulators():
+    exe = runtime.compile(_mixed_program(), backend="sim", target="m1")
+    feeds = _feeds()
+    resident = {"w": feeds.pop("w").astype(np.float16).astype(np.float32)}
+    fast = exe.run_stored(feeds, resident)
+    generic = Executable.run_stored(exe, feeds, resident)   # call, then cast fp16 outputs back
+    assert fast.keys() == generic.keys()
+    assert all(fast[k].tobytes() == generic[k].tobytes() for k in fast)
+
+
+def _linear_trainer(numerics, opt_cls=optim.Adam):
+    rng = np.random.default_rng(0)
+    w = ak.param("w", (rng.standard_normal((6, 4)) * 0.3).astype(np.float32))
+    b = ak.param("b", np.zeros(4, np.float32))
+    x, y = ak.input("x", (8, 6)), ak.input("y", (8, 4))
+    loss = (ak.gelu(x @ w + b) - y).square().mean().reshape([1])
+    return Trainer(loss, [w, b], opt_cls([w, b], lr=1e-2), target="m1", numerics=numerics,
+                   loss_scale=256, progress=False)
+
+
+def _batches():
+    rng = np.random.default_rng(1)
+    while True:
+        yield {"x": rng.standard_normal((8, 6)).astype(np.float32),
+               "y": (rng.standard_normal((8, 4)) * 1e-3).astype(np.float32)}   # tiny gradients too
+
+
+@pytest.mark.parametrize("numerics", ["exact", "profile"])
+def test_resident_training_equals_feeding_fp16_arrays_every_step(numerics):
+    """The trainer keeps parameters and moments in stored form; the same steps done through
+    the plain fp16 interface (exe(feeds), opt.step with float16 gradients) give the same bits."""
+    tr = _linear_trainer(numerics)
+    tr.fit(_batches(), 4)
+    ref = _linear_trainer(numerics)
+    for batch, _ in zip(_batches(), range(4)):
+        out = ref.exe({**batch, **ref.opt.params, "loss_scale": np.full((1,), 256.0, np.float32)})
+        ref.opt.step({p: out[f"grad_{p}"] for p in ref.opt.params}, grad_scale=256.0)
+    for got, want in ((tr.opt.params, ref.opt.params), (tr.opt.state, ref.opt.state)):
+        assert got.keys() == want.keys()
+        for k in got:
+            assert got[k].dtype == np.float16 and got[k].tobytes() == want[k].tobytes(), k
+
+
+def test_optimizer_rounds_float32_gradients_from_outside_to_fp16():
+    """opt.step with float32 gradients (not stored form) rounds them as the fp16 input would."""
+    params = {"w": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)}
+    g = (np.random.default_rng(2).standard_normal((3, 4)) * 1e-3).astype(np.float32)
+    a, b = optim.Adam(params, lr=1e-2), optim.Adam(params, lr=1e-2)
+    a.step({"w": g})
+    b.step({"w": g.astype(np.float16)})
+    assert a.params["w"].tobytes() == b.params["w"].tobytes()
+    assert a.state["v_w"].tobytes() == b.state["v_w"].tobytes()
