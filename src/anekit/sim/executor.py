@@ -29,11 +29,24 @@ _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
 
 
 class _Step:
-    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free")
+    """One op, bound at planning: `consts` holds every argument that is not a tensor (and the
+    tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
+    finished. Execution then builds the keyword arguments with no per-op branching."""
+    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
         self.free: tuple[int, ...] = ()
+        self.single = tuple((n, r) for n, r in tensors.items() if isinstance(r, int))
+        self.multi = tuple((n, r) for n, r in tensors.items() if isinstance(r, tuple))
+        self.consts = {**consts, **{n: None for n, r in tensors.items() if r is None}}
+        kind = "keep" if kernel.finish == "keep" else "round"
+        self.fin = tuple((slot, t, ("float_" + kind) if t.dtype in FLOAT_DTYPES else
+                          t.dtype if t.dtype in ("int32", "bool", "string") else "raw") for slot, t in outputs)
+        # One float output whose finishing leaves a float32 array as it is: "keep" kernels,
+        # and every kernel in exact numerics (storage is float32 there).
+        self.as_is = len(outputs) == 1 and (self.fin[0][2] == "float_keep" or
+                                            (self.fin[0][2] == "float_round" and not call.nx.fp16))
 
 
 class Simulator:
@@ -269,9 +282,11 @@ class Simulator:
 
     def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
         call = step.call
-        kw = dict(step.consts)
-        for name, ref in step.tensors.items():
-            kw[name] = None if ref is None else (tuple(env[r] for r in ref) if isinstance(ref, tuple) else env[ref])
+        kw = step.consts.copy()
+        for name, ref in step.single:
+            kw[name] = env[ref]
+        for name, refs in step.multi:
+            kw[name] = tuple(env[r] for r in refs)
         try:                # callers hold np.errstate(all="ignore"): one context per run, not per op
             result = step.kernel.fn(call, **kw)
         except AnekitError:
@@ -279,26 +294,34 @@ class Simulator:
         except _WRAPPED as e:
             raise ShapeError(f"{call.op.type} '{call.op.name}' (op #{call.position}) failed: "
                              f"{type(e).__name__}: {e}") from e
-        results = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-        if len(results) != len(step.outputs):
-            raise call.fail(f"kernel returned {len(results)} values for {len(step.outputs)} outputs")
+        fin = step.fin
+        if step.as_is and type(result) is np.ndarray and result.dtype == F32 \
+                and result.shape == fin[0][1].shape and not compile_time:
+            env[fin[0][0]] = result      # the common case, without the general checks below
+            return
+        if len(fin) == 1 and not isinstance(result, (tuple, list)):
+            results = (result,)
+        else:
+            results = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+            if len(results) != len(fin):
+                raise call.fail(f"kernel returned {len(results)} values for {len(fin)} outputs")
         ingest = compile_time and call.op.spec.kind in ("const", "constexpr")
-        for (slot, t), value in zip(step.outputs, results):
-            env[slot] = self._finish(call, t, value, step.kernel.finish, ingest)
+        for (slot, t, how), value in zip(fin, results):
+            env[slot] = self._finish(call, t, value, how, ingest)
 
-    def _finish(self, call, t, value, mode: str, ingest: bool):
-        if t.dtype == "string" or isinstance(value, str):
+    def _finish(self, call, t, value, how: str, ingest: bool):
+        if how == "string" or isinstance(value, str):
             return value
         arr = np.asarray(value)
         if arr.shape != t.shape:
             raise call.fail(f"computed shape {list(arr.shape)} but '{t.name}' is declared {list(t.shape)}")
-        if t.dtype in FLOAT_DTYPES:
-            if ingest:
-                return self.nx.ingest(arr)
-            return arr.astype(F32, copy=False) if mode == "keep" else self.nx.store(arr)
-        if t.dtype == "int32":
+        if how == "float_round":
+            return self.nx.ingest(arr) if ingest else self.nx.store(arr)
+        if how == "float_keep":
+            return self.nx.ingest(arr) if ingest else arr.astype(F32, copy=False)
+        if how == "int32":
             return arr.astype(np.int32, copy=False)
-        if t.dtype == "bool":
+        if how == "bool":
             return arr.astype(np.bool_, copy=False)
         return arr          # sub-byte and other storage-only dtypes feed constexpr ops as they are
 
