@@ -135,3 +135,34 @@ def test_optimizer_rounds_float32_gradients_from_outside_to_fp16():
     b.step({"w": g.astype(np.float16)})
     assert a.params["w"].tobytes() == b.params["w"].tobytes()
     assert a.state["v_w"].tobytes() == b.state["v_w"].tobytes()
+
+
+# --- fp16-grid tables --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op, profile", [("gelu", "m1"), ("gelu", "m5"), ("erf", "m4")])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")     # -inf * 0 in the tail, as the executor ignores
+def test_grid_tables_give_the_bits_of_the_elementwise_reference(op, profile):
+    """Every fp16 value (both signs, subnormals, inf) through the kernel by table equals the
+    element-wise float64 reference, and an array off the fp16 grid still takes that path."""
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import activations, elementwise
+    from anekit.sim.registry import Call
+    from anekit.sim.numerics import Numerics
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    every = every[~np.isnan(every)]
+    x = ak.input("x", (every.size,))
+    prog = ak.program({"y": getattr(ak, op)(x)})
+    call = Call(prog.main.ops[0], Numerics(profile_for(profile)), 0)
+    kernel = activations.gelu if op == "gelu" else elementwise.erf_
+    args = {"mode": "EXACT"} if op == "gelu" else {}
+    by_table = kernel(call, every, **args)
+    rng = np.random.default_rng(0)
+    for part in np.array_split(rng.permutation(every.size), 8):      # small chunks: no table
+        direct = kernel(call, np.ascontiguousarray(every[part][:4000]), **args)
+        assert direct.tobytes() == by_table[part][:4000].tobytes()
+    off_grid = every + np.float32(2.0 ** -20) * (np.abs(every) < 1)  # low bits set: element-wise
+    ref = fn.erf(off_grid.astype(np.float64)) if op == "erf" else None
+    got = kernel(call, off_grid, **args)
+    if ref is not None:
+        assert got.tobytes() == ref.astype(np.float32).tobytes()
+    assert np.isfinite(by_table[np.isfinite(every)]).all()

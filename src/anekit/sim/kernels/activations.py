@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .. import fp16_grid
 from .. import functions as fn
 from ..fp16 import F32
 from ..registry import kernel
@@ -122,7 +123,14 @@ def gelu(c, x, mode):
     if c.nx.fp16 and p.activation_tables:
         if p.gelu_table is not None:
             return table("gelu", p.gelu_table)(x)
-        return _origin_bias(p, x, _gelu64(x).astype(F32), p.gelu_origin_bias)
+        bias, width = p.gelu_origin_bias, p.origin_bias_width
+        f = lambda v: _origin_bias(p, v, _gelu64(v).astype(F32), bias)    # noqa: E731
+        y = fp16_grid.lookup(("gelu", bias, width), f, x)
+        return f(x) if y is None else y
+    if c.nx.fp16:
+        y = fp16_grid.lookup(("gelu",), lambda v: _gelu64(v).astype(F32), x)
+        if y is not None:
+            return y
     return _gelu64(x).astype(F32)
 
 
