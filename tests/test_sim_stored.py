@@ -166,3 +166,31 @@ def test_grid_tables_give_the_bits_of_the_elementwise_reference(op, profile):
     if ref is not None:
         assert got.tobytes() == ref.astype(np.float32).tobytes()
     assert np.isfinite(by_table[np.isfinite(every)]).all()
+
+
+# --- pooling by taps ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k, s, pad", [((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (2, 2), (1, 1, 1, 1)),
+                                       ((3, 2), (1, 2), (0, 1, 1, 0)), ((7, 7), (3, 3), (3, 3, 3, 3)),
+                                       ((2, 9), (1, 1), (0, 0, 0, 0))])
+def test_pools_equal_numpys_reduction_over_the_window_view(k, s, pad):
+    """max_pool and avg_pool accumulate tap by tap; the bits equal float32 numpy reductions
+    over the windows (the sum in numpy's order), written here from the definition."""
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((2, 3, 17, 19)) * 50).astype(np.float32)
+    x = ak.input("x", a.shape, dtype="fp32")
+    kw = dict(kernel_sizes=list(k), strides=list(s), pad_type="custom", pad=list(pad))
+    out = Simulator(ak.program({"mx": ak.max_pool(x, **kw), "av": ak.avg_pool(x, **kw, exclude_padding_from_average=True)}),
+                    profile="exact").run({"x": a})
+    widths = [(0, 0), (0, 0), (pad[0], pad[1]), (pad[2], pad[3])]
+    oh, ow = out["mx"].shape[2:]
+    for name, fill in (("mx", -np.inf), ("av", 0.0)):
+        win = np.lib.stride_tricks.sliding_window_view(np.pad(a, widths, constant_values=fill), k, axis=(2, 3))
+        win = win[:, :, :oh * s[0]:s[0], :ow * s[1]:s[1]]
+        if name == "mx":
+            ref = win.max(axis=(4, 5))
+        else:
+            ones = np.pad(np.ones(a.shape[2:], np.float32), widths[2:])
+            cnt = np.lib.stride_tricks.sliding_window_view(ones, k)[:oh * s[0]:s[0], :ow * s[1]:s[1]].sum(axis=(2, 3))
+            ref = win.sum(axis=(4, 5), dtype=np.float32) / cnt
+        assert out[name].tobytes() == ref.astype(np.float32).tobytes(), name
