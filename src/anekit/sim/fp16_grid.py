@@ -5,9 +5,10 @@ element: the table holds the very values the element-wise code computes.
 
 The index is the float32 bit pattern shifted right by 13: an fp16 value held in float32 has
 its 13 low significand bits clear (normal or subnormal fp16 alike, both are normal float32),
-so 2**19 entries cover every sign, float32 exponent and 10-bit fp16 significand. An array
-with any of those bits set (off the grid: a NaN payload, an exact-numerics value) is left to
-the caller's element-wise path.
+so 2**19 entries cover every sign, float32 exponent and 10-bit significand: every float32
+with those bits clear, the fp16 grid and more (the table holds fn at each such point, so any
+of them is looked up exactly). An array with any of those bits set (a NaN payload, an
+exact-numerics value) is left to the caller's element-wise path.
 """
 from __future__ import annotations
 
