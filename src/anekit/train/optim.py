@@ -108,7 +108,9 @@ class Optimizer:
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """{name: parameter} in the optimizer's dtype (float16, float32 with master weights)."""
+        """{name: parameter} in the optimizer's dtype (float16, float32 with master weights).
+        Assign a new mapping to change them: with fp16 parameters, writing into these arrays
+        does not reach the float32 copy the programs read (`stored_params`)."""
         if self._params is None:
             self._params = {k: self._declared(v) for k, v in self._stored_params.items()}
         return self._params
