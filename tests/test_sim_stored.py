@@ -139,9 +139,11 @@ def test_optimizer_rounds_float32_gradients_from_outside_to_fp16():
 
 # --- fp16-grid tables --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op, profile", [("gelu", "m1"), ("gelu", "m5"), ("erf", "m4")])
+@pytest.mark.parametrize("op, profile, mode", [("gelu", "m1", "EXACT"), ("gelu", "m5", "EXACT"), ("erf", "m4", None),
+                                              ("gelu", "m4", "TANH_APPROXIMATION"),
+                                              ("gelu", "m4", "SIGMOID_APPROXIMATION")])
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")     # -inf * 0 in the tail, as the executor ignores
-def test_grid_tables_give_the_bits_of_the_elementwise_reference(op, profile):
+def test_grid_tables_give_the_bits_of_the_elementwise_reference(op, profile, mode):
     """Every fp16 value (both signs, subnormals, inf) through the kernel by table equals the
     element-wise float64 reference, and an array off the fp16 grid still takes that path."""
     from anekit.sim import profile_for
@@ -154,8 +156,11 @@ def test_grid_tables_give_the_bits_of_the_elementwise_reference(op, profile):
     prog = ak.program({"y": getattr(ak, op)(x)})
     call = Call(prog.main.ops[0], Numerics(profile_for(profile)), 0)
     kernel = activations.gelu if op == "gelu" else elementwise.erf_
-    args = {"mode": "EXACT"} if op == "gelu" else {}
+    args = {"mode": mode} if op == "gelu" else {}
+    from anekit.sim import fp16_grid
+    fp16_grid._TABLES.clear()
     by_table = kernel(call, every, **args)
+    assert [k[0] for k in fp16_grid._TABLES] == [op if mode in (None, "EXACT") else mode]   # the table was used
     rng = np.random.default_rng(0)
     for part in np.array_split(rng.permutation(every.size), 8):      # small chunks: no table
         direct = kernel(call, np.ascontiguousarray(every[part][:4000]), **args)

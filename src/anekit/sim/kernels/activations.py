@@ -116,10 +116,11 @@ def _gelu64(x: np.ndarray) -> np.ndarray:
 @kernel("gelu")
 def gelu(c, x, mode):
     p = c.nx.profile
-    if mode == "TANH_APPROXIMATION":
-        return fn.gelu_tanh(x).astype(F32)
-    if mode == "SIGMOID_APPROXIMATION":
-        return fn.gelu_sigmoid(x).astype(F32)
+    if mode in ("TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"):
+        ref = fn.gelu_tanh if mode == "TANH_APPROXIMATION" else fn.gelu_sigmoid
+        f = lambda v: ref(v).astype(F32)         # noqa: E731
+        y = fp16_grid.lookup((mode,), f, x) if c.nx.fp16 else None
+        return f(x) if y is None else y
     if c.nx.fp16 and p.activation_tables:
         if p.gelu_table is not None:
             return table("gelu", p.gelu_table)(x)
