@@ -94,9 +94,4 @@ def _gelu_derivatives(x0):
 ERF = Taylor32("erf", fn.erf, _erf_derivatives, c4=5.3 / 24, rel=4e-15)
 
 
-def _gelu_reference(x):
-    from .kernels.activations import _gelu64      # the kernel's own float64 gelu, left tail included
-    return _gelu64(x)
-
-
-GELU = Taylor32("gelu", _gelu_reference, _gelu_derivatives, c4=1.7 / 24, rel=8e-12, lowest=-3.5)
+GELU = Taylor32("gelu", fn.gelu_precise, _gelu_derivatives, c4=1.7 / 24, rel=8e-12, lowest=-3.5)
