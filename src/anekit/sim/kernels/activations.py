@@ -10,7 +10,6 @@ profile may opt into 33-knot tables (tables.py) for sigmoid and gelu instead.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from .. import fp16_grid, taylor32
