@@ -1,6 +1,7 @@
 """Bit-identity check for simulator speed work: every output of a few training steps of the
 train_step.py models (digits CNN, transformer block) and of a small stories forward, on the
-m1, m5 and exact profiles, saved once and compared bit for bit after each change.
+m1, m5 and exact profiles, plus max/avg pooling windows and one step of the tiny Stories
+config through the dynamic pipeline, saved once and compared bit for bit after each change.
 
     python benchmarks/sim_bits.py save ref.pkl      # before optimizing
     python benchmarks/sim_bits.py compare ref.pkl   # after each change: exit 1 on any mismatch
@@ -62,6 +63,38 @@ def collect() -> dict:
     x = np.random.default_rng(1).standard_normal((1, dim, 1, seq)).astype(np.float16).astype(np.float32)
     for mode in ("exact", "m1", "m5"):
         res[f"stories {mode}"] = {k: np.array(v) for k, v in Simulator(prog, profile=mode).run({"x": x}).items()}
+    res.update(pools())
+    res.update(stories_steps())
+    return res
+
+
+def pools() -> dict:
+    """max_pool and avg_pool over a few window shapes, exact and m1."""
+    a = (np.random.default_rng(2).standard_normal((2, 8, 23, 21)) * 30).astype(np.float32)
+    x = ak.input("x", a.shape)
+    outs = {}
+    for i, (k, s, pad) in enumerate((((2, 2), (2, 2), (0, 0, 0, 0)), ((3, 3), (2, 2), (1, 1, 1, 1)),
+                                     ((3, 2), (1, 2), (0, 1, 1, 0)), ((2, 9), (1, 1), (0, 0, 0, 0)))):
+        kw = dict(kernel_sizes=list(k), strides=list(s), pad_type="custom", pad=list(pad))
+        outs[f"max{i}"] = ak.max_pool(x, **kw)
+        outs[f"avg{i}"] = ak.avg_pool(x, **kw, exclude_padding_from_average=bool(i % 2))
+    prog = ak.program(outs)
+    return {f"pools {mode}": {k: np.array(v) for k, v in Simulator(prog, profile=mode).run({"x": a}).items()}
+            for mode in ("exact", "m1")}
+
+
+def stories_steps() -> dict:
+    """Loss and gradients of one step of the tiny Stories config through the dynamic pipeline."""
+    from anekit.train.pipelines.stories import StoriesPipeline
+    from anekit.train.pipelines.trainer import TINY, init_params
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(0, TINY.vocab_size, TINY.seq_len)
+    targets = rng.integers(0, TINY.vocab_size, TINY.seq_len)
+    res = {}
+    for numerics in ("exact", "profile"):
+        pipe = StoriesPipeline(TINY, "dynamic", "m4", numerics)
+        loss, grads = pipe.loss_and_grads(init_params(TINY, 0), tokens, targets, 256.0)
+        res[f"stories-step {numerics}"] = {"loss": np.array(loss), **{k: np.array(v) for k, v in grads.items()}}
     return res
 
 

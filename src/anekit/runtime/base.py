@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..ir.feeds import bind_inputs
+from ..ir.fp16cast import from_fp16
 from ..ir.graph import Function, Program
 
 
@@ -82,6 +83,15 @@ class Executable(abc.ABC):
             raise UsageError(f"call with a mapping {{input name: array}} (inputs: {self.input_names}), "
                              f"got {type(inputs).__name__}")
         return self._run(self._bind({**(inputs or {}), **named}))
+
+    def run_stored(self, inputs: Mapping, resident: Mapping | None = None) -> dict[str, np.ndarray]:
+        """A call with float values in their stored form (float32, on the fp16 grid where
+        declared fp16): `resident` holds such inputs from an earlier `run_stored`, and the
+        float outputs come back as float32. Trainers keep parameters and optimizer state in
+        this form between steps; the simulator then skips the fp16 casts (this default casts)."""
+        out = self({**inputs, **(resident or {})})
+        return {k: from_fp16(v) if isinstance(v, np.ndarray) and v.dtype == np.float16 else v
+                for k, v in out.items()}
 
     def _bind(self, feeds: dict) -> dict:
         """Checked arrays in their declared dtypes (a backend that checks inputs itself passes them on)."""

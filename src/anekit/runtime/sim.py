@@ -29,6 +29,9 @@ class SimExecutable(Executable):
     def _run(self, feeds):
         return self._sim.run(feeds)
 
+    def run_stored(self, inputs, resident=None):
+        return self._sim.run_stored(inputs, resident)
+
 
 class SimBackend(Backend):
     name = "sim"

@@ -17,7 +17,7 @@ from ..ir.feeds import bind_inputs
 from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
-from .fp16 import F32
+from .fp16 import F32, has_nan, round_fp16
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
 from .registry import Call
@@ -29,11 +29,24 @@ _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
 
 
 class _Step:
-    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free")
+    """One op, bound at planning: `consts` holds every argument that is not a tensor (and the
+    tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
+    finished. Execution then builds the keyword arguments with no per-op branching."""
+    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
         self.free: tuple[int, ...] = ()
+        self.single = tuple((n, r) for n, r in tensors.items() if isinstance(r, int))
+        self.multi = tuple((n, r) for n, r in tensors.items() if isinstance(r, tuple))
+        self.consts = {**consts, **{n: None for n, r in tensors.items() if r is None}}
+        kind = "keep" if kernel.finish == "keep" else "round"
+        self.fin = tuple((slot, t, ("float_" + kind) if t.dtype in FLOAT_DTYPES else
+                          t.dtype if t.dtype in ("int32", "bool", "string") else "raw") for slot, t in outputs)
+        # One float output whose finishing leaves a float32 array as it is: "keep" kernels,
+        # and every kernel in exact numerics (storage is float32 there).
+        self.as_is = len(outputs) == 1 and (self.fin[0][2] == "float_keep" or
+                                            (self.fin[0][2] == "float_round" and not call.nx.fp16))
 
 
 class Simulator:
@@ -107,10 +120,37 @@ class Simulator:
         """Outputs by name, each in its declared dtype (fp16 outputs as float16 arrays).
         A state input may be given to set its value; otherwise it keeps the value the last
         run left (zeros at first)."""
+        env = self._execute_all(self._check_inputs(inputs))
+        return {name: _to_declared(env[slot], dtype) for name, slot, dtype in self._outputs}
+
+    def run_stored(self, inputs: Mapping[str, object], resident: Mapping[str, np.ndarray] | None = None
+                   ) -> dict[str, np.ndarray]:
+        """`run` with float values in their stored form: float32 arrays, on the fp16 grid where
+        declared fp16. `resident` holds inputs in that form, from an earlier `run_stored` (the
+        state a trainer keeps on the engine between steps, guide ch. 15): they are taken as
+        they are, skipping the fp16 casts and copies (a float32 array is trusted to be on the
+        fp16 grid; any other array is converted as in `run`). Outputs come back in that form
+        too: float32 for fp16 and fp32 outputs, equal to `run`'s after a cast to float32."""
+        fast = {}
+        if resident:
+            for t in self.function.inputs:
+                a = resident.get(t.name)
+                if a is not None and t.dtype in ("fp16", "fp32") and isinstance(a, np.ndarray) \
+                        and a.dtype == F32 and a.shape == t.shape:
+                    fast[t.name] = self._ingest_stored(t, a)
+            rest = {k: v for k, v in resident.items() if k not in fast}
+            overlap = sorted(set(rest) & set(inputs))
+            if overlap:
+                raise AnekitError(f"run_stored: inputs {overlap} given both as inputs and resident")
+            inputs = {**inputs, **rest}
+        env = self._execute_all(self._check_inputs(inputs, fast))
+        return {name: _to_stored(env[slot], dtype) for name, slot, dtype in self._outputs}
+
+    def _execute_all(self, arrays: list) -> list:
         env: list = [None] * len(self._slot)
         for slot, value in self._const.items():
             env[slot] = value
-        for t, arr in zip(self.function.inputs, self._check_inputs(inputs)):
+        for t, arr in zip(self.function.inputs, arrays):
             if t.name in self._state_names:
                 if arr is not None:
                     self.states[t.name] = arr
@@ -121,7 +161,7 @@ class Simulator:
                 self._execute(step, env)
                 for slot in step.free:
                     env[slot] = None
-        return {name: _to_declared(env[slot], dtype) for name, slot, dtype in self._outputs}
+        return env
 
     __call__ = run
 
@@ -242,9 +282,11 @@ class Simulator:
 
     def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
         call = step.call
-        kw = dict(step.consts)
-        for name, ref in step.tensors.items():
-            kw[name] = None if ref is None else (tuple(env[r] for r in ref) if isinstance(ref, tuple) else env[ref])
+        kw = step.consts.copy()
+        for name, ref in step.single:
+            kw[name] = env[ref]
+        for name, refs in step.multi:
+            kw[name] = tuple(env[r] for r in refs)
         try:                # callers hold np.errstate(all="ignore"): one context per run, not per op
             result = step.kernel.fn(call, **kw)
         except AnekitError:
@@ -252,39 +294,75 @@ class Simulator:
         except _WRAPPED as e:
             raise ShapeError(f"{call.op.type} '{call.op.name}' (op #{call.position}) failed: "
                              f"{type(e).__name__}: {e}") from e
-        results = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-        if len(results) != len(step.outputs):
-            raise call.fail(f"kernel returned {len(results)} values for {len(step.outputs)} outputs")
+        fin = step.fin
+        if step.as_is and type(result) is np.ndarray and result.dtype == F32 \
+                and result.shape == fin[0][1].shape and not compile_time:
+            env[fin[0][0]] = result      # the common case, without the general checks below
+            return
+        if len(fin) == 1 and not isinstance(result, (tuple, list)):
+            results = (result,)
+        else:
+            results = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+            if len(results) != len(fin):
+                raise call.fail(f"kernel returned {len(results)} values for {len(fin)} outputs")
         ingest = compile_time and call.op.spec.kind in ("const", "constexpr")
-        for (slot, t), value in zip(step.outputs, results):
-            env[slot] = self._finish(call, t, value, step.kernel.finish, ingest)
+        for (slot, t, how), value in zip(fin, results):
+            env[slot] = self._finish(call, t, value, how, ingest)
 
-    def _finish(self, call, t, value, mode: str, ingest: bool):
-        if t.dtype == "string" or isinstance(value, str):
+    def _finish(self, call, t, value, how: str, ingest: bool):
+        if how == "string" or isinstance(value, str):
             return value
         arr = np.asarray(value)
         if arr.shape != t.shape:
             raise call.fail(f"computed shape {list(arr.shape)} but '{t.name}' is declared {list(t.shape)}")
-        if t.dtype in FLOAT_DTYPES:
-            if ingest:
-                return self.nx.ingest(arr)
-            return arr.astype(F32, copy=False) if mode == "keep" else self.nx.store(arr)
-        if t.dtype == "int32":
+        if how == "float_round":
+            return self.nx.ingest(arr) if ingest else self.nx.store(arr)
+        if how == "float_keep":
+            return self.nx.ingest(arr) if ingest else arr.astype(F32, copy=False)
+        if how == "int32":
             return arr.astype(np.int32, copy=False)
-        if t.dtype == "bool":
+        if how == "bool":
             return arr.astype(np.bool_, copy=False)
         return arr          # sub-byte and other storage-only dtypes feed constexpr ops as they are
 
-    def _check_inputs(self, inputs) -> list[np.ndarray]:
-        """Arrays in function-input order (None for a state left out), ready for the kernels."""
+    def _check_inputs(self, inputs, ready: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """Arrays in function-input order (None for a state left out), ready for the kernels;
+        `ready` holds inputs already in that form."""
+        if ready:
+            bound = bind_inputs(self.function, inputs, optional=self._state_names + tuple(ready))
+            bound.update(ready)
+            return [bound[t.name] if t.name in ready else self._ingest(t, bound[t.name]) if t.name in bound
+                    else None for t in self.function.inputs]
         bound = bind_inputs(self.function, inputs, optional=self._state_names)
         return [self._ingest(t, bound[t.name]) if t.name in bound else None for t in self.function.inputs]
 
     def _ingest(self, t, arr: np.ndarray) -> np.ndarray:
         if t.dtype in ("fp16", "fp32"):
-            with np.errstate(all="ignore"):
-                return self.nx.ingest_fp16(arr) if arr.dtype == np.float16 else self.nx.ingest(arr.astype(F32))
+            with np.errstate(all="ignore"):   # bind_inputs made `arr` a fresh array: no copy here
+                return self.nx.ingest_fp16(arr) if arr.dtype == np.float16 else self.nx.ingest(arr.astype(F32, copy=False))
         return arr
+
+    def _ingest_stored(self, t, a: np.ndarray) -> np.ndarray:
+        """`_ingest` of a stored-form float32 array: an fp16 input is on the grid already, so
+        only the NaN rule is left (as in Numerics.ingest_fp16)."""
+        if t.dtype == "fp32" or not self.nx.fp16:
+            with np.errstate(all="ignore"):
+                return self.nx.ingest(a)
+        if self.nx.profile.nan_inputs_to_inf and has_nan(a):
+            return np.where(np.isnan(a), F32(np.inf), a)
+        return a
+
+
+def _to_stored(value, dtype: str):
+    """An output in stored form: float32 (rounded to the fp16 grid where declared fp16: exact
+    numerics computes off it), other dtypes as `_to_declared`."""
+    if dtype == "fp16":
+        a = np.asarray(value, dtype=F32)
+        with np.errstate(all="ignore"):
+            return round_fp16(a)        # from_fp16(to_fp16(a)), NaN payloads aside
+    if dtype == "fp32" and isinstance(value, np.ndarray) and value.dtype == F32:
+        return value
+    return _to_declared(value, dtype)
 
 
 def _to_declared(value, dtype: str):

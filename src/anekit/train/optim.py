@@ -32,6 +32,7 @@ from ..errors import UsageError
 from .schedules import Schedule, as_schedule, constant, cosine
 from .. import ir
 from ..ir.declared import F
+from ..ir.fp16cast import from_fp16, to_fp16
 from .. import runtime
 from ..errors import CheckpointError
 
@@ -91,14 +92,56 @@ class Optimizer:
         self.clip_norm = None if clip_norm is None else _number("clip_norm", clip_norm, 1e-12)
         self.master_weights = bool(master_weights)
         self.dtype = "fp32" if self.master_weights else "fp16"
-        np_dtype = np.float32 if self.master_weights else np.float16
-        self.params = {k: np.array(v, dtype=np_dtype) for k, v in param_arrays(params).items()}
+        self._np_dtype = np.float32 if self.master_weights else np.float16
+        self.params = {k: np.array(v, dtype=self._np_dtype) for k, v in param_arrays(params).items()}
         self.state = {f"{s}_{k}": np.zeros_like(v) for k, v in self.params.items() for s in self.slots}
         self.t = 0                      # updates applied
         self.state_scale: float | None = None   # S0: the gradient scale the state is kept in
         self.last_grad_norm: float | None = None
         self._exe = None
         self.compile()
+
+    # --- parameters and state, resident in stored form -----------------------------------
+    # Between steps both live as float32 arrays on the fp16 grid (the engine's stored form,
+    # Executable.run_stored): the update and training programs read and write them without
+    # a cast per step; the fp16 arrays users and checkpoints see are made on first access.
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """{name: parameter} in the optimizer's dtype (float16, float32 with master weights).
+        Assign a new mapping to change them: with fp16 parameters, writing into these arrays
+        does not reach the float32 copy the programs read (`stored_params`)."""
+        if self._params is None:
+            self._params = {k: self._declared(v) for k, v in self._stored_params.items()}
+        return self._params
+
+    @params.setter
+    def params(self, value: Mapping[str, np.ndarray]) -> None:
+        self._params = {k: np.asarray(v) for k, v in value.items()}
+        self._stored_params = {k: self._stored(v) for k, v in self._params.items()}
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """{<slot>_<name>: moment} in the optimizer's dtype."""
+        if self._state is None:
+            self._state = {k: self._declared(v) for k, v in self._stored_state.items()}
+        return self._state
+
+    @state.setter
+    def state(self, value: Mapping[str, np.ndarray]) -> None:
+        self._state = {k: np.asarray(v) for k, v in value.items()}
+        self._stored_state = {k: self._stored(v) for k, v in self._state.items()}
+
+    @property
+    def stored_params(self) -> dict[str, np.ndarray]:
+        """The parameters in stored form (float32), to feed `Executable.run_stored`; read-only use."""
+        return self._stored_params
+
+    def _stored(self, a: np.ndarray) -> np.ndarray:
+        return from_fp16(a) if a.dtype == np.float16 else np.asarray(a, np.float32)
+
+    def _declared(self, a: np.ndarray) -> np.ndarray:
+        return to_fp16(a) if self._np_dtype is np.float16 else a
 
     # --- the update program ---------------------------------------------------------------
 
@@ -161,9 +204,10 @@ class Optimizer:
     def lr_at(self, step: int) -> float:
         return self.schedule(step)
 
-    def step(self, grads: Mapping[str, np.ndarray], grad_scale: float = 1.0) -> None:
-        """Apply one update from gradients of (loss * grad_scale)."""
-        missing = set(self.params) - set(grads)
+    def step(self, grads: Mapping[str, np.ndarray], grad_scale: float = 1.0, *, stored: bool = False) -> None:
+        """Apply one update from gradients of (loss * grad_scale). `stored`: the gradients are
+        in stored form, as `Executable.run_stored` returned them (no rounding needed)."""
+        missing = set(self._stored_params) - set(grads)
         if missing:
             raise UsageError(f"step: no gradient for {sorted(missing)}")
         grad_scale = _number("grad_scale", grad_scale, 1e-30)
@@ -174,17 +218,20 @@ class Optimizer:
         S0 = self.state_scale
         scalars = {"grad_mul": S0 / grad_scale, "inv_state_scale": 1.0 / S0, **self._scalars(lr, S0, t)}
         feeds = {n: np.array([scalars[n]], np.float32) for n in self.scalar_names()}
-        for k, v in self.params.items():
-            feeds[f"p_{k}"] = v
-            feeds[f"g_{k}"] = grads[k]
-        feeds.update(self.state)
-        out = self._executable()(feeds)
-        cast = np.float32 if self.master_weights else np.float16
-        params = {k: np.asarray(out[f"new_p_{k}"], dtype=cast).reshape(v.shape) for k, v in self.params.items()}
-        state = {n: np.asarray(out[f"new_{n}"], dtype=cast).reshape(v.shape) for n, v in self.state.items()}
+        resident = {f"p_{k}": v for k, v in self._stored_params.items()}
+        resident.update(self._stored_state)
+        for k, v in self._stored_params.items():
+            g = grads[k]
+            if not stored and not self.master_weights:
+                g = to_fp16(g)          # a float32 gradient from outside: round it as `run` would
+            resident[f"g_{k}"] = g
+        out = self._executable().run_stored(feeds, resident)
+        params = {k: out[f"new_p_{k}"].reshape(v.shape) for k, v in self._stored_params.items()}
+        state = {n: out[f"new_{n}"].reshape(v.shape) for n, v in self._stored_state.items()}
         if "grad_norm" in out:
             self.last_grad_norm = float(np.asarray(out["grad_norm"]).reshape(-1)[0])
-        self.params, self.state, self.t = params, state, t      # all at once: an interrupt sees old or new
+        # All at once: an interrupt sees the old step or the new one.
+        self._stored_params, self._stored_state, self._params, self._state, self.t = params, state, None, None, t
 
     # --- checkpoints ----------------------------------------------------------------------
 

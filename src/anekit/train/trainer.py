@@ -119,9 +119,9 @@ class Trainer:
         scale = self.scaler.scale
         t0 = time.perf_counter()
         feeds = dict(batch)
-        feeds.update(self.opt.params)
         feeds[LOSS_SCALE_INPUT] = np.full(self.program.main.input(LOSS_SCALE_INPUT).shape, scale, np.float32)
-        out = self.exe(feeds)
+        # Parameters stay in the engine's stored form between steps (no fp16 cast per step).
+        out = self.exe.run_stored(feeds, self.opt.stored_params)
         loss = float(np.asarray(out["loss"], np.float64).reshape(-1)[0])
         n = self.step + 1
         if not math.isfinite(loss):
@@ -132,7 +132,7 @@ class Trainer:
         finite = self.scaler.finite(grads.values())
         applied = self.scaler.update(finite)
         if applied:
-            self.opt.step(grads, grad_scale=scale)
+            self.opt.step(grads, grad_scale=scale, stored=True)
         ms = (time.perf_counter() - t0) * 1e3
         self.step = n
         row = {"step": n, "loss": loss, "step_ms": round(ms, 3), "loss_scale": scale,

@@ -10,10 +10,9 @@ profile may opt into 33-knot tables (tables.py) for sigmoid and gelu instead.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .. import fp16_grid, taylor32
 from .. import functions as fn
 from ..fp16 import F32
 from ..registry import kernel
@@ -91,39 +90,28 @@ def silu(c, x):
     return y
 
 
-def _erfc_far(z: np.ndarray) -> np.ndarray:
-    """erfc(z) for z >= 3 by its continued fraction (40 levels: far below 1e-12 relative
-    there), where the asymptotic series in functions.erf leaves 3e-4."""
-    t = z
-    for n in range(40, 0, -1):
-        t = z + (n / 2.0) / t
-    with np.errstate(under="ignore"):
-        return np.exp(-z * z) / (math.sqrt(math.pi) * t)
-
-
-def _gelu64(x: np.ndarray) -> np.ndarray:
-    """gelu in float64, accurate to well under an fp16 ulp everywhere: the left tail
-    0.5 x erfc(-x / sqrt 2) holds only a tiny value, so it needs erfc's relative accuracy."""
-    y = fn.gelu(x)
-    far = x < -3.0 * math.sqrt(2.0)
-    if far.any():
-        xf = np.asarray(x, np.float64)[far]
-        y[far] = 0.5 * xf * _erfc_far(-xf / math.sqrt(2.0))
-    return y
-
-
 @kernel("gelu")
 def gelu(c, x, mode):
     p = c.nx.profile
-    if mode == "TANH_APPROXIMATION":
-        return fn.gelu_tanh(x).astype(F32)
-    if mode == "SIGMOID_APPROXIMATION":
-        return fn.gelu_sigmoid(x).astype(F32)
+    if mode in ("TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"):
+        ref = fn.gelu_tanh if mode == "TANH_APPROXIMATION" else fn.gelu_sigmoid
+        f = lambda v: ref(v).astype(F32)         # noqa: E731
+        y = fp16_grid.lookup((mode,), f, x) if c.nx.fp16 else None
+        return f(x) if y is None else y
     if c.nx.fp16 and p.activation_tables:
         if p.gelu_table is not None:
             return table("gelu", p.gelu_table)(x)
-        return _origin_bias(p, x, _gelu64(x).astype(F32), p.gelu_origin_bias)
-    return _gelu64(x).astype(F32)
+        bias, width = p.gelu_origin_bias, p.origin_bias_width
+        f = lambda v: _origin_bias(p, v, fn.gelu_precise(v).astype(F32), bias)    # noqa: E731
+        y = fp16_grid.lookup(("gelu", bias, width), f, x)
+        return f(x) if y is None else y
+    if c.nx.fp16:
+        y = fp16_grid.lookup(("gelu",), lambda v: fn.gelu_precise(v).astype(F32), x)
+        if y is not None:
+            return y
+    if x.dtype == F32 and x.size >= 4096:
+        return taylor32.GELU(x)             # the same bits, by table and a guarded expansion
+    return fn.gelu_precise(x).astype(F32)
 
 
 @kernel("softplus")

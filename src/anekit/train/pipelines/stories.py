@@ -124,9 +124,10 @@ class StoriesPipeline:
         if self.mode == "dynamic" and inputs.layout:
             cols = {n: np.asarray(a, np.float32).reshape(self.shapes.dim, -1) for n, a in acts.items()}
             cols.update(weights)
-            out = exe({"packed": L.pack(inputs.layout, cols), **(extra or {})})
+            out = exe.run_stored({"packed": L.pack(inputs.layout, cols), **(extra or {})})
         else:
-            out = exe({**acts, **(extra or {})})
+            out = exe.run_stored({**acts, **(extra or {})})
+        # run_stored: fp16 outputs come back as float32 without a float16 array in between
         return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
     def new_weights(self) -> None:

@@ -1,0 +1,43 @@
+"""Elementwise functions of fp16 values by table: in a chip profile every value a kernel reads
+is on the fp16 grid (storage rounds to it), so a costly float64 reference (gelu, erf) needs
+evaluating once per fp16 value, not once per element. Bit-identical to evaluating it per
+element: the table holds the very values the element-wise code computes.
+
+The index is the float32 bit pattern shifted right by 13: an fp16 value held in float32 has
+its 13 low significand bits clear (normal or subnormal fp16 alike, both are normal float32),
+so 2**19 entries cover every sign, float32 exponent and 10-bit significand: every float32
+with those bits clear, the fp16 grid and more (the table holds fn at each such point, so any
+of them is looked up exactly). An array with any of those bits set (a NaN payload, an
+exact-numerics value) is left to the caller's element-wise path.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .fp16 import F32
+
+_U32 = np.uint32
+_LOW = _U32(0x1FFF)
+_TABLES: dict = {}
+
+
+def _grid_points() -> np.ndarray:
+    return (np.arange(1 << 19, dtype=_U32) << _U32(13)).view(F32)
+
+
+def lookup(key, fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray | None:
+    """fn(x) (float32, elementwise) read from a table of fn over the fp16 grid, built on first
+    use and kept under `key` (which must name everything fn depends on); None when x has a
+    value off the grid or is too small for a table to pay."""
+    if x.dtype != F32 or x.size < 4096:
+        return None
+    u = x.view(_U32)
+    if np.bitwise_and(u, _LOW).any():
+        return None
+    table = _TABLES.get(key)
+    if table is None:
+        with np.errstate(all="ignore"):
+            table = _TABLES[key] = np.ascontiguousarray(fn(_grid_points()), dtype=F32)
+    return table.take(np.right_shift(u, _U32(13)))
