@@ -14,6 +14,7 @@ where all four are installed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import pathlib
 import time
@@ -47,6 +48,7 @@ class Entry:
     export: bool = False                   # convert through torch.export (else jit.trace)
     decompose: bool = True                 # torch.export: run the default decompositions
     missing_op: str | None = None          # an op anekit lacks: the test is a strict xfail
+    known_error: str | None = None         # a measured accuracy failure, not yet fixed (xfail)
     half: str = "float16"                  # dtype of the "torch low precision" reference run
     what: str = ""
 
@@ -319,11 +321,17 @@ class _FPNDetector(nn.Module):
         return self.cls.forward(feats), self.box.forward(feats)
 
 
+# Measured (seed 0): M4 numerics 3.4e-2 / 1.8e-1 against torch fp16's 1.9e-2 / 4.2e-2 (exact
+# numerics 2.4e-2 on the large one). The gap grows steadily over the SE / hardswish blocks
+# (no single op jumps); without the MAC tile model it is 1.2e-1: not yet explained.
+_MBV3 = "M4 numerics 2-4x torch fp16's error on MobileNetV3 (issue 15)"
+
 CORPUS = [
     Entry("resnet18", "cnn", _resnet18, _image(), what="torchvision resnet18 (full width)"),
     Entry("mobilenet_v2", "cnn", _mobilenet_v2, _image(), what="width 0.25"),
-    Entry("mobilenet_v3_small", "cnn", _mobilenet_v3_small, _image(), what="width 0.25: hardswish, SE"),
-    Entry("mobilenet_v3_large", "cnn", _mobilenet_v3_large, _image(), what="width 0.25"),
+    Entry("mobilenet_v3_small", "cnn", _mobilenet_v3_small, _image(), what="width 0.25: hardswish, SE",
+          known_error=_MBV3),
+    Entry("mobilenet_v3_large", "cnn", _mobilenet_v3_large, _image(), what="width 0.25", known_error=_MBV3),
     Entry("efficientnet_b0", "cnn", _efficientnet_b0, _image(), what="width 0.25, depth 0.34: SiLU, SE"),
     Entry("regnet_y", "cnn", _regnet_y, _image(), what="depth 4, w0 16: grouped conv, SE"),
     Entry("densenet", "cnn", _densenet, _image(), what="growth 8, blocks (2, 2, 2)"),
@@ -359,6 +367,12 @@ CORPUS = [
 BY_NAME = {e.name: e for e in CORPUS}
 
 
+# Packages are named with a digest of this file and the converter's versions, so a cache
+# folder kept between runs never serves a package converted from an older definition.
+_FINGERPRINT = hashlib.sha256((pathlib.Path(__file__).read_text() + torch.__version__ + ct.__version__
+                               + transformers.__version__).encode()).hexdigest()[:10]
+
+
 def _register_alias() -> None:
     """torch 2.13's export emits `aten.alias` (torchvision's Swin) that coremltools 9 does not
     know; it is a no-op view, as `alias_copy` already is there. Registered through
@@ -377,7 +391,7 @@ def _ct_dtype(t: torch.Tensor):
 
 def convert(entry: Entry, folder: pathlib.Path) -> pathlib.Path:
     """Convert `entry` with coremltools (FLOAT16 compute, iOS 18) into folder/<name>.mlpackage."""
-    path = pathlib.Path(folder) / f"{entry.name}.mlpackage"
+    path = pathlib.Path(folder) / f"{entry.name}-{_FINGERPRINT}.mlpackage"
     if path.exists():
         return path
     model, feeds = entry.make(), entry.sample()
@@ -460,9 +474,10 @@ def evaluate(entry: Entry, path: pathlib.Path, numerics: str | None = None) -> R
                   entry.half, 1 - len(off) / max(len(rep.ops), 1), reason)
 
 
-def best_time(fn, repeat: int = 5, min_time: float = 0.05) -> float:
+def best_time(fn, repeat: int = 5, min_time: float = 0.05, warmup: bool = True) -> float:
     """Best per-call time over `repeat` rounds, each round at least `min_time` seconds."""
-    fn()
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeat):
         n, t0 = 0, time.perf_counter()
