@@ -68,7 +68,7 @@ def test_padding_mask_reaches_the_output(name, packages):
 
 
 def test_lstm_is_reported_off_the_engine(packages):
-    """ak.check keeps the corpus' attention models on the engine except the mask's
-    logical_and, and puts the LSTM on the host (guide Appendix A)."""
+    """The corpus LSTM converts to Core ML's `lstm` op, which ak.check puts on the host
+    (guide Appendix A: no engine path), so its ANE coverage is below 1 and says why."""
     res = corpus.evaluate(corpus.BY_NAME["lstm"], packages(corpus.BY_NAME["lstm"]))
-    assert "lstm" in res.op_types and res.coverage < 1 and res.off_reason.startswith("lstm")
+    assert "lstm" in res.op_types and res.coverage < 1 and "lstm" in res.off_reason
