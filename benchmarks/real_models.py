@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import tempfile
@@ -28,7 +29,6 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))          # the corpus definitions live with the tests
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -101,6 +101,12 @@ def print_table(rows: list[dict]) -> None:
               f"exact {sum(r['exact_ratio'] <= GOAL_EXACT for r in ran)}/{len(ran)}")
 
 
+def machine() -> str:
+    import coremltools
+    return (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end of the run, "
+            f"torch {torch.__version__}, coremltools {coremltools.__version__}")
+
+
 def docs_section(rows: list[dict]) -> str:
     lines = [SECTION, "",
              "The corpus of issue 15 (`tests/coreml_corpus.py`): real architectures at small width and",
@@ -110,9 +116,12 @@ def docs_section(rows: list[dict]) -> str:
              "numerics) and requires relative L2 error against PyTorch fp32 (all outputs together) of at",
              f"most max({corpus.FACTOR} x PyTorch's own error in fp16 (`model.half()` on the CPU), "
              f"{corpus.FLOOR}).",
+             *(["Every model runs in fp16 on the CPU, so no bfloat16 fallback was needed."]
+               if all(r.get("low_dtype", "float16") == "float16" for r in rows) else []),
              "`benchmarks/real_models.py --write-docs` measured this table (one thread each; times are the",
-             "simulator's over PyTorch CPU fp32's, goals 2x default and 1.3x exact). ANE: the fraction",
-             "of ops `ak.check(prog, \"m4\")` keeps on the engine, and the first reason for one it does not.",
+             "simulator's over PyTorch CPU fp32's, goals 2x default and 1.3x exact; " + machine() + ").",
+             "ANE: the fraction of ops `ak.check(prog, \"m4\")` keeps on the engine, and the first reason",
+             "for one it does not.",
              "",
              "| model | ops | error | torch fp16 error | ANE (M4) | torch fp32 | default / torch | exact / torch |",
              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
@@ -164,17 +173,21 @@ def main(argv=None) -> int:
         if unknown:
             ap.error(f"unknown models {unknown}; known: {', '.join(corpus.BY_NAME)}")
         entries = [corpus.BY_NAME[n] for n in names]
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []
-    with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
-        folder = pathlib.Path(a.cache or tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        if not a.json:
-            print(HEADER)
-        for e in entries:
-            rows.append(skipped(e) if e.missing_op else measure(e, folder, a.repeat, a.min_time))
+    try:
+        with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
+            folder = pathlib.Path(a.cache or tmp)
+            folder.mkdir(parents=True, exist_ok=True)
             if not a.json:
-                print(row_line(rows[-1]), flush=True)
+                print(HEADER)
+            for e in entries:
+                rows.append(skipped(e) if e.missing_op else measure(e, folder, a.repeat, a.min_time))
+                if not a.json:
+                    print(row_line(rows[-1]), flush=True)
+    finally:
+        torch.set_num_threads(threads)
     if a.json:
         print(json.dumps(rows, indent=1))
     else:

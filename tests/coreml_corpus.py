@@ -19,6 +19,7 @@ import io
 import pathlib
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -298,7 +299,6 @@ class _FPNDetector(nn.Module):
 
     def __init__(self, ssd: bool = False):
         super().__init__()
-        from collections import OrderedDict  # noqa: F401
         from torchvision.ops import FeaturePyramidNetwork
         self.backbone = _Backbone()
         self.fpn = FeaturePyramidNetwork([16, 24, 32], 16)
@@ -313,7 +313,6 @@ class _FPNDetector(nn.Module):
         self.ssd = ssd
 
     def forward(self, x):
-        from collections import OrderedDict
         feats = list(self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.backbone(x)))).values())
         if self.ssd:
             out = self.head(feats)
@@ -321,10 +320,11 @@ class _FPNDetector(nn.Module):
         return self.cls.forward(feats), self.box.forward(feats)
 
 
-# Measured (seed 0): M4 numerics 3.4e-2 / 1.8e-1 against torch fp16's 1.9e-2 / 4.2e-2 (exact
-# numerics 2.4e-2 on the large one). The gap grows steadily over the SE / hardswish blocks
-# (no single op jumps); without the MAC tile model it is 1.2e-1: not yet explained.
-_MBV3 = "M4 numerics 2-4x torch fp16's error on MobileNetV3 (issue 15)"
+# Both MobileNetV3s exceed the bound (seed 0). Random-init batch-norm networks amplify
+# rounding layer after layer (torch's own bfloat16 error: 1.8e-1 small, 5.4e-1 large), and
+# the converted graph rounds more often than torch's fp16 run (hardswish is three ops).
+_MBV3 = ("M4 numerics 3.4e-2 (small) / 1.8e-1 (large) against torch fp16's 1.9e-2 / 4.2e-2; fp16 "
+         "storage alone (exact numerics otherwise) gives 1.9e-2 / 1.2e-1, no single op jumps (issue 15)")
 
 CORPUS = [
     Entry("resnet18", "cnn", _resnet18, _image(), what="torchvision resnet18 (full width)"),
@@ -361,8 +361,8 @@ CORPUS = [
           what="2 layers, hidden 16"),
     Entry("fcn_head", "seg", _fcn, _image(), export=True, what="conv backbone + torchvision FCNHead, bilinear upsampling"),
     Entry("deeplabv3_head", "seg", _deeplabv3, _image(), export=True, what="conv backbone + DeepLabHead (ASPP)"),
-    Entry("lraspp_head", "seg", lambda: _LRASPP(), _image(), export=True, what="conv backbone + LRASPPHead"),
-    Entry("retinanet_fpn", "det", lambda: _FPNDetector(), _image(), export=True, what="backbone + FPN + RetinaNet heads"),
+    Entry("lraspp_head", "seg", _LRASPP, _image(), export=True, what="conv backbone + LRASPPHead"),
+    Entry("retinanet_fpn", "det", _FPNDetector, _image(), export=True, what="backbone + FPN + RetinaNet heads"),
     Entry("ssd_fpn", "det", lambda: _FPNDetector(ssd=True), _image(), what="backbone + FPN + SSDHead"),
 ]
 BY_NAME = {e.name: e for e in CORPUS}

@@ -18,6 +18,8 @@ if all(available(m) for m in ("torch", "torchvision", "transformers", "coremltoo
     ENTRIES = corpus.CORPUS
 else:                                    # the markers skip every test, naming the extra
     corpus, ENTRIES = None, []
+    if not available("torchvision"):
+        pytestmark.append(pytest.mark.skip(reason="needs torchvision (pip install anekit[test])"))
 
 
 def _param(entry):
@@ -72,3 +74,25 @@ def test_lstm_is_reported_off_the_engine(packages):
     (guide Appendix A: no engine path), so its ANE coverage is below 1 and says why."""
     res = corpus.evaluate(corpus.BY_NAME["lstm"], packages(corpus.BY_NAME["lstm"]))
     assert "lstm" in res.op_types and res.coverage < 1 and "lstm" in res.off_reason
+
+
+def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, capsys):
+    """benchmarks/real_models.py (what the simulator's speed is judged by) runs on one model
+    and rewrites only its own section of the docs page."""
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        "real_models", pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "real_models.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    docs = tmp_path / "coreml.md"
+    docs.write_text("# Core ML\n\nintro\n\n## Model corpus\n\nold table\n\n## Later\n\nkept\n")
+    monkeypatch.setattr(bench, "DOCS", docs)
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    assert bench.main(["--models", "fcn_head,gru", "--repeat", "1", "--min-time", "0",
+                       "--cache", str(tmp_path / "cache"), "--write-docs"]) == 0
+    out = capsys.readouterr().out
+    assert "fcn_head" in out and "not run: `while_loop` not implemented" in out
+    text = docs.read_text()
+    assert "old table" not in text and text.startswith("# Core ML\n\nintro\n\n## Model corpus\n")
+    assert text.endswith("## Later\n\nkept\n") and "| fcn_head | 11 |" in text
