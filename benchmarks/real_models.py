@@ -5,7 +5,7 @@ converted by coremltools 9, run on the simulator in default (M4) and exact numer
 PyTorch CPU fp32 on the same inputs, all in this process, one thread each
 (torch.set_num_threads(1); numpy's BLAS limited to one thread with threadpoolctl).
 
-    python benchmarks/real_models.py [--models resnet18,bert] [--repeat 5] [--cache DIR]
+    python benchmarks/real_models.py [--models resnet18,bert] [--repeat 7] [--cache DIR]
                                      [--json] [--write-docs]
 
 Each time is the best of --repeat rounds after a warm-up call; in a round the three runs take
@@ -160,8 +160,8 @@ def write_docs(rows: list[dict]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", help="comma-separated names (default: the whole corpus)")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--min-time", type=float, default=0.05, help="seconds per timed batch of calls")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--min-time", type=float, default=0.1, help="seconds per timed batch of calls")
     ap.add_argument("--cache", help="folder for converted packages, kept between runs")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
