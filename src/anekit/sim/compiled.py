@@ -1,0 +1,244 @@
+"""Compiled kernels for the fp16 and MAC models (the optional `fast` extra: numba).
+
+The same arithmetic as fp16.py and mac.py, fused per element or per output so that an array
+takes one pass instead of ten: fp16 rounding with its options, the subnormal flush, and the
+lane/tile model of the MAC (fp16-rounded products, the in-tile adds onto the guard-bit grid,
+the float32 accumulator, the 2**15 ceiling, the NaN rules). Results are bit-identical to the
+numpy code (tests/test_sim_compiled.py runs both on hostile data for every profile), so the
+route never shows in a result; `kernels()` is None when numba is missing or ANEKIT_NO_JIT=1 is
+set, and callers then take the numpy code.
+
+numba is imported on first use only (it takes a noticeable fraction of a second). The kernel
+functions below are plain Python until then; `kernels()` compiles them with cache=True (one
+specialisation each: float32 C-contiguous arrays, scalar options), so a process after the
+first loads machine code from numba's cache instead of compiling (about a second per kernel).
+Single-threaded on purpose: the benchmarks compare one thread with one thread.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+F32 = np.float32
+_SIGN = 0x80000000
+_ABS = 0x7FFFFFFF
+_F16_MAX_BITS = 0x477FE000       # |bits| of 65504
+_SUB_BITS = 0x387FFFFF           # |bits| just below 2**-14, the smallest normal fp16
+_INF_BITS = 0x7F800000
+_THREE_QUARTERS = F32(0.75)      # float32 steps by 2**-24 (the fp16 subnormal step) in [0.5, 1)
+_ZERO = F32(0.0)
+_INF = F32(np.inf)
+_BLOCK = 256                     # outputs per vector block: state and operand rows stay in L1
+
+_state = {"kernels": None, "tried": False}
+
+
+def enabled() -> bool:
+    """Whether the compiled route is wanted: not disabled by ANEKIT_NO_JIT=1."""
+    return os.environ.get("ANEKIT_NO_JIT", "") in ("", "0")
+
+
+def kernels():
+    """The compiled kernel namespace (this module after compilation), or None without numba
+    or with ANEKIT_NO_JIT=1. The environment is read on every call, so tests can switch."""
+    if not enabled():
+        return None
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            _compile()
+            _state["kernels"] = sys.modules[__name__]
+        except ImportError:
+            _state["kernels"] = None
+    return _state["kernels"]
+
+
+# --- kernels (plain Python here; _compile() swaps in the numba versions) ------------------
+
+def _bits(x):                     # float32 -> its bits as a non-negative int64 (an intrinsic once compiled)
+    return int(np.asarray(x, F32).view(np.uint32))
+
+
+def _float(u):                    # low 32 bits -> float32 (an intrinsic once compiled)
+    return np.asarray(u & 0xFFFFFFFF, np.uint32).view(F32)[()]
+
+
+def _copysign(r, v):
+    return _float((_bits(r) & _ABS) | (_bits(v) & _SIGN))
+
+
+def _round16(v, top, flush, keep_nan, nan_val):
+    """fp16.round_fp16 of one float32 value: `top` is the largest kept |bits| (65504 or just
+    below the saturation limit); NaN stays (keep_nan) or becomes nan_val. Written as selects
+    (no early return) so that loops over it vectorise."""
+    u = _bits(v)
+    r = (u + 0xFFF + ((u >> 13) & 1)) & 0xFFFFE000        # the 32-bit wrap-around of the numpy route
+    mag = r & _ABS
+    sub = _ZERO if flush else _copysign((v + _THREE_QUARTERS) - _THREE_QUARTERS, v)
+    res = sub if ((mag - 1) & 0xFFFFFFFF) < _SUB_BITS else _float(r)   # nonzero, below the smallest normal
+    nan_out = v if keep_nan else nan_val
+    big = nan_out if v != v else _float((u & _SIGN) | _INF_BITS)
+    return big if mag > top else res
+
+
+def _flush1(v):
+    mag = _bits(v) & _ABS
+    return _ZERO if ((mag - 1) & 0xFFFFFFFF) < _SUB_BITS else v
+
+
+def _quantize1(v, e, guard):
+    """mac._quantize of one value: v onto the fp16 grid of exponent field e, refined by guard."""
+    ce = min(max(e, 113), 200) + 13 - guard
+    c = _float((ce << 23) | 0x400000)
+    r = (v + c) - c
+    return _copysign(r, v)
+
+
+def _product(a, b, round_products, flush, itz, top):
+    """mac._products of one lane."""
+    p = a * b
+    if round_products:
+        p = _round16(p, top, flush, True, _ZERO)
+    elif flush:
+        p = _flush1(p)
+    return _ZERO if (itz and p != p) else p
+
+
+def _saturate(s, itz, ceil):
+    """The NaN rule, then the ceiling, on a running partial."""
+    s = _ZERO if (itz and s != s) else s
+    return _copysign(_INF, s) if abs(s) >= ceil else s
+
+
+def _tile_add(s, lane, guard, itz, ceil):
+    """One in-tile add (mac.tile_sums): round onto the grid of the larger operand, then the
+    NaN rule and the ceiling on the partial."""
+    e = max(_bits(s) & _ABS, _bits(lane) & _ABS) >> 23
+    return _saturate(_quantize1(s + lane, e, guard), itz, ceil)
+
+
+def _first_tile_lane(lane, guard):
+    return _quantize1(lane, (_bits(lane) & _ABS) >> 23, guard)
+
+
+def round_fp16(src, out, top, flush, keep_nan, nan_val):
+    """out[i] = round_fp16(src[i]) over flat float32 arrays."""
+    for i in range(src.shape[0]):
+        out[i] = _round16(src[i], top, flush, keep_nan, nan_val)
+
+
+def flush_subnormals(src, out):
+    for i in range(src.shape[0]):
+        out[i] = _flush1(src[i])
+
+
+def lane_products(scal, vec, out, swap, lanes, guard, round_products, flush, itz, ceil):
+    """out[b, s, v] = the lane model of sum_k scal[b, s, k] * vec[b, k, v] (scal * vec, or
+    vec * scal with swap: the product keeps the numpy route's operand order) in the wide
+    accumulator, before the output port. Each loop over v is branch-free and vectorises."""
+    nb, ns, k = scal.shape
+    nv = vec.shape[2]
+    top = _F16_MAX_BITS
+    st = np.empty(_BLOCK, np.float32)
+    acc = np.empty(_BLOCK, np.float32)
+    pr = np.empty(_BLOCK, np.float32)
+    for b in range(nb):
+        for si in range(ns):
+            for v0 in range(0, nv, _BLOCK):
+                w = min(_BLOCK, nv - v0)
+                for t0 in range(0, k, lanes):
+                    for j in range(lanes):
+                        kk = t0 + j
+                        if kk < k:
+                            a = scal[b, si, kk]
+                            row = vec[b, kk, v0:v0 + w]
+                            if swap:
+                                for v in range(w):
+                                    pr[v] = _product(row[v], a, round_products, flush, itz, top)
+                            else:
+                                for v in range(w):
+                                    pr[v] = _product(a, row[v], round_products, flush, itz, top)
+                        else:                                       # the zero padding of the last tile
+                            for v in range(w):
+                                pr[v] = _ZERO
+                        if j == 0:
+                            for v in range(w):
+                                st[v] = _first_tile_lane(pr[v], guard)
+                        else:
+                            for v in range(w):
+                                st[v] = _tile_add(st[v], pr[v], guard, itz, ceil)
+                    if t0 == 0:
+                        for v in range(w):
+                            acc[v] = _saturate(st[v], itz, ceil)
+                    else:
+                        for v in range(w):
+                            acc[v] = _saturate(acc[v] + st[v], itz, ceil)
+                out[b, si, v0:v0 + w] = acc[:w]
+
+
+def lane_sums(rows, out, lanes, guard, flush, itz, ceil):
+    """out[r] = the lane model of sum_k rows[r, k] (mac.reduce_lanes on given lanes)."""
+    n, k = rows.shape
+    for r in range(n):
+        acc = _ZERO
+        for t0 in range(0, k, lanes):
+            s = _ZERO
+            for j in range(lanes):
+                kk = t0 + j
+                lane = rows[r, kk] if kk < k else _ZERO
+                if flush and kk < k:
+                    lane = _flush1(lane)
+                s = _first_tile_lane(lane, guard) if j == 0 else _tile_add(s, lane, guard, itz, ceil)
+            acc = _saturate(s if t0 == 0 else acc + s, itz, ceil)
+        out[r] = acc
+
+
+def lane_pairs(x, w, out, lanes, guard, round_products, flush, itz, ceil):
+    """out[i] = the lane model of sum_k x[i, k] * w[i, k] (the outputs mac.py recomputes on
+    its fast route: near the ceiling, or with an infinity in their row or column)."""
+    n, k = x.shape
+    top = _F16_MAX_BITS
+    for i in range(n):
+        acc = _ZERO
+        for t0 in range(0, k, lanes):
+            s = _ZERO
+            for j in range(lanes):
+                kk = t0 + j
+                lane = _product(x[i, kk], w[i, kk], round_products, flush, itz, top) if kk < k else _ZERO
+                s = _first_tile_lane(lane, guard) if j == 0 else _tile_add(s, lane, guard, itz, ceil)
+            acc = _saturate(s if t0 == 0 else acc + s, itz, ceil)
+        out[i] = acc
+
+
+_HELPERS = ("_copysign", "_round16", "_flush1", "_quantize1", "_product", "_saturate", "_tile_add",
+            "_first_tile_lane")
+_KERNELS = ("round_fp16", "flush_subnormals", "lane_products", "lane_sums", "lane_pairs")
+
+
+def _compile() -> None:
+    """Swap the plain functions above for numba ones (lazily compiled, cached on disk)."""
+    import numba
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def bits(typingctx, x):
+        def codegen(context, builder, sig, args):
+            return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
+        return types.int64(types.float32), codegen
+
+    @intrinsic
+    def as_float(typingctx, u):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+        return types.float32(types.int64), codegen
+
+    g = globals()
+    g["_bits"], g["_float"] = bits, as_float
+    for name in _HELPERS:
+        g[name] = numba.njit(inline="always", cache=True)(g[name])
+    for name in _KERNELS:
+        g[name] = numba.njit(cache=True, nogil=True)(g[name])
