@@ -31,6 +31,7 @@ OPTIONAL = {
     "coremltools": ("coremltools", "coreml"),
     "matplotlib": ("matplotlib", "plot"),
     "transformers": ("transformers", "test"),
+    "numba": ("numba", "fast"),
 }
 
 

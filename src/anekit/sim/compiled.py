@@ -5,8 +5,8 @@ takes one pass instead of ten: fp16 rounding with its options, the subnormal flu
 lane/tile model of the MAC (fp16-rounded products, the in-tile adds onto the guard-bit grid,
 the float32 accumulator, the 2**15 ceiling, the NaN rules). Results are bit-identical to the
 numpy code (tests/test_sim_compiled.py runs both on hostile data for every profile), so the
-route never shows in a result; `kernels()` is None when numba is missing or ANEKIT_NO_JIT=1 is
-set, and callers then take the numpy code.
+route never shows in a result; `kernels()` is None when numba is missing, when ANEKIT_NO_JIT=1
+was set at start-up or after set_enabled(False), and callers then take the numpy code.
 
 numba is imported on first use only (it takes a noticeable fraction of a second). The kernel
 functions below are plain Python until then; `kernels()` compiles them with cache=True (one
@@ -30,20 +30,23 @@ _INF_BITS = 0x7F800000
 _THREE_QUARTERS = F32(0.75)      # float32 steps by 2**-24 (the fp16 subnormal step) in [0.5, 1)
 _ZERO = F32(0.0)
 _INF = F32(np.inf)
-_BLOCK = 256                     # outputs per vector block: state and operand rows stay in L1
+BLOCK = 256                      # outputs per vector block (mac.py lays operands out in blocks of this)
 
-_state = {"kernels": None, "tried": False}
+_state = {"kernels": None, "tried": False, "enabled": os.environ.get("ANEKIT_NO_JIT", "") in ("", "0")}
 
 
-def enabled() -> bool:
-    """Whether the compiled route is wanted: not disabled by ANEKIT_NO_JIT=1."""
-    return os.environ.get("ANEKIT_NO_JIT", "") in ("", "0")
+def set_enabled(flag: bool) -> bool:
+    """Switch the compiled route on or off for this process (ANEKIT_NO_JIT=1 at start-up sets
+    it off); returns the previous setting. Results do not change, only speed."""
+    previous = _state["enabled"]
+    _state["enabled"] = bool(flag)
+    return previous
 
 
 def kernels():
-    """The compiled kernel namespace (this module after compilation), or None without numba
-    or with ANEKIT_NO_JIT=1. The environment is read on every call, so tests can switch."""
-    if not enabled():
+    """The compiled kernel namespace (this module, compiled), or None when numba is missing or
+    the route is switched off. numba is imported and the kernels set up on the first call."""
+    if not _state["enabled"]:
         return None
     if not _state["tried"]:
         _state["tried"] = True
@@ -53,6 +56,11 @@ def kernels():
         except ImportError:
             _state["kernels"] = None
     return _state["kernels"]
+
+
+def route() -> str:
+    """Which route the fp16 and MAC models take in this process: "numba" or "numpy"."""
+    return "numpy" if kernels() is None else "numba"
 
 
 # --- kernels (plain Python here; _compile() swaps in the numba versions) ------------------
@@ -134,48 +142,50 @@ def flush_subnormals(src, out):
         out[i] = _flush1(src[i])
 
 
-def lane_products(scal, vec, out, swap, lanes, guard, round_products, flush, itz, ceil):
-    """out[b, s, v] = the lane model of sum_k scal[b, s, k] * vec[b, k, v] (scal * vec, or
-    vec * scal with swap: the product keeps the numpy route's operand order) in the wide
-    accumulator, before the output port. Each loop over v is branch-free and vectorises."""
-    nb, ns, k = scal.shape
-    nv = vec.shape[2]
+def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products, flush, itz, ceil):
+    """out[b, s, i * W + v] = the lane model of sum_k scal[sidx[b], s, k] * vec[vidx[b], i, k, v]
+    in the wide accumulator, before the output port: the outputs of one block i of W share
+    the operand row scal[., s], and vec[., i] holds their other operands as K contiguous rows
+    of W (a block streams through memory once). sidx and vidx map the broadcast batch to each
+    operand's own. The product is scal * vec, or vec * scal with swap (the numpy route's
+    operand order). Every loop over v is branch-free and vectorises."""
+    nb = sidx.shape[0]
+    ns, k = scal.shape[1], scal.shape[2]
+    nblk, width = vec.shape[1], vec.shape[3]
     top = _F16_MAX_BITS
-    st = np.empty(_BLOCK, np.float32)
-    acc = np.empty(_BLOCK, np.float32)
-    pr = np.empty(_BLOCK, np.float32)
+    st = np.empty(width, np.float32)
+    acc = np.empty(width, np.float32)
     for b in range(nb):
         for si in range(ns):
-            for v0 in range(0, nv, _BLOCK):
-                w = min(_BLOCK, nv - v0)
+            srow = scal[sidx[b], si]
+            for i in range(nblk):
+                blk = vec[vidx[b], i]
                 for t0 in range(0, k, lanes):
-                    for j in range(lanes):
+                    a = srow[t0]
+                    row = blk[t0]
+                    for v in range(width):
+                        p = _product(row[v], a, round_products, flush, itz, top) if swap else \
+                            _product(a, row[v], round_products, flush, itz, top)
+                        st[v] = _first_tile_lane(p, guard)
+                    for j in range(1, lanes):
                         kk = t0 + j
                         if kk < k:
-                            a = scal[b, si, kk]
-                            row = vec[b, kk, v0:v0 + w]
-                            if swap:
-                                for v in range(w):
-                                    pr[v] = _product(row[v], a, round_products, flush, itz, top)
-                            else:
-                                for v in range(w):
-                                    pr[v] = _product(a, row[v], round_products, flush, itz, top)
+                            a = srow[kk]
+                            row = blk[kk]
+                            for v in range(width):
+                                p = _product(row[v], a, round_products, flush, itz, top) if swap else \
+                                    _product(a, row[v], round_products, flush, itz, top)
+                                st[v] = _tile_add(st[v], p, guard, itz, ceil)
                         else:                                       # the zero padding of the last tile
-                            for v in range(w):
-                                pr[v] = _ZERO
-                        if j == 0:
-                            for v in range(w):
-                                st[v] = _first_tile_lane(pr[v], guard)
-                        else:
-                            for v in range(w):
-                                st[v] = _tile_add(st[v], pr[v], guard, itz, ceil)
+                            for v in range(width):
+                                st[v] = _tile_add(st[v], _ZERO, guard, itz, ceil)
                     if t0 == 0:
-                        for v in range(w):
+                        for v in range(width):
                             acc[v] = _saturate(st[v], itz, ceil)
                     else:
-                        for v in range(w):
+                        for v in range(width):
                             acc[v] = _saturate(acc[v] + st[v], itz, ceil)
-                out[b, si, v0:v0 + w] = acc[:w]
+                out[b, si, i * width:(i + 1) * width] = acc
 
 
 def lane_sums(rows, out, lanes, guard, flush, itz, ceil):

@@ -184,12 +184,10 @@ class Operand:
         self.flush = p.mac_flush_subnormals and not p.exact
         self._absmax = self._abssum = self._fast = self._t = None
 
-    def transposed(self) -> np.ndarray:
-        """The array with its last two axes swapped, C-contiguous (kept for a constant operand:
-        the compiled lane model reads a weight matrix column-major in matrix-vector products)."""
-        if self._t is not None:
-            return self._t
-        t = np.ascontiguousarray(np.swapaxes(self.array, -1, -2))
+    def transposed_blocks(self, layout) -> np.ndarray:
+        """layout(the array with its last two axes swapped), kept for a constant operand: the
+        compiled lane model reads a weight matrix by columns in matrix-vector products."""
+        t = self._t if self._t is not None else layout(np.swapaxes(self.array, -1, -2))
         if self.const:
             self._t = t
         return t
@@ -317,7 +315,7 @@ def _emulated(x, w, batch, p, limit) -> np.ndarray:
 
 
 def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarray:
-    """_emulated through the compiled kernel, which runs each tile stage across a vector of
+    """_emulated through the compiled kernel, which runs each tile stage across a block of
     outputs that share one operand row: across the columns of w, or, when w has few columns
     (a matrix-vector product), across the rows of x through its cached transpose."""
     x, w = xo.array, wo.array
@@ -325,25 +323,45 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     opts = (p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
             p.indeterminate_to_zero, _ceil(limit))
     if n >= _VECTOR_MIN or n >= m:
-        xb = _batched(x, batch)
-        wb = _batched(w, batch)
-        out = np.empty((xb.shape[0], m, n), F32)
-        jit.lane_products(xb, wb, out, False, *opts)
-        return out.reshape(batch + (m, n))
-    xt = _batched(xo.transposed(), batch)               # [B, K, M]
-    wt = _batched(np.swapaxes(w, -1, -2), batch)        # [B, N, K]
-    out = np.empty((xt.shape[0], n, m), F32)
-    jit.lane_products(wt, xt, out, True, *opts)         # swap: the products stay x * w
-    return np.swapaxes(out, -1, -2).reshape(batch + (m, n))
+        scal, vec, swap, rows, cols = _stacked(x), _blocks(_stacked(w)), False, m, n
+        sidx, vidx = _batch_index(x, batch), _batch_index(w, batch)
+    else:
+        scal = _stacked(np.swapaxes(w, -1, -2))                          # [Bw, N, K]
+        vec = xo.transposed_blocks(lambda t: _blocks(_stacked(t)))      # [Bx, blocks, K, W]
+        swap, rows, cols = True, n, m                                   # the products stay x * w
+        sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
+    out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
+    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts)
+    out = out[..., :cols]
+    return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))
 
 
 _VECTOR_MIN = 16        # columns of w worth vectorising across (else the rows of x, if more)
 
 
-def _batched(a: np.ndarray, batch) -> np.ndarray:
-    """a [..., R, C] broadcast to batch + (R, C) as a C-contiguous [B, R, C] (a copy only when
-    it must: a strided view, or a broadcast that repeats a)."""
-    return np.ascontiguousarray(np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:]))
+def _stacked(a: np.ndarray) -> np.ndarray:
+    """a [..., R, C] as a C-contiguous [B, R, C] over its own batch axes."""
+    return np.ascontiguousarray(a).reshape((-1,) + a.shape[-2:])
+
+
+def _batch_index(a: np.ndarray, batch) -> np.ndarray:
+    """For each entry of the broadcast batch (flattened), the index into a's own flattened
+    batch: broadcasting without copying the operand."""
+    own = a.shape[:-2]
+    idx = np.arange(math.prod(own), dtype=np.int64).reshape(own)
+    return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
+
+
+def _blocks(a: np.ndarray) -> np.ndarray:
+    """[B, K, V] -> [B, V / W, K, W] with W = min(V, compiled.BLOCK), the last block zero-padded:
+    the compiled kernel's operand layout (a block of W outputs reads one contiguous stretch)."""
+    nb, k, v = a.shape
+    if v <= compiled.BLOCK:
+        return a.reshape(nb, 1, k, v)
+    blocks = -(-v // compiled.BLOCK)
+    padded = np.zeros((nb, k, blocks * compiled.BLOCK), F32)
+    padded[..., :v] = a
+    return np.ascontiguousarray(padded.reshape(nb, k, blocks, compiled.BLOCK).transpose(0, 2, 1, 3))
 
 
 def _ceiling_risk(xo: Operand, wo: Operand, shape, limit):
