@@ -188,21 +188,35 @@ def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products
                 out[b, si, i * width:(i + 1) * width] = acc
 
 
-def lane_sums(rows, out, lanes, guard, flush, itz, ceil):
-    """out[r] = the lane model of sum_k rows[r, k] (mac.reduce_lanes on given lanes)."""
-    n, k = rows.shape
-    for r in range(n):
-        acc = _ZERO
+def lane_sums(lanes_t, out, lanes, guard, flush, itz, ceil):
+    """out[i * W + v] = the lane model of sum_k lanes_t[i, k, v] (mac.reduce_lanes on given
+    lanes, laid out by rows in blocks of W: row i * W + v's lanes are lanes_t[i, :, v]), each
+    loop over v branch-free and vectorised across rows."""
+    nblk, k, width = lanes_t.shape
+    st = np.empty(width, np.float32)
+    acc = np.empty(width, np.float32)
+    for i in range(nblk):
+        blk = lanes_t[i]
         for t0 in range(0, k, lanes):
-            s = _ZERO
-            for j in range(lanes):
+            row = blk[t0]
+            for v in range(width):
+                st[v] = _first_tile_lane(_flush1(row[v]) if flush else row[v], guard)
+            for j in range(1, lanes):
                 kk = t0 + j
-                lane = rows[r, kk] if kk < k else _ZERO
-                if flush and kk < k:
-                    lane = _flush1(lane)
-                s = _first_tile_lane(lane, guard) if j == 0 else _tile_add(s, lane, guard, itz, ceil)
-            acc = _saturate(s if t0 == 0 else acc + s, itz, ceil)
-        out[r] = acc
+                if kk < k:
+                    row = blk[kk]
+                    for v in range(width):
+                        st[v] = _tile_add(st[v], _flush1(row[v]) if flush else row[v], guard, itz, ceil)
+                else:                                       # the zero padding of the last tile
+                    for v in range(width):
+                        st[v] = _tile_add(st[v], _ZERO, guard, itz, ceil)
+            if t0 == 0:
+                for v in range(width):
+                    acc[v] = _saturate(st[v], itz, ceil)
+            else:
+                for v in range(width):
+                    acc[v] = _saturate(acc[v] + st[v], itz, ceil)
+        out[i * width:(i + 1) * width] = acc
 
 
 def lane_pairs(x, w, out, lanes, guard, round_products, flush, itz, ceil):

@@ -130,11 +130,12 @@ def reduce_lanes(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = 
         return np.zeros(lanes.shape[:-1], F32)
     jit = _jit(p)
     if jit is not None:
-        rows = np.ascontiguousarray(lanes).reshape(-1, lanes.shape[-1])
-        out = np.empty(rows.shape[0], F32)
-        jit.lane_sums(rows, out, p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_flush_subnormals,
+        rows = lanes.reshape(-1, lanes.shape[-1])
+        blocks = _blocks(np.ascontiguousarray(rows.T)[None])[0]       # vectorised across rows
+        out = np.empty(blocks.shape[0] * blocks.shape[2], F32)
+        jit.lane_sums(blocks, out, p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_flush_subnormals,
                       p.indeterminate_to_zero, _ceil(ceiling))
-        return out.reshape(lanes.shape[:-1])
+        return out[:rows.shape[0]].reshape(lanes.shape[:-1])
     if p.mac_flush_subnormals:
         lanes = flush_subnormals(lanes)
     return accumulate(tile_sums(lanes, p, ceiling), p, ceiling)
