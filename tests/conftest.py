@@ -65,6 +65,15 @@ def optional(module: str):
     return importlib.import_module(module) if available(module) else None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels_ready():
+    """Compile the simulator's numba kernels (or load them from numba's cache) before the first
+    test: a cold compile takes seconds, which would otherwise land inside whichever test first
+    simulates (the fuzz tests stop a case after 10 s). Nothing happens without numba."""
+    from anekit.sim import compiled
+    compiled.kernels()
+
+
 @pytest.fixture
 def rng():
     """A fixed-seed generator: the same draws in every run."""

@@ -29,6 +29,7 @@ _SUB_BITS = 0x387FFFFF           # |bits| just below 2**-14, the smallest normal
 _INF_BITS = 0x7F800000
 _THREE_QUARTERS = F32(0.75)      # float32 steps by 2**-24 (the fp16 subnormal step) in [0.5, 1)
 _ZERO = F32(0.0)
+_NEG_ZERO = F32(-0.0)             # the additive identity that keeps every sign: -0 + x == x
 _INF = F32(np.inf)
 BLOCK = 256                      # outputs per vector block (mac.py lays operands out in blocks of this)
 
@@ -114,6 +115,12 @@ def _product(a, b, round_products, flush, itz, top):
     return _ZERO if (itz and p != p) else p
 
 
+def _lane(a, b, swap, round_products, flush, itz):
+    """_product of a * b, or of b * a with swap (the same value; only a NaN payload can tell),
+    as one multiply of selected operands so that the loop body is not duplicated."""
+    return _product(b if swap else a, a if swap else b, round_products, flush, itz, _F16_MAX_BITS)
+
+
 def _saturate(s, itz, ceil):
     """The NaN rule, then the ceiling, on a running partial."""
     s = _ZERO if (itz and s != s) else s
@@ -148,11 +155,11 @@ def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products
     the operand row scal[., s], and vec[., i] holds their other operands as K contiguous rows
     of W (a block streams through memory once). sidx and vidx map the broadcast batch to each
     operand's own. The product is scal * vec, or vec * scal with swap (the numpy route's
-    operand order). Every loop over v is branch-free and vectorises."""
+    operand order). One branch-free loop body over v serves every lane (it vectorises, and
+    compiles once rather than once per case)."""
     nb = sidx.shape[0]
     ns, k = scal.shape[1], scal.shape[2]
     nblk, width = vec.shape[1], vec.shape[3]
-    top = _F16_MAX_BITS
     st = np.empty(width, np.float32)
     acc = np.empty(width, np.float32)
     for b in range(nb):
@@ -161,61 +168,49 @@ def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products
             for i in range(nblk):
                 blk = vec[vidx[b], i]
                 for t0 in range(0, k, lanes):
-                    a = srow[t0]
-                    row = blk[t0]
-                    for v in range(width):
-                        p = _product(row[v], a, round_products, flush, itz, top) if swap else \
-                            _product(a, row[v], round_products, flush, itz, top)
-                        st[v] = _first_tile_lane(p, guard)
-                    for j in range(1, lanes):
-                        kk = t0 + j
-                        if kk < k:
-                            a = srow[kk]
-                            row = blk[kk]
-                            for v in range(width):
-                                p = _product(row[v], a, round_products, flush, itz, top) if swap else \
-                                    _product(a, row[v], round_products, flush, itz, top)
-                                st[v] = _tile_add(st[v], p, guard, itz, ceil)
-                        else:                                       # the zero padding of the last tile
-                            for v in range(width):
-                                st[v] = _tile_add(st[v], _ZERO, guard, itz, ceil)
-                    if t0 == 0:
+                    for j in range(lanes):
+                        kk = min(t0 + j, k - 1)
+                        pad = t0 + j >= k                           # the zero padding of the last tile
+                        a, row = srow[kk], blk[kk]
+                        first, tile_itz, tile_ceil = j == 0, itz and j > 0, ceil if j > 0 else _INF
                         for v in range(width):
-                            acc[v] = _saturate(st[v], itz, ceil)
-                    else:
-                        for v in range(width):
-                            acc[v] = _saturate(acc[v] + st[v], itz, ceil)
+                            p = _ZERO if pad else _lane(a, row[v], swap, round_products, flush, itz)
+                            st[v] = _tile_step(_NEG_ZERO if first else st[v], p, guard, tile_itz, tile_ceil)
+                    _accumulate(acc, st, width, t0 == 0, itz, ceil)
                 out[b, si, i * width:(i + 1) * width] = acc
+
+
+def _tile_step(s, lane, guard, itz, ceil):
+    """An in-tile add; the first lane of a tile is -0 + lane (exactly lane) with no NaN rule
+    and no ceiling (itz False, ceil inf), as mac.tile_sums quantizes it alone."""
+    return _tile_add(s, lane, guard, itz, ceil)
+
+
+def _accumulate(acc, st, width, first, itz, ceil):
+    """acc += st in float32 with the NaN rule and the ceiling; the first tile is -0 + st."""
+    for v in range(width):
+        acc[v] = _saturate((_NEG_ZERO if first else acc[v]) + st[v], itz, ceil)
 
 
 def lane_sums(lanes_t, out, lanes, guard, flush, itz, ceil):
     """out[i * W + v] = the lane model of sum_k lanes_t[i, k, v] (mac.reduce_lanes on given
-    lanes, laid out by rows in blocks of W: row i * W + v's lanes are lanes_t[i, :, v]), each
-    loop over v branch-free and vectorised across rows."""
+    lanes, laid out by rows in blocks of W: row i * W + v's lanes are lanes_t[i, :, v]),
+    vectorised across rows like lane_products."""
     nblk, k, width = lanes_t.shape
     st = np.empty(width, np.float32)
     acc = np.empty(width, np.float32)
     for i in range(nblk):
         blk = lanes_t[i]
         for t0 in range(0, k, lanes):
-            row = blk[t0]
-            for v in range(width):
-                st[v] = _first_tile_lane(_flush1(row[v]) if flush else row[v], guard)
-            for j in range(1, lanes):
-                kk = t0 + j
-                if kk < k:
-                    row = blk[kk]
-                    for v in range(width):
-                        st[v] = _tile_add(st[v], _flush1(row[v]) if flush else row[v], guard, itz, ceil)
-                else:                                       # the zero padding of the last tile
-                    for v in range(width):
-                        st[v] = _tile_add(st[v], _ZERO, guard, itz, ceil)
-            if t0 == 0:
+            for j in range(lanes):
+                kk = min(t0 + j, k - 1)
+                pad = t0 + j >= k
+                row = blk[kk]
+                first, tile_itz, tile_ceil = j == 0, itz and j > 0, ceil if j > 0 else _INF
                 for v in range(width):
-                    acc[v] = _saturate(st[v], itz, ceil)
-            else:
-                for v in range(width):
-                    acc[v] = _saturate(acc[v] + st[v], itz, ceil)
+                    lane = _ZERO if pad else (_flush1(row[v]) if flush else row[v])
+                    st[v] = _tile_step(_NEG_ZERO if first else st[v], lane, guard, tile_itz, tile_ceil)
+            _accumulate(acc, st, width, t0 == 0, itz, ceil)
         out[i * width:(i + 1) * width] = acc
 
 
@@ -236,33 +231,48 @@ def lane_pairs(x, w, out, lanes, guard, round_products, flush, itz, ceil):
         out[i] = acc
 
 
-_HELPERS = ("_copysign", "_round16", "_flush1", "_quantize1", "_product", "_saturate", "_tile_add",
-            "_first_tile_lane")
-_KERNELS = ("round_fp16", "flush_subnormals", "lane_products", "lane_sums", "lane_pairs")
+_HELPERS = ("_copysign", "_round16", "_flush1", "_quantize1", "_product", "_lane", "_saturate", "_tile_add",
+            "_first_tile_lane", "_tile_step", "_accumulate")
 
 
 def _compile() -> None:
-    """Swap the plain functions above for numba ones (lazily compiled, cached on disk)."""
+    """Swap the plain functions above for numba ones: one signature per kernel (read-only
+    float32 C-contiguous inputs, which writable arrays also match), compiled now or loaded
+    from numba's on-disk cache, so no later call stops to compile."""
     import numba
     from llvmlite import ir
-    from numba.core import types
+    from numba.core import types as t
     from numba.extending import intrinsic
 
     @intrinsic
     def bits(typingctx, x):
         def codegen(context, builder, sig, args):
             return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
-        return types.int64(types.float32), codegen
+        return t.int64(t.float32), codegen
 
     @intrinsic
     def as_float(typingctx, u):
         def codegen(context, builder, sig, args):
             return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
-        return types.float32(types.int64), codegen
+        return t.float32(t.int64), codegen
 
+    def ro(ndim, dtype=t.float32):
+        return t.Array(dtype, ndim, "C", readonly=True)
+
+    def rw(ndim):
+        return t.Array(t.float32, ndim, "C")
+
+    f32, i64, flag = t.float32, t.int64, t.boolean
+    signatures = {
+        "round_fp16": (ro(1), rw(1), i64, flag, flag, f32),
+        "flush_subnormals": (ro(1), rw(1)),
+        "lane_products": (ro(3), ro(4), ro(1, i64), ro(1, i64), rw(3), flag, i64, i64, flag, flag, flag, f32),
+        "lane_sums": (ro(3), rw(1), i64, i64, flag, flag, f32),
+        "lane_pairs": (ro(2), ro(2), rw(1), i64, i64, flag, flag, flag, f32),
+    }
     g = globals()
     g["_bits"], g["_float"] = bits, as_float
     for name in _HELPERS:
-        g[name] = numba.njit(inline="always", cache=True)(g[name])
-    for name in _KERNELS:
-        g[name] = numba.njit(cache=True, nogil=True)(g[name])
+        g[name] = numba.njit(cache=True)(g[name])
+    for name, sig in signatures.items():
+        g[name] = numba.njit(t.void(*sig), cache=True, nogil=True)(g[name])
