@@ -240,3 +240,16 @@ def test_a_rows_minus_zero_does_not_depend_on_infinities_elsewhere(numpy_route):
 
 def test_the_switch_reports_the_route(numpy_route):
     assert compiled.route() == "numpy" and compiled.kernels() is None
+
+
+def test_a_numba_that_cannot_build_the_kernels_falls_back_to_numpy(monkeypatch):
+    def broken():
+        raise RuntimeError("no LLVM here")
+    monkeypatch.setattr(compiled, "_compile", broken)
+    monkeypatch.setitem(compiled._state, "tried", False)
+    monkeypatch.setitem(compiled._state, "kernels", None)
+    monkeypatch.setitem(compiled._state, "enabled", True)
+    with pytest.warns(RuntimeWarning, match="no LLVM here"):
+        assert compiled.route() == "numpy"
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    assert mac.matmul(x, x.T, FAMILY_PROFILES["h16"])[0, 0] == 14.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -56,6 +57,10 @@ def kernels():
             _compile()
             _state["kernels"] = sys.modules[__name__]
         except ImportError:
+            _state["kernels"] = None
+        except Exception as e:          # a numba that cannot build them: same results, slower
+            warnings.warn(f"anekit: the compiled simulator kernels are unavailable ({type(e).__name__}: {e}); "
+                          "using the numpy code", RuntimeWarning, stacklevel=2)
             _state["kernels"] = None
     return _state["kernels"]
 
