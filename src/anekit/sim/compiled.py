@@ -290,7 +290,11 @@ def _wide_vectors(config, binding) -> None:
     in this process (the setting is read when its code generator starts); the arithmetic, and
     so every result bit, is the same at any vector width."""
     from numba.core.registry import cpu_target
-    started = "_toplevel_target_context" in vars(cpu_target)
-    features = binding.get_host_cpu_features()
-    if config.CPU_FEATURES is None and config.CPU_NAME is None and not started and features.get("avx512f"):
+    if config.CPU_FEATURES is not None or config.CPU_NAME is not None or "_toplevel_target_context" in vars(cpu_target):
+        return
+    try:
+        features = binding.get_host_cpu_features()
+    except RuntimeError:             # a host LLVM cannot describe: keep numba's defaults
+        return
+    if features.get("avx512f"):
         config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
