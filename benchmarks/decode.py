@@ -29,6 +29,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from anekit.models import llama2c  # noqa: E402
+from anekit.sim import compiled  # noqa: E402
 
 
 def torch_decode(m, prompt: list[int], steps: int):
@@ -108,6 +109,7 @@ def main() -> None:
     estimates = {t: 1e6 / ak.estimate(m.decode_program(state=t != "m1"), target=t).total_us
                  for t in ("m1", "m4", "m4max")}
     report = {"model": "Stories15M shape, random weights", "prompt_tokens": len(prompt), "generated": args.tokens,
+              "route": compiled.route(),
               "rows": {k: None if v is None else {**{n: x for n, x in v.items() if n != "tokens"},
                                                     "ratio_torch_over_sim": (base["decode_tok_s"] / v["decode_tok_s"])
                                                     if base else None,
@@ -118,7 +120,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['model']}: prompt {len(prompt)} tokens, {args.tokens} generated (greedy)")
+    print(f"{report['model']}: prompt {len(prompt)} tokens, {args.tokens} generated (greedy); "
+          f"simulator fp16/MAC route: {report['route']}")
     print(f"{'run':<16} {'decode tok/s':>12} {'prefill tok/s':>14} {'torch/sim':>10} {'tokens = torch':>15}")
     for name, r in report["rows"].items():
         if r is None:

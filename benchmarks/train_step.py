@@ -23,6 +23,7 @@ import numpy as np
 import anekit as ak
 from anekit.ir.builder import build as _op
 from anekit.models import digits
+from anekit.sim import compiled
 from anekit.train import Trainer, data, optim
 from anekit.train.estimate import estimate_step
 
@@ -166,14 +167,15 @@ def main() -> None:
         row["estimate_us"] = {chip: round(estimate_step(tr, chip)["total_us"], 1) for chip in ("m1", "m4", "m5")}
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"route": compiled.route(), "rows": rows}, indent=2))
         return
     print(f"{'model':<36} {'torch ms':>9} {'sim m1 ms':>10} {'ratio':>6} {'sim exact ms':>13} {'ratio':>6}")
     for r in rows:
         f = lambda v, spec: format(v, spec) if v is not None else "-"
         print(f"{r['model']:<36} {f(r['torch_ms'], '9.2f')} {r['sim_profile_ms']:>10.2f} "
               f"{f(r['ratio_profile'], '6.2f')} {r['sim_exact_ms']:>13.2f} {f(r['ratio_exact'], '6.2f')}")
-    print("goals: profile ratio <= 2, exact ratio <= 1.2 (torch CPU fp32, 1 thread)")
+    print("goals: profile ratio <= 2, exact ratio <= 1.2 (torch CPU fp32, 1 thread); "
+          f"simulator fp16/MAC route: {compiled.route()} (ANEKIT_NO_JIT=1: numpy)")
     for r in rows:
         est = ", ".join(f"{c} {us / 1000:.3f} ms" for c, us in r["estimate_us"].items())
         print(f"estimated ANE step (cost model, not measured), {r['model']}: {est}")

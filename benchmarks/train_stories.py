@@ -26,6 +26,7 @@ import time                # noqa: E402
 import numpy as np         # noqa: E402
 
 from anekit.models import llama2c                                   # noqa: E402
+from anekit.sim import compiled                                     # noqa: E402
 import anekit as ak        # noqa: E402
 from anekit.train.pipelines.stories import StoriesPipeline, estimate_step_ms, memory_per_step  # noqa: E402
 from anekit.train.estimate import stories_step_ms  # noqa: E402
@@ -123,7 +124,8 @@ def main() -> None:
         ids = rng.integers(0, c15.vocab_size, c15.seq_len + 1)
         tokens, targets = ids[:-1], ids[1:]
         torch_ms = torch_step_ms(c15, tokens, targets, args.steps)
-        print(f"Stories15M training step (seq {c15.seq_len}, one thread each, median of {args.steps}):")
+        print(f"Stories15M training step (seq {c15.seq_len}, one thread each, median of {args.steps}; "
+              f"simulator fp16/MAC route: {compiled.route()}):")
         print(f"  PyTorch CPU fp32                 {torch_ms:9.1f} ms")
         for pipeline in args.pipelines:
             for numerics in args.numerics:

@@ -31,6 +31,7 @@ OPTIONAL = {
     "coremltools": ("coremltools", "coreml"),
     "matplotlib": ("matplotlib", "plot"),
     "transformers": ("transformers", "test"),
+    "numba": ("numba", "fast"),
 }
 
 
@@ -62,6 +63,15 @@ def pytest_collection_modifyitems(config, items):
 def optional(module: str):
     """The module if it imports, else None (for module-level names used only by marked tests)."""
     return importlib.import_module(module) if available(module) else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels_ready():
+    """Compile the simulator's numba kernels (or load them from numba's cache) before the first
+    test: a cold compile takes seconds, which would otherwise land inside whichever test first
+    simulates (the fuzz tests stop a case after 10 s). Nothing happens without numba."""
+    from anekit.sim import compiled
+    compiled.kernels()
 
 
 @pytest.fixture

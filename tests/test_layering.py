@@ -113,7 +113,8 @@ LAZY_IMPORTS_ALLOWED = ("anekit/cli/", "anekit/cost/roofline.py", "anekit/import
 # Optional extras (pyproject's optional-dependencies): imported where used, so the core needs
 # numpy alone.
 OPTIONAL_PACKAGES = frozenset({"matplotlib", "scipy", "sklearn", "tqdm", "torch", "safetensors", "tokenizers",
-                               "transformers", "onnx", "onnxruntime", "ray", "coremltools", "rich"})
+                               "transformers", "onnx", "onnxruntime", "ray", "coremltools", "rich",
+                               "numba", "llvmlite"})
 
 
 def _optional(node) -> bool:

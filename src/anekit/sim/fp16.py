@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compiled
+
 F16_MAX = 65504.0                 # largest finite fp16 (guide ch. 3, tbl:c3-constants)
 F32 = np.float32
 
@@ -33,8 +35,16 @@ def round_fp16(a, nan: float | None = None, limit: float | None = None, flush: b
     bits, rounds the significand to 11 bits half to even. The fp16 subnormal range and
     overflow are fixed up where present. `nan`, if given, replaces NaN; `limit` saturates
     magnitudes at or above it to infinity; `flush` sends subnormal results to +0. The
-    options cost no extra pass (the MAC output port uses all three)."""
+    options cost no extra pass (the MAC output port uses all three). With the `fast` extra the
+    same rounding runs as one compiled pass (compiled.py)."""
     a = np.asarray(a, dtype=F32)
+    top = _MAX_BITS if limit is None else min(_MAX_BITS, _U32(np.float32(limit).view(_U32) - 1))
+    jit = compiled.kernels()
+    if jit is not None:
+        src = np.ascontiguousarray(a).reshape(-1)
+        out = np.empty(src.shape, F32)
+        jit.round_fp16(src, out, np.int64(top), bool(flush), nan is None, F32(0.0 if nan is None else nan))
+        return out.reshape(a.shape)
     u = _bits(a)
     r = np.add(u, _U32(0x0FFF))
     t = np.right_shift(u, _U32(13))
@@ -45,7 +55,6 @@ def round_fp16(a, nan: float | None = None, limit: float | None = None, flush: b
     if not r.size:
         return flat.reshape(a.shape)
     mag = np.bitwise_and(r, _U32(0x7FFFFFFF), out=t)
-    top = _MAX_BITS if limit is None else min(_MAX_BITS, _U32(np.float32(limit).view(_U32) - 1))
     if mag.max() > top:                       # overflow, inf, NaN, or the saturation limit
         _fix_large(flat, a.reshape(-1), np.flatnonzero(mag > top), nan)
     mag -= _U32(1)                            # zeros wrap to the top: min finds nonzero tiny values
@@ -55,7 +64,7 @@ def round_fp16(a, nan: float | None = None, limit: float | None = None, flush: b
             np.copyto(flat, F32(0.0), where=tiny)     # about 3x faster than flat[tiny] = 0
             return flat.reshape(a.shape)
         if np.count_nonzero(tiny) * 32 > tiny.size:
-            return _round_by_addition(a, nan)     # many subnormals: the branch-free route
+            return _round_by_addition(a, nan, top)     # many subnormals: the branch-free route
         idx = np.flatnonzero(tiny)
         src = a.reshape(-1)[idx]
         flat[idx] = np.copysign((src + F32(0.75)) - F32(0.75), src)   # float32 steps by 2**-24 in [0.5, 1)
@@ -69,7 +78,7 @@ def _fix_large(flat, src, big, nan):
         flat[isnan] = src[isnan] if nan is None else F32(nan)
 
 
-def _round_by_addition(a: np.ndarray, nan: float | None) -> np.ndarray:
+def _round_by_addition(a: np.ndarray, nan: float | None, top) -> np.ndarray:
     """The same rounding as float additions: adding c = +-2**(e + 13), e the exponent of x
     (at least -14, the fp16 subnormal floor), leaves float32 a step of exactly one fp16 ulp
     at x, so (x + c) - c rounds x half to even onto the fp16 grid, subnormals included."""
@@ -83,10 +92,14 @@ def _round_by_addition(a: np.ndarray, nan: float | None) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         y = src + c
         y -= c
-    mag = y.view(_U32) & _U32(0x7FFFFFFF)
-    if mag.max() > _MAX_BITS:
-        _fix_large(y, src, np.flatnonzero(mag > _MAX_BITS), nan)
     y.view(_U32)[...] |= u & _U32(0x80000000)   # a value rounding to zero keeps its sign
+    mag = y.view(_U32) & _U32(0x7FFFFFFF)
+    if mag.max() > top:                          # after the sign: a replaced NaN keeps the value given
+        big = np.flatnonzero(mag > top)
+        _fix_large(y, src, big, nan)
+        # NaNs whose bits reach 0x7FFFF000 wrap to a zero in the bit route above; do the same
+        wrap = big[(u[big] & _U32(0x7FFFFFFF)) >= _U32(0x7FFFF000)]
+        y.view(_U32)[wrap] = (u[wrap] + _U32(0x1000)) & _U32(0xFFFFE000)
     return y.reshape(a.shape)
 
 
@@ -107,6 +120,11 @@ def flush_subnormals(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=F32)
     if not a.size:
         return a
+    jit = compiled.kernels()
+    if jit is not None:
+        out = np.empty(a.size, F32)
+        jit.flush_subnormals(np.ascontiguousarray(a).reshape(-1), out)
+        return out.reshape(a.shape)
     mag = np.bitwise_and(np.atleast_1d(a).view(_U32), _U32(0x7FFFFFFF))   # strided views need no copy
     mag -= _U32(1)                            # zeros wrap to the top
     if mag.min() < _SUB_BITS:

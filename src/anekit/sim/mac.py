@@ -34,6 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import compiled
 from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
 from .profiles import NumericsProfile
 
@@ -108,14 +109,16 @@ def accumulate(tiles: np.ndarray, p: NumericsProfile, ceiling: float | None) -> 
                 first = np.take_along_axis(partial, over.argmax(axis=-1)[..., None], -1)[..., 0]
                 total = np.where(hit, np.copysign(F32(np.inf), first), total)
         return total.astype(F32, copy=False)
-    acc = np.zeros(tiles.shape[:-1], F32)
+    acc = None
     for i in range(tiles.shape[-1]):       # infinities present: apply inf - inf = +0 per step
-        acc = acc + tiles[..., i]
+        # From the first tile as the cumsum above does (not +0 + tile: a row of -0 tiles keeps -0),
+        # so that a row's bits do not depend on an infinity elsewhere in the chunk.
+        acc = tiles[..., 0] if acc is None else acc + tiles[..., i]
         if p.indeterminate_to_zero:
             acc = nan_to_zero(acc)
         if ceiling is not None:
             acc = saturate(acc, ceiling)
-    return acc
+    return np.zeros(tiles.shape[:-1], F32) if acc is None else acc
 
 
 def reduce_lanes(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = None) -> np.ndarray:
@@ -123,11 +126,34 @@ def reduce_lanes(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = 
     lanes = np.asarray(lanes, F32)
     if p.exact or not p.mac_tile_lanes:
         return np.sum(lanes, axis=-1, dtype=F32)
+    if lanes.size == 0:                    # no lanes (a zero sum) or no rows
+        return np.zeros(lanes.shape[:-1], F32)
+    jit = _jit(p)
+    if jit is not None:
+        rows = lanes.reshape(-1, lanes.shape[-1])
+        blocks = _blocks(np.ascontiguousarray(rows.T)[None])[0]       # vectorised across rows
+        out = np.empty(blocks.shape[0] * blocks.shape[2], F32)
+        jit.lane_sums(blocks, out, p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_flush_subnormals,
+                      p.indeterminate_to_zero, _ceil(ceiling))
+        return out[:rows.shape[0]].reshape(lanes.shape[:-1])
     if p.mac_flush_subnormals:
         lanes = flush_subnormals(lanes)
-    if lanes.shape[-1] == 0:
-        return np.zeros(lanes.shape[:-1], F32)
     return accumulate(tile_sums(lanes, p, ceiling), p, ceiling)
+
+
+def _jit(p: NumericsProfile):
+    """The compiled kernels when they are wanted and model this profile's MAC exactly as the
+    numpy code does (tile shapes and guard bits the numpy route's shortcuts are proven for)."""
+    if not (1 <= p.mac_tile_lanes <= 16 and 0 <= p.mac_tile_guard_bits <= 10):
+        return None
+    return compiled.kernels()
+
+
+def _ceil(limit: float | None) -> np.float32:
+    """The ceiling as the kernels compare it: float32, as numpy casts a Python float against a
+    float32 array; infinity when there is none (|x| >= inf only holds for infinities, which
+    it leaves as they are)."""
+    return F32(np.inf) if limit is None else F32(limit)
 
 
 def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
@@ -148,7 +174,7 @@ class Operand:
     fast route multiplies (M1-flushed). Kernels cache one for a constant weight (const=True)
     so runs skip those passes."""
 
-    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast", "_t")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
@@ -157,7 +183,15 @@ class Operand:
         self.peak = max(abs(hi), abs(lo))
         self.k_axis, self.const = k_axis, const
         self.flush = p.mac_flush_subnormals and not p.exact
-        self._absmax = self._abssum = self._fast = None
+        self._absmax = self._abssum = self._fast = self._t = None
+
+    def transposed_blocks(self, layout) -> np.ndarray:
+        """layout(the array with its last two axes swapped), kept for a constant operand: the
+        compiled lane model reads a weight matrix by columns in matrix-vector products."""
+        t = self._t if self._t is not None else layout(np.swapaxes(self.array, -1, -2))
+        if self.const:
+            self._t = t
+        return t
 
     def fast(self) -> np.ndarray:
         """The operand as the fast route multiplies it (kept for a constant operand). With the
@@ -194,8 +228,12 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     x, w = xo.array, wo.array
     batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
     k, n = x.shape[-1], w.shape[-1]
+    if not (x.shape[-2] and n and math.prod(batch)):      # an empty result: nothing to route
+        return np.zeros(batch + (x.shape[-2], n), F32)
     if lane_route(k, n, p):
-        return port_output(_emulated(x, w, batch, p, limit), p, limit)
+        jit = _jit(p)
+        acc = _emulated(x, w, batch, p, limit) if jit is None else _compiled_lanes(jit, xo, wo, batch, p, limit)
+        return port_output(acc, p, limit)
     hot = None
     if not (xo.finite and wo.finite):
         # Only outputs whose row or column holds an infinity need the lane model's inf rules;
@@ -277,6 +315,56 @@ def _emulated(x, w, batch, p, limit) -> np.ndarray:
     return out.reshape(batch + (m, n))
 
 
+def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarray:
+    """_emulated through the compiled kernel, which runs each tile stage across a block of
+    outputs that share one operand row: across the columns of w, or, when w has few columns
+    (a matrix-vector product), across the rows of x through its cached transpose."""
+    x, w = xo.array, wo.array
+    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    opts = (p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
+            p.indeterminate_to_zero, _ceil(limit))
+    if n >= _VECTOR_MIN or n >= m:
+        scal, vec, swap, rows, cols = _stacked(x), _blocks(_stacked(w)), False, m, n
+        sidx, vidx = _batch_index(x, batch), _batch_index(w, batch)
+    else:
+        scal = _stacked(np.swapaxes(w, -1, -2))                          # [Bw, N, K]
+        vec = xo.transposed_blocks(lambda t: _blocks(_stacked(t)))      # [Bx, blocks, K, W]
+        swap, rows, cols = True, n, m                                   # the products stay x * w
+        sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
+    out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
+    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts)
+    out = out[..., :cols]
+    return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))
+
+
+_VECTOR_MIN = 16        # columns of w worth vectorising across (else the rows of x, if more)
+
+
+def _stacked(a: np.ndarray) -> np.ndarray:
+    """a [..., R, C] as a C-contiguous [B, R, C] over its own batch axes."""
+    return np.ascontiguousarray(a).reshape((-1,) + a.shape[-2:])
+
+
+def _batch_index(a: np.ndarray, batch) -> np.ndarray:
+    """For each entry of the broadcast batch (flattened), the index into a's own flattened
+    batch: broadcasting without copying the operand."""
+    own = a.shape[:-2]
+    idx = np.arange(math.prod(own), dtype=np.int64).reshape(own)
+    return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
+
+
+def _blocks(a: np.ndarray) -> np.ndarray:
+    """[B, K, V] -> [B, V / W, K, W] with W = min(V, compiled.BLOCK), the last block zero-padded:
+    the compiled kernel's operand layout (a block of W outputs reads one contiguous stretch)."""
+    nb, k, v = a.shape
+    if v <= compiled.BLOCK:
+        return a.reshape(nb, 1, k, v)
+    blocks = -(-v // compiled.BLOCK)
+    padded = np.zeros((nb, k, blocks * compiled.BLOCK), F32)
+    padded[..., :v] = a
+    return np.ascontiguousarray(padded.reshape(nb, k, blocks, compiled.BLOCK).transpose(0, 2, 1, 3))
+
+
 def _ceiling_risk(xo: Operand, wo: Operand, shape, limit):
     """Outputs whose running partial might reach the ceiling (a bool mask), or None. Every
     partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
@@ -302,10 +390,18 @@ def _emulate_entries(x, w, y, batch, hot, p, limit) -> np.ndarray:
     wt = np.moveaxis(np.broadcast_to(w, batch + (k, n)), -1, -2)
     lead = hot[:-2]
     y = y.copy()
+    jit = _jit(p)
     step = max(1, _CHUNK // max(1, k))
     for s in range(0, hot[0].size, step):
         part = tuple(i[s:s + step] for i in lead)
         rows, cols = hot[-2][s:s + step], hot[-1][s:s + step]
-        lanes = _products(xb[part + (rows,)], wt[part + (cols,)], p)     # [F, K]
-        y[part + (rows, cols)] = accumulate(tile_sums(lanes, p, limit, p.mac_round_products), p, limit)
+        xr, wc = xb[part + (rows,)], wt[part + (cols,)]                  # [F, K] each
+        if jit is not None:
+            acc = np.empty(xr.shape[0], F32)
+            jit.lane_pairs(np.ascontiguousarray(xr), np.ascontiguousarray(wc), acc, p.mac_tile_lanes,
+                           p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
+                           p.indeterminate_to_zero, _ceil(limit))
+        else:
+            acc = accumulate(tile_sums(_products(xr, wc, p), p, limit, p.mac_round_products), p, limit)
+        y[part + (rows, cols)] = acc
     return y
