@@ -36,13 +36,16 @@ def apply(op, res) -> None:
     out = op.outputs[0] if len(op.outputs) == 1 else None
     if out is None or out.dtype not in ("fp16", "fp32"):
         return
-    found = _rms(op, res) or _carry(op, res)
+    found = _rms(op, res) or _max_scaled(op, res) or _carry(op, res)
     cap = None
     if found is not None:
         axes, b, cap = found
         if math.isfinite(b):
             res.norms[id(out)] = (axes, b)
             cap = b if cap is None else min(cap, b)
+    bound = _scaled_rsqrt(op, res) or _blend(op, res)
+    if bound is not None:
+        _tighten(res, out, bound)
     convex = _convex(op, res)
     if convex is not None:
         _tighten(res, out, convex)
@@ -87,16 +90,17 @@ def _squares_of(t, x):
     return False
 
 
-def _mean_square(m, x):
+def _mean_square(m, x, res):
     """(axes, k) when m >= k * sum over axes of x^2 with m broadcasting back over x, else None."""
     p = m.op
     if p is None:
         return None
-    if p.type == "add":   # + a non-negative constant only raises m
+    if p.type == "add":   # + a non-negative term (a constant eps, eps * s^2) only raises m
         for a, c in (("x", "y"), ("y", "x")):
-            v = _scalar(p.inputs[c])
-            if v is not None and v >= 0:
-                return _mean_square(p.inputs[a], x)
+            if res.of(p.inputs[c])[0] >= 0 and p.inputs[c].shape == m.shape:
+                found = _mean_square(p.inputs[a], x, res)
+                if found is not None:
+                    return found
         return None
     if p.type in ("mul", "real_div"):
         for a, c in (("x", "y"), ("y", "x")):
@@ -104,7 +108,7 @@ def _mean_square(m, x):
                 continue
             v = _scalar(p.inputs[c])
             if v is not None and v > 0:
-                inner = _mean_square(p.inputs[a], x)
+                inner = _mean_square(p.inputs[a], x, res)
                 return None if inner is None else (inner[0], inner[1] * (v if p.type == "mul" else 1.0 / v))
         return None
     if p.type not in ("reduce_mean", "reduce_sum", "reduce_sum_square") or not p.attr("keep_dims"):
@@ -128,16 +132,139 @@ def _rms(op, res):
             x, inv = op.inputs[a], op.inputs[r]
             p = _producer(inv, "rsqrt")
             if p is not None and x.shape == op.outputs[0].shape and float(p.attr("epsilon") or 0.0) >= 0:
-                found = _mean_square(p.inputs["x"], x)
+                found = _mean_square(p.inputs["x"], x, res)
                 if found is not None:
                     return found[0], MARGIN / math.sqrt(found[1]), None
     elif op.type == "real_div":
         x, s = op.inputs["x"], op.inputs["y"]
         p = _producer(s, "sqrt")
         if p is not None and x.shape == op.outputs[0].shape:
-            found = _mean_square(p.inputs["x"], x)
+            found = _mean_square(p.inputs["x"], x, res)
             if found is not None:
                 return found[0], MARGIN / math.sqrt(found[1]), None
+    return None
+
+
+# --- max scaling: x / max(max|x|, c), the scaled form of a norm -----------------------------
+
+def _max_abs(m, x):
+    """The axes over which m >= max|x| (m broadcasting back over x; a positive floor
+    maximum(., c) or a constant added only raise it), else None."""
+    p = m.op
+    if p is None:
+        return None
+    if p.type in ("maximum", "add"):
+        for a, c in (("x", "y"), ("y", "x")):
+            v = _scalar(p.inputs[c])
+            if v is not None and v >= 0:
+                return _max_abs(p.inputs[a], x)
+        return None
+    if p.type != "reduce_max" or not p.attr("keep_dims"):
+        return None
+    a = _producer(p.inputs["x"], "abs")
+    if a is None or a.inputs["x"] is not x:
+        return None
+    ax = p.attr("axes")
+    return tuple(range(x.rank)) if ax is None else tuple(sorted({int(i) % x.rank for i in ax}))
+
+
+def _scale_of(t, res):
+    """(x, s, axes, floor) when t = x * s with s = inverse(maximum(reduce_max(abs(x)), floor))
+    (floor 0 when there is none), s > 0: the elements of t lie in [-1, 1]; else None."""
+    p = t.op
+    if p is None or p.type != "mul" or t.shape != p.inputs["x"].shape and t.shape != p.inputs["y"].shape:
+        return None
+    for a, r in (("x", "y"), ("y", "x")):
+        x, s = p.inputs[a], p.inputs[r]
+        inv = _producer(s, "inverse")
+        if inv is None or x.shape != t.shape or float(inv.attr("epsilon") or 0.0) < 0:
+            continue
+        m = inv.inputs["x"]
+        if not (res.of(m)[0] > 0 or float(inv.attr("epsilon") or 0.0) > 0):
+            continue
+        axes = _max_abs(m, x)
+        if axes is not None:
+            mx = _producer(m, "maximum")
+            floor = 0.0 if mx is None else max(v for v in (_scalar(mx.inputs["x"]), _scalar(mx.inputs["y"]), 0.0)
+                                                 if v is not None)
+            return x, s, axes, floor
+    return None
+
+
+def _max_scaled(op, res):
+    """x * inverse(m) or x / m with m >= max|x| > 0 over some axes: every element lies in
+    [-1, 1] (fp16 rounding of 1/m adds MARGIN), so each fibre over those axes has norm
+    <= sqrt(its size)."""
+    if op.type == "mul":
+        found = _scale_of(op.outputs[0], res)
+        if found is None:
+            return None
+        x, _, axes, _ = found
+    elif op.type == "real_div" and res.of(op.inputs["y"])[0] > 0:
+        x, axes = op.inputs["x"], _max_abs(op.inputs["y"], op.inputs["x"])
+        if axes is None or x.shape != op.outputs[0].shape:
+            return None
+    else:
+        return None
+    return axes, math.sqrt(_fibre_size(x, axes)) * MARGIN, MARGIN
+
+
+def _eps_times_square(t, s):
+    """eps when t = s * s * eps (any grouping) with a constant eps > 0, else None."""
+    p = t.op
+    if p is None or p.type != "mul":
+        return None
+    for a, c in (("x", "y"), ("y", "x")):
+        e = _scalar(p.inputs[c])
+        q = p.inputs[a].op
+        if e is not None and e > 0 and q is not None and q.type == "mul" \
+                and q.inputs["x"] is s and q.inputs["y"] is s:
+            return e
+        if p.inputs[a] is s and q is None:
+            continue
+    if p.inputs["x"] is s:      # s * (s * eps)
+        inner = p.inputs["y"].op
+        if inner is not None and inner.type == "mul":
+            for a, c in (("x", "y"), ("y", "x")):
+                e = _scalar(inner.inputs[c])
+                if inner.inputs[a] is s and e is not None and e > 0:
+                    return e
+    return None
+
+
+def _scaled_rsqrt(op, res):
+    """rsqrt(k sum(xs^2) + eps s^2) with xs = x * s max-scaled (the scaled RMS norm): if
+    max|x| >= floor then s = 1 / max|x|, some |xs| = 1 and the argument is >= k; else
+    s = 1 / floor and it is >= eps / floor^2. So the output is <= 1 / sqrt(min(k, eps / floor^2))."""
+    if op.type != "rsqrt":
+        return None
+    m = op.inputs["x"].op
+    if m is None or m.type != "add":
+        return None
+    for a, c in (("x", "y"), ("y", "x")):
+        sq = m.inputs[a]
+        q = sq.op
+        src = None
+        if q is not None and q.type in ("reduce_mean", "reduce_sum", "mul") :
+            # the squared tensor: find xs through the reduction
+            r = q if q.type != "mul" else (q.inputs["x"].op if _scalar(q.inputs["y"]) else q.inputs["y"].op)
+            if r is not None and r.type in ("reduce_mean", "reduce_sum"):
+                sqt = r.inputs["x"].op
+                if sqt is not None and sqt.type in ("mul", "square"):
+                    src = sqt.inputs["x"]
+            elif r is not None and r.type == "reduce_sum_square":
+                src = r.inputs["x"]
+        if src is None:
+            continue
+        found = _scale_of(src, res)
+        ms = _mean_square(sq, src, res)
+        if found is None or ms is None or ms[0] != found[2]:
+            continue
+        eps = _eps_times_square(m.inputs[c], found[1])
+        floor = found[3]
+        if eps is None or floor <= 0:
+            continue
+        return (0.0, MARGIN / math.sqrt(min(ms[1], eps / floor ** 2)))
     return None
 
 
@@ -176,6 +303,9 @@ def _carry(op, res):
         n = _norm(res, op.inputs["x"])
         return (n[0], n[1], None) if n is not None and out.rank == op.inputs["x"].rank else None
     if kind == "concat":
+        rot = _rotation(op, res)
+        if rot is not None:
+            return rot
         ns = [_norm(res, t) for t in op.inputs["values"]]
         if any(n is None or n[0] != ns[0][0] for n in ns):
             return None
@@ -196,8 +326,67 @@ def _carry(op, res):
     if kind == "linear":
         return _linear(op, res)
     if kind == "matmul":
-        return _matmul(op, res) or _convex_norm(op, res)
+        return _convex_norm(op, res) or _matmul(op, res)
     return None
+
+
+def _half_slice(t, axis):
+    """(source, begin along axis) when t = slice_by_size(source) cutting only `axis`."""
+    p = _producer(t, "slice_by_size")
+    if p is None:
+        return None
+    src = p.inputs["x"]
+    begin, size = [int(b) for b in p.attr("begin")], [int(z) for z in p.attr("size")]
+    for i in range(src.rank):
+        if i != axis and (begin[i] != 0 or size[i] not in (-1, src.shape[i])):
+            return None
+    return src, begin[axis]
+
+
+def _products(t, kind):
+    """The two factor pairs of t = a * b (kind "mul"), or of t = p -/+ q with p, q products."""
+    p = _producer(t, kind)
+    if p is None:
+        return None
+    out = []
+    for name in ("x", "y"):
+        m = _producer(p.inputs[name], "mul")
+        if m is None:
+            return None
+        out.append((m.inputs["x"], m.inputs["y"]))
+    return out
+
+
+def _rotation(op, res):
+    """Rotate-half RoPE: concat([lo c - hi s, lo s + hi c]) along the normed axis, lo and hi the
+    two halves of t. Per pair (lo c - hi s)^2 + (lo s + hi c)^2 = (c^2 + s^2)(lo^2 + hi^2) (the
+    cross terms cancel), so the norm is at most sqrt(max c^2 + max s^2) ||t|| (||t|| itself
+    when c, s are a true cos / sin pair, which the intervals cannot know)."""
+    vals = op.inputs["values"]
+    out = op.outputs[0]
+    if len(vals) != 2:
+        return None
+    axis = int(op.attr("axis")) % out.rank
+    first, second = _products(vals[0], "sub"), _products(vals[1], "add")
+    if first is None or second is None:
+        return None
+    (a1, c1), (b1, s1) = first        # lo * c - hi * s
+    for (a2, s2), (b2, c2) in (second, second[::-1]):   # lo * s + hi * c, either order
+        if a2 is a1 and b2 is b1 and s2 is s1 and c2 is c1:
+            break
+    else:
+        return None
+    lo, hi = _half_slice(a1, axis), _half_slice(b1, axis)
+    if lo is None or hi is None or lo[0] is not hi[0] or a1.shape != b1.shape:
+        return None
+    t, half = lo[0], a1.shape[axis]
+    if abs(lo[1] - hi[1]) < half or out.shape[axis] != 2 * half:
+        return None     # overlapping halves: a pair could count one element twice
+    n = _norm(res, t)
+    if n is None or n[0] != (axis,) or any(x.shape[axis] != 1 and x.shape[axis] != half for x in (c1, s1)):
+        return None
+    gain = math.sqrt(iv.mag(res.of(c1)) ** 2 + iv.mag(res.of(s1)) ** 2)
+    return (axis,), n[1] * gain, None
 
 
 def _reshape(op, res):
@@ -281,11 +470,45 @@ def _matmul(op, res):
     c = _contracted(op)
     if c is None:
         return None
-    nx, ny = _norm(res, op.inputs["x"]), _norm(res, op.inputs["y"])
-    if nx is None or ny is None or nx[0] != (c[0],) or ny[0] != (c[1],):
+    bs = []
+    for name, ax in (("x", c[0]), ("y", c[1])):
+        t = op.inputs[name]
+        n = _norm(res, t)
+        if n is not None and n[0] == (ax,):
+            bs.append(n[1])
+        else:   # a bounded operand's vector along the contracted axis: sqrt(length) * its magnitude
+            bs.append(math.sqrt(t.shape[ax]) * iv.mag(res.of(t)))
+    if not all(math.isfinite(b) for b in bs) or all(_norm(res, op.inputs[n]) is None for n in ("x", "y")):
         return None
-    cap = nx[1] * ny[1]
+    cap = bs[0] * bs[1]
     return (), iv.INF, cap
+
+
+# --- blends: a * (1 - t) + b * t with t in [0, 1] lies between a and b ---------------------
+
+def _weights_of(t):
+    """(a, w) pairs of t = a * w (either operand order)."""
+    m = _producer(t, "mul")
+    return [] if m is None else [(m.inputs["x"], m.inputs["y"]), (m.inputs["y"], m.inputs["x"])]
+
+
+def _blend(op, res):
+    """A KV-cache write `old * (1 - onehot) + new * onehot`: each element is a convex
+    combination of old and new, so within their hull (interval arithmetic would add them)."""
+    if op.type != "add":
+        return None
+    for a, keep in _weights_of(op.inputs["x"]):
+        k = _producer(keep, "sub")
+        if k is None or _scalar(k.inputs["x"]) != 1.0:
+            continue
+        t = k.inputs["y"]
+        lo, hi = res.of(t)
+        if lo < 0.0 or hi > 1.0:
+            continue
+        for b, w in _weights_of(op.inputs["y"]):
+            if w is t:
+                return iv.union(res.of(a), res.of(b))
+    return None
 
 
 # --- softmax-weighted averages --------------------------------------------------------------
