@@ -218,7 +218,7 @@ def declare_ranges(prog: ir.Program, embed: np.ndarray) -> ir.Program:
     onehot in [0, 1], and each KV cache within the bound of the k / v written into it (the
     cache starts at zeros and only ever holds those values: the same per-token function in the
     prefill and decode programs). A layer's new k / v depends on the caches of the layers before
-    it only, so one analysis per layer settles every cache bound."""
+    it only, so one walk settles every cache bound, visiting a cache's readers after its source."""
     from ..preflight import ranges      # the analysis, only when ranges are asked for
     fn = prog.main
     lo, hi = float(np.min(embed)), float(np.max(embed))
@@ -227,18 +227,44 @@ def declare_ranges(prog: ir.Program, embed: np.ndarray) -> ir.Program:
         if t.name in fixed:
             t.range = fixed[t.name]
     written = _cache_sources(fn)
-    caches = [t for t in fn.inputs if id(t) in written]
-    for t in caches:
+    caches = {id(t): t for t in fn.inputs if id(t) in written}
+    for t in caches.values():
         t.range = None
-    while any(t.range is None for t in caches):
-        res = ranges.propagate(fn)
-        settled = [t for t in caches if t.range is None and ranges.bounded(res.of(written[id(t)]))]
-        if not settled:
-            break               # a cache whose source the analysis cannot bound stays undeclared
-        for t in settled:
-            b = res.of(written[id(t)])
-            t.range = (min(b[0], 0.0), max(b[1], 0.0))
+    res = ranges.start(fn)
+    for op in _sources_first(fn, written):
+        for t in op.inputs.values():
+            if isinstance(t, ir.Tensor) and id(t) in caches and t.range is None:
+                b = res.of(written[id(t)])
+                if ranges.bounded(b):   # a source the analysis cannot bound leaves the cache undeclared
+                    t.range = (min(b[0], 0.0), max(b[1], 0.0))
+                    res.intervals[id(t)] = t.range
+        ranges.step(op, res)
     return prog
+
+
+def _sources_first(fn, written: dict) -> list:
+    """fn's ops in an order where every op comes after its inputs' producers and, for a cache
+    input, after the producer of the tensor written into that cache."""
+    producer = {id(o): op for op in fn.ops for o in op.outputs}
+    done, order = set(), []
+    for root in fn.ops:
+        stack = [(root, False)]
+        while stack:
+            op, ready = stack.pop()
+            if id(op) in done:
+                continue
+            if ready:
+                done.add(id(op))
+                order.append(op)
+                continue
+            stack.append((op, True))
+            for t in op.inputs.values():
+                for u in (t if isinstance(t, tuple) else (t,)):
+                    for dep in (u, written.get(id(u))):
+                        p = None if dep is None else producer.get(id(dep))
+                        if p is not None and id(p) not in done:
+                            stack.append((p, False))
+    return order
 
 
 def _cache_sources(fn) -> dict:
