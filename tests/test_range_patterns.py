@@ -310,3 +310,20 @@ def test_read_state_reads_the_declared_range():
     buf = ak.input("buf", (1, 4, 1, 8), "fp16", state=True, range=(-2.0, 3.0))
     y = ak.read_state(buf) * 2.0
     assert bound(y)[0] == (-4.0, 6.0)
+
+
+@pytest.mark.torch
+@pytest.mark.transformers
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+def test_hugging_face_decoder_programs_have_no_risk(kind, tmp_path):
+    """Tiny random Llama / Qwen2 (q/k/v biases) / Qwen3 (q/k RMS norms) models from
+    transformers: prefill and decode, inputs in their declared ranges, no risk, all bounded."""
+    from test_hf_import import make   # the same tiny configs the import tests use
+    from anekit.models import hf
+    make(kind, tmp_path)
+    m = hf.load(tmp_path)
+    for prog in (m.prefill_program(8), m.decode_program()):
+        prog = m.declare_ranges(prog)
+        assert _risks_of(prog) == []
+        res = ranges.propagate(prog.main)
+        assert all(ranges.bounded(res.of(o.outputs[0])) for o in prog.main.ops if o.outputs and o.type != "const")

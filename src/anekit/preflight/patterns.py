@@ -98,7 +98,7 @@ def _mean_square(m, x, res):
         return None
     if p.type == "add":   # + a non-negative term (a constant eps, eps * s^2) only raises m
         for a, c in (("x", "y"), ("y", "x")):
-            if res.of(p.inputs[c])[0] >= 0 and p.inputs[c].shape == m.shape:
+            if res.of(p.inputs[c])[0] >= 0:
                 found = _mean_square(p.inputs[a], x, res)
                 if found is not None:
                     return found
@@ -170,25 +170,32 @@ def _max_abs(m, x):
 
 
 def _scale_of(t, res):
-    """(x, s, axes, floor) when t = x * s with s = inverse(maximum(reduce_max(abs(x)), floor))
-    (floor 0 when there is none), s > 0: the elements of t lie in [-1, 1]; else None."""
+    """(x, s, axes, floor) when t = x * s with s = inverse(m), m >= max|x| over `axes` and
+    m > 0: the elements of t lie in [-1, 1]. `floor` is set only for the exact form
+    s = inverse(maximum(reduce_max(abs(x)), floor)) with no epsilon, where some |t| reaches 1
+    whenever max|x| >= floor (None otherwise). Else None."""
     p = t.op
-    if p is None or p.type != "mul" or t.shape != p.inputs["x"].shape and t.shape != p.inputs["y"].shape:
+    if p is None or p.type != "mul":
         return None
     for a, r in (("x", "y"), ("y", "x")):
         x, s = p.inputs[a], p.inputs[r]
         inv = _producer(s, "inverse")
-        if inv is None or x.shape != t.shape or float(inv.attr("epsilon") or 0.0) < 0:
+        if inv is None or x.shape != t.shape:
             continue
-        m = inv.inputs["x"]
-        if not (res.of(m)[0] > 0 or float(inv.attr("epsilon") or 0.0) > 0):
+        eps, m = float(inv.attr("epsilon") or 0.0), inv.inputs["x"]
+        if eps < 0 or not (res.of(m)[0] > 0 or eps > 0):
             continue
         axes = _max_abs(m, x)
-        if axes is not None:
-            mx = _producer(m, "maximum")
-            floor = 0.0 if mx is None else max(v for v in (_scalar(mx.inputs["x"]), _scalar(mx.inputs["y"]), 0.0)
-                                                 if v is not None)
-            return x, s, axes, floor
+        if axes is None:
+            continue
+        floor = None
+        mx = _producer(m, "maximum")
+        if eps == 0 and mx is not None:
+            for a2, c2 in (("x", "y"), ("y", "x")):
+                v = _scalar(mx.inputs[c2])
+                if v is not None and v > 0 and _producer(mx.inputs[a2], "reduce_max") is not None:
+                    floor = v
+        return x, s, axes, floor
     return None
 
 
@@ -211,61 +218,61 @@ def _max_scaled(op, res):
 
 
 def _eps_times_square(t, s):
-    """eps when t = s * s * eps (any grouping) with a constant eps > 0, else None."""
-    p = t.op
-    if p is None or p.type != "mul":
+    """eps when t = (s * s) * eps or s * (s * eps) with a constant eps > 0, else None."""
+    p = _producer(t, "mul")
+    if p is None:
         return None
     for a, c in (("x", "y"), ("y", "x")):
-        e = _scalar(p.inputs[c])
-        q = p.inputs[a].op
-        if e is not None and e > 0 and q is not None and q.type == "mul" \
-                and q.inputs["x"] is s and q.inputs["y"] is s:
+        e, q = _scalar(p.inputs[c]), _producer(p.inputs[a], "mul")
+        if e is not None and e > 0 and q is not None and q.inputs["x"] is s and q.inputs["y"] is s:
             return e
         if p.inputs[a] is s and q is None:
-            continue
-    if p.inputs["x"] is s:      # s * (s * eps)
-        inner = p.inputs["y"].op
-        if inner is not None and inner.type == "mul":
-            for a, c in (("x", "y"), ("y", "x")):
-                e = _scalar(inner.inputs[c])
-                if inner.inputs[a] is s and e is not None and e > 0:
+            inner = _producer(p.inputs[c], "mul")
+            for a2, c2 in (("x", "y"), ("y", "x")):
+                e = None if inner is None else _scalar(inner.inputs[c2])
+                if e is not None and e > 0 and inner.inputs[a2] is s:
                     return e
     return None
 
 
-def _scaled_rsqrt(op, res):
-    """rsqrt(k sum(xs^2) + eps s^2) with xs = x * s max-scaled (the scaled RMS norm): if
-    max|x| >= floor then s = 1 / max|x|, some |xs| = 1 and the argument is >= k; else
-    s = 1 / floor and it is >= eps / floor^2. So the output is <= 1 / sqrt(min(k, eps / floor^2))."""
-    if op.type != "rsqrt":
+def _squared_source(m):
+    """The tensor whose squares a mean-square expression m reduces (through added or scaling
+    constants), else None; _mean_square then checks the whole form."""
+    p = m.op
+    while p is not None and p.type in ("add", "mul", "real_div"):
+        nxt = [t for t in (p.inputs["x"], p.inputs["y"]) if _scalar(t) is None]
+        if p.type == "add":
+            nxt = [t for t in nxt if t.op is not None and t.op.type in
+                   ("reduce_mean", "reduce_sum", "reduce_sum_square", "mul", "real_div")]
+        if len(nxt) != 1:
+            return None
+        p = nxt[0].op
+    if p is None:
         return None
-    m = op.inputs["x"].op
+    if p.type == "reduce_sum_square":
+        return p.inputs["x"]
+    if p.type in ("reduce_mean", "reduce_sum") and p.inputs["x"].op is not None:
+        return p.inputs["x"].op.inputs.get("x")
+    return None
+
+
+def _scaled_rsqrt(op, res):
+    """rsqrt(k sum(xs^2) + eps s^2) with xs = x * s, s = 1 / max(max|x|, floor) (the scaled
+    RMS norm): if max|x| >= floor some |xs| is 1 and the argument is >= k, else s = 1 / floor
+    and it is >= eps / floor^2. So the output is <= 1 / sqrt(min(k, eps / floor^2))."""
+    m = op.inputs["x"].op if op.type == "rsqrt" else None
     if m is None or m.type != "add":
         return None
     for a, c in (("x", "y"), ("y", "x")):
-        sq = m.inputs[a]
-        q = sq.op
-        src = None
-        if q is not None and q.type in ("reduce_mean", "reduce_sum", "mul") :
-            # the squared tensor: find xs through the reduction
-            r = q if q.type != "mul" else (q.inputs["x"].op if _scalar(q.inputs["y"]) else q.inputs["y"].op)
-            if r is not None and r.type in ("reduce_mean", "reduce_sum"):
-                sqt = r.inputs["x"].op
-                if sqt is not None and sqt.type in ("mul", "square"):
-                    src = sqt.inputs["x"]
-            elif r is not None and r.type == "reduce_sum_square":
-                src = r.inputs["x"]
-        if src is None:
+        src = _squared_source(m.inputs[a])
+        found = None if src is None else _scale_of(src, res)
+        if found is None or found[3] is None:
             continue
-        found = _scale_of(src, res)
-        ms = _mean_square(sq, src, res)
-        if found is None or ms is None or ms[0] != found[2]:
-            continue
+        ms = _mean_square(m.inputs[a], src, res)
         eps = _eps_times_square(m.inputs[c], found[1])
-        floor = found[3]
-        if eps is None or floor <= 0:
+        if ms is None or ms[0] != found[2] or eps is None:
             continue
-        return (0.0, MARGIN / math.sqrt(min(ms[1], eps / floor ** 2)))
+        return (0.0, MARGIN / math.sqrt(min(ms[1], eps / found[3] ** 2)))
     return None
 
 
