@@ -25,6 +25,7 @@ import numpy as np
 from .. import ir
 from ..errors import UsageError
 from .. import concat, conv, coreml_update_state, inverse, matmul, maximum, read_state, rsqrt, silu, slice_by_size, tile
+from ..preflight import ranges
 from ..preflight.ane_route import pad_runtime_matmuls_for
 from .sampling import Sampler
 from .. import dialects
@@ -219,7 +220,6 @@ def declare_ranges(prog: ir.Program, embed: np.ndarray) -> ir.Program:
     cache starts at zeros and only ever holds those values: the same per-token function in the
     prefill and decode programs). A layer's new k / v depends on the caches of the layers before
     it only, so one walk settles every cache bound, visiting a cache's readers after its source."""
-    from ..preflight import ranges      # the analysis, only when ranges are asked for
     fn = prog.main
     lo, hi = float(np.min(embed)), float(np.max(embed))
     fixed = {"x": (lo, hi), "cos": (-1.0, 1.0), "sin": (-1.0, 1.0), "mask": (MASK, 0.0), "onehot": (0.0, 1.0)}
