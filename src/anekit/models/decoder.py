@@ -279,8 +279,10 @@ def _cache_sources(fn) -> dict:
             old[id(op.outputs[0])] = ins["input"]
         elif op.type == "mul" and id(ins["x"]) in old:
             kept[id(op.outputs[0])] = old[id(ins["x"])]
-        elif op.type == "add" and id(ins["x"]) in kept and ins["y"].op is not None and ins["y"].op.type == "mul":
-            out[id(kept[id(ins["x"])])] = ins["y"].op.inputs["x"]
+        elif op.type == "add" and id(ins["x"]) in kept:
+            written = ins["y"].op          # new * onehot
+            if written is not None and written.type == "mul":
+                out[id(kept[id(ins["x"])])] = written.inputs["x"]
     return out
 
 
