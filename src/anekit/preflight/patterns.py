@@ -13,7 +13,12 @@ for one i only when every other element is 0). The per-op rules on the declarati
   vector by sigma_max(W) * B; a matmul contracting two such axes is bounded by B_x * B_y,
   its running sums too. |element| <= B, so the interval is cut to [-B, B].
 - convex combinations: a matmul contracting a softmax output along its softmax axis averages
-  the other operand, so output and running sums stay within that operand's bound and 0.
+  the other operand, so output and running sums stay within that operand's bound and 0; a
+  KV-cache write old * (1 - t) + new * t with t in [0, 1] stays within old's and new's hull.
+- max scaling (the decoder's scaled RMS norm): x * 1/max(max|x|, floor) lies in [-1, 1], and
+  rsqrt(mean((x s)^2) + eps s^2) is at most 1/sqrt(min(1/n, eps/floor^2)).
+- rotate-half RoPE, concat([lo c - hi s, lo s + hi c]): norm <= sqrt(max c^2 + max s^2) ||t||.
+- a matmul with one normed operand and one merely bounded: |q.k| <= ||q|| sqrt(n) max|k|.
 
 Every bound here carries a small relative margin (MARGIN) for fp16 rounding of the
 statistics (a mean of squares rounded down, probabilities summing a little over 1).
