@@ -24,7 +24,8 @@ import numpy as np
 
 from .. import ir
 from ..errors import UsageError
-from .. import concat, conv, coreml_update_state, matmul, read_state, rsqrt, silu, slice_by_size, tile
+from .. import concat, conv, coreml_update_state, inverse, matmul, maximum, read_state, rsqrt, silu, slice_by_size, tile
+from ..preflight import ranges
 from ..preflight.ane_route import pad_runtime_matmuls_for
 from .sampling import Sampler
 from .. import dialects
@@ -34,6 +35,7 @@ from ..runtime import resolve_target
 
 MASK = -1e4          # additive mask; finite so fp16 arithmetic stays in range (softmax -> 0)
 NUMERICS = ("profile", "strict", "exact")
+NORM_FLOOR = 2.0 ** -7   # RMS norm scale floor: 1 / floor^2 = 16384, so eps / floor^2 stays finite in fp16
 
 
 @dataclass(frozen=True)
@@ -98,10 +100,18 @@ def _conv(x, w, b: np.ndarray | None = None):
 
 
 def _rmsnorm(x, w: np.ndarray, eps: float, axis: int = 1):
+    """x / sqrt(mean(x^2) + eps) * w over `axis`, in the scaled form the engine can hold: with
+    s = 1 / max(max|x|, NORM_FLOOR), (x s) / sqrt(mean((x s)^2) + eps s^2) is the same value, but
+    no square exceeds 1. Squaring x itself overflows fp16 from |x| = 256 on (guide ch. 3), and
+    a trained model's residual stream can hold such values (a sum of squares would overflow
+    sooner still, from a vector norm of 256). The floor keeps s and eps s^2 finite for an all-zero
+    vector; any s > 0 gives the same value, so it costs no accuracy."""
     shape = [1] * x.rank
     shape[axis] = -1
-    inv = rsqrt((x * x).mean(axes=[axis], keep_dims=True), epsilon=eps)
-    return x * inv * w.reshape(shape)
+    s = inverse(maximum(abs(x).max(axes=[axis], keep_dims=True), NORM_FLOOR), epsilon=0.0)
+    xs = x * s
+    inv = rsqrt((xs * xs).mean(axes=[axis], keep_dims=True) + s * s * eps, epsilon=0.0)
+    return xs * inv * w.reshape(shape)
 
 
 def _rope(t, cos, sin):
@@ -201,6 +211,81 @@ def build_decode(arch: Arch, weights: dict, dtype: str = "fp16", state: bool = T
     return ir.program(_for_target({"logits": _head(x, weights, arch), **outs}, target))
 
 
+# --- declared input ranges (for ak.check's fp16 range analysis) ----------------------------
+
+def declare_ranges(prog: ir.Program, embed: np.ndarray) -> ir.Program:
+    """Declare the ranges a prefill or decode program's inputs take in use, in place (returns
+    `prog`): x within the embedding table's min..max, cos / sin in [-1, 1], mask in [MASK, 0],
+    onehot in [0, 1], and each KV cache within the bound of the k / v written into it (the
+    cache starts at zeros and only ever holds those values: the same per-token function in the
+    prefill and decode programs). A layer's new k / v depends on the caches of the layers before
+    it only, so one walk settles every cache bound, visiting a cache's readers after its source."""
+    fn = prog.main
+    lo, hi = float(np.min(embed)), float(np.max(embed))
+    fixed = {"x": (lo, hi), "cos": (-1.0, 1.0), "sin": (-1.0, 1.0), "mask": (MASK, 0.0), "onehot": (0.0, 1.0)}
+    for t in fn.inputs:
+        if t.name in fixed:
+            t.range = fixed[t.name]
+    written = _cache_sources(fn)
+    caches = {id(t): t for t in fn.inputs if id(t) in written}
+    for t in caches.values():
+        t.range = None
+    res = ranges.start(fn)
+    for op in _sources_first(fn, written):
+        for t in op.inputs.values():
+            if isinstance(t, ir.Tensor) and id(t) in caches and t.range is None:
+                b = res.of(written[id(t)])
+                if ranges.bounded(b):   # a source the analysis cannot bound leaves the cache undeclared
+                    t.range = (min(b[0], 0.0), max(b[1], 0.0))
+                    res.intervals[id(t)] = t.range
+        ranges.step(op, res)
+    return prog
+
+
+def _sources_first(fn, written: dict) -> list:
+    """fn's ops in an order where every op comes after its inputs' producers and, for a cache
+    input, after the producer of the tensor written into that cache."""
+    producer = {id(o): op for op in fn.ops for o in op.outputs}
+    done, order = set(), []
+    for root in fn.ops:
+        stack = [(root, False)]
+        while stack:
+            op, ready = stack.pop()
+            if id(op) in done:
+                continue
+            if ready:
+                done.add(id(op))
+                order.append(op)
+                continue
+            stack.append((op, True))
+            for t in op.inputs.values():
+                for u in (t if isinstance(t, tuple) else (t,)):
+                    for dep in (u, written.get(id(u))):
+                        p = None if dep is None else producer.get(id(dep))
+                        if p is not None and id(p) not in done:
+                            stack.append((p, False))
+    return order
+
+
+def _cache_sources(fn) -> dict:
+    """id(cache input) -> the new k / v tensor build_decode writes into it
+    (`old * keep + new * onehot`, old the input or read_state of it)."""
+    caches = {id(t): t for t in fn.inputs if t.name.startswith(("k_cache", "v_cache"))}
+    old = dict(caches)
+    kept, out = {}, {}
+    for op in fn.ops:
+        ins = op.inputs
+        if op.type == "read_state" and id(ins["input"]) in caches:
+            old[id(op.outputs[0])] = ins["input"]
+        elif op.type == "mul" and id(ins["x"]) in old:
+            kept[id(op.outputs[0])] = old[id(ins["x"])]
+        elif op.type == "add" and id(ins["x"]) in kept:
+            written = ins["y"].op          # new * onehot
+            if written is not None and written.type == "mul":
+                out[id(kept[id(ins["x"])])] = written.inputs["x"]
+    return out
+
+
 # --- the model -----------------------------------------------------------------------------
 
 class Decoder:
@@ -281,6 +366,11 @@ class Decoder:
     def decode_program(self, dtype: str = "fp16", state: bool = True, target=None) -> ir.Program:
         """The decode program; with a `target`, in the form that chip runs (build_decode)."""
         return self._compress(build_decode(self.arch, self.graph_weights, dtype, state, target))
+
+    def declare_ranges(self, prog: ir.Program) -> ir.Program:
+        """`prog` (a prefill or decode program of this model) with its inputs' ranges declared
+        (see decoder.declare_ranges), ready for `ak.check`'s fp16 range analysis."""
+        return declare_ranges(prog, self.graph_weights["embed"])
 
     def _embed(self, tokens) -> np.ndarray:
         return self.graph_weights["embed"][np.asarray(tokens)].T.reshape(1, self.arch.dim, 1, -1)

@@ -35,16 +35,26 @@ def _binary_range(op, res):
     if op.type == "sub":
         return iv.fix(a[0] - b[1], a[1] - b[0])
     if op.type == "mul":
+        if op.inputs["x"] is op.inputs["y"]:   # x * x: a square, never negative
+            return (0.0 if a[0] <= 0.0 <= a[1] else min(a[0] ** 2, a[1] ** 2), iv.mag(a) ** 2)
         return iv.mul(a, b)
     if b[0] <= 0.0 <= b[1]:   # real_div, floor_div by a range that holds 0
         return iv.UNBOUNDED
     return iv.mul(a, (1.0 / b[1], 1.0 / b[0]))
 
 
+def _extreme(op, res, f):
+    """maximum / minimum: monotone in both arguments, so the bounds' max / min (a floor such
+    as maximum(x, 1e-3) keeps the result away from 0)."""
+    a, b = res.of(op.inputs["x"]), res.of(op.inputs["y"])
+    return (f(a[0], b[0]), f(a[1], b[1]))
+
+
 # name: (fp16 range rule, rides on a MAC output pass)
 _BINARY = {"add": (_binary_range, True), "sub": (_binary_range, True), "mul": (_binary_range, True),
            "real_div": (_binary_range, True), "floor_div": (_binary_range, False),
-           "maximum": (iv.union_of("x", "y"), True), "minimum": (iv.union_of("x", "y"), True),
+           "maximum": (lambda op, res: _extreme(op, res, max), True),
+           "minimum": (lambda op, res: _extreme(op, res, min), True),
            "pow": (iv.unbounded, False), "mod": (iv.unbounded, False)}
 for _name, (_range, _epilogue) in _BINARY.items():
     declare(_name, kind="elementwise", infer=_binary, T=NUMERIC, x=tensor(), y=tensor(),

@@ -209,7 +209,7 @@ def topk(a):
 # --- states (iOS 18): a state input holds a tensor that persists across calls ----------------
 
 @op(kind="movement", T=ANY, since="ios18", input=tensor(), state_role="read", state_param="input",
-    fp16_range=iv.unbounded)
+    fp16_range=lambda op, res: res.of(op.inputs["input"]))   # what the state is declared to hold
 def read_state(a):
     """The current value of a state input."""
     return [(a.T, a.input.shape)]
