@@ -92,8 +92,9 @@ def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, c
     monkeypatch.setattr(bench, "DOCS", docs)
     monkeypatch.setattr(bench, "ROOT", tmp_path)
     # a model waiting for an op gets a row saying so instead of a measurement
-    monkeypatch.setattr(bench.corpus, "CORPUS", [dataclasses.replace(e, missing_op="while_loop") if e.name == "gru" else e
-                                                 for e in bench.corpus.CORPUS])
+    gru = dataclasses.replace(bench.corpus.BY_NAME["gru"], missing_op="while_loop")
+    monkeypatch.setitem(bench.corpus.BY_NAME, "gru", gru)
+    monkeypatch.setattr(bench.corpus, "CORPUS", [gru if e.name == "gru" else e for e in bench.corpus.CORPUS])
     assert bench.main(["--models", "fcn_head,gru", "--repeat", "1", "--min-time", "0",
                        "--cache", str(tmp_path / "cache"), "--write-docs"]) == 0
     out = capsys.readouterr().out
