@@ -633,14 +633,8 @@ class _Parser:
                 raise self.error(f"{where} has no argument '{key}' (declared: {_param_names(spec)})", ktok)
             if p.kind == "attr":
                 attrs[key] = self.attr_array(where, p, value, ktok)
-            elif p.kind == "tensors":
-                if not isinstance(value, tuple) or not value:
-                    raise self.error(f"{where}: argument '{key}' takes a non-empty tuple (a, b, ...)", ktok)
-                inputs[key] = tuple(scope.tensor(v, f"{name}_{key}_{i}") for i, v in enumerate(value))
             else:
-                if isinstance(value, tuple):
-                    raise self.error(f"{where}: argument '{key}' takes one value, not a tuple", ktok)
-                inputs[key] = scope.tensor(value, f"{name}_{key}")
+                inputs[key] = self.tensor_argument(scope, where, name, key, p, ktok, value)
         for key, (ktok, value) in block.items():
             p = spec.param(key)
             if p is None or p.kind != "attr":
@@ -669,6 +663,16 @@ class _Parser:
             op.outputs.append(t)
         scope.add_op(op, outs)
 
+    def tensor_argument(self, scope, where, name, key, p, ktok, value):
+        """A tensor argument (one value) or a tensors argument (a non-empty tuple), resolved in scope."""
+        if p.kind == "tensors":
+            if not isinstance(value, tuple) or not value:
+                raise self.error(f"{where}: argument '{key}' takes a non-empty tuple (a, b, ...)", ktok)
+            return tuple(scope.tensor(v, f"{name}_{key}_{i}") for i, v in enumerate(value))
+        if isinstance(value, tuple):
+            raise self.error(f"{where}: argument '{key}' takes one value, not a tuple", ktok)
+        return scope.tensor(value, f"{name}_{key}")
+
     def build_control(self, scope, spec, op_tok, name, outs, args, block, nested):
         """A control-flow op: tensor arguments as any op's, blocks as Functions; the shape rule
         sees both (blocks are not literals, so `bind` is not the door here)."""
@@ -681,14 +685,7 @@ class _Parser:
             p = spec.param(key)
             if p is None or p.kind not in ("tensor", "tensors"):
                 raise self.error(f"{where} has no argument '{key}' (declared: {_param_names(spec)})", ktok)
-            if p.kind == "tensors":
-                if not isinstance(value, tuple) or not value:
-                    raise self.error(f"{where}: argument '{key}' takes a non-empty tuple (a, b, ...)", ktok)
-                inputs[key] = tuple(scope.tensor(v, f"{name}_{key}_{i}") for i, v in enumerate(value))
-            else:
-                if isinstance(value, tuple):
-                    raise self.error(f"{where}: argument '{key}' takes one value, not a tuple", ktok)
-                inputs[key] = scope.tensor(value, f"{name}_{key}")
+            inputs[key] = self.tensor_argument(scope, where, name, key, p, ktok, value)
         labels = [p.name for p in spec.params if p.kind == "attr"]
         attrs = {}
         for label, (ltok, fn) in nested.items():
