@@ -152,3 +152,8 @@ def conv_patches(x, k, strides, dil, pads, out_sp, groups):
         cols.append(F.reshape(patch, shape=[n, groups, cg, positions]))
     return cols[0] if len(cols) == 1 else F.concat(cols, axis=2)
 
+
+def pass_at_or_above_alpha(op, gs) -> dict:
+    """Gradient of an op that passes x where x >= alpha (threshold, thresholded_relu)."""
+    x = op.inputs["x"]
+    return {"x": F.select(x >= op.attr("alpha"), gs[0], 0.0)}

@@ -249,15 +249,12 @@ def slice_update(a):
 import numpy as _np  # noqa: E402
 
 from ..declared import F  # noqa: E402
-from ._gradlib import embed as _embed, make_const as _make_const  # noqa: E402
+from ._gradlib import embed as _embed, make_const as _make_const, pass_at_or_above_alpha as _pass_at_or_above_alpha  # noqa: E402
 from ...errors import GradientError
 from .shape import slice_index_plan
 
 
-@thresholded_relu.defgrad
-def _thresholded_relu_grad(op, gs):
-    x = op.inputs["x"]
-    return {"x": F.select(x >= op.attr("alpha"), gs[0], 0.0)}
+thresholded_relu.defgrad(_pass_at_or_above_alpha)
 
 
 @crop.defgrad

@@ -474,7 +474,7 @@ def dequantize(a):
 import numpy as _np  # noqa: E402
 
 from ..declared import F  # noqa: E402
-from ._gradlib import make_const as _make_const  # noqa: E402
+from ._gradlib import make_const as _make_const, pass_at_or_above_alpha as _pass_at_or_above_alpha  # noqa: E402
 
 
 # Without a rule (autodiff then names the op): scatter, scatter_along_axis, scatter_nd, rnn,
@@ -523,10 +523,7 @@ def _flatten2d_grad(op, gs):
     return {"x": F.reshape(gs[0], shape=list(op.inputs["x"].shape))}
 
 
-@threshold.defgrad
-def _threshold_grad(op, gs):
-    x = op.inputs["x"]
-    return {"x": F.select(x >= op.attr("alpha"), gs[0], 0.0)}
+threshold.defgrad(_pass_at_or_above_alpha)
 
 
 @pixel_unshuffle.defgrad
