@@ -108,7 +108,8 @@ def test_lstm_is_reported_off_the_engine(packages):
 
 def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, capsys):
     """benchmarks/real_models.py (what the simulator's speed is judged by) runs on one model
-    and rewrites only its own section of the docs page."""
+    and rewrites only its own section of the docs page, keeping the section's hand-written
+    subsections."""
     import importlib.util
     import pathlib
     spec = importlib.util.spec_from_file_location(
@@ -116,7 +117,8 @@ def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, c
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     docs = tmp_path / "coreml.md"
-    docs.write_text("# Core ML\n\nintro\n\n## Model corpus\n\nold table\n\n## Later\n\nkept\n")
+    docs.write_text("# Core ML\n\nintro\n\n## Model corpus\n\nold table\n\n### Notes\n\nhand-written\n\n"
+                    "## Later\n\nkept\n")
     monkeypatch.setattr(bench, "DOCS", docs)
     monkeypatch.setattr(bench, "ROOT", tmp_path)
     assert bench.main(["--models", "fcn_head,gru", "--repeat", "1", "--min-time", "0",
@@ -125,4 +127,4 @@ def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, c
     assert "fcn_head" in out and "not run: `while_loop` not implemented" in out
     text = docs.read_text()
     assert "old table" not in text and text.startswith("# Core ML\n\nintro\n\n## Model corpus\n")
-    assert text.endswith("## Later\n\nkept\n") and "| fcn_head | 11 |" in text
+    assert text.endswith("\n### Notes\n\nhand-written\n\n## Later\n\nkept\n") and "| fcn_head | 11 |" in text
