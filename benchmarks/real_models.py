@@ -153,6 +153,10 @@ def write_docs(rows: list[dict]) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         nxt = text.find("\n## ", start + len(SECTION))
+        old = text[start:nxt + 1] if nxt >= 0 else text[start:]
+        kept = old.find("\n### ")            # hand-written subsections (MobileNetV3) stay
+        if kept >= 0:
+            section += "\n" + old[kept + 1:].rstrip("\n") + "\n"
         text = text[:start] + section + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
     DOCS.write_text(text)
 

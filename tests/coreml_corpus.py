@@ -14,6 +14,7 @@ where all four are installed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import pathlib
@@ -45,7 +46,7 @@ class Entry:
     name: str
     family: str
     build: Callable[[], nn.Module]         # the module (returning a tuple of tensors), random init
-    sample: Callable[[], dict]             # name -> torch tensor (seeded, floats fp16-exact)
+    sample: Callable[..., dict]            # (seed=1) -> {name: torch tensor}, floats fp16-exact
     export: bool = False                   # convert through torch.export (else jit.trace)
     decompose: bool = True                 # torch.export: run the default decompositions
     missing_op: str | None = None          # an op anekit lacks: the test is a strict xfail
@@ -98,16 +99,16 @@ class Outputs(nn.Module):
 
 
 def _image(c=3, h=32, w=32):
-    def sample():
-        g = torch.Generator().manual_seed(1)
+    def sample(seed=1):
+        g = torch.Generator().manual_seed(seed)
         return {"x": torch.randn(1, c, h, w, generator=g).half().float()}
     return sample
 
 
 def _tokens(seq=8, vocab=64, pad=3):
     """Token ids and a padding mask (the last `pad` positions masked)."""
-    def sample():
-        g = torch.Generator().manual_seed(1)
+    def sample(seed=1):
+        g = torch.Generator().manual_seed(seed)
         ids = torch.randint(0, vocab, (1, seq), dtype=torch.int32, generator=g)
         mask = torch.ones(1, seq, dtype=torch.int32)
         mask[0, seq - pad:] = 0
@@ -116,8 +117,8 @@ def _tokens(seq=8, vocab=64, pad=3):
 
 
 def _sequence(t=7, f=8):
-    def sample():
-        g = torch.Generator().manual_seed(1)
+    def sample(seed=1):
+        g = torch.Generator().manual_seed(seed)
         return {"x": torch.randn(1, t, f, generator=g).half().float()}
     return sample
 
@@ -320,18 +321,25 @@ class _FPNDetector(nn.Module):
         return self.cls.forward(feats), self.box.forward(feats)
 
 
-# Both MobileNetV3s exceed the bound (seed 0). Random-init batch-norm networks amplify
-# rounding layer after layer (torch's own bfloat16 error: 1.8e-1 small, 5.4e-1 large), and
-# the converted graph rounds more often than torch's fp16 run (hardswish is three ops).
-_MBV3 = ("M4 numerics 3.4e-2 (small) / 1.8e-1 (large) against torch fp16's 1.9e-2 / 4.2e-2; fp16 "
-         "storage alone (exact numerics otherwise) gives 1.9e-2 / 1.2e-1, no single op jumps (issue 15)")
+# Both MobileNetV3s exceed the bound on the test's input (seed 1); docs/coreml.md, "MobileNetV3",
+# has the measurements. Random-init batch-norm networks amplify rounding: on that input, random
+# +-0.5 ulp perturbations at every op output give a median error of 6.9e-2 (large; 16 draws,
+# quartiles 4.5e-2 and 9.2e-2), so one torch fp16 run is one draw of a wide distribution.
+_MBV3_SMALL = ("seed-1 input: M4 3.4e-2 > bound 2.3e-2 (torch fp16 1.9e-2); over 48 inputs M4 is 0.91x "
+               "torch fp16 (geometric mean) and this input is its worst of the first 16: the network "
+               "amplifies rounding (docs/coreml.md, MobileNetV3)")
+_MBV3_LARGE = ("seed-1 input: M4 1.8e-1 > bound 5.0e-2 (torch fp16 4.2e-2), M4's worst of 48 inputs; over "
+               "48 inputs M4 is 1.22x torch fp16 (geometric mean): the folded batch-norm bias adds after "
+               "the accumulator rounds to fp16 (guide ch. 3), a rounding torch lacks; 1.01x without it "
+               "(docs/coreml.md, MobileNetV3)")
 
 CORPUS = [
     Entry("resnet18", "cnn", _resnet18, _image(), what="torchvision resnet18 (full width)"),
     Entry("mobilenet_v2", "cnn", _mobilenet_v2, _image(), what="width 0.25"),
     Entry("mobilenet_v3_small", "cnn", _mobilenet_v3_small, _image(), what="width 0.25: hardswish, SE",
-          known_error=_MBV3),
-    Entry("mobilenet_v3_large", "cnn", _mobilenet_v3_large, _image(), what="width 0.25", known_error=_MBV3),
+          known_error=_MBV3_SMALL),
+    Entry("mobilenet_v3_large", "cnn", _mobilenet_v3_large, _image(), what="width 0.25",
+          known_error=_MBV3_LARGE),
     Entry("efficientnet_b0", "cnn", _efficientnet_b0, _image(), what="width 0.25, depth 0.34: SiLU, SE"),
     Entry("regnet_y", "cnn", _regnet_y, _image(), what="depth 4, w0 16: grouped conv, SE"),
     Entry("densenet", "cnn", _densenet, _image(), what="growth 8, blocks (2, 2, 2)"),
@@ -424,12 +432,13 @@ def rel_l2(got, ref) -> float:
 
 
 def torch_outputs(model: nn.Module, feeds: dict, dtype=torch.float32) -> list[np.ndarray]:
-    """The model's outputs run in `dtype` (floats cast; int inputs kept), as float64 arrays."""
-    model = model.to(dtype)
+    """The model's outputs run in `dtype` (floats cast; int inputs kept), as float64 arrays.
+    Runs a copy: casting the model itself to fp16 and back would leave its fp32 weights
+    rounded, and every later fp32 reference would carry fp16 weight error."""
+    model = copy.deepcopy(model).to(dtype)
     args = [v.to(dtype) if v.is_floating_point() else v for v in feeds.values()]
     with torch.no_grad():
         out = model(*args)
-    model.float()
     return [o.double().numpy() for o in out]
 
 
@@ -472,6 +481,29 @@ def evaluate(entry: Entry, path: pathlib.Path, numerics: str | None = None) -> R
         reason = f.reason
     return Result(entry.name, len(ops), sorted({op.type for op in ops}), rel_l2(got, ref), rel_l2(low, ref),
                   entry.half, 1 - len(off) / max(len(rep.ops), 1), reason)
+
+
+def input_spread(entry: Entry, path: pathlib.Path, seeds, torch_low: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Relative L2 errors against PyTorch fp32 over several input seeds: (simulator at TARGET,
+    PyTorch in entry.half; empty unless torch_low). One input is one sample of a chaotic
+    quantity in networks that amplify rounding (MobileNetV3: docs/coreml.md); this gives
+    its spread."""
+    prog = ak.load(path)
+    model = entry.make()
+    sim, low = [], []
+    with ak.compile(prog, backend="sim", target=TARGET) as exe:
+        for seed in seeds:
+            feeds = entry.sample(seed)
+            ref = torch_outputs(model, feeds)
+            out = exe(numpy_feeds(feeds))
+            sim.append(rel_l2([out[f"y{i}"] for i in range(len(out))], ref))
+            if torch_low:
+                low.append(rel_l2(torch_outputs(model, feeds, getattr(torch, entry.half)), ref))
+    return np.array(sim), np.array(low)
+
+
+def geometric_mean(v) -> float:
+    return float(np.exp(np.mean(np.log(v))))
 
 
 def best_time(fn, repeat: int = 5, min_time: float = 0.05, warmup: bool = True) -> float:

@@ -56,6 +56,36 @@ def test_model_runs_within_fp16_error(entry, packages):
                                     f"(torch {res.low_dtype} {res.torch_low:.2e})")
 
 
+def _one_ulp_up(kernel_fn):
+    """`kernel_fn` with its output rounded to fp16 and then moved up one ulp: a small,
+    systematic numerics bug of the kind the spread test must catch."""
+    from anekit.sim.fp16 import F32, round_fp16
+
+    def biased(c, *args, **kwargs):
+        y = round_fp16(np.asarray(kernel_fn(c, *args, **kwargs), F32))
+        return y + np.spacing(np.abs(y).astype(np.float16)).astype(F32)
+    return biased
+
+
+def test_mobilenet_v3_small_typical_error_and_a_one_ulp_bug(packages, monkeypatch):
+    """MobileNetV3-small misses the issue's bound on the one input the corpus test uses (a
+    strict xfail above), but over 16 inputs its error is within 1.2x PyTorch fp16's
+    (geometric means; measured 0.86x, 0.91x over 48 inputs). The statistic still catches a
+    real numerics bug: one ulp of upward bias in sigmoid_hard (the hardswish and SE gate)
+    takes it to about 3.5x."""
+    import dataclasses
+    from anekit.ir.spec import lookup
+    entry = corpus.BY_NAME["mobilenet_v3_small"]
+    path, seeds = packages(entry), range(1, 17)
+    sim, low = corpus.input_spread(entry, path, seeds)
+    ratio = corpus.geometric_mean(sim) / corpus.geometric_mean(low)
+    assert ratio <= corpus.FACTOR, f"simulator / torch fp16 error over {len(sim)} inputs: {ratio:.2f}"
+    spec = lookup("sigmoid_hard")
+    monkeypatch.setattr(spec, "kernel", dataclasses.replace(spec.kernel, fn=_one_ulp_up(spec.kernel.fn)))
+    buggy, _ = corpus.input_spread(entry, path, seeds, torch_low=False)
+    assert corpus.geometric_mean(buggy) / corpus.geometric_mean(low) > 2 * corpus.FACTOR
+
+
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
 def test_padding_mask_reaches_the_output(name, packages):
     """The mask is honoured: the simulator's output moves when padding positions change."""
@@ -80,7 +110,8 @@ def test_lstm_is_reported_off_the_engine(packages):
 
 def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, capsys):
     """benchmarks/real_models.py (what the simulator's speed is judged by) runs on one model
-    and rewrites only its own section of the docs page."""
+    and rewrites only its own section of the docs page, keeping the section's hand-written
+    subsections."""
     import importlib.util
     import pathlib
     spec = importlib.util.spec_from_file_location(
@@ -88,7 +119,8 @@ def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, c
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     docs = tmp_path / "coreml.md"
-    docs.write_text("# Core ML\n\nintro\n\n## Model corpus\n\nold table\n\n## Later\n\nkept\n")
+    docs.write_text("# Core ML\n\nintro\n\n## Model corpus\n\nold table\n\n### Notes\n\nhand-written\n\n"
+                    "## Later\n\nkept\n")
     monkeypatch.setattr(bench, "DOCS", docs)
     monkeypatch.setattr(bench, "ROOT", tmp_path)
     # a model waiting for an op gets a row saying so instead of a measurement
@@ -98,7 +130,7 @@ def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, c
     assert bench.main(["--models", "fcn_head,gru", "--repeat", "1", "--min-time", "0",
                        "--cache", str(tmp_path / "cache"), "--write-docs"]) == 0
     out = capsys.readouterr().out
-    assert "fcn_head" in out and "not run: `while_loop` not implemented" in out
+    assert "fcn_head" in out and "\ngru " in out and "not run" not in out     # GRU runs since while_loop
     text = docs.read_text()
     assert "old table" not in text and text.startswith("# Core ML\n\nintro\n\n## Model corpus\n")
-    assert text.endswith("## Later\n\nkept\n") and "| fcn_head | 11 |" in text
+    assert text.endswith("\n### Notes\n\nhand-written\n\n## Later\n\nkept\n") and "| fcn_head | 11 |" in text
