@@ -104,6 +104,24 @@ def test_round_fp16_and_flush_of_empty_and_scalar_arrays():
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("limit", [None, 32768.0])
+def test_round_fp16_of_transposed_float64_and_list_inputs(limit):
+    """The compiled wrapper's shortcuts (no copy of a C-contiguous float32 array, cached
+    saturation limits) keep shapes and bits for every other kind of input, and never write
+    into the caller's array."""
+    rng = np.random.default_rng(5)
+    a = raw_float32(rng, 600).reshape(20, 30)
+    kept = a.copy()
+    for x in (a.T, a.astype(np.float64), a[:2, :3].tolist(), a):
+        with np.errstate(invalid="ignore"):          # float64 NaNs cast back to float32
+            ref, got = both(lambda: fp16.round_fp16(x, nan=0.0, limit=limit))
+        assert got.shape == np.shape(x)
+        assert_same_bits(ref, got)
+    assert_same_bits(kept, a)
+    assert_same_bits(fp16.round_fp16(a.T), fp16.round_fp16(a).T)
+
+
+@pytest.mark.numba
 def test_flush_subnormals_is_bit_identical():
     rng = np.random.default_rng(2)
     a = np.concatenate([raw_float32(rng, 5000), hostile(rng, 5000, 2.0 ** -15)])
