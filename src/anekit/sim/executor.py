@@ -32,7 +32,8 @@ class _Step:
     """One op, bound at planning: `consts` holds every argument that is not a tensor (and the
     tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
     finished. Execution then builds the keyword arguments with no per-op branching."""
-    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is")
+    __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is",
+                 "rounds")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
@@ -47,6 +48,8 @@ class _Step:
         # and every kernel in exact numerics (storage is float32 there).
         self.as_is = len(outputs) == 1 and (self.fin[0][2] == "float_keep" or
                                             (self.fin[0][2] == "float_round" and not call.nx.fp16))
+        # One float output rounded to fp16 storage: the other common case, stored directly.
+        self.rounds = len(outputs) == 1 and self.fin[0][2] == "float_round" and call.nx.fp16
 
 
 class Simulator:
@@ -298,6 +301,10 @@ class Simulator:
         if step.as_is and type(result) is np.ndarray and result.dtype == F32 \
                 and result.shape == fin[0][1].shape and not compile_time:
             env[fin[0][0]] = result      # the common case, without the general checks below
+            return
+        if step.rounds and type(result) is np.ndarray and result.dtype == F32 \
+                and result.shape == fin[0][1].shape and not compile_time:
+            env[fin[0][0]] = self.nx.store(result)     # what _finish does, without its dispatch
             return
         if len(fin) == 1 and not isinstance(result, (tuple, list)):
             results = (result,)
