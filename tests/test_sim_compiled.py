@@ -273,3 +273,67 @@ def test_a_numba_that_cannot_build_the_kernels_falls_back_to_numpy(monkeypatch):
         assert compiled.route() == "numpy"
     x = np.array([[1.0, 2.0, 3.0]], np.float32)
     assert mac.matmul(x, x.T, FAMILY_PROFILES["h16"])[0, 0] == 14.0
+
+
+def _elementwise_program(shape):
+    """Every fused op (executor._FUSED) on full-shape operands and on one-element operands on
+    either side, and a chain of them."""
+    import anekit as ak
+    x, y, s = ak.input("x", shape), ak.input("y", shape), ak.input("s", (1,))
+    outs = {"add": ak.add(x, y), "sub": ak.sub(x, s), "mul": ak.mul(s, y), "div": ak.real_div(x, y),
+            "div_s": ak.real_div(s, y), "div_by_s": ak.real_div(x, s), "square": ak.square(x),
+            "sqrt": ak.sqrt(x), "chain": ak.sub(ak.mul(ak.add(x, y), ak.sqrt(ak.square(y))), s),
+            "one": ak.mul(s, s)}
+    return ak.program(outs)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(ALL_PROFILES))
+@pytest.mark.parametrize("shape", [(6, 40), (3,), (1,)])
+def test_fused_elementwise_rounding_is_bit_identical(profile, shape):
+    """The executor's fused op-and-rounding pass (compiled.elementwise_round) against the
+    kernels plus the separate rounding (the numpy route), on fp16 specials: inf, NaN, zeros of
+    both signs, subnormals, 65504, 2**15; run and run_stored alike."""
+    from anekit.sim import Simulator
+    p = ALL_PROFILES[profile]
+    rng = np.random.default_rng(7)
+    feeds = {"x": hostile(rng, shape, 300.0, 0.3), "y": hostile(rng, shape, 2.0 ** -10, 0.3),
+             "s": np.array([-0.0 if shape == (1,) else 3.0e-5], np.float32)}
+    sim = Simulator(_elementwise_program(shape), profile=p)
+    fused = sum(st.fused is not None for st in sim._steps)
+    assert fused == (14 if p.fp16_storage and p.indeterminate_to_zero else 0)
+    for run in (sim.run, sim.run_stored):
+        ref, got = both(lambda: run(feeds))
+        for name in ref:
+            assert_same_bits(np.asarray(ref[name], np.float32), np.asarray(got[name], np.float32))
+
+
+@pytest.mark.numba
+def test_fused_elementwise_kernel_on_raw_float32_and_zero_divisors():
+    """compiled.elementwise_round itself against numpy float32 arithmetic + fp16.round_fp16,
+    on values off the fp16 grid (every NaN payload, huge and tiny magnitudes) and signed zero
+    divisors, for both zero-sign rules."""
+    compiled.set_enabled(True)
+    jit = compiled.kernels()
+    rng = np.random.default_rng(9)
+    x, y = raw_float32(rng, 4000), raw_float32(rng, 4000)
+    y[::7], y[1::7] = 0.0, -0.0
+    ops = {compiled.ADD: np.add, compiled.SUB: np.subtract, compiled.MUL: np.multiply}
+    with np.errstate(all="ignore"):
+        for unsigned_zero in (False, True):
+            d = y + np.float32(0.0) if unsigned_zero else y
+            expect = {**{c: f(x, y) for c, f in ops.items()}, compiled.DIV: x / d,
+                      compiled.SQRT: np.sqrt(x) + np.float32(0.0)}
+            for code, ref in expect.items():
+                for xa, ya, want in ((x, y, ref), (x[:1], y, None), (x, y[:1], None)):
+                    if want is None:       # one-element operand: numpy's broadcast as the reference
+                        f = {**ops, compiled.DIV: lambda a, b: a / ((b + np.float32(0.0)) if unsigned_zero else b),
+                             compiled.SQRT: lambda a, b: np.sqrt(np.broadcast_to(a, b.shape) if a.size == 1
+                                                                 else a) + np.float32(0.0)}[code]
+                        want = f(xa, ya) if code != compiled.SQRT else f(xa, ya if xa.size == 1 else xa)
+                    out = np.empty(max(xa.size, ya.size), np.float32)
+                    jit.elementwise_round(code, xa, ya, out, unsigned_zero, 0x477FE000, False, 0.0)
+                    assert_same_bits(fp16.round_fp16(np.asarray(want, np.float32).reshape(-1), nan=0.0), out)
+                for xa, ya in ((x[:0], y[:0]), (x[:1], y[:0]), (x[:0], y[:1])):      # empty results
+                    out = np.empty(0, np.float32)
+                    jit.elementwise_round(code, xa, ya, out, unsigned_zero, 0x477FE000, False, 0.0)

@@ -150,6 +150,41 @@ def round_fp16(src, out, top, flush, keep_nan, nan_val):
         out[i] = _round16(src[i], top, flush, keep_nan, nan_val)
 
 
+ADD, SUB, MUL, DIV, SQRT = 0, 1, 2, 3, 4      # elementwise_round's op codes
+
+
+def _arith(code, a, b, unsigned_zero):
+    """The float32 result of one elementwise op, as the numpy kernels compute it (sqrt: b unused;
+    +0 added as the engine returns +0 for -0; a divisor's zero loses its sign first)."""
+    if code == ADD:
+        return a + b
+    if code == SUB:
+        return a - b
+    if code == MUL:
+        return a * b
+    if code == DIV:
+        return a / ((b + _ZERO) if unsigned_zero else b)
+    return np.sqrt(a) + _ZERO
+
+
+def elementwise_round(code, x, y, out, unsigned_zero, top, keep_nan, nan_val):
+    """out[i] = round_fp16(x[i] op y[i]) in one pass (a kernel's op and the executor's storage
+    rounding, fused); an operand of one element broadcasts (x and y are not both of one
+    element unless out is). Compiled with numpy's error model: x / 0 is inf, not an error."""
+    n = out.shape[0]
+    if x.shape[0] == 1 and n != 1:
+        a = x[0]
+        for i in range(n):
+            out[i] = _round16(_arith(code, a, y[i], unsigned_zero), top, False, keep_nan, nan_val)
+    elif y.shape[0] == 1 and n != 1:
+        b = y[0]
+        for i in range(n):
+            out[i] = _round16(_arith(code, x[i], b, unsigned_zero), top, False, keep_nan, nan_val)
+    else:
+        for i in range(n):
+            out[i] = _round16(_arith(code, x[i], y[i], unsigned_zero), top, False, keep_nan, nan_val)
+
+
 def flush_subnormals(src, out):
     for i in range(src.shape[0]):
         out[i] = _flush1(src[i])
@@ -233,7 +268,7 @@ def lane_pairs(x, w, out, lanes, guard, round_products, flush, itz, ceil):
         out[i] = acc
 
 
-_HELPERS = ("_copysign", "_round16", "_flush1", "_quantize1", "_product", "_lane", "_saturate", "_tile_add",
+_HELPERS = ("_arith", "_copysign", "_round16", "_flush1", "_quantize1", "_product", "_lane", "_saturate", "_tile_add",
             "_first_tile_lane", "_accumulate")
 
 
@@ -274,13 +309,16 @@ def _compile() -> None:
         "lane_products": (ro(3), ro(4), ro(1, i64), ro(1, i64), rw(3), flag, i64, i64, flag, flag, flag, f32),
         "lane_sums": (ro(3), rw(1), i64, i64, flag, flag, f32),
         "lane_pairs": (ro(2), ro(2), rw(1), i64, i64, flag, flag, flag, f32),
+        "elementwise_round": (i64, ro(1), ro(1), rw(1), flag, i64, flag, f32),
     }
     g = globals()
     g["_bits"], g["_float"] = bits, as_float
+    numpy_errors = {"_arith", "elementwise_round"}      # x / 0 is inf there, not ZeroDivisionError
     for name in _HELPERS:
-        g[name] = numba.njit(cache=True)(g[name])
+        g[name] = numba.njit(cache=True, **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
     for name, sig in signatures.items():
-        g[name] = numba.njit(t.void(*sig), cache=True, nogil=True)(g[name])
+        g[name] = numba.njit(t.void(*sig), cache=True, nogil=True,
+                             **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
 
 
 def _wide_vectors(config, binding) -> None:
