@@ -337,3 +337,52 @@ def test_fused_elementwise_kernel_on_raw_float32_and_zero_divisors():
                 for xa, ya in ((x[:0], y[:0]), (x[:1], y[:0]), (x[:0], y[:1])):      # empty results
                     out = np.empty(0, np.float32)
                     jit.elementwise_round(code, xa, ya, out, unsigned_zero, 0x477FE000, False, 0.0)
+
+
+PLAIN_PROFILES = {**ALL_PROFILES, "no-ceiling": dataclasses.replace(FAMILY_PROFILES["h16"], name="no-ceiling",
+                                                                    mac_output_ceiling=None)}
+
+
+def _plain_operands(rng, xs, ws, xpeak, wpeak, tiny=False):
+    """Finite fp16-grid operands with exactly the given peaks, zeros of both signs, and (tiny)
+    products in the fp16 subnormal range."""
+    x = (rng.uniform(-1, 1, xs) * xpeak).astype(np.float16)
+    w = (rng.uniform(0, 1, ws) * wpeak).astype(np.float16)      # mostly one sign: partials grow
+    if tiny:
+        x[..., ::3] = (x[..., ::3] * np.float16(2.0 ** -12)).astype(np.float16)
+    x.reshape(-1)[:3], w.reshape(-1)[:3] = (0.0, -0.0, xpeak), (-0.0, 0.0, wpeak)
+    x[..., -1, :] = xpeak                  # one row of peaks: its sums run past 2**15
+    return x.astype(np.float32), w.astype(np.float32)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", list(PLAIN_PROFILES))
+@pytest.mark.parametrize("shapes", [((3, 64), (64, 300)), ((300, 64), (64, 1)), ((4, 16, 32), (4, 32, 24))], ids=str)
+def test_lane_kernel_plain_loop_is_bit_identical_at_its_bounds(profile, shapes):
+    """The lane kernel's plain loop (finite operands, products within 65504, in-tile partials
+    below the ceiling: mac._plain) at the edges of what it takes: products up to 255 * 256,
+    in-tile partials just under the bound with the accumulator past 2**15, subnormal products;
+    against the numpy route."""
+    p = dataclasses.replace(PLAIN_PROFILES[profile], tile_emulation_max_products=1 << 62)
+    rng = np.random.default_rng(11)
+    cases = [(255.0, 256.0, False), (89.0, 90.0, False), (2.0, 2.0 ** -4, True)]
+    for xpeak, wpeak, tiny in cases:
+        x, w = _plain_operands(rng, *shapes, xpeak, wpeak, tiny)
+        for ceiling in (True, False):
+            limit = p.mac_output_ceiling if ceiling else None
+            plain = mac._plain(mac.Operand(x, p, -1), mac.Operand(w, p, -2), p, limit)
+            assert plain == (limit is None or xpeak * wpeak * p.mac_tile_lanes * 1.02 < limit)
+            ref, got = both(lambda: mac.matmul(x, w, p, ceiling))
+            assert_same_bits(ref, got, nan_payloads=p.indeterminate_to_zero)
+            if (xpeak, wpeak) == (89.0, 90.0) and limit is not None and p.mac_tile_lanes:
+                assert np.isinf(got).any()          # the accumulator's ceiling still fires
+
+
+def test_plain_lane_loop_refuses_what_it_does_not_model():
+    p = FAMILY_PROFILES["h16"]
+    ok = np.ones((2, 8), np.float32)
+    op = lambda a, axis: mac.Operand(a, p, axis)      # noqa: E731
+    assert mac._plain(op(ok, -1), op(ok.T, -2), p, 32768.0)
+    assert not mac._plain(op(np.where(ok > 0, np.inf, 0).astype(np.float32), -1), op(ok.T, -2), p, 32768.0)
+    assert not mac._plain(op(ok * 256, -1), op(ok.T * 256, -2), p, None)       # a product past 65504
+    assert not mac._plain(op(ok * 91, -1), op(ok.T * 91, -2), p, 32768.0)      # in-tile partials near 2**15

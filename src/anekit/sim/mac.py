@@ -341,9 +341,21 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
         swap, rows, cols = True, n, m                                   # the products stay x * w
         sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
     out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
-    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts)
+    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, _plain(xo, wo, p, limit))
     out = out[..., :cols]
     return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))
+
+
+def _plain(xo: Operand, wo: Operand, p: NumericsProfile, limit: float | None) -> bool:
+    """Whether the lane kernel may leave out its overflow, NaN and in-tile ceiling selects:
+    finite operands, every product within 65504 (|x| * |w| <= peak * peak, exact in float64
+    for float32 operands), and every in-tile partial below the ceiling. A partial of L lanes
+    is at most L times the largest product, times (1 + 2**-11) per in-tile rounding and the
+    product's own rounding (under 1.01 for L <= 16); 1.02 leaves room to spare."""
+    if not (xo.finite and wo.finite):
+        return False
+    top = xo.peak * wo.peak
+    return top <= 65504.0 and (limit is None or p.mac_tile_lanes * top * 1.02 < limit)
 
 
 _VECTOR_MIN = 16        # columns of w worth vectorising across (else the rows of x, if more)
