@@ -104,6 +104,26 @@ def test_round_fp16_and_flush_of_empty_and_scalar_arrays():
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("limit", [None, 32768.0])
+def test_round_fp16_of_transposed_float64_and_list_inputs(limit):
+    """The compiled wrapper's shortcuts (no copy of a C-contiguous float32 array, cached
+    saturation limits) keep shapes and bits for every other kind of input, and never write
+    into the caller's array."""
+    rng = np.random.default_rng(5)
+    a = raw_float32(rng, 600).reshape(20, 30)
+    kept = a.copy()
+    with np.errstate(invalid="ignore"):              # NaN payloads through float64 and back
+        wide = a.astype(np.float64)
+    for x in (a.T, wide, a[:2, :3].tolist(), a):
+        with np.errstate(invalid="ignore"):
+            ref, got = both(lambda: fp16.round_fp16(x, nan=0.0, limit=limit))
+        assert got.shape == np.shape(x)
+        assert_same_bits(ref, got)
+    assert_same_bits(kept, a)
+    assert_same_bits(fp16.round_fp16(a.T), fp16.round_fp16(a).T)
+
+
+@pytest.mark.numba
 def test_flush_subnormals_is_bit_identical():
     rng = np.random.default_rng(2)
     a = np.concatenate([raw_float32(rng, 5000), hostile(rng, 5000, 2.0 ** -15)])
@@ -253,3 +273,116 @@ def test_a_numba_that_cannot_build_the_kernels_falls_back_to_numpy(monkeypatch):
         assert compiled.route() == "numpy"
     x = np.array([[1.0, 2.0, 3.0]], np.float32)
     assert mac.matmul(x, x.T, FAMILY_PROFILES["h16"])[0, 0] == 14.0
+
+
+def _elementwise_program(shape):
+    """Every fused op (executor._FUSED) on full-shape operands and on one-element operands on
+    either side, and a chain of them."""
+    import anekit as ak
+    x, y, s = ak.input("x", shape), ak.input("y", shape), ak.input("s", (1,))
+    outs = {"add": ak.add(x, y), "sub": ak.sub(x, s), "mul": ak.mul(s, y), "div": ak.real_div(x, y),
+            "div_s": ak.real_div(s, y), "div_by_s": ak.real_div(x, s), "square": ak.square(x),
+            "sqrt": ak.sqrt(x), "chain": ak.sub(ak.mul(ak.add(x, y), ak.sqrt(ak.square(y))), s),
+            "one": ak.mul(s, s)}
+    return ak.program(outs)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(ALL_PROFILES))
+@pytest.mark.parametrize("shape", [(6, 40), (3,), (1,)])
+def test_fused_elementwise_rounding_is_bit_identical(profile, shape):
+    """The executor's fused op-and-rounding pass (compiled.elementwise_round) against the
+    kernels plus the separate rounding (the numpy route), on fp16 specials: inf, NaN, zeros of
+    both signs, subnormals, 65504, 2**15; run and run_stored alike."""
+    from anekit.sim import Simulator
+    p = ALL_PROFILES[profile]
+    rng = np.random.default_rng(7)
+    feeds = {"x": hostile(rng, shape, 300.0, 0.3), "y": hostile(rng, shape, 2.0 ** -10, 0.3),
+             "s": np.array([-0.0 if shape == (1,) else 3.0e-5], np.float32)}
+    sim = Simulator(_elementwise_program(shape), profile=p)
+    fused = sum(st.fused is not None for st in sim._steps)
+    assert fused == (14 if p.fp16_storage and p.indeterminate_to_zero else 0)
+    for run in (sim.run, sim.run_stored):
+        ref, got = both(lambda: run(feeds))
+        for name in ref:
+            assert_same_bits(np.asarray(ref[name], np.float32), np.asarray(got[name], np.float32))
+
+
+@pytest.mark.numba
+def test_fused_elementwise_kernel_on_raw_float32_and_zero_divisors():
+    """compiled.elementwise_round itself against numpy float32 arithmetic + fp16.round_fp16,
+    on values off the fp16 grid (every NaN payload, huge and tiny magnitudes) and signed zero
+    divisors, for both zero-sign rules."""
+    compiled.set_enabled(True)
+    jit = compiled.kernels()
+    rng = np.random.default_rng(9)
+    x, y = raw_float32(rng, 4000), raw_float32(rng, 4000)
+    y[::7], y[1::7] = 0.0, -0.0
+    ops = {compiled.ADD: np.add, compiled.SUB: np.subtract, compiled.MUL: np.multiply}
+    with np.errstate(all="ignore"):
+        for unsigned_zero in (False, True):
+            d = y + np.float32(0.0) if unsigned_zero else y
+            expect = {**{c: f(x, y) for c, f in ops.items()}, compiled.DIV: x / d,
+                      compiled.SQRT: np.sqrt(x) + np.float32(0.0)}
+            for code, ref in expect.items():
+                for xa, ya, want in ((x, y, ref), (x[:1], y, None), (x, y[:1], None)):
+                    if want is None:       # one-element operand: numpy's broadcast as the reference
+                        f = {**ops, compiled.DIV: lambda a, b: a / ((b + np.float32(0.0)) if unsigned_zero else b),
+                             compiled.SQRT: lambda a, b: np.sqrt(np.broadcast_to(a, b.shape) if a.size == 1
+                                                                 else a) + np.float32(0.0)}[code]
+                        want = f(xa, ya) if code != compiled.SQRT else f(xa, ya if xa.size == 1 else xa)
+                    out = np.empty(max(xa.size, ya.size), np.float32)
+                    jit.elementwise_round(code, xa, ya, out, unsigned_zero, 0x477FE000, False, 0.0)
+                    assert_same_bits(fp16.round_fp16(np.asarray(want, np.float32).reshape(-1), nan=0.0), out)
+                for xa, ya in ((x[:0], y[:0]), (x[:1], y[:0]), (x[:0], y[:1])):      # empty results
+                    out = np.empty(0, np.float32)
+                    jit.elementwise_round(code, xa, ya, out, unsigned_zero, 0x477FE000, False, 0.0)
+
+
+PLAIN_PROFILES = {**ALL_PROFILES, "no-ceiling": dataclasses.replace(FAMILY_PROFILES["h16"], name="no-ceiling",
+                                                                    mac_output_ceiling=None)}
+
+
+def _plain_operands(rng, xs, ws, xpeak, wpeak, tiny=False):
+    """Finite fp16-grid operands with exactly the given peaks, zeros of both signs, and (tiny)
+    products in the fp16 subnormal range."""
+    x = (rng.uniform(-1, 1, xs) * xpeak).astype(np.float16)
+    w = (rng.uniform(0, 1, ws) * wpeak).astype(np.float16)      # mostly one sign: partials grow
+    if tiny:
+        x[..., ::3] = (x[..., ::3] * np.float16(2.0 ** -12)).astype(np.float16)
+    x.reshape(-1)[:3], w.reshape(-1)[:3] = (0.0, -0.0, xpeak), (-0.0, 0.0, wpeak)
+    x[..., -1, :] = xpeak                  # one row of peaks: its sums run past 2**15
+    return x.astype(np.float32), w.astype(np.float32)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", list(PLAIN_PROFILES))
+@pytest.mark.parametrize("shapes", [((3, 64), (64, 300)), ((300, 64), (64, 1)), ((4, 16, 32), (4, 32, 24))], ids=str)
+def test_lane_kernel_plain_loop_is_bit_identical_at_its_bounds(profile, shapes):
+    """The lane kernel's plain loop (finite operands, products within 65504, in-tile partials
+    below the ceiling: mac._plain) at the edges of what it takes: products up to 255 * 256,
+    in-tile partials just under the bound with the accumulator past 2**15, subnormal products;
+    against the numpy route."""
+    p = dataclasses.replace(PLAIN_PROFILES[profile], tile_emulation_max_products=1 << 62)
+    rng = np.random.default_rng(11)
+    cases = [(255.0, 256.0, False), (89.0, 90.0, False), (2.0, 2.0 ** -4, True)]
+    for xpeak, wpeak, tiny in cases:
+        x, w = _plain_operands(rng, *shapes, xpeak, wpeak, tiny)
+        for ceiling in (True, False):
+            limit = p.mac_output_ceiling if ceiling else None
+            plain = mac._plain(mac.Operand(x, p, -1), mac.Operand(w, p, -2), p, limit)
+            assert plain == (limit is None or xpeak * wpeak * p.mac_tile_lanes * 1.02 < limit)
+            ref, got = both(lambda: mac.matmul(x, w, p, ceiling))
+            assert_same_bits(ref, got, nan_payloads=p.indeterminate_to_zero)
+            if (xpeak, wpeak) == (89.0, 90.0) and limit is not None and p.mac_tile_lanes:
+                assert np.isinf(got).any()          # the accumulator's ceiling still fires
+
+
+def test_plain_lane_loop_refuses_what_it_does_not_model():
+    p = FAMILY_PROFILES["h16"]
+    ok = np.ones((2, 8), np.float32)
+    op = lambda a, axis: mac.Operand(a, p, axis)      # noqa: E731
+    assert mac._plain(op(ok, -1), op(ok.T, -2), p, 32768.0)
+    assert not mac._plain(op(np.where(ok > 0, np.inf, 0).astype(np.float32), -1), op(ok.T, -2), p, 32768.0)
+    assert not mac._plain(op(ok * 256, -1), op(ok.T * 256, -2), p, None)       # a product past 65504
+    assert not mac._plain(op(ok * 91, -1), op(ok.T * 91, -2), p, 32768.0)      # in-tile partials near 2**15

@@ -121,6 +121,27 @@ def _product(a, b, round_products, flush, itz, top):
     return _ZERO if (itz and p != p) else p
 
 
+def _plain_product(a, b, round_products, flush):
+    """_product of finite operands whose product is at most 65504 in magnitude (the caller's
+    bound): the overflow, infinity and NaN selects of _round16 cannot fire there, and a * b
+    equals b * a bit for bit when no NaN is involved, so neither the swap nor the NaN rule
+    matters."""
+    p = a * b
+    if round_products:
+        u = _bits(p)
+        r = (u + 0xFFF + ((u >> 13) & 1)) & 0xFFFFE000
+        sub = _ZERO if flush else _copysign((p + _THREE_QUARTERS) - _THREE_QUARTERS, p)
+        return sub if (((r & _ABS) - 1) & 0xFFFFFFFF) < _SUB_BITS else _float(r)
+    return _flush1(p) if flush else p
+
+
+def _plain_tile_add(s, lane, guard):
+    """_tile_add of finite values whose partial stays below the ceiling (the caller's bound):
+    no NaN can arise and no saturation fires."""
+    e = max(_bits(s) & _ABS, _bits(lane) & _ABS) >> 23
+    return _quantize1(s + lane, e, guard)
+
+
 def _lane(a, b, swap, round_products, flush, itz):
     """_product of a * b, or of b * a with swap (the same value; only a NaN payload can tell),
     as one multiply of selected operands so that the loop body is not duplicated."""
@@ -150,19 +171,56 @@ def round_fp16(src, out, top, flush, keep_nan, nan_val):
         out[i] = _round16(src[i], top, flush, keep_nan, nan_val)
 
 
+ADD, SUB, MUL, DIV, SQRT = 0, 1, 2, 3, 4      # elementwise_round's op codes
+
+
+def _arith(code, a, b, unsigned_zero):
+    """The float32 result of one elementwise op, as the numpy kernels compute it (sqrt: b unused;
+    +0 added as the engine returns +0 for -0; a divisor's zero loses its sign first)."""
+    if code == ADD:
+        return a + b
+    if code == SUB:
+        return a - b
+    if code == MUL:
+        return a * b
+    if code == DIV:
+        return a / ((b + _ZERO) if unsigned_zero else b)
+    return np.sqrt(a) + _ZERO
+
+
+def elementwise_round(code, x, y, out, unsigned_zero, top, keep_nan, nan_val):
+    """out[i] = round_fp16(x[i] op y[i]) in one pass (a kernel's op and the executor's storage
+    rounding, fused); an operand of one element broadcasts (x and y are not both of one
+    element unless out is). Compiled with numpy's error model: x / 0 is inf, not an error."""
+    n = out.shape[0]
+    if x.shape[0] == 1 and n != 1:
+        a = x[0]
+        for i in range(n):
+            out[i] = _round16(_arith(code, a, y[i], unsigned_zero), top, False, keep_nan, nan_val)
+    elif y.shape[0] == 1 and n != 1:
+        b = y[0]
+        for i in range(n):
+            out[i] = _round16(_arith(code, x[i], b, unsigned_zero), top, False, keep_nan, nan_val)
+    else:
+        for i in range(n):
+            out[i] = _round16(_arith(code, x[i], y[i], unsigned_zero), top, False, keep_nan, nan_val)
+
+
 def flush_subnormals(src, out):
     for i in range(src.shape[0]):
         out[i] = _flush1(src[i])
 
 
-def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products, flush, itz, ceil):
+def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products, flush, itz, ceil, plain):
     """out[b, s, i * W + v] = the lane model of sum_k scal[sidx[b], s, k] * vec[vidx[b], i, k, v]
     in the wide accumulator, before the output port: the outputs of one block i of W share
     the operand row scal[., s], and vec[., i] holds their other operands as K contiguous rows
     of W (a block streams through memory once). sidx and vidx map the broadcast batch to each
     operand's own. The product is scal * vec, or vec * scal with swap (the numpy route's
     operand order). One branch-free loop body over v serves every lane (it vectorises, and
-    compiles once rather than once per case)."""
+    compiles once rather than once per case). `plain`: the caller guarantees finite operands
+    whose products stay within 65504 and whose in-tile partials stay below the ceiling; the
+    tile loop then leaves out the selects that cannot fire (the same bits)."""
     nb = sidx.shape[0]
     ns, k = scal.shape[1], scal.shape[2]
     nblk, width = vec.shape[1], vec.shape[3]
@@ -181,6 +239,11 @@ def lane_products(scal, vec, sidx, vidx, out, swap, lanes, guard, round_products
                         # The first lane of a tile is -0 + lane (exactly the lane), with no NaN rule
                         # and no ceiling (itz False, ceil inf): mac.tile_sums quantizes it alone.
                         first, tile_itz, tile_ceil = j == 0, itz and j > 0, ceil if j > 0 else _INF
+                        if plain:
+                            for v in range(width):
+                                p = _ZERO if pad else _plain_product(a, row[v], round_products, flush)
+                                st[v] = _plain_tile_add(_NEG_ZERO if first else st[v], p, guard)
+                            continue
                         for v in range(width):
                             p = _ZERO if pad else _lane(a, row[v], swap, round_products, flush, itz)
                             st[v] = _tile_add(_NEG_ZERO if first else st[v], p, guard, tile_itz, tile_ceil)
@@ -233,8 +296,8 @@ def lane_pairs(x, w, out, lanes, guard, round_products, flush, itz, ceil):
         out[i] = acc
 
 
-_HELPERS = ("_copysign", "_round16", "_flush1", "_quantize1", "_product", "_lane", "_saturate", "_tile_add",
-            "_first_tile_lane", "_accumulate")
+_HELPERS = ("_arith", "_copysign", "_round16", "_flush1", "_quantize1", "_product", "_plain_product", "_lane",
+            "_saturate", "_tile_add", "_plain_tile_add", "_first_tile_lane", "_accumulate")
 
 
 def _compile() -> None:
@@ -271,16 +334,19 @@ def _compile() -> None:
     signatures = {
         "round_fp16": (ro(1), rw(1), i64, flag, flag, f32),
         "flush_subnormals": (ro(1), rw(1)),
-        "lane_products": (ro(3), ro(4), ro(1, i64), ro(1, i64), rw(3), flag, i64, i64, flag, flag, flag, f32),
+        "lane_products": (ro(3), ro(4), ro(1, i64), ro(1, i64), rw(3), flag, i64, i64, flag, flag, flag, f32, flag),
         "lane_sums": (ro(3), rw(1), i64, i64, flag, flag, f32),
         "lane_pairs": (ro(2), ro(2), rw(1), i64, i64, flag, flag, flag, f32),
+        "elementwise_round": (i64, ro(1), ro(1), rw(1), flag, i64, flag, f32),
     }
     g = globals()
     g["_bits"], g["_float"] = bits, as_float
+    numpy_errors = {"_arith", "elementwise_round"}      # x / 0 is inf there, not ZeroDivisionError
     for name in _HELPERS:
-        g[name] = numba.njit(cache=True)(g[name])
+        g[name] = numba.njit(cache=True, **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
     for name, sig in signatures.items():
-        g[name] = numba.njit(t.void(*sig), cache=True, nogil=True)(g[name])
+        g[name] = numba.njit(t.void(*sig), cache=True, nogil=True,
+                             **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
 
 
 def _wide_vectors(config, binding) -> None:

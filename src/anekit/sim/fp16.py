@@ -37,14 +37,19 @@ def round_fp16(a, nan: float | None = None, limit: float | None = None, flush: b
     magnitudes at or above it to infinity; `flush` sends subnormal results to +0. The
     options cost no extra pass (the MAC output port uses all three). With the `fast` extra the
     same rounding runs as one compiled pass (compiled.py)."""
-    a = np.asarray(a, dtype=F32)
-    top = _MAX_BITS if limit is None else min(_MAX_BITS, _U32(np.float32(limit).view(_U32) - 1))
     jit = compiled.kernels()
     if jit is not None:
-        src = np.ascontiguousarray(a).reshape(-1)
-        out = np.empty(src.shape, F32)
-        jit.round_fp16(src, out, np.int64(top), bool(flush), nan is None, F32(0.0 if nan is None else nan))
-        return out.reshape(a.shape)
+        # The simulator calls this a few hundred times per training step on small arrays: the
+        # argument handling is kept to the minimum (plain Python scalars dispatch fastest).
+        if type(a) is not np.ndarray or a.dtype != F32:
+            a = np.asarray(a, dtype=F32)
+        out = np.empty(a.shape, F32)
+        src = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+        jit.round_fp16(src, out.reshape(-1), _MAX_INT if limit is None else _top(limit), bool(flush),
+                       nan is None, 0.0 if nan is None else F32(nan))
+        return out
+    a = np.asarray(a, dtype=F32)
+    top = _MAX_BITS if limit is None else _U32(_top(limit))
     u = _bits(a)
     r = np.add(u, _U32(0x0FFF))
     t = np.right_shift(u, _U32(13))
@@ -69,6 +74,18 @@ def round_fp16(a, nan: float | None = None, limit: float | None = None, flush: b
         src = a.reshape(-1)[idx]
         flat[idx] = np.copysign((src + F32(0.75)) - F32(0.75), src)   # float32 steps by 2**-24 in [0.5, 1)
     return flat.reshape(a.shape)
+
+
+def _top(limit: float) -> int:
+    """The largest |bits| kept below a saturation limit (cached: a few limits recur)."""
+    top = _TOPS.get(limit)
+    if top is None:
+        top = _TOPS[limit] = int(min(_MAX_BITS, _U32(np.float32(limit).view(_U32) - 1)))
+    return top
+
+
+_MAX_INT = int(_MAX_BITS)
+_TOPS: dict = {}
 
 
 def _fix_large(flat, src, big, nan):

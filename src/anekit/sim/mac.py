@@ -174,7 +174,7 @@ class Operand:
     fast route multiplies (M1-flushed). Kernels cache one for a constant weight (const=True)
     so runs skip those passes."""
 
-    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast", "_t")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast", "_t", "_b")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
@@ -183,7 +183,7 @@ class Operand:
         self.peak = max(abs(hi), abs(lo))
         self.k_axis, self.const = k_axis, const
         self.flush = p.mac_flush_subnormals and not p.exact
-        self._absmax = self._abssum = self._fast = self._t = None
+        self._absmax = self._abssum = self._fast = self._t = self._b = None
 
     def transposed_blocks(self, layout) -> np.ndarray:
         """layout(the array with its last two axes swapped), kept for a constant operand: the
@@ -192,6 +192,15 @@ class Operand:
         if self.const:
             self._t = t
         return t
+
+    def blocks(self, layout) -> np.ndarray:
+        """layout(the array), kept for a constant operand: a weight matrix in the compiled lane
+        model's block layout (re-laying a large one out per call, e.g. the logits matrix of a
+        decode step, cost as much as the products themselves)."""
+        b = self._b if self._b is not None else layout(self.array)
+        if self.const:
+            self._b = b
+        return b
 
     def fast(self) -> np.ndarray:
         """The operand as the fast route multiplies it (kept for a constant operand). With the
@@ -324,7 +333,7 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     opts = (p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
             p.indeterminate_to_zero, _ceil(limit))
     if n >= _VECTOR_MIN or n >= m:
-        scal, vec, swap, rows, cols = _stacked(x), _blocks(_stacked(w)), False, m, n
+        scal, vec, swap, rows, cols = _stacked(x), wo.blocks(lambda a: _blocks(_stacked(a))), False, m, n
         sidx, vidx = _batch_index(x, batch), _batch_index(w, batch)
     else:
         scal = _stacked(np.swapaxes(w, -1, -2))                          # [Bw, N, K]
@@ -332,9 +341,21 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
         swap, rows, cols = True, n, m                                   # the products stay x * w
         sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
     out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
-    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts)
+    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, _plain(xo, wo, p, limit))
     out = out[..., :cols]
     return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))
+
+
+def _plain(xo: Operand, wo: Operand, p: NumericsProfile, limit: float | None) -> bool:
+    """Whether the lane kernel may leave out its overflow, NaN and in-tile ceiling selects:
+    finite operands, every product within 65504 (|x| * |w| <= peak * peak, exact in float64
+    for float32 operands), and every in-tile partial below the ceiling. A partial of L lanes
+    is at most L times the largest product, times (1 + 2**-11) per in-tile rounding and the
+    product's own rounding (under 1.01 for L <= 16); 1.02 leaves room to spare."""
+    if not (xo.finite and wo.finite):
+        return False
+    top = xo.peak * wo.peak
+    return top <= 65504.0 and (limit is None or p.mac_tile_lanes * top * 1.02 < limit)
 
 
 _VECTOR_MIN = 16        # columns of w worth vectorising across (else the rows of x, if more)
