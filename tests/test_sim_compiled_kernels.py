@@ -31,7 +31,6 @@ def test_taylor_expansion_is_bit_identical(name):
     assert_same_bits(ref, got)
     assert _compiled_taylor.kernel() is not None
     assert_same_bits(*both(lambda: t(x[::7].reshape(-1, 3)[:, 1:])))       # strided, 2-d
-    assert_same_bits(*both(lambda: t(np.zeros((0, 4), np.float32))))       # empty
 
 
 @pytest.mark.numba
@@ -45,3 +44,59 @@ def test_taylor_expansion_matches_the_float64_reference(name):
         want = ref_fn(x.astype(np.float64)).astype(np.float32)
     _, got = both(lambda: t(x))
     assert_same_bits(want, got, nan_payloads=False)
+
+
+DEPTHWISE = [   # x shape, weight shape, strides, pads, dilations, groups
+    ((2, 6, 9, 7), (6, 1, 3, 3), (1, 1), [(1, 1), (1, 1)], (1, 1), 6),
+    ((1, 4, 12, 10), (8, 1, 5, 3), (2, 1), [(2, 2), (0, 1)], (1, 2), 4),      # channel multiplier 2
+    ((1, 32, 8, 8), (32, 1, 7, 7), (1, 1), [(3, 3), (3, 3)], (1, 1), 32),     # ConvNeXt's 7x7
+    ((3, 5, 40), (5, 1, 4), (3,), [(1, 2)], (2,), 5),                          # 1-d
+]
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("case", DEPTHWISE, ids=lambda c: "x".join(map(str, c[0])))
+@pytest.mark.parametrize("numerics", ["exact", "m4", "m1"])
+def test_depthwise_convolution_is_bit_identical(case, numerics):
+    from test_sim_compiled import hostile
+
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import conv
+    from anekit.sim.numerics import Numerics
+    xs, ws, strides, pads, dil, groups = case
+    rng = np.random.default_rng(5)
+    nx = Numerics(profile_for(numerics))
+    x, w = hostile(rng, xs, 4.0, 0.05), hostile(rng, ws, 0.5, 0.05)
+    x[..., :1] = (rng.standard_normal(x[..., :1].shape) * 1e-6).astype(np.float32)   # fp16 subnormal products
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads)
+    k = ws[2:]
+    out_sp = tuple((s + a + b - d * (kk - 1) - 1) // st + 1
+                   for s, (a, b), d, kk, st in zip(xs[2:], pads, dil, k, strides))
+    wm = conv._weight_matrix(w, groups)
+    with np.errstate(all="ignore"):
+        ref, got = both(lambda: conv._depthwise(nx, x, xp, wm, groups, True, k, strides, dil, out_sp))
+    if ref is None:                  # the ceiling could be reached: both leave it to the matmul route
+        assert got is None
+        return
+    assert ref.shape == (xs[0], ws[0]) + out_sp
+    assert_same_bits(ref, got)
+
+
+@pytest.mark.numba
+def test_depthwise_convolution_matches_float64():
+    """Independent reference for the compiled route: finite data, exact numerics, float64 sums
+    agree to float32 rounding of a 9-term sum."""
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import conv
+    from anekit.sim.numerics import Numerics
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    xp = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)])
+    _, got = both(lambda: conv._depthwise(Numerics(profile_for("exact")), x, xp, conv._weight_matrix(w, 4), 4,
+                                          True, (3, 3), (1, 1), (1, 1), (6, 6)))
+    want = np.zeros((1, 4, 6, 6))
+    for a in range(3):
+        for b in range(3):
+            want += w[None, :, 0, a, b, None, None].astype(np.float64) * xp[:, :, a:a + 6, b:b + 6]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

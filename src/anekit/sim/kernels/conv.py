@@ -19,6 +19,7 @@ from .. import mac
 from ..fp16 import F32
 from ..registry import kernel
 from ..scratch import F32_BYTES, elements, scratch
+from . import _compiled_conv
 
 
 def conv_pads(pad_type, pad, size, k, strides, dil) -> list[tuple[int, int]]:
@@ -103,11 +104,11 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
         cols = _gather_columns(x, index)
     else:
         xp = np.pad(x, [(0, 0), (0, 0)] + pads) if any(p for pair in pads for p in pair) else x
-        win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
         if tap_by_tap:
-            y = _depthwise(nx, x, win, wm, groups, ceiling)
+            y = _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp)
             if y is not None:
                 return y
+        win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
         sp = len(k)
         win = win.reshape((n, groups, cin_g) + tuple(out_sp) + tuple(k))
         order = (0, 1) + tuple(range(3 + sp, 3 + 2 * sp)) + (2,) + tuple(range(3, 3 + sp))
@@ -116,26 +117,44 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
     return y.reshape((n, weight.shape[0]) + tuple(out_sp))
 
 
-def _depthwise(nx, x, win, wm, groups, ceiling):
-    """Tap-by-tap accumulation for one input channel per group; None when the port ceiling
-    could be reached (the matmul route then checks interior partials exactly)."""
+def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
+    """Tap-by-tap accumulation for one input channel per group (xp: x padded); None when the
+    port ceiling could be reached (the matmul route then checks interior partials exactly)."""
     p = nx.profile
     mult = wm.shape[1]
     w = wm.reshape(groups * mult, -1)                     # [Cout, taps]
-    k = win.shape[2 + (win.ndim - 2) // 2:]
     sp = len(k)
     limit = p.mac_output_ceiling if (ceiling and not p.exact) else None
     if limit is not None:
         xmax = np.abs(x).max(axis=tuple(i for i in range(x.ndim) if i != 1))
         if (np.abs(w).sum(axis=1) * np.repeat(xmax, mult)).max() >= limit:
             return None
-    acc = np.zeros((win.shape[0], w.shape[0]) + win.shape[2:2 + sp], F32)
-    for t, tap in enumerate(np.ndindex(*k)):
-        src = win[(Ellipsis,) + tap]                      # [N, Cin, *out]
-        if mult > 1:
-            src = np.repeat(src, mult, axis=1)
-        acc += w[:, t].reshape((1, -1) + (1,) * sp) * src
+    jit = _compiled_conv.kernel() if sp in (1, 2) else None
+    if jit is not None:
+        acc = _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult)
+    else:
+        win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
+        acc = np.zeros((win.shape[0], w.shape[0]) + win.shape[2:2 + sp], F32)
+        for t, tap in enumerate(np.ndindex(*k)):
+            src = win[(Ellipsis,) + tap]                  # [N, Cin, *out]
+            if mult > 1:
+                src = np.repeat(src, mult, axis=1)
+            acc += w[:, t].reshape((1, -1) + (1,) * sp) * src
     return acc if p.exact else mac.port_output(acc, p, limit)
+
+
+def _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult) -> np.ndarray:
+    """The numpy loop of _depthwise in one compiled pass (sim/kernels/_compiled_conv.py), 1-d
+    convolutions as 2-d ones of height 1."""
+    n, cout = xp.shape[0], w.shape[0]
+    shape = (n, cout) + tuple(out_sp)
+    if len(k) == 1:
+        xp, k, strides, dil, out_sp = xp[:, :, None, :], (1,) + tuple(k), (1,) + tuple(strides), \
+            (1,) + tuple(dil), (1,) + tuple(out_sp)
+    acc = np.empty((n, cout) + tuple(out_sp), F32)
+    jit(np.ascontiguousarray(xp, dtype=F32), np.ascontiguousarray(w, dtype=F32).reshape((cout,) + tuple(k)),
+        strides[0], strides[1], dil[0], dil[1], mult, acc)
+    return acc.reshape(shape)
 
 
 @kernel("conv", finish="keep")
