@@ -31,6 +31,7 @@ class Taylor32:
         self.name, self.reference, self.derivatives = name, reference, derivatives
         self.c4, self.rel, self.lowest = c4, rel, lowest
         self._tables = self._stacked = None
+        self._seen = 0
 
     def tables(self):
         if self._tables is None:
@@ -39,6 +40,20 @@ class Taylor32:
             with np.errstate(all="ignore"):
                 self._tables = (self.reference(x0),) + tuple(self.derivatives(x0))
         return self._tables
+
+    def worth(self, size: int) -> bool:
+        """Whether an array of `size` elements should come through here rather than through
+        the reference: big ones always; small ones with the compiled kernel (a call costs a
+        few microseconds; the reference's numpy passes cost tens), once the elements seen add
+        up to the table's size (building it costs 2 x 33792 reference evaluations, once)."""
+        if size >= 4096:
+            return True
+        if not size or _compiled_taylor.kernel() is None:
+            return False
+        if self._tables is None:
+            self._seen += size
+            return self._seen >= 2 * _PER_SIGN
+        return True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """float32(reference(x)) for a float32 array."""

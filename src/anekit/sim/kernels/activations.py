@@ -109,7 +109,7 @@ def gelu(c, x, mode):
         y = fp16_grid.lookup(("gelu",), lambda v: fn.gelu_precise(v).astype(F32), x)
         if y is not None:
             return y
-    if x.dtype == F32 and x.size >= 4096:
+    if x.dtype == F32 and taylor32.GELU.worth(x.size):
         return taylor32.GELU(x)             # the same bits, by table and a guarded expansion
     return fn.gelu_precise(x).astype(F32)
 
