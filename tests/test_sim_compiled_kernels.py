@@ -100,3 +100,45 @@ def test_depthwise_convolution_matches_float64():
         for b in range(3):
             want += w[None, :, 0, a, b, None, None].astype(np.float64) * xp[:, :, a:a + 6, b:b + 6]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("numerics", ["m4", "m1", "h13", "keep-nan", "raw-products"])
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, False)])
+def test_chip_normalization_is_bit_identical(numerics, affine):
+    from test_sim_compiled import ALL_PROFILES, hostile
+
+    from anekit.sim.kernels import norm
+    from anekit.sim.numerics import Numerics
+    from anekit.sim import profile_for
+    nx = Numerics(ALL_PROFILES.get(numerics) or profile_for(numerics))
+    rng = np.random.default_rng(7)
+    x = hostile(rng, (3, 17, 32), 8.0, 0.03)
+    x[0, 0] = 65504.0                                  # a row whose variance overflows
+    x[0, 1] = 0.0                                      # a constant row: 1 / sqrt(eps)
+    x[1, 2, :5] = [np.inf, -np.inf, np.nan, 6e-8, -6e-8]
+    gamma = hostile(rng, (32,), 1.0, 0.05) if affine[0] else None
+    beta = hostile(rng, (32,), 1.0, 0.05) if affine[1] else None
+    # A profile that keeps NaN takes the numpy stages on both routes; the MAC sums' compiled
+    # route (sim/compiled.py) may give its NaN another payload there.
+    payloads = nx.profile.indeterminate_to_zero
+    with np.errstate(all="ignore"):
+        ref, got = both(lambda: norm._normalize_last(nx, x, 1e-5, gamma, beta))
+        assert_same_bits(ref, got, payloads)
+        assert_same_bits(*both(lambda: norm._normalize_last(nx, x[:, ::2, 1:9], 1e-3)), payloads)   # strided
+        assert_same_bits(*both(lambda: norm._normalize_last(nx, x[:, :0], 1e-3, gamma, beta)))     # no rows
+
+
+@pytest.mark.numba
+def test_chip_layer_norm_stays_near_float64():
+    """Independent reference: on tame data the fp16 stages stay within a few fp16 ulps of the
+    float64 formula."""
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import norm
+    from anekit.sim.numerics import Numerics
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 64)).astype(np.float16).astype(np.float32)
+    _, got = both(lambda: norm._normalize_last(Numerics(profile_for("m4")), x, 1e-5))
+    x64 = x.astype(np.float64)
+    want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(got, want, atol=8e-3)
