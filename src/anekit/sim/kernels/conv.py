@@ -37,6 +37,16 @@ def conv_pads(pad_type, pad, size, k, strides, dil) -> list[tuple[int, int]]:
     return out
 
 
+def pad_spatial(x: np.ndarray, widths, fill=0.0) -> np.ndarray:
+    """x [N, C, *spatial] with (before, after) of `fill` on each spatial axis: np.pad's values
+    without its per-call bookkeeping (tens of microseconds, more than the copy on small maps)."""
+    if not any(b or e for b, e in widths):
+        return x
+    xp = np.full(x.shape[:2] + tuple(n + b + e for n, (b, e) in zip(x.shape[2:], widths)), fill, x.dtype)
+    xp[(slice(None), slice(None)) + tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[2:], widths))] = x
+    return xp
+
+
 def _windows(xp: np.ndarray, k, strides, dil, out_sp) -> np.ndarray:
     """[N, C, *out, *k] view of the padded input's windows."""
     n = len(k)
@@ -103,7 +113,7 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
                          lambda: _im2col_index(x.shape[1:], k, strides, pads, dil, out_sp, groups))
         cols = _gather_columns(x, index)
     else:
-        xp = np.pad(x, [(0, 0), (0, 0)] + pads) if any(p for pair in pads for p in pair) else x
+        xp = pad_spatial(x, pads)
         if tap_by_tap:
             y = _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp)
             if y is not None:
