@@ -172,7 +172,7 @@ def conv(c, x, weight, bias, strides, pad_type, pad, dilations, groups):
     sp = x.ndim - 2
     strides = tuple(strides or (1,) * sp)
     dil = tuple(dilations or (1,) * sp)
-    pads = conv_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dil)
+    pads = c.cached("pads", lambda: conv_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dil))   # static shapes
     y = convolve(c, x, weight, strides, pads, dil, groups, c.out_shape()[2:])
     if bias is not None:
         y = c.nx.store(y + bias.reshape((1, -1) + (1,) * sp))

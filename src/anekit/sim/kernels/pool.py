@@ -16,7 +16,7 @@ def _padded(c, x, kernel_sizes, strides, pad_type, pad, fill):
     k = tuple(kernel_sizes)
     strides = tuple(strides or (1,) * sp)
     out = c.out_shape()[2:]
-    pads = conv_pads(pad_type, pad, x.shape[2:], k, strides, (1,) * sp)
+    pads = c.cached("pads", lambda: conv_pads(pad_type, pad, x.shape[2:], k, strides, (1,) * sp))   # static shapes
     extra = [max(0, (o - 1) * s + kk - (n + b + e)) for o, s, kk, n, (b, e) in zip(out, strides, k, x.shape[2:], pads)]
     widths = [(0, 0), (0, 0)] + [(b, e + ex) for (b, e), ex in zip(pads, extra)]
     return pad_spatial(x, widths[2:], fill), widths, pads
