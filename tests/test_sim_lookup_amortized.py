@@ -45,3 +45,42 @@ def test_taylor_route_takes_small_arrays_with_the_compiled_kernel():
     want = functions.gelu_precise(x.astype(np.float64)).astype(np.float32)
     np.testing.assert_array_equal(t(x).view(np.uint32), want.view(np.uint32))
     assert t.worth(3)
+
+
+@pytest.mark.parametrize("name", ["silu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("profile", ["m4", "m1", "h13"])
+def test_activation_tables_store_the_same_bits(name, profile):
+    """silu, sigmoid and tanh read from fp16-grid tables in chip profiles: after the storage
+    rounding the executor applies, the same bits as computing them, on every fp16 value
+    (NaN, infinities, subnormals, 65504), small arrays and strided views included."""
+    import types
+
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import activations
+    from anekit.sim.numerics import Numerics
+    nx = Numerics(profile_for(profile))
+    c = types.SimpleNamespace(nx=nx)
+    fn = getattr(activations, name)
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    rng = np.random.default_rng(2)
+    with np.errstate(all="ignore"):
+        computed = nx.store(_direct(name, nx, every))
+        for x in (every, rng.permutation(every)[:300], every[::7].reshape(-1, 3)[:, 1:], every[:0]):
+            got = nx.store(fn(c, x))
+            want = computed[x.astype(np.float16).view(np.uint16)]      # each value's own entry
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert any(isinstance(k, tuple) and k[0] == name for k in fp16_grid._TABLES)     # the table route ran
+
+
+def _direct(name, nx, x):
+    """The kernels' formulas, computed (no table)."""
+    from anekit.sim.kernels import activations as act
+    p = nx.profile
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "sigmoid":
+        if p.activation_tables and p.sigmoid_domain is not None:
+            x = np.clip(x, np.float32(p.sigmoid_domain[0]), np.float32(p.sigmoid_domain[1]))
+        return act._sigmoid32(x)
+    y = x * act._sigmoid32(x)
+    return act._origin_bias(p, x, y, p.silu_origin_bias) if p.activation_tables else y
