@@ -115,14 +115,20 @@ def _source_coords(out: int, size: int, factor: float, align_corners: bool, half
     return np.clip(src, 0.0, size - 1)
 
 
-def _lerp_axis(x: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
+def _lerp_plan(ndim: int, size: int, src: np.ndarray, axis: int):
+    """The neighbours and weights of each output along `axis` (fixed per op: shapes are static)."""
     lo = np.floor(src).astype(np.intp)
-    hi = np.minimum(lo + 1, x.shape[axis] - 1)
+    hi = np.minimum(lo + 1, size - 1)
     frac = (src - lo).astype(F32)
-    shape = [1] * x.ndim
+    shape = [1] * ndim
     shape[axis] = -1
     frac = frac.reshape(shape)
-    return np.take(x, lo, axis=axis) * (F32(1.0) - frac) + np.take(x, hi, axis=axis) * frac
+    return lo, hi, F32(1.0) - frac, frac
+
+
+def _lerp_axis(x: np.ndarray, plan, axis: int) -> np.ndarray:
+    lo, hi, keep, frac = plan
+    return np.take(x, lo, axis=axis) * keep + np.take(x, hi, axis=axis) * frac
 
 
 @kernel("upsample_bilinear")
@@ -132,5 +138,8 @@ def upsample_bilinear(c, x, scale_factor_height, scale_factor_width, align_corne
     half = (not align_corners) if half_pixel_centers is None else bool(half_pixel_centers)
     oh, ow = c.out_shape()[-2:]
     h, w = x.shape[-2:]
-    y = _lerp_axis(x, _source_coords(oh, h, float(scale_factor_height), align_corners, half), x.ndim - 2)
-    return _lerp_axis(y, _source_coords(ow, w, float(scale_factor_width), align_corners, half), x.ndim - 1)
+    rows = c.cached("rows", lambda: _lerp_plan(
+        x.ndim, h, _source_coords(oh, h, float(scale_factor_height), align_corners, half), x.ndim - 2))
+    cols = c.cached("cols", lambda: _lerp_plan(
+        x.ndim, w, _source_coords(ow, w, float(scale_factor_width), align_corners, half), x.ndim - 1))
+    return _lerp_axis(_lerp_axis(x, rows, x.ndim - 2), cols, x.ndim - 1)
