@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from .. import compiled
 
 _state: dict = {"kernel": None, "tried": False}
@@ -33,7 +35,6 @@ def kernel():
 
 def _compile():
     import numba
-    import numpy as np
     from numba.core import types as t
 
     def depthwise2d(xp, w, sh, sw, dh, dw, mult, out):

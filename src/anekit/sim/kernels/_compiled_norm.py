@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from .. import compiled
 
 _state: dict = {"kernels": None, "tried": False}
@@ -33,7 +35,6 @@ def kernels():
 
 def _compile(jit):
     import numba
-    import numpy as np
     from numba.core import types as t
 
     round16 = jit._round16          # compiled by jit.kernels(): one float32 value onto the fp16 grid
