@@ -31,8 +31,16 @@ def test_small_arrays_build_the_table_once_they_add_up():
     assert fp16_grid.lookup(key, f, x + np.float32(1e-4)) is None    # off the grid: never
 
 
+@pytest.fixture
+def compiled_on():
+    from anekit.sim import compiled
+    previous = compiled.set_enabled(True)           # (ANEKIT_NO_JIT=1 may have switched it off)
+    yield
+    compiled.set_enabled(previous)
+
+
 @pytest.mark.numba
-def test_taylor_route_takes_small_arrays_with_the_compiled_kernel():
+def test_taylor_route_takes_small_arrays_with_the_compiled_kernel(compiled_on):
     t = taylor32.Taylor32("gelu-test", functions.gelu_precise, taylor32._gelu_derivatives, c4=1.7 / 24,
                           rel=8e-12, lowest=-3.5)
     assert t.worth(4096) and not t.worth(0)
