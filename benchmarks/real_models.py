@@ -6,7 +6,7 @@ PyTorch CPU fp32 on the same inputs, all in this process, one thread each
 (torch.set_num_threads(1); numpy's BLAS limited to one thread with threadpoolctl).
 
     python benchmarks/real_models.py [--models resnet18,bert] [--repeat 7] [--cache DIR]
-                                     [--json] [--write-docs]
+                                     [--json] [--write-docs] [--op-times]
 
 Each time is the best of --repeat rounds after a warm-up call; in a round the three runs take
 turns, each repeated for at least --min-time seconds. Ratios are simulator / PyTorch.
@@ -68,6 +68,37 @@ def measure(entry, folder: pathlib.Path, repeat: int, min_time: float) -> dict:
             "off_reason": res.off_reason, "torch_s": best["torch"], "default_s": best["default"],
             "exact_s": best["exact"], "default_ratio": best["default"] / best["torch"],
             "exact_ratio": best["exact"] / best["torch"]}
+
+
+def op_times(entry, folder: pathlib.Path, runs: int = 20, top: int = 8) -> None:
+    """Print the simulator's time per op type for one model, default and exact numerics (the
+    kernels worth speeding up). Times each op of `runs` runs through the executor's per-op
+    step (a diagnostic: it adds a timer call per op)."""
+    import time
+    from collections import Counter
+
+    from anekit.sim import Simulator
+    prog = ak.load(corpus.convert(entry, folder))
+    feeds = corpus.numpy_feeds(entry.sample())
+    for numerics in (corpus.TARGET, "exact"):
+        sim = Simulator(prog, profile=numerics)
+        spent, count = Counter(), Counter()
+        step_once = sim._execute
+
+        def timed(step, env, compile_time=False):
+            t = time.perf_counter()
+            step_once(step, env, compile_time)
+            spent[step.call.op.type] += time.perf_counter() - t
+            count[step.call.op.type] += 1
+        sim.run(feeds)                                     # warm-up: caches, tables, compiled kernels
+        sim._execute = timed
+        for _ in range(runs):
+            sim.run(feeds)
+        total = sum(spent.values()) / runs
+        print(f"  {entry.name} {numerics}: {total * 1e3:.3f} ms in ops")
+        for op, t in spent.most_common(top):
+            print(f"    {op:26s} {t / runs * 1e3:8.3f} ms {t / runs / total:6.1%}  "
+                  f"{count[op] // runs:4d} ops  {t / count[op] * 1e6:8.1f} us/op")
 
 
 def skipped(entry) -> dict:
@@ -169,6 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", help="folder for converted packages, kept between runs")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--op-times", action="store_true",
+                    help="also print the simulator's time per op type for each model (default and exact)")
     a = ap.parse_args(argv)
     entries = corpus.CORPUS
     if a.models:
@@ -190,6 +223,8 @@ def main(argv=None) -> int:
                 rows.append(skipped(e) if e.missing_op else measure(e, folder, a.repeat, a.min_time))
                 if not a.json:
                     print(row_line(rows[-1]), flush=True)
+                if a.op_times and not e.missing_op and not a.json:
+                    op_times(e, folder)
     finally:
         torch.set_num_threads(threads)
     if a.json:

@@ -1,7 +1,8 @@
 """Bit-identity check for simulator speed work: every output of a few training steps of the
 train_step.py models (digits CNN, transformer block) and of a small stories forward, on the
-m1, m5 and exact profiles, plus max/avg pooling windows and one step of the tiny Stories
-config through the dynamic pipeline, saved once and compared bit for bit after each change.
+m1, m5 and exact profiles, plus max/avg pooling windows, small convolutions, norms, gelu, erf
+and an LSTM (the Core ML corpus's kernels), and one step of the tiny Stories config through
+the dynamic pipeline, saved once and compared bit for bit after each change.
 
     python benchmarks/sim_bits.py save ref.pkl      # before optimizing
     python benchmarks/sim_bits.py compare ref.pkl   # after each change: exit 1 on any mismatch
@@ -64,6 +65,7 @@ def collect() -> dict:
     for mode in ("exact", "m1", "m5"):
         res[f"stories {mode}"] = {k: np.array(v) for k, v in Simulator(prog, profile=mode).run({"x": x}).items()}
     res.update(pools())
+    res.update(conv_norm_kernels())
     res.update(stories_steps())
     return res
 
@@ -81,6 +83,42 @@ def pools() -> dict:
     prog = ak.program(outs)
     return {f"pools {mode}": {k: np.array(v) for k, v in Simulator(prog, profile=mode).run({"x": a}).items()}
             for mode in ("exact", "m1")}
+
+
+def conv_norm_kernels() -> dict:
+    """Small convolutions (depthwise 7x7 and 3x3 with a channel multiplier, grouped and dense
+    3x3 with padding and stride, 1-d depthwise), layer and instance norms, gelu and erf on
+    small activations, and a peephole LSTM, with a share of large and special values, on the
+    exact, m1 and m4 profiles: the kernels of the Core ML corpus that the models above do not
+    reach."""
+    rng = np.random.default_rng(4)
+
+    def f(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float16).astype(np.float32)
+    a = f(2, 16, 9, 9, scale=3.0)
+    a[0, 0, 0, :4] = [np.inf, -np.inf, 60000.0, 1e-6]
+    seq = f(5, 2, 8)
+    x, s = ak.input("x", a.shape), ak.input("s", seq.shape)
+    w = lambda *shape: ak.const(f(*shape, scale=0.5).astype(np.float16))         # noqa: E731
+    outs = {
+        "dw7": ak.conv(x, w(16, 1, 7, 7), w(16), pad_type="same", groups=16),
+        "dw3x2": ak.conv(x, w(32, 1, 3, 3), strides=[2, 2], pad_type="custom", pad=[1, 0, 0, 1], groups=16),
+        "grouped": ak.conv(x, w(8, 4, 3, 3), strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1], groups=4),
+        "dense": ak.conv(x, w(12, 16, 3, 3), w(12), pad_type="same", dilations=[2, 2]),
+        "dw1d": ak.conv(ak.reshape(x, [2, 16, 81]), w(16, 1, 5), strides=[2], pad_type="same", groups=16),
+        "ln": ak.layer_norm(x, [-1], w(9), w(9)),
+        "ln_c": ak.layer_norm(x, [1]),
+        "in": ak.instance_norm(x, w(16), w(16)),
+        "gelu_big": ak.gelu(ak.concat([x, x], axis=0)), "erf_big": ak.erf(ak.concat([x, x], axis=0)),
+        "gelu": ak.gelu(x), "erf": ak.erf(x),        # small: after the big ones built their tables
+    }
+    hidden = 6
+    lstm = ak.lstm(s, ak.const(f(2, hidden).astype(np.float16)), ak.const(f(2, hidden).astype(np.float16)), w(4 * hidden, 8), w(4 * hidden, hidden),
+                   w(4 * hidden), peephole=w(3 * hidden), output_sequence=True, clip=2.0)
+    outs.update({f"lstm{i}": t for i, t in enumerate(lstm)})
+    prog = ak.program(outs)
+    return {f"kernels {mode}": {k: np.array(v) for k, v in Simulator(prog, profile=mode).run({"x": a, "s": seq}).items()}
+            for mode in ("exact", "m1", "m4")}
 
 
 def stories_steps() -> dict:

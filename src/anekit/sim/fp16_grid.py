@@ -27,16 +27,26 @@ def _grid_points() -> np.ndarray:
     return (np.arange(1 << 19, dtype=_U32) << _U32(13)).view(F32)
 
 
+_BUILD_SIZE = 4096           # an array this big builds the table at once
+_BUILD_TOTAL = 1 << 16       # smaller arrays build it once they add up to this many elements
+_SEEN: dict = {}             # elements evaluated per key while no table was built
+
+
 def lookup(key, fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray | None:
-    """fn(x) (float32, elementwise) read from a table of fn over the fp16 grid, built on first
-    use and kept under `key` (which must name everything fn depends on); None when x has a
-    value off the grid or is too small for a table to pay."""
-    if x.dtype != F32 or x.size < 4096:
+    """fn(x) (float32, elementwise) read from a table of fn over the fp16 grid, built once and
+    kept under `key` (which must name everything fn depends on); None when x has a value off
+    the grid, or while no table is built and the elements seen do not pay for one yet (a
+    model's small activations pay after some runs: the table costs 2**19 evaluations once)."""
+    if x.dtype != F32 or not x.size:
         return None
+    table = _TABLES.get(key)
+    if table is None and x.size < _BUILD_SIZE:
+        seen = _SEEN[key] = _SEEN.get(key, 0) + x.size
+        if seen < _BUILD_TOTAL:
+            return None
     u = x.view(_U32)
     if np.bitwise_and(u, _LOW).any():
         return None
-    table = _TABLES.get(key)
     if table is None:
         with np.errstate(all="ignore"):
             table = _TABLES[key] = np.ascontiguousarray(fn(_grid_points()), dtype=F32)

@@ -65,6 +65,16 @@ def _origin_bias(p, x: np.ndarray, y: np.ndarray, bias: float) -> np.ndarray:
     return np.where(x == 0, F32(bias), y)         # +0 and -0 alike
 
 
+def _by_grid(c, key, f, x: np.ndarray) -> np.ndarray:
+    """f(x), read from a table over the fp16 grid in a chip profile (fp16_grid.py: the values
+    f computes elementwise; numpy's float32 exp, tanh and arithmetic give an element the same
+    bits at any position and array size, NaN payloads aside), else computed. Only where the
+    result is stored with NaN as 0, so a payload never shows."""
+    p = c.nx.profile
+    y = fp16_grid.lookup(key, f, x) if c.nx.fp16 and p.indeterminate_to_zero else None
+    return f(x) if y is None else y
+
+
 @kernel("sigmoid")
 def sigmoid(c, x):
     p = c.nx.profile
@@ -72,22 +82,23 @@ def sigmoid(c, x):
         if p.sigmoid_table is not None:
             return table("sigmoid", p.sigmoid_table)(x)
         if p.sigmoid_domain is not None:          # past the domain: the end-knot value
-            x = np.clip(x, F32(p.sigmoid_domain[0]), F32(p.sigmoid_domain[1]))
-    return _sigmoid32(x)
+            lo, hi = F32(p.sigmoid_domain[0]), F32(p.sigmoid_domain[1])
+            return _by_grid(c, ("sigmoid", lo, hi), lambda v: _sigmoid32(np.clip(v, lo, hi)), x)
+    return _by_grid(c, ("sigmoid",), _sigmoid32, x)
 
 
 @kernel("tanh")
 def tanh(c, x):
-    return np.tanh(x)
+    return _by_grid(c, ("tanh",), np.tanh, x)
 
 
 @kernel("silu")
 def silu(c, x):
-    y = x * _sigmoid32(x)
     p = c.nx.profile
     if c.nx.fp16 and p.activation_tables:
-        y = _origin_bias(p, x, y, p.silu_origin_bias)
-    return y
+        bias, width = p.silu_origin_bias, p.origin_bias_width
+        return _by_grid(c, ("silu", bias, width), lambda v: _origin_bias(p, v, v * _sigmoid32(v), bias), x)
+    return _by_grid(c, ("silu",), lambda v: v * _sigmoid32(v), x)
 
 
 @kernel("gelu")
@@ -109,7 +120,7 @@ def gelu(c, x, mode):
         y = fp16_grid.lookup(("gelu",), lambda v: fn.gelu_precise(v).astype(F32), x)
         if y is not None:
             return y
-    if x.dtype == F32 and x.size >= 4096:
+    if x.dtype == F32 and taylor32.GELU.worth(x.size):
         return taylor32.GELU(x)             # the same bits, by table and a guarded expansion
     return fn.gelu_precise(x).astype(F32)
 

@@ -95,7 +95,7 @@ def sqrt(c, x):
 def erf_(c, x):
     f = lambda v: erf(v).astype(F32)      # noqa: E731
     y = fp16_grid.lookup(("erf",), f, x) if c.nx.fp16 else None   # chip profiles: x on the fp16 grid
-    if y is None and x.dtype == F32 and x.size >= 4096:
+    if y is None and x.dtype == F32 and taylor32.ERF.worth(x.size):
         y = taylor32.ERF(x)                 # the same bits, by table and a guarded expansion
     return f(x) if y is None else y
 

@@ -11,21 +11,46 @@ import numpy as np
 
 from ..fp16 import F32
 from ..registry import kernel
+from . import _compiled_norm
 
 
-def _normalize_last(nx, lanes: np.ndarray, epsilon) -> np.ndarray:
-    """(lanes - mean) / sqrt(var + eps) over the last axis."""
+def _normalize_last(nx, lanes: np.ndarray, epsilon, gamma=None, beta=None) -> np.ndarray:
+    """(lanes - mean) / sqrt(var + eps) over the last axis, then * gamma + beta (vectors along
+    the last axis, or None)."""
     k = lanes.shape[-1]
     if not nx.fp16:
         mean = lanes.mean(axis=-1, keepdims=True, dtype=F32)
         d = lanes - mean
         var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
-        return d / np.sqrt(var + F32(epsilon))
-    mean = nx.store(nx.wide_sum(lanes)[..., None] * F32(1.0 / k))
+        return _affine(nx, d / np.sqrt(var + F32(epsilon)), gamma, beta)
+    inv_k = F32(1.0 / k)
+    # The compiled route where every stage stores NaN as 0 (all chip profiles): a NaN kept
+    # through the stages could carry another payload there (operand order in a product).
+    jit = _compiled_norm.kernels() if nx.profile.indeterminate_to_zero else None
+    if jit is not None and lanes.size and all(v is None or v.size == k for v in (gamma, beta)):
+        return _normalize_compiled(jit, nx, lanes, inv_k, nx.const(epsilon), gamma, beta)
+    mean = nx.store(nx.wide_sum(lanes)[..., None] * inv_k)
     d = nx.store(lanes - mean)
-    var = nx.store(nx.wide_sum(nx.products(d, d))[..., None] * F32(1.0 / k))
+    var = nx.store(nx.wide_sum(nx.products(d, d))[..., None] * inv_k)
     inv = nx.store(F32(1.0) / np.sqrt(nx.store(var + nx.const(epsilon))))
-    return nx.store(d * inv)
+    return _affine(nx, nx.store(d * inv), gamma, beta)
+
+
+def _normalize_compiled(jit, nx, lanes, inv_k, eps, gamma, beta) -> np.ndarray:
+    """The fp16 stages of _normalize_last in two compiled passes around the two wide sums
+    (sim/kernels/_compiled_norm.py): the same operations, so the same bits."""
+    centre, scale = jit
+    p = nx.profile
+    keep_nan, nan_val = False, F32(0.0)
+    rows = np.ascontiguousarray(lanes, dtype=F32).reshape(-1, lanes.shape[-1])
+    d, dd = np.empty_like(rows), np.empty_like(rows)
+    centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
+    none = np.zeros(0, F32)
+    g = none if gamma is None else np.ascontiguousarray(gamma, dtype=F32).reshape(-1)
+    b = none if beta is None else np.ascontiguousarray(beta, dtype=F32).reshape(-1)
+    out = np.empty_like(rows)
+    scale(d, nx.wide_sum(dd), inv_k, eps, g, b, keep_nan, nan_val, out)
+    return out.reshape(lanes.shape)
 
 
 def _affine(nx, y, gamma, beta):
@@ -42,8 +67,8 @@ def layer_norm(c, x, axes, gamma, beta, epsilon):
     tail = list(range(x.ndim - len(ax), x.ndim))
     moved = np.moveaxis(x, ax, tail)
     lanes = moved.reshape(moved.shape[:x.ndim - len(ax)] + (-1,))
-    y = _normalize_last(c.nx, lanes, epsilon)
-    y = _affine(c.nx, y, None if gamma is None else gamma.reshape(-1), None if beta is None else beta.reshape(-1))
+    y = _normalize_last(c.nx, lanes, epsilon, None if gamma is None else gamma.reshape(-1),
+                        None if beta is None else beta.reshape(-1))
     return np.moveaxis(y.reshape(moved.shape), tail, ax)
 
 

@@ -6,30 +6,36 @@ import numpy as np
 
 from ..fp16 import F32
 from ..registry import kernel
-from .conv import conv_pads
+from .conv import conv_pads, pad_spatial
 
 
-def _pooled(c, x, kernel_sizes, strides, pad_type, pad, fill):
-    """Windows [N, C, *out, *k] over x padded as the pad type says, plus the padding kept
-    in the average (everything but the extension ceil_mode adds) as a 0/1 mask."""
+def _padded(c, x, kernel_sizes, strides, pad_type, pad, fill):
+    """x padded as the pad type says (with `fill`), the pad widths, and the padding kept in
+    the average (everything but the extension ceil_mode adds)."""
     sp = x.ndim - 2
     k = tuple(kernel_sizes)
     strides = tuple(strides or (1,) * sp)
     out = c.out_shape()[2:]
-    pads = conv_pads(pad_type, pad, x.shape[2:], k, strides, (1,) * sp)
+    pads = c.cached("pads", lambda: conv_pads(pad_type, pad, x.shape[2:], k, strides, (1,) * sp))   # static shapes
     extra = [max(0, (o - 1) * s + kk - (n + b + e)) for o, s, kk, n, (b, e) in zip(out, strides, k, x.shape[2:], pads)]
     widths = [(0, 0), (0, 0)] + [(b, e + ex) for (b, e), ex in zip(pads, extra)]
-    xp = np.pad(x, widths, constant_values=fill) if any(b or e for b, e in widths[2:]) else x
-    win = np.lib.stride_tricks.sliding_window_view(xp, k, axis=tuple(range(2, 2 + sp)))
-    index = (slice(None), slice(None)) + tuple(slice(0, o * s, s) for o, s in zip(out, strides))
-    return win[index], widths, pads, xp
+    return pad_spatial(x, widths[2:], fill), widths, pads
+
+
+def _windows(c, xp, kernel_sizes, strides):
+    """Windows [N, C, *out, *k] of the padded input."""
+    sp = xp.ndim - 2
+    strides = tuple(strides or (1,) * sp)
+    out = c.out_shape()[2:]
+    win = np.lib.stride_tricks.sliding_window_view(xp, tuple(kernel_sizes), axis=tuple(range(2, 2 + sp)))
+    return win[(slice(None), slice(None)) + tuple(slice(0, o * s, s) for o, s in zip(out, strides))]
 
 
 def _taps(c, x, kernel_sizes, strides, pad_type, pad, fill):
     """The padded input and, per window tap in C order, the strided view [N, C, *out] of the
     values that tap reads: a reduction over windows as a few whole-array operations instead
     of numpy's reduction over a 2k-axis strided view (10-60x slower for small windows)."""
-    win, widths, pads, padded = _pooled(c, x, kernel_sizes, strides, pad_type, pad, fill)
+    padded, widths, pads = _padded(c, x, kernel_sizes, strides, pad_type, pad, fill)
     sp = x.ndim - 2
     strides = tuple(strides or (1,) * sp)
     out = c.out_shape()[2:]
@@ -37,7 +43,7 @@ def _taps(c, x, kernel_sizes, strides, pad_type, pad, fill):
 
     def tap(t):
         return padded[(slice(None), slice(None)) + tuple(slice(i, i + o * st, st) for i, o, st in zip(t, out, strides))]
-    return k, tap, win, widths, pads
+    return k, tap, lambda: _windows(c, padded, kernel_sizes, strides), widths, pads
 
 
 @kernel("max_pool", finish="keep")
@@ -56,7 +62,7 @@ def _window_sums(k, tap, win):
     keep their bits; anything else takes that reduction itself."""
     if len(k) != 2 or k[1] >= 8:
         sp = len(k)
-        return win.sum(axis=tuple(range(2 + sp, 2 + 2 * sp)), dtype=F32)
+        return win().sum(axis=tuple(range(2 + sp, 2 + 2 * sp)), dtype=F32)
     total = None
     for i in range(k[0]):
         row = tap((i, 0)).copy()
@@ -109,14 +115,20 @@ def _source_coords(out: int, size: int, factor: float, align_corners: bool, half
     return np.clip(src, 0.0, size - 1)
 
 
-def _lerp_axis(x: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
+def _lerp_plan(ndim: int, size: int, src: np.ndarray, axis: int):
+    """The neighbours and weights of each output along `axis` (fixed per op: shapes are static)."""
     lo = np.floor(src).astype(np.intp)
-    hi = np.minimum(lo + 1, x.shape[axis] - 1)
+    hi = np.minimum(lo + 1, size - 1)
     frac = (src - lo).astype(F32)
-    shape = [1] * x.ndim
+    shape = [1] * ndim
     shape[axis] = -1
     frac = frac.reshape(shape)
-    return np.take(x, lo, axis=axis) * (F32(1.0) - frac) + np.take(x, hi, axis=axis) * frac
+    return lo, hi, F32(1.0) - frac, frac
+
+
+def _lerp_axis(x: np.ndarray, plan, axis: int) -> np.ndarray:
+    lo, hi, keep, frac = plan
+    return np.take(x, lo, axis=axis) * keep + np.take(x, hi, axis=axis) * frac
 
 
 @kernel("upsample_bilinear")
@@ -126,5 +138,8 @@ def upsample_bilinear(c, x, scale_factor_height, scale_factor_width, align_corne
     half = (not align_corners) if half_pixel_centers is None else bool(half_pixel_centers)
     oh, ow = c.out_shape()[-2:]
     h, w = x.shape[-2:]
-    y = _lerp_axis(x, _source_coords(oh, h, float(scale_factor_height), align_corners, half), x.ndim - 2)
-    return _lerp_axis(y, _source_coords(ow, w, float(scale_factor_width), align_corners, half), x.ndim - 1)
+    rows = c.cached("rows", lambda: _lerp_plan(
+        x.ndim, h, _source_coords(oh, h, float(scale_factor_height), align_corners, half), x.ndim - 2))
+    cols = c.cached("cols", lambda: _lerp_plan(
+        x.ndim, w, _source_coords(ow, w, float(scale_factor_width), align_corners, half), x.ndim - 1))
+    return _lerp_axis(_lerp_axis(x, rows, x.ndim - 2), cols, x.ndim - 1)

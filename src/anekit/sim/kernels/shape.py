@@ -175,17 +175,21 @@ def _lstm_pass(x, h, cs, w_ih, w_hh, bias, peep, acts, clip, reverse):
     rec, cell, out_act = acts
     hidden = w_hh.shape[1]
     pre = np.einsum("sbi,gi->sbg", x, w_ih) + (0 if bias is None else bias)   # input projection, all steps
-    p_i, p_f, p_o = (np.zeros(hidden, np.float32),) * 3 if peep is None else np.split(peep, 3)
+    peep = np.zeros(3 * hidden, np.float32) if peep is None else peep
+    p_if, p_o = peep[:2 * hidden].reshape(2, hidden), peep[2 * hidden:]
     steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
     seq = np.empty((x.shape[0],) + h.shape, np.float32)
+    w_hh_t = w_hh.T
     for t in steps:
-        g = pre[t] + h @ w_hh.T
-        gi, gf, go, gz = np.split(g, 4, axis=-1)
-        z = cell(gz)
+        g = pre[t] + h @ w_hh_t
+        # The input and forget gates in one activation call over [B, 2, H] (elementwise: the
+        # same values as two calls), slices for the rest: small steps are call-bound.
+        i_f = rec(g[..., :2 * hidden].reshape(g.shape[:-1] + (2, hidden)) + p_if * cs[..., None, :])
+        z = cell(g[..., 3 * hidden:])
         if clip is not None:
             z = np.clip(z, -clip, clip)
-        cs = rec(gf + p_f * cs) * cs + rec(gi + p_i * cs) * z
-        h = rec(go + p_o * cs) * out_act(cs)
+        cs = i_f[..., 1, :] * cs + i_f[..., 0, :] * z
+        h = rec(g[..., 2 * hidden:3 * hidden] + p_o * cs) * out_act(cs)
         seq[t] = h
     return seq, h, cs
 

@@ -1,0 +1,80 @@
+"""The guarded Taylor expansion of taylor32.py fused into one pass per element (numba, the
+optional `fast` extra), for exact-numerics gelu and erf.
+
+The same float64 operations in the same order as Taylor32.__call__'s numpy passes (the
+table key from the float32 bits, d = x - x0, Horner's rule, the error bound, the two
+float32 roundings compared), so the bits are the same: numba does not contract a * d + t
+into a fused multiply-add without fastmath. Elements the bound cannot settle are flagged
+and the caller evaluates the float64 reference on them, as the numpy route does. Used only
+while sim/compiled.py's kernels are on (the same switch: ANEKIT_NO_JIT=1 at start-up,
+compiled.set_enabled); tests/test_sim_compiled_kernels.py checks both routes bit for bit.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import compiled
+
+_state: dict = {"kernel": None, "tried": False}
+
+
+def kernel():
+    """The compiled `expand`, or None (numba missing, or the compiled route switched off)."""
+    if compiled.kernels() is None:
+        return None
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            _state["kernel"] = _compile()
+        except Exception as e:          # a numba that cannot build it: same results, slower
+            warnings.warn(f"anekit: the compiled Taylor kernel is unavailable ({type(e).__name__}: {e}); "
+                          "using the numpy code", RuntimeWarning, stacklevel=2)
+    return _state["kernel"]
+
+
+def _compile():
+    import numba
+    from llvmlite import ir
+    from numba.core import types as t
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def as_float(typingctx, u):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+        return t.float32(t.int64), codegen
+
+    def expand(u, tab, lo_key, per_sign, c4, rel, lowest, out, ok):
+        """out[i] = float32(A(x[i])) for the float32 bits u[i]; ok[i]: the bound settles it.
+        tab[key] holds f, f', f''/2, f'''/6 at the key's point: one cache line per lookup."""
+        for i in range(u.size):
+            b = np.int64(u[i])
+            key = ((b & 0x7FFFFFFF) >> 13) - lo_key
+            inside = key >= 0 and key < per_sign
+            if key < 0:
+                key = 0
+            elif key >= per_sign:
+                key = per_sign - 1
+            key += (b >> 31) * per_sign
+            xf = as_float(b)
+            d = np.float64(xf) - np.float64(as_float(b & 0xFFFFE000))
+            a = tab[key, 3] * d
+            a += tab[key, 2]
+            a *= d
+            a += tab[key, 1]
+            a *= d
+            a += tab[key, 0]
+            e = d * d
+            e *= e
+            e *= c4
+            e += rel * abs(a)
+            hi = np.float32(a + e)
+            out[i] = hi
+            ok[i] = np.float32(a - e) == hi and inside and xf >= lowest
+
+    ro = lambda dt: t.Array(dt, 1, "C", readonly=True)          # noqa: E731
+    sig = t.void(ro(t.uint32), t.Array(t.float64, 2, "C", readonly=True), t.int64, t.int64,
+                 t.float64, t.float64, t.float32, t.Array(t.float32, 1, "C"), t.Array(t.boolean, 1, "C"))
+    return numba.njit(sig, cache=True, nogil=True)(expand)

@@ -1,0 +1,61 @@
+"""Tap-by-tap depthwise convolution in one compiled pass (numba, the optional `fast` extra).
+
+conv.py's `_depthwise` accumulates, for each tap in order, acc += w[c, tap] * x[window]: a
+float32 product, then a float32 add, from +0. This kernel does the same two float32
+operations in the same order per output (numba keeps float32 arithmetic in float32 and does
+not fuse the multiply and add without fastmath), so the bits are the same; it reads the
+padded input in place instead of one strided view, repeat and temporary per tap. Used only
+while sim/compiled.py's kernels are on (the same switch: ANEKIT_NO_JIT=1 at start-up,
+compiled.set_enabled); tests/test_sim_compiled_kernels.py checks both routes bit for bit.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import compiled
+
+_state: dict = {"kernel": None, "tried": False}
+
+
+def kernel():
+    """The compiled `depthwise2d`, or None (numba missing, or the compiled route switched off)."""
+    if compiled.kernels() is None:
+        return None
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            _state["kernel"] = _compile()
+        except Exception as e:          # a numba that cannot build it: same results, slower
+            warnings.warn(f"anekit: the compiled depthwise kernel is unavailable ({type(e).__name__}: {e}); "
+                          "using the numpy code", RuntimeWarning, stacklevel=2)
+    return _state["kernel"]
+
+
+def _compile():
+    import numba
+    from numba.core import types as t
+
+    def depthwise2d(xp, w, sh, sw, dh, dw, mult, out):
+        """out[n, co, i, j] = sum over taps (a, b) in order of w[co, a, b] * xp[n, co // mult,
+        i * sh + a * dh, j * sw + b * dw], float32 throughout, from +0."""
+        nb, cout, oh, ow = out.shape
+        kh, kw = w.shape[1], w.shape[2]
+        zero = np.float32(0.0)
+        for n in range(nb):
+            for co in range(cout):
+                ci = co // mult
+                for i in range(oh):
+                    for j in range(ow):
+                        acc = zero
+                        for a in range(kh):
+                            row = i * sh + a * dh
+                            for b in range(kw):
+                                acc += w[co, a, b] * xp[n, ci, row, j * sw + b * dw]
+                        out[n, co, i, j] = acc
+
+    f4 = lambda nd: t.Array(t.float32, nd, "C", readonly=True)       # noqa: E731
+    i64 = t.int64
+    sig = t.void(f4(4), f4(3), i64, i64, i64, i64, i64, t.Array(t.float32, 4, "C"))
+    return numba.njit(sig, cache=True, nogil=True)(depthwise2d)
