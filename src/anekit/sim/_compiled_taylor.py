@@ -11,27 +11,9 @@ compiled.set_enabled); tests/test_sim_compiled_kernels.py checks both routes bit
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from . import compiled
-
-_state: dict = {"kernel": None, "tried": False}
-
-
-def kernel():
-    """The compiled `expand`, or None (numba missing, or the compiled route switched off)."""
-    if compiled.kernels() is None:
-        return None
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            _state["kernel"] = _compile()
-        except Exception as e:          # a numba that cannot build it: same results, slower
-            warnings.warn(f"anekit: the compiled Taylor kernel is unavailable ({type(e).__name__}: {e}); "
-                          "using the numpy code", RuntimeWarning, stacklevel=2)
-    return _state["kernel"]
 
 
 def _compile():
@@ -78,3 +60,6 @@ def _compile():
     sig = t.void(ro(t.uint32), t.Array(t.float64, 2, "C", readonly=True), t.int64, t.int64,
                  t.float64, t.float64, t.float32, t.Array(t.float32, 1, "C"), t.Array(t.boolean, 1, "C"))
     return numba.njit(sig, cache=True, nogil=True)(expand)
+
+
+kernel = compiled.LazyKernel("Taylor kernel", _compile)

@@ -65,6 +65,27 @@ def kernels():
     return _state["kernels"]
 
 
+class LazyKernel:
+    """A kernel of another module built on first use, only while this module's kernels are on:
+    calling it gives the built kernel, or None (numba missing, the route switched off, or a
+    build that failed: warned once, and the numpy code runs with the same results)."""
+
+    def __init__(self, what: str, build):
+        self.what, self.build, self.tried, self.kernel = what, build, False, None
+
+    def __call__(self):
+        if kernels() is None:
+            return None
+        if not self.tried:
+            self.tried = True
+            try:
+                self.kernel = self.build()
+            except Exception as e:
+                warnings.warn(f"anekit: the compiled {self.what} is unavailable ({type(e).__name__}: {e}); "
+                              "using the numpy code", RuntimeWarning, stacklevel=2)
+        return self.kernel
+
+
 def route() -> str:
     """Which route the fp16 and MAC models take in this process: "numba" or "numpy"."""
     return "numpy" if kernels() is None else "numba"

@@ -10,27 +10,9 @@ compiled.set_enabled); tests/test_sim_compiled_kernels.py checks both routes bit
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .. import compiled
-
-_state: dict = {"kernel": None, "tried": False}
-
-
-def kernel():
-    """The compiled `depthwise2d`, or None (numba missing, or the compiled route switched off)."""
-    if compiled.kernels() is None:
-        return None
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            _state["kernel"] = _compile()
-        except Exception as e:          # a numba that cannot build it: same results, slower
-            warnings.warn(f"anekit: the compiled depthwise kernel is unavailable ({type(e).__name__}: {e}); "
-                          "using the numpy code", RuntimeWarning, stacklevel=2)
-    return _state["kernel"]
 
 
 def _compile():
@@ -59,3 +41,6 @@ def _compile():
     i64 = t.int64
     sig = t.void(f4(4), f4(3), i64, i64, i64, i64, i64, t.Array(t.float32, 4, "C"))
     return numba.njit(sig, cache=True, nogil=True)(depthwise2d)
+
+
+kernel = compiled.LazyKernel("depthwise kernel", _compile)

@@ -10,27 +10,9 @@ on (the same switch); tests/test_sim_compiled_kernels.py checks both routes bit 
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .. import compiled
-
-_state: dict = {"kernels": None, "tried": False}
-
-
-def kernels():
-    """(centre, scale), compiled, or None (numba missing, or the compiled route switched off)."""
-    if compiled.kernels() is None:
-        return None
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            _state["kernels"] = _compile(compiled)
-        except Exception as e:          # a numba that cannot build them: same results, slower
-            warnings.warn(f"anekit: the compiled normalization kernels are unavailable ({type(e).__name__}: {e}); "
-                          "using the numpy code", RuntimeWarning, stacklevel=2)
-    return _state["kernels"]
 
 
 def _compile(jit):
@@ -74,3 +56,6 @@ def _compile(jit):
     f32, flag = t.float32, t.boolean
     return (numba.njit(t.void(ro(2), ro(1), f32, flag, flag, f32, rw, rw), cache=True, nogil=True)(centre),
             numba.njit(t.void(ro(2), ro(1), f32, f32, ro(1), ro(1), flag, f32, rw), cache=True, nogil=True)(scale))
+
+
+kernels = compiled.LazyKernel("normalization kernels", lambda: _compile(compiled))
