@@ -7,9 +7,10 @@ Stories110M step per chip beside the seed projects' published figures.
 
 Step = forward + backward + AdamW update, batch of one sequence of seq_len tokens, random
 token ids (speed does not depend on the text). The estimate sums `ak.estimate` of the six layer
-kernels times n_layers (the engine's part of a step); the host's part (embedding, classifier,
-cross-entropy, AdamW) and, for the static pipeline, the per-step compiles are not in the cost
-model and are listed separately. Nothing here runs on Apple hardware.
+kernels times n_layers (the engine's part of a step) and adds the host's part (embedding,
+classifier, cross-entropy, AdamW) priced by anekit.cost.host_ms on the CPU roofline; the static
+pipeline's per-step compiles are listed apart, as the published figures leave them out.
+Nothing here runs on Apple hardware.
 """
 from __future__ import annotations
 
