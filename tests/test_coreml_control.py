@@ -131,3 +131,14 @@ def test_control_flow_round_trips_through_mil_text_and_autodiff_refuses_it(tmp_p
     assert all(np.array_equal(first[k], second[k]) for k in first)
     with pytest.raises(ModelFormatError, match="while_loop.*nested blocks .* save the program as MIL text"):
         ak.save(prog, tmp_path / "out.mlpackage")
+
+
+def test_generic_builder_refuses_a_non_block_argument_clearly():
+    """ak.while_loop / ak.cond called with something other than a block give a ShapeError that
+    names the op, the argument and how to build the op (was an AttributeError from the rule)."""
+    x = ak.input("x", (2,))
+    with pytest.raises(ShapeError, match=r"while_loop: argument 'cond': takes a block .*control\.build"):
+        ak.while_loop([x], cond="a", body="b")
+    pred = ak.input("p", (1,), dtype="bool")
+    with pytest.raises(ShapeError, match=r"cond: argument 'true_block': takes a block"):
+        ak.cond(pred, true_block=3, false_block=4)

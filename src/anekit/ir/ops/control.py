@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .. import intervals as iv
 from ..builder import infer
-from ..graph import Op, Tensor, program
+from ..graph import Function, Op, Tensor, program
 from ..spec import Param, attr, lookup, op, tensor
 
 ANY = ("fp16", "fp32", "int32", "bool")
@@ -33,6 +33,9 @@ def _optional_tensors() -> Param:
 
 def _block_types(a, arg: str, fn, want_inputs: list) -> list[tuple]:
     """Check a block's inputs against the values it is given; its output (dtype, shape)s."""
+    if not isinstance(fn, Function):
+        raise a.fail(arg, f"takes a block (a Function made with anekit.ir.ops.control.block), got "
+                          f"{type(fn).__name__}; build the op with anekit.ir.ops.control.build")
     got = [(t.dtype, t.shape) for t in fn.inputs]
     want = [(t.dtype, t.shape) for t in want_inputs]
     if got != want:
