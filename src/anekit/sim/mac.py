@@ -368,8 +368,13 @@ def _stacked(a: np.ndarray) -> np.ndarray:
 
 def _batch_index(a: np.ndarray, batch) -> np.ndarray:
     """For each entry of the broadcast batch (flattened), the index into a's own flattened
-    batch: broadcasting without copying the operand."""
-    own = a.shape[:-2]
+    batch: broadcasting without copying the operand. Shared per shape pair (small loops call
+    the same tiny matmul thousands of times); nothing writes into it."""
+    return _batch_index_for(a.shape[:-2], tuple(batch))
+
+
+@lru_cache(maxsize=256)
+def _batch_index_for(own: tuple, batch: tuple) -> np.ndarray:
     idx = np.arange(math.prod(own), dtype=np.int64).reshape(own)
     return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
 
