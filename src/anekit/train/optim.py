@@ -79,6 +79,32 @@ def _number(name, v, lo=0.0, hi=math.inf, open_hi=False) -> float:
     return float(v)
 
 
+class _ResidentArrays:
+    """An Optimizer mapping kept in stored form (float32 on the fp16 grid) in `_stored_<attr>`;
+    the declared-dtype arrays users and checkpoints see are made on first read and cached in
+    `_<attr>` (None after an update). Assigning a mapping sets both."""
+
+    def __init__(self, doc: str):
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.cache, self.stored = f"_{name}", f"_stored_{name}"
+
+    def __get__(self, opt, owner=None):
+        if opt is None:
+            return self
+        view = getattr(opt, self.cache, None)
+        if view is None:
+            view = {k: opt._declared(v) for k, v in getattr(opt, self.stored).items()}
+            setattr(opt, self.cache, view)
+        return view
+
+    def __set__(self, opt, value) -> None:
+        view = {k: np.asarray(v) for k, v in value.items()}
+        setattr(opt, self.cache, view)
+        setattr(opt, self.stored, {k: opt._stored(v) for k, v in view.items()})
+
+
 class Optimizer:
     """Holds the parameters, the optimizer state and the compiled update program."""
 
@@ -105,32 +131,10 @@ class Optimizer:
     # Between steps both live as float32 arrays on the fp16 grid (the engine's stored form,
     # Executable.run_stored): the update and training programs read and write them without
     # a cast per step; the fp16 arrays users and checkpoints see are made on first access.
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        """{name: parameter} in the optimizer's dtype (float16, float32 with master weights).
-        Assign a new mapping to change them: with fp16 parameters, writing into these arrays
-        does not reach the float32 copy the programs read (`stored_params`)."""
-        if self._params is None:
-            self._params = {k: self._declared(v) for k, v in self._stored_params.items()}
-        return self._params
-
-    @params.setter
-    def params(self, value: Mapping[str, np.ndarray]) -> None:
-        self._params = {k: np.asarray(v) for k, v in value.items()}
-        self._stored_params = {k: self._stored(v) for k, v in self._params.items()}
-
-    @property
-    def state(self) -> dict[str, np.ndarray]:
-        """{<slot>_<name>: moment} in the optimizer's dtype."""
-        if self._state is None:
-            self._state = {k: self._declared(v) for k, v in self._stored_state.items()}
-        return self._state
-
-    @state.setter
-    def state(self, value: Mapping[str, np.ndarray]) -> None:
-        self._state = {k: np.asarray(v) for k, v in value.items()}
-        self._stored_state = {k: self._stored(v) for k, v in self._state.items()}
+    # Assign a new mapping to change them: with fp16 parameters, writing into the arrays
+    # `params` hands out does not reach the float32 copy the programs read (`stored_params`).
+    params = _ResidentArrays("{name: parameter} in the optimizer's dtype (float16, float32 with master weights)")
+    state = _ResidentArrays("{<slot>_<name>: moment} in the optimizer's dtype")
 
     @property
     def stored_params(self) -> dict[str, np.ndarray]:
