@@ -227,6 +227,22 @@ def test_single_row_weights_stream_at_the_gemv_rate():
                                                  / (gbs * 1e3), rel=1e-6)
 
 
+def test_single_row_stream_is_capped_by_the_chips_memory_share():
+    # the same 16-core engine streams a single-row weight slower on a base part's narrower memory
+    # system: gemv = min(engine rate, gemv_share x DRAM); the M4 generations pool one share (TIED)
+    from anekit.cost.params import TIED, generation_values
+    m4, m4max, m5, m5pro = (params_for(c) for c in ("m4", "m4 max", "m5", "m5 pro"))
+    assert m4.gemv_gbs == pytest.approx(min(generation_values("h16")["gemv_gbs"], m4.gemv_share * 120))
+    assert m4.gemv_gbs < m4max.gemv_gbs and m5.gemv_gbs < m5pro.gemv_gbs
+    assert m5.gemv_share == m4.gemv_share and TIED[("h17", "gemv_share")] == "h16"
+    assert "share" in m4.source("gemv_gbs")
+    # only the single-row stream: a 64-row matmul streams at the tiled rate on both parts
+    one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4096)), zeros(4096, 4096))}) for r in (1, 64))
+    assert estimate(one, "m4").ops[0].weights_us > estimate(one, "m4 max").ops[0].weights_us
+    assert estimate(many, "m4").ops[0].weights_us == pytest.approx(
+        4096 * 4096 * 2 * (1 - min(1, m4.resident_bytes / 2 ** 25)) / (m4.weight_gbs * 1e3), rel=1e-6)
+
+
 def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():
     fp16 = ak.program({"y": ak.matmul(ak.input("x", (1, 4096)), zeros(4096, 4096))})
     int8 = ak.program({"y": ak.matmul(ak.input("x", (1, 4096)), _weight_of("int8", 4096, 4096))})
