@@ -399,6 +399,26 @@ def _dataset():
     return F, _DS["ds"]
 
 
+def test_flagged_outliers_are_non_monotone_within_their_own_run():
+    # each flagged point has a neighbour in its own source with the same layer width and more
+    # layers that measured faster: the evidence the flag states, checked against the table
+    from anekit.cost.published import MEASUREMENT_OUTLIERS
+    by_id = {p.id: p for p in POINTS}
+    assert set(MEASUREMENT_OUTLIERS) <= set(by_id)
+
+    def depth_width(pid):
+        d, c = pid.rsplit("-", 1)[1].split("x")
+        return int(d), int(c)
+
+    def contradicted(p):      # a chain of >= 2x the layers, same width, same run, measured faster
+        d, c = depth_width(p.id)
+        return any(q.source == p.source and "-chain-" in q.id and depth_width(q.id)[1] == c
+                   and depth_width(q.id)[0] >= 2 * d and q.published_ms < p.published_ms for q in POINTS)
+
+    chains = [p for p in POINTS if "-chain-" in p.id]
+    assert {p.id for p in chains if contradicted(p)} == set(MEASUREMENT_OUTLIERS)
+
+
 def test_fit_recovers_known_parameters():
     pytest.importorskip("scipy")
     F, ds = _dataset()

@@ -27,6 +27,7 @@ from ..errors import TargetError
 from .. import targets
 
 G = "ANE guide (arXiv 2606.22283)"
+M6_REPORT = "public M6 measurement notes (Mac18,5, h18g)"
 SEED1 = "seed 001 (maderix, M4 Max)"
 ASSUMED = "assumption"
 
@@ -142,7 +143,19 @@ PRIORS: dict[str, dict[str, Prior]] = {
         "working_set_bytes": _p(4.72e6, f"{G} ch. 12: M5 working-set threshold 4.72 MB"),
         "weight_sram_bytes": _p(32e6, f"{ASSUMED}: as the M4 generation", 2.0),
     },
-    "h18": {},   # M6: nothing published beyond one benchmark submission; starts from the M5 values
+    # M6 (Mac18,5): the compiler's default M6 target (h18g) builds *bonded* programs, each layer split
+    # spatially over two engines with one kick on each (guide ch. 22: bonded networks, co-issue on the
+    # two engines). Figures from a public M6 measurement report (Mac18,5, macOS 27.0.1, 2026-10-02:
+    # "疑似缺陷与不合理的行为（M6）", items B5, B8, B9).
+    "h18": {
+        "dispatch_us": _p(270.0, f"{M6_REPORT} B5: host-side completion and wake-up ~160 us per call at short tasks "
+                                 f"(~355 us past 0.4 ms tasks), on top of the M5's 0.11 ms floor ({G} ch. 18)"),
+        "conv_tflops": _p(37.6, f"{M6_REPORT} B8: a bonded program splits each layer over two engines, balanced "
+                                "when the layer is not tiled: 2 x the M5 roof (18.8, guide ch. 9)", 2.0),
+        "matmul_tflops": _p(39.2, f"{M6_REPORT} B8: two engines per bonded program: 2 x the M5 slope (19.6, "
+                                  "guide ch. 12)", 2.0),
+        "weight_gbs": _p(150.0, f"{M6_REPORT} B9: weight reads ~150 GB/s, shared by the two engines"),
+    },
 }
 _FALLBACK = {"h14": "h13", "h15": "h14", "h16": "h17", "h17": "h13", "h18": "h17"}
 SHARED_PRIORS = {
