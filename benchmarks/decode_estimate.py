@@ -3,16 +3,17 @@ compressed, printed beside the published measurements they can be checked agains
 
     python benchmarks/decode_estimate.py [--json]
 
-Method. Each model's decode program (anekit.models.decoder.build_decode: one token, KV cache of
-`context` positions as iOS 18 state where the chip's dialect has it, else as I/O buffers) is built
-with shape-only weights (anekit.quantization.placeholder_weight: zero-stride views, so a 7B model
-costs no memory) and priced whole by ak.cost.estimate_decode (ak.estimate of the program, plus
-ops the engine cannot take, e.g. a classifier over 151936 words, on the CPU roofline of
-anekit.cost.host); tokens/s = 1e3 / ms_per_token. The estimator reads
-shapes, dtypes and weight formats only (tests/test_quantize.py checks placeholders price exactly
-like real weights). One program per token: the published setups split the model into several
-programs (or run parts on the CPU), which this does not model. The cost model was NOT tuned to
-these points; the ratio is reported as it comes out.
+Method. Each published figure is priced as its own setup runs it (`setup`, see PUBLISHED):
+"one-program" is anekit's decode program (anekit.models.decoder.build_decode: one token, KV cache
+of `context` positions as iOS 18 state where the chip's dialect has it, else as I/O buffers), one
+dispatch per token, priced by ak.cost.estimate_decode (ops the engine cannot take, e.g. a
+classifier over 151936 words, on the CPU roofline of anekit.cost.host); "aneforge" is the same
+program on the e5rt route; "window" is Core ML's chunked 64-token-window pipeline, priced by
+ak.cost.estimate_step over its chunk programs (window_pipeline_tok_s). Weights are shape-only
+(anekit.quantization.placeholder_weight: zero-stride views, so a 7B model costs no memory; the
+estimator reads shapes, dtypes and weight formats only, and tests/test_quantize.py checks
+placeholders price exactly like real weights). The cost model was NOT fitted to these figures;
+the ratio is reported as it comes out.
 
 Published figures (the sources, conditions as stated there):
 - Qwen2.5-0.5B-Instruct, 82 tok/s decode on an M4 Pro: maderix/ANE inference README (private
@@ -20,15 +21,16 @@ Published figures (the sources, conditions as stated there):
   baked-weight 1x1 conv kernels on the ANE (169 kernels); RMSNorm, RoPE, attention, SiLU on the
   CPU. Weights from BF16 safetensors; the ANE kernels are fp16. An earlier README revision of the
   same project says ~60 tok/s on an M4 Max.
-- Qwen3-0.6B, ~75 tok/s decode: sbryngelson/ANEForge docs/llm.md (Python, private aned route, no
-  Core ML): fp16 weights, the 28 layers as one ANE program with the KV cache resident on the
+- Qwen3-0.6B, ~75 tok/s decode: sbryngelson/ANEForge docs/llm.md (Python, private aned/e5rt route,
+  no Core ML): fp16 weights, the 28 layers as one ANE program with the KV cache resident on the
   engine (share_buffer), the lm_head on the host (the vocabulary passes the engine's axis limit).
   The page does not name the chip; the project states its measurements are "on an M5 Pro" and
   that it is verified on the M5 Pro and M1 Max, so the M5 Pro is assumed.
-- Llama-2-7B, smpanaro/coreml-llm-cli README (Core ML on the ANE, model smpanaro/Llama-2-7b-coreml,
-  ~4 GB, i.e. 4-bit palettized; 512-token cache, 64-token input chunks, the model split in chunks):
-  7.02 +- 0.11 tok/s on an M1 Max, 13.92 +- 0.5 tok/s on an M3 Max (macOS Sequoia model).
-  The comparable estimate is the lut4 one.
+- Llama-2-7B, smpanaro/coreml-llm-cli README (main branch, macOS 14; Core ML on the ANE, model
+  smpanaro/Llama-2-7b-coreml, ~4 GB, i.e. 4-bit palettized): 7.02 +- 0.11 tok/s on an M1 Max; and
+  antmikinka/AppleNeuralEngine-Kit README (a fork with the same ModelPipeline.swift): 13.92 +- 0.5
+  tok/s on an M3 Max. Both run the 64-token-window pipeline (WINDOW below). The comparable
+  estimate is the lut4 one.
 """
 from __future__ import annotations
 
@@ -189,7 +191,7 @@ def main() -> None:
         json.dump(rows, sys.stdout, indent=1)
         print()
         return
-    print("ak.estimate of one decode program per token (cost model, not measured), beside published figures")
+    print("ak.estimate of each published decode setup (cost model, not measured), beside the published figures")
     print(f"{'model':13} {'chip':7} {'setup':11} {'ctx':>4} {'fp16':>7} {'int8':>7} {'lut4':>7}  {'published':>9}  "
           f"{'est/pub':>12}  {'one-prog':>8}  source")
     for r in rows:

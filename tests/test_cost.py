@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -615,3 +616,23 @@ def test_sweep_on_a_local_ray_instance(tmp_path):
     rows = run_tasks([ok, sin, bad], ["M1", "M4"], ray_address="local", progress=False)
     local = run_tasks([ok, sin, bad], ["M1", "M4"], jobs=1, progress=False)
     assert rows == local and len(rows) == 5
+
+
+def test_decode_benchmark_prices_the_published_window_pipeline():
+    # benchmarks/decode_estimate.py's Core ML window pipeline: 64 rows through every layer (tiled
+    # weight stream, not the single-row rate), 11 block chunks + 1 head chunk per token
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "decode_estimate.py"
+    spec = importlib.util.spec_from_file_location("decode_estimate", path)
+    D = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(D)
+    r = D.window_pipeline_tok_s("Llama-2-7B", "M3 Max", "lut4")
+    assert r["dispatches"] == 12
+    arch = D.MODELS["Llama-2-7B"][0]
+    blocks = D._window_blocks(arch, D.shape_only_weights(arch, "lut4", False)["layers"][:1])
+    est = estimate(blocks, "M3 Max")
+    convs = [o for o in est.ops if o.type == "conv"]
+    assert len(convs) == 7 and all(o.flops == pytest.approx(2 * 64 * o.weight_bytes * 2, rel=0.01) for o in convs)
+    # a token costs at least its 64-row compute at the conv roof, well above one row's
+    flops = 2 * 64 * 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    assert r["us"] > flops / (params_for("M3 Max").conv_tflops * 1e6)
