@@ -217,6 +217,24 @@ def test_output_channel_group_pass_step_on_m1():
     assert r2.compute_us == pytest.approx(base2 + 256 * 32 * 32 * 2 / (p.io_gbs * 1e3))
 
 
+def test_output_channel_groups_grow_over_fewer_positions():
+    # the group fills the accumulator file: 224 channels over a 32x32 tile, 16x more over 64
+    # positions (a 4096-channel 1x1 conv on a 64-token window: 2 passes, not 19); never fewer
+    # than 224 over a larger image (the compiler tiles it spatially)
+    from anekit.cost.model import ocg_passes
+    from anekit.cost.opwork import op_work
+    p = params_for("m1")
+
+    def passes(cout, positions):
+        prog = chain(cout, positions, 1)
+        op = next(o for o in prog.main.ops if o.type == "conv")
+        return ocg_passes(op_work(op, p.streams), p.ocg_channels)
+
+    assert passes(256, 32 * 32) == 2 and passes(4096, 32 * 32) == 19
+    assert passes(4096, 64) == 2 and passes(4096, 1) == 1
+    assert passes(256, 64 * 64) == 2
+
+
 def test_single_row_weights_stream_at_the_gemv_rate():
     # a decode-shaped matmul (one row) streams its weights at gemv_gbs, a 64-row one at weight_gbs
     for chip in ("m4", "m5"):

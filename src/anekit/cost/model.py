@@ -79,15 +79,24 @@ class OpFeature:
     restream_bytes: float = 0.0  # input re-read by extra output-channel-group passes (ch. 20)
 
 
+# The output positions of the spatial tile ch. 20 measured the group at (32 x 32). The group lives
+# in the accumulator file, which holds output channels x positions of one spatial tile: a
+# convolution over fewer positions fits proportionally more channels in one pass (the compiler
+# tiles larger images spatially, so the group never shrinks below its measured size).
+OCG_TILE_POSITIONS = 32 * 32
+
+
 def ocg_passes(w: OpWork, ocg_channels: float) -> int:
     """Output-channel-group passes of a convolution (guide ch. 20): the group holds
-    `ocg_channels` output channels of a 1x1 kernel and shrinks with the kernel's elements (a 3x3
-    group is ~9x smaller; Winograd's transform cuts the effective count, ch. 13, 20); every pass
-    past the first re-streams the input."""
+    `ocg_channels` output channels of a 1x1 kernel over a 32x32 tile, more over fewer positions
+    (OCG_TILE_POSITIONS), and shrinks with the kernel's elements (a 3x3 group is ~9x smaller;
+    Winograd's transform cuts the effective count, ch. 13, 20); every pass past the first
+    re-streams the input."""
     if w.path != "conv" or not w.out_channels or ocg_channels <= 0:
         return 1
     taps = w.taps / WINOGRAD_GAIN if w.winograd else w.taps
-    group = max(1.0, ocg_channels / max(1.0, taps))
+    positions = w.act_out_bytes / (FP16 * w.out_channels) if w.act_out_bytes else OCG_TILE_POSITIONS
+    group = max(1.0, ocg_channels / max(1.0, taps)) * OCG_TILE_POSITIONS / min(OCG_TILE_POSITIONS, max(1.0, positions))
     return max(1, math.ceil(w.out_channels / group - 1e-9))
 
 
