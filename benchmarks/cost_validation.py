@@ -26,7 +26,7 @@ import numpy as np
 from anekit import targets
 from anekit.cost import fit as F
 from anekit.cost.params import generation_of
-from anekit.cost.published import POINTS, UNUSABLE
+from anekit.cost.published import MEASUREMENT_OUTLIERS, POINTS, UNUSABLE
 
 FITTED_JSON = Path(__file__).resolve().parents[1] / "src" / "anekit" / "cost" / "fitted.json"
 
@@ -86,6 +86,12 @@ def run() -> dict:
             "by_source": {s: summ(v) for s, v in by_source.items()},
             "by_family": {f: summ(v) for f, v in sorted(by_family.items())},
             "fitted": tab,
+            "outliers": MEASUREMENT_OUTLIERS,
+            "within_2x_loso_unflagged": int(sum(abs(math.log(r["loso_ms"] / r["published_ms"])) <= math.log(2)
+                                                for r in rows if r["id"] not in MEASUREMENT_OUTLIERS)),
+            "worst_loso": sorted(({"id": r["id"], "factor": math.exp(abs(math.log(r["loso_ms"] / r["published_ms"]))),
+                                   "flagged": r["id"] in MEASUREMENT_OUTLIERS} for r in rows),
+                                 key=lambda w: -w["factor"])[:8],
             "unusable": [{"source": s, "measurement": m, "why": w} for s, m, w in UNUSABLE]}
 
 
@@ -113,6 +119,11 @@ def main(argv=None) -> int:
           f"{res['within_2x_loso']}/{L['n']} points within 2x")
     print(f"in-sample (one fit to every point): median |error| {I['median_abs_pct']:.1f}%, "
           f"max {I['max_abs_pct']:.0f}% (worst factor {I['max_factor']:.2f}x)")
+    n_flag = len(MEASUREMENT_OUTLIERS)
+    print(f"flagged measurement outliers ({n_flag}, kept in every figure above; anekit.cost.published): "
+          f"{res['within_2x_loso_unflagged']}/{L['n'] - n_flag} of the other points within 2x")
+    print("worst LOSO points: " + ", ".join(f"{w['id']} {w['factor']:.2f}x" + (" (flagged)" if w["flagged"] else "")
+                                             for w in res["worst_loso"]))
     print(f"\n{'family':8s} {'points':>6s} {'sources':>7s} {'in-sample med':>13s} {'max x':>6s} {'LOSO med':>9s} {'max x':>6s}")
     for f, s in res["by_family"].items():
         print(f"{f:8s} {s['n']:6d} {s['sources']:7d} {s['insample_median_pct']:12.1f}% {s['insample_max_factor']:6.2f} "
@@ -128,6 +139,9 @@ def main(argv=None) -> int:
     for p in POINTS:
         if p.assumption:
             print(f"  {p.id}: {p.assumption}")
+    print("\nflagged measurement outliers (non-monotone in work within their own run):")
+    for pid, why in MEASUREMENT_OUTLIERS.items():
+        print(f"  {pid}: {why}")
     print("\nmeasurements found but not usable:")
     for u in res["unusable"]:
         print(f"  {u['source']}: {u['measurement']} ({u['why']})")

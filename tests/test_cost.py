@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,6 +217,24 @@ def test_output_channel_group_pass_step_on_m1():
     assert r2.compute_us == pytest.approx(base2 + 256 * 32 * 32 * 2 / (p.io_gbs * 1e3))
 
 
+def test_output_channel_groups_grow_over_fewer_positions():
+    # the group fills the accumulator file: 224 channels over a 32x32 tile, 16x more over 64
+    # positions (a 4096-channel 1x1 conv on a 64-token window: 2 passes, not 19); never fewer
+    # than 224 over a larger image (the compiler tiles it spatially)
+    from anekit.cost.model import ocg_passes
+    from anekit.cost.opwork import op_work
+    p = params_for("m1")
+
+    def passes(cout, positions):
+        prog = chain(cout, positions, 1)
+        op = next(o for o in prog.main.ops if o.type == "conv")
+        return ocg_passes(op_work(op, p.streams), p.ocg_channels)
+
+    assert passes(256, 32 * 32) == 2 and passes(4096, 32 * 32) == 19
+    assert passes(4096, 64) == 2 and passes(4096, 1) == 1
+    assert passes(256, 64 * 64) == 2
+
+
 def test_single_row_weights_stream_at_the_gemv_rate():
     # a decode-shaped matmul (one row) streams its weights at gemv_gbs, a 64-row one at weight_gbs
     for chip in ("m4", "m5"):
@@ -225,6 +244,22 @@ def test_single_row_weights_stream_at_the_gemv_rate():
             r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4096, 4096), np.float16))}), chip).ops[0]
             assert r.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
                                                  / (gbs * 1e3), rel=1e-6)
+
+
+def test_single_row_stream_is_capped_by_the_chips_memory_share():
+    # the same 16-core engine streams a single-row weight slower on a base part's narrower memory
+    # system: gemv = min(engine rate, gemv_share x DRAM); the M4 generations pool one share (TIED)
+    from anekit.cost.params import TIED, generation_values
+    m4, m4max, m5, m5pro = (params_for(c) for c in ("m4", "m4 max", "m5", "m5 pro"))
+    assert m4.gemv_gbs == pytest.approx(min(generation_values("h16")["gemv_gbs"], m4.gemv_share * 120))
+    assert m4.gemv_gbs < m4max.gemv_gbs and m5.gemv_gbs < m5pro.gemv_gbs
+    assert m5.gemv_share == m4.gemv_share and TIED[("h17", "gemv_share")] == "h16"
+    assert "share" in m4.source("gemv_gbs")
+    # only the single-row stream: a 64-row matmul streams at the tiled rate on both parts
+    one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4096)), zeros(4096, 4096))}) for r in (1, 64))
+    assert estimate(one, "m4").ops[0].weights_us > estimate(one, "m4 max").ops[0].weights_us
+    assert estimate(many, "m4").ops[0].weights_us == pytest.approx(
+        4096 * 4096 * 2 * (1 - min(1, m4.resident_bytes / 2 ** 25)) / (m4.weight_gbs * 1e3), rel=1e-6)
 
 
 def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():
@@ -381,6 +416,26 @@ def _dataset():
     if "ds" not in _DS:             # building the 109 points' programs takes a few seconds
         _DS["ds"] = F.collect(POINTS)
     return F, _DS["ds"]
+
+
+def test_flagged_outliers_are_non_monotone_within_their_own_run():
+    # each flagged point has a neighbour in its own source with the same layer width and more
+    # layers that measured faster: the evidence the flag states, checked against the table
+    from anekit.cost.published import MEASUREMENT_OUTLIERS
+    by_id = {p.id: p for p in POINTS}
+    assert set(MEASUREMENT_OUTLIERS) <= set(by_id)
+
+    def depth_width(pid):
+        d, c = pid.rsplit("-", 1)[1].split("x")
+        return int(d), int(c)
+
+    def contradicted(p):      # a chain of >= 2x the layers, same width, same run, measured faster
+        d, c = depth_width(p.id)
+        return any(q.source == p.source and "-chain-" in q.id and depth_width(q.id)[1] == c
+                   and depth_width(q.id)[0] >= 2 * d and q.published_ms < p.published_ms for q in POINTS)
+
+    chains = [p for p in POINTS if "-chain-" in p.id]
+    assert {p.id for p in chains if contradicted(p)} == set(MEASUREMENT_OUTLIERS)
 
 
 def test_fit_recovers_known_parameters():
@@ -579,3 +634,23 @@ def test_sweep_on_a_local_ray_instance(tmp_path):
     rows = run_tasks([ok, sin, bad], ["M1", "M4"], ray_address="local", progress=False)
     local = run_tasks([ok, sin, bad], ["M1", "M4"], jobs=1, progress=False)
     assert rows == local and len(rows) == 5
+
+
+def test_decode_benchmark_prices_the_published_window_pipeline():
+    # benchmarks/decode_estimate.py's Core ML window pipeline: 64 rows through every layer (tiled
+    # weight stream, not the single-row rate), 11 block chunks + 1 head chunk per token
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "decode_estimate.py"
+    spec = importlib.util.spec_from_file_location("decode_estimate", path)
+    D = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(D)
+    r = D.window_pipeline_tok_s("Llama-2-7B", "M3 Max", "lut4")
+    assert r["dispatches"] == 12
+    arch = D.MODELS["Llama-2-7B"][0]
+    blocks = D._window_blocks(arch, D.shape_only_weights(arch, "lut4", False)["layers"][:1])
+    est = estimate(blocks, "M3 Max")
+    convs = [o for o in est.ops if o.type == "conv"]
+    assert len(convs) == 7 and all(o.flops == pytest.approx(2 * 64 * o.weight_bytes * 2, rel=0.01) for o in convs)
+    # a token costs at least its 64-row compute at the conv roof, well above one row's
+    flops = 2 * 64 * 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    assert r["us"] > flops / (params_for("M3 Max").conv_tflops * 1e6)

@@ -31,7 +31,12 @@ from .. import targets
 _FIELDS = P.FITTED
 _GENS = tuple(P.GENERATIONS)
 # log bounds: factors never above 1 (a spill cannot speed the array up); rates within 100x.
-_UPPER_ONE = ("spill_factor", "cliff_factor")
+_UPPER_ONE = P.FRACTIONS
+# Where the search starts when it is not the prior: the single-row share enters through a min()
+# with the engine's own rate, so at its prior (0.75) the cap binds on no chip and the search sees no
+# slope; starting low, where the cap binds, lets the data move it (the prior still pulls it back
+# where no point constrains it).
+_START = {"gemv_share": 0.25}
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Dataset:
     chip_gen: np.ndarray
     chip_scale: np.ndarray    # rate scale to the generation's reference chip (params.chip_scale)
     chip_cap: np.ndarray      # DRAM cap on the streams (GB/s; inf when unknown)
+    chip_dram: np.ndarray     # the chip's DRAM bandwidth (GB/s; inf when unknown): caps the single-row stream
     measured: np.ndarray      # published ms per point
     sources: list             # source of each point
 
@@ -62,7 +68,8 @@ class Dataset:
         return Dataset([p for p, k in zip(self.points, keep) if k], {c: v[ok] for c, v in self.cols.items()},
                        new_prog[self.op_prog[ok]], new_point[self.prog_point[pk]], self.prog_sign[pk],
                        self.prog_chip[pk], self.prog_host[pk], self.chips, self.chip_gen, self.chip_scale,
-                       self.chip_cap, self.measured[keep], [s for s, k in zip(self.sources, keep) if k])
+                       self.chip_cap, self.chip_dram, self.measured[keep],
+                       [s for s, k in zip(self.sources, keep) if k])
 
 
 def collect(points) -> Dataset:
@@ -85,37 +92,41 @@ def collect(points) -> Dataset:
             prog_sign.append(sign)
             prog_chip.append(chip_index[chip.name])
     cols = {c: np.concatenate([x[c] for x in cols_list]) for c in cols_list[0]}
-    gens, scales, caps = [], [], []
+    gens, scales, caps, drams = [], [], [], []
     for chip in chips:
         gen, _ = P.generation_of(chip)
         gens.append(_GENS.index(gen))
         scales.append(P.chip_scale(chip, gen)[0])
         caps.append(P.DRAM_SHARE * chip.dram_gbs if chip.dram_gbs else np.inf)
+        drams.append(chip.dram_gbs or np.inf)
     return Dataset(list(points), cols, np.array(op_prog), np.array(prog_point), np.array(prog_sign),
-                   np.array(prog_chip), np.array(prog_host, float), chips, np.array(gens), np.array(scales), np.array(caps),
+                   np.array(prog_chip), np.array(prog_host, float), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams),
                    np.array([p.published_ms for p in points]), [p.source for p in points])
 
 
 def _theta0() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Initial values (log priors), prior log-spreads and names of the parameter vector."""
     vals, sig, names = [], [], []
+    starts = []
     for g in _GENS:
         for f in _FIELDS:
             pr = P.prior(g, f)
             vals.append(math.log(pr.value))
+            starts.append(math.log(_START.get(f, pr.value)))
             sig.append(pr.sigma)
             names.append(f"{g}.{f}")
     pr = P.SHARED_PRIORS["host_copy_gbs"]
     vals.append(math.log(pr.value))
     sig.append(pr.sigma)
     names.append("host_copy_gbs")
-    return np.array(vals), np.array(sig), np.array(vals), names
+    starts.append(vals[-1])
+    return np.array(vals), np.array(sig), np.array(starts), names
 
 
 def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     """Predicted ms of every point for a parameter vector."""
     nf = len(_FIELDS)
-    g = np.exp(theta[:-1]).reshape(len(_GENS), nf)
+    g = _tied(np.exp(theta[:-1]).reshape(len(_GENS), nf))
     host_gbs = math.exp(theta[-1])
     scale = ds.chip_scale
     per_chip = {f: g[ds.chip_gen, j] for j, f in enumerate(_FIELDS)}
@@ -123,6 +134,7 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
         per_chip[f] = per_chip[f] * scale
     for f in P.CAPPED_STREAMS:
         per_chip[f] = np.minimum(per_chip[f], ds.chip_cap)
+    per_chip["gemv_gbs"] = np.minimum(per_chip["gemv_gbs"], per_chip["gemv_share"] * ds.chip_dram)
     per_chip["vector_gbs"] = P.VECTOR_RATIO * per_chip["io_gbs"]
     op_chip = ds.prog_chip[ds.op_prog]
     t = op_times(ds.cols, {k: v[op_chip] for k, v in per_chip.items()})
@@ -131,6 +143,13 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     prog_us = prog_us + per_chip["dispatch_us"][ds.prog_chip] + ds.prog_host * prog_io / (host_gbs * 1e3)
     point_us = np.bincount(ds.prog_point, weights=prog_us * ds.prog_sign, minlength=len(ds.points))
     return np.maximum(point_us, 1e-3) / 1e3
+
+
+def _tied(g: np.ndarray) -> np.ndarray:
+    """The generation x field value matrix with tied entries (params.TIED) taken from their source."""
+    for (gen, f), src in P.TIED.items():
+        g[_GENS.index(gen), _FIELDS.index(f)] = g[_GENS.index(src), _FIELDS.index(f)]
+    return g
 
 
 def _weights(ds: Dataset) -> np.ndarray:
@@ -171,7 +190,7 @@ def fit(ds: Dataset, theta0: np.ndarray | None = None) -> np.ndarray:
 def table(theta: np.ndarray) -> dict:
     """A fitted.json-shaped table of a parameter vector."""
     nf = len(_FIELDS)
-    g = np.exp(theta[:-1]).reshape(len(_GENS), nf)
+    g = _tied(np.exp(theta[:-1]).reshape(len(_GENS), nf))
     return {"generations": {gen: {f: float(g[i, j]) for j, f in enumerate(_FIELDS)} for i, gen in enumerate(_GENS)},
             "shared": {"host_copy_gbs": math.exp(float(theta[-1]))}}
 

@@ -8,8 +8,9 @@ One op:   us = max(compute, weight stream, spill traffic) + program I/O it carri
                   cost/published.py)
                   / DRAM weight stream: every compression format streams
                   at its stored size where the family streams it (guide ch. 7, 35)
-  exposed load  = a program's first convolution waits for its kernel (stored bytes / conv load
-                  rate) before the array starts; every later layer's kernel is prefetched while
+  exposed load  = a program's first convolution waits for its kernel (stored bytes, at most a
+                  weight SRAM's worth, / conv load rate) before the array starts, the rest of a
+                  larger kernel streams under its compute; every later layer's kernel is prefetched while
                   the layer before it computes, so it only binds through the max() above
                   (fused-graph amortization of weight loads, ch. 9, 18)
 One program: dispatch floor (once per program and route: fusion amortizes it, ch. 9, 18)
@@ -71,26 +72,36 @@ class OpFeature:
     over_ws: bool = False   # an operand passes the activation working set
     over_wsram: bool = False  # the op's weights pass the weight SRAM
     first_conv: bool = False  # the program's first convolution: its kernel load is exposed
+    exposed_cap: float = 0.0  # at most this many of its weight bytes are loaded before the array starts
     fill: float = 1.0
     stream_share: float = 1.0  # share of its weights streamed each call (the rest stay resident)
     gemv: bool = False      # fewer rows than a width granule: weights stream at the single-row rate
     restream_bytes: float = 0.0  # input re-read by extra output-channel-group passes (ch. 20)
 
 
+# The output positions of the spatial tile ch. 20 measured the group at (32 x 32). The group lives
+# in the accumulator file, which holds output channels x positions of one spatial tile: a
+# convolution over fewer positions fits proportionally more channels in one pass (the compiler
+# tiles larger images spatially, so the group never shrinks below its measured size).
+OCG_TILE_POSITIONS = 32 * 32
+
+
 def ocg_passes(w: OpWork, ocg_channels: float) -> int:
     """Output-channel-group passes of a convolution (guide ch. 20): the group holds
-    `ocg_channels` output channels of a 1x1 kernel and shrinks with the kernel's elements (a 3x3
-    group is ~9x smaller; Winograd's transform cuts the effective count, ch. 13, 20); every pass
-    past the first re-streams the input."""
+    `ocg_channels` output channels of a 1x1 kernel over a 32x32 tile, more over fewer positions
+    (OCG_TILE_POSITIONS), and shrinks with the kernel's elements (a 3x3 group is ~9x smaller;
+    Winograd's transform cuts the effective count, ch. 13, 20); every pass past the first
+    re-streams the input."""
     if w.path != "conv" or not w.out_channels or ocg_channels <= 0:
         return 1
     taps = w.taps / WINOGRAD_GAIN if w.winograd else w.taps
-    group = max(1.0, ocg_channels / max(1.0, taps))
+    positions = w.act_out_bytes / (FP16 * w.out_channels) if w.act_out_bytes else OCG_TILE_POSITIONS
+    group = max(1.0, ocg_channels / max(1.0, taps)) * OCG_TILE_POSITIONS / min(OCG_TILE_POSITIONS, max(1.0, positions))
     return max(1, math.ceil(w.out_channels / group - 1e-9))
 
 
 FEATURE_COLUMNS = ("path", "exec_flops", "fill", "weight_bytes", "vector_bytes", "io_bytes", "spill_bytes",
-                   "over_ws", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes")
+                   "over_ws", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap")
 
 
 def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
@@ -108,6 +119,7 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["over_ws"][i] = f.over_ws
         cols["over_wsram"][i] = f.over_wsram
         cols["first_conv"][i] = f.first_conv
+        cols["exposed_cap"][i] = f.exposed_cap
         cols["stream_share"][i] = f.stream_share
         cols["gemv"][i] = f.gemv and f.path in ("conv", "matmul")
         cols["restream_bytes"][i] = f.restream_bytes if f.path == "conv" else 0.0
@@ -131,11 +143,15 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
     wbytes = cols["weight_bytes"] * cols["stream_share"]
     stream_gbs = np.where(vec, p["vector_gbs"], np.where(cols["gemv"] > 0, p["gemv_gbs"], p["weight_gbs"]))
     streamed = wbytes / (stream_gbs * 1e3)
-    exposed = np.where(first, wbytes / (p["conv_load_gbs"] * 1e3), 0.0)
-    weights = np.where(first, exposed, streamed)
+    # The exposed load is the part of the first kernel the weight SRAM holds; a kernel larger than the
+    # SRAM cannot be loaded whole before the array starts, so the rest streams under the compute.
+    exposed_bytes = np.where(first, np.minimum(wbytes, cols["exposed_cap"]), 0.0)
+    exposed = exposed_bytes / (p["conv_load_gbs"] * 1e3)
+    rest = (wbytes - exposed_bytes) / (stream_gbs * 1e3)
+    weights = np.where(first, exposed + rest, streamed)
     spill = cols["spill_bytes"] / (p["io_gbs"] * 1e3)
     io = cols["io_bytes"] / (p["io_gbs"] * 1e3)
-    us = np.maximum(np.maximum(compute, np.where(first, 0.0, streamed)), spill) + exposed + io
+    us = np.maximum(np.maximum(compute, np.where(first, rest, streamed)), spill) + exposed + io
     return {"compute": compute, "weights": weights, "spill": spill, "io": io, "us": us}
 
 
@@ -183,6 +199,7 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
             f.over_wsram = w.weight_bytes > weight_sram
             if path == "conv" and not seen_conv:
                 f.first_conv = seen_conv = True
+                f.exposed_cap = weight_sram
             f.gemv = 0 < w.rows < GEMV_ROWS
             f.restream_bytes = (ocg_passes(w, ocg_channels) - 1) * w.act_in_bytes
         feats.append(f)

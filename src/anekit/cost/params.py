@@ -27,6 +27,7 @@ from ..errors import TargetError
 from .. import targets
 
 G = "ANE guide (arXiv 2606.22283)"
+M6_REPORT = "public M6 measurement notes (Mac18,5, h18g)"
 SEED1 = "seed 001 (maderix, M4 Max)"
 ASSUMED = "assumption"
 
@@ -35,7 +36,7 @@ GENERATIONS = {"h13": "M1 Max", "h14": "M2 Pro", "h15": "M3 Max", "h16": "M4 Max
 
 # Fitted per generation, in this order (the fit works on their logarithms).
 FITTED = ("dispatch_us", "conv_tflops", "matmul_tflops", "weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs",
-          "spill_factor", "cliff_factor")
+          "spill_factor", "cliff_factor", "gemv_share")
 # Shared across generations.
 SHARED = ("host_copy_gbs",)
 
@@ -45,6 +46,14 @@ DRAM_SHARE = 0.75
 # The measured working-set threshold sits ~10% above the table value (2.31 MB vs 2 MiB on the
 # M1: tiler double-buffer margin, guide ch. 21); used where no measurement exists.
 WS_MARGIN = 2.31e6 / 2097152
+# The single-row (decode) weight stream has no tile reuse: it is one DMA stream per op, bound by the
+# engine's own DMA rate (gemv_gbs) or by the share of the chip's memory system it gets
+# (gemv_share x DRAM), whichever is lower. The share is fitted per generation: a base part's narrower
+# memory system streams a decoder's weights much slower than its Max/Pro sibling with the same
+# 16-core engine (anemll-bench heads: M4 64 GB/s, M4 Max 120 GB/s; ANEForge decoders: M4 28 GB/s,
+# M5 Pro >= 140 GB/s), while the M1 reads 0.8 of its 68 GB/s (ANEForge M1 decode).
+GEMV_SHARE_SOURCE = ("fitted share of the chip's DRAM bandwidth that a single-row weight stream reaches; prior "
+                     f"{DRAM_SHARE} (the DRAM_SHARE assumption), loose: no published figure")
 # The vector (elementwise) path streams on chip; no published figure: 4x the I/O stream.
 VECTOR_RATIO = 4.0
 # Dispatch floor per route relative to the standard evaluate path: the guide measures ~0.19 ms
@@ -93,6 +102,7 @@ PRIORS: dict[str, dict[str, Prior]] = {
         "spill_factor": _p(0.4, f"{G} ch. 9: the same matmul drops from 12 to ~4.8 TFLOP/s past the working set"),
         "cliff_factor": _p(0.7, "maderix, 'Inside the M4 ANE, part 2': ~30% slower once weights pass the "
                                 "on-chip SRAM (measured on M4; assumed for this generation)", 2.0),
+        "gemv_share": _p(DRAM_SHARE, GEMV_SHARE_SOURCE, 4.0),
         "working_set_bytes": _p(2.31e6, f"{G} ch. 21: measured working-set threshold 2.28-2.34 MB"),
         "ocg_channels": _p(224, f"{G} ch. 20: a 1x1 fp16 conv's per-layer slope doubles (second output-channel-"
                                 "group pass) between 192 and 256 output channels; the midpoint"),
@@ -125,16 +135,27 @@ PRIORS: dict[str, dict[str, Prior]] = {
         "matmul_tflops": _p(19.6, f"{G} ch. 12: M5 matmul-slope peak ~19.6 fp16 TFLOP/s"),
         "spill_factor": _p(0.485, f"{G} ch. 12: single large matmul 9.5 vs slope 19.6 TFLOP/s"),
         "weight_gbs": _p(145.0, f"{G} ch. 12: M5 weight stream ~145 GB/s over two read channels"),
-        "gemv_gbs": _p(51.0, f"{ASSUMED}: the M1's single-row rate ({G} ch. 9, 51 GB/s): batch-1 decode of whole "
-                             "decoders barely speeds up past the M1 (issue 17's unseen M4 Pro and M5 points). "
-                             "Not ch. 9's isolated M5 decode GEMV (~112 GB/s), which a whole decoder does not reach",
-                       2.0),
+        "gemv_gbs": _p(112.0, f"{G} ch. 9: an M5 decode GEMV reaches ~112 GFLOP/s, a weight DMA path near 112 GB/s "
+                              "(the engine's own single-row rate; a base part's memory system caps it lower: "
+                              "gemv_share)"),
         "io_gbs": _p(57.0, f"{G} ch. 10, 18: M5 effective stream ~57 GB/s"),
         "conv_load_gbs": _p(57.0, f"{G} ch. 18: M5 fitted bandwidth 57 GB/s of the analytic model (single convs)"),
         "working_set_bytes": _p(4.72e6, f"{G} ch. 12: M5 working-set threshold 4.72 MB"),
         "weight_sram_bytes": _p(32e6, f"{ASSUMED}: as the M4 generation", 2.0),
     },
-    "h18": {},   # M6: nothing published beyond one benchmark submission; starts from the M5 values
+    # M6 (Mac18,5): the compiler's default M6 target (h18g) builds *bonded* programs, each layer split
+    # spatially over two engines with one kick on each (guide ch. 22: bonded networks, co-issue on the
+    # two engines). Figures from a public M6 measurement report (Mac18,5, macOS 27.0.1, 2026-10-02:
+    # "疑似缺陷与不合理的行为（M6）", items B5, B8, B9).
+    "h18": {
+        "dispatch_us": _p(270.0, f"{M6_REPORT} B5: host-side completion and wake-up ~160 us per call at short tasks "
+                                 f"(~355 us past 0.4 ms tasks), on top of the M5's 0.11 ms floor ({G} ch. 18)"),
+        "conv_tflops": _p(37.6, f"{M6_REPORT} B8: a bonded program splits each layer over two engines, balanced "
+                                "when the layer is not tiled: 2 x the M5 roof (18.8, guide ch. 9)", 2.0),
+        "matmul_tflops": _p(39.2, f"{M6_REPORT} B8: two engines per bonded program: 2 x the M5 slope (19.6, "
+                                  "guide ch. 12)", 2.0),
+        "weight_gbs": _p(150.0, f"{M6_REPORT} B9: weight reads ~150 GB/s, shared by the two engines"),
+    },
 }
 _FALLBACK = {"h14": "h13", "h15": "h14", "h16": "h17", "h17": "h13", "h18": "h17"}
 SHARED_PRIORS = {
@@ -158,7 +179,13 @@ RESIDENT = {
 # the guide measures alike on M1 and M2 parts (51 and 53.8 GB/s, ch. 7, 9); it is capped by
 # the chip's DRAM like the other streams.
 _RATES = ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs")
-CAPPED_STREAMS = ("weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs")
+CAPPED_STREAMS = ("weight_gbs", "conv_load_gbs", "io_gbs")
+# Parameters one generation takes from another instead of having its own: the single-row share is a
+# property of the SoC's memory system, and the LPDDR5X generations (M4, M5, M6) pool their evidence in
+# one value (assumption: one M5 base-chip decode point alone cannot separate its share from its rate).
+TIED = {("h17", "gemv_share"): "h16", ("h18", "gemv_share"): "h16"}
+# Fitted factors that are shares (never above 1).
+FRACTIONS = ("spill_factor", "cliff_factor", "gemv_share")
 # Published constants, not fitted (they decide which ops cross a threshold).
 CONSTANTS = ("working_set_bytes", "weight_sram_bytes", "ocg_channels")
 
@@ -184,6 +211,7 @@ class CostParams:
     ocg_channels: float = 224.0     # 1x1 output channels one output-channel-group pass holds (ch. 20)
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
+    gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
     measured: bool = True       # False: no published point measures this generation
@@ -240,10 +268,10 @@ def generation_values(gen: str, table: Mapping | None = None) -> dict[str, float
     """Parameter values of a generation's reference chip: fitted where fitted.json (or the
     given table) has them, the prior otherwise; plus the shared constants."""
     tab = fitted() if table is None else table
-    gvals = tab.get("generations", {}).get(gen, {})
     out = {}
     for f in FITTED + CONSTANTS:
-        out[f] = float(gvals.get(f, prior(gen, f).value))
+        src = TIED.get((gen, f), gen)
+        out[f] = float(tab.get("generations", {}).get(src, {}).get(f, prior(src, f).value))
     for f in SHARED:
         out[f] = float(tab.get("shared", {}).get(f, SHARED_PRIORS[f].value))
     return out
@@ -321,6 +349,10 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
         if chip.dram_gbs and vals[f] > DRAM_SHARE * chip.dram_gbs:
             vals[f] = DRAM_SHARE * chip.dram_gbs
             srcs[f] = f"capped at {DRAM_SHARE} x the chip's {chip.dram_gbs} GB/s DRAM"
+    if chip.dram_gbs and vals["gemv_gbs"] > vals["gemv_share"] * chip.dram_gbs:
+        vals["gemv_gbs"] = vals["gemv_share"] * chip.dram_gbs
+        srcs["gemv_gbs"] = (f"capped at the fitted share {vals['gemv_share']:.3g} of the chip's {chip.dram_gbs} GB/s "
+                            f"DRAM ({GEMV_SHARE_SOURCE})")
     if chip.working_set_bytes and gen != "h17" and chip.working_set_bytes != targets.get(anchor).working_set_bytes:
         vals["working_set_bytes"] = chip.working_set_bytes * WS_MARGIN
         srcs["working_set_bytes"] = f"{chip.source('working_set_bytes')}, plus the ~10% tiler margin (ch. 21)"
@@ -338,5 +370,6 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       conv_load_gbs=vals["conv_load_gbs"],
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
-                      host_copy_gbs=vals["host_copy_gbs"], streams=chip.streams, fitted=is_fitted,
+                      host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"],
+                      streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)
