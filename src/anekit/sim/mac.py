@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import compiled
+from . import _compiled_mac, compiled
 from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
 from .profiles import NumericsProfile
 
@@ -341,7 +341,13 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
         swap, rows, cols = True, n, m                                   # the products stay x * w
         sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
     out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
-    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, _plain(xo, wo, p, limit))
+    plain = _plain(xo, wo, p, limit)
+    four = _compiled_mac.kernel() if plain and p.mac_tile_lanes == 4 else None
+    if four is not None:            # the same bits in vector registers (_compiled_mac.py)
+        four(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
+             _ceil(limit))
+    else:
+        jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, plain)
     out = out[..., :cols]
     return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))
 
