@@ -19,8 +19,12 @@ so that it runs in vector registers:
 Used only while sim/compiled.py's kernels are on (the same switch), and only where the host
 converts to fp16 in hardware (x86-64 with F16C, arm64); elsewhere the general kernel runs.
 tests/test_sim_compiled_mac.py checks it against the numpy route and compiled._round16.
+
+Also here: one pass for a MAC operand's max, min and subnormal check (mac.Operand).
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -34,6 +38,8 @@ _TINY = np.array([_TINY_BITS], np.uint32).view(F32)[0]
 _FLUSH_LIM = np.array([_FLUSH_BITS], np.uint32).view(F32)[0]
 _FLOOR = F32(2.0 ** -14)
 _ZERO, _INF = F32(0.0), F32(np.inf)
+_SUB_BITS, _INF_BITS = np.uint32(0x387FFFFF), np.uint32(0x7F800000)     # |bits| below 2**-14; of inf
+HARDWARE_FP16 = False            # set when compiled: whether products4 may run on this host
 
 
 def available() -> bool:
@@ -160,6 +166,31 @@ _VARIANTS = {(True, True): "_rounded_flushed", (True, False): "_rounded", (False
              (False, False): "_raw"}
 
 
+def _abs_bits(x):                 # |x|'s bits as an integer (an intrinsic once compiled)
+    return int(np.array([x], F32).view(np.uint32)[0] & 0x7FFFFFFF)
+
+
+def _operand_stats(a):
+    """(largest |bits|, whether some element is a nonzero below 2**-14) of a flat float32
+    array: integer reductions, which vectorise (float max/min with NaN rules do not)."""
+    top, sub = 0, 0
+    for i in range(a.shape[0]):
+        m = _abs_bits(a[i])
+        top = max(top, m)
+        sub |= (m - 1) < _SUB_BITS
+    return top, sub
+
+
+def operand_stats(a: np.ndarray) -> tuple[bool, float, bool]:
+    """mac.Operand's (finite, peak) and whether the M1 flush would change the array, in one
+    pass over a C-contiguous float32 array with elements instead of three: the peak is the
+    largest magnitude, NaN when there is a NaN (numpy's max and min are NaN then)."""
+    top, sub = _operand_stats(a.reshape(-1))
+    if top > _INF_BITS:
+        return False, float("nan"), bool(sub)
+    return bool(top < _INF_BITS), float(np.array([top], np.uint32).view(F32)[0]), bool(sub)
+
+
 def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil) -> None:
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
     itz, ceil, True) for 0 <= guard <= 10, through the compiled kernel for the flags."""
@@ -171,8 +202,6 @@ def _compile():
     """Swap the plain functions above for numba ones, compiled now or loaded from numba's
     on-disk cache (helpers at module level: a closure over a compiled function would miss
     the cache in every new process)."""
-    if not available():
-        raise ImportError("no hardware fp16 conversion")       # the general kernel runs instead
     import numba
     from llvmlite import ir
     from numba.core import types as t
@@ -200,6 +229,13 @@ def _compile():
             return builder.call(fn, args)
         return t.float32(t.float32, t.float32), codegen
 
+    @intrinsic
+    def abs_bits(typingctx, x):
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
+        return t.uint32(t.float32), codegen
+
     g = globals()
     g["_half"], g["_exponent"], g["_copysign"] = half, exponent, copysign
     for name in ("_product", "_quantize", "_tile", "_saturate"):
@@ -207,9 +243,13 @@ def _compile():
     g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
     ro = lambda nd, dt=t.float32: t.Array(dt, nd, "C", readonly=True)       # noqa: E731
     sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"), t.float32, t.float32)
-    for name in _VARIANTS.values():
-        g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
-    return products4
+    g["HARDWARE_FP16"] = available()        # else the general kernel runs (mac.py checks)
+    if HARDWARE_FP16:
+        for name in _VARIANTS.values():
+            g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
+    g["_abs_bits"] = abs_bits
+    g["_operand_stats"] = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)(g["_operand_stats"])
+    return sys.modules[__name__]
 
 
 kernel = compiled.LazyKernel("four-lane MAC kernel", _compile)

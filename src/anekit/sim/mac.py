@@ -178,12 +178,23 @@ class Operand:
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
-        hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
-        self.finite = math.isfinite(hi) and math.isfinite(lo)
-        self.peak = max(abs(hi), abs(lo))
-        self.k_axis, self.const = k_axis, const
         self.flush = p.mac_flush_subnormals and not p.exact
         self._absmax = self._abssum = self._fast = self._t = self._b = None
+        dense = self.array.flags.c_contiguous
+        jit = _compiled_mac.kernel() if self.array.size and (dense or self.flush) else None
+        if jit is not None:
+            # One pass instead of max, min and the M1 flush's own; without fp16 subnormals the
+            # flush is a C-contiguous copy (what compiled.flush_subnormals returns: the same
+            # layout for BLAS), or the array itself when it already is one.
+            a = self.array if dense else np.ascontiguousarray(self.array)
+            self.finite, self.peak, sub = jit.operand_stats(a)
+            if self.flush and not sub:
+                self._fast = a
+        else:
+            hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
+            self.finite = math.isfinite(hi) and math.isfinite(lo)
+            self.peak = max(abs(hi), abs(lo))
+        self.k_axis, self.const = k_axis, const
 
     def transposed_blocks(self, layout) -> np.ndarray:
         """layout(the array with its last two axes swapped), kept for a constant operand: the
@@ -343,8 +354,8 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
     plain = _plain(xo, wo, p, limit)
     four = _compiled_mac.kernel() if plain and p.mac_tile_lanes == 4 else None
-    if four is not None:            # the same bits in vector registers (_compiled_mac.py)
-        four(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
+    if four is not None and four.HARDWARE_FP16:         # the same bits in vector registers
+        four.products4(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
              _ceil(limit))
     else:
         jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, plain)
@@ -401,6 +412,12 @@ def _ceiling_risk(xo: Operand, wo: Operand, shape, limit):
     """Outputs whose running partial might reach the ceiling (a bool mask), or None. Every
     partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
     max_k |x_mk| * sum_k |w_kn| and by sum_k |x_mk| * max_k |w_kn|."""
+    # Every partial is at most K * peak_x * peak_w; the float32 line sums below exceed their
+    # exact values by under K * 2**-24 relatively, so under 1.01 times that bound (K <= 2**17)
+    # the first check below passes too: skip the line sums.
+    k = xo.array.shape[-1]
+    if k <= 1 << 17 and xo.peak * wo.peak * k * 1.01 < limit:
+        return None
     # Cheap scalar bounds first (peak of one operand times the largest line sum of the
     # other), starting with the line sums a constant operand already has cached.
     for a, b in sorted(((xo, wo), (wo, xo)), key=lambda pair: not pair[1].const):
