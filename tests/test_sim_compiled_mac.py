@@ -80,6 +80,26 @@ def test_hardware_product_rounding_is_round16(four):
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("limit", [None, 32768.0, 1000.7])
+def test_fused_output_port_is_round16(four, limit):
+    """The output port inside the kernel (_port) against compiled._round16 with the same
+    saturation limit, on accumulator values: finite ones of every magnitude, infinities."""
+    from anekit.sim import fp16
+    rng = np.random.default_rng(1)
+    u = rng.integers(0, 0x7F800001, 4000, dtype=np.int64).astype(np.uint32)
+    values = np.concatenate([u, u | np.uint32(0x80000000)]).view(np.float32)
+    values[:6] = [65519.0, 65520.0, 32767.0, 32768.0, 1000.7, np.inf]
+    top_bits = mac._port_top(limit)
+    top = np.array([top_bits], np.uint32).view(np.float32)[0]
+    for flush in (False, True):
+        want = np.array([compiled._round16(v, np.int64(top_bits), flush, True, np.float32(0)) for v in values],
+                        np.float32)
+        got = np.array([_compiled_mac._port(v, top, flush) for v in values], np.float32)
+        assert_same_bits(want, got)
+        assert_same_bits(fp16.round_fp16(values, limit=limit, flush=flush), want)
+
+
+@pytest.mark.numba
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 @pytest.mark.parametrize("shapes", SHAPES, ids=str)
 def test_plain_lane_route_is_bit_identical(four, profile, shapes):

@@ -104,10 +104,22 @@ def _saturate(s, ceil):
     return _copysign(_INF, s) if abs(s) >= ceil else s
 
 
-def _run(scal, vec, sidx, vidx, out, scale, ceil, round_products, flush):
+def _port(v, top, flush):
+    """mac.port_output of one accumulator value that is finite or an infinity (no NaN on plain
+    operands): compiled._round16 with the largest kept magnitude `top` (as a float32), by the
+    hardware conversion as in _product."""
+    m = abs(v)
+    if flush and m > _TINY and m < _FLUSH_LIM:
+        return _ZERO
+    h = _half(v)
+    return _copysign(_INF, v) if abs(h) > top else h
+
+
+def _run(scal, vec, sidx, vidx, out, scale, ceil, top, round_products, flush):
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
-    itz, ceil, True) with scale = 1.5 * 2**(13 - guard): the swap and the NaN rule cannot matter
-    on plain operands. Inlined into one kernel per flag pair, so that the flags are constants
+    itz, ceil, True) with scale = 1.5 * 2**(13 - guard), then the output port (mac.port_output with
+    the largest kept magnitude top) on each block while it is in cache: the swap and the NaN
+    rule cannot matter on plain operands. Inlined into one kernel per flag pair, so that the flags are constants
     in the loop body (as runtime flags they kept LLVM from streamlining it: 1.6x slower).
     Plain indexing throughout: a row view per tile would cost a reference-count call each."""
     nb = sidx.shape[0]
@@ -144,22 +156,24 @@ def _run(scal, vec, sidx, vidx, out, scale, ceil, round_products, flush):
                         p2 = _product(a2, vec[vb, i, k2, v], rp, fl) if n > 2 else _ZERO
                         s = _tile(_product(a0, vec[vb, i, full, v], rp, fl), p1, p2, _ZERO, scale, rp)
                         out[b, si, o + v] = _saturate(s if full == 0 else out[b, si, o + v] + s, ceil)
+                for v in range(width):
+                    out[b, si, o + v] = _port(out[b, si, o + v], top, fl)
 
 
-def _rounded_flushed(scal, vec, sidx, vidx, out, scale, ceil):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, True, True)
+def _rounded_flushed(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, True)
 
 
-def _rounded(scal, vec, sidx, vidx, out, scale, ceil):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, True, False)
+def _rounded(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, False)
 
 
-def _raw_flushed(scal, vec, sidx, vidx, out, scale, ceil):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, False, True)
+def _raw_flushed(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, True)
 
 
-def _raw(scal, vec, sidx, vidx, out, scale, ceil):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, False, False)
+def _raw(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
 
 
 _VARIANTS = {(True, True): "_rounded_flushed", (True, False): "_rounded", (False, True): "_raw_flushed",
@@ -191,11 +205,13 @@ def operand_stats(a: np.ndarray) -> tuple[bool, float, bool]:
     return bool(top < _INF_BITS), float(np.array([top], np.uint32).view(F32)[0]), bool(sub)
 
 
-def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil) -> None:
+def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, top_bits) -> None:
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
-    itz, ceil, True) for 0 <= guard <= 10, through the compiled kernel for the flags."""
+    itz, ceil, True) for 0 <= guard <= 10, then the output port with largest kept |bits|
+    top_bits, through the compiled kernel for the flags."""
     fn = globals()[_VARIANTS[bool(round_products), bool(flush)]]
-    fn(scal, vec, sidx, vidx, out, F32(1.5 * 2.0 ** (13 - guard)), F32(ceil))
+    top = np.array([top_bits], np.uint32).view(F32)[0]
+    fn(scal, vec, sidx, vidx, out, F32(1.5 * 2.0 ** (13 - guard)), F32(ceil), top)
 
 
 def _compile():
@@ -238,11 +254,12 @@ def _compile():
 
     g = globals()
     g["_half"], g["_exponent"], g["_copysign"] = half, exponent, copysign
-    for name in ("_product", "_quantize", "_tile", "_saturate"):
+    for name in ("_product", "_quantize", "_tile", "_saturate", "_port"):
         g[name] = numba.njit(cache=True)(g[name])
     g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
     ro = lambda nd, dt=t.float32: t.Array(dt, nd, "C", readonly=True)       # noqa: E731
-    sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"), t.float32, t.float32)
+    sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"), t.float32, t.float32,
+                 t.float32)
     g["HARDWARE_FP16"] = available()        # else the general kernel runs (mac.py checks)
     if HARDWARE_FP16:
         for name in _VARIANTS.values():
