@@ -115,19 +115,26 @@ def _port(v, top, flush):
     return _copysign(_INF, v) if abs(h) > top else h
 
 
+def _tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl):
+    """The tile value of lanes t0 .. t0 + 3 for output v of block i (operand row a0 .. a3)."""
+    return _tile(_product(a0, vec[vb, i, t0, v], rp, fl), _product(a1, vec[vb, i, t0 + 1, v], rp, fl),
+                 _product(a2, vec[vb, i, t0 + 2, v], rp, fl), _product(a3, vec[vb, i, t0 + 3, v], rp, fl),
+                 scale, rp)
+
+
 def _run(scal, vec, sidx, vidx, out, scale, ceil, top, round_products, flush):
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
-    itz, ceil, True) with scale = 1.5 * 2**(13 - guard), then the output port (mac.port_output with
-    the largest kept magnitude top) on each block while it is in cache: the swap and the NaN
-    rule cannot matter on plain operands. Inlined into one kernel per flag pair, so that the flags are constants
-    in the loop body (as runtime flags they kept LLVM from streamlining it: 1.6x slower).
-    Plain indexing throughout: a row view per tile would cost a reference-count call each."""
+    itz, ceil, True) with scale = 1.5 * 2**(13 - guard), then the output port (mac.port_output
+    with the largest kept magnitude top) on each block while it is in cache: the swap and the
+    NaN rule cannot matter on plain operands. Inlined into one kernel per flag pair, so that
+    the flags are constants in the loop body (as runtime flags they kept LLVM from
+    streamlining it: 1.6x slower). Plain indexing, no row views (each would cost a
+    reference-count call); the operand row's four values are read before each loop over
+    the block (the loop writes `out`, so the compiler could not hoist them itself)."""
     nb = sidx.shape[0]
     ns, k = scal.shape[1], scal.shape[2]
     nblk, width = vec.shape[1], vec.shape[3]
     full = k - k % 4
-    n = k - full
-    k1, k2 = min(full + 1, k - 1), min(full + 2, k - 1)
     rp, fl = round_products, flush
     for b in range(nb):
         sb, vb = sidx[b], vidx[b]
@@ -138,18 +145,16 @@ def _run(scal, vec, sidx, vidx, out, scale, ceil, top, round_products, flush):
                     a0, a1, a2, a3 = scal[sb, si, t0], scal[sb, si, t0 + 1], scal[sb, si, t0 + 2], scal[sb, si, t0 + 3]
                     if t0 == 0:
                         for v in range(width):
-                            out[b, si, o + v] = _saturate(_tile(
-                                _product(a0, vec[vb, i, t0, v], rp, fl), _product(a1, vec[vb, i, t0 + 1, v], rp, fl),
-                                _product(a2, vec[vb, i, t0 + 2, v], rp, fl), _product(a3, vec[vb, i, t0 + 3, v], rp, fl),
-                                scale, rp), ceil)
+                            out[b, si, o + v] = _saturate(_tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl),
+                                                          ceil)
                     else:
                         for v in range(width):
-                            s = _tile(_product(a0, vec[vb, i, t0, v], rp, fl), _product(a1, vec[vb, i, t0 + 1, v], rp, fl),
-                                      _product(a2, vec[vb, i, t0 + 2, v], rp, fl), _product(a3, vec[vb, i, t0 + 3, v], rp, fl),
-                                      scale, rp)
+                            s = _tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl)
                             out[b, si, o + v] = _saturate(out[b, si, o + v] + s, ceil)
-                if n:
+                if full < k:
                     # The last tile's missing lanes are +0 products (mac.tile_sums pads with zeros).
+                    n = k - full
+                    k1, k2 = min(full + 1, k - 1), min(full + 2, k - 1)
                     a0, a1, a2 = scal[sb, si, full], scal[sb, si, k1], scal[sb, si, k2]
                     for v in range(width):
                         p1 = _product(a1, vec[vb, i, k1, v], rp, fl) if n > 1 else _ZERO
@@ -254,18 +259,19 @@ def _compile():
 
     g = globals()
     g["_half"], g["_exponent"], g["_copysign"] = half, exponent, copysign
-    for name in ("_product", "_quantize", "_tile", "_saturate", "_port"):
+    for name in ("_product", "_quantize", "_tile", "_saturate", "_port", "_tile_of"):
         g[name] = numba.njit(cache=True)(g[name])
     g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
     ro = lambda nd, dt=t.float32: t.Array(dt, nd, "C", readonly=True)       # noqa: E731
-    sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"), t.float32, t.float32,
-                 t.float32)
+    sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"),
+                 t.float32, t.float32, t.float32)
     g["HARDWARE_FP16"] = available()        # else the general kernel runs (mac.py checks)
     if HARDWARE_FP16:
         for name in _VARIANTS.values():
             g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
     g["_abs_bits"] = abs_bits
-    g["_operand_stats"] = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)(g["_operand_stats"])
+    stats = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)
+    g["_operand_stats"] = stats(g["_operand_stats"])
     return sys.modules[__name__]
 
 
