@@ -24,6 +24,7 @@ Also here: one pass for a MAC operand's max, min and subnormal check (mac.Operan
 """
 from __future__ import annotations
 
+import platform
 import sys
 
 import numpy as np
@@ -45,7 +46,6 @@ HARDWARE_FP16 = False            # set when compiled: whether products4 may run 
 def available() -> bool:
     """Whether the host converts float32 to fp16 in hardware (else LLVM would call a
     soft-float routine that numba's JIT may not link)."""
-    import platform
     machine = platform.machine().lower()
     if machine in ("arm64", "aarch64"):
         return True
@@ -181,8 +181,13 @@ def _raw(scal, vec, sidx, vidx, out, scale, ceil, top):
     _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
 
 
-_VARIANTS = {(True, True): "_rounded_flushed", (True, False): "_rounded", (False, True): "_raw_flushed",
-             (False, False): "_raw"}
+def _variants() -> dict:
+    """The kernel for each (round_products, flush)."""
+    return {(True, True): _rounded_flushed, (True, False): _rounded, (False, True): _raw_flushed,
+            (False, False): _raw}
+
+
+_KERNELS: dict = {}     # _variants() once compiled
 
 
 def _abs_bits(x):                 # |x|'s bits as an integer (an intrinsic once compiled)
@@ -196,7 +201,7 @@ def _operand_stats(a):
     for i in range(a.shape[0]):
         m = _abs_bits(a[i])
         top = max(top, m)
-        sub |= (m - 1) < _SUB_BITS
+        sub |= (m != 0) & (m <= _SUB_BITS)
     return top, sub
 
 
@@ -214,7 +219,7 @@ def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, to
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
     itz, ceil, True) for 0 <= guard <= 10, then the output port with largest kept |bits|
     top_bits, through the compiled kernel for the flags."""
-    fn = globals()[_VARIANTS[bool(round_products), bool(flush)]]
+    fn = _KERNELS[bool(round_products), bool(flush)]
     top = np.array([top_bits], np.uint32).view(F32)[0]
     fn(scal, vec, sidx, vidx, out, F32(1.5 * 2.0 ** (13 - guard)), F32(ceil), top)
 
@@ -267,8 +272,9 @@ def _compile():
                  t.float32, t.float32, t.float32)
     g["HARDWARE_FP16"] = available()        # else the general kernel runs (mac.py checks)
     if HARDWARE_FP16:
-        for name in _VARIANTS.values():
+        for name in ("_rounded_flushed", "_rounded", "_raw_flushed", "_raw"):
             g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
+        _KERNELS.update(_variants())
     g["_abs_bits"] = abs_bits
     stats = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)
     g["_operand_stats"] = stats(g["_operand_stats"])

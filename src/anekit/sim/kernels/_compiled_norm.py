@@ -59,8 +59,9 @@ def scale(d, sums, inv_k, eps, gamma, beta, keep_nan, nan_val, out):
         _scale_row(d, out, r, sums[r], inv_k, eps, gamma, beta, keep_nan, nan_val)
 
 
-def _compile(jit):
-    """The numba versions (jit: sim/compiled.py, compiled), from numba's cache when it has them."""
+def _compile():
+    """The numba versions, from numba's cache when it has them (called once sim/compiled.py's
+    kernels are compiled: the helpers named above are numba functions then)."""
     import numba
     from numba.core import types as t
 
@@ -75,4 +76,4 @@ def _compile(jit):
     return tuple(numba.njit(t.void(*sig), cache=True, nogil=True)(g[name]) for name, sig in sigs.items())
 
 
-kernels = compiled.LazyKernel("normalization kernels", lambda: _compile(compiled))
+kernels = compiled.LazyKernel("normalization kernels", _compile)
