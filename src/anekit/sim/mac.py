@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import compiled
+from . import _compiled_mac, compiled, fp16
 from .fp16 import F32, flush_subnormals, nan_to_zero, round_fp16, saturate
 from .profiles import NumericsProfile
 
@@ -178,12 +178,22 @@ class Operand:
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
-        hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
-        self.finite = math.isfinite(hi) and math.isfinite(lo)
-        self.peak = max(abs(hi), abs(lo))
-        self.k_axis, self.const = k_axis, const
         self.flush = p.mac_flush_subnormals and not p.exact
         self._absmax = self._abssum = self._fast = self._t = self._b = None
+        a = _dense(self.array, self.flush)
+        jit = _compiled_mac.kernel() if a is not None else None
+        if jit is not None:
+            # One pass instead of max, min and the M1 flush's own; without fp16 subnormals the
+            # flush is a C-contiguous copy (what compiled.flush_subnormals returns: the same
+            # layout for BLAS), or the array itself when it already is one.
+            self.finite, self.peak, sub = jit.operand_stats(a)
+            if self.flush and not sub:
+                self._fast = a               # with the flush, _dense made it a C-contiguous copy of the array
+        else:
+            hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
+            self.finite = math.isfinite(hi) and math.isfinite(lo)
+            self.peak = max(abs(hi), abs(lo))
+        self.k_axis, self.const = k_axis, const
 
     def transposed_blocks(self, layout) -> np.ndarray:
         """layout(the array with its last two axes swapped), kept for a constant operand: the
@@ -218,6 +228,18 @@ class Operand:
         return self._absmax, self._abssum
 
 
+def _dense(a: np.ndarray, copy: bool) -> np.ndarray | None:
+    """a's elements as a C-contiguous array for order-blind statistics, or None (empty, or
+    strided otherwise and not worth a copy): a itself, a transposed matrix as it lies in
+    memory, or (copy) a C-contiguous copy."""
+    if not a.size:
+        return None
+    if a.flags.c_contiguous or copy:
+        return np.ascontiguousarray(a)
+    t = np.swapaxes(a, -1, -2) if a.ndim >= 2 else a
+    return t if t.flags.c_contiguous else None
+
+
 def operand(a, p: NumericsProfile, k_axis: int) -> Operand:
     return a if isinstance(a, Operand) else Operand(a, p, k_axis)
 
@@ -241,8 +263,9 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
         return np.zeros(batch + (x.shape[-2], n), F32)
     if lane_route(k, n, p):
         jit = _jit(p)
-        acc = _emulated(x, w, batch, p, limit) if jit is None else _compiled_lanes(jit, xo, wo, batch, p, limit)
-        return port_output(acc, p, limit)
+        if jit is None:
+            return port_output(_emulated(x, w, batch, p, limit), p, limit)
+        return _compiled_lanes(jit, xo, wo, batch, p, limit)
     hot = None
     if not (xo.finite and wo.finite):
         # Only outputs whose row or column holds an infinity need the lane model's inf rules;
@@ -324,10 +347,17 @@ def _emulated(x, w, batch, p, limit) -> np.ndarray:
     return out.reshape(batch + (m, n))
 
 
+def _port_top(limit: float | None) -> int:
+    """The largest |bits| the output port keeps (fp16.round_fp16's, for the four-lane kernel)."""
+    return fp16._MAX_INT if limit is None else fp16._top(limit)
+
+
 def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarray:
-    """_emulated through the compiled kernel, which runs each tile stage across a block of
-    outputs that share one operand row: across the columns of w, or, when w has few columns
-    (a matrix-vector product), across the rows of x through its cached transpose."""
+    """_emulated, then the output port, through the compiled kernel, which runs each tile
+    stage across a block of outputs that share one operand row: across the columns of w, or,
+    when w has few columns (a matrix-vector product), across the rows of x through its cached
+    transpose. Plain operands in four-lane tiles take _compiled_mac.py's kernel (the same
+    bits, about 2.5x faster), which also applies the port."""
     x, w = xo.array, wo.array
     m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
     opts = (p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
@@ -341,7 +371,14 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
         swap, rows, cols = True, n, m                                   # the products stay x * w
         sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
     out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
-    jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, _plain(xo, wo, p, limit))
+    plain = _plain(xo, wo, p, limit)
+    four = _compiled_mac.kernel() if plain and p.mac_tile_lanes == 4 else None
+    if four is not None and four.HARDWARE_FP16:         # the same bits in vector registers, ported there
+        four.products4(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products,
+                       p.mac_flush_subnormals, _ceil(limit), _port_top(limit))
+    else:
+        jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, plain)
+        out = port_output(out, p, limit)
     out = out[..., :cols]
     return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))
 
@@ -395,6 +432,12 @@ def _ceiling_risk(xo: Operand, wo: Operand, shape, limit):
     """Outputs whose running partial might reach the ceiling (a bool mask), or None. Every
     partial of (m, n) is at most sum_k |x_mk| |w_kn|, which is bounded by
     max_k |x_mk| * sum_k |w_kn| and by sum_k |x_mk| * max_k |w_kn|."""
+    # Every partial is at most K * peak_x * peak_w; the float32 line sums below exceed their
+    # exact values by under K * 2**-24 relatively, so under 1.01 times that bound (K <= 2**17)
+    # the first check below passes too: skip the line sums.
+    k = xo.array.shape[-1]
+    if k <= 1 << 17 and xo.peak * wo.peak * k * 1.01 < limit:
+        return None
     # Cheap scalar bounds first (peak of one operand times the largest line sum of the
     # other), starting with the line sums a constant operand already has cached.
     for a, b in sorted(((xo, wo), (wo, xo)), key=lambda pair: not pair[1].const):

@@ -20,6 +20,8 @@ def matmul(c, x, y, transpose_x, transpose_y):
         a = np.swapaxes(a, -1, -2)
     if transpose_y:
         b = np.swapaxes(b, -1, -2)
+    if "y" in c.const_params:           # a weight: its MAC operand (statistics, layouts) prepared once
+        b = c.cached("y", lambda: c.nx.operand(b, -2), "y")
     return c.nx.matmul(a, b).reshape(c.out_shape())
 
 

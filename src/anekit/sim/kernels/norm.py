@@ -45,12 +45,16 @@ def _normalize_compiled(jit, nx, lanes, inv_k, eps, gamma, beta) -> np.ndarray:
     rows = np.ascontiguousarray(lanes, dtype=F32).reshape(-1, lanes.shape[-1])
     d, dd = np.empty_like(rows), np.empty_like(rows)
     centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
-    none = np.zeros(0, F32)
+    none = _NONE
     g = none if gamma is None else np.ascontiguousarray(gamma, dtype=F32).reshape(-1)
     b = none if beta is None else np.ascontiguousarray(beta, dtype=F32).reshape(-1)
     out = np.empty_like(rows)
     scale(d, nx.wide_sum(dd), inv_k, eps, g, b, keep_nan, nan_val, out)
     return out.reshape(lanes.shape)
+
+
+_NONE = np.zeros(0, F32)      # no gamma or beta, for the compiled kernel
+_NONE.flags.writeable = False
 
 
 def _affine(nx, y, gamma, beta):
@@ -65,11 +69,12 @@ def _affine(nx, y, gamma, beta):
 def layer_norm(c, x, axes, gamma, beta, epsilon):
     ax = sorted({a % x.ndim for a in axes})
     tail = list(range(x.ndim - len(ax), x.ndim))
-    moved = np.moveaxis(x, ax, tail)
+    moved = x if ax == tail else np.moveaxis(x, ax, tail)      # the usual case: trailing axes, no move
     lanes = moved.reshape(moved.shape[:x.ndim - len(ax)] + (-1,))
     y = _normalize_last(c.nx, lanes, epsilon, None if gamma is None else gamma.reshape(-1),
                         None if beta is None else beta.reshape(-1))
-    return np.moveaxis(y.reshape(moved.shape), tail, ax)
+    y = y.reshape(moved.shape)
+    return y if ax == tail else np.moveaxis(y, tail, ax)
 
 
 @kernel("instance_norm", finish="keep")

@@ -1,0 +1,284 @@
+"""The MAC lane model for four-lane tiles on plain operands, one register-resident pass per
+tile (numba, the optional `fast` extra): mac.py's lane route for the attention-shaped
+matmuls of a transformer (the products of Q K^T and of the probabilities with V).
+
+The same arithmetic as compiled.lane_products on its `plain` path (finite operands, every
+product within 65504, every in-tile partial below the ceiling: mac._plain decides), written
+so that it runs in vector registers:
+- a tile's four lanes are one loop body over the W outputs of a block (the general kernel
+  stores each partial between lanes), and the first tile writes the accumulator directly;
+- the fp16 rounding of a product is the hardware conversion float32 -> fp16 -> float32 (one
+  instruction pair with F16C or on arm64, round half to even with overflow to infinity:
+  compiled._round16's result for every finite float32 within the plain bound; the M1 flush
+  of a product whose 11-bit rounding is nonzero and below 2**-14 to +0 is a select on the
+  product's magnitude);
+- the in-tile grid constant 1.5 * 2**(q + 23) comes from the larger operand's exponent bits
+  (float and/max/multiply instead of 64-bit integer shifts and clamps: the same value, as
+  the clamp at the fp16 subnormal floor is a max with 2**-14 and the upper clamp cannot be
+  reached under the plain bound).
+Used only while sim/compiled.py's kernels are on (the same switch), and only where the host
+converts to fp16 in hardware (x86-64 with F16C, arm64); elsewhere the general kernel runs.
+tests/test_sim_compiled_mac.py checks it against the numpy route and compiled._round16.
+
+Also here: one pass for a MAC operand's max, min and subnormal check (mac.Operand).
+"""
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+
+from . import compiled
+
+F32 = np.float32
+
+_TINY_BITS = 0x1000              # |bits| at or below which the 11-bit rounding of a float32 is 0
+_FLUSH_BITS = 0x387FF000         # |bits| from which that rounding reaches 2**-14 (the smallest normal fp16)
+_TINY = np.array([_TINY_BITS], np.uint32).view(F32)[0]
+_FLUSH_LIM = np.array([_FLUSH_BITS], np.uint32).view(F32)[0]
+_FLOOR = F32(2.0 ** -14)
+_ZERO, _INF = F32(0.0), F32(np.inf)
+_SUB_BITS, _INF_BITS = np.uint32(0x387FFFFF), np.uint32(0x7F800000)     # |bits| below 2**-14; of inf
+HARDWARE_FP16 = False            # set when compiled: whether products4 may run on this host
+
+
+def available() -> bool:
+    """Whether the host converts float32 to fp16 in hardware (else LLVM would call a
+    soft-float routine that numba's JIT may not link)."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return True
+    if machine not in ("x86_64", "amd64"):
+        return False
+    from llvmlite import binding
+    try:
+        return bool(binding.get_host_cpu_features().get("f16c"))
+    except RuntimeError:
+        return False
+
+
+# --- kernels (plain Python here; _compile() swaps in the numba versions) ------------------
+
+def _half(x):                     # float32 -> fp16 -> float32 (a conversion instruction pair once compiled)
+    return F32(np.float16(x))
+
+
+def _exponent(x):                 # x with sign and mantissa cleared: 2**E for a normal x = 1.m * 2**E
+    return np.array([np.array([x], F32).view(np.uint32)[0] & 0x7F800000], np.uint32).view(F32)[0]
+
+
+def _copysign(r, v):
+    return F32(np.copysign(r, v))
+
+
+def _product(a, b, round_products, flush):
+    """compiled._plain_product: with round_products the hardware fp16 rounding, which equals
+    compiled._round16 on the finite products within 65504 that plain operands give; the M1
+    flush zeroes a product whose 11-bit rounding is nonzero and below 2**-14."""
+    p = a * b
+    m = abs(p)
+    if round_products:
+        return _ZERO if (flush and m > _TINY and m < _FLUSH_LIM) else _half(p)
+    return _ZERO if (flush and m > _ZERO and m < _FLOOR) else p
+
+
+def _quantize(v, m, scale):
+    """compiled._quantize1(v, exponent field of m, guard) with scale = 1.5 * 2**(13 - guard):
+    the constant 1.5 * 2**(q + 23) from m's exponent bits, floored at the fp16 subnormal grid
+    (the upper clamp at exponent 200 - 127 cannot be reached under the plain bound)."""
+    c = _exponent(max(m, _FLOOR)) * scale
+    return _copysign((v + c) - c, v)
+
+
+def _tile(p0, p1, p2, p3, scale, grid_lanes):
+    """The in-tile stage of four lanes (compiled._plain_tile_add from -0). The first lane alone
+    is already on its grid when it is an fp16-rounded product (grid_lanes)."""
+    s = p0 if grid_lanes else _quantize(p0, abs(p0), scale)
+    s = _quantize(s + p1, max(abs(s), abs(p1)), scale)
+    s = _quantize(s + p2, max(abs(s), abs(p2)), scale)
+    return _quantize(s + p3, max(abs(s), abs(p3)), scale)
+
+
+def _saturate(s, ceil):
+    return _copysign(_INF, s) if abs(s) >= ceil else s
+
+
+def _port(v, top, flush):
+    """mac.port_output of one accumulator value that is finite or an infinity (no NaN on plain
+    operands): compiled._round16 with the largest kept magnitude `top` (as a float32), by the
+    hardware conversion as in _product."""
+    m = abs(v)
+    if flush and m > _TINY and m < _FLUSH_LIM:
+        return _ZERO
+    h = _half(v)
+    return _copysign(_INF, v) if abs(h) > top else h
+
+
+def _tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl):
+    """The tile value of lanes t0 .. t0 + 3 for output v of block i (operand row a0 .. a3)."""
+    return _tile(_product(a0, vec[vb, i, t0, v], rp, fl), _product(a1, vec[vb, i, t0 + 1, v], rp, fl),
+                 _product(a2, vec[vb, i, t0 + 2, v], rp, fl), _product(a3, vec[vb, i, t0 + 3, v], rp, fl),
+                 scale, rp)
+
+
+def _run(scal, vec, sidx, vidx, out, scale, ceil, top, round_products, flush):
+    """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
+    itz, ceil, True) with scale = 1.5 * 2**(13 - guard), then the output port (mac.port_output
+    with the largest kept magnitude top) on each block while it is in cache: the swap and the
+    NaN rule cannot matter on plain operands. Inlined into one kernel per flag pair, so that
+    the flags are constants in the loop body (as runtime flags they kept LLVM from
+    streamlining it: 1.6x slower). Plain indexing, no row views (each would cost a
+    reference-count call); the operand row's four values are read before each loop over
+    the block (the loop writes `out`, so the compiler could not hoist them itself)."""
+    nb = sidx.shape[0]
+    ns, k = scal.shape[1], scal.shape[2]
+    nblk, width = vec.shape[1], vec.shape[3]
+    full = k - k % 4
+    rp, fl = round_products, flush
+    for b in range(nb):
+        sb, vb = sidx[b], vidx[b]
+        for si in range(ns):
+            for i in range(nblk):
+                o = i * width
+                for t0 in range(0, full, 4):
+                    a0, a1, a2, a3 = scal[sb, si, t0], scal[sb, si, t0 + 1], scal[sb, si, t0 + 2], scal[sb, si, t0 + 3]
+                    if t0 == 0:
+                        for v in range(width):
+                            out[b, si, o + v] = _saturate(_tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl),
+                                                          ceil)
+                    else:
+                        for v in range(width):
+                            s = _tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl)
+                            out[b, si, o + v] = _saturate(out[b, si, o + v] + s, ceil)
+                if full < k:
+                    # The last tile's missing lanes are +0 products (mac.tile_sums pads with zeros).
+                    n = k - full
+                    k1, k2 = min(full + 1, k - 1), min(full + 2, k - 1)
+                    a0, a1, a2 = scal[sb, si, full], scal[sb, si, k1], scal[sb, si, k2]
+                    for v in range(width):
+                        p1 = _product(a1, vec[vb, i, k1, v], rp, fl) if n > 1 else _ZERO
+                        p2 = _product(a2, vec[vb, i, k2, v], rp, fl) if n > 2 else _ZERO
+                        s = _tile(_product(a0, vec[vb, i, full, v], rp, fl), p1, p2, _ZERO, scale, rp)
+                        out[b, si, o + v] = _saturate(s if full == 0 else out[b, si, o + v] + s, ceil)
+                for v in range(width):
+                    out[b, si, o + v] = _port(out[b, si, o + v], top, fl)
+
+
+def _rounded_flushed(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, True)
+
+
+def _rounded(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, False)
+
+
+def _raw_flushed(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, True)
+
+
+def _raw(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
+
+
+def _variants() -> dict:
+    """The kernel for each (round_products, flush)."""
+    return {(True, True): _rounded_flushed, (True, False): _rounded, (False, True): _raw_flushed,
+            (False, False): _raw}
+
+
+_KERNELS: dict = {}     # _variants() once compiled
+
+
+def _abs_bits(x):                 # |x|'s bits as an integer (an intrinsic once compiled)
+    return int(np.array([x], F32).view(np.uint32)[0] & 0x7FFFFFFF)
+
+
+def _operand_stats(a):
+    """(largest |bits|, whether some element is a nonzero below 2**-14) of a flat float32
+    array: integer reductions, which vectorise (float max/min with NaN rules do not)."""
+    top, sub = 0, 0
+    for i in range(a.shape[0]):
+        m = _abs_bits(a[i])
+        top = max(top, m)
+        sub |= (m != 0) & (m <= _SUB_BITS)
+    return top, sub
+
+
+def operand_stats(a: np.ndarray) -> tuple[bool, float, bool]:
+    """mac.Operand's (finite, peak) and whether the M1 flush would change the array, in one
+    pass over a C-contiguous float32 array with elements instead of three: the peak is the
+    largest magnitude, NaN when there is a NaN (numpy's max and min are NaN then)."""
+    top, sub = _operand_stats(a.reshape(-1))
+    if top > _INF_BITS:
+        return False, float("nan"), bool(sub)
+    return bool(top < _INF_BITS), float(np.array([top], np.uint32).view(F32)[0]), bool(sub)
+
+
+def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, top_bits) -> None:
+    """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
+    itz, ceil, True) for 0 <= guard <= 10, then the output port with largest kept |bits|
+    top_bits, through the compiled kernel for the flags."""
+    fn = _KERNELS[bool(round_products), bool(flush)]
+    top = np.array([top_bits], np.uint32).view(F32)[0]
+    fn(scal, vec, sidx, vidx, out, F32(1.5 * 2.0 ** (13 - guard)), F32(ceil), top)
+
+
+def _compile():
+    """Swap the plain functions above for numba ones, compiled now or loaded from numba's
+    on-disk cache (helpers at module level: a closure over a compiled function would miss
+    the cache in every new process)."""
+    import numba
+    from llvmlite import ir
+    from numba.core import types as t
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def half(typingctx, x):
+        def codegen(context, builder, sig, args):
+            return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+        return t.float32(t.float32), codegen
+
+    @intrinsic
+    def exponent(typingctx, x):
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            u = builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7F800000))
+            return builder.bitcast(u, ir.FloatType())
+        return t.float32(t.float32), codegen
+
+    @intrinsic
+    def copysign(typingctx, r, v):
+        def codegen(context, builder, sig, args):
+            f = ir.FloatType()
+            fn = builder.module.declare_intrinsic("llvm.copysign", [f], ir.FunctionType(f, [f, f]))
+            return builder.call(fn, args)
+        return t.float32(t.float32, t.float32), codegen
+
+    @intrinsic
+    def abs_bits(typingctx, x):
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
+        return t.uint32(t.float32), codegen
+
+    g = globals()
+    g["_half"], g["_exponent"], g["_copysign"] = half, exponent, copysign
+    for name in ("_product", "_quantize", "_tile", "_saturate", "_port", "_tile_of"):
+        g[name] = numba.njit(cache=True)(g[name])
+    g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
+    ro = lambda nd, dt=t.float32: t.Array(dt, nd, "C", readonly=True)       # noqa: E731
+    sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"),
+                 t.float32, t.float32, t.float32)
+    g["HARDWARE_FP16"] = available()        # else the general kernel runs (mac.py checks)
+    if HARDWARE_FP16:
+        for name in ("_rounded_flushed", "_rounded", "_raw_flushed", "_raw"):
+            g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
+        _KERNELS.update(_variants())
+    g["_abs_bits"] = abs_bits
+    stats = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)
+    g["_operand_stats"] = stats(g["_operand_stats"])
+    return sys.modules[__name__]
+
+
+kernel = compiled.LazyKernel("four-lane MAC kernel", _compile)

@@ -1,0 +1,152 @@
+"""The four-lane MAC kernel (sim/_compiled_mac.py) against the numpy route, bit for bit.
+
+It runs the lane route on plain operands (finite, products within 65504, in-tile partials
+below the ceiling), so the data here stays plain while reaching every corner the kernel
+handles differently from the general one: fp16 products that round to subnormals or that the
+M1 flush zeroes, -0 products, K of every residue modulo the tile, several output blocks,
+running sums that reach the 2**15 ceiling, and unrounded products (a custom profile).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from anekit.sim import FAMILY_PROFILES, _compiled_mac, compiled, mac
+
+PROFILES = {**FAMILY_PROFILES,
+            "raw-products": dataclasses.replace(FAMILY_PROFILES["h16"], name="raw-products", mac_round_products=False),
+            "raw-flushed": dataclasses.replace(FAMILY_PROFILES["h13"], name="raw-flushed", mac_round_products=False),
+            "guard3": dataclasses.replace(FAMILY_PROFILES["h13"], name="guard3", mac_tile_guard_bits=3)}
+
+SHAPES = [((5, 8), (8, 40)),                  # K a multiple of the tile
+          ((4, 64, 33), (4, 33, 62)),         # K = 1 mod 4, attention-like batch
+          ((2, 3, 6), (6, 300)),              # K = 2 mod 4, two output blocks
+          ((7, 3), (3, 17)),                  # K = 3 mod 4 (one short tile)
+          ((1, 2), (2, 16)),                  # K = 2: only the short tile
+          ((40, 11), (11, 5))]                # few columns: vectorised across the rows of x
+
+
+def both(fn):
+    previous = compiled.set_enabled(False)
+    try:
+        ref = fn()
+        compiled.set_enabled(True)
+        return ref, fn()
+    finally:
+        compiled.set_enabled(previous)
+
+
+def fp16_values(rng, shape, scale):
+    return (rng.standard_normal(shape) * scale).astype(np.float16).astype(np.float32)
+
+
+def assert_same_bits(ref, got):
+    assert ref.dtype == got.dtype == np.float32 and ref.shape == got.shape
+    diff = ref.view(np.uint32) != got.view(np.uint32)
+    assert not diff.any(), f"{int(diff.sum())} of {diff.size} differ: numpy {ref[diff][:3]} compiled {got[diff][:3]}"
+
+
+@pytest.fixture(scope="module")
+def four():
+    previous = compiled.set_enabled(True)
+    try:
+        k = _compiled_mac.kernel()
+    finally:
+        compiled.set_enabled(previous)
+    if k is None or not k.HARDWARE_FP16:
+        pytest.skip("the four-lane kernel needs numba and a host with hardware fp16 conversion")
+    return k
+
+
+@pytest.mark.numba
+def test_hardware_product_rounding_is_round16(four):
+    """The fp16 conversion instructions round as compiled._round16 does (with and without the
+    M1 flush) on float32 values within 65504: random ones, ties, and the edges of the fp16
+    subnormal range and of the flush. (All 2.3e9 such values were checked once offline.)"""
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 0x477FE001, 4000, dtype=np.int64)
+    edges = [0, 1, _compiled_mac._TINY_BITS, _compiled_mac._TINY_BITS + 1, _compiled_mac._FLUSH_BITS - 1,
+             _compiled_mac._FLUSH_BITS, 0x38800000, 0x33000000, 0x33000001, 0x477FE000, 0x477FDFFF,
+             0x3F801000, 0x3F803000, 0x38001000, 0x38003000]           # ties to even at 1 and 2**-15
+    u = np.concatenate([bits, edges]).astype(np.uint32)
+    values = np.concatenate([u, u | np.uint32(0x80000000)]).view(np.float32)
+    one, top = np.float32(1.0), np.int64(compiled._F16_MAX_BITS)
+    for flush in (False, True):
+        want = np.array([compiled._round16(v, top, flush, True, np.float32(0)) for v in values], np.float32)
+        got = np.array([_compiled_mac._product(v, one, True, flush) for v in values], np.float32)
+        assert_same_bits(want, got)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("limit", [None, 32768.0, 1000.7])
+def test_fused_output_port_is_round16(four, limit):
+    """The output port inside the kernel (_port) against compiled._round16 with the same
+    saturation limit, on accumulator values: finite ones of every magnitude, infinities."""
+    from anekit.sim import fp16
+    rng = np.random.default_rng(1)
+    u = rng.integers(0, 0x7F800001, 4000, dtype=np.int64).astype(np.uint32)
+    values = np.concatenate([u, u | np.uint32(0x80000000)]).view(np.float32)
+    values[:6] = [65519.0, 65520.0, 32767.0, 32768.0, 1000.7, np.inf]
+    top_bits = mac._port_top(limit)
+    top = np.array([top_bits], np.uint32).view(np.float32)[0]
+    for flush in (False, True):
+        want = np.array([compiled._round16(v, np.int64(top_bits), flush, True, np.float32(0)) for v in values],
+                        np.float32)
+        got = np.array([_compiled_mac._port(v, top, flush) for v in values], np.float32)
+        assert_same_bits(want, got)
+        assert_same_bits(fp16.round_fp16(values, limit=limit, flush=flush), want)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("shapes", SHAPES, ids=str)
+def test_plain_lane_route_is_bit_identical(four, profile, shapes):
+    p = PROFILES[profile]
+    rng = np.random.default_rng(sum(map(ord, profile + str(shapes))))
+    k, n = shapes[0][-1], shapes[1][-1]
+    assert mac.lane_route(k, n, p)
+    for scale, ceiling in ((1.0, True), (2.0 ** -9, True), (2.0 ** -13, False), (12.0, True), (45.0, False)):
+        x, w = fp16_values(rng, shapes[0], scale), fp16_values(rng, shapes[1], scale)
+        x.reshape(-1)[::7] = -0.0
+        limit = p.mac_output_ceiling if ceiling else None
+        assert mac._plain(mac.Operand(x, p, -1), mac.Operand(w, p, -2), p, limit), "the data must stay plain"
+        ref, got = both(lambda: mac.matmul(x, w, p, ceiling))
+        assert_same_bits(ref, got)
+
+
+@pytest.mark.numba
+def test_saturation_and_negative_zero_rows():
+    """Rows whose running sum reaches 2**15 (and later tiles cannot bring it back), and a row
+    of -0 products, against their expected values on both routes."""
+    p = FAMILY_PROFILES["h13"]
+    x = np.zeros((3, 12), np.float32)
+    x[0, :] = 64.0                       # 12 products of 64 * 64 = 4096: the sum passes 32768
+    x[1, :8], x[1, 8:] = 64.0, -64.0     # reaches the ceiling, then negative tiles: stays inf
+    x[2, :] = -1.0                       # -1 * +0: -0 products in the zero columns
+    w = np.zeros((12, 20), np.float32)
+    w[:, :10] = 64.0
+    ref, got = both(lambda: mac.matmul(x, w, p))
+    assert_same_bits(ref, got)
+    assert np.all(ref[0, :10] == np.inf) and np.all(ref[1, :10] == np.inf)
+    assert np.all(ref[2, :10] == -768.0) and np.all(ref[2, 10:] == 0) and np.all(np.signbit(ref[2, 10:]))
+
+
+@pytest.mark.numba
+def test_operand_stats_match_numpy():
+    """mac.Operand's one-pass max/min/subnormal check gives the finiteness, peak and fast-route
+    array of the numpy passes: NaN, infinities, fp16 subnormals, zeros of both signs."""
+    p = FAMILY_PROFILES["h13"]
+    rng = np.random.default_rng(4)
+    cases = [fp16_values(rng, (6, 9), 1.0), fp16_values(rng, (3, 5), 2.0 ** -16),
+             np.array([[-0.0, 0.0, 3.0, -7.5]], np.float32), np.array([[1.0, np.inf, -2.0]], np.float32),
+             np.array([[1.0, -np.inf, np.nan, 6e-8]], np.float32), np.array([[np.nan, -5.0]], np.float32),
+             np.array([[2.0 ** -14, -(2.0 ** -14), 1e-30]], np.float32)]
+    for a in cases:
+        ref, got = both(lambda: mac.Operand(a, p, -1))
+        assert (ref.finite, np.isnan(ref.peak) or ref.peak) == (got.finite, np.isnan(got.peak) or got.peak)
+        assert_same_bits(ref.fast(), got.fast())
+        # Without fp16 subnormals (zeros are none) the flush is skipped: no copy.
+        has_sub = bool(((np.abs(a) > 0) & (np.abs(a) < 2.0 ** -14)).any())
+        assert (got.fast() is got.array) == (not has_sub)
