@@ -17,7 +17,7 @@ from ..ir.feeds import bind_inputs
 from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
-from . import compiled
+from . import regions
 from .fp16 import F32, has_nan, round_fp16
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
@@ -27,14 +27,6 @@ from .scratch import scratch_bytes
 FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
-# Elementwise ops whose kernel and storage rounding run as one compiled pass (compiled.
-# elementwise_round) in chip profiles: op type -> (its kernel in kernels/elementwise.py, the
-# compiled op code, its tensor parameters). Only these kernels, checked by name at planning:
-# another kernel filed for the op keeps its own route.
-_FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compiled.SUB, ("x", "y")),
-          "mul": ("binary", compiled.MUL, ("x", "y")), "real_div": ("real_div", compiled.DIV, ("x", "y")),
-          "square": ("square", compiled.MUL, ("x", "x")), "sqrt": ("sqrt", compiled.SQRT, ("x", "x"))}
-_F16_MAX_BITS = 0x477FE000
 
 
 class _Step:
@@ -42,7 +34,7 @@ class _Step:
     tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
     finished. Execution then builds the keyword arguments with no per-op branching."""
     __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is",
-                 "rounds", "fused")
+                 "rounds")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
@@ -59,27 +51,6 @@ class _Step:
                                             (self.fin[0][2] == "float_round" and not call.nx.fp16))
         # One float output rounded to fp16 storage: the other common case, stored directly.
         self.rounds = len(outputs) == 1 and self.fin[0][2] == "float_round" and call.nx.fp16
-        self.fused = self._fusion()
-
-    def _fusion(self):
-        """(op code, x slot, y slot, unsigned zero) when this op may run as one compiled pass
-        with its rounding: a chip profile whose NaN rule makes NaN +0 (so no NaN payload can
-        show), float operands each of the output's shape or of one element, the stock kernel."""
-        op, nx = self.call.op, self.call.nx
-        entry = _FUSED.get(op.type)
-        if entry is None or not self.rounds or not nx.profile.indeterminate_to_zero \
-                or self.kernel.fn.__module__ != "anekit.sim.kernels.elementwise" or self.kernel.fn.__name__ != entry[0]:
-            return None
-        out = self.outputs[0][1].shape
-        slots = []
-        for name in entry[2]:
-            t, ref = op.inputs.get(name), self.tensors.get(name)
-            if t is None or isinstance(t, tuple) or not isinstance(ref, int) or t.dtype not in ("fp16", "fp32"):
-                return None
-            if tuple(t.shape) != tuple(out) and not (math.prod(t.shape) == 1 and len(t.shape) <= len(out)):
-                return None
-            slots.append(ref)
-        return entry[1], slots[0], slots[1], bool(nx.profile.unsigned_zero_reciprocal)
 
 
 class Simulator:
@@ -126,6 +97,8 @@ class Simulator:
             if id(t) not in self._slot:
                 raise ShapeError(f"function '{fn.name}': output '{t.name}' is not produced by any op")
         self._outputs = [(t.name, self._slot[id(t)], t.dtype) for t in fn.outputs]
+        # Runs of elementwise ops become one compiled call each (sim/regions.py).
+        self._units = regions.plan(self._steps, self._const, {slot for _, slot, _ in self._outputs})
         self._plan_frees()
 
     # --- public -------------------------------------------------------------------------
@@ -189,10 +162,14 @@ class Simulator:
                     self.states[t.name] = arr
                 arr = self.states[t.name]
             env[self._slot[id(t)]] = arr
+        region, execute = regions.Region, self._execute
         with np.errstate(all="ignore"):
-            for step in self._steps:
-                self._execute(step, env)
-                for slot in step.free:
+            for unit in self._units:
+                if type(unit) is region:
+                    unit.run(env, execute)
+                else:
+                    execute(unit, env)
+                for slot in unit.free:
                     env[slot] = None
         return env
 
@@ -298,24 +275,27 @@ class Simulator:
         self._const = {slot: v for slot, v in self._const.items() if slot in read}
         keep = {slot for _, slot, _ in self._outputs} | set(self._const)
         last: dict[int, int] = {}
-        for i, step in enumerate(self._steps):
-            for ref in step.tensors.values():
-                for slot in (ref if isinstance(ref, tuple) else (ref,)) if ref is not None else ():
-                    last[slot] = i
-            for slot, _ in step.outputs:      # an unused output dies right away
+        for i, unit in enumerate(self._units):
+            if type(unit) is regions.Region:
+                reads, outputs = unit.reads, unit.outputs
+            else:
+                reads = [s for ref in unit.tensors.values() if ref is not None
+                         for s in (ref if isinstance(ref, tuple) else (ref,))]
+                outputs = [slot for slot, _ in unit.outputs]
+            for slot in reads:
+                last[slot] = i
+            for slot in outputs:      # an unused output dies right away
                 last.setdefault(slot, i)
         frees: dict[int, list[int]] = {}
         for slot, i in last.items():
             if slot not in keep:
                 frees.setdefault(i, []).append(slot)
-        for i, step in enumerate(self._steps):
-            step.free = tuple(frees.get(i, ()))
+        for i, unit in enumerate(self._units):
+            unit.free = tuple(frees.get(i, ()))
 
     # --- execution ----------------------------------------------------------------------
 
     def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
-        if step.fused is not None and not compile_time and self._fused(step, env):
-            return
         call = step.call
         kw = step.consts.copy()
         for name, ref in step.single:
@@ -347,27 +327,6 @@ class Simulator:
         ingest = compile_time and call.op.spec.kind in ("const", "constexpr")
         for (slot, t, how), value in zip(fin, results):
             env[slot] = self._finish(call, t, value, how, ingest)
-
-    @staticmethod
-    def _fused(step: _Step, env) -> bool:
-        """Run a fused step (see _Step._fusion) when the compiled kernels are on and its operands
-        are float32 C-contiguous arrays of the sizes planned; False leaves it to the kernel."""
-        code, xs, ys, unsigned_zero = step.fused
-        x, y = env[xs], env[ys]
-        jit = compiled.kernels()
-        if jit is None or type(x) is not np.ndarray or type(y) is not np.ndarray or x.dtype != F32 \
-                or y.dtype != F32 or not (x.flags.c_contiguous and y.flags.c_contiguous):
-            return False
-        slot, t, _ = step.fin[0]
-        out = np.empty(t.shape, F32)
-        n = out.size
-        if not ((x.size == n or x.size == 1) and (y.size == n or y.size == 1)
-                and (n == 1 or x.size == n or y.size == n)):
-            return False            # never read past an operand (the kernel path reports the error)
-        jit.elementwise_round(code, x.reshape(-1), y.reshape(-1), out.reshape(-1), unsigned_zero,
-                              _F16_MAX_BITS, False, 0.0)
-        env[slot] = out
-        return True
 
     def _finish(self, call, t, value, how: str, ingest: bool):
         if how == "string" or isinstance(value, str):

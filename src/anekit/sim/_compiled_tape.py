@@ -1,0 +1,133 @@
+"""A region of elementwise ops run as one compiled call (numba, the optional `fast` extra).
+
+The executor (sim/executor.py, `_Region`) plans, once per Simulator, runs of elementwise ops
+(add, sub, mul, real_div, square, sqrt on operands of the output's shape or of one element)
+into a tape: one row per op, read by this one precompiled function, so a program never
+triggers a numba compilation of its own. The tape is run block by block of elements; each
+op computes exactly what its numpy kernel computes in float32 and, in a chip profile, rounds
+it to fp16 storage with the NaN rule (compiled._round16, as the executor's `store` does), so
+every value is the op-by-op value bit for bit. Values consumed only inside the region live
+in scratch rows of one block and are never written out.
+
+Tape rows (int64): code, then (kind, index) for operand a, operand b and the destination,
+then the mode. Kinds: 0 a scratch row, 1 an array of the group's element count at
+addrs[index], 2 a one-element array at addrs[index] (broadcast). Mode: 0 exact float32 (no
+rounding; a NaN in an output is reported so the caller can redo the region op by op, whose
+NaN payloads numba's operand order need not match), 1 chip rounding with signed zero
+divisors, 2 chip rounding with unsigned zero divisors (profile.unsigned_zero_reciprocal).
+Groups (int64 rows n, first op, end op) run in order; a group reads earlier groups' outputs
+from memory. Addresses are the data pointers of float32 C-contiguous arrays the caller keeps
+alive for the call.
+
+This module imports numba: the executor imports it only through its LazyKernel, once
+compiled.kernels() is on (its numba helpers, such as compiled._round16, are built then).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types as t
+from numba.extending import intrinsic
+
+from . import compiled
+
+ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
+SCRATCH, ARRAY, SCALAR = 0, 1, 2
+EXACT, CHIP, CHIP_UNSIGNED_ZERO = 0, 1, 2
+WIDTH = 512                     # elements per block: a scratch row stays in L1 across the tape
+ROW = 9                         # int64 fields per tape row
+_TOP = compiled._F16_MAX_BITS
+_ZERO = np.float32(0.0)
+_jit = numba.njit(cache=True, error_model="numpy")
+
+
+@intrinsic
+def _fptr(typingctx, addr):
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
+    return t.CPointer(t.float32)(t.int64), codegen
+
+
+@_jit
+def _view(kind, idx, addrs, sbase, width, base, m, fill):
+    """Operand or destination elements [base, base + m) as a float32 array."""
+    if kind == SCRATCH:
+        return numba.carray(_fptr(sbase + 4 * idx * width), m)
+    if kind == ARRAY:
+        return numba.carray(_fptr(addrs[idx] + 4 * base), m)
+    v = numba.carray(_fptr(addrs[idx]), 1)[0]         # one element: broadcast into a fill row
+    row = numba.carray(_fptr(sbase + 4 * fill * width), m)
+    for i in range(m):
+        row[i] = v
+    return row
+
+
+@_jit
+def _apply(code, mode, a, b, d, m):
+    if mode == EXACT:
+        if code == ADD:
+            for i in range(m):
+                d[i] = a[i] + b[i]
+        elif code == SUB:
+            for i in range(m):
+                d[i] = a[i] - b[i]
+        elif code == MUL:
+            for i in range(m):
+                d[i] = a[i] * b[i]
+        elif code == DIV:
+            for i in range(m):
+                d[i] = a[i] / b[i]
+        else:
+            for i in range(m):
+                d[i] = np.sqrt(a[i])
+    elif code == ADD:
+        for i in range(m):
+            d[i] = compiled._round16(a[i] + b[i], _TOP, False, False, _ZERO)
+    elif code == SUB:
+        for i in range(m):
+            d[i] = compiled._round16(a[i] - b[i], _TOP, False, False, _ZERO)
+    elif code == MUL:
+        for i in range(m):
+            d[i] = compiled._round16(a[i] * b[i], _TOP, False, False, _ZERO)
+    elif code == DIV:
+        if mode == CHIP_UNSIGNED_ZERO:
+            for i in range(m):
+                d[i] = compiled._round16(a[i] / (b[i] + _ZERO), _TOP, False, False, _ZERO)
+        else:
+            for i in range(m):
+                d[i] = compiled._round16(a[i] / b[i], _TOP, False, False, _ZERO)
+    else:
+        for i in range(m):
+            d[i] = compiled._round16(np.sqrt(a[i]) + _ZERO, _TOP, False, False, _ZERO)
+
+
+@_jit
+def _has_nan(d, m):
+    bad = False
+    for i in range(m):
+        bad |= d[i] != d[i]
+    return bad
+
+
+@numba.njit(t.boolean(t.Array(t.int64, 2, "C", readonly=True), t.Array(t.int64, 2, "C", readonly=True),
+                      t.Array(t.int64, 1, "C", readonly=True), t.Array(t.float32, 2, "C")),
+            cache=True, nogil=True, error_model="numpy")
+def run(groups, tape, addrs, scratch):
+    """Run the tape; True when an exact-mode output holds a NaN."""
+    width = scratch.shape[1]
+    sbase = scratch.ctypes.data
+    fill_a, fill_b = scratch.shape[0] - 2, scratch.shape[0] - 1
+    bad = False
+    for g in range(groups.shape[0]):
+        n, k0, k1 = groups[g, 0], groups[g, 1], groups[g, 2]
+        for base in range(0, n, width):
+            m = min(width, n - base)
+            for k in range(k0, k1):
+                a = _view(tape[k, 1], tape[k, 2], addrs, sbase, width, base, m, fill_a)
+                b = _view(tape[k, 3], tape[k, 4], addrs, sbase, width, base, m, fill_b)
+                d = _view(tape[k, 5], tape[k, 6], addrs, sbase, width, base, m, fill_a)
+                _apply(tape[k, 0], tape[k, 7], a, b, d, m)
+                if tape[k, 8]:
+                    bad |= _has_nan(d, m)
+    return bad
