@@ -111,11 +111,12 @@ def _has_nan(d, m):
 
 
 @numba.njit(t.boolean(t.Array(t.int64, 2, "C", readonly=True), t.Array(t.int64, 2, "C", readonly=True),
-                      t.Array(t.int64, 1, "C", readonly=True), t.Array(t.float32, 2, "C")),
+                      t.Array(t.int64, 1, "C", readonly=True), t.int64, t.int64),
             cache=True, nogil=True, error_model="numpy")
-def run(groups, tape, addrs, scratch):
-    """Run the tape; True when an exact-mode output holds a NaN."""
-    width = scratch.shape[1]
+def run(groups, tape, addrs, rows, width):
+    """Run the tape with `rows` scratch rows of `width` elements (the last two are the
+    broadcast fill rows); True when an exact-mode output holds a NaN."""
+    scratch = np.empty((rows, width), np.float32)
     sbase = scratch.ctypes.data
     fill_a, fill_b = scratch.shape[0] - 2, scratch.shape[0] - 1
     bad = False

@@ -17,7 +17,7 @@ from ..ir.feeds import bind_inputs
 from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
-from . import regions
+from . import compiled, regions
 from .fp16 import F32, has_nan, round_fp16
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
@@ -27,6 +27,7 @@ from .scratch import scratch_bytes
 FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
+_F16_MAX_BITS = 0x477FE000
 
 
 class _Step:
@@ -34,7 +35,7 @@ class _Step:
     tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
     finished. Execution then builds the keyword arguments with no per-op branching."""
     __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is",
-                 "rounds")
+                 "rounds", "fused")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
@@ -51,6 +52,9 @@ class _Step:
                                             (self.fin[0][2] == "float_round" and not call.nx.fp16))
         # One float output rounded to fp16 storage: the other common case, stored directly.
         self.rounds = len(outputs) == 1 and self.fin[0][2] == "float_round" and call.nx.fp16
+        # (op code, x slot, y slot, unsigned zero): a lone chip-profile elementwise op that runs
+        # with its rounding as one compiled pass (set by regions.plan, which fuses longer runs).
+        self.fused = None
 
 
 class Simulator:
@@ -99,6 +103,13 @@ class Simulator:
         self._outputs = [(t.name, self._slot[id(t)], t.dtype) for t in fn.outputs]
         # Runs of elementwise ops become one compiled call each (sim/regions.py).
         self._units = regions.plan(self._steps, self._const, {slot for _, slot, _ in self._outputs})
+        # Outputs computed by a rounding op in a profile whose NaN rule leaves no NaN: already in
+        # stored form (on the fp16 grid, no NaN), where run_stored's rounding is the identity.
+        rounded = set()
+        if self.nx.fp16 and self.profile.indeterminate_to_zero:
+            rounded = {slot for step in self._steps for slot, _, how in step.fin if how == "float_round"}
+        self._stored_outputs = [(name, slot, "stored" if slot in rounded else dtype)
+                                for name, slot, dtype in self._outputs]
         self._plan_frees()
 
     # --- public -------------------------------------------------------------------------
@@ -150,7 +161,8 @@ class Simulator:
                 raise AnekitError(f"run_stored: inputs {overlap} given both as inputs and resident")
             inputs = {**inputs, **rest}
         env = self._execute_all(self._check_inputs(inputs, fast))
-        return {name: _to_stored(env[slot], dtype) for name, slot, dtype in self._outputs}
+        return {name: env[slot] if dtype == "stored" else _to_stored(env[slot], dtype)
+                for name, slot, dtype in self._stored_outputs}
 
     def _execute_all(self, arrays: list) -> list:
         env: list = [None] * len(self._slot)
@@ -296,6 +308,8 @@ class Simulator:
     # --- execution ----------------------------------------------------------------------
 
     def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
+        if step.fused is not None and not compile_time and self._fused(step, env):
+            return
         call = step.call
         kw = step.consts.copy()
         for name, ref in step.single:
@@ -327,6 +341,27 @@ class Simulator:
         ingest = compile_time and call.op.spec.kind in ("const", "constexpr")
         for (slot, t, how), value in zip(fin, results):
             env[slot] = self._finish(call, t, value, how, ingest)
+
+    @staticmethod
+    def _fused(step: _Step, env) -> bool:
+        """Run a lone fused step when the compiled kernels are on and its operands are float32
+        C-contiguous arrays of the sizes planned; False leaves it to the kernel."""
+        code, xs, ys, unsigned_zero = step.fused
+        x, y = env[xs], env[ys]
+        jit = compiled.kernels()
+        if jit is None or type(x) is not np.ndarray or type(y) is not np.ndarray or x.dtype != F32 \
+                or y.dtype != F32 or not (x.flags.c_contiguous and y.flags.c_contiguous):
+            return False
+        slot, t, _ = step.fin[0]
+        out = np.empty(t.shape, F32)
+        n = out.size
+        if not ((x.size == n or x.size == 1) and (y.size == n or y.size == 1)
+                and (n == 1 or x.size == n or y.size == n)):
+            return False            # never read past an operand (the kernel path reports the error)
+        jit.elementwise_round(code, x.reshape(-1), y.reshape(-1), out.reshape(-1), unsigned_zero,
+                              _F16_MAX_BITS, False, 0.0)
+        env[slot] = out
+        return True
 
     def _finish(self, call, t, value, how: str, ingest: bool):
         if how == "string" or isinstance(value, str):

@@ -15,6 +15,7 @@ their ordinary kernels: the same bits, slower.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import math
 
@@ -32,6 +33,10 @@ _FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compile
 _SCRATCH, _ARRAY, _SCALAR = 0, 1, 2          # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO = 0, 1, 2  # modes
 _WIDTH = 512                                 # _compiled_tape.WIDTH (that module imports numba)
+_MIN_EXACT = 3                               # the shortest run worth a tape call in exact numerics
+
+# A writable array's data address through ctypes (about 4x faster than ndarray.ctypes.data).
+_addressof, _as_bytes = ctypes.addressof, ctypes.c_char.from_buffer
 
 tape_kernel = compiled.LazyKernel("elementwise tape kernel",
                                   lambda: importlib.import_module("anekit.sim._compiled_tape").run)
@@ -193,16 +198,19 @@ class Region:
             a = env[slot]
             if type(a) is not np.ndarray or a.dtype != F32 or a.size != size:
                 return False           # not what planning saw: the kernels report or handle it
-            if not a.flags.c_contiguous:
+            flags = a.flags
+            if not flags.c_contiguous:
                 a = np.ascontiguousarray(a)
                 held.append(a)
-            addrs[j] = a.ctypes.data
+            if size:                   # (the tape reads nothing of an empty operand)
+                addrs[j] = _addressof(_as_bytes(a)) if flags.writeable else a.ctypes.data
         for j, slot, shape in self.out_specs:
             out = env[slot] = np.empty(shape, F32)
-            addrs[j] = out.ctypes.data
+            if out.size:
+                addrs[j] = _addressof(_as_bytes(out))
         # An exact-numerics NaN: numba's operand order need not keep numpy's NaN payload, so
         # the members run again the ordinary way.
-        return not jit(self.groups, self.tape, addrs, np.empty((self.rows, self.width), F32))
+        return not jit(self.groups, self.tape, addrs, self.rows, self.width)
 
 
 def plan(steps: list, consts: dict, keep: set) -> list:
@@ -227,7 +235,15 @@ def plan(steps: list, consts: dict, keep: set) -> list:
             region.admit(st, p[2], producer)
     first = {}
     for r in regions:
+        code, mode, slots = plans[id(r.members[0])]
+        # A call of the tape costs a few us more than a numpy op in exact numerics, and about
+        # as much as compiled.elementwise_round with one op: short runs stay op by op there.
+        if len(r.members) < (_MIN_EXACT if mode == _EXACT else 2):
+            if mode != _EXACT:
+                r.members[0].fused = (code, slots[0], slots[1], mode == _CHIP_UNSIGNED_ZERO)
+            continue
         r.finish(plans, readers, keep, consts)
         first[id(r.members[0])] = r
+    regions = list(first.values())
     member = {id(st) for r in regions for st in r.members}
     return [first.get(id(st), st) for st in steps if id(st) in first or id(st) not in member]
