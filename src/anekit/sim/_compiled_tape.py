@@ -1,7 +1,7 @@
 """A region of elementwise ops run as one compiled call (numba, the optional `fast` extra).
 
-The executor (sim/executor.py, `_Region`) plans, once per Simulator, runs of elementwise ops
-(add, sub, mul, real_div, square, sqrt on operands of the output's shape or of one element)
+sim/regions.py plans, once per Simulator, runs of elementwise ops (add, sub, mul, real_div,
+square, sqrt on operands of the output's shape, of one element, or broadcast along axes)
 into a tape: one row per op, read by this one precompiled function, so a program never
 triggers a numba compilation of its own. The tape is run block by block of elements; each
 op computes exactly what its numpy kernel computes in float32 and, in a chip profile, rounds
@@ -9,9 +9,11 @@ it to fp16 storage with the NaN rule (compiled._round16, as the executor's `stor
 every value is the op-by-op value bit for bit. Values consumed only inside the region live
 in scratch rows of one block and are never written out.
 
-Tape rows (int64): code, then (kind, index) for operand a, operand b and the destination,
-then the mode. Kinds: 0 a scratch row, 1 an array of the group's element count at
-addrs[index], 2 a one-element array at addrs[index] (broadcast). Mode: 0 exact float32 (no
+Tape rows (int64): code, then (kind, index, r, size) for operand a and operand b, (kind,
+index) for the destination, the mode and the NaN check. Kinds: 0 a scratch row, 1 an array
+of the group's element count at addrs[index], 2 a one-element array at addrs[index], 3 an
+array of `size` elements at addrs[index] that output element j reads at (j // r) % size
+(a bias along inner axes, a per-row scale, ...). Mode: 0 exact float32 (no
 rounding; a NaN in an output is reported so the caller can redo the region op by op, whose
 NaN payloads numba's operand order need not match), 1 chip rounding with signed zero
 divisors, 2 chip rounding with unsigned zero divisors (profile.unsigned_zero_reciprocal).
@@ -33,10 +35,10 @@ from numba.extending import intrinsic
 from . import compiled
 
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
-SCRATCH, ARRAY, SCALAR = 0, 1, 2
+SCRATCH, ARRAY, SCALAR, BROADCAST = 0, 1, 2, 3
 EXACT, CHIP, CHIP_UNSIGNED_ZERO = 0, 1, 2
 WIDTH = 512                     # elements per block: a scratch row stays in L1 across the tape
-ROW = 9                         # int64 fields per tape row
+ROW = 13                        # int64 fields per tape row
 _TOP = compiled._F16_MAX_BITS
 _ZERO = np.float32(0.0)
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -50,16 +52,39 @@ def _fptr(typingctx, addr):
 
 
 @_jit
-def _view(kind, idx, addrs, sbase, width, base, m, fill):
+def _view(kind, idx, r, size, addrs, sbase, width, base, m, fill):
     """Operand or destination elements [base, base + m) as a float32 array."""
     if kind == SCRATCH:
         return numba.carray(_fptr(sbase + 4 * idx * width), m)
     if kind == ARRAY:
         return numba.carray(_fptr(addrs[idx] + 4 * base), m)
-    v = numba.carray(_fptr(addrs[idx]), 1)[0]         # one element: broadcast into a fill row
-    row = numba.carray(_fptr(sbase + 4 * fill * width), m)
-    for i in range(m):
-        row[i] = v
+    row = numba.carray(_fptr(sbase + 4 * fill * width), m)     # a fill row
+    if kind == SCALAR:
+        v = numba.carray(_fptr(addrs[idx]), 1)[0]
+        for i in range(m):
+            row[i] = v
+        return row
+    # BROADCAST: element j reads src[(j // r) % size], in runs (no division per element)
+    src = numba.carray(_fptr(addrs[idx]), size)
+    i = 0
+    if r == 1:
+        k = base % size
+        while i < m:
+            run = min(size - k, m - i)
+            for j in range(run):
+                row[i + j] = src[k + j]
+            i += run
+            k = 0
+    else:
+        q, rem = base // r, base % r
+        while i < m:
+            run = min(r - rem, m - i)
+            v = src[q % size]
+            for j in range(run):
+                row[i + j] = v
+            i += run
+            rem = 0
+            q += 1
     return row
 
 
@@ -125,10 +150,10 @@ def run(groups, tape, addrs, rows, width):
         for base in range(0, n, width):
             m = min(width, n - base)
             for k in range(k0, k1):
-                a = _view(tape[k, 1], tape[k, 2], addrs, sbase, width, base, m, fill_a)
-                b = _view(tape[k, 3], tape[k, 4], addrs, sbase, width, base, m, fill_b)
-                d = _view(tape[k, 5], tape[k, 6], addrs, sbase, width, base, m, fill_a)
-                _apply(tape[k, 0], tape[k, 7], a, b, d, m)
-                if tape[k, 8]:
+                a = _view(tape[k, 1], tape[k, 2], tape[k, 3], tape[k, 4], addrs, sbase, width, base, m, fill_a)
+                b = _view(tape[k, 5], tape[k, 6], tape[k, 7], tape[k, 8], addrs, sbase, width, base, m, fill_b)
+                d = _view(tape[k, 9], tape[k, 10], 0, 0, addrs, sbase, width, base, m, fill_a)
+                _apply(tape[k, 0], tape[k, 11], a, b, d, m)
+                if tape[k, 12]:
                     bad |= _has_nan(d, m)
     return bad

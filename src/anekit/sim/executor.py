@@ -28,6 +28,7 @@ FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
 _F16_MAX_BITS = 0x477FE000
+_VIEWS = ("reshape", "squeeze", "expand_dims")     # kernels/shape.py kernels that only reshape
 
 
 class _Step:
@@ -35,7 +36,7 @@ class _Step:
     tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
     finished. Execution then builds the keyword arguments with no per-op branching."""
     __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is",
-                 "rounds", "fused")
+                 "rounds", "fused", "view")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
@@ -55,6 +56,15 @@ class _Step:
         # (op code, x slot, y slot, unsigned zero): a lone chip-profile elementwise op that runs
         # with its rounding as one compiled pass (set by regions.plan, which fuses longer runs).
         self.fused = None
+        # (x slot, shape, dtype, output slot, size): a stock reshape, squeeze or expand_dims, whose
+        # result is x's data in the declared shape: run as that reshape, without the call.
+        self.view = None
+        if kernel.fn.__module__ == "anekit.sim.kernels.shape" and kernel.fn.__name__ in _VIEWS \
+                and len(outputs) == 1 and isinstance(tensors.get("x"), int):
+            dtype = {"float_keep": F32, "int32": np.int32, "bool": np.bool_}.get(self.fin[0][2])
+            if dtype is not None:
+                shape = tuple(outputs[0][1].shape)
+                self.view = (tensors["x"], shape, dtype, outputs[0][0], math.prod(shape))
 
 
 class Simulator:
@@ -308,6 +318,12 @@ class Simulator:
     # --- execution ----------------------------------------------------------------------
 
     def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
+        view = step.view
+        if view is not None and not compile_time:
+            x = env[view[0]]
+            if type(x) is np.ndarray and x.dtype == view[2] and x.size == view[4]:
+                env[view[3]] = x.reshape(view[1])
+                return
         if step.fused is not None and not compile_time and self._fused(step, env):
             return
         call = step.call

@@ -30,7 +30,7 @@ from .fp16 import F32
 _FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compiled.SUB, ("x", "y")),
           "mul": ("binary", compiled.MUL, ("x", "y")), "real_div": ("real_div", compiled.DIV, ("x", "y")),
           "square": ("square", compiled.MUL, ("x", "x")), "sqrt": ("sqrt", compiled.SQRT, ("x", "x"))}
-_SCRATCH, _ARRAY, _SCALAR = 0, 1, 2          # operand kinds (sim/_compiled_tape.py)
+_SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO = 0, 1, 2  # modes
 _WIDTH = 512                                 # _compiled_tape.WIDTH (that module imports numba)
 _MIN_EXACT = 3                               # the shortest run worth a tape call in exact numerics
@@ -42,12 +42,32 @@ tape_kernel = compiled.LazyKernel("elementwise tape kernel",
                                   lambda: importlib.import_module("anekit.sim._compiled_tape").run)
 
 
+def _broadcast(shape, out) -> tuple[int, int] | None:
+    """How an operand of `shape` broadcasts to `out`, as (r, m): output element j reads
+    operand element (j // r) % m. (0, 0) when it is of the output's size or of one element
+    (the plain kinds); None when its kept axes are not one contiguous block of `out`."""
+    if len(shape) > len(out):
+        return None
+    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+    if any(s != o and s != 1 for s, o in zip(padded, out)):
+        return None                      # not numpy-broadcastable to out
+    size = math.prod(shape)
+    if size == math.prod(out) or size == 1:
+        return (0, 0)
+    kept = [i for i, (s, o) in enumerate(zip(padded, out)) if o != 1 and s == o]
+    if any(padded[i] != 1 for i in range(kept[0], kept[-1] + 1) if i not in kept) \
+            or any(out[i] != 1 for i in range(kept[0], kept[-1] + 1) if i not in kept):
+        return None          # a broadcast axis between kept ones
+    return math.prod(out[kept[-1] + 1:]), size
+
+
 def _fusable(step, consts: dict):
-    """(op code, mode, operand slots) when `step` may run on the tape: the stock kernel of an
-    op in _FUSED with one float output that the executor stores as computed (exact numerics)
-    or rounds to fp16 with the NaN rule that makes NaN +0 (a chip profile: no NaN payload
-    can show), float operands each of the output's shape or of one element (constants: float32
-    C-contiguous arrays, as folding leaves them)."""
+    """(op code, mode, operand slots, their broadcasts) when `step` may run on the tape: the
+    stock kernel of an op in _FUSED with one float output that the executor stores as computed
+    (exact numerics) or rounds to fp16 with the NaN rule that makes NaN +0 (a chip profile: no
+    NaN payload can show), float operands each of the output's shape, of one element, or
+    broadcast along outer and inner axes (constants: float32 C-contiguous arrays, as folding
+    leaves them)."""
     op, nx = step.call.op, step.call.nx
     entry = _FUSED.get(op.type)
     if entry is None or len(step.fin) != 1 or step.fin[0][2] != "float_round" \
@@ -60,19 +80,21 @@ def _fusable(step, consts: dict):
     else:
         mode = _EXACT
     out = tuple(step.fin[0][1].shape)
-    slots = []
+    slots, layouts = [], []
     for name in entry[2]:
         t, ref = op.inputs.get(name), step.tensors.get(name)
         if t is None or isinstance(t, tuple) or not isinstance(ref, int) or t.dtype not in ("fp16", "fp32"):
             return None
-        if tuple(t.shape) != out and not (math.prod(t.shape) == 1 and len(t.shape) <= len(out)):
+        layout = _broadcast(tuple(t.shape), out)
+        if layout is None:
             return None
         if ref in consts:
             c = consts[ref]
             if type(c) is not np.ndarray or c.dtype != F32 or not c.flags.c_contiguous or c.size != math.prod(t.shape):
                 return None
         slots.append(ref)
-    return entry[1], mode, slots
+        layouts.append(layout)
+    return entry[1], mode, slots, layouts
 
 
 class _Group:
@@ -154,15 +176,16 @@ class Region:
             first = len(tape)
             used = 0
             for st in g.members:
-                code, mode, slots = plans[id(st)]
+                code, mode, slots, layouts = plans[id(st)]
                 operands = []
-                for s in slots:
+                for s, (r, m) in zip(slots, layouts):
+                    kind = _BROADCAST if r else _ARRAY if sizes[s] == g.n else _SCALAR
                     if s in ext:
-                        operands += [_ARRAY if sizes[s] == g.n else _SCALAR, ext[s]]
+                        operands += [kind, ext[s], r, m]
                     elif s in materialise:
-                        operands += [_ARRAY if sizes[s] == g.n else _SCALAR, out_index[s]]
+                        operands += [kind, out_index[s], r, m]
                     else:
-                        operands += [_SCRATCH, rows[s]]
+                        operands += [_SCRATCH, rows[s], 0, 0]
                 slot = st.fin[0][0]
                 if slot in materialise:
                     dest = [_ARRAY, out_index[slot]]
@@ -173,7 +196,7 @@ class Region:
                 tape.append([code, *operands, *dest, mode, int(mode == _EXACT and slot in materialise)])
             group_rows.append(used)
             g.members = [(first, len(tape))]      # only the tape range is needed from here on
-        self.tape = np.array(tape, np.int64).reshape(-1, 9)
+        self.tape = np.array(tape, np.int64).reshape(-1, 13)
         self.groups = np.array([[g.n, *g.members[0]] for g in self.groups], np.int64)
         self.rows = max(group_rows) + 2                  # + the two broadcast fill rows
         self.width = max(1, min(_WIDTH, int(self.groups[:, 0].max())))
@@ -235,11 +258,11 @@ def plan(steps: list, consts: dict, keep: set) -> list:
             region.admit(st, p[2], producer)
     first = {}
     for r in regions:
-        code, mode, slots = plans[id(r.members[0])]
+        code, mode, slots, layouts = plans[id(r.members[0])]
         # A call of the tape costs a few us more than a numpy op in exact numerics, and about
         # as much as compiled.elementwise_round with one op: short runs stay op by op there.
         if len(r.members) < (_MIN_EXACT if mode == _EXACT else 2):
-            if mode != _EXACT:
+            if mode != _EXACT and not any(rm[0] for rm in layouts):
                 r.members[0].fused = (code, slots[0], slots[1], mode == _CHIP_UNSIGNED_ZERO)
             continue
         r.finish(plans, readers, keep, consts)
