@@ -117,7 +117,10 @@ class Simulator:
         # stored form (on the fp16 grid, no NaN), where run_stored's rounding is the identity.
         rounded = set()
         if self.nx.fp16 and self.profile.indeterminate_to_zero:
-            rounded = {slot for step in self._steps for slot, _, how in step.fin if how == "float_round"}
+            for step in self._steps:      # (in order: a reshape of a rounded value is one too)
+                if step.view is not None and step.view[0] in rounded and step.view[2] is F32:
+                    rounded.add(step.view[3])
+                rounded.update(slot for slot, _, how in step.fin if how == "float_round")
         self._stored_outputs = [(name, slot, "stored" if slot in rounded else dtype)
                                 for name, slot, dtype in self._outputs]
         self._plan_frees()

@@ -260,11 +260,14 @@ def plan(steps: list, consts: dict, keep: set) -> list:
     for r in regions:
         code, mode, slots, layouts = plans[id(r.members[0])]
         # A call of the tape costs a few us more than a numpy op in exact numerics, and about
-        # as much as compiled.elementwise_round with one op: short runs stay op by op there.
+        # as much as compiled.elementwise_round with one op: short runs stay op by op there
+        # (a lone chip op through elementwise_round, unless an operand broadcasts).
         if len(r.members) < (_MIN_EXACT if mode == _EXACT else 2):
-            if mode != _EXACT and not any(rm[0] for rm in layouts):
+            if mode == _EXACT:
+                continue
+            if not any(rm[0] for rm in layouts):
                 r.members[0].fused = (code, slots[0], slots[1], mode == _CHIP_UNSIGNED_ZERO)
-            continue
+                continue
         r.finish(plans, readers, keep, consts)
         first[id(r.members[0])] = r
     regions = list(first.values())
