@@ -21,8 +21,9 @@ Groups (int64 rows n, first op, end op) run in order; a group reads earlier grou
 from memory. Addresses are the data pointers of float32 C-contiguous arrays the caller keeps
 alive for the call.
 
-This module imports numba: the executor imports it only through its LazyKernel, once
-compiled.kernels() is on (its numba helpers, such as compiled._round16, are built then).
+This module imports numba: sim/regions.py imports it only through its LazyKernel, once
+compiled.kernels() is on (its numba helpers, such as compiled._round16, are built then; the
+functions here compile on their first call, or load from numba's cache).
 """
 from __future__ import annotations
 
@@ -135,9 +136,7 @@ def _has_nan(d, m):
     return bad
 
 
-@numba.njit(t.boolean(t.Array(t.int64, 2, "C", readonly=True), t.Array(t.int64, 2, "C", readonly=True),
-                      t.Array(t.int64, 1, "C", readonly=True), t.int64, t.int64),
-            cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")    # compiled on first call (one signature)
 def run(groups, tape, addrs, rows, width):
     """Run the tape with `rows` scratch rows of `width` elements (the last two are the
     broadcast fill rows); True when an exact-mode output holds a NaN."""
@@ -157,3 +156,10 @@ def run(groups, tape, addrs, rows, width):
                 if tape[k, 12]:
                     bad |= _has_nan(d, m)
     return bad
+
+
+def warm_up() -> None:
+    """Compile `run` (or load it from numba's cache) now, on a one-op tape: out = x * x."""
+    x, out = np.ones(2, np.float32), np.empty(2, np.float32)
+    tape = np.array([[MUL, ARRAY, 0, 0, 0, ARRAY, 0, 0, 0, ARRAY, 1, EXACT, 1]], np.int64)
+    run(np.array([[2, 0, 1]], np.int64), tape, np.array([x.ctypes.data, out.ctypes.data], np.int64), 3, 2)

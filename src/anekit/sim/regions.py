@@ -38,8 +38,14 @@ _MIN_EXACT = 3                               # the shortest run worth a tape cal
 # A writable array's data address through ctypes (about 4x faster than ndarray.ctypes.data).
 _addressof, _as_bytes = ctypes.addressof, ctypes.c_char.from_buffer
 
-tape_kernel = compiled.LazyKernel("elementwise tape kernel",
-                                  lambda: importlib.import_module("anekit.sim._compiled_tape").run)
+
+def _build_tape():
+    tape = importlib.import_module("anekit.sim._compiled_tape")
+    tape.warm_up()           # compiled (or loaded from numba's cache) here, not inside a run
+    return tape.run
+
+
+tape_kernel = compiled.LazyKernel("elementwise tape kernel", _build_tape)
 
 
 def _broadcast(shape, out) -> tuple[int, int] | None:
