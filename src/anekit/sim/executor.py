@@ -2,8 +2,9 @@
 
 Construction resolves every op to its kernel (UnsupportedOpError names any op without one),
 checks tensor sizes, folds const-only subgraphs once (weights, constexpr decompression),
-and plans when each intermediate can be freed. `run` then only executes the ops that depend
-on the inputs.
+gathers runs of elementwise ops into regions that run as one compiled call each (sim/
+regions.py: the same bits as op by op), and plans when each intermediate can be freed.
+`run` then only executes the ops that depend on the inputs.
 """
 from __future__ import annotations
 
