@@ -38,8 +38,6 @@ from . import compiled
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
 SCRATCH, ARRAY, SCALAR, BROADCAST = 0, 1, 2, 3
 EXACT, CHIP, CHIP_UNSIGNED_ZERO = 0, 1, 2
-WIDTH = 512                     # elements per block: a scratch row stays in L1 across the tape
-ROW = 13                        # int64 fields per tape row
 _TOP = compiled._F16_MAX_BITS
 _ZERO = np.float32(0.0)
 _jit = numba.njit(cache=True, error_model="numpy")

@@ -32,7 +32,7 @@ _FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compile
           "square": ("square", compiled.MUL, ("x", "x")), "sqrt": ("sqrt", compiled.SQRT, ("x", "x"))}
 _SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO = 0, 1, 2  # modes
-_WIDTH = 512                                 # _compiled_tape.WIDTH (that module imports numba)
+_WIDTH = 512                                 # elements per block: the scratch rows stay in L1
 _MIN_EXACT = 3                               # the shortest run worth a tape call in exact numerics
 
 # A writable array's data address through ctypes (about 4x faster than ndarray.ctypes.data).
