@@ -70,10 +70,10 @@ def compiled_kernels_ready():
     """Compile the simulator's numba kernels (or load them from numba's cache) before the first
     test: a cold compile takes seconds, which would otherwise land inside whichever test first
     simulates (the fuzz tests stop a case after 10 s). Nothing happens without numba."""
-    from anekit.sim import _compiled_taylor, compiled
+    from anekit.sim import _compiled_taylor, compiled, regions
     from anekit.sim.kernels import _compiled_conv, _compiled_norm
     compiled.kernels()
-    _compiled_taylor.kernel(), _compiled_conv.kernel(), _compiled_norm.kernels()
+    _compiled_taylor.kernel(), _compiled_conv.kernel(), _compiled_norm.kernels(), regions.tape_kernel()
 
 
 @pytest.fixture

@@ -276,7 +276,7 @@ def test_a_numba_that_cannot_build_the_kernels_falls_back_to_numpy(monkeypatch):
 
 
 def _elementwise_program(shape):
-    """Every fused op (executor._FUSED) on full-shape operands and on one-element operands on
+    """Every fused op (regions._FUSED) on full-shape operands and on one-element operands on
     either side, and a chain of them."""
     import anekit as ak
     x, y, s = ak.input("x", shape), ak.input("y", shape), ak.input("s", (1,))
@@ -291,17 +291,18 @@ def _elementwise_program(shape):
 @pytest.mark.parametrize("profile", sorted(ALL_PROFILES))
 @pytest.mark.parametrize("shape", [(6, 40), (3,), (1,)])
 def test_fused_elementwise_rounding_is_bit_identical(profile, shape):
-    """The executor's fused op-and-rounding pass (compiled.elementwise_round) against the
-    kernels plus the separate rounding (the numpy route), on fp16 specials: inf, NaN, zeros of
+    """The executor's fused regions (sim/regions.py: the tape kernel) against the kernels
+    plus the separate rounding (the numpy route), on fp16 specials: inf, NaN, zeros of
     both signs, subnormals, 65504, 2**15; run and run_stored alike."""
     from anekit.sim import Simulator
+    from anekit.sim.regions import Region
     p = ALL_PROFILES[profile]
     rng = np.random.default_rng(7)
     feeds = {"x": hostile(rng, shape, 300.0, 0.3), "y": hostile(rng, shape, 2.0 ** -10, 0.3),
              "s": np.array([-0.0 if shape == (1,) else 3.0e-5], np.float32)}
     sim = Simulator(_elementwise_program(shape), profile=p)
-    fused = sum(st.fused is not None for st in sim._steps)
-    assert fused == (14 if p.fp16_storage and p.indeterminate_to_zero else 0)
+    fused = sum(len(u.members) for u in sim._units if isinstance(u, Region))
+    assert fused == (14 if p.indeterminate_to_zero or not p.fp16_storage else 0)
     for run in (sim.run, sim.run_stored):
         ref, got = both(lambda: run(feeds))
         for name in ref:

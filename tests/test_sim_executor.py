@@ -9,6 +9,7 @@ import anekit as ak
 from anekit.errors import AnekitError, DTypeError, ShapeError, UnsupportedOpError
 from anekit.ir.spec import REGISTRY
 from anekit.sim import Simulator
+from anekit.sim.regions import Region
 from anekit.sim.registry import Kernel, kernel
 
 
@@ -170,11 +171,18 @@ def test_intermediates_are_freed_after_their_last_consumer(monkeypatch):
     live = []
     original = Simulator._execute
 
+    original_region = Region.run
+
     def spy(self, step, env, compile_time=False):
         original(self, step, env, compile_time)
         if not compile_time:
             live.append(sum(isinstance(v, np.ndarray) and v.size == 64 for v in env))
+
+    def region_spy(self, env, execute):        # the adds run as one-op regions (sim/regions.py)
+        original_region(self, env, original.__get__(sim))
+        live.append(sum(isinstance(v, np.ndarray) and v.size == 64 for v in env))
     monkeypatch.setattr(Simulator, "_execute", spy)
+    monkeypatch.setattr(Region, "run", region_spy)
     out = sim.run({"x": np.zeros(64)})["y"]
     assert np.all(out == 40.0)
     assert len(live) == 80 and max(live) <= 3          # never more than input, operand, result

@@ -2,8 +2,9 @@
 
 Construction resolves every op to its kernel (UnsupportedOpError names any op without one),
 checks tensor sizes, folds const-only subgraphs once (weights, constexpr decompression),
-and plans when each intermediate can be freed. `run` then only executes the ops that depend
-on the inputs.
+gathers runs of elementwise ops into regions that run as one compiled call each (sim/
+regions.py: the same bits as op by op), and plans when each intermediate can be freed.
+`run` then only executes the ops that depend on the inputs.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..ir.feeds import bind_inputs
 from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
-from . import compiled
+from . import compiled, regions
 from .fp16 import F32, has_nan, round_fp16
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
@@ -27,14 +28,8 @@ from .scratch import scratch_bytes
 FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
-# Elementwise ops whose kernel and storage rounding run as one compiled pass (compiled.
-# elementwise_round) in chip profiles: op type -> (its kernel in kernels/elementwise.py, the
-# compiled op code, its tensor parameters). Only these kernels, checked by name at planning:
-# another kernel filed for the op keeps its own route.
-_FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compiled.SUB, ("x", "y")),
-          "mul": ("binary", compiled.MUL, ("x", "y")), "real_div": ("real_div", compiled.DIV, ("x", "y")),
-          "square": ("square", compiled.MUL, ("x", "x")), "sqrt": ("sqrt", compiled.SQRT, ("x", "x"))}
 _F16_MAX_BITS = 0x477FE000
+_VIEWS = ("reshape", "squeeze", "expand_dims")     # kernels/shape.py kernels that only reshape
 
 
 class _Step:
@@ -42,7 +37,7 @@ class _Step:
     tensors left out), `single`/`multi` the env slots of the rest, `fin` how each output is
     finished. Execution then builds the keyword arguments with no per-op branching."""
     __slots__ = ("kernel", "call", "tensors", "consts", "outputs", "free", "single", "multi", "fin", "as_is",
-                 "rounds", "fused")
+                 "rounds", "fused", "view")
 
     def __init__(self, kernel, call, tensors, consts, outputs):
         self.kernel, self.call, self.tensors, self.consts, self.outputs = kernel, call, tensors, consts, outputs
@@ -59,27 +54,18 @@ class _Step:
                                             (self.fin[0][2] == "float_round" and not call.nx.fp16))
         # One float output rounded to fp16 storage: the other common case, stored directly.
         self.rounds = len(outputs) == 1 and self.fin[0][2] == "float_round" and call.nx.fp16
-        self.fused = self._fusion()
-
-    def _fusion(self):
-        """(op code, x slot, y slot, unsigned zero) when this op may run as one compiled pass
-        with its rounding: a chip profile whose NaN rule makes NaN +0 (so no NaN payload can
-        show), float operands each of the output's shape or of one element, the stock kernel."""
-        op, nx = self.call.op, self.call.nx
-        entry = _FUSED.get(op.type)
-        if entry is None or not self.rounds or not nx.profile.indeterminate_to_zero \
-                or self.kernel.fn.__module__ != "anekit.sim.kernels.elementwise" or self.kernel.fn.__name__ != entry[0]:
-            return None
-        out = self.outputs[0][1].shape
-        slots = []
-        for name in entry[2]:
-            t, ref = op.inputs.get(name), self.tensors.get(name)
-            if t is None or isinstance(t, tuple) or not isinstance(ref, int) or t.dtype not in ("fp16", "fp32"):
-                return None
-            if tuple(t.shape) != tuple(out) and not (math.prod(t.shape) == 1 and len(t.shape) <= len(out)):
-                return None
-            slots.append(ref)
-        return entry[1], slots[0], slots[1], bool(nx.profile.unsigned_zero_reciprocal)
+        # (op code, x slot, y slot, unsigned zero): a lone chip-profile elementwise op that runs
+        # with its rounding as one compiled pass (set by regions.plan, which fuses longer runs).
+        self.fused = None
+        # (x slot, shape, dtype, output slot, size): a stock reshape, squeeze or expand_dims, whose
+        # result is x's data in the declared shape: run as that reshape, without the call.
+        self.view = None
+        if kernel.fn.__module__ == "anekit.sim.kernels.shape" and kernel.fn.__name__ in _VIEWS \
+                and len(outputs) == 1 and isinstance(tensors.get("x"), int):
+            dtype = {"float_keep": F32, "int32": np.int32, "bool": np.bool_}.get(self.fin[0][2])
+            if dtype is not None:
+                shape = tuple(outputs[0][1].shape)
+                self.view = (tensors["x"], shape, dtype, outputs[0][0], math.prod(shape))
 
 
 class Simulator:
@@ -126,6 +112,19 @@ class Simulator:
             if id(t) not in self._slot:
                 raise ShapeError(f"function '{fn.name}': output '{t.name}' is not produced by any op")
         self._outputs = [(t.name, self._slot[id(t)], t.dtype) for t in fn.outputs]
+        self._fp16_inputs = tuple(t for t in fn.inputs if t.dtype == "fp16")
+        # Runs of elementwise ops become one compiled call each (sim/regions.py).
+        self._units = regions.plan(self._steps, self._const, {slot for _, slot, _ in self._outputs})
+        # Outputs computed by a rounding op in a profile whose NaN rule leaves no NaN: already in
+        # stored form (on the fp16 grid, no NaN), where run_stored's rounding is the identity.
+        rounded = set()
+        if self.nx.fp16 and self.profile.indeterminate_to_zero:
+            for step in self._steps:      # (in order: a reshape of a rounded value is one too)
+                if step.view is not None and step.view[0] in rounded and step.view[2] is F32:
+                    rounded.add(step.view[3])
+                rounded.update(slot for slot, _, how in step.fin if how == "float_round")
+        self._stored_outputs = [(name, slot, "stored" if slot in rounded else dtype)
+                                for name, slot, dtype in self._outputs]
         self._plan_frees()
 
     # --- public -------------------------------------------------------------------------
@@ -177,7 +176,8 @@ class Simulator:
                 raise AnekitError(f"run_stored: inputs {overlap} given both as inputs and resident")
             inputs = {**inputs, **rest}
         env = self._execute_all(self._check_inputs(inputs, fast))
-        return {name: _to_stored(env[slot], dtype) for name, slot, dtype in self._outputs}
+        return {name: env[slot] if dtype == "stored" else _to_stored(env[slot], dtype)
+                for name, slot, dtype in self._stored_outputs}
 
     def _execute_all(self, arrays: list) -> list:
         env: list = [None] * len(self._slot)
@@ -189,10 +189,14 @@ class Simulator:
                     self.states[t.name] = arr
                 arr = self.states[t.name]
             env[self._slot[id(t)]] = arr
+        region, execute = regions.Region, self._execute
         with np.errstate(all="ignore"):
-            for step in self._steps:
-                self._execute(step, env)
-                for slot in step.free:
+            for unit in self._units:
+                if type(unit) is region:
+                    unit.run(env, execute)
+                else:
+                    execute(unit, env)
+                for slot in unit.free:
                     env[slot] = None
         return env
 
@@ -298,22 +302,33 @@ class Simulator:
         self._const = {slot: v for slot, v in self._const.items() if slot in read}
         keep = {slot for _, slot, _ in self._outputs} | set(self._const)
         last: dict[int, int] = {}
-        for i, step in enumerate(self._steps):
-            for ref in step.tensors.values():
-                for slot in (ref if isinstance(ref, tuple) else (ref,)) if ref is not None else ():
-                    last[slot] = i
-            for slot, _ in step.outputs:      # an unused output dies right away
+        for i, unit in enumerate(self._units):
+            if type(unit) is regions.Region:
+                reads, outputs = unit.reads, unit.outputs
+            else:
+                reads = [s for ref in unit.tensors.values() if ref is not None
+                         for s in (ref if isinstance(ref, tuple) else (ref,))]
+                outputs = [slot for slot, _ in unit.outputs]
+            for slot in reads:
+                last[slot] = i
+            for slot in outputs:      # an unused output dies right away
                 last.setdefault(slot, i)
         frees: dict[int, list[int]] = {}
         for slot, i in last.items():
             if slot not in keep:
                 frees.setdefault(i, []).append(slot)
-        for i, step in enumerate(self._steps):
-            step.free = tuple(frees.get(i, ()))
+        for i, unit in enumerate(self._units):
+            unit.free = tuple(frees.get(i, ()))
 
     # --- execution ----------------------------------------------------------------------
 
     def _execute(self, step: _Step, env, compile_time: bool = False) -> None:
+        view = step.view
+        if view is not None and not compile_time:
+            x = env[view[0]]
+            if type(x) is np.ndarray and x.dtype == view[2] and x.size == view[4]:
+                env[view[3]] = x.reshape(view[1])
+                return
         if step.fused is not None and not compile_time and self._fused(step, env):
             return
         call = step.call
@@ -350,8 +365,8 @@ class Simulator:
 
     @staticmethod
     def _fused(step: _Step, env) -> bool:
-        """Run a fused step (see _Step._fusion) when the compiled kernels are on and its operands
-        are float32 C-contiguous arrays of the sizes planned; False leaves it to the kernel."""
+        """Run a lone fused step when the compiled kernels are on and its operands are float32
+        C-contiguous arrays of the sizes planned; False leaves it to the kernel."""
         code, xs, ys, unsigned_zero = step.fused
         x, y = env[xs], env[ys]
         jit = compiled.kernels()
@@ -388,6 +403,10 @@ class Simulator:
     def _check_inputs(self, inputs, ready: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """Arrays in function-input order (None for a state left out), ready for the kernels;
         `ready` holds inputs already in that form."""
+        quick = self._quick_fp16(inputs)
+        if quick:
+            inputs = {k: v for k, v in inputs.items() if k not in quick}
+            ready = {**ready, **quick} if ready else quick
         if ready:
             bound = bind_inputs(self.function, inputs, optional=self._state_names + tuple(ready))
             bound.update(ready)
@@ -395,6 +414,18 @@ class Simulator:
                     else None for t in self.function.inputs]
         bound = bind_inputs(self.function, inputs, optional=self._state_names)
         return [self._ingest(t, bound[t.name]) if t.name in bound else None for t in self.function.inputs]
+
+    def _quick_fp16(self, inputs) -> dict:
+        """fp16 inputs given as float32 arrays of the declared shape without NaN, rounded to
+        the fp16 grid in one pass: bind_inputs' fp16 cast and `_ingest`'s way back (four
+        passes each) give the same values, and the NaN rule has nothing to do."""
+        quick = {}
+        if isinstance(inputs, Mapping):
+            for t in self._fp16_inputs:
+                a = inputs.get(t.name)
+                if type(a) is np.ndarray and a.dtype == F32 and a.shape == t.shape and not has_nan(a):
+                    quick[t.name] = round_fp16(a)
+        return quick
 
     def _ingest(self, t, arr: np.ndarray) -> np.ndarray:
         if t.dtype in ("fp16", "fp32"):

@@ -79,6 +79,15 @@ def _number(name, v, lo=0.0, hi=math.inf, open_hi=False) -> float:
     return float(v)
 
 
+def _stored_scalar(value: float, dtype: str) -> np.ndarray:
+    """A one-element input in the stored form of `dtype` (float32; on the fp16 grid for fp16)."""
+    a = np.array([value], np.float32)
+    if dtype != "fp16":
+        return a
+    with np.errstate(over="ignore"):               # past 65504: inf, as `run`'s cast gives
+        return a.astype(np.float16).astype(np.float32)
+
+
 class _ResidentArrays:
     """An Optimizer mapping kept in stored form (float32 on the fp16 grid) in `_stored_<attr>`;
     the declared-dtype arrays users and checkpoints see are made on first read and cached in
@@ -221,15 +230,17 @@ class Optimizer:
         lr = self.lr_at(t)
         S0 = self.state_scale
         scalars = {"grad_mul": S0 / grad_scale, "inv_state_scale": 1.0 / S0, **self._scalars(lr, S0, t)}
-        feeds = {n: np.array([scalars[n]], np.float32) for n in self.scalar_names()}
-        resident = {f"p_{k}": v for k, v in self._stored_params.items()}
+        # The scalars go in stored form too (what `run` would make of the float32 value: its
+        # fp16 cast, for fp16 programs), sparing two casts and a NaN check each per step.
+        resident = {n: _stored_scalar(scalars[n], self.dtype) for n in self.scalar_names()}
+        resident.update({f"p_{k}": v for k, v in self._stored_params.items()})
         resident.update(self._stored_state)
         for k, v in self._stored_params.items():
             g = grads[k]
             if not stored and not self.master_weights:
                 g = to_fp16(g)          # a float32 gradient from outside: round it as `run` would
             resident[f"g_{k}"] = g
-        out = self._executable().run_stored(feeds, resident)
+        out = self._executable().run_stored({}, resident)
         params = {k: out[f"new_p_{k}"].reshape(v.shape) for k, v in self._stored_params.items()}
         state = {n: out[f"new_{n}"].reshape(v.shape) for n, v in self._stored_state.items()}
         if "grad_norm" in out:

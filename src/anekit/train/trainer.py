@@ -118,10 +118,14 @@ class Trainer:
                              f"got {type(batch).__name__}")
         scale = self.scaler.scale
         t0 = time.perf_counter()
-        feeds = dict(batch)
-        feeds[LOSS_SCALE_INPUT] = np.full(self.program.main.input(LOSS_SCALE_INPUT).shape, scale, np.float32)
-        # Parameters stay in the engine's stored form between steps (no fp16 cast per step).
-        out = self.exe.run_stored(feeds, self.opt.stored_params)
+        # Parameters stay in the engine's stored form between steps (no fp16 cast per step); the
+        # loss scale goes in that form too (a power of two in dynamic scaling: its fp16 cast).
+        seed_t = self.program.main.input(LOSS_SCALE_INPUT)
+        seed = np.full(seed_t.shape, scale, np.float32)
+        if seed_t.dtype == "fp16":
+            with np.errstate(over="ignore"):        # a scale past 65504 is inf in fp16, as in `run`
+                seed = seed.astype(np.float16).astype(np.float32)
+        out = self.exe.run_stored(batch, {**self.opt.stored_params, LOSS_SCALE_INPUT: seed})
         loss = float(np.asarray(out["loss"], np.float64).reshape(-1)[0])
         n = self.step + 1
         if not math.isfinite(loss):

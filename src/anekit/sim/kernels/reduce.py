@@ -16,7 +16,8 @@ _OTHERS = {"reduce_max": np.max, "reduce_min": np.min, "reduce_prod": np.prod}
 def lanes_last(x: np.ndarray, axes) -> np.ndarray:
     """x with the reduced axes moved last and flattened: [kept..., K]."""
     ax = list(range(x.ndim)) if axes is None else sorted({a % x.ndim for a in axes})
-    moved = np.moveaxis(x, ax, list(range(x.ndim - len(ax), x.ndim)))
+    last = list(range(x.ndim - len(ax), x.ndim))
+    moved = x if ax == last else np.moveaxis(x, ax, last)
     return moved.reshape(moved.shape[:x.ndim - len(ax)] + (-1,))
 
 

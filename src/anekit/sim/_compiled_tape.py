@@ -1,0 +1,163 @@
+"""A region of elementwise ops run as one compiled call (numba, the optional `fast` extra).
+
+sim/regions.py plans, once per Simulator, runs of elementwise ops (add, sub, mul, real_div,
+square, sqrt on operands of the output's shape, of one element, or broadcast along axes)
+into a tape: one row per op, read by this one precompiled function, so a program never
+triggers a numba compilation of its own. The tape is run block by block of elements; each
+op computes exactly what its numpy kernel computes in float32 and, in a chip profile, rounds
+it to fp16 storage with the NaN rule (compiled._round16, as the executor's `store` does), so
+every value is the op-by-op value bit for bit. Values consumed only inside the region live
+in scratch rows of one block and are never written out.
+
+Tape rows (int64): code, then (kind, index, r, size) for operand a and operand b, (kind,
+index) for the destination, the mode and the NaN check. Kinds: 0 a scratch row, 1 an array
+of the group's element count at addrs[index], 2 a one-element array at addrs[index], 3 an
+array of `size` elements at addrs[index] that output element j reads at (j // r) % size
+(a bias along inner axes, a per-row scale, ...). Mode: 0 exact float32 (no
+rounding; a NaN in an output is reported so the caller can redo the region op by op, whose
+NaN payloads numba's operand order need not match), 1 chip rounding with signed zero
+divisors, 2 chip rounding with unsigned zero divisors (profile.unsigned_zero_reciprocal).
+Groups (int64 rows n, first op, end op) run in order; a group reads earlier groups' outputs
+from memory. Addresses are the data pointers of float32 C-contiguous arrays the caller keeps
+alive for the call.
+
+This module imports numba: sim/regions.py imports it only through its LazyKernel, once
+compiled.kernels() is on (its numba helpers, such as compiled._round16, are built then; the
+functions here compile on their first call, or load from numba's cache).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types as t
+from numba.extending import intrinsic
+
+from . import compiled
+
+ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
+SCRATCH, ARRAY, SCALAR, BROADCAST = 0, 1, 2, 3
+EXACT, CHIP, CHIP_UNSIGNED_ZERO = 0, 1, 2
+_TOP = compiled._F16_MAX_BITS
+_ZERO = np.float32(0.0)
+_jit = numba.njit(cache=True, error_model="numpy")
+
+
+@intrinsic
+def _fptr(typingctx, addr):
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
+    return t.CPointer(t.float32)(t.int64), codegen
+
+
+@_jit
+def _view(kind, idx, r, size, addrs, sbase, width, base, m, fill):
+    """Operand or destination elements [base, base + m) as a float32 array."""
+    if kind == SCRATCH:
+        return numba.carray(_fptr(sbase + 4 * idx * width), m)
+    if kind == ARRAY:
+        return numba.carray(_fptr(addrs[idx] + 4 * base), m)
+    row = numba.carray(_fptr(sbase + 4 * fill * width), m)     # a fill row
+    if kind == SCALAR:
+        v = numba.carray(_fptr(addrs[idx]), 1)[0]
+        for i in range(m):
+            row[i] = v
+        return row
+    # BROADCAST: element j reads src[(j // r) % size], in runs (no division per element)
+    src = numba.carray(_fptr(addrs[idx]), size)
+    i = 0
+    if r == 1:
+        k = base % size
+        while i < m:
+            run = min(size - k, m - i)
+            for j in range(run):
+                row[i + j] = src[k + j]
+            i += run
+            k = 0
+    else:
+        q, rem = base // r, base % r
+        while i < m:
+            run = min(r - rem, m - i)
+            v = src[q % size]
+            for j in range(run):
+                row[i + j] = v
+            i += run
+            rem = 0
+            q += 1
+    return row
+
+
+@_jit
+def _apply(code, mode, a, b, d, m):
+    if mode == EXACT:
+        if code == ADD:
+            for i in range(m):
+                d[i] = a[i] + b[i]
+        elif code == SUB:
+            for i in range(m):
+                d[i] = a[i] - b[i]
+        elif code == MUL:
+            for i in range(m):
+                d[i] = a[i] * b[i]
+        elif code == DIV:
+            for i in range(m):
+                d[i] = a[i] / b[i]
+        else:
+            for i in range(m):
+                d[i] = np.sqrt(a[i])
+    elif code == ADD:
+        for i in range(m):
+            d[i] = compiled._round16(a[i] + b[i], _TOP, False, False, _ZERO)
+    elif code == SUB:
+        for i in range(m):
+            d[i] = compiled._round16(a[i] - b[i], _TOP, False, False, _ZERO)
+    elif code == MUL:
+        for i in range(m):
+            d[i] = compiled._round16(a[i] * b[i], _TOP, False, False, _ZERO)
+    elif code == DIV:
+        if mode == CHIP_UNSIGNED_ZERO:
+            for i in range(m):
+                d[i] = compiled._round16(a[i] / (b[i] + _ZERO), _TOP, False, False, _ZERO)
+        else:
+            for i in range(m):
+                d[i] = compiled._round16(a[i] / b[i], _TOP, False, False, _ZERO)
+    else:
+        for i in range(m):
+            d[i] = compiled._round16(np.sqrt(a[i]) + _ZERO, _TOP, False, False, _ZERO)
+
+
+@_jit
+def _has_nan(d, m):
+    bad = False
+    for i in range(m):
+        bad |= d[i] != d[i]
+    return bad
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")    # compiled on first call (one signature)
+def run(groups, tape, addrs, rows, width):
+    """Run the tape with `rows` scratch rows of `width` elements (the last two are the
+    broadcast fill rows); True when an exact-mode output holds a NaN."""
+    scratch = np.empty((rows, width), np.float32)
+    sbase = scratch.ctypes.data
+    fill_a, fill_b = scratch.shape[0] - 2, scratch.shape[0] - 1
+    bad = False
+    for g in range(groups.shape[0]):
+        n, k0, k1 = groups[g, 0], groups[g, 1], groups[g, 2]
+        for base in range(0, n, width):
+            m = min(width, n - base)
+            for k in range(k0, k1):
+                a = _view(tape[k, 1], tape[k, 2], tape[k, 3], tape[k, 4], addrs, sbase, width, base, m, fill_a)
+                b = _view(tape[k, 5], tape[k, 6], tape[k, 7], tape[k, 8], addrs, sbase, width, base, m, fill_b)
+                d = _view(tape[k, 9], tape[k, 10], 0, 0, addrs, sbase, width, base, m, fill_a)
+                _apply(tape[k, 0], tape[k, 11], a, b, d, m)
+                if tape[k, 12]:
+                    bad |= _has_nan(d, m)
+    return bad
+
+
+def warm_up() -> None:
+    """Compile `run` (or load it from numba's cache) now, on a one-op tape: out = x * x."""
+    x, out = np.ones(2, np.float32), np.empty(2, np.float32)
+    tape = np.array([[MUL, ARRAY, 0, 0, 0, ARRAY, 0, 0, 0, ARRAY, 1, EXACT, 1]], np.int64)
+    run(np.array([[2, 0, 1]], np.int64), tape, np.array([x.ctypes.data, out.ctypes.data], np.int64), 3, 2)

@@ -1,0 +1,102 @@
+"""The simulator's per-run shortcuts give what the general paths give, bit for bit: float32
+feeds of fp16 inputs rounded in one pass, run_stored outputs already in stored form, planned
+reshapes, the constant pad, cached slice plans."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anekit as ak
+from anekit.sim import Simulator
+from anekit.sim.fp16 import round_fp16
+from anekit.sim.registry import Kernel
+
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, 6e-8, -6e-8, 3.0e-8, 2.9e-8, 3.05e-5, 65504.0, 65520.0,
+                     -65519.0, 1e6, 2.0 ** -14, 2.0 ** -25, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11], np.float32)
+
+
+def _bits(a):
+    return np.asarray(a, np.float32).view(np.uint32)
+
+
+def _feed(rng, shape):
+    v = (rng.standard_normal(shape) * 100).astype(np.float32).reshape(-1)
+    v[: SPECIALS.size] = SPECIALS
+    return v.reshape(shape)
+
+
+@pytest.mark.parametrize("profile", ["m1", "m5", "exact"])
+def test_float32_feeds_of_fp16_inputs_match_their_fp16_cast(profile):
+    """A float32 feed takes the one-pass rounding; the same values fed as float16 take the
+    general path (bind_inputs' cast, _ingest): the stored values agree bit for bit."""
+    x = ak.input("x", (4, 32))
+    sim = Simulator(ak.program({"y": x * 1.0, "z": ak.reshape(x, [128])}), profile=profile)
+    rng = np.random.default_rng(1)
+    a = _feed(rng, (4, 32))
+    assert sim._quick_fp16({"x": a})              # the shortcut applies
+    with np.errstate(over="ignore"):
+        ref = sim.run_stored({"x": a.astype(np.float16)})
+    got = sim.run_stored({"x": a})
+    for name in ref:
+        assert np.array_equal(_bits(ref[name]), _bits(got[name])), name
+    a[0, 0] = np.nan                             # NaN: the general path (the NaN rule), as before
+    assert not sim._quick_fp16({"x": a})
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref, got = sim.run_stored({"x": a.astype(np.float16)}), sim.run_stored({"x": a})
+    for name in ref:
+        assert np.array_equal(_bits(ref[name]), _bits(got[name])), name
+
+
+@pytest.mark.parametrize("profile", ["m1", "exact"])
+def test_run_stored_outputs_equal_the_rounded_values(profile):
+    """Outputs that run_stored hands back without rounding are exactly what the rounding
+    would make of them."""
+    x, w = ak.input("x", (8, 16)), ak.input("w", (16, 4))
+    h = (x @ w) * 0.5
+    sim = Simulator(ak.program({"h": h, "r": ak.reshape(h, [32]), "t": ak.transpose(h, perm=[1, 0])}),
+                    profile=profile)
+    kinds = {name: dtype for name, _, dtype in sim._stored_outputs}
+    assert (kinds["h"], kinds["r"]) == (("stored", "stored") if profile == "m1" else ("fp16", "fp16"))
+    rng = np.random.default_rng(2)
+    out = sim.run_stored({"x": _feed(rng, (8, 16)), "w": rng.standard_normal((16, 4)).astype(np.float32)})
+    for name, v in out.items():
+        assert v.dtype == np.float32
+        assert np.array_equal(_bits(v), _bits(round_fp16(v))), name
+
+
+def test_planned_reshape_takes_and_gives_the_kernel_values():
+    x = ak.input("x", (2, 3, 4), "fp32")
+    sim = Simulator(ak.program({"y": ak.reshape(ak.reshape(x, [6, 4]) * 2.0, [24])}), profile="exact")
+    views = [st for st in sim._steps if st.view is not None]
+    assert len(views) == 2
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    want = sim.run({"x": a})["y"]
+    assert np.array_equal(want, a.reshape(-1) * 2)
+
+    def refuse(c, **kw):
+        raise AssertionError("the planned reshape called its kernel")
+    for st in views:
+        st.kernel = Kernel(st.kernel.op, refuse, st.kernel.finish)
+    assert np.array_equal(sim.run({"x": a})["y"], want)
+
+
+@pytest.mark.parametrize("widths,value", [([1, 2, 0, 3], 0.0), ([0, 0, 2, 2], -0.0), ([3, 1], 1.5), ([], 0.0)])
+def test_constant_pad_matches_numpy_pad(widths, value):
+    x = ak.input("x", (2, 3, 4))
+    sim = Simulator(ak.program({"y": ak.pad(x, pad=widths, mode="constant", constant_val=value)}), profile="m1")
+    a = np.random.default_rng(3).standard_normal((2, 3, 4)).astype(np.float16).astype(np.float32)
+    k = len(widths) // 2
+    pads = [(0, 0)] * (3 - k) + [(widths[2 * i], widths[2 * i + 1]) for i in range(k)]
+    want = np.pad(a, pads, constant_values=np.float32(value))
+    assert np.array_equal(_bits(sim.run_stored({"x": a})["y"]), _bits(want))
+
+
+def test_slice_plans_are_made_once_per_op():
+    x = ak.input("x", (4, 10))
+    y = ak.slice_by_index(x, begin=[1, 2], end=[3, 9], stride=[1, 2])
+    sim = Simulator(ak.program({"y": y}), profile="m1")
+    a = np.arange(40, dtype=np.float32).reshape(4, 10)
+    for _ in range(2):
+        assert np.array_equal(sim.run_stored({"x": a})["y"], a[1:3, 2:9:2])
+    step = sim._steps[0]
+    assert list(step.call.cache) == [("slices", (4, 10))]

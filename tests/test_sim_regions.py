@@ -1,0 +1,156 @@
+"""Elementwise regions (sim/regions.py, sim/_compiled_tape.py): runs of elementwise ops run
+as one compiled call, with the bits of the op-by-op numpy route.
+
+Each comparison runs a Simulator twice, with the compiled kernels off (every op through its
+numpy kernel and the separate storage rounding) and on, on fp16 specials, and asserts
+identical float32 bits for every output, NaN payloads included.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anekit as ak
+from anekit.sim import FAMILY_PROFILES, Simulator, compiled, profile_for, regions
+from anekit.train import optim
+
+PROFILES = {"exact": profile_for("exact"), "m1": profile_for("m1"), **FAMILY_PROFILES}
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, -6e-8, 3.05e-5, 65504.0, -65504.0,
+                     1024.0, 2.0 ** -14, 1.0, -1.0], np.float16)
+
+
+def _hostile(rng, shape, scale=1.0, special=0.2, nan=True) -> np.ndarray:
+    v = (rng.standard_normal(shape) * scale).astype(np.float16).reshape(-1)
+    pick = rng.random(v.size) < special
+    v[pick] = rng.choice(SPECIALS if nan else SPECIALS[~np.isnan(SPECIALS)], int(pick.sum()))
+    return v.astype(np.float32).reshape(shape)
+
+
+def _both(sim, feeds):
+    """sim.run_stored on the numpy route, then on the compiled route."""
+    previous = compiled.set_enabled(False)
+    try:
+        with np.errstate(all="ignore"):
+            ref = sim.run_stored(feeds)
+        compiled.set_enabled(True)
+        got = sim.run_stored(feeds)
+    finally:
+        compiled.set_enabled(previous)
+    return ref, got
+
+
+def _same_bits(ref, got):
+    for name in ref:
+        r, g = np.asarray(ref[name], np.float32), np.asarray(got[name], np.float32)
+        assert r.shape == g.shape, name
+        diff = r.view(np.uint32) != g.view(np.uint32)
+        assert not diff.any(), f"{name}: {int(diff.sum())} of {diff.size} differ, e.g. {r[diff][0]!r} vs {g[diff][0]!r}"
+
+
+def _regions(sim):
+    return [u for u in sim._units if isinstance(u, regions.Region)]
+
+
+def _mixed_program():
+    """Chains on several element counts: broadcasts along inner, outer and middle axes, a
+    scalar chain feeding a large one, a transpose (a non-contiguous operand), values read
+    both inside and outside the region, and an op (relu) that is not fused."""
+    x, y = ak.input("x", (4, 6, 5)), ak.input("y", (4, 6, 5))
+    col, row, mid = ak.input("col", (4, 1, 1)), ak.input("row", (5,)), ak.input("mid", (6, 1))
+    s, t = ak.input("s", (1,)), ak.input("t", (5, 6, 4))
+    k = (s * s + 1.0).sqrt()                          # a one-element chain
+    a = (x * col + row) / (mid - y * k)
+    b = a.square() + ak.transpose(t, perm=[2, 1, 0]) * 0.5
+    c = ak.relu(b) * a - x                            # a and b read after the relu
+    return ak.program({"a": a, "c": c, "k": k, "d": (b - row).sqrt() * s})
+
+
+def _mixed_feeds(rng, nan=True):
+    shapes = {"x": (4, 6, 5), "y": (4, 6, 5), "col": (4, 1, 1), "row": (5,), "mid": (6, 1), "s": (1,),
+              "t": (5, 6, 4)}
+    return {n: _hostile(rng, sh, 4.0, nan=nan) for n, sh in shapes.items()}
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_regions_have_the_op_by_op_bits(profile):
+    p = PROFILES[profile]
+    sim = Simulator(_mixed_program(), profile=p)
+    fused = sum(len(r.members) for r in _regions(sim))
+    assert fused >= (0 if p.fp16_storage and not p.indeterminate_to_zero else 10)
+    rng = np.random.default_rng(3)
+    for nan in (False, True):
+        for _ in range(3):
+            _same_bits(*_both(sim, _mixed_feeds(rng, nan)))
+
+
+@pytest.mark.numba
+def test_an_exact_region_that_meets_a_nan_runs_again_op_by_op(monkeypatch):
+    """numba need not keep numpy's NaN payloads, so an exact-numerics region whose output
+    holds a NaN is redone through the kernels; without NaN the compiled result stands."""
+    sim = Simulator(_mixed_program(), profile="exact")
+    calls = []
+    original = Simulator._execute
+    monkeypatch.setattr(Simulator, "_execute", lambda self, step, env, compile_time=False:
+                        (calls.append(step.call.op.type), original(self, step, env, compile_time)))
+    rng = np.random.default_rng(5)
+    feeds = _mixed_feeds(rng, nan=False)
+    compiled.set_enabled(True)
+    sim.run_stored(feeds)
+    clean = len(calls)
+    feeds["x"].reshape(-1)[7] = np.array(0x7FC01234, np.uint32).view(np.float32)   # a NaN with a payload
+    calls.clear()
+    _same_bits(*_both(sim, feeds))
+    op_by_op = len(sim._steps)
+    assert clean < op_by_op and len(calls) > op_by_op + clean    # numpy route + compiled route with a redo
+
+
+def test_broadcast_layouts_read_what_numpy_broadcasts():
+    out = (3, 4, 5, 2)
+    for shape in [(5, 2), (2,), (1, 4, 1, 1), (4, 5, 1), (3, 1, 1, 1), (1, 1, 5, 1), (3, 4, 5, 2), (1,), (4, 5, 2)]:
+        r, m = regions._broadcast(shape, out)
+        src = np.arange(int(np.prod(shape))).reshape(shape)
+        want = np.broadcast_to(src, out).reshape(-1)
+        if r == 0:
+            assert src.size in (1, want.size)
+            continue
+        assert np.array_equal((np.arange(want.size) // r) % m, want), shape
+    for shape in [(3, 1, 5, 1), (3, 4, 1, 2), (2, 2), (1, 3, 4, 5, 2)]:      # split kept axes, not broadcastable
+        assert regions._broadcast(shape, out) is None
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("numerics", ["m1", "exact"])
+def test_an_adam_update_is_one_region_with_the_op_by_op_bits(numerics):
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((33, 17)).astype(np.float32), "b": rng.standard_normal(17).astype(np.float32)}
+    opt = optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    sim = Simulator(opt.update_program(), profile=numerics)
+    assert len(_regions(sim)) == 1 and len(sim._units) == 1
+    feeds = {t.name: _hostile(rng, t.shape, 0.5, special=0.05, nan=False) for t in sim.function.inputs}
+    feeds.update({n: np.array([v], np.float32) for n, v in opt._scalars(1e-2, 256.0, 3).items() if n in feeds})
+    feeds["grad_mul"] = np.array([1.0], np.float32)
+    _same_bits(*_both(sim, feeds))
+
+
+def test_short_exact_runs_and_lone_ops_stay_op_by_op():
+    x, y = ak.input("x", (8,)), ak.input("y", (8,))
+    prog = ak.program({"z": ak.relu(x * y) + y})
+    assert not _regions(Simulator(prog, profile="exact"))
+    m1 = Simulator(prog, profile="m1")
+    assert not _regions(m1) and sum(st.fused is not None for st in m1._steps) == 2
+
+
+def test_regions_run_without_numba_as_op_by_op():
+    """With the compiled route off, a region runs its members through their kernels: the
+    values are the plain numpy ones."""
+    x, y = ak.input("x", (6,), "fp32"), ak.input("y", (6,), "fp32")
+    sim = Simulator(ak.program({"z": (x * y + y) * x - 1.0}), profile="exact")
+    assert len(_regions(sim)) == 1
+    xv, yv = np.linspace(-2, 2, 6).astype(np.float32), np.linspace(1, 3, 6).astype(np.float32)
+    previous = compiled.set_enabled(False)
+    try:
+        z = sim.run({"x": xv, "y": yv})["z"]
+    finally:
+        compiled.set_enabled(previous)
+    assert np.array_equal(z, (xv * yv + yv) * xv - np.float32(1.0))
