@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anekit.sim.kernels import shape
+from anekit.sim.kernels import recurrent
 
 
 def _gate_by_gate(x, h, cs, w_ih, w_hh, bias, peep, acts, clip, reverse):
@@ -39,10 +39,10 @@ def test_fused_gates_give_the_same_bits(peephole, clip, acts, reverse):
     h[2, :3] = [-0.0, 65504.0, -np.inf]
     w_ih, w_hh, bias = f(4 * hdim, i), f(4 * hdim, hdim) * 0.2, f(4 * hdim)
     peep = f(3 * hdim) if peephole else None
-    fns = tuple(shape._rnn_activation(a) for a in acts)
+    fns = tuple(recurrent._rnn_activation(a) for a in acts)
     with np.errstate(all="ignore"):
         want = _gate_by_gate(x, h, cs, w_ih, w_hh, bias, peep, fns, clip, reverse)
-        got = shape._lstm_pass(x, h, cs, w_ih, w_hh, bias, peep, fns, clip, reverse)
+        got = recurrent._lstm_pass(x, h, cs, w_ih, w_hh, bias, peep, fns, clip, reverse)
     for a, b_ in zip(want, got):
         assert a.shape == b_.shape
         np.testing.assert_array_equal(a.view(np.uint32), b_.view(np.uint32))

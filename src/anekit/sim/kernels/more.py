@@ -11,7 +11,7 @@ from ..fp16 import F32
 from ..registry import kernel
 from .constexpr import constexpr_blockwise_shift_scale as _blockwise, constexpr_lut_to_dense as _lut_to_dense
 from .reduce import lanes_last
-from .shape import _rnn_activation
+from .recurrent import _rnn_activation
 
 _COMBINE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
             "max": np.maximum, "min": np.minimum}
