@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .. import mac
-from ..fp16 import F32
+from ..fp16 import F32, has_nan
 from ..registry import kernel
 from ..scratch import F32_BYTES, elements, scratch
 from . import _compiled_conv
@@ -116,7 +116,8 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
     else:
         xp = pad_spatial(x, pads)
         if tap_by_tap:
-            y = _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp)
+            y = _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp,
+                           lambda key, make: c.cached(cache_key + key, make, "weight"))
             if y is not None:
                 return y
         win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
@@ -128,9 +129,14 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
     return y.reshape((n, weight.shape[0]) + tuple(out_sp))
 
 
-def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
+def _uncached(key, make):
+    return make()
+
+
+def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp, cached=_uncached):
     """Tap-by-tap accumulation for one input channel per group (xp: x padded); None when the
-    port ceiling could be reached (the matmul route then checks interior partials exactly)."""
+    port ceiling could be reached (the matmul route then checks interior partials exactly).
+    `cached(key, make)` keeps what depends on the weight alone (conv passes the op's cache)."""
     p = nx.profile
     mult = wm.shape[1]
     w = wm.reshape(groups * mult, -1)                     # [Cout, taps]
@@ -138,13 +144,14 @@ def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
     limit = p.mac_output_ceiling if (ceiling and not p.exact) else None
     if limit is not None:
         xmax = np.abs(x).max(axis=tuple(i for i in range(x.ndim) if i != 1))
-        if (np.abs(w).sum(axis=1) * np.repeat(xmax, mult)).max() >= limit:
+        wsum = cached("_abs_sums", lambda: np.abs(w).sum(axis=1))
+        if (wsum * (np.repeat(xmax, mult) if mult > 1 else xmax)).max() >= limit:
             return None
     # The compiled kernel reads xp unchecked: only where every window lies inside it.
     inside = all((o - 1) * st + d * (kk - 1) < n for o, st, d, kk, n in zip(out_sp, strides, dil, k, xp.shape[2:]))
     jit = _compiled_conv.kernel() if sp in (1, 2) and inside else None
     if jit is not None:
-        acc = _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult)
+        acc = _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult, cached)
     else:
         win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
         acc = np.zeros((win.shape[0], w.shape[0]) + win.shape[2:2 + sp], F32)
@@ -156,17 +163,25 @@ def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
     return acc if p.exact else mac.port_output(acc, p, limit)
 
 
-def _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult) -> np.ndarray:
+def _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult, cached=_uncached) -> np.ndarray:
     """The numpy loop of _depthwise in one compiled pass (sim/kernels/_compiled_conv.py), 1-d
-    convolutions as 2-d ones of height 1."""
+    convolutions as 2-d ones of height 1; channels innermost where that gives the same bits
+    (one input channel per output, no NaN in the operands)."""
     n, cout = xp.shape[0], w.shape[0]
     shape = (n, cout) + tuple(out_sp)
     if len(k) == 1:
         xp, k, strides, dil, out_sp = xp[:, :, None, :], (1,) + tuple(k), (1,) + tuple(strides), \
             (1,) + tuple(dil), (1,) + tuple(out_sp)
+    w = np.ascontiguousarray(w, dtype=F32).reshape((cout,) + tuple(k))
+    if mult == 1:
+        last = cached("_channels_last", lambda: None if has_nan(w) else np.ascontiguousarray(w.transpose(1, 2, 0)))
+        if last is not None and not has_nan(xp):
+            acc = np.empty((n,) + tuple(out_sp) + (cout,), F32)
+            jit.channels_last(np.ascontiguousarray(xp.transpose(0, 2, 3, 1), dtype=F32), last,
+                              strides[0], strides[1], dil[0], dil[1], acc)
+            return np.ascontiguousarray(acc.transpose(0, 3, 1, 2)).reshape(shape)
     acc = np.empty((n, cout) + tuple(out_sp), F32)
-    jit(np.ascontiguousarray(xp, dtype=F32), np.ascontiguousarray(w, dtype=F32).reshape((cout,) + tuple(k)),
-        strides[0], strides[1], dil[0], dil[1], mult, acc)
+    jit.depthwise2d(np.ascontiguousarray(xp, dtype=F32), w, strides[0], strides[1], dil[0], dil[1], mult, acc)
     return acc.reshape(shape)
 
 
