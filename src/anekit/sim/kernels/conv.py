@@ -95,28 +95,42 @@ def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(groups, weight.shape[0] // groups, -1))
 
 
+def _plan(nx, x_shape, w_shape, strides, pads, dil, groups, out_sp):
+    """What `convolve` decides from the static shapes alone: (route, ceiling, positions)."""
+    n, cin = x_shape[:2]
+    k = w_shape[2:]
+    taps, cin_g = math.prod(k), cin // groups
+    positions = math.prod(out_sp)
+    if taps == 1 and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
+        route = "pointwise"
+    elif cin_g == 1 and (nx.profile.exact or n * w_shape[0] * positions * taps * cin_g
+                         > nx.profile.tile_emulation_max_products):
+        route = "tap_by_tap"
+    elif n * taps * cin * positions <= GATHER_MAX:
+        route = "gather"
+    else:
+        route = "windows"
+    return route, taps * cin_g >= 2, positions
+
+
 def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") -> np.ndarray:
     nx = c.nx
     n, cin = x.shape[:2]
     k = weight.shape[2:]
-    taps, cin_g = math.prod(k), cin // groups
-    ceiling = taps * cin_g >= 2
-    positions = math.prod(out_sp)
-    pointwise = taps == 1 and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair)
+    route, ceiling, positions = c.cached(cache_key + "_plan", lambda: _plan(
+        nx, x.shape, weight.shape, strides, pads, dil, groups, out_sp))          # static shapes
     wop = c.cached(cache_key, lambda: nx.operand(_weight_matrix(weight, groups)[None], -1), "weight")
-    wm = wop.array[0]
-    products = n * weight.shape[0] * positions * taps * cin_g
-    tap_by_tap = cin_g == 1 and (nx.profile.exact or products > nx.profile.tile_emulation_max_products)
-    if pointwise:
+    cin_g = cin // groups
+    if route == "pointwise":
         cols = x.reshape(n, groups, cin_g, positions)
-    elif not tap_by_tap and n * taps * cin * positions <= GATHER_MAX:
+    elif route == "gather":
         index = c.cached(cache_key + "_im2col",
                          lambda: _im2col_index(x.shape[1:], k, strides, pads, dil, out_sp, groups))
         cols = _gather_columns(x, index)
     else:
         xp = pad_spatial(x, pads)
-        if tap_by_tap:
-            y = _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp,
+        if route == "tap_by_tap":
+            y = _depthwise(nx, x, xp, wop.array[0], groups, ceiling, k, strides, dil, out_sp,
                            lambda key, make: c.cached(cache_key + key, make, "weight"))
             if y is not None:
                 return y
@@ -124,7 +138,7 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
         sp = len(k)
         win = win.reshape((n, groups, cin_g) + tuple(out_sp) + tuple(k))
         order = (0, 1) + tuple(range(3 + sp, 3 + 2 * sp)) + (2,) + tuple(range(3, 3 + sp))
-        cols = np.ascontiguousarray(win.transpose(order)).reshape(n, groups, taps * cin_g, positions)
+        cols = np.ascontiguousarray(win.transpose(order)).reshape(n, groups, math.prod(k) * cin_g, positions)
     y = nx.matmul(wop, cols, ceiling)                     # [N, groups, Cout/g, positions]
     return y.reshape((n, weight.shape[0]) + tuple(out_sp))
 
@@ -193,7 +207,7 @@ def conv(c, x, weight, bias, strides, pad_type, pad, dilations, groups):
     pads = c.cached("pads", lambda: conv_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dil))   # static shapes
     y = convolve(c, x, weight, strides, pads, dil, groups, c.out_shape()[2:])
     if bias is not None:
-        y = c.nx.store(y + bias.reshape((1, -1) + (1,) * sp))
+        y = c.nx.store(y + c.cached("bias", lambda: bias.reshape((1, -1) + (1,) * sp), "bias"))
     return y
 
 
