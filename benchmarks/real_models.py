@@ -14,8 +14,8 @@ Goals (issue 15): default numerics within 2x of PyTorch fp32 on every model, exa
 1.3x. Also printed: the error (relative L2 against PyTorch fp32, all outputs together), the
 error PyTorch itself gets in fp16, and the ANE coverage from ak.check (fraction of ops on
 the engine; the first off-engine op and why). --write-docs writes the table into
-docs/coreml.md, section "Model corpus" (with --models, only those models' rows). Timings depend on the machine and its load: compare
-ratios, not seconds.
+docs/coreml.md, section "Model corpus" (with --models, only those models' rows). Timings
+depend on the machine and its load: compare ratios, not seconds.
 """
 from __future__ import annotations
 
