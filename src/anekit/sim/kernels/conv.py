@@ -96,7 +96,8 @@ def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _plan(nx, x_shape, w_shape, strides, pads, dil, groups, out_sp):
-    """What `convolve` decides from the static shapes alone: (route, ceiling, positions)."""
+    """What `convolve` decides from the static shapes alone: (route, ceiling, positions, live
+    taps or None)."""
     n, cin = x_shape[:2]
     k = w_shape[2:]
     taps, cin_g = math.prod(k), cin // groups
@@ -110,14 +111,20 @@ def _plan(nx, x_shape, w_shape, strides, pads, dil, groups, out_sp):
         route = "gather"
     else:
         route = "windows"
-    return route, taps * cin_g >= 2, positions
+    live = None
+    lanes = nx.profile.mac_tile_lanes
+    if route == "gather" and not nx.profile.exact and lanes and cin_g % lanes == 0 \
+            and mac.lane_route(taps * cin_g, positions, nx.profile):
+        live = _live_taps(x_shape[2:], k, strides, pads, dil, out_sp)
+        live = live if len(live) < taps else None
+    return route, taps * cin_g >= 2, positions, live
 
 
 def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") -> np.ndarray:
     nx = c.nx
     n, cin = x.shape[:2]
     k = weight.shape[2:]
-    route, ceiling, positions = c.cached(cache_key + "_plan", lambda: _plan(
+    route, ceiling, positions, live = c.cached(cache_key + "_plan", lambda: _plan(
         nx, x.shape, weight.shape, strides, pads, dil, groups, out_sp))          # static shapes
     wop = c.cached(cache_key, lambda: nx.operand(_weight_matrix(weight, groups)[None], -1), "weight")
     cin_g = cin // groups
@@ -126,6 +133,9 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
     elif route == "gather":
         index = c.cached(cache_key + "_im2col",
                          lambda: _im2col_index(x.shape[1:], k, strides, pads, dil, out_sp, groups))
+        y = None if live is None else _live_only(c, nx, x, weight, wop, groups, live, ceiling, cache_key, index)
+        if y is not None:
+            return y.reshape((n, weight.shape[0]) + tuple(out_sp))
         cols = _gather_columns(x, index)
     else:
         xp = pad_spatial(x, pads)
@@ -141,6 +151,36 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
         cols = np.ascontiguousarray(win.transpose(order)).reshape(n, groups, math.prod(k) * cin_g, positions)
     y = nx.matmul(wop, cols, ceiling)                     # [N, groups, Cout/g, positions]
     return y.reshape((n, weight.shape[0]) + tuple(out_sp))
+
+
+def _live_taps(size, k, strides, pads, dil, out_sp) -> tuple[int, ...]:
+    """The taps (C order) that read the input at some output position; the others read only
+    padding (a 3x3 convolution with padding 1 on a 1x1 map reads data through its centre)."""
+    def reads(axis, a):
+        return any(0 <= o * strides[axis] + a * dil[axis] - pads[axis][0] < size[axis] for o in range(out_sp[axis]))
+    return tuple(t for t, tap in enumerate(np.ndindex(*k)) if all(reads(i, a) for i, a in enumerate(tap)))
+
+
+def _live_only(c, nx, x, weight, wop, groups, live, ceiling, cache_key, index):
+    """The lane-model convolution over the live taps alone, or None. A tap that reads only
+    padding gives lanes of +-0 products (finite weights), which fill whole tiles when the
+    channels per group are a multiple of the tile width; a tile of zeros is +-0 and adding it
+    leaves any nonzero accumulator as it is, so every output that is not zero has the full
+    convolution's bits. Outputs of zero (whose sign the zero tiles could change) send the
+    whole convolution back to the full route."""
+    if not wop.finite:
+        return None
+    n, cin_g = x.shape[0], x.shape[1] // groups
+
+    def weights():
+        wm = _weight_matrix(weight, groups)
+        wm = wm.reshape(wm.shape[:2] + (-1, cin_g))[:, :, list(live)]
+        return nx.operand(wm.reshape(wm.shape[:2] + (-1,))[None], -1)
+    wlive = c.cached(cache_key + "_live", weights, "weight")
+    sub = c.cached(cache_key + "_im2col_live", lambda: np.ascontiguousarray(
+        index.reshape((groups, -1, cin_g, index.shape[-1]))[:, list(live)].reshape(groups, -1, index.shape[-1])))
+    y = nx.matmul(wlive, _gather_columns(x, sub), ceiling)
+    return None if (y == 0).any() else y
 
 
 def _uncached(key, make):
