@@ -179,21 +179,20 @@ def docs_section(rows: list[dict]) -> str:
 
 
 def write_docs(rows: list[dict]) -> None:
-    """The whole section from a run of the whole corpus; from a run of some models (--models),
-    only their rows of the table already there (the other rows stay as last measured)."""
+    """The whole section; from a run of some models (--models) whose rows the table already
+    has, only those rows (the other rows stay as last measured)."""
     text = DOCS.read_text()
     start = text.find(SECTION + "\n")
     if start >= 0 and {r["name"] for r in rows} != {e.name for e in corpus.CORPUS}:
-        new = {r["name"]: docs_row(r) for r in rows}
-        lines = text.split("\n")
-        for i, line in enumerate(lines):
-            name = line[2:].split(" |", 1)[0] if line.startswith("| ") else None
-            if name in new and text.find(line) > start:
-                lines[i] = new.pop(name)
-        if new:
-            raise SystemExit(f"--write-docs: no row for {sorted(new)} in {DOCS.name}; run the whole corpus")
-        DOCS.write_text("\n".join(lines))
-        return
+        end = text.find("\n## ", start + len(SECTION))
+        head, table, tail = text[:start], text[start:end if end >= 0 else len(text)], text[end:] if end >= 0 else ""
+        lines = table.split("\n")
+        where = {line[2:].split(" |", 1)[0]: i for i, line in enumerate(lines) if line.startswith("| ")}
+        if all(r["name"] in where for r in rows):
+            for r in rows:
+                lines[where[r["name"]]] = docs_row(r)
+            DOCS.write_text(head + "\n".join(lines) + tail)
+            return
     section = docs_section(rows)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
