@@ -51,7 +51,7 @@ def max_pool(c, x, kernel_sizes, strides, pad_type, pad, ceil_mode):
     padded, _, _ = _padded(c, x, kernel_sizes, strides, pad_type, pad, -np.inf)
     first, *rest = c.cached("tap_index", lambda: _tap_index(c, x, kernel_sizes, strides)).values()
     acc = padded[first].copy()
-    for t in rest:                          # max is exact: any order gives numpy's bits
+    for t in rest:                          # taps in C order, as always (ties keep the later operand)
         np.maximum(acc, padded[t], out=acc)
     return acc
 
