@@ -14,8 +14,8 @@ Goals (issue 15): default numerics within 2x of PyTorch fp32 on every model, exa
 1.3x. Also printed: the error (relative L2 against PyTorch fp32, all outputs together), the
 error PyTorch itself gets in fp16, and the ANE coverage from ak.check (fraction of ops on
 the engine; the first off-engine op and why). --write-docs writes the table into
-docs/coreml.md, section "Model corpus". Timings depend on the machine and its load: compare
-ratios, not seconds.
+docs/coreml.md, section "Model corpus" (with --models, only those models' rows). Timings
+depend on the machine and its load: compare ratios, not seconds.
 """
 from __future__ import annotations
 
@@ -138,6 +138,15 @@ def machine() -> str:
             f"torch {torch.__version__}, coremltools {coremltools.__version__}")
 
 
+def docs_row(r: dict) -> str:
+    if "missing" in r:
+        return f"| {r['name']} | | not run: {r['missing']} | | | | | |"
+    err = f"{r['error']:.1e}" + ("" if r["within"] else " (over bound)")
+    ane = f"{r['coverage']:.0%}" + (f": {r['off_reason']}" if r["off_reason"] else "")
+    return (f"| {r['name']} | {r['ops']} | {err} | {r['torch_low']:.1e} | {ane} | "
+            f"{r['torch_s'] * 1e3:.2f} ms | {r['default_ratio']:.2f}x | {r['exact_ratio']:.2f}x |")
+
+
 def docs_section(rows: list[dict]) -> str:
     lines = [SECTION, "",
              "The corpus of issue 15 (`tests/coreml_corpus.py`): real architectures at small width and",
@@ -156,14 +165,7 @@ def docs_section(rows: list[dict]) -> str:
              "",
              "| model | ops | error | torch fp16 error | ANE (M4) | torch fp32 | default / torch | exact / torch |",
              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
-    for r in rows:
-        if "missing" in r:
-            lines.append(f"| {r['name']} | | not run: {r['missing']} | | | | | |")
-            continue
-        err = f"{r['error']:.1e}" + ("" if r["within"] else " (over bound)")
-        ane = f"{r['coverage']:.0%}" + (f": {r['off_reason']}" if r["off_reason"] else "")
-        lines.append(f"| {r['name']} | {r['ops']} | {err} | {r['torch_low']:.1e} | {ane} | "
-                     f"{r['torch_s'] * 1e3:.2f} ms | {r['default_ratio']:.2f}x | {r['exact_ratio']:.2f}x |")
+    lines += [docs_row(r) for r in rows]
     failing = [e for e in corpus.CORPUS if e.missing_op or e.known_error]
     if failing:
         lines += ["", "Strict xfails in the test (each flips to a pass when fixed):", ""]
@@ -177,9 +179,21 @@ def docs_section(rows: list[dict]) -> str:
 
 
 def write_docs(rows: list[dict]) -> None:
+    """The whole section; from a run of some models (--models) whose rows the table already
+    has, only those rows (the other rows stay as last measured)."""
     text = DOCS.read_text()
-    section = docs_section(rows)
     start = text.find(SECTION + "\n")
+    if start >= 0 and {r["name"] for r in rows} != {e.name for e in corpus.CORPUS}:
+        end = text.find("\n## ", start + len(SECTION))
+        head, table, tail = text[:start], text[start:end if end >= 0 else len(text)], text[end:] if end >= 0 else ""
+        lines = table.split("\n")
+        where = {line[2:].split(" |", 1)[0]: i for i, line in enumerate(lines) if line.startswith("| ")}
+        if all(r["name"] in where for r in rows):
+            for r in rows:
+                lines[where[r["name"]]] = docs_row(r)
+            DOCS.write_text(head + "\n".join(lines) + tail)
+            return
+    section = docs_section(rows)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:
@@ -199,7 +213,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per timed batch of calls")
     ap.add_argument("--cache", help="folder for converted packages, kept between runs")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write the table into docs/coreml.md (with --models: only those rows)")
     ap.add_argument("--op-times", action="store_true",
                     help="also print the simulator's time per op type for each model (default and exact)")
     a = ap.parse_args(argv)

@@ -115,6 +115,53 @@ def test_runaway_loop_is_reported_naming_the_op(tmp_path, monkeypatch):
             exe({"n": np.array([50], np.int32), "x": np.ones((2, 3), np.float32)})
 
 
+
+def test_counter_test_and_trip_entry_give_the_block_route_values(tmp_path, monkeypatch):
+    """A loop's `i < n` cond is evaluated on the int32 values directly and its body through
+    Simulator.run_trip; with both switched off (every block through run_stored) the outputs
+    are the same bits, in chip and exact numerics."""
+    from anekit.sim import Simulator
+    from anekit.sim.kernels import control
+    prog = _dynamic_program(tmp_path)
+    loop = next(op for op in prog.main.ops if op.type == "while_loop")
+
+    class Probe:
+        cache: dict = {}
+
+        def cached(self, key, make, *params):
+            return make()
+    compare, operands = control._counter_test(Probe(), loop.attrs["cond"])
+    assert compare is np.less and operands == (0, 2)      # i (loop variable) < n (capture)
+    feeds = [{"n": np.array([n], np.int32), "x": np.linspace(-2, 3, 6, dtype=np.float32).reshape(2, 3) * 7.3}
+             for n in (0, 1, 5)]
+    for numerics in ("m4", "exact"):
+        sim = Simulator(prog, profile=numerics)
+        fast = [sim.run(f) for f in feeds]
+        with monkeypatch.context() as m:
+            m.setattr(control, "_counter_test", lambda c, fn: None)
+            m.setattr(Simulator, "run_trip", lambda self, values: None)
+            slow = [Simulator(prog, profile=numerics).run(f) for f in feeds]
+        for a, b in zip(fast, slow):
+            assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+def test_run_trip_matches_run_stored_and_declines_other_forms(tmp_path):
+    from anekit.ir.graph import Program
+    from anekit.sim import Simulator
+    prog = _dynamic_program(tmp_path)
+    body = next(op for op in prog.main.ops if op.type == "while_loop").attrs["body"]
+    sim = Simulator(Program({body.name: body}), profile="m4", function=body.name)
+    floats = iter([np.array([[1.5, -2.0, 0.25], [4.0, 65504.0, -0.0]], np.float32),
+                   np.array([[1.0, np.inf, -3.0], [0.5, 1e-6, 2.0]], np.float32)])
+    values = [np.array([3], np.int32) if t.dtype == "int32" else next(floats) for t in body.inputs]
+    assert [t.dtype for t in body.inputs] == ["int32", "fp32", "int32", "fp32"]      # i, acc, n, x
+    want = sim.run_stored({}, resident={t.name: v for t, v in zip(body.inputs, values)})
+    got = sim.run_trip(values)
+    assert [g.tobytes() for g in got] == [want[n].tobytes() for n in sim.output_names]
+    assert sim.run_trip([values[0].astype(np.int64)] + values[1:]) is None      # not stored form
+    assert sim.run_trip([values[0], values[1].astype(np.float64)] + values[2:]) is None
+    assert sim.run_trip(values[:3]) is None
+
 def test_control_flow_round_trips_through_mil_text_and_autodiff_refuses_it(tmp_path):
     prog = _dynamic_program(tmp_path)
     x = prog.main.input("x")

@@ -134,3 +134,13 @@ def test_benchmark_measures_and_writes_its_docs_section(tmp_path, monkeypatch, c
     text = docs.read_text()
     assert "old table" not in text and text.startswith("# Core ML\n\nintro\n\n## Model corpus\n")
     assert text.endswith("\n### Notes\n\nhand-written\n\n## Later\n\nkept\n") and "| fcn_head | 11 |" in text
+    # rows the table has: a run of some models replaces those rows only
+    gru_row = next(line for line in text.split("\n") if line.startswith("| gru |"))
+    edited = text.replace("| fcn_head | 11 |", "| fcn_head | 99 |").replace(gru_row, "| gru | kept as it was |")
+    docs.write_text(edited)
+    assert bench.main(["--models", "fcn_head", "--repeat", "1", "--min-time", "0",
+                       "--cache", str(tmp_path / "cache"), "--write-docs"]) == 0
+    again = docs.read_text()
+    assert "| fcn_head | 11 |" in again and "| fcn_head | 99 |" not in again
+    assert again.replace("| fcn_head | 11 |", "| fcn_head | 99 |").split("\n")[:3] == edited.split("\n")[:3]
+    assert len(again.split("\n")) == len(edited.split("\n")) and "| gru | kept as it was |" in again

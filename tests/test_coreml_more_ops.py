@@ -77,6 +77,26 @@ def test_scatter_index_out_of_range_names_the_op():
              {"d": np.zeros((3, 5), np.float32), "i": np.array([0, 7], np.int32)})
 
 
+
+@pytest.mark.parametrize("axis,index", [(0, 2), (0, -1), (1, 0), (1, -4)])
+def test_scatter_of_one_index_against_numpy(axis, index):
+    """One index (a converted GRU's per-step scatter-add of h): taken as it is when in range
+    (no moveaxis on axis 0), wrapped when negative, refused when out of range."""
+    rng = np.random.default_rng(2)
+    data = rng.uniform(1, 2, (3, 4)).astype(np.float32)
+    upd = rng.uniform(1, 2, (1, 4) if axis == 0 else (3, 1)).astype(np.float32)
+    x, i = ak.input("d", (3, 4), "fp32"), ak.input("i", (1,), "int32")
+    out = _run({"u": ak.scatter(x, i, upd, axis=axis), "a": ak.scatter(x, i, upd, axis=axis, mode="add")},
+               {"d": data, "i": np.array([index], np.int32)})
+    want_u, want_a = data.astype(np.float64), data.astype(np.float64)
+    sel = (index % 3, slice(None)) if axis == 0 else (slice(None), index % 4)
+    want_u[sel] = upd.reshape(-1)
+    want_a[sel] += upd.reshape(-1)
+    np.testing.assert_array_equal(out["u"], want_u.astype(np.float32))
+    np.testing.assert_allclose(out["a"], want_a, rtol=RTOL)
+    with pytest.raises(ShapeError, match=rf"index {3 if axis == 0 else 4} is out of range for axis {axis}"):
+        _run({"u": ak.scatter(x, i, upd, axis=axis)}, {"d": data, "i": np.array([3 if axis == 0 else 4], np.int32)})
+
 def test_construction_ops_against_numpy():
     x = ak.input("x", (2, 3, 4), "fp32")
     idx = ak.input("i", (2, 3), "int32")

@@ -86,6 +86,46 @@ def test_depthwise_convolution_is_bit_identical(case, numerics):
     assert_same_bits(ref, got)
 
 
+
+@pytest.mark.numba
+@pytest.mark.parametrize("case", [c for c in DEPTHWISE if c[1][0] == c[0][1]], ids=lambda c: "x".join(map(str, c[0])))
+@pytest.mark.parametrize("numerics", ["exact", "m4"])
+def test_channels_last_depthwise_is_bit_identical(case, numerics):
+    """The channels-innermost kernel (one input channel per output, operands without NaN)
+    against the numpy loop on specials other than NaN: infinities (inf * 0 makes NaN inside
+    the sum), signed zeros, fp16 subnormals and maxima."""
+    from test_sim_compiled import hostile
+
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import _compiled_conv, conv
+    from anekit.sim.numerics import Numerics
+    xs, ws, strides, pads, dil, groups = case
+    rng = np.random.default_rng(6)
+    nx = Numerics(profile_for(numerics))
+    x, w = hostile(rng, xs, 4.0, 0.1), hostile(rng, ws, 0.5, 0.1)
+    x[np.isnan(x)], w[np.isnan(w)] = np.inf, -0.0
+    x.reshape(-1)[:3], w.reshape(-1)[:2] = [np.inf, -np.inf, -0.0], [0.0, -0.0]
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads)
+    k = ws[2:]
+    out_sp = tuple((s + a + b - d * (kk - 1) - 1) // st + 1
+                   for s, (a, b), d, kk, st in zip(xs[2:], pads, dil, k, strides))
+    wm = conv._weight_matrix(w, groups)
+    calls = []
+    jit = _compiled_conv.kernel()
+    if jit is not None:
+        real = jit.channels_last
+        jit.channels_last = lambda *a: (calls.append(1), real(*a))
+    try:
+        with np.errstate(all="ignore"):
+            ref, got = both(lambda: conv._depthwise(nx, x, xp, wm, groups, False, k, strides, dil, out_sp))
+    finally:
+        if jit is not None:
+            jit.channels_last = real
+    assert calls and ref is not None
+    if numerics == "exact":
+        assert np.isnan(ref).any() and np.isinf(ref).any()       # the specials reach the sums
+    assert_same_bits(ref, got)
+
 @pytest.mark.numba
 def test_depthwise_convolution_matches_float64():
     """Independent reference for the compiled route: finite data, exact numerics, float64 sums

@@ -444,6 +444,33 @@ class Simulator:
         return a
 
 
+    # --- appended for kernels/control.py: one loop trip without run_stored's binding --------
+
+    def run_trip(self, values) -> list | None:
+        """`run_stored({}, resident=...)` for a block run once per loop trip: `values` in input
+        order, outputs in output order (stored form, as run_stored gives them), without the
+        name binding, dict building and input checks per trip. Every value must already be in
+        the form `run_stored` would make of it: a float32 array of the declared shape for an
+        fp16/fp32 input, an int32 / bool array of the declared shape for an int32 / bool one.
+        None when one is not (or the block has state inputs): the caller takes run_stored, which
+        converts or reports, so both routes give the same values."""
+        plan = self.__dict__.get("_trip_plan")
+        if plan is None:
+            kinds = {"fp16": F32, "fp32": F32, "int32": np.dtype(np.int32), "bool": np.dtype(np.bool_)}
+            plan = self._trip_plan = () if self._state_names else tuple(
+                (t, kinds.get(t.dtype), t.shape, t.dtype in ("fp16", "fp32")) for t in self.function.inputs)
+        if not plan or len(values) != len(plan):
+            return None
+        arrays = []
+        for (t, dtype, shape, is_float), a in zip(plan, values):
+            if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
+                return None
+            # as run_stored: floats through _ingest_stored, others copied as bind_inputs does
+            arrays.append(self._ingest_stored(t, a) if is_float else np.array(a, order="C"))
+        env = self._execute_all(arrays)
+        return [_to_stored(env[slot], dtype) for _, slot, dtype in self._outputs]
+
+
 def _to_stored(value, dtype: str):
     """An output in stored form: float32 (rounded to the fp16 grid where declared fp16: exact
     numerics computes off it), other dtypes as `_to_declared`."""

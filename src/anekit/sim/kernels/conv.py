@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .. import mac
-from ..fp16 import F32
+from ..fp16 import F32, has_nan
 from ..registry import kernel
 from ..scratch import F32_BYTES, elements, scratch
 from . import _compiled_conv
@@ -95,42 +95,102 @@ def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(groups, weight.shape[0] // groups, -1))
 
 
+def _plan(nx, x_shape, w_shape, strides, pads, dil, groups, out_sp):
+    """What `convolve` decides from the static shapes alone: (route, ceiling, positions, live
+    taps or None)."""
+    n, cin = x_shape[:2]
+    k = w_shape[2:]
+    taps, cin_g = math.prod(k), cin // groups
+    positions = math.prod(out_sp)
+    if taps == 1 and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair):
+        route = "pointwise"
+    elif cin_g == 1 and (nx.profile.exact or n * w_shape[0] * positions * taps * cin_g
+                         > nx.profile.tile_emulation_max_products):
+        route = "tap_by_tap"
+    elif n * taps * cin * positions <= GATHER_MAX:
+        route = "gather"
+    else:
+        route = "windows"
+    live = None
+    lanes = nx.profile.mac_tile_lanes
+    if route == "gather" and not nx.profile.exact and lanes and cin_g % lanes == 0 \
+            and mac.lane_route(taps * cin_g, positions, nx.profile):
+        live = _live_taps(x_shape[2:], k, strides, pads, dil, out_sp)
+        live = live if len(live) < taps else None
+    return route, taps * cin_g >= 2, positions, live
+
+
 def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") -> np.ndarray:
     nx = c.nx
     n, cin = x.shape[:2]
     k = weight.shape[2:]
-    taps, cin_g = math.prod(k), cin // groups
-    ceiling = taps * cin_g >= 2
-    positions = math.prod(out_sp)
-    pointwise = taps == 1 and all(s == 1 for s in strides) and not any(p for pair in pads for p in pair)
+    route, ceiling, positions, live = c.cached(cache_key + "_plan", lambda: _plan(
+        nx, x.shape, weight.shape, strides, pads, dil, groups, out_sp))          # static shapes
     wop = c.cached(cache_key, lambda: nx.operand(_weight_matrix(weight, groups)[None], -1), "weight")
-    wm = wop.array[0]
-    products = n * weight.shape[0] * positions * taps * cin_g
-    tap_by_tap = cin_g == 1 and (nx.profile.exact or products > nx.profile.tile_emulation_max_products)
-    if pointwise:
+    cin_g = cin // groups
+    if route == "pointwise":
         cols = x.reshape(n, groups, cin_g, positions)
-    elif not tap_by_tap and n * taps * cin * positions <= GATHER_MAX:
+    elif route == "gather":
         index = c.cached(cache_key + "_im2col",
                          lambda: _im2col_index(x.shape[1:], k, strides, pads, dil, out_sp, groups))
+        y = None if live is None else _live_only(c, nx, x, weight, wop, groups, live, ceiling, cache_key, index)
+        if y is not None:
+            return y.reshape((n, weight.shape[0]) + tuple(out_sp))
         cols = _gather_columns(x, index)
     else:
         xp = pad_spatial(x, pads)
-        if tap_by_tap:
-            y = _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp)
+        if route == "tap_by_tap":
+            y = _depthwise(nx, x, xp, wop.array[0], groups, ceiling, k, strides, dil, out_sp,
+                           lambda key, make: c.cached(cache_key + key, make, "weight"))
             if y is not None:
                 return y
         win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
         sp = len(k)
         win = win.reshape((n, groups, cin_g) + tuple(out_sp) + tuple(k))
         order = (0, 1) + tuple(range(3 + sp, 3 + 2 * sp)) + (2,) + tuple(range(3, 3 + sp))
-        cols = np.ascontiguousarray(win.transpose(order)).reshape(n, groups, taps * cin_g, positions)
+        cols = np.ascontiguousarray(win.transpose(order)).reshape(n, groups, math.prod(k) * cin_g, positions)
     y = nx.matmul(wop, cols, ceiling)                     # [N, groups, Cout/g, positions]
     return y.reshape((n, weight.shape[0]) + tuple(out_sp))
 
 
-def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
+def _live_taps(size, k, strides, pads, dil, out_sp) -> tuple[int, ...]:
+    """The taps (C order) that read the input at some output position; the others read only
+    padding (a 3x3 convolution with padding 1 on a 1x1 map reads data through its centre)."""
+    def reads(axis, a):
+        return any(0 <= o * strides[axis] + a * dil[axis] - pads[axis][0] < size[axis] for o in range(out_sp[axis]))
+    return tuple(t for t, tap in enumerate(np.ndindex(*k)) if all(reads(i, a) for i, a in enumerate(tap)))
+
+
+def _live_only(c, nx, x, weight, wop, groups, live, ceiling, cache_key, index):
+    """The lane-model convolution over the live taps alone, or None. A tap that reads only
+    padding gives lanes of +-0 products (finite weights), which fill whole tiles when the
+    channels per group are a multiple of the tile width; a tile of zeros is +-0 and adding it
+    leaves any nonzero accumulator as it is, so every output that is not zero has the full
+    convolution's bits. Outputs of zero (whose sign the zero tiles could change) send the
+    whole convolution back to the full route."""
+    if not wop.finite:
+        return None
+    n, cin_g = x.shape[0], x.shape[1] // groups
+
+    def weights():
+        wm = _weight_matrix(weight, groups)
+        wm = wm.reshape(wm.shape[:2] + (-1, cin_g))[:, :, list(live)]
+        return nx.operand(wm.reshape(wm.shape[:2] + (-1,))[None], -1)
+    wlive = c.cached(cache_key + "_live", weights, "weight")
+    sub = c.cached(cache_key + "_im2col_live", lambda: np.ascontiguousarray(
+        index.reshape((groups, -1, cin_g, index.shape[-1]))[:, list(live)].reshape(groups, -1, index.shape[-1])))
+    y = nx.matmul(wlive, _gather_columns(x, sub), ceiling)
+    return None if (y == 0).any() else y
+
+
+def _uncached(key, make):
+    return make()
+
+
+def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp, cached=_uncached):
     """Tap-by-tap accumulation for one input channel per group (xp: x padded); None when the
-    port ceiling could be reached (the matmul route then checks interior partials exactly)."""
+    port ceiling could be reached (the matmul route then checks interior partials exactly).
+    `cached(key, make)` keeps what depends on the weight alone (conv passes the op's cache)."""
     p = nx.profile
     mult = wm.shape[1]
     w = wm.reshape(groups * mult, -1)                     # [Cout, taps]
@@ -138,13 +198,14 @@ def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
     limit = p.mac_output_ceiling if (ceiling and not p.exact) else None
     if limit is not None:
         xmax = np.abs(x).max(axis=tuple(i for i in range(x.ndim) if i != 1))
-        if (np.abs(w).sum(axis=1) * np.repeat(xmax, mult)).max() >= limit:
+        wsum = cached("_abs_sums", lambda: np.abs(w).sum(axis=1))
+        if (wsum * (np.repeat(xmax, mult) if mult > 1 else xmax)).max() >= limit:
             return None
     # The compiled kernel reads xp unchecked: only where every window lies inside it.
     inside = all((o - 1) * st + d * (kk - 1) < n for o, st, d, kk, n in zip(out_sp, strides, dil, k, xp.shape[2:]))
     jit = _compiled_conv.kernel() if sp in (1, 2) and inside else None
     if jit is not None:
-        acc = _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult)
+        acc = _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult, cached)
     else:
         win = _windows(xp, k, strides, dil, out_sp)       # [N, Cin, *out, *k]
         acc = np.zeros((win.shape[0], w.shape[0]) + win.shape[2:2 + sp], F32)
@@ -156,17 +217,25 @@ def _depthwise(nx, x, xp, wm, groups, ceiling, k, strides, dil, out_sp):
     return acc if p.exact else mac.port_output(acc, p, limit)
 
 
-def _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult) -> np.ndarray:
+def _depthwise_compiled(jit, xp, w, k, strides, dil, out_sp, mult, cached=_uncached) -> np.ndarray:
     """The numpy loop of _depthwise in one compiled pass (sim/kernels/_compiled_conv.py), 1-d
-    convolutions as 2-d ones of height 1."""
+    convolutions as 2-d ones of height 1; channels innermost where that gives the same bits
+    (one input channel per output, no NaN in the operands)."""
     n, cout = xp.shape[0], w.shape[0]
     shape = (n, cout) + tuple(out_sp)
     if len(k) == 1:
         xp, k, strides, dil, out_sp = xp[:, :, None, :], (1,) + tuple(k), (1,) + tuple(strides), \
             (1,) + tuple(dil), (1,) + tuple(out_sp)
+    w = np.ascontiguousarray(w, dtype=F32).reshape((cout,) + tuple(k))
+    if mult == 1:
+        last = cached("_channels_last", lambda: None if has_nan(w) else np.ascontiguousarray(w.transpose(1, 2, 0)))
+        if last is not None and not has_nan(xp):
+            acc = np.empty((n,) + tuple(out_sp) + (cout,), F32)
+            jit.channels_last(np.ascontiguousarray(xp.transpose(0, 2, 3, 1), dtype=F32), last,
+                              strides[0], strides[1], dil[0], dil[1], acc)
+            return np.ascontiguousarray(acc.transpose(0, 3, 1, 2)).reshape(shape)
     acc = np.empty((n, cout) + tuple(out_sp), F32)
-    jit(np.ascontiguousarray(xp, dtype=F32), np.ascontiguousarray(w, dtype=F32).reshape((cout,) + tuple(k)),
-        strides[0], strides[1], dil[0], dil[1], mult, acc)
+    jit.depthwise2d(np.ascontiguousarray(xp, dtype=F32), w, strides[0], strides[1], dil[0], dil[1], mult, acc)
     return acc.reshape(shape)
 
 
@@ -178,7 +247,7 @@ def conv(c, x, weight, bias, strides, pad_type, pad, dilations, groups):
     pads = c.cached("pads", lambda: conv_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dil))   # static shapes
     y = convolve(c, x, weight, strides, pads, dil, groups, c.out_shape()[2:])
     if bias is not None:
-        y = c.nx.store(y + bias.reshape((1, -1) + (1,) * sp))
+        y = c.nx.store(y + c.cached("bias", lambda: bias.reshape((1, -1) + (1,) * sp), "bias"))
     return y
 
 

@@ -11,13 +11,15 @@ from ..fp16 import F32
 from ..registry import kernel
 from .constexpr import constexpr_blockwise_shift_scale as _blockwise, constexpr_lut_to_dense as _lut_to_dense
 from .reduce import lanes_last
-from .shape import _rnn_activation
+from .recurrent import _rnn_activation
 
 _COMBINE = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
             "max": np.maximum, "min": np.minimum}
 
 
 def _check_indices(c, indices, size, what):
+    if indices.size == 1 and indices.dtype.kind in "iu" and 0 <= indices.reshape(-1)[0] < size:
+        return indices      # one index in range, taken as it is (a loop trip's scatter)
     bad = (indices < -size) | (indices >= size)
     if bad.any():
         raise c.fail(f"index {int(indices[bad].reshape(-1)[0])} is out of range for {what} of size {size}")
@@ -46,6 +48,8 @@ def scatter(c, data, indices, updates, axis, mode):
     out, upd = _as_type(data, updates)
     ax = axis % data.ndim
     idx = _check_indices(c, indices, data.shape[ax], f"axis {ax}")
+    if ax == 0:                 # moveaxis would return `out` and `upd` themselves
+        return _scatter_into(c, out, (idx,), upd, mode)
     moved, upd_m = np.moveaxis(out, ax, 0), np.moveaxis(upd, ax, 0)      # views: writes land in out
     _scatter_into(c, moved, (idx,), upd_m, mode)
     return out

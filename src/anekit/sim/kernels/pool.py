@@ -12,13 +12,15 @@ from .conv import conv_pads, pad_spatial
 def _padded(c, x, kernel_sizes, strides, pad_type, pad, fill):
     """x padded as the pad type says (with `fill`), the pad widths, and the padding kept in
     the average (everything but the extension ceil_mode adds)."""
-    sp = x.ndim - 2
-    k = tuple(kernel_sizes)
-    strides = tuple(strides or (1,) * sp)
-    out = c.out_shape()[2:]
-    pads = c.cached("pads", lambda: conv_pads(pad_type, pad, x.shape[2:], k, strides, (1,) * sp))   # static shapes
-    extra = [max(0, (o - 1) * s + kk - (n + b + e)) for o, s, kk, n, (b, e) in zip(out, strides, k, x.shape[2:], pads)]
-    widths = [(0, 0), (0, 0)] + [(b, e + ex) for (b, e), ex in zip(pads, extra)]
+    def plan():                                  # static shapes: once per op
+        sp = x.ndim - 2
+        k = tuple(kernel_sizes)
+        st = tuple(strides or (1,) * sp)
+        out = c.out_shape()[2:]
+        pads = conv_pads(pad_type, pad, x.shape[2:], k, st, (1,) * sp)
+        extra = [max(0, (o - 1) * s + kk - (n + b + e)) for o, s, kk, n, (b, e) in zip(out, st, k, x.shape[2:], pads)]
+        return [(0, 0), (0, 0)] + [(b, e + ex) for (b, e), ex in zip(pads, extra)], pads
+    widths, pads = c.cached("pad_plan", plan)
     return pad_spatial(x, widths[2:], fill), widths, pads
 
 
@@ -36,24 +38,31 @@ def _taps(c, x, kernel_sizes, strides, pad_type, pad, fill):
     values that tap reads: a reduction over windows as a few whole-array operations instead
     of numpy's reduction over a 2k-axis strided view (10-60x slower for small windows)."""
     padded, widths, pads = _padded(c, x, kernel_sizes, strides, pad_type, pad, fill)
-    sp = x.ndim - 2
-    strides = tuple(strides or (1,) * sp)
-    out = c.out_shape()[2:]
     k = tuple(kernel_sizes)
+    index = c.cached("tap_index", lambda: _tap_index(c, x, kernel_sizes, strides))     # static shapes
 
     def tap(t):
-        return padded[(slice(None), slice(None)) + tuple(slice(i, i + o * st, st) for i, o, st in zip(t, out, strides))]
+        return padded[index[t]]
     return k, tap, lambda: _windows(c, padded, kernel_sizes, strides), widths, pads
 
 
 @kernel("max_pool", finish="keep")
 def max_pool(c, x, kernel_sizes, strides, pad_type, pad, ceil_mode):
-    k, tap, win, *_ = _taps(c, x, kernel_sizes, strides, pad_type, pad, -np.inf)
-    taps = list(np.ndindex(*k))
-    acc = tap(taps[0]).copy()
-    for t in taps[1:]:                      # max is exact: any order gives numpy's bits
-        np.maximum(acc, tap(t), out=acc)
+    padded, _, _ = _padded(c, x, kernel_sizes, strides, pad_type, pad, -np.inf)
+    first, *rest = c.cached("tap_index", lambda: _tap_index(c, x, kernel_sizes, strides)).values()
+    acc = padded[first].copy()
+    for t in rest:                          # taps in C order, as always (ties keep the later operand)
+        np.maximum(acc, padded[t], out=acc)
     return acc
+
+
+def _tap_index(c, x, kernel_sizes, strides) -> dict[tuple, tuple]:
+    """Window tap (in C order) -> the index of its strided view [N, C, *out] into the padded
+    input: built once per op (a pooling op on a small map is call-bound)."""
+    sp = x.ndim - 2
+    st, out = tuple(strides or (1,) * sp), c.out_shape()[2:]
+    return {t: (slice(None), slice(None)) + tuple(slice(i, i + o * s, s) for i, o, s in zip(t, out, st))
+            for t in np.ndindex(*tuple(kernel_sizes))}
 
 
 def _window_sums(k, tap, win):
