@@ -17,9 +17,12 @@ Single-threaded on purpose: the benchmarks compare one thread with one thread.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -332,6 +335,7 @@ def _compile() -> None:
     from numba.extending import intrinsic
 
     _wide_vectors(config, binding)
+    _source_keyed_cache(config)
 
     @intrinsic
     def bits(typingctx, x):
@@ -368,6 +372,25 @@ def _compile() -> None:
     for name, sig in signatures.items():
         g[name] = numba.njit(t.void(*sig), cache=True, nogil=True,
                              **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
+
+
+def _source_keyed_cache(config) -> None:
+    """Keep numba's on-disk cache in a folder named by a hash of every kernel module's source.
+    numba keys a cached function on its own file and bytecode only, not on the helpers it
+    inlines from this module: after an edit here, the kernels of _compiled_mac.py and the
+    others (files unchanged) would load machine code built with the old helpers, and the
+    compiled route would silently differ from the numpy code. A new hash starts a fresh cache;
+    folders of earlier hashes are removed. Left alone when the user chose NUMBA_CACHE_DIR."""
+    if config.CACHE_DIR:
+        return
+    here = Path(__file__).resolve().parent
+    sources = sorted([here / "compiled.py", *here.glob("_compiled*.py"), *here.glob("kernels/_compiled*.py")])
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    root = here / "__pycache__"
+    for old in root.glob("numba-*"):
+        if old.name != f"numba-{digest}":
+            shutil.rmtree(old, ignore_errors=True)
+    config.CACHE_DIR = str(root / f"numba-{digest}")
 
 
 def _wide_vectors(config, binding) -> None:
