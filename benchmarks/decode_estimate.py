@@ -9,18 +9,20 @@ of `context` positions as iOS 18 state where the chip's dialect has it, else as 
 dispatch per token, priced by ak.cost.estimate_decode (ops the engine cannot take, e.g. a
 classifier over 151936 words, on the CPU roofline of anekit.cost.host); "aneforge" is the same
 program on the e5rt route; "window" is Core ML's chunked 64-token-window pipeline, priced by
-ak.cost.estimate_step over its chunk programs (window_pipeline_tok_s). Weights are shape-only
+ak.cost.estimate_step over its chunk programs (window_pipeline_tok_s); "cpu-sgemv" is a decode
+with every weight read by the CPU (f32 sgemv from one thread, anekit.cost.host_ms on one cluster). Weights are shape-only
 (anekit.quantization.placeholder_weight: zero-stride views, so a 7B model costs no memory; the
 estimator reads shapes, dtypes and weight formats only, and tests/test_quantize.py checks
 placeholders price exactly like real weights). The cost model was NOT fitted to these figures;
 the ratio is reported as it comes out.
 
 Published figures (the sources, conditions as stated there):
-- Qwen2.5-0.5B-Instruct, 82 tok/s decode on an M4 Pro: maderix/ANE inference README (private
-  _ANEClient route, no Core ML). Its projections (q/k/v/o, gate/up/down, chunked LM head) run as
-  baked-weight 1x1 conv kernels on the ANE (169 kernels); RMSNorm, RoPE, attention, SiLU on the
-  CPU. Weights from BF16 safetensors; the ANE kernels are fp16. An earlier README revision of the
-  same project says ~60 tok/s on an M4 Max.
+- Qwen2.5-0.5B-Instruct, 82 tok/s decode on an M4 Pro: maderix/ANE inference README; a later
+  revision says ~60 tok/s on an M4 Max. The README describes 169 baked-weight 1x1 conv kernels on
+  the private _ANEClient route, but its code (qwen_ane_infer.h, both stored revisions) has
+  `#define USE_ANE_PROJECTIONS 0` and its "Known Limitations" say the projections run on the CPU
+  (the kernels compile but give wrong output). Both figures are priced as that code runs:
+  "cpu-sgemv" (cpu_sgemv_tok_s below); "ane-kernels" prints what the kernels would cost.
 - Qwen3-0.6B, ~75 tok/s decode: sbryngelson/ANEForge docs/llm.md (Python, private aned/e5rt route,
   no Core ML): fp16 weights, the 28 layers as one ANE program with the KV cache resident on the
   engine (share_buffer), the lm_head on the host (the vocabulary passes the engine's axis limit).
@@ -64,8 +66,9 @@ MODELS = {
 # (model, chip, published tok/s or None, format the published setup used, setup, source)
 PUBLISHED = [
     ("Stories15M", "M4", None, "fp16", "one-program", "no published ANE figure"),
-    ("Qwen2.5-0.5B", "M4 Pro", 82.0, "fp16", "one-program", "maderix/ANE inference README (private route)"),
-    ("Qwen2.5-0.5B", "M4 Max", 60.0, "fp16", "one-program", "maderix/ANE inference README, earlier revision"),
+    ("Qwen2.5-0.5B", "M4 Pro", 82.0, "fp32", "cpu-sgemv",
+     "maderix/ANE inference README (USE_ANE_PROJECTIONS 0: projections on the CPU)"),
+    ("Qwen2.5-0.5B", "M4 Max", 60.0, "fp32", "cpu-sgemv", "maderix/ANE inference README, later revision (same code)"),
     ("Qwen3-0.6B", "M5 Pro", 75.0, "fp16", "aneforge",
      "ANEForge docs/llm.md (e5rt route; chip: the project's M5 Pro, assumed)"),
     ("Llama-2-7B", "M1 Max", 7.02, "lut4", "window", "smpanaro/coreml-llm-cli README (Core ML)"),
@@ -153,6 +156,59 @@ def window_pipeline_tok_s(model: str, chip: str, fmt: str) -> dict:
             "cache": f"io, {WINDOW}-token window", "dispatches": sum(calls.values())}
 
 
+# maderix/ANE inference/ (both revisions of qwen_ane_infer.h): `#define USE_ANE_PROJECTIONS 0`, and the
+# README's "Known Limitations" says so ("CPU projections only": the baked-weight kernels compile but
+# give wrong output, so the toggle defaults to the CPU). The 169 kernels are compiled at start-up
+# and never evaluated: every projection is one `cblas_sgemv` over f32 weights (convert_weights.py
+# writes f32), the tied LM head one more sgemv over the 151936 x 896 f32 embedding, attention,
+# norms, RoPE and SiLU vDSP/NEON loops, all issued in sequence from one thread.
+def _decoder_params(arch: Arch, tied: bool, bias: bool) -> int:
+    """Weights one decode token reads: every layer's projections (+ biases) and the classifier."""
+    d, h, kv, q = arch.dim, arch.hidden_dim, arch.kv_dim, arch.n_heads * arch.hd
+    layer = q * d + 2 * kv * d + d * q + 3 * h * d + (q + 2 * kv if bias else 0)
+    return arch.n_layers * layer + arch.vocab_size * d
+
+
+def _attention_work(arch: Arch, elem: int) -> tuple[float, float]:
+    """(flops, bytes) of one token's attention over a full cache of `arch.seq_len` positions."""
+    t = arch.seq_len
+    flops = arch.n_layers * 2 * 2 * arch.n_heads * arch.hd * t            # q.k and the weighted sum of v
+    return flops, arch.n_layers * 2 * arch.kv_dim * t * elem              # K and V read once
+
+
+def cpu_sgemv_tok_s(model: str, chip: str, fmt: str = "fp32") -> dict:
+    """The maderix/ANE decode as its code runs it: the whole token on the CPU, fp32 weights, one
+    thread (so one performance cluster's matrix unit: anekit.cost.host_ms(clusters=1)). `fmt` is
+    accepted for symmetry; the published code has f32 weights only."""
+    arch, tied, bias = MODELS[model]
+    n = _decoder_params(arch, tied, bias)
+    af, ab = _attention_work(arch, 4)
+    ms = ak.cost.host_ms(2 * n + af, 4 * n + ab, chip, clusters=1)
+    return {"tok_s": 1e3 / ms, "us": ms * 1e3, "weight_mb": 4 * n / 1e6, "off_engine_ms": ms, "cache": "host f32",
+            "dispatches": 0}
+
+
+def ane_kernels_tok_s(model: str, chip: str, fmt: str = "fp16") -> dict:
+    """What the same code would do with USE_ANE_PROJECTIONS 1 (never measured by anyone): each of a
+    layer's 7 projections one baked-weight 1x1 conv program on one position, evaluated on its own
+    (ane_write_input, ane_eval, ane_read_output, in sequence: no pipelining), 7 per layer; the LM
+    head stays a CPU sgemv in that code path, and so do attention and the elementwise work."""
+    arch, tied, bias = MODELS[model]
+    d, h, kv, q = arch.dim, arch.hidden_dim, arch.kv_dim, arch.n_heads * arch.hd
+    shapes = {"q": (q, d), "k": (kv, d), "v": (kv, d), "o": (d, q), "gate": (h, d), "up": (h, d), "down": (d, h)}
+    progs = {}
+    for name, (out, inp) in shapes.items():
+        x = ir.input("x", (1, inp, 1, 1))
+        progs[name] = ir.program({"y": _conv(x, placeholder_weight((out, inp, 1, 1), fmt))})
+    step = ak.cost.estimate_step(progs, chip, calls={k: arch.n_layers for k in progs})
+    head = arch.vocab_size * d
+    af, ab = _attention_work(arch, 4)
+    cpu = ak.cost.host_ms(2 * head + af, 4 * head + ab, chip, clusters=1)
+    ms = step.ms + cpu
+    return {"tok_s": 1e3 / ms, "us": ms * 1e3, "engine_ms": step.ms, "off_engine_ms": cpu,
+            "dispatches": 7 * arch.n_layers, "cache": "host f32"}
+
+
 def estimate_tok_s(model: str, chip: str, fmt: str, setup: str = "one-program") -> dict:
     """tok/s of `model` on `chip` with its large weights stored as `fmt`, for a setup: "one-program"
     (anekit's own decode program, one dispatch per token, standard route), "aneforge" (the same
@@ -160,6 +216,10 @@ def estimate_tok_s(model: str, chip: str, fmt: str, setup: str = "one-program") 
     the classifier on the host) or "window" (the Core ML 64-token-window pipeline above)."""
     if setup == "window":
         return window_pipeline_tok_s(model, chip, fmt)
+    if setup == "cpu-sgemv":
+        return cpu_sgemv_tok_s(model, chip, fmt)
+    if setup == "ane-kernels":
+        return ane_kernels_tok_s(model, chip, fmt)
     arch, _, bias = MODELS[model]
     c = ak.targets.get(chip)
     state = c.dialect == "ios18"                       # as Decoder.generate picks the cache
@@ -171,6 +231,12 @@ def estimate_tok_s(model: str, chip: str, fmt: str, setup: str = "one-program") 
             "off_engine_ms": dec.off_engine_ms, "cache": "state" if state else "io"}
 
 
+HOST_SETUPS = ("cpu-sgemv",)     # setups that run no engine program: weight formats do not apply
+# Contrasts printed beside a row: anekit's own one-program decode, and for the maderix/ANE rows what
+# that code would do with its ANE kernels switched on (nobody has measured it).
+CONTRASTS = {"cpu-sgemv": ("one-program", "ane-kernels"), "aneforge": ("one-program",), "window": ("one-program",)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
@@ -179,30 +245,31 @@ def main() -> None:
     for model, chip, pub, pub_fmt, setup, source in PUBLISHED:
         row = {"model": model, "chip": chip, "published": pub, "published_format": pub_fmt, "source": source,
                "context": MODELS[model][0].seq_len, "setup": setup}
-        for fmt in FORMATS:
-            row[fmt] = estimate_tok_s(model, chip, fmt, setup)
-        if setup != "one-program":       # the same model as anekit's own one-program decode, for contrast
-            row["one_program"] = estimate_tok_s(model, chip, pub_fmt)
-        cmp_fmt = pub_fmt if pub_fmt in FORMATS else "fp16"
-        row["ratio"] = row[cmp_fmt]["tok_s"] / pub if pub else None
-        row["compared"] = cmp_fmt
+        row["est"] = estimate_tok_s(model, chip, pub_fmt, setup)
+        if setup not in HOST_SETUPS:
+            for fmt in FORMATS:
+                row[fmt] = estimate_tok_s(model, chip, fmt, setup)
+        row["contrast"] = {c: estimate_tok_s(model, chip, "fp16" if c != "one-program" or pub_fmt not in FORMATS
+                                             else pub_fmt, c) for c in CONTRASTS.get(setup, ())}
+        row["ratio"] = row["est"]["tok_s"] / pub if pub else None
+        row["compared"] = pub_fmt
         rows.append(row)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
         return
     print("ak.estimate of each published decode setup (cost model, not measured), beside the published figures")
-    print(f"{'model':13} {'chip':7} {'setup':11} {'ctx':>4} {'fp16':>7} {'int8':>7} {'lut4':>7}  {'published':>9}  "
-          f"{'est/pub':>12}  {'one-prog':>8}  source")
+    print(f"{'model':13} {'chip':7} {'setup':11} {'ctx':>4} {'est':>7} {'fp16':>7} {'int8':>7} {'lut4':>7}  "
+          f"{'published':>9}  {'est/pub':>12}  contrasts; source")
     for r in rows:
         pub = f"{r['published']:.2f}" if r["published"] else "-"
         ratio = f"{r['ratio']:.2f} ({r['compared']})" if r["ratio"] else "-"
-        one = f"{r['one_program']['tok_s']:.1f}" if "one_program" in r else "-"
-        print(f"{r['model']:13} {r['chip']:7} {r['setup']:11} {r['context']:4d} {r['fp16']['tok_s']:7.1f} "
-              f"{r['int8']['tok_s']:7.1f} {r['lut4']['tok_s']:7.1f}  {pub:>9}  {ratio:>12}  {one:>8}  {r['source']}")
-    print("weights streamed per token (MB, fp16/int8/lut4): " + "; ".join(
-        f"{m} {r['fp16']['weight_mb']:.0f}/{r['int8']['weight_mb']:.0f}/{r['lut4']['weight_mb']:.0f}"
-        for m, r in {r['model']: r for r in rows}.items()))
+        fmts = " ".join(f"{r[f]['tok_s']:7.1f}" if f in r else f"{'-':>7}" for f in FORMATS)
+        con = ", ".join(f"{k} {v['tok_s']:.1f}" for k, v in r["contrast"].items())
+        print(f"{r['model']:13} {r['chip']:7} {r['setup']:11} {r['context']:4d} {r['est']['tok_s']:7.1f} {fmts}  "
+              f"{pub:>9}  {ratio:>12}  {con + '; ' if con else ''}{r['source']}")
+    print("weights read per token (MB, in the published setup's format): " + "; ".join(
+        f"{m} {r['est']['weight_mb']:.0f}" for m, r in {r['model']: r for r in rows}.items()))
 
 
 if __name__ == "__main__":

@@ -654,3 +654,31 @@ def test_decode_benchmark_prices_the_published_window_pipeline():
     # a token costs at least its 64-row compute at the conv roof, well above one row's
     flops = 2 * 64 * 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
     assert r["us"] > flops / (params_for("M3 Max").conv_tflops * 1e6)
+
+
+def _decode_benchmark():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "decode_estimate.py"
+    spec = importlib.util.spec_from_file_location("decode_estimate", path)
+    D = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(D)
+    return D
+
+
+def test_decode_benchmark_prices_the_maderix_code_as_it_ran_on_the_cpu():
+    # maderix/ANE inference: USE_ANE_PROJECTIONS 0, so a token is f32 sgemvs over every weight on one
+    # thread. The weights it reads: Qwen2.5-0.5B-Instruct's 494,032,768 parameters (model card) less
+    # the 24 x 2 + 1 RMSNorm vectors of 896
+    D = _decode_benchmark()
+    arch, tied, bias = D.MODELS["Qwen2.5-0.5B"]
+    assert D._decoder_params(arch, tied, bias) + (2 * 24 + 1) * 896 == 494_032_768
+    r = D.cpu_sgemv_tok_s("Qwen2.5-0.5B", "M4 Max")
+    n = D._decoder_params(arch, tied, bias)
+    kv = 24 * 2 * 128 * 512 * 4
+    one = ak.cost.host_ms(2 * n + 24 * 4 * 14 * 64 * 512, 4 * n + kv, "M4 Max", clusters=1)
+    assert r["us"] == pytest.approx(one * 1e3) and r["weight_mb"] == pytest.approx(4 * n / 1e6)
+    assert r["us"] > ak.cost.host_ms(2 * n, 4 * n + kv, "M4 Max") * 1e3 * 1.5     # not both clusters
+    # with its ANE kernels switched on (never measured): 7 dispatches per layer, each paying a floor
+    k = D.ane_kernels_tok_s("Qwen2.5-0.5B", "M4 Max")
+    assert k["dispatches"] == 168
+    assert k["engine_ms"] > 168 * params_for("M4 Max").dispatch_us / 1e3

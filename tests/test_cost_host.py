@@ -22,6 +22,17 @@ def test_host_ms_is_a_cpu_roofline():
     assert host_ms(0, 1e9, "m1") == pytest.approx(1e9 / (min(130.4, H.CPU_DRAM_SHARE * m1.dram_gbs) * 1e6))
 
 
+def test_host_ms_on_one_cluster():
+    # work issued from one thread runs on its own cluster's matrix unit: an M4 Max's two clusters halve
+    # the matmul time, one cluster does not; the stream is one cluster's 130.4 GB/s (under its DRAM cap)
+    assert host_ms(1.898e9, 0, "m4 max", clusters=1) == pytest.approx(1.0)
+    assert host_ms(0, 130.4e6, "m4 max", clusters=1) == pytest.approx(1.0)
+    assert host_ms(1e9, 1e9, "m4 max", clusters=2) == pytest.approx(host_ms(1e9, 1e9, "m4 max"))
+    for bad in (0, 3, 1.0, "1"):
+        with pytest.raises(AnekitError, match="clusters"):
+            host_ms(1e9, 0, "m4 max", clusters=bad)
+
+
 def test_p_clusters_follow_the_core_layouts():
     assert [H.p_clusters(c) for c in ("m4", "m4 pro", "m4 max", "m3 pro", "m2 ultra")] == [1, 2, 2, 1, 4]
 

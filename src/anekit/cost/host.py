@@ -42,12 +42,18 @@ def p_clusters(chip) -> int:
     return 1
 
 
-def host_ms(flops: float, bytes_: float, chip) -> float:
-    """CPU time of `flops` of fp32 matmul work plus `bytes_` of streamed memory traffic."""
+def host_ms(flops: float, bytes_: float, chip, clusters: int | None = None) -> float:
+    """CPU time of `flops` of fp32 matmul work plus `bytes_` of streamed memory traffic, on the
+    chip's performance clusters, or on `clusters` of them (1: work issued from one thread, whose
+    Accelerate BLAS calls run on its own cluster's matrix unit)."""
     if flops < 0 or bytes_ < 0:
         raise AnekitError(f"host work must not be negative (flops {flops}, bytes {bytes_})")
     c = targets.get(chip)
     n = p_clusters(c)
+    if clusters is not None:
+        if not isinstance(clusters, int) or not 1 <= clusters <= n:
+            raise AnekitError(f"clusters must be an integer from 1 to {n} on {c.name}, got {clusters!r}")
+        n = clusters
     gbs = n * CPU_GBS
     if c.dram_gbs:
         gbs = min(gbs, CPU_DRAM_SHARE * c.dram_gbs)

@@ -204,6 +204,8 @@ _MDX_CHAIN = ("maderix/ANE inmem_peak.m: d chained 1x1 convs C->C on [1, C, 1, 6
               "inside on M3+ (modelled as fp16 I/O: <0.2 MB either way)")
 _PR28 = "maderix/ANE PR #28, benchmarks/submissions/m3-ultra-mac-studio-2026-03-03/raw/inmem_peak.log"
 _I42 = "maderix/ANE issue #42 (M3 Ultra, Mac15,14), inmem_peak and inmem_bench logs"
+_M3P = ("maderix/ANE benchmarks/community_results.json (report 2026-03-04, from issue #3), M3 Pro 36 GB, macOS 15.7.4: "
+        "peak_tflops 16.77 (sustained 15.04), 'Peak at 128x conv 512ch sp2048', 'Only ch=512 compiles. 52 values tested'")
 _PART2 = "maderix, 'Inside the M4 Apple Neural Engine, Part 2: ANE Benchmarks' (M4 Mac mini), matmul scaling"
 _PART2_SHAPE = "square N x N by N x N matmul with a compile-time weight, fp16 compute, fp32 I/O (fp16 modelled)"
 _AF = "sbryngelson/ANEForge bench/results/rooflines/{file}: device_saturation_sweep, ANE {what}"
@@ -394,6 +396,14 @@ POINTS: list[Point] = [
     # ---- M3 Ultra community submissions to maderix/ANE (two machines, two people)
     *_chain_points("m3u-pr28", "M3 Ultra", _PR28_MS, "maderix/ANE PR 28 M3 Ultra", _PR28),
     *_chain_points("m3u-i42", "M3 Ultra", _I42_MS, "maderix/ANE issue 42 M3 Ultra", _I42),
+    # ---- the one M3 measurement at a full-width activation (a third person's machine): inmem_peak with
+    # the spatial size swept; its peak config is stated, so the latency follows from the harness's own
+    # flop count (2 C^2 sp d) and rate
+    Point("m3p-sp2048-chain-128x512", "M3 Pro", 2 * 512 ** 2 * 2048 * 128 / 16.77e12 * 1e3, "maderix/ANE community M3 Pro",
+          _M3P, "128 chained 1x1 convs 512->512 on [1, 512, 1, 2048]", _conv_chain(512, 2048, 128),
+          assumption=("maderix/ANE inmem_peak.m chain, spatial size swept: d chained 1x1 convs C->C on [1, C, 1, sp]; "
+                      "fp32 I/O cast to fp16 inside (4 MB each way, modelled as fp16: ~0.1 ms of 8); "
+                      "latency = flops / peak rate")),
     # ---- ANEForge roofline submissions (one machine and person each)
     *_aneforge_points(),
     # ---- anemll-bench weight-streaming heads (one machine and person each)
@@ -443,8 +453,8 @@ UNUSABLE = [
     ("seed 001", "transformer block (LN + SDPA + FFN) ~0.21 ms", "model dimensions not published"),
     ("seed 001", "SRAM probe: 282.6 / 59.2 / 8.0 GFLOPS per MB at 12.5 / 32 / 128 MB of weights", "kernel shape not published"),
     ("seed 001", "real-time, processRequest and direct evaluate paths", "anekit models the standard evaluate path"),
-    ("maderix/ANE benchmarks/community_results.json", "peak_tflops_inmem M4 Pro 12.57, M5 12.44/12.17, M3 Pro 16.77",
-     "headline rates without the run's latency or chosen configuration"),
+    ("maderix/ANE benchmarks/community_results.json", "peak_tflops_inmem M4 Pro 12.57, M4 Max 10.93, M5 12.44/12.17",
+     "headline rates without the run's chosen configuration (the M3 Pro row names its: a point)"),
     ("maderix/ANE issue #42", "inmem_peak 128x conv 512ch row", "cut off in the stored copy"),
     ("maderix/ANE community_results.json", "Stories110M training steps (ms/step, ane_ms) on M1 Pro/Max, M4 Pro/Max, M5",
      "the step's 60-99 kernels and their CPU share are not in the results"),
