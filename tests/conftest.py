@@ -70,10 +70,8 @@ def compiled_kernels_ready():
     """Compile the simulator's numba kernels (or load them from numba's cache) before the first
     test: a cold compile takes seconds, which would otherwise land inside whichever test first
     simulates (the fuzz tests stop a case after 10 s). Nothing happens without numba."""
-    from anekit.sim import _compiled_taylor, compiled, regions
-    from anekit.sim.kernels import _compiled_conv, _compiled_norm
-    compiled.kernels()
-    _compiled_taylor.kernel(), _compiled_conv.kernel(), _compiled_norm.kernels(), regions.tape_kernel()
+    from anekit.sim import compiled
+    compiled.warm_up()
 
 
 @pytest.fixture

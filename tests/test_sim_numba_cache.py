@@ -7,6 +7,8 @@ import shutil
 import types
 from pathlib import Path
 
+import pytest
+
 from anekit.sim import compiled
 
 
@@ -50,3 +52,16 @@ def test_a_cache_folder_the_user_chose_is_left_alone():
     config = types.SimpleNamespace(CACHE_DIR="/somewhere/else")
     compiled._source_keyed_cache(config)
     assert config.CACHE_DIR == "/somewhere/else"
+
+
+@pytest.mark.numba
+def test_warm_up_builds_every_lazy_kernel_of_the_simulator():
+    """conftest and the benchmarks call warm_up so that no cold compile lands inside a timed
+    run (a fresh clone's fuzz test once stopped in the four-lane kernel's compile): every
+    LazyKernel declared in the sources must be reachable from it."""
+    assert compiled.kernels() is not None, "numba is installed, the compiled route must be on"
+    root = Path(compiled.__file__).resolve().parent
+    declared = sum(p.read_text().count("compiled.LazyKernel(") for p in root.rglob("*.py"))
+    compiled.warm_up()
+    assert declared >= 5 and len(compiled._LAZY) == declared
+    assert all(lazy.tried for lazy in compiled._LAZY)

@@ -75,6 +75,7 @@ class LazyKernel:
 
     def __init__(self, what: str, build):
         self.what, self.build, self.tried, self.kernel = what, build, False, None
+        _LAZY.append(self)
 
     def __call__(self):
         if kernels() is None:
@@ -87,6 +88,26 @@ class LazyKernel:
                 warnings.warn(f"anekit: the compiled {self.what} is unavailable ({type(e).__name__}: {e}); "
                               "using the numpy code", RuntimeWarning, stacklevel=2)
         return self.kernel
+
+
+_LAZY: list[LazyKernel] = []      # every LazyKernel made so far, for warm_up
+
+
+def warm_up() -> None:
+    """Build every compiled kernel now (or load it from numba's cache): this module's, and each
+    LazyKernel of the simulator's modules, which are imported here so that none is missed. A
+    cold build takes seconds; a caller that times its work (a benchmark, a test with a time
+    limit) calls this first. Nothing happens when the route is off or numba is missing."""
+    if kernels() is None:
+        return
+    import importlib
+    import pkgutil
+    from . import kernels as kernel_modules
+    importlib.import_module(f"{__package__}.executor")
+    for info in pkgutil.iter_modules(kernel_modules.__path__, f"{kernel_modules.__name__}."):
+        importlib.import_module(info.name)
+    for lazy in _LAZY:
+        lazy()
 
 
 def route() -> str:
