@@ -55,8 +55,9 @@ def four():
         k = _compiled_mac.kernel()
     finally:
         compiled.set_enabled(previous)
-    if k is None or not k.HARDWARE_FP16:
-        pytest.skip("the four-lane kernel needs numba and a host with hardware fp16 conversion")
+    assert k is not None, "numba is installed: the four-lane kernel must build"
+    if not k.HARDWARE_FP16:
+        pytest.skip("the four-lane kernel needs a host with hardware fp16 conversion (F16C or arm64)")
     return k
 
 
