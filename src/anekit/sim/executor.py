@@ -185,9 +185,8 @@ class Simulator:
             inputs = {**inputs, **rest}
         env = self._execute_all(self._check_inputs(inputs, fast))
         tape = self._tape_stored
-        with np.errstate(all="ignore"):
-            return {name: env[slot] if dtype == "stored" or (slot in tape and tape[slot].stored)
-                    else _to_stored(env[slot], dtype) for name, slot, dtype in self._stored_outputs}
+        return {name: env[slot] if dtype == "stored" or (slot in tape and tape[slot].stored)
+                else _to_stored(env[slot], dtype) for name, slot, dtype in self._stored_outputs}
 
     def _execute_all(self, arrays: list) -> list:
         env: list = [None] * len(self._slot)
@@ -457,8 +456,10 @@ class Simulator:
 def _to_stored(value, dtype: str):
     """An output in stored form: float32 (rounded to the fp16 grid where declared fp16: exact
     numerics computes off it), other dtypes as `_to_declared`."""
-    if dtype == "fp16":         # (the caller holds np.errstate(all="ignore"))
-        return round_fp16(np.asarray(value, dtype=F32))   # from_fp16(to_fp16(a)), NaN payloads aside
+    if dtype == "fp16":
+        a = np.asarray(value, dtype=F32)
+        with np.errstate(all="ignore"):
+            return round_fp16(a)        # from_fp16(to_fp16(a)), NaN payloads aside
     if dtype == "fp32" and isinstance(value, np.ndarray) and value.dtype == F32:
         return value
     return _to_declared(value, dtype)
