@@ -154,3 +154,38 @@ def test_regions_run_without_numba_as_op_by_op():
     finally:
         compiled.set_enabled(previous)
     assert np.array_equal(z, (xv * yv + yv) * xv - np.float32(1.0))
+
+
+@pytest.mark.numba
+def test_exact_fp16_outputs_leave_the_tape_in_stored_form():
+    """In exact numerics the tape rounds an fp16 output to the fp16 grid as it writes it (a
+    copy row where members read the float32 value too): run_stored returns it as it is, with
+    the bits of the numpy route's separate rounding; a NaN redo rounds the usual way."""
+    x, y = ak.input("x", (40, 30)), ak.input("y", (40, 30))
+    m = x * 0.9 + y * 0.1                  # read by members too: a copy row
+    v = m * m + y
+    out = (v / (m + 2.0)).sqrt()           # read by nothing else
+    sim = Simulator(ak.program({"m": m, "out": out}), profile="exact")
+    (region,) = _regions(sim)
+    assert len(region.stores) == 2 and _copy_rows(region) == 1
+    rng = np.random.default_rng(11)
+    for nan in (False, False, True):
+        feeds = {n: _hostile(rng, (40, 30), 3.0, nan=nan) for n in ("x", "y")}
+        ref, got = _both(sim, feeds)
+        _same_bits(ref, got)
+        assert region.stored is not any(np.isnan(g).any() for g in got.values())
+        for g in got.values():
+            assert np.array_equal(g.astype(np.float16).astype(np.float32), g, equal_nan=True)
+    previous = compiled.set_enabled(True)
+    try:
+        feeds = {n: _hostile(rng, (40, 30), 3.0, nan=False) for n in ("x", "y")}
+        got = sim.run(feeds)
+        compiled.set_enabled(False)
+        ref = sim.run(feeds)
+    finally:
+        compiled.set_enabled(previous)
+    _same_bits(ref, got)
+
+
+def _copy_rows(region):
+    return int((region.tape[:, 0] == regions._COPY).sum())

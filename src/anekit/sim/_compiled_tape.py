@@ -9,14 +9,17 @@ it to fp16 storage with the NaN rule (compiled._round16, as the executor's `stor
 every value is the op-by-op value bit for bit. Values consumed only inside the region live
 in scratch rows of one block and are never written out.
 
-Tape rows (int64): code, then (kind, index, r, size) for operand a and operand b, (kind,
+Tape rows (int64): code (ADD, SUB, MUL, DIV, SQRT, or COPY: d = a), then (kind, index, r, size) for operand a and operand b, (kind,
 index) for the destination, the mode and the NaN check. Kinds: 0 a scratch row, 1 an array
 of the group's element count at addrs[index], 2 a one-element array at addrs[index], 3 an
 array of `size` elements at addrs[index] that output element j reads at (j // r) % size
 (a bias along inner axes, a per-row scale, ...). Mode: 0 exact float32 (no
 rounding; a NaN in an output is reported so the caller can redo the region op by op, whose
 NaN payloads numba's operand order need not match), 1 chip rounding with signed zero
-divisors, 2 chip rounding with unsigned zero divisors (profile.unsigned_zero_reciprocal).
+divisors, 2 chip rounding with unsigned zero divisors (profile.unsigned_zero_reciprocal), 3
+exact float32 then rounded to the fp16 grid with NaN kept (fp16.round_fp16: the stored form
+of an fp16 function output nothing else reads, which Simulator.run_stored then need not
+round again; a NaN is reported as in mode 0).
 Groups (int64 rows n, first op, end op) run in order; a group reads earlier groups' outputs
 from memory. Addresses are the data pointers of float32 C-contiguous arrays the caller keeps
 alive for the call.
@@ -36,8 +39,9 @@ from numba.extending import intrinsic
 from . import compiled
 
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
+COPY = 5                    # d = a (then rounded: mode 3 only)
 SCRATCH, ARRAY, SCALAR, BROADCAST = 0, 1, 2, 3
-EXACT, CHIP, CHIP_UNSIGNED_ZERO = 0, 1, 2
+EXACT, CHIP, CHIP_UNSIGNED_ZERO, EXACT_STORED = 0, 1, 2, 3
 _TOP = compiled._F16_MAX_BITS
 _ZERO = np.float32(0.0)
 _jit = numba.njit(cache=True, error_model="numpy")
@@ -89,7 +93,7 @@ def _view(kind, idx, r, size, addrs, sbase, width, base, m, fill):
 
 @_jit
 def _apply(code, mode, a, b, d, m):
-    if mode == EXACT:
+    if mode == EXACT or mode == EXACT_STORED:
         if code == ADD:
             for i in range(m):
                 d[i] = a[i] + b[i]
@@ -102,9 +106,15 @@ def _apply(code, mode, a, b, d, m):
         elif code == DIV:
             for i in range(m):
                 d[i] = a[i] / b[i]
+        elif code == COPY:
+            for i in range(m):
+                d[i] = a[i]
         else:
             for i in range(m):
                 d[i] = np.sqrt(a[i])
+        if mode == EXACT_STORED:        # then fp16.round_fp16 (NaN kept), as run_stored would
+            for i in range(m):
+                d[i] = compiled._round16(d[i], _TOP, False, True, _ZERO)
     elif code == ADD:
         for i in range(m):
             d[i] = compiled._round16(a[i] + b[i], _TOP, False, False, _ZERO)

@@ -114,7 +114,15 @@ class Simulator:
         self._outputs = [(t.name, self._slot[id(t)], t.dtype) for t in fn.outputs]
         self._fp16_inputs = tuple(t for t in fn.inputs if t.dtype == "fp16")
         # Runs of elementwise ops become one compiled call each (sim/regions.py).
-        self._units = regions.plan(self._steps, self._const, {slot for _, slot, _ in self._outputs})
+        # In exact numerics an fp16 output only the caller reads is rounded to its stored form by
+        # the tape that computes it (run_stored's rounding, without a pass of its own).
+        dtypes: dict[int, set] = {}
+        for _, slot, dtype in self._outputs:
+            dtypes.setdefault(slot, set()).add(dtype)
+        store16 = frozenset() if self.nx.fp16 else frozenset(s for s, d in dtypes.items() if d == {"fp16"})
+        self._units = regions.plan(self._steps, self._const, set(dtypes), store16)
+        self._tape_stored = {slot: unit for unit in self._units if type(unit) is regions.Region
+                             for slot in unit.stores}
         # Outputs computed by a rounding op in a profile whose NaN rule leaves no NaN: already in
         # stored form (on the fp16 grid, no NaN), where run_stored's rounding is the identity.
         rounded = set()
@@ -176,8 +184,9 @@ class Simulator:
                 raise AnekitError(f"run_stored: inputs {overlap} given both as inputs and resident")
             inputs = {**inputs, **rest}
         env = self._execute_all(self._check_inputs(inputs, fast))
-        return {name: env[slot] if dtype == "stored" else _to_stored(env[slot], dtype)
-                for name, slot, dtype in self._stored_outputs}
+        tape = self._tape_stored
+        return {name: env[slot] if dtype == "stored" or (slot in tape and tape[slot].stored)
+                else _to_stored(env[slot], dtype) for name, slot, dtype in self._stored_outputs}
 
     def _execute_all(self, arrays: list) -> list:
         env: list = [None] * len(self._slot)

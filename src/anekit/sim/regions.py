@@ -30,8 +30,9 @@ from .fp16 import F32
 _FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compiled.SUB, ("x", "y")),
           "mul": ("binary", compiled.MUL, ("x", "y")), "real_div": ("real_div", compiled.DIV, ("x", "y")),
           "square": ("square", compiled.MUL, ("x", "x")), "sqrt": ("sqrt", compiled.SQRT, ("x", "x"))}
+_COPY = 5                                    # the tape's copy row (only with _EXACT_STORED)
 _SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
-_EXACT, _CHIP, _CHIP_UNSIGNED_ZERO = 0, 1, 2  # modes
+_EXACT, _CHIP, _CHIP_UNSIGNED_ZERO, _EXACT_STORED = 0, 1, 2, 3  # modes
 _WIDTH = 512                                 # elements per block: the scratch rows stay in L1
 _MIN_EXACT = 3                               # the shortest run worth a tape call in exact numerics
 
@@ -115,13 +116,15 @@ class Region:
     """Member steps run as one tape call. `reads`: the slots it reads from outside; `outputs`:
     the member outputs it writes (read elsewhere or function outputs); `internal`: the rest."""
     __slots__ = ("members", "start", "groups", "group_of", "reads", "outputs", "internal", "tape", "free",
-                 "addrs", "dynamic", "out_specs", "rows", "width", "const_refs")
+                 "addrs", "dynamic", "out_specs", "rows", "width", "const_refs", "stores", "stored")
 
     def __init__(self, start: int):
         self.members: list = []
         self.start = start
         self.groups: list[_Group] = []
         self.group_of: dict = {}          # member output slot -> its group
+        self.stores: tuple = ()           # outputs the tape leaves in stored form (exact numerics)
+        self.stored = False               # whether the last run did (the compiled route ran)
 
     # --- planning -----------------------------------------------------------------------
 
@@ -143,30 +146,38 @@ class Region:
         self.group_of[step.fin[0][0]] = group
         return True
 
-    def finish(self, plans: dict, readers: dict, keep: set, consts: dict) -> None:
+    def finish(self, plans: dict, readers: dict, keep: set, consts: dict, store16: frozenset = frozenset()) -> None:
         """Build the tape once every member is known. readers: slot -> ids of the steps that
-        read it; keep: slots that must exist after the run (function outputs)."""
+        read it; keep: slots that must exist after the run (function outputs); store16: the
+        fp16 function outputs, which an exact-numerics tape rounds as it writes them when no
+        op reads them (Simulator.run_stored then takes them as they are)."""
         ids = {id(st) for st in self.members}
-        materialise = set()
+        materialise, copies = set(), set()
         for st in self.members:
             slot = st.fin[0][0]
-            if slot in keep or any(r not in ids for r in readers.get(slot, ())):
+            if any(r not in ids for r in readers.get(slot, ())):
                 materialise.add(slot)
+            elif slot in keep:
+                # An fp16 output that members read too (exact numerics): they read the float32
+                # value from scratch, and a copy row writes the output in stored form.
+                stored_copy = plans[id(st)][1] == _EXACT and slot in store16 and readers.get(slot)
+                (copies if stored_copy else materialise).add(slot)
             group = self.group_of[slot]
             for s in plans[id(st)][2]:       # read by a member of another group: through memory
                 if s in self.group_of and self.group_of[s] is not group:
                     materialise.add(s)
+        copies -= materialise
         ext: dict[int, int] = {}            # outside slot -> address index
         for st in self.members:
             for s in plans[id(st)][2]:
                 if s not in self.group_of and s not in ext:
                     ext[s] = len(ext)
         self.reads = tuple(ext)
-        outs = [st.fin[0] for st in self.members if st.fin[0][0] in materialise]
+        outs = [st.fin[0] for st in self.members if st.fin[0][0] in materialise or st.fin[0][0] in copies]
         out_index = {slot: len(ext) + i for i, (slot, _, _) in enumerate(outs)}
         self.outputs = tuple(slot for slot, _, _ in outs)
         self.out_specs = tuple((out_index[slot], slot, tuple(t.shape)) for slot, t, _ in outs)
-        self.internal = tuple(st.fin[0][0] for st in self.members if st.fin[0][0] not in materialise)
+        self.internal = tuple(st.fin[0][0] for st in self.members if st.fin[0][0] not in out_index)
         sizes = {}
         for st in self.members:
             for name, s in zip(_FUSED[st.call.op.type][2], plans[id(st)][2]):
@@ -177,7 +188,7 @@ class Region:
             if s in consts:
                 self.addrs[j] = consts[s].ctypes.data
         self.dynamic = tuple((j, s, sizes[s]) for s, j in ext.items() if s not in consts)
-        rows, tape, group_rows = {}, [], []
+        rows, tape, group_rows, stores = {}, [], [], []
         for g in self.groups:
             first = len(tape)
             used = 0
@@ -193,15 +204,22 @@ class Region:
                     else:
                         operands += [_SCRATCH, rows[s], 0, 0]
                 slot = st.fin[0][0]
+                if mode == _EXACT and slot in store16 and not readers.get(slot):
+                    mode = _EXACT_STORED
+                    stores.append(slot)
                 if slot in materialise:
                     dest = [_ARRAY, out_index[slot]]
                 else:
                     rows[slot] = used
                     dest = [_SCRATCH, used]
                     used += 1
-                tape.append([code, *operands, *dest, mode, int(mode == _EXACT and slot in materialise)])
+                tape.append([code, *operands, *dest, mode, int(mode in (_EXACT, _EXACT_STORED) and slot in materialise)])
+                if slot in copies:
+                    tape.append([_COPY, *dest, 0, 0, *dest, 0, 0, _ARRAY, out_index[slot], _EXACT_STORED, 1])
+                    stores.append(slot)
             group_rows.append(used)
             g.members = [(first, len(tape))]      # only the tape range is needed from here on
+        self.stores = tuple(stores)
         self.tape = np.array(tape, np.int64).reshape(-1, 13)
         self.groups = np.array([[g.n, *g.members[0]] for g in self.groups], np.int64)
         self.rows = max(group_rows) + 2                  # + the two broadcast fill rows
@@ -214,7 +232,9 @@ class Region:
         """Run the region on `env`; `execute(step, env)` runs one member the ordinary way."""
         jit = tape_kernel()
         if jit is not None and self._run_compiled(jit, env):
+            self.stored = True
             return
+        self.stored = False
         for st in self.members:
             execute(st, env)
         for slot in self.internal:
@@ -242,9 +262,9 @@ class Region:
         return not jit(self.groups, self.tape, addrs, self.rows, self.width)
 
 
-def plan(steps: list, consts: dict, keep: set) -> list:
+def plan(steps: list, consts: dict, keep: set, store16: frozenset = frozenset()) -> list:
     """The execution units for `steps`: each step, or the Region that replaces a run of them
-    (at its first member's place)."""
+    (at its first member's place). store16: see Region.finish."""
     producer, readers = {}, {}
     for i, st in enumerate(steps):
         for slot, _ in st.outputs:
@@ -274,7 +294,7 @@ def plan(steps: list, consts: dict, keep: set) -> list:
             if not any(rm[0] for rm in layouts):
                 r.members[0].fused = (code, slots[0], slots[1], mode == _CHIP_UNSIGNED_ZERO)
                 continue
-        r.finish(plans, readers, keep, consts)
+        r.finish(plans, readers, keep, consts, store16)
         first[id(r.members[0])] = r
     regions = list(first.values())
     member = {id(st) for r in regions for st in r.members}
