@@ -24,12 +24,6 @@ import numpy as np
 from . import compiled
 from .fp16 import F32
 
-# Op type -> (its stock kernel in kernels/elementwise.py, the tape's op code, its operands).
-# Only these kernels, checked by name at planning: another kernel filed for the op keeps its
-# own route.
-_FUSED = {"add": ("binary", compiled.ADD, ("x", "y")), "sub": ("binary", compiled.SUB, ("x", "y")),
-          "mul": ("binary", compiled.MUL, ("x", "y")), "real_div": ("real_div", compiled.DIV, ("x", "y")),
-          "square": ("square", compiled.MUL, ("x", "x")), "sqrt": ("sqrt", compiled.SQRT, ("x", "x"))}
 _COPY = 5                                    # the tape's copy row (only with _EXACT_STORED)
 _SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO, _EXACT_STORED = 0, 1, 2, 3  # modes
@@ -70,15 +64,14 @@ def _broadcast(shape, out) -> tuple[int, int] | None:
 
 def _fusable(step, consts: dict):
     """(op code, mode, operand slots, their broadcasts) when `step` may run on the tape: the
-    stock kernel of an op in _FUSED with one float output that the executor stores as computed
+    kernel declares its tape form (sim/registry.py, `tape=`), with one float output that the executor stores as computed
     (exact numerics) or rounds to fp16 with the NaN rule that makes NaN +0 (a chip profile: no
     NaN payload can show), float operands each of the output's shape, of one element, or
     broadcast along outer and inner axes (constants: float32 C-contiguous arrays, as folding
     leaves them)."""
     op, nx = step.call.op, step.call.nx
-    entry = _FUSED.get(op.type)
-    if entry is None or len(step.fin) != 1 or step.fin[0][2] != "float_round" \
-            or step.kernel.fn.__module__ != "anekit.sim.kernels.elementwise" or step.kernel.fn.__name__ != entry[0]:
+    entry = step.kernel.tape
+    if entry is None or len(step.fin) != 1 or step.fin[0][2] != "float_round":
         return None
     if nx.fp16:
         if not nx.profile.indeterminate_to_zero:
@@ -88,7 +81,7 @@ def _fusable(step, consts: dict):
         mode = _EXACT
     out = tuple(step.fin[0][1].shape)
     slots, layouts = [], []
-    for name in entry[2]:
+    for name in entry[1]:
         t, ref = op.inputs.get(name), step.tensors.get(name)
         if t is None or isinstance(t, tuple) or not isinstance(ref, int) or t.dtype not in ("fp16", "fp32"):
             return None
@@ -101,7 +94,7 @@ def _fusable(step, consts: dict):
                 return None
         slots.append(ref)
         layouts.append(layout)
-    return entry[1], mode, slots, layouts
+    return entry[0], mode, slots, layouts
 
 
 class _Group:
@@ -180,7 +173,7 @@ class Region:
         self.internal = tuple(st.fin[0][0] for st in self.members if st.fin[0][0] not in out_index)
         sizes = {}
         for st in self.members:
-            for name, s in zip(_FUSED[st.call.op.type][2], plans[id(st)][2]):
+            for name, s in zip(st.kernel.tape[1], plans[id(st)][2]):
                 sizes[s] = math.prod(st.call.op.inputs[name].shape)
         self.addrs = np.zeros(len(ext) + len(outs), np.int64)
         self.const_refs = tuple(consts[s] for s in ext if s in consts)     # kept alive with the plan

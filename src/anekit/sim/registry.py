@@ -29,10 +29,15 @@ class Kernel:
     fn: Callable
     finish: str
     scratch: Callable | None = None   # scratch(op) -> bytes the kernel allocates besides its outputs
+    tape: tuple | None = None         # (tape op code, operand parameters): the op's form on the
+                                      # compiled elementwise tape (sim/regions.py), if it has one
 
 
-def kernel(*names: str, finish: str = "round"):
-    """File `fn` as the kernel of each named op (on its OpSpec)."""
+def kernel(*names: str, finish: str = "round", tape: dict | None = None):
+    """File `fn` as the kernel of each named op (on its OpSpec). `tape` gives, per op name, the
+    op's form on the compiled elementwise tape: (an op code of sim/compiled.py, the two
+    parameters it reads), computing what `fn` computes with the same rounding (sim/regions.py
+    fuses runs of such ops; tests/test_sim_regions.py holds the two routes to the same bits)."""
     if finish not in FINISH:
         raise ValueError(f"finish must be one of {FINISH}")
 
@@ -43,7 +48,7 @@ def kernel(*names: str, finish: str = "round"):
                 raise RuntimeError(f"kernel '{fn.__name__}' names '{name}', which no op declaration defines")
             if spec.kernel is not None:
                 raise RuntimeError(f"op '{name}' has two kernels")
-            spec.kernel = Kernel(name, fn, finish)
+            spec.kernel = Kernel(name, fn, finish, tape=(tape or {}).get(name))
         return fn
     return register
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compiled import ADD, DIV, MUL, SQRT, SUB
 from ..fp16 import F32
 from .. import fp16_grid, taylor32
 from ..functions import erf
@@ -26,12 +27,12 @@ def _is_int(a: np.ndarray) -> bool:
     return a.dtype.kind in "iu"
 
 
-@kernel(*_BINARY)
+@kernel(*_BINARY, tape={"add": (ADD, ("x", "y")), "sub": (SUB, ("x", "y")), "mul": (MUL, ("x", "y"))})
 def binary(c, x, y):
     return _BINARY[c.type](x, y)
 
 
-@kernel("real_div")
+@kernel("real_div", tape={"real_div": (DIV, ("x", "y"))})
 def real_div(c, x, y):
     if _is_int(x):
         safe = np.where(y == 0, 1, y)
@@ -80,12 +81,12 @@ def unary(c, x):
     return _UNARY[c.type](x)
 
 
-@kernel("square")
+@kernel("square", tape={"square": (MUL, ("x", "x"))})
 def square(c, x):
     return x * x
 
 
-@kernel("sqrt")
+@kernel("sqrt", tape={"sqrt": (SQRT, ("x", "x"))})
 def sqrt(c, x):
     r = np.sqrt(x)
     return r + F32(0.0) if c.nx.fp16 else r     # the engine returns +0 for -0
