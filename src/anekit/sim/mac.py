@@ -359,7 +359,7 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     transpose. Plain operands in four-lane tiles take _compiled_mac.py's kernel (the same
     bits, about 2.5x faster), which also applies the port."""
     x, w = xo.array, wo.array
-    m, k, n = x.shape[-2], x.shape[-1], w.shape[-1]
+    m, n = x.shape[-2], w.shape[-1]
     opts = (p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
             p.indeterminate_to_zero, _ceil(limit))
     if n >= _VECTOR_MIN or n >= m:

@@ -170,7 +170,7 @@ def _live_only(c, nx, x, weight, wop, groups, live, ceiling, cache_key, index):
     whole convolution back to the full route."""
     if not wop.finite:
         return None
-    n, cin_g = x.shape[0], x.shape[1] // groups
+    cin_g = x.shape[1] // groups
 
     def weights():
         wm = _weight_matrix(weight, groups)
