@@ -94,18 +94,13 @@ _LAZY: list[LazyKernel] = []      # every LazyKernel made so far, for warm_up
 
 
 def warm_up() -> None:
-    """Build every compiled kernel now (or load it from numba's cache): this module's, and each
-    LazyKernel of the simulator's modules, which are imported here so that none is missed. A
+    """Build every compiled kernel now (or load it from numba's cache): this module's and each
+    LazyKernel made so far, which is all of them, since importing this module runs the
+    `anekit.sim` package first and that imports every kernel module (a test counts them). A
     cold build takes seconds; a caller that times its work (a benchmark, a test with a time
     limit) calls this first. Nothing happens when the route is off or numba is missing."""
     if kernels() is None:
         return
-    import importlib
-    import pkgutil
-    from . import kernels as kernel_modules
-    importlib.import_module(f"{__package__}.executor")
-    for info in pkgutil.iter_modules(kernel_modules.__path__, f"{kernel_modules.__name__}."):
-        importlib.import_module(info.name)
     for lazy in _LAZY:
         lazy()
 
