@@ -25,6 +25,7 @@ Also here: one pass for a MAC operand's max, min and subnormal check (mac.Operan
 from __future__ import annotations
 
 import platform
+import struct
 import sys
 
 import numpy as np
@@ -212,7 +213,22 @@ def operand_stats(a: np.ndarray) -> tuple[bool, float, bool]:
     top, sub = _operand_stats(a.reshape(-1))
     if top > _INF_BITS:
         return False, float("nan"), bool(sub)
-    return bool(top < _INF_BITS), float(np.array([top], np.uint32).view(F32)[0]), bool(sub)
+    return bool(top < _INF_BITS), _FLOAT32.unpack(_UINT32.pack(top))[0], bool(sub)
+
+
+_UINT32, _FLOAT32 = struct.Struct("=I"), struct.Struct("=f")     # bits to float32, as a Python float
+_SCALES = tuple(F32(1.5 * 2.0 ** (13 - g)) for g in range(11))      # products4's per-guard constant
+
+
+def _as_float(bits: int) -> F32:
+    """The float32 with these bits (cached: the port's few limits recur)."""
+    v = _FLOATS.get(bits)
+    if v is None:
+        v = _FLOATS[bits] = np.array([bits], np.uint32).view(F32)[0]
+    return v
+
+
+_FLOATS: dict = {}
 
 
 def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, top_bits) -> None:
@@ -220,8 +236,7 @@ def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, to
     itz, ceil, True) for 0 <= guard <= 10, then the output port with largest kept |bits|
     top_bits, through the compiled kernel for the flags."""
     fn = _KERNELS[bool(round_products), bool(flush)]
-    top = np.array([top_bits], np.uint32).view(F32)[0]
-    fn(scal, vec, sidx, vidx, out, F32(1.5 * 2.0 ** (13 - guard)), F32(ceil), top)
+    fn(scal, vec, sidx, vidx, out, _SCALES[guard], F32(ceil), _as_float(top_bits))
 
 
 def _compile():

@@ -153,7 +153,10 @@ def _ceil(limit: float | None) -> np.float32:
     """The ceiling as the kernels compare it: float32, as numpy casts a Python float against a
     float32 array; infinity when there is none (|x| >= inf only holds for infinities, which
     it leaves as they are)."""
-    return F32(np.inf) if limit is None else F32(limit)
+    return _NO_CEILING if limit is None else F32(limit)
+
+
+_NO_CEILING = F32(np.inf)
 
 
 def _products(x: np.ndarray, w: np.ndarray, p: NumericsProfile) -> np.ndarray:
@@ -257,7 +260,7 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     limit = p.mac_output_ceiling if ceiling else None
     xo, wo = operand(x, p, -1), operand(w, p, -2)
     x, w = xo.array, wo.array
-    batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+    batch = _batch_shape(x.shape[:-2], w.shape[:-2])
     k, n = x.shape[-1], w.shape[-1]
     if not (x.shape[-2] and n and math.prod(batch)):      # an empty result: nothing to route
         return np.zeros(batch + (x.shape[-2], n), F32)
@@ -282,6 +285,14 @@ def matmul(x, w, p: NumericsProfile, ceiling: bool = True) -> np.ndarray:
     if hot is not None and p.mac_tile_lanes:
         y = _emulate_entries(x, w, y, batch, np.nonzero(hot), p, limit)
     return port_output(y, p, limit)
+
+
+def _batch_shape(bx: tuple, bw: tuple) -> tuple:
+    """np.broadcast_shapes(bx, bw) without its cost (a few microseconds, per matmul) in the
+    usual cases: equal batch axes, or one operand without any."""
+    if bx == bw or not bw:
+        return bx
+    return bw if not bx else np.broadcast_shapes(bx, bw)
 
 
 def wide_matmul(xo: Operand, wo: Operand) -> np.ndarray:
@@ -360,8 +371,6 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     bits, about 2.5x faster), which also applies the port."""
     x, w = xo.array, wo.array
     m, n = x.shape[-2], w.shape[-1]
-    opts = (p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_round_products, p.mac_flush_subnormals,
-            p.indeterminate_to_zero, _ceil(limit))
     if n >= _VECTOR_MIN or n >= m:
         scal, vec, swap, rows, cols = _stacked(x), wo.blocks(lambda a: _blocks(_stacked(a))), False, m, n
         sidx, vidx = _batch_index(x, batch), _batch_index(w, batch)
@@ -377,7 +386,8 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
         four.products4(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products,
                        p.mac_flush_subnormals, _ceil(limit), _port_top(limit))
     else:
-        jit.lane_products(scal, vec, sidx, vidx, out, swap, *opts, plain)
+        jit.lane_products(scal, vec, sidx, vidx, out, swap, p.mac_tile_lanes, p.mac_tile_guard_bits,
+                          p.mac_round_products, p.mac_flush_subnormals, p.indeterminate_to_zero, _ceil(limit), plain)
         out = port_output(out, p, limit)
     out = out[..., :cols]
     return (out if not swap else np.swapaxes(out, -1, -2)).reshape(batch + (m, n))

@@ -87,6 +87,11 @@ def pad(c, x, pad, mode, constant_val):
 
 @kernel("tile", finish="keep")
 def tile(c, x, reps):
+    reps = tuple(reps)
+    if len(reps) == x.ndim and all(r == 1 or n == 1 for n, r in zip(x.shape, reps)):
+        # Only axes of length 1 repeat: a broadcast, copied (np.tile's own handling costs more
+        # than the copy at a model's small sizes).
+        return np.broadcast_to(x, tuple(n * r for n, r in zip(x.shape, reps))).copy()
     return np.tile(x, reps)
 
 
