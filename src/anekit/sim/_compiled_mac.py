@@ -211,11 +211,12 @@ def operand_stats(a: np.ndarray) -> tuple[bool, float, bool]:
     pass over a C-contiguous float32 array with elements instead of three: the peak is the
     largest magnitude, NaN when there is a NaN (numpy's max and min are NaN then)."""
     top, sub = _operand_stats(a.reshape(-1))
-    if top > _INF_BITS:
+    if top > _INF_INT:
         return False, float("nan"), bool(sub)
-    return bool(top < _INF_BITS), _FLOAT32.unpack(_UINT32.pack(top))[0], bool(sub)
+    return top < _INF_INT, _FLOAT32.unpack(_UINT32.pack(top))[0], bool(sub)
 
 
+_INF_INT = int(_INF_BITS)       # compared as a Python int: cheaper than against a numpy scalar
 _UINT32, _FLOAT32 = struct.Struct("=I"), struct.Struct("=f")     # bits to float32, as a Python float
 _SCALES = tuple(F32(1.5 * 2.0 ** (13 - g)) for g in range(11))      # products4's per-guard constant
 

@@ -80,7 +80,7 @@ class Call:
     def cached(self, key, make: Callable, *params: str):
         """Per-op derived data (weights reshaped for a matmul, ...): computed once when every
         named tensor parameter is a compile-time constant, else on every call."""
-        if not all(p in self.const_params for p in params):
+        if not self.const_params.issuperset(params):
             return make()
         try:
             return self.cache[key]

@@ -133,9 +133,10 @@ def select(c, cond, a, b):
 def cast(c, x, dtype):
     if dtype in ("fp16", "fp32"):
         v = x.astype(F32)
-        if dtype == "fp32" or (c.nx.fp16 and c.nx.profile.indeterminate_to_zero):
+        if dtype == "fp32" or (c.nx.fp16 and c.nx.profile.indeterminate_to_zero and "x" not in c.const_params):
             # In a chip profile that stores NaN as 0 the executor's store rounds v to fp16
-            # next, with the same bits as the float16 round trip (NaN payloads aside, gone as 0).
+            # next, with the same bits as the float16 round trip (NaN payloads aside, gone as 0;
+            # a folded constant is ingested instead, which keeps NaN: it takes the round trip).
             return v
         return v.astype(np.float16).astype(F32)
     if dtype == "int32":

@@ -89,9 +89,13 @@ def pad(c, x, pad, mode, constant_val):
 def tile(c, x, reps):
     reps = tuple(reps)
     if len(reps) == x.ndim and all(r == 1 or n == 1 for n, r in zip(x.shape, reps)):
-        # Only axes of length 1 repeat: a broadcast, copied (np.tile's own handling costs more
-        # than the copy at a model's small sizes).
-        return np.broadcast_to(x, tuple(n * r for n, r in zip(x.shape, reps))).copy()
+        # Only axes of length 1 repeat, where tiling is repeating (ndarray.repeat: a few times
+        # cheaper than np.tile's Python wrapper at a model's small sizes).
+        y = x.copy() if all(r == 1 for r in reps) else x
+        for ax, r in enumerate(reps):
+            if r != 1:
+                y = y.repeat(r, axis=ax)
+        return y
     return np.tile(x, reps)
 
 
