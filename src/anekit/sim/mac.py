@@ -131,7 +131,9 @@ def reduce_lanes(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = 
     jit = _jit(p)
     if jit is not None:
         rows = lanes.reshape(-1, lanes.shape[-1])
-        blocks = _blocks(np.ascontiguousarray(rows.T)[None])[0]       # vectorised across rows
+        cols = np.ascontiguousarray(rows.T)                              # vectorised across rows
+        # (up to one block of rows, _blocks's layout is the transpose itself)
+        blocks = cols[None] if rows.shape[0] <= compiled.BLOCK else _blocks(cols[None])[0]
         out = np.empty(blocks.shape[0] * blocks.shape[2], F32)
         jit.lane_sums(blocks, out, p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_flush_subnormals,
                       p.indeterminate_to_zero, _ceil(ceiling))
