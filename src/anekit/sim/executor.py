@@ -29,7 +29,6 @@ FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
 _F16_MAX_BITS = 0x477FE000
-_VIEWS = ("reshape", "squeeze", "expand_dims")     # kernels/shape.py kernels that only reshape
 
 
 class _Step:
@@ -57,11 +56,10 @@ class _Step:
         # (op code, x slot, y slot, unsigned zero): a lone chip-profile elementwise op that runs
         # with its rounding as one compiled pass (set by regions.plan, which fuses longer runs).
         self.fused = None
-        # (x slot, shape, dtype, output slot, size): a stock reshape, squeeze or expand_dims, whose
-        # result is x's data in the declared shape: run as that reshape, without the call.
+        # (x slot, shape, dtype, output slot, size): a kernel declared reshape_only (reshape,
+        # squeeze, expand_dims), run as that reshape, without the call.
         self.view = None
-        if kernel.fn.__module__ == "anekit.sim.kernels.shape" and kernel.fn.__name__ in _VIEWS \
-                and len(outputs) == 1 and isinstance(tensors.get("x"), int):
+        if kernel.reshape_only and len(outputs) == 1 and isinstance(tensors.get("x"), int):
             dtype = {"float_keep": F32, "int32": np.int32, "bool": np.bool_}.get(self.fin[0][2])
             if dtype is not None:
                 shape = tuple(outputs[0][1].shape)
@@ -184,9 +182,14 @@ class Simulator:
                 raise AnekitError(f"run_stored: inputs {overlap} given both as inputs and resident")
             inputs = {**inputs, **rest}
         env = self._execute_all(self._check_inputs(inputs, fast))
+        return dict(zip(self.output_names, self._stored_values(env)))
+
+    def _stored_values(self, env) -> list:
+        """The outputs in stored form, in output order: those a rounding op or the tape left in
+        that form as they are, the rest through _to_stored."""
         tape = self._tape_stored
-        return {name: env[slot] if dtype == "stored" or (slot in tape and tape[slot].stored)
-                else _to_stored(env[slot], dtype) for name, slot, dtype in self._stored_outputs}
+        return [env[slot] if dtype == "stored" or (slot in tape and tape[slot].stored)
+                else _to_stored(env[slot], dtype) for _, slot, dtype in self._stored_outputs]
 
     def _execute_all(self, arrays: list) -> list:
         env: list = [None] * len(self._slot)
@@ -452,8 +455,7 @@ class Simulator:
             return np.where(np.isnan(a), F32(np.inf), a)
         return a
 
-
-    # --- appended for kernels/control.py: one loop trip without run_stored's binding --------
+    # --- loop trips (kernels/control.py): run_stored without its binding --------------------
 
     def run_trip(self, values) -> list | None:
         """`run_stored({}, resident=...)` for a block run once per loop trip: `values` in input
@@ -476,8 +478,7 @@ class Simulator:
                 return None
             # as run_stored: floats through _ingest_stored, others copied as bind_inputs does
             arrays.append(self._ingest_stored(t, a) if is_float else np.array(a, order="C"))
-        env = self._execute_all(arrays)
-        return [_to_stored(env[slot], dtype) for _, slot, dtype in self._outputs]
+        return self._stored_values(self._execute_all(arrays))
 
 
 def _to_stored(value, dtype: str):

@@ -31,13 +31,16 @@ class Kernel:
     scratch: Callable | None = None   # scratch(op) -> bytes the kernel allocates besides its outputs
     tape: tuple | None = None         # (tape op code, operand parameters): the op's form on the
                                       # compiled elementwise tape (sim/regions.py), if it has one
+    reshape_only: bool = False        # the result is input x's data in the declared output shape:
+                                      # the executor reshapes without calling the kernel
 
 
-def kernel(*names: str, finish: str = "round", tape: dict | None = None):
+def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape_only: bool = False):
     """File `fn` as the kernel of each named op (on its OpSpec). `tape` gives, per op name, the
     op's form on the compiled elementwise tape: (an op code of sim/compiled.py, the two
     parameters it reads), computing what `fn` computes with the same rounding (sim/regions.py
-    fuses runs of such ops; tests/test_sim_regions.py holds the two routes to the same bits)."""
+    fuses runs of such ops; tests/test_sim_regions.py holds the two routes to the same bits).
+    `reshape_only`: the kernel returns x reshaped to the declared output shape, nothing else."""
     if finish not in FINISH:
         raise ValueError(f"finish must be one of {FINISH}")
 
@@ -48,7 +51,7 @@ def kernel(*names: str, finish: str = "round", tape: dict | None = None):
                 raise RuntimeError(f"kernel '{fn.__name__}' names '{name}', which no op declaration defines")
             if spec.kernel is not None:
                 raise RuntimeError(f"op '{name}' has two kernels")
-            spec.kernel = Kernel(name, fn, finish, tape=(tape or {}).get(name))
+            spec.kernel = Kernel(name, fn, finish, tape=(tape or {}).get(name), reshape_only=reshape_only)
         return fn
     return register
 

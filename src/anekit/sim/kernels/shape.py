@@ -8,17 +8,17 @@ from ...ir.ops.shape import slice_index_plan
 from ..registry import kernel
 
 
-@kernel("reshape", finish="keep")
+@kernel("reshape", finish="keep", reshape_only=True)
 def reshape(c, x, shape):
     return x.reshape(c.out_shape())      # the declared shape has -1 and 0 resolved
 
 
-@kernel("squeeze", finish="keep")
+@kernel("squeeze", finish="keep", reshape_only=True)
 def squeeze(c, x, axes):
     return x.reshape(c.out_shape())
 
 
-@kernel("expand_dims", finish="keep")
+@kernel("expand_dims", finish="keep", reshape_only=True)
 def expand_dims(c, x, axes):
     return x.reshape(c.out_shape())
 
