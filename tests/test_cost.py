@@ -138,6 +138,32 @@ def test_route_sets_the_floor_and_the_host_copy():
         estimate(p, "m1", route="teleport")
 
 
+def test_realtime_route_floor_is_seed_001s_ratio_and_the_fit_applies_it():
+    # seed 001 (M4 Max, 64x32 kernel): _ANEClient real-time evaluate 0.093 ms, standard 0.175 ms
+    p = ak.program({"y": ak.relu(ak.input("x", (1, 16, 1, 16)))})
+    std, rt = (estimate(p, "m4", route=r) for r in ("standard", "realtime"))
+    assert rt.dispatch_us == pytest.approx(std.dispatch_us * 0.093 / 0.175)
+    assert std.total_us - std.dispatch_us == pytest.approx(rt.total_us - rt.dispatch_us)
+    # the vectorised fit prices a point on that route the way estimate() does
+    pytest.importorskip("scipy")
+    from anekit.cost import fit as F
+    from anekit.cost.params import fitted
+    pts = [q for q in POINTS if q.route == "realtime"]
+    assert pts and all(q.source == "maderix part 2 M4" for q in pts)
+    ds = F.collect(pts)
+    assert np.allclose(F.predict(ds, _theta_of(fitted())), [q.predict_ms() for q in pts], rtol=1e-6)
+
+
+def test_m3_floor_and_tiled_stream_priors_come_from_the_m4_max():
+    # the M2's ch. 7 figures are a two-point fit to single-row streams: its intercept is no measured
+    # floor and its slope is a single-row rate, so the M3 takes both from seed 001's M4 Max
+    d, w = prior("h15", "dispatch_us"), prior("h15", "weight_gbs")
+    assert d.value == PRIORS["h16"]["dispatch_us"].value and "M4 Max" in d.source and d.spread >= 2.0
+    assert w.value == pytest.approx(PRIORS["h16"]["weight_gbs"].value * 18 / 38) and "TOPS" in w.source
+    # every other M3 field still falls back to the M2 Pro
+    assert "M2 Pro" in prior("h15", "conv_tflops").source and "M2 Pro" in prior("h15", "gemv_gbs").source
+
+
 def test_total_is_floor_plus_op_rows():
     est = estimate(conv_prog(512, 512, 3, 32, 32), "m5 pro")
     assert est.total_us == pytest.approx(est.dispatch_us + sum(r.us for r in est.ops))

@@ -28,8 +28,9 @@ def register(subparsers) -> None:
     _common(e, several=True)
     e.add_argument("--compare", action="store_true", help="estimate on every chip (or on the --target list) "
                                                           "and print one table")
-    e.add_argument("--route", default="standard", choices=["standard", "e5rt", "host"],
-                   help="dispatch route: standard evaluate (default), e5rt, or host (I/O copied per call)")
+    e.add_argument("--route", default="standard", choices=["standard", "e5rt", "host", "realtime"],
+                   help="dispatch route: standard evaluate (default), e5rt, host (I/O copied per call) or realtime "
+                        "(_ANEClient real-time evaluate)")
     e.add_argument("--plot", metavar="FILE", help="also write a roofline plot to FILE.png or FILE.svg "
                                                   "(needs matplotlib; one target)")
     e.set_defaults(func=run_estimate)

@@ -49,6 +49,7 @@ class Dataset:
     prog_sign: np.ndarray
     prog_chip: np.ndarray
     prog_host: np.ndarray     # 1.0 where the program runs on a host-copy route
+    prog_floor: np.ndarray    # the route's dispatch-floor ratio (params.ROUTE_FLOOR)
     chips: list           # chip records, indexed by prog_chip
     chip_gen: np.ndarray
     chip_scale: np.ndarray    # rate scale to the generation's reference chip (params.chip_scale)
@@ -67,7 +68,7 @@ class Dataset:
         new_point[keep] = np.arange(keep.sum())
         return Dataset([p for p, k in zip(self.points, keep) if k], {c: v[ok] for c, v in self.cols.items()},
                        new_prog[self.op_prog[ok]], new_point[self.prog_point[pk]], self.prog_sign[pk],
-                       self.prog_chip[pk], self.prog_host[pk], self.chips, self.chip_gen, self.chip_scale,
+                       self.prog_chip[pk], self.prog_host[pk], self.prog_floor[pk], self.chips, self.chip_gen, self.chip_scale,
                        self.chip_cap, self.chip_dram, self.measured[keep],
                        [s for s, k in zip(self.sources, keep) if k])
 
@@ -75,7 +76,7 @@ class Dataset:
 def collect(points) -> Dataset:
     """Build every point's programs once and extract their op features on their chip."""
     chips, chip_index = [], {}
-    cols_list, op_prog, prog_point, prog_sign, prog_chip, prog_host = [], [], [], [], [], []
+    cols_list, op_prog, prog_point, prog_sign, prog_chip, prog_host, prog_floor = [], [], [], [], [], [], []
     for i, pt in enumerate(points):
         chip = targets.get(pt.chip)
         if chip.name not in chip_index:
@@ -87,6 +88,7 @@ def collect(points) -> Dataset:
                          pp.ocg_channels)
             cols_list.append(features_array(feats))
             prog_host.append(pt.route in P.HOST_COPY_ROUTES)
+            prog_floor.append(P.ROUTE_FLOOR[pt.route])
             op_prog.extend([len(prog_point)] * len(feats))
             prog_point.append(i)
             prog_sign.append(sign)
@@ -100,7 +102,7 @@ def collect(points) -> Dataset:
         caps.append(P.DRAM_SHARE * chip.dram_gbs if chip.dram_gbs else np.inf)
         drams.append(chip.dram_gbs or np.inf)
     return Dataset(list(points), cols, np.array(op_prog), np.array(prog_point), np.array(prog_sign),
-                   np.array(prog_chip), np.array(prog_host, float), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams),
+                   np.array(prog_chip), np.array(prog_host, float), np.array(prog_floor), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams),
                    np.array([p.published_ms for p in points]), [p.source for p in points])
 
 
@@ -140,7 +142,7 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     t = op_times(ds.cols, {k: v[op_chip] for k, v in per_chip.items()})
     prog_us = np.bincount(ds.op_prog, weights=t["us"], minlength=len(ds.prog_point))
     prog_io = np.bincount(ds.op_prog, weights=ds.cols["io_bytes"], minlength=len(ds.prog_point))
-    prog_us = prog_us + per_chip["dispatch_us"][ds.prog_chip] + ds.prog_host * prog_io / (host_gbs * 1e3)
+    prog_us = prog_us + per_chip["dispatch_us"][ds.prog_chip] * ds.prog_floor + ds.prog_host * prog_io / (host_gbs * 1e3)
     point_us = np.bincount(ds.prog_point, weights=prog_us * ds.prog_sign, minlength=len(ds.points))
     return np.maximum(point_us, 1e-3) / 1e3
 

@@ -60,7 +60,10 @@ VECTOR_RATIO = 4.0
 # standard and ~0.07 ms through e5rt (ch. 2; ANE-BRIEF §7). Not fitted (no point uses e5rt).
 # "host": the caller hands numpy arrays each call and the route copies them into and out of
 # the engine's surfaces (Core ML predict, Python wrappers): program I/O also pays host_copy_gbs.
-ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0}
+# "realtime": _ANEClient's real-time evaluate (seed 001, M4 Max, 64x32 kernel: 0.093 ms against the
+# standard path's 0.175 ms). Seed 001 also finds the two paths converge (0.246 vs 0.205 ms) at a
+# 768x256 kernel, so the ratio is a floor for tiny, dispatch-bound programs only. Not fitted.
+ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0, "realtime": 0.093 / 0.175}
 HOST_COPY_ROUTES = ("host",)
 
 
@@ -158,6 +161,15 @@ PRIORS: dict[str, dict[str, Prior]] = {
     },
 }
 _FALLBACK = {"h14": "h13", "h15": "h14", "h16": "h17", "h17": "h13", "h18": "h17"}
+# Fields a generation takes from another generation than its _FALLBACK, and why. The M3 has no
+# published floor or tiled weight stream. Its default fallback, the M2 Pro, has none either: its
+# dispatch_us prior (117 us) is the intercept of a two-point fit to two single-row weight streams
+# (guide ch. 7), and its weight_gbs prior is the slope of the same fit, a single-row rate (the
+# points are modelled on gemv_gbs, so nothing fits the M2's tiled stream). The nearest generation
+# that measured both is the M4 (seed 001: the floor of a tiny kernel on the standard evaluate path
+# of a Max die, and a tiled stream of 128 chained 512-channel convs), taken for the M3 Max with
+# the usual TOPS scaling of rates and the fallback's wider spread.
+_FIELD_FALLBACK = {("h15", "dispatch_us"): "h16", ("h15", "weight_gbs"): "h16"}
 SHARED_PRIORS = {
     # Host-side copy of program inputs and outputs on routes that take arrays per call
     # (guide ch. 2: operand transfer is part of the floor; its per-byte rate is not published).
@@ -231,12 +243,13 @@ class CostParams:
 
 def prior(gen: str, name: str) -> Prior:
     """The published (or assumed) starting value of a generation's parameter, with its source.
-    Rates missing for a generation come from its fallback generation scaled by vendor TOPS."""
+    Rates missing for a generation come from its fallback generation (_FIELD_FALLBACK, else
+    _FALLBACK) scaled by vendor TOPS."""
     if name in SHARED_PRIORS:
         return SHARED_PRIORS[name]
     if name in PRIORS[gen]:
         return PRIORS[gen][name]
-    base = _FALLBACK.get(gen)
+    base = _FIELD_FALLBACK.get((gen, name), _FALLBACK.get(gen))
     if base is None:
         raise KeyError(f"no prior for {gen}.{name}")
     p = prior(base, name)

@@ -207,7 +207,10 @@ _I42 = "maderix/ANE issue #42 (M3 Ultra, Mac15,14), inmem_peak and inmem_bench l
 _M3P = ("maderix/ANE benchmarks/community_results.json (report 2026-03-04, from issue #3), M3 Pro 36 GB, macOS 15.7.4: "
         "peak_tflops 16.77 (sustained 15.04), 'Peak at 128x conv 512ch sp2048', 'Only ch=512 compiles. 52 values tested'")
 _PART2 = "maderix, 'Inside the M4 Apple Neural Engine, Part 2: ANE Benchmarks' (M4 Mac mini), matmul scaling"
-_PART2_SHAPE = "square N x N by N x N matmul with a compile-time weight, fp16 compute, fp32 I/O (fp16 modelled)"
+_PART2_SHAPE = ("square N x N by N x N matmul with a compile-time weight, fp16 compute, fp32 I/O (fp16 modelled); "
+                "route: the post's 'direct _ANEClient API' read as _ANEClient's real-time evaluate (assumed: of the "
+                "three _ANEClient paths seed 001 timed, only the real-time one, 0.093 ms on a 64x32 kernel, matches "
+                "the post's 0.101 ms floor; evaluateWithModel 0.175, doEvaluateDirect 0.225)")
 _AF = "sbryngelson/ANEForge bench/results/rooflines/{file}: device_saturation_sweep, ANE {what}"
 _AF_GEMM = ("ANEForge GEMM: af.input((N, N)).linear(W), fp16 I/O; min latency over 8 reps of net(x) on numpy "
             "arrays (host-copy route)")
@@ -388,11 +391,11 @@ POINTS: list[Point] = [
     *_chain_points("m4max", "M4 Max", _MDX_M4MAX_MS, "maderix M4 Max", _MDX_M4MAX),
     # ---- maderix's M4 (base) blog measurements
     Point("m4-part2-matmul-256", "M4", 0.101, "maderix part 2 M4", f"{_PART2}: 256x256 'dispatch-limited at 0.101 ms'",
-          "linear 256x256 by a 256x256 weight", _linear_sq(256), assumption=_PART2_SHAPE),
+          "linear 256x256 by a 256x256 weight", _linear_sq(256), assumption=_PART2_SHAPE, route="realtime"),
     Point("m4-part2-matmul-2048", "M4", 2 * 2048 ** 3 / 5.7e12 * 1e3, "maderix part 2 M4", f"{_PART2}: 2048, 5.7 TFLOPS",
-          "linear 2048x2048 by a 2048x2048 weight", _linear_sq(2048), assumption=_PART2_SHAPE + "; latency = flops / rate"),
+          "linear 2048x2048 by a 2048x2048 weight", _linear_sq(2048), assumption=_PART2_SHAPE + "; latency = flops / rate", route="realtime"),
     Point("m4-part2-matmul-4096", "M4", 2 * 4096 ** 3 / 4.0e12 * 1e3, "maderix part 2 M4", f"{_PART2}: 4096, 4.0 TFLOPS",
-          "linear 4096x4096 by a 4096x4096 weight", _linear_sq(4096), assumption=_PART2_SHAPE + "; latency = flops / rate"),
+          "linear 4096x4096 by a 4096x4096 weight", _linear_sq(4096), assumption=_PART2_SHAPE + "; latency = flops / rate", route="realtime"),
     # ---- M3 Ultra community submissions to maderix/ANE (two machines, two people)
     *_chain_points("m3u-pr28", "M3 Ultra", _PR28_MS, "maderix/ANE PR 28 M3 Ultra", _PR28),
     *_chain_points("m3u-i42", "M3 Ultra", _I42_MS, "maderix/ANE issue 42 M3 Ultra", _I42),
