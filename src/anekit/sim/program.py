@@ -66,10 +66,13 @@ class LoopProgram:
         return tuple(buf.copy() for buf, _, _ in self.carry)
 
 
-def plan(sim, counter, n_vars: int) -> LoopProgram | None:
-    """The program of a loop whose cond block is `counter` (kernels/control.py's counter test:
-    (comparison ufunc, operands)) and whose body runs in Simulator `sim`; None when some op
-    or value has no program form."""
+def plan(sim, cond, counter, n_vars: int) -> LoopProgram | None:
+    """The program of a loop whose cond block `cond` is `counter` (kernels/control.py's counter
+    test: (comparison ufunc, operands)) and whose body runs in Simulator `sim`; None when some
+    op or value has no program form."""
+    same = [(t.dtype, tuple(t.shape)) for t in cond.inputs] == [(t.dtype, tuple(t.shape)) for t in sim.function.inputs]
+    if not same:
+        return None
     try:
         return _Planner(sim).loop(counter, n_vars)
     except _Unsupported:
@@ -138,10 +141,10 @@ class _Planner:
             raise _Unsupported
         args = []
         for a in operands:
-            if isinstance(a, int):
-                if a >= n_vars or fn.inputs[a].dtype != "int32":
-                    raise _Unsupported       # a counter that is not a loop variable
-                args.append(carry[a])
+            if isinstance(a, int):           # a loop variable or a capture (the cond's inputs are the body's)
+                if a >= len(fn.inputs) or fn.inputs[a].dtype != "int32":
+                    raise _Unsupported
+                args.append((carry + caps)[a])
             else:
                 args.append(len(self.buffers))
                 self.buffers.append(np.ascontiguousarray(a, np.int32).reshape(-1))

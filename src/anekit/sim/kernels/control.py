@@ -103,7 +103,7 @@ def _program(c, cond, body):
     the program models; None otherwise (planned once)."""
     def make():
         quick = _counter_test(c, cond)
-        return None if quick is None else plan_program(_block(c, body), quick, len(body.outputs))
+        return None if quick is None else plan_program(_block(c, body), cond, quick, len(body.outputs))
     return c.cached(("program", body.name), make)
 
 
