@@ -19,8 +19,6 @@ from anekit.errors import ShapeError
 from anekit.ir.ops import control
 from anekit.sim import FAMILY_PROFILES, Simulator, compiled, profile_for, program
 
-pytest.importorskip("numba", reason="the compiled program needs numba (the `fast` extra)")
-
 CHIPS = {"m1": profile_for("m1"), "m4": profile_for("m4"), **FAMILY_PROFILES}
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, -6e-8, 3.05e-5, 65504.0, -65504.0,
                      1024.0, 2.0 ** -14, 1.0, -1.0], np.float32)
@@ -98,6 +96,7 @@ def _seq(rng, scale=1.0, special=0.0):
     return v.reshape(STEPS, 1, IN)
 
 
+@pytest.mark.numba
 @pytest.mark.parametrize("mode", ["add", "update"])
 @pytest.mark.parametrize("name", sorted(CHIPS))
 def test_program_matches_the_op_by_op_route_in_every_chip_profile(name, mode, monkeypatch):

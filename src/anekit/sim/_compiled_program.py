@@ -4,8 +4,9 @@ trip after trip, in one call (sim/program.py plans it; see there for what each r
 Rows are int64 [code, dst, a, b, c, n, p0, p1, p2, p3, p4, p5, p6] over buffers given by their
 data addresses (`addrs`: float32 or int32 arrays the caller keeps alive); `fpar` holds a
 row's float parameters. Every row computes what the op's kernel and the executor's storage
-step compute in a chip profile whose NaN rule leaves no NaN (the same helpers as
-sim/compiled.py and sim/_compiled_mac.py). A row that meets a case it does not model (an
+step compute, in a chip profile whose NaN rule leaves no NaN (the same helpers as
+sim/compiled.py and sim/_compiled_mac.py), or in exact numerics (p6 set: float32 without
+rounding; a NaN result bails, as numba need not keep numpy's NaN payload). A row that meets a case it does not model (an
 index out of range, a MAC operand past the plain bound, a value off the fp16 grid) stops the
 run with BAIL: the caller then runs the loop the ordinary way, from its start, and gets the
 same bits or the kernel's error.
@@ -27,8 +28,8 @@ from . import compiled
 # row codes (program.py builds them)
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
 TABLE, LINEAR, GATHER, SCATTER, ROUND, COPY, INT_BINARY, COMPARE, SELECT, INGEST32, INGEST16, \
-    OUT16, STOP_UNLESS, COUNT = range(5, 19)
-DONE, BAIL = 0, 1
+    OUT16, STOP_UNLESS, NUMPY = range(5, 19)      # NUMPY: run by the caller (program.py), between segments
+DONE, BAIL, GO = 0, 1, 2
 _TOP = compiled._F16_MAX_BITS
 _ZERO = np.float32(0.0)
 _INF = np.float32(np.inf)
@@ -109,12 +110,20 @@ def _linear(row, fp, addrs):
 def _step(row, fp, addrs):
     """Run one row; False to bail."""
     code, dst, n = row[0], row[1], row[5]
-    if code <= SQRT:
+    exact = row[12] != 0 and code != LINEAR      # exact numerics: no storage rounding, and a NaN
+    if code <= SQRT:                              # bails (numba need not keep numpy's NaN payload)
         d, a, b = _f(addrs, dst, n), _f(addrs, row[2], row[6]), _f(addrs, row[3], row[7])
         ia, ib, uz = row[6] != 1, row[7] != 1, row[8] != 0
-        for i in range(n):
-            d[i] = compiled._round16(compiled._arith(code, a[i if ia else 0], b[i if ib else 0], uz),
-                                     _TOP, False, False, _ZERO)
+        if exact:
+            for i in range(n):
+                v = compiled._arith(code, a[i if ia else 0], b[i if ib else 0], False)
+                if v != v:
+                    return False
+                d[i] = v
+        else:
+            for i in range(n):
+                d[i] = compiled._round16(compiled._arith(code, a[i if ia else 0], b[i if ib else 0], uz),
+                                         _TOP, False, False, _ZERO)
     elif code == TABLE:
         d, a, tab = _f(addrs, dst, n), _f(addrs, row[2], n), _f(addrs, row[3], 1 << 19)
         for i in range(n):
@@ -157,15 +166,19 @@ def _step(row, fp, addrs):
                     j = (o * size + k) * inner + e
                     fd[j] = fd[j] + fu[o * inner + e] if mode == 1 else \
                         fd[j] - fu[o * inner + e] if mode == 2 else fd[j] * fu[o * inner + e]
+                    if exact and fd[j] != fd[j]:
+                        return False
         if row[9]:                                    # float data: the storage rounding
             f = _f(addrs, dst, n)
             for i in range(n):
                 f[i] = compiled._round16(f[i], _TOP, False, False, _ZERO)
     elif code == ROUND or code == INGEST32 or code == OUT16:
         d, a = _f(addrs, dst, n), _f(addrs, row[2], n)
-        keep = code == OUT16
+        keep = code == OUT16 or exact                 # exact ROUND: the float16 round trip of a cast
         nan = _INF if code == INGEST32 else _ZERO
         for i in range(n):
+            if exact and a[i] != a[i]:
+                return False
             d[i] = compiled._round16(a[i], _TOP, False, keep, nan)
     elif code == INGEST16:
         d, a = _f(addrs, dst, n), _f(addrs, row[2], n)
@@ -201,6 +214,20 @@ def _step(row, fp, addrs):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def run_rows(rows, fpar, addrs, r0, r1):
+    """Rows r0 .. r1 - 1 once (a segment between two numpy rows): DONE when a STOP_UNLESS row
+    stops the loop, BAIL when a row bails, GO otherwise."""
+    for r in range(r0, r1):
+        row = rows[r]
+        if row[0] == STOP_UNLESS:
+            if _i(addrs, row[2], 1)[0] == 0:
+                return DONE
+        elif not _step(row, fpar[r], addrs):
+            return BAIL
+    return GO
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def run(rows, fpar, addrs, max_trips):
     """Rows in order, again and again: a STOP_UNLESS row ends the run (DONE) when its int32
     operand is 0; a pass past max_trips, or a row that bails, gives BAIL."""
@@ -221,3 +248,4 @@ def warm_up() -> None:
     rows = np.zeros((1, 13), np.int64)
     rows[0, 0], rows[0, 2] = STOP_UNLESS, 0
     run(rows, np.zeros((1, 5)), np.array([flag.ctypes.data], np.int64), 1)
+    run_rows(rows, np.zeros((1, 5)), np.array([flag.ctypes.data], np.int64), 0, 1)

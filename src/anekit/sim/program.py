@@ -28,6 +28,7 @@ from .fp16 import F32
 
 _COMPARES = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal")   # COMPARE's op codes
 _FLOAT = ("fp16", "fp32")
+_EXACT_CODES = (compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV)   # (exact sqrt keeps -0: not the tape's)
 _SCATTER_MODES = {"update": 0, "add": 1, "sub": 2, "mul": 3}     # SCATTER's p4 (float data for all but update)
 
 
@@ -49,21 +50,48 @@ class _Unsupported(Exception):
 class LoopProgram:
     """The rows of one loop, its buffers, and how loop values enter and leave them."""
 
-    def __init__(self, rows, fpar, buffers, carry, caps, outs):
+    def __init__(self, rows, fpar, buffers, carry, caps, calls, exact=False):
         self.rows, self.fpar = np.array(rows, np.int64).reshape(-1, 13), np.array(fpar, np.float64).reshape(-1, 5)
         self.buffers = buffers                       # kept alive: the rows hold their addresses
         self.addrs = np.array([b.ctypes.data for b in buffers], np.int64)
-        self.carry, self.caps, self.outs = carry, caps, outs   # (buffer, dtype, shape) per value
+        self.carry, self.caps = carry, caps          # (buffer, dtype, shape) per loop variable / capture
+        # Exact numerics: BLAS and numpy's loops may take another path on other strides.
+        self.contiguous = exact
+        # NUMPY rows (exact numerics: BLAS and numpy's float32 functions) run here, between
+        # segments of compiled rows: (first row, end row, None) or (row, row + 1, call).
+        self.segments, start = [], 0
+        for r, call in calls:
+            if r > start:
+                self.segments.append((start, r, None))
+            self.segments.append((r, r + 1, call))
+            start = r + 1
+        if calls and start < len(self.rows):
+            self.segments.append((start, len(self.rows), None))
 
     def run(self, kern, loop_vars, captures, max_trips):
         """The loop's final values, or None (a value not in the form planned, or a row bailed)."""
         for (buf, dtype, shape), v in zip(self.carry + self.caps, list(loop_vars) + list(captures)):
-            if type(v) is not np.ndarray or v.dtype != dtype or v.shape != shape:
+            if type(v) is not np.ndarray or v.dtype != dtype or v.shape != shape or \
+                    (self.contiguous and not v.flags.c_contiguous):
                 return None
             buf[...] = v
-        if kern.run(self.rows, self.fpar, self.addrs, max_trips) != kern.DONE:
-            return None
-        return tuple(buf.copy() for buf, _, _ in self.carry)
+        if self.segments:
+            done = self._trips(kern, max_trips)
+        else:
+            done = kern.run(self.rows, self.fpar, self.addrs, max_trips) == kern.DONE
+        return tuple(buf.copy() for buf, _, _ in self.carry) if done else None
+
+    def _trips(self, kern, max_trips) -> bool:
+        rows, fpar, addrs, run_rows, go = self.rows, self.fpar, self.addrs, kern.run_rows, kern.GO
+        for _ in range(max_trips):
+            for r0, r1, call in self.segments:
+                if call is not None:
+                    call()
+                    continue
+                status = run_rows(rows, fpar, addrs, r0, r1)
+                if status != go:
+                    return status == kern.DONE
+        return False
 
 
 def plan(sim, cond, counter, n_vars: int) -> LoopProgram | None:
@@ -82,9 +110,11 @@ def plan(sim, cond, counter, n_vars: int) -> LoopProgram | None:
 class _Planner:
     def __init__(self, sim):
         nx = sim.nx
-        if not (nx.fp16 and nx.profile.indeterminate_to_zero) or sim.state_names:
+        if (nx.fp16 and not nx.profile.indeterminate_to_zero) or sim.state_names:
             raise _Unsupported
         self.sim, self.nx, self.p = sim, nx, nx.profile
+        self.exact = not nx.fp16
+        self.calls: list = []                        # (row, numpy call) of the NUMPY rows
         self.buffers: list[np.ndarray] = []
         self.buf: dict[int, int] = {}                # slot -> buffer index
         self.rows: list[list[int]] = []
@@ -113,7 +143,8 @@ class _Planner:
         if value is None or t is None or isinstance(t, tuple):
             raise _Unsupported
         dtype = self._kind(t)
-        if type(value) is not np.ndarray or value.dtype != dtype or value.size != math.prod(t.shape):
+        if type(value) is not np.ndarray or value.dtype != dtype or value.size != math.prod(t.shape) \
+                or not value.flags.c_contiguous:
             raise _Unsupported
         i = self.buf[slot] = self.new(t.shape, dtype)
         self.buffers[i][: value.size] = value.reshape(-1)
@@ -125,8 +156,19 @@ class _Planner:
         return i
 
     def row(self, code, dst, a=-1, b=-1, c=-1, n=0, *p, f=(0.0,) * 5):
-        self.rows.append([code, dst, a, b, c, n, *p, *([0] * (7 - len(p)))])
+        """A row; in exact numerics p6 (the seventh parameter) flags it exact."""
+        p = list(p) + [0] * (7 - len(p))
+        if self.exact and code != _kern().LINEAR:
+            p[6] = 1
+        self.rows.append([code, dst, a, b, c, n, *p])
         self.fpar.append(list(f))
+
+    def numpy_row(self, call):
+        self.calls.append((len(self.rows), call))
+        self.row(_kern().NUMPY, -1)
+
+    def view(self, i, t):
+        return self.buffers[i].reshape(t.shape)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -156,7 +198,7 @@ class _Planner:
         # The trip's inputs, as run_trip ingests them (_ingest_stored; ints are copied).
         for t, src in zip(fn.inputs, carry + caps):
             dst = self.buf[sim._slot[id(t)]] = self.new(t.shape, self._kind(t))
-            if t.dtype == "int32":
+            if t.dtype == "int32" or self.exact:    # (exact: Numerics.ingest is the identity)
                 code = kern.COPY
             elif t.dtype == "fp16":          # on the grid already: only the NaN rule is left
                 code = kern.INGEST16 if self.p.nan_inputs_to_inf else kern.COPY
@@ -178,7 +220,7 @@ class _Planner:
         spec = lambda i, t: (self.buffers[i].reshape(t.shape), np.dtype(self._kind(t)), tuple(t.shape))  # noqa: E731
         return LoopProgram(self.rows, self.fpar, self.buffers,
                            [spec(i, t) for i, t in zip(carry, fn.inputs[:n_vars])],
-                           [spec(i, t) for i, t in zip(caps, fn.inputs[n_vars:])], None)
+                           [spec(i, t) for i, t in zip(caps, fn.inputs[n_vars:])], self.calls, self.exact)
 
     # --- one op -------------------------------------------------------------------------
 
@@ -219,7 +261,7 @@ class _Planner:
         out = step.fin[0][1]
         n = math.prod(out.shape)
         (xt, x), (yt, y) = self._t(step, params[0]), self._t(step, params[1])
-        if xt.dtype not in _FLOAT or yt.dtype not in _FLOAT:
+        if xt.dtype not in _FLOAT or yt.dtype not in _FLOAT or (self.exact and code not in _EXACT_CODES):
             raise _Unsupported
         self.row(code, self.out(step), x, y, -1, n, self._size(xt, n), self._size(yt, n),
                  int(self.p.unsigned_zero_reciprocal))
@@ -258,9 +300,19 @@ class _Planner:
     def _copy(self, kern, step):
         (xt, x) = self._t(step, "x")
         out = step.fin[0][1]
-        if xt.dtype != "int32" or out.dtype != "int32" or xt.shape != out.shape:
+        if self._kind(xt) != self._kind(out) or xt.shape != out.shape:
             raise _Unsupported
         self.row(kern.COPY, self.out(step), x, -1, -1, math.prod(out.shape))
+
+    def _numpy(self, kern, step, fn):
+        """An elementwise float32 function numpy evaluates (exact numerics: numpy's own exp and
+        tanh loops), called on the buffer as the kernel calls it on its input."""
+        (xt, x) = self._t(step, "x")
+        out = step.fin[0][1]
+        if not self.exact or xt.dtype not in _FLOAT or xt.shape != out.shape:
+            raise _Unsupported
+        src, dst = self.view(x, xt), self.view(self.out(step), out)
+        self.numpy_row(lambda: np.copyto(dst, fn(src)))
 
     def _table(self, kern, step, table):
         (xt, x) = self._t(step, "x")
@@ -310,6 +362,8 @@ class _Planner:
         m = math.prod(xt.shape[:-1])
         if tuple(wt_.shape) != (n, k) or tuple(out.shape) != tuple(xt.shape[:-1]) + (n,) or not (m and n and k):
             raise _Unsupported
+        if self.exact:
+            return self._exact_linear(step, x, m, k, bias, out)
         # mac.matmul's route for this call: the lane model, through products4, not swapped
         if not (mac.lane_route(k, n, p) and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10
                 and (n >= mac._VECTOR_MIN or n >= m)):
@@ -333,4 +387,22 @@ class _Planner:
                  scratch, f=(wo.peak, math.inf if limit is None else limit, mac._ceil(limit),
                              _compiled_mac._as_float(mac._port_top(limit)), _compiled_mac._SCALES[p.mac_tile_guard_bits]))
 
+    def _exact_linear(self, step, x, m, k, bias, out):
+        """The exact kernel's float32 BLAS product (mac.matmul: np.matmul of x as [M, K] and the
+        weight's transpose as a C-contiguous array), then + bias: the same call on the same
+        layouts, so the same bits (LoopProgram.run takes only C-contiguous loop values in exact
+        numerics: every array of the op-by-op route is then C-contiguous too)."""
+        weight = self.sim._const[step.tensors["weight"]]
+        wt = mac.Operand(np.ascontiguousarray(weight.T), self.p, -2, const=True).array
+        src, dst = self.buffers[x].reshape(m, k), self.view(self.out(step), out)
+        shape = tuple(out.shape)
+        if bias is None:
+            self.numpy_row(lambda: np.copyto(dst, np.matmul(src, wt, dtype=F32).reshape(shape)))
+            return
+        bt, bi = self._t(step, "bias")
+        b = self.view(bi, bt)
+        self.numpy_row(lambda: np.add(np.matmul(src, wt, dtype=F32).reshape(shape), b, out=dst))
 
+
+def _kern():
+    return importlib.import_module("anekit.sim._compiled_program")

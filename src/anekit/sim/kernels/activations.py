@@ -76,14 +76,16 @@ def _by_grid(c, key, f, x: np.ndarray) -> np.ndarray:
 
 
 def _grid_program(key_fn):
-    """The program form of an activation _by_grid computes: its fp16-grid table, in the
-    profiles where _by_grid reads one (fp16 storage, NaN stored as 0)."""
+    """The program form of an activation _by_grid computes: its fp16-grid table in the profiles
+    where _by_grid reads one (fp16 storage, NaN stored as 0), the function in exact numerics."""
     def program(c, consts):
         p = c.nx.profile
         kf = key_fn(c)
-        if kf is None or not (c.nx.fp16 and p.indeterminate_to_zero):
+        if kf is None:
             return None
-        return ("table", fp16_grid.grid_table(*kf))
+        if not c.nx.fp16:
+            return ("numpy", kf[1])       # exact numerics: the function itself, by numpy
+        return ("table", fp16_grid.grid_table(*kf)) if p.indeterminate_to_zero else None
     return program
 
 

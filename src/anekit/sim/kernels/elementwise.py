@@ -138,11 +138,15 @@ def select(c, cond, a, b):
 
 def _cast_program(c, consts):
     """A float cast in a chip profile that stores NaN as 0 is the storage rounding of its input
-    (the first branch below); an int32 cast of int32 values a copy."""
+    (the first branch below), in exact numerics a copy or the fp16 round trip; an int32 cast of
+    int32 values a copy."""
     dtype, src = consts.get("dtype"), c.op.inputs["x"].dtype
-    if dtype in ("fp16", "fp32") and src in ("fp16", "fp32") and c.nx.fp16 and \
-            c.nx.profile.indeterminate_to_zero and "x" not in c.const_params:
-        return ("round",)
+    if dtype in ("fp16", "fp32") and src in ("fp16", "fp32"):
+        if not c.nx.fp16:             # exact: fp32 a float32 copy, fp16 the float16 round trip
+            return ("copy",) if dtype == "fp32" else ("round",)
+        if c.nx.profile.indeterminate_to_zero and "x" not in c.const_params:
+            return ("round",)
+        return None
     return ("copy",) if dtype == "int32" and src == "int32" else None
 
 
