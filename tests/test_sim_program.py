@@ -2,12 +2,16 @@
 while_loop whose body the program models runs every trip in one compiled call, with the
 bits of the op-by-op route.
 
+In exact numerics the linears (BLAS) and numpy's exp and tanh run as numpy rows between
+compiled segments, with the op-by-op route's calls on the same layouts.
+
 The loop here is a GRU step written the way coremltools 9 converts torch.nn.GRU (the corpus
 model `gru`): the step's input gathered from a captured sequence by the counter (through
 int32 casts, a comparison and a select), the state row gathered, six linears, sigmoid,
 tanh, elementwise arithmetic, squeeze / expand_dims, and the new row scattered (mode add,
 then update) into the state. Each comparison runs the Simulator with the compiled kernels
-off (every op through its numpy kernel) and on, and asserts identical float32 bits.
+off (every op through its numpy kernel) and on, and asserts identical float32 bits (NaN
+payloads included).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from anekit.errors import ShapeError
 from anekit.ir.ops import control
 from anekit.sim import FAMILY_PROFILES, Simulator, compiled, profile_for, program
 
-CHIPS = {"m1": profile_for("m1"), "m4": profile_for("m4"), **FAMILY_PROFILES}
+PROFILES = {"exact": profile_for("exact"), "m1": profile_for("m1"), "m4": profile_for("m4"), **FAMILY_PROFILES}
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, -6e-8, 3.05e-5, 65504.0, -65504.0,
                      1024.0, 2.0 ** -14, 1.0, -1.0], np.float32)
 STEPS, IN, HID, ROWS = 5, 6, 8, 7
@@ -98,13 +102,13 @@ def _seq(rng, scale=1.0, special=0.0):
 
 @pytest.mark.numba
 @pytest.mark.parametrize("mode", ["add", "update"])
-@pytest.mark.parametrize("name", sorted(CHIPS))
-def test_program_matches_the_op_by_op_route_in_every_chip_profile(name, mode, monkeypatch):
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_program_matches_the_op_by_op_route_in_every_profile(name, mode, monkeypatch):
     """Ordinary data runs through the program (no fallback) with the same bits; hostile data
-    (subnormals, overflow past the MAC's plain bound, infinities, NaN) gives the same bits
-    whichever route it ends up on."""
+    (subnormals, overflow past the MAC's plain bound, infinities, NaN: exact numerics bails on
+    a NaN) gives the same bits whichever route it ends up on."""
     rng = np.random.default_rng(1)
-    sim = Simulator(_gru_program(rng, mode), profile=CHIPS[name])
+    sim = Simulator(_gru_program(rng, mode), profile=PROFILES[name])
     spy = _Spy(monkeypatch)
     ref, got = _both(sim, {"seq": _seq(rng)})
     _same_bits(ref, got)
@@ -114,17 +118,6 @@ def test_program_matches_the_op_by_op_route_in_every_chip_profile(name, mode, mo
         ref, got = _both(sim, {"seq": _seq(rng, scale, special)})
         _same_bits(ref, got)
     assert False in spy.runs, "hostile data should have made some run fall back"
-
-
-def test_exact_numerics_keeps_the_op_by_op_route(monkeypatch):
-    """No program in exact numerics (numpy's float32 exp, tanh and BLAS sums have no compiled
-    twin with the same bits): the loop runs op by op, as before."""
-    rng = np.random.default_rng(2)
-    sim = Simulator(_gru_program(rng), profile="exact")
-    spy = _Spy(monkeypatch)
-    ref, got = _both(sim, {"seq": _seq(rng)})
-    _same_bits(ref, got)
-    assert spy.runs == []
 
 
 def test_out_of_range_gather_reports_the_kernel_error():

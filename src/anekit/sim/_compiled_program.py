@@ -168,7 +168,7 @@ def _step(row, fp, addrs):
                         fd[j] - fu[o * inner + e] if mode == 2 else fd[j] * fu[o * inner + e]
                     if exact and fd[j] != fd[j]:
                         return False
-        if row[9]:                                    # float data: the storage rounding
+        if row[9]:                                    # float data in a chip profile: the storage rounding
             f = _f(addrs, dst, n)
             for i in range(n):
                 f[i] = compiled._round16(f[i], _TOP, False, False, _ZERO)

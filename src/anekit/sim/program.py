@@ -350,7 +350,7 @@ class _Planner:
         if is_float != (step.fin[0][2] == "float_round"):
             raise _Unsupported
         self.row(kern.SCATTER, self.out(step), d, ix, u, math.prod(out.shape), math.prod(dt.shape[:ax]),
-                 dt.shape[ax], math.prod(dt.shape[ax + 1:]), int(is_float), mode)
+                 dt.shape[ax], math.prod(dt.shape[ax + 1:]), int(is_float and not self.exact), mode)
 
     def _linear(self, kern, step):
         (xt, x), (wt_, w) = self._t(step, "x"), self._t(step, "weight")
@@ -395,13 +395,18 @@ class _Planner:
         weight = self.sim._const[step.tensors["weight"]]
         wt = mac.Operand(np.ascontiguousarray(weight.T), self.p, -2, const=True).array
         src, dst = self.buffers[x].reshape(m, k), self.view(self.out(step), out)
-        shape = tuple(out.shape)
+        matmul, add = np.matmul, np.add
         if bias is None:
-            self.numpy_row(lambda: np.copyto(dst, np.matmul(src, wt, dtype=F32).reshape(shape)))
+            self.numpy_row(lambda: matmul(src, wt, out=dst.reshape(m, -1)))
             return
         bt, bi = self._t(step, "bias")
-        b = self.view(bi, bt)
-        self.numpy_row(lambda: np.add(np.matmul(src, wt, dtype=F32).reshape(shape), b, out=dst))
+        b, y = self.view(bi, bt), np.empty((m, wt.shape[1]), F32)   # (matmul into y: the same BLAS call)
+        yv = y.reshape(out.shape)
+
+        def call():
+            matmul(src, wt, out=y)
+            add(yv, b, out=dst)
+        self.numpy_row(call)
 
 
 def _kern():
