@@ -58,15 +58,17 @@ class LoopProgram:
         # Exact numerics: BLAS and numpy's loops may take another path on other strides.
         self.contiguous = exact
         # NUMPY rows (exact numerics: BLAS and numpy's float32 functions) run here, between
-        # segments of compiled rows: (first row, end row, None) or (row, row + 1, call).
-        self.segments, start = [], 0
-        for r, call in calls:
-            if r > start:
-                self.segments.append((start, r, None))
-            self.segments.append((r, r + 1, call))
-            start = r + 1
-        if calls and start < len(self.rows):
-            self.segments.append((start, len(self.rows), None))
+        # runs of compiled rows: segments (first row, end row, None) or (.., .., numpy calls).
+        self.segments = []
+        for r in range(len(self.rows)):
+            call = calls.get(r)
+            if self.segments and (call is None) == (self.segments[-1][2] is None):
+                r0, _, group = self.segments[-1]
+                self.segments[-1] = (r0, r + 1, None if call is None else group + (call,))
+            else:
+                self.segments.append((r, r + 1, None if call is None else (call,)))
+        if not calls:
+            self.segments = []
 
     def run(self, kern, loop_vars, captures, max_trips):
         """The loop's final values, or None (a value not in the form planned, or a row bailed)."""
@@ -84,9 +86,10 @@ class LoopProgram:
     def _trips(self, kern, max_trips) -> bool:
         rows, fpar, addrs, run_rows, go = self.rows, self.fpar, self.addrs, kern.run_rows, kern.GO
         for _ in range(max_trips):
-            for r0, r1, call in self.segments:
-                if call is not None:
-                    call()
+            for r0, r1, calls in self.segments:
+                if calls is not None:
+                    for call in calls:
+                        call()
                     continue
                 status = run_rows(rows, fpar, addrs, r0, r1)
                 if status != go:
@@ -114,7 +117,8 @@ class _Planner:
             raise _Unsupported
         self.sim, self.nx, self.p = sim, nx, nx.profile
         self.exact = not nx.fp16
-        self.calls: list = []                        # (row, numpy call) of the NUMPY rows
+        self.calls: dict = {}                        # row -> its numpy call (NUMPY rows)
+        self.deps: list = []                         # per row: (buffers read, buffers written)
         self.buffers: list[np.ndarray] = []
         self.buf: dict[int, int] = {}                # slot -> buffer index
         self.rows: list[list[int]] = []
@@ -155,17 +159,41 @@ class _Planner:
         i = self.buf[slot] = self.new(t.shape, self._kind(t))
         return i
 
-    def row(self, code, dst, a=-1, b=-1, c=-1, n=0, *p, f=(0.0,) * 5):
+    def row(self, code, dst, a=-1, b=-1, c=-1, n=0, *p, f=(0.0,) * 5, reads=None, writes=None):
         """A row; in exact numerics p6 (the seventh parameter) flags it exact."""
         p = list(p) + [0] * (7 - len(p))
-        if self.exact and code != _kern().LINEAR:
+        linear = code == _kern().LINEAR
+        if self.exact and not linear:
             p[6] = 1
         self.rows.append([code, dst, a, b, c, n, *p])
         self.fpar.append(list(f))
+        self.deps.append((frozenset(reads if reads is not None else (i for i in (a, b, c) if i >= 0)),
+                          frozenset(writes if writes is not None else [dst] + ([p[6]] if linear else []))))
 
-    def numpy_row(self, call):
-        self.calls.append((len(self.rows), call))
-        self.row(_kern().NUMPY, -1)
+    def numpy_row(self, call, reads, writes):
+        self.calls[len(self.rows)] = call
+        self.row(_kern().NUMPY, -1, reads=reads, writes=writes)
+
+    def schedule(self, start: int) -> None:
+        """Reorder rows start.. so that NUMPY rows bunch together (fewer switches between
+        compiled segments and numpy calls per trip): a list schedule that keeps every
+        read-after-write, write-after-read and write-after-write order of the planned one."""
+        idx = list(range(start, len(self.rows)))
+        before = {j: {i for i in idx if i < j and (self.deps[i][1] & (self.deps[j][0] | self.deps[j][1])
+                                                   or self.deps[i][0] & self.deps[j][1])} for j in idx}
+        order, done, numpy_kind = [], set(), False
+        while len(order) < len(idx):
+            ready = [j for j in idx if j not in done and before[j] <= done]
+            pick = [j for j in ready if (j in self.calls) == numpy_kind] or ready
+            j = pick[0]
+            numpy_kind = j in self.calls
+            order.append(j)
+            done.add(j)
+        perm = list(range(start)) + order
+        self.rows = [self.rows[i] for i in perm]
+        self.fpar = [self.fpar[i] for i in perm]
+        self.deps = [self.deps[i] for i in perm]
+        self.calls = {perm.index(i): c for i, c in self.calls.items()}
 
     def view(self, i, t):
         return self.buffers[i].reshape(t.shape)
@@ -205,8 +233,11 @@ class _Planner:
             else:                            # fp32: Numerics.ingest, a rounding with the NaN rule
                 code = kern.INGEST32 if self.p.nan_inputs_to_inf else kern.OUT16
             self.row(code, dst, src, -1, -1, math.prod(t.shape))
+        body = len(self.rows)
         for step in sim._steps:
             self.step(kern, step)
+        if self.calls:
+            self.schedule(body)
         # The outputs in stored form (Simulator._stored_values), into the loop variables.
         if len(sim._outputs) != n_vars:
             raise _Unsupported
@@ -311,8 +342,9 @@ class _Planner:
         out = step.fin[0][1]
         if not self.exact or xt.dtype not in _FLOAT or xt.shape != out.shape:
             raise _Unsupported
-        src, dst = self.view(x, xt), self.view(self.out(step), out)
-        self.numpy_row(lambda: np.copyto(dst, fn(src)))
+        d = self.out(step)
+        src, dst = self.view(x, xt), self.view(d, out)
+        self.numpy_row(lambda: np.copyto(dst, fn(src)), {x}, {d})
 
     def _table(self, kern, step, table):
         (xt, x) = self._t(step, "x")
@@ -394,10 +426,11 @@ class _Planner:
         numerics: every array of the op-by-op route is then C-contiguous too)."""
         weight = self.sim._const[step.tensors["weight"]]
         wt = mac.Operand(np.ascontiguousarray(weight.T), self.p, -2, const=True).array
-        src, dst = self.buffers[x].reshape(m, k), self.view(self.out(step), out)
+        d = self.out(step)
+        src, dst = self.buffers[x].reshape(m, k), self.view(d, out)
         matmul, add = np.matmul, np.add
         if bias is None:
-            self.numpy_row(lambda: matmul(src, wt, out=dst.reshape(m, -1)))
+            self.numpy_row(lambda: matmul(src, wt, out=dst.reshape(m, -1)), {x}, {d})
             return
         bt, bi = self._t(step, "bias")
         b, y = self.view(bi, bt), np.empty((m, wt.shape[1]), F32)   # (matmul into y: the same BLAS call)
@@ -406,7 +439,7 @@ class _Planner:
         def call():
             matmul(src, wt, out=y)
             add(yv, b, out=dst)
-        self.numpy_row(call)
+        self.numpy_row(call, {x, bi}, {d})
 
 
 def _kern():
