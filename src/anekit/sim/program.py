@@ -344,7 +344,28 @@ class _Planner:
             raise _Unsupported
         d = self.out(step)
         src, dst = self.view(x, xt), self.view(d, out)
-        self.numpy_row(lambda: np.copyto(dst, fn(src)), {x}, {d})
+        if isinstance(fn, np.ufunc):
+            self.numpy_row(lambda: fn(src, out=dst), {x}, {d})
+        else:
+            self.numpy_row(lambda: np.copyto(dst, fn(src)), {x}, {d})
+
+    def _logistic(self, kern, step):
+        """activations._sigmoid32, 1 / (1 + exp(-x)), in exact numerics: numpy's exp as a numpy
+        row, the negation (a product with -1: the same bits, signed zeros included), the add
+        and the division as float32 rows (a NaN bails there)."""
+        (xt, x) = self._t(step, "x")
+        out = step.fin[0][1]
+        if not self.exact or xt.dtype not in _FLOAT or xt.shape != out.shape:
+            raise _Unsupported
+        n = math.prod(out.shape)
+        one, minus = self.new((1,), F32), self.new((1,), F32)
+        self.buffers[one][0], self.buffers[minus][0] = 1.0, -1.0
+        neg, e = self.new(out.shape, F32), self.new(out.shape, F32)
+        self.row(kern.MUL, neg, x, minus, -1, n, n, 1, 0)
+        src, dst, exp = self.buffers[neg], self.buffers[e], np.exp
+        self.numpy_row(lambda: exp(src, out=dst), {neg}, {e})
+        self.row(kern.ADD, e, one, e, -1, n, 1, n, 0)
+        self.row(kern.DIV, self.out(step), one, e, -1, n, 1, n, 0)
 
     def _table(self, kern, step, table):
         (xt, x) = self._t(step, "x")
@@ -426,20 +447,23 @@ class _Planner:
         numerics: every array of the op-by-op route is then C-contiguous too)."""
         weight = self.sim._const[step.tensors["weight"]]
         wt = mac.Operand(np.ascontiguousarray(weight.T), self.p, -2, const=True).array
-        d = self.out(step)
-        src, dst = self.buffers[x].reshape(m, k), self.view(d, out)
-        matmul, add = np.matmul, np.add
+        n = wt.shape[1]
+        src, matmul = self.buffers[x].reshape(m, k), np.matmul
         if bias is None:
-            self.numpy_row(lambda: matmul(src, wt, out=dst.reshape(m, -1)), {x}, {d})
+            y = self.out(step)
+        else:
+            y = self.new((m, n), F32)
+        yb = self.buffers[y].reshape(m, n)
+        self.numpy_row(lambda: matmul(src, wt, out=yb), {x}, {y})      # (into yb: the same BLAS call)
+        if bias is None:
             return
         bt, bi = self._t(step, "bias")
-        b, y = self.view(bi, bt), np.empty((m, wt.shape[1]), F32)   # (matmul into y: the same BLAS call)
-        yv = y.reshape(out.shape)
-
-        def call():
-            matmul(src, wt, out=y)
-            add(yv, b, out=dst)
-        self.numpy_row(call, {x, bi}, {d})
+        d = self.out(step)
+        if m == 1:      # y + bias: a float32 add, a compiled row (a NaN bails there)
+            self.row(_kern().ADD, d, y, bi, -1, n, n, n, 0)
+            return
+        yv, b, dst = self.buffers[y].reshape(out.shape), self.view(bi, bt), self.view(d, out)
+        self.numpy_row(lambda: np.add(yv, b, out=dst), {y, bi}, {d})
 
 
 def _kern():

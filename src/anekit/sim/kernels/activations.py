@@ -50,7 +50,8 @@ def elu(c, x, alpha):
 
 
 def _sigmoid32(x: np.ndarray) -> np.ndarray:
-    # exp(-x) overflows to inf for x < -88, giving the right limit 0
+    # exp(-x) overflows to inf for x < -88, giving the right limit 0. (Its program form,
+    # "logistic" in sim/program.py, is these four steps with numpy's exp.)
     return F32(1.0) / (F32(1.0) + np.exp(-x))
 
 
@@ -83,8 +84,8 @@ def _grid_program(key_fn):
         kf = key_fn(c)
         if kf is None:
             return None
-        if not c.nx.fp16:
-            return ("numpy", kf[1])       # exact numerics: the function itself, by numpy
+        if not c.nx.fp16:             # exact numerics: the function itself, by numpy
+            return ("logistic",) if kf[1] is _sigmoid32 else ("numpy", kf[1])
         return ("table", fp16_grid.grid_table(*kf)) if p.indeterminate_to_zero else None
     return program
 
