@@ -5,21 +5,26 @@ A converted recurrent layer (coremltools' GRU) is a loop of ~30 ops on [1, 16] t
 sequence step: op by op, each trip costs ~30 kernel dispatches, far more than the arithmetic.
 `plan` builds the program once per loop (kernels/control.py caches it) when every op of the
 body has a program form, declared with its kernel (`kernel(..., program=...)` in
-sim/registry.py; elementwise arithmetic reuses its `tape=` form), and the profile is a chip
-profile whose NaN rule leaves no NaN (as for the elementwise tape). Each row computes what
-the op's kernel and the executor's storage rounding compute; the trip plumbing does what
-Simulator.run_trip does (the inputs' ingest rules, the outputs' stored form). Every tensor
-of the body gets a buffer of its own, kept with the plan (squeeze and other reshape-only ops
-share their input's); the loop's variables live in `carry` buffers between trips.
+sim/registry.py; elementwise arithmetic reuses its `tape=` form), in a chip profile whose
+NaN rule leaves no NaN (as for the elementwise tape) or in exact numerics. Each row computes
+what the op's kernel and the executor's storage step compute; the trip plumbing does what
+Simulator.run_trip does (the inputs' ingest rules, the outputs' stored form). In exact
+numerics what only numpy computes with the op-by-op route's bits (BLAS products, numpy's
+float32 exp and tanh) runs as numpy calls between compiled segments, trip by trip. Every
+tensor of the body gets a buffer of its own, kept with the plan (squeeze and other
+reshape-only ops share their input's); the loop's variables live in `carry` buffers between
+trips.
 
-When a trip meets what a row does not model, or the compiled kernels are off
-(ANEKIT_NO_JIT=1), the loop runs the ordinary way (kernels/control.py): the same bits, or the
-kernel's error. tests/test_sim_program.py holds both routes to the same bits on hostile data.
+When a trip meets what a row does not model, when the program is already running (another
+thread), or when the compiled kernels are off (ANEKIT_NO_JIT=1), the loop runs the ordinary
+way (kernels/control.py): the same bits, or the kernel's error. tests/test_sim_program.py
+holds both routes to the same bits on hostile data.
 """
 from __future__ import annotations
 
 import importlib
 import math
+import threading
 
 import numpy as np
 
@@ -57,6 +62,7 @@ class LoopProgram:
         self.carry, self.caps = carry, caps          # (buffer, dtype, shape) per loop variable / capture
         # Exact numerics: BLAS and numpy's loops may take another path on other strides.
         self.contiguous = exact
+        self.lock = threading.Lock()                 # the buffers serve one run at a time
         # NUMPY rows (exact numerics: BLAS and numpy's float32 functions) run here, between
         # runs of compiled rows: segments (first row, end row, None) or (.., .., numpy calls).
         self.segments = []
@@ -71,7 +77,16 @@ class LoopProgram:
             self.segments = []
 
     def run(self, kern, loop_vars, captures, max_trips):
-        """The loop's final values, or None (a value not in the form planned, or a row bailed)."""
+        """The loop's final values, or None (a value not in the form planned, a row bailed, or
+        the program busy in another thread)."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            return self._run(kern, loop_vars, captures, max_trips)
+        finally:
+            self.lock.release()
+
+    def _run(self, kern, loop_vars, captures, max_trips):
         for (buf, dtype, shape), v in zip(self.carry + self.caps, list(loop_vars) + list(captures)):
             if type(v) is not np.ndarray or v.dtype != dtype or v.shape != shape or \
                     (self.contiguous and not v.flags.c_contiguous):
