@@ -155,14 +155,18 @@ def test_exact_program_takes_only_c_contiguous_loop_values():
     """In exact numerics BLAS and numpy's loops may take another path on other strides, so a
     loop value that is not C-contiguous sends the loop op by op (run returns None)."""
     rng = np.random.default_rng(3)
-    sim = Simulator(_gru_program(rng), profile="exact")
-    sim.run({"seq": _seq(rng)})
-    loop = next(s for s in sim._steps if s.call.op.type == "while_loop")
-    prog = next(v for k, v in loop.call.cache.items() if k[0] == "program")
-    kern = program.program_kernel()
-    state = [np.zeros(1, np.int32), np.zeros((ROWS, 1, HID), np.float32)]
-    seq = _seq(rng)
-    assert prog.run(kern, state, [seq], 100) is not None
-    strided = np.zeros((STEPS, 1, 2 * IN), np.float32)[..., ::2]
-    strided[...] = seq
-    assert prog.run(kern, state, [strided], 100) is None
+    previous = compiled.set_enabled(True)          # (also under ANEKIT_NO_JIT=1)
+    try:
+        sim = Simulator(_gru_program(rng), profile="exact")
+        sim.run({"seq": _seq(rng)})
+        loop = next(s for s in sim._steps if s.call.op.type == "while_loop")
+        prog = next(v for k, v in loop.call.cache.items() if k[0] == "program")
+        kern = program.program_kernel()
+        state = [np.zeros(1, np.int32), np.zeros((ROWS, 1, HID), np.float32)]
+        seq = _seq(rng)
+        assert prog.run(kern, state, [seq], 100) is not None
+        strided = np.zeros((STEPS, 1, 2 * IN), np.float32)[..., ::2]
+        strided[...] = seq
+        assert prog.run(kern, state, [strided], 100) is None
+    finally:
+        compiled.set_enabled(previous)
