@@ -121,8 +121,8 @@ def plan(sim, cond, counter, n_vars: int) -> LoopProgram | None:
         return None
     try:
         return _Planner(sim).loop(counter, n_vars)
-    except _Unsupported:
-        return None
+    except (_Unsupported, KeyError, IndexError, TypeError, ValueError):
+        return None     # (an argument of a form the planner does not expect: op by op, as before)
 
 
 class _Planner:
