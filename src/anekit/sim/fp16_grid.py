@@ -32,6 +32,16 @@ _BUILD_TOTAL = 1 << 16       # smaller arrays build it once they add up to this 
 _SEEN: dict = {}             # elements evaluated per key while no table was built
 
 
+def grid_table(key, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The table of fn over the fp16 grid under `key` (as `lookup` builds it), built now if need
+    be: sim/program.py reads it by index inside its compiled loop."""
+    t = _TABLES.get(key)
+    if t is None:
+        with np.errstate(all="ignore"):
+            t = _TABLES[key] = np.ascontiguousarray(fn(_grid_points()), dtype=F32)
+    return t
+
+
 def lookup(key, fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray | None:
     """fn(x) (float32, elementwise) read from a table of fn over the fp16 grid, built once and
     kept under `key` (which must name everything fn depends on); None when x has a value off
@@ -48,6 +58,5 @@ def lookup(key, fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.nda
     if np.bitwise_and(u, _LOW).any():
         return None
     if table is None:
-        with np.errstate(all="ignore"):
-            table = _TABLES[key] = np.ascontiguousarray(fn(_grid_points()), dtype=F32)
+        table = grid_table(key, fn)
     return table.take(np.right_shift(u, _U32(13)))

@@ -33,14 +33,21 @@ class Kernel:
                                       # compiled elementwise tape (sim/regions.py), if it has one
     reshape_only: bool = False        # the result is input x's data in the declared output shape:
                                       # the executor reshapes without calling the kernel
+    program: Callable | None = None   # program(call, consts) -> the op's form in a compiled loop program
+                                      # (sim/program.py), or None where it has none
 
 
-def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape_only: bool = False):
+def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape_only: bool = False,
+           program: Callable | None = None):
     """File `fn` as the kernel of each named op (on its OpSpec). `tape` gives, per op name, the
     op's form on the compiled elementwise tape: (an op code of sim/compiled.py, the two
     parameters it reads), computing what `fn` computes with the same rounding (sim/regions.py
     fuses runs of such ops; tests/test_sim_regions.py holds the two routes to the same bits).
-    `reshape_only`: the kernel returns x reshaped to the declared output shape, nothing else."""
+    `reshape_only`: the kernel returns x reshaped to the declared output shape, nothing else.
+    `program(call, consts)`: the op's form as a row of a compiled loop program (sim/program.py: a
+    tuple whose first item names the row kind there, computing what `fn` and the executor's
+    storage step compute), or None where this call has none (consts: its non-tensor arguments); tests/test_sim_program.py holds
+    that route and the op-by-op one to the same bits."""
     if finish not in FINISH:
         raise ValueError(f"finish must be one of {FINISH}")
 
@@ -51,7 +58,8 @@ def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape
                 raise RuntimeError(f"kernel '{fn.__name__}' names '{name}', which no op declaration defines")
             if spec.kernel is not None:
                 raise RuntimeError(f"op '{name}' has two kernels")
-            spec.kernel = Kernel(name, fn, finish, tape=(tape or {}).get(name), reshape_only=reshape_only)
+            spec.kernel = Kernel(name, fn, finish, tape=(tape or {}).get(name), reshape_only=reshape_only,
+                                 program=program)
         return fn
     return register
 

@@ -50,7 +50,8 @@ def elu(c, x, alpha):
 
 
 def _sigmoid32(x: np.ndarray) -> np.ndarray:
-    # exp(-x) overflows to inf for x < -88, giving the right limit 0
+    # exp(-x) overflows to inf for x < -88, giving the right limit 0. (Its program form,
+    # "logistic" in sim/program.py, is these four steps with numpy's exp.)
     return F32(1.0) / (F32(1.0) + np.exp(-x))
 
 
@@ -75,19 +76,41 @@ def _by_grid(c, key, f, x: np.ndarray) -> np.ndarray:
     return f(x) if y is None else y
 
 
-@kernel("sigmoid")
-def sigmoid(c, x):
+def _grid_program(key_fn):
+    """The program form of an activation _by_grid computes: its fp16-grid table in the profiles
+    where _by_grid reads one (fp16 storage, NaN stored as 0), the function in exact numerics."""
+    def program(c, consts):
+        p = c.nx.profile
+        kf = key_fn(c)
+        if kf is None:
+            return None
+        if not c.nx.fp16:             # exact numerics: the function itself, by numpy
+            return ("logistic",) if kf[1] is _sigmoid32 else ("numpy", kf[1])
+        return ("table", fp16_grid.grid_table(*kf)) if p.indeterminate_to_zero else None
+    return program
+
+
+def _sigmoid_grid(c):
+    """(table key, function) of _by_grid's sigmoid in this profile; None with a knot table."""
     p = c.nx.profile
     if c.nx.fp16 and p.activation_tables:
         if p.sigmoid_table is not None:
-            return table("sigmoid", p.sigmoid_table)(x)
+            return None
         if p.sigmoid_domain is not None:          # past the domain: the end-knot value
             lo, hi = F32(p.sigmoid_domain[0]), F32(p.sigmoid_domain[1])
-            return _by_grid(c, ("sigmoid", lo, hi), lambda v: _sigmoid32(np.clip(v, lo, hi)), x)
-    return _by_grid(c, ("sigmoid",), _sigmoid32, x)
+            return ("sigmoid", lo, hi), lambda v: _sigmoid32(np.clip(v, lo, hi))
+    return ("sigmoid",), _sigmoid32
 
 
-@kernel("tanh")
+@kernel("sigmoid", program=_grid_program(_sigmoid_grid))
+def sigmoid(c, x):
+    kf = _sigmoid_grid(c)
+    if kf is None:
+        return table("sigmoid", c.nx.profile.sigmoid_table)(x)
+    return _by_grid(c, *kf, x)
+
+
+@kernel("tanh", program=_grid_program(lambda c: (("tanh",), np.tanh)))
 def tanh(c, x):
     return _by_grid(c, ("tanh",), np.tanh, x)
 

@@ -9,6 +9,7 @@ import numpy as np
 from ...errors import ShapeError
 from ...ir.graph import Program
 from ..executor import Simulator      # the executor does not import the kernels: no cycle
+from ..program import plan as plan_program, program_kernel
 from ..registry import kernel
 from . import elementwise
 
@@ -97,10 +98,26 @@ def _truth(c, value, block: str) -> bool:
     return bool(v.reshape(-1)[0])
 
 
+def _program(c, cond, body):
+    """The loop as one compiled program (sim/program.py), for a counter-test loop whose body
+    the program models; None otherwise (planned once)."""
+    def make():
+        quick = _counter_test(c, cond)
+        return None if quick is None else plan_program(_block(c, body), cond, quick, len(body.outputs))
+    return c.cached(("program", body.name), make)
+
+
 @kernel("while_loop", finish="keep")
 def while_loop(c, loop_vars, captures, cond, body):
     caps = list(captures or ())
     state = list(loop_vars)
+    kern = program_kernel()
+    if kern is not None:
+        prog = _program(c, cond, body)
+        if prog is not None:
+            out = prog.run(kern, state, caps, MAX_TRIPS)
+            if out is not None:
+                return out
     step = _block(c, body)
     for _ in range(MAX_TRIPS):
         if not _test(c, cond, state + caps):

@@ -27,7 +27,14 @@ def _is_int(a: np.ndarray) -> bool:
     return a.dtype.kind in "iu"
 
 
-@kernel(*_BINARY, tape={"add": (ADD, ("x", "y")), "sub": (SUB, ("x", "y")), "mul": (MUL, ("x", "y"))})
+def _int_program(c, consts):
+    """int32 add, sub and mul (numpy's wrap-around) in a loop program; float ones take the tape form."""
+    code = {"add": ADD, "sub": SUB, "mul": MUL}.get(c.type)
+    return ("int_binary", code) if code is not None and c.out_dtype() == "int32" else None
+
+
+@kernel(*_BINARY, tape={"add": (ADD, ("x", "y")), "sub": (SUB, ("x", "y")), "mul": (MUL, ("x", "y"))},
+        program=_int_program)
 def binary(c, x, y):
     return _BINARY[c.type](x, y)
 
@@ -61,7 +68,7 @@ def pow_(c, x, y):
     return np.power(x, y, dtype=F32)
 
 
-@kernel(*_COMPARE)
+@kernel(*_COMPARE, program=lambda c, consts: ("compare", list(_COMPARE).index(c.type)))
 def compare(c, x, y):
     return _COMPARE[c.type](x, y)
 
@@ -124,12 +131,26 @@ def log(c, x, epsilon):
     return r
 
 
-@kernel("select", finish="keep")
+@kernel("select", finish="keep", program=lambda c, consts: ("select",))
 def select(c, cond, a, b):
     return np.where(cond, a, b)
 
 
-@kernel("cast")
+def _cast_program(c, consts):
+    """A float cast in a chip profile that stores NaN as 0 is the storage rounding of its input
+    (the first branch below), in exact numerics a copy or the fp16 round trip; an int32 cast of
+    int32 values a copy."""
+    dtype, src = consts.get("dtype"), c.op.inputs["x"].dtype
+    if dtype in ("fp16", "fp32") and src in ("fp16", "fp32"):
+        if not c.nx.fp16:             # exact: fp32 a float32 copy, fp16 the float16 round trip
+            return ("copy",) if dtype == "fp32" else ("round",)
+        if c.nx.profile.indeterminate_to_zero and "x" not in c.const_params:
+            return ("round",)
+        return None
+    return ("copy",) if dtype == "int32" and src == "int32" else None
+
+
+@kernel("cast", program=_cast_program)
 def cast(c, x, dtype):
     if dtype in ("fp16", "fp32"):
         v = x.astype(F32)

@@ -43,7 +43,7 @@ def _as_type(data, updates):
     return np.array(data, dt), np.asarray(updates, dt)
 
 
-@kernel("scatter")
+@kernel("scatter", program=lambda c, consts: ("scatter",))
 def scatter(c, data, indices, updates, axis, mode):
     out, upd = _as_type(data, updates)
     ax = axis % data.ndim

@@ -99,7 +99,7 @@ def tile(c, x, reps):
     return np.tile(x, reps)
 
 
-@kernel("gather", finish="keep")
+@kernel("gather", finish="keep", program=lambda c, consts: ("gather",))
 def gather(c, x, indices, axis, batch_dims):
     ax = axis % x.ndim
     idx = _wrap_indices(c, indices, x.shape[ax], ax)
