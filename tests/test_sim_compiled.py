@@ -85,9 +85,17 @@ def assert_same_bits(ref, got, nan_payloads=True):
 @pytest.mark.parametrize("limit", [None, 32768.0, 1000.7])
 @pytest.mark.parametrize("flush", [False, True])
 @pytest.mark.parametrize("dense", [False, True])
-def test_round_fp16_is_bit_identical(nan, limit, flush, dense):
+@pytest.mark.parametrize("nan_free", [False, True])
+def test_round_fp16_is_bit_identical(nan, limit, flush, dense, nan_free):
+    """nan_free: arrays without a NaN take the hardware fp16 conversion where the host has
+    one (an array holding a NaN is redone through the general rounding)."""
     rng = np.random.default_rng(1)
     a = raw_float32(rng, 20000)
+    if nan_free:
+        a[np.isnan(a)] = np.float32(1.0009765625) * np.sign(rng.standard_normal(int(np.isnan(a).sum())))
+        edges = np.array([0x1000, 0x1001, 0x387FEFFF, 0x387FF000, 0x387FFFFF, 0x38800000, 0x33000000,
+                          0x33000001, 0x477FF000, 0x46FFF000, 0x447A2CCD], np.uint32)     # flush, 2**15, 1000.7
+        a[8:30] = np.concatenate([edges, edges | np.uint32(0x80000000)]).view(np.float32)
     if dense:      # mostly fp16 subnormals: the numpy route's branch-free addition path
         a[8:] = (rng.standard_normal(a.size - 8) * 2.0 ** -18).astype(np.float32)
         a[8:40] = [40000.0, -33000.0, 32768.0, 1000.7, 65519.0, 65520.0, np.inf, -np.inf] * 4
@@ -319,6 +327,15 @@ def test_fused_elementwise_kernel_on_raw_float32_and_zero_divisors():
     rng = np.random.default_rng(9)
     x, y = raw_float32(rng, 4000), raw_float32(rng, 4000)
     y[::7], y[1::7] = 0.0, -0.0
+    _elementwise_round_cases(jit, x, y)
+    # Without a NaN in any result: the hardware fp16 conversion's route, where the host has one.
+    x, y = raw_float32(rng, 4000), raw_float32(rng, 4000)
+    x[~np.isfinite(x) | (x == 0)], y[~np.isfinite(y) | (y == 0)] = np.float32(3.0), np.float32(-0.5)
+    x[:8] = [65504.0, 65519.0, 65520.0, 6e-8, 2.0 ** -25, 2.0 ** -14, -1e-9, -3.0e38]
+    _elementwise_round_cases(jit, np.abs(x), y)
+
+
+def _elementwise_round_cases(jit, x, y):
     ops = {compiled.ADD: np.add, compiled.SUB: np.subtract, compiled.MUL: np.multiply}
     with np.errstate(all="ignore"):
         for unsigned_zero in (False, True):
