@@ -167,6 +167,27 @@ def test_matmul_is_bit_identical(profile, shapes):
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("profile", list(ALL_PROFILES))
+@pytest.mark.parametrize("shapes", [((64, 128), (128, 512)), ((512, 64), (64, 128)), ((64, 40), (40, 33))], ids=str)
+def test_transposed_operands_are_bit_identical(profile, shapes):
+    """Operands read transposed (w.T, x.T: a backward pass's matmuls), large enough for the
+    blocked transposed copy and with fp16 subnormals (the M1 flush of the operand's own copy),
+    against the numpy route and against the same matmul of C-contiguous copies."""
+    p = ALL_PROFILES[profile]
+    rng = np.random.default_rng(sum(map(ord, profile + str(shapes))))
+    for scale, special in ((1.0, 0.0), (2.0 ** -12, 0.01), (150.0, 0.002)):     # few inf rows: lane-model entries
+        xt = hostile(rng, shapes[0][::-1], scale, special).T         # [M, K] views of [K, M]
+        wt = hostile(rng, shapes[1][::-1], scale, special).T         # [K, N] views of [N, K]
+        dense = both(lambda: mac.matmul(np.ascontiguousarray(xt), np.ascontiguousarray(wt), p))[1]
+        for x, w in ((xt, wt), (np.ascontiguousarray(xt), wt)):
+            ref, got = both(lambda: mac.matmul(x, w, p))
+            assert_same_bits(ref, got, nan_payloads=p.indeterminate_to_zero)
+            assert_same_bits(dense, got)
+    big = rng.standard_normal((300, 70)).astype(np.float32)
+    assert np.array_equal(mac._contiguous(big.T), big.T) and mac._contiguous(big.T).flags.c_contiguous
+
+
+@pytest.mark.numba
 @pytest.mark.parametrize("profile", PROFILES)
 def test_constant_operand_reuses_its_layout_bit_identically(profile):
     """A cached constant weight (conv, linear) in matrix-vector products, called twice and with
