@@ -239,6 +239,31 @@ def test_reduce_lanes_is_bit_identical(profile):
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("profile", list(ALL_PROFILES))
+def test_plain_reductions_are_bit_identical(profile):
+    """Reductions whose lanes are all finite and within 65504 take the register-resident
+    four-lane kernel (_compiled_mac._sums): against the numpy route on fp16 subnormals (the M1
+    flush), signed zeros (rows of -0), 65504, cancelling pairs and K of every residue modulo the
+    tile, one row (the loss mean) and several blocks of rows; a lane past 65504 or an infinity
+    sends the call to the general kernel, with the same bits."""
+    p = ALL_PROFILES[profile]
+    rng = np.random.default_rng(12)
+    plain = np.array([0.0, -0.0, 6e-8, -6e-8, 3.05e-5, -1e-6, 6.1e-5, 2.0 ** -14, -(2.0 ** -14), 65504.0, -65504.0, 1024.0, 2049.0, -4096.0],
+                     np.float32)
+    for shape in ((1, 8192), (1, 4097), (64, 128), (300, 66), (5, 3), (9, 1), (2, 3, 7)):
+        for scale in (1.0, 2.0 ** -13, 3000.0):
+            lanes = (rng.standard_normal(shape) * scale).astype(np.float16).astype(np.float32)
+            pick = rng.random(lanes.shape) < 0.1
+            lanes[pick] = rng.choice(plain, int(pick.sum()))
+            lanes.reshape(-1, shape[-1])[0] = -0.0                      # a row of -0
+            assert_same_bits(*both(lambda: mac.reduce_lanes(lanes, p)))
+    lanes = hostile(rng, (4, 40), 1.0, 0.0)
+    for odd in (65520.0, np.inf):
+        lanes[2, 5] = odd
+        assert_same_bits(*both(lambda: mac.reduce_lanes(lanes, p)))
+
+
+@pytest.mark.numba
 @pytest.mark.parametrize("profile", ["h13", "h16"])
 def test_empty_operands(profile):
     p = FAMILY_PROFILES[profile]

@@ -135,12 +135,24 @@ def reduce_lanes(lanes: np.ndarray, p: NumericsProfile, ceiling: float | None = 
         # (up to one block of rows, _blocks's layout is the transpose itself)
         blocks = cols[None] if rows.shape[0] <= compiled.BLOCK else _blocks(cols[None])[0]
         out = np.empty(blocks.shape[0] * blocks.shape[2], F32)
-        jit.lane_sums(blocks, out, p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_flush_subnormals,
-                      p.indeterminate_to_zero, _ceil(ceiling))
+        four = _compiled_mac.kernel() if p.mac_tile_lanes == 4 and ceiling is None else None
+        if four is not None and _plain_lanes(four, cols):
+            # The same bits with the tile in registers (_compiled_mac._sums): finite lanes
+            # within 65504, where no NaN, ceiling or exponent clamp can act.
+            four.lane_sums4(blocks, out, p.mac_tile_guard_bits, p.mac_flush_subnormals)
+        else:
+            jit.lane_sums(blocks, out, p.mac_tile_lanes, p.mac_tile_guard_bits, p.mac_flush_subnormals,
+                          p.indeterminate_to_zero, _ceil(ceiling))
         return out[:rows.shape[0]].reshape(lanes.shape[:-1])
     if p.mac_flush_subnormals:
         lanes = flush_subnormals(lanes)
     return accumulate(tile_sums(lanes, p, ceiling), p, ceiling)
+
+
+def _plain_lanes(four, a: np.ndarray) -> bool:
+    """Whether every lane is finite and at most 65504 in magnitude (one pass)."""
+    finite, peak, _ = four.operand_stats(a)
+    return finite and peak <= 65504.0
 
 
 def _jit(p: NumericsProfile):
