@@ -191,25 +191,28 @@ class Operand:
     fast route multiplies (M1-flushed). Kernels cache one for a constant weight (const=True)
     so runs skip those passes."""
 
-    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast", "_t", "_b")
+    __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast", "_t", "_b",
+                 "_copy")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
         self.flush = p.mac_flush_subnormals and not p.exact
         self._absmax = self._abssum = self._fast = self._t = self._b = None
+        self._copy = None
         a = _dense(self.array, self.flush)
         jit = _compiled_mac.kernel() if a is not None else None
         if jit is not None:
+            # The C-contiguous copy _dense made (of a transposed operand, say), for fast()'s
+            # flush, which the compiled route makes C-contiguous too: the same values and
+            # layout, without a second strided copy of the array.
+            if a is not self.array and a.shape == self.array.shape:
+                self._copy = a
             # One pass instead of max, min and the M1 flush's own; without fp16 subnormals the
             # flush is a C-contiguous copy (what compiled.flush_subnormals returns: the same
             # layout for BLAS), or the array itself when it already is one.
             self.finite, self.peak, sub = jit.operand_stats(a)
             if self.flush and not sub:
                 self._fast = a               # with the flush, _dense made it a C-contiguous copy of the array
-            elif self.flush and a is not self.array and a.shape == self.array.shape:
-                # fast()'s flush of the C-contiguous copy _dense made (of a transposed operand,
-                # say): the same values, without a second strided copy of the array.
-                self._fast = flush_subnormals(a)
         else:
             hi, lo = (float(self.array.max()), float(self.array.min())) if self.array.size else (0.0, 0.0)
             self.finite = math.isfinite(hi) and math.isfinite(lo)
@@ -238,7 +241,8 @@ class Operand:
         M1 flush it is flushed here, which stands in for flushing the subnormal products the
         fast route cannot see (the lane model flushes the products themselves)."""
         if self._fast is None:
-            self._fast = flush_subnormals(self.array) if self.flush else self.array
+            source = self.array if self._copy is None else self._copy
+            self._fast = flush_subnormals(source) if self.flush else self.array
         return self._fast
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
