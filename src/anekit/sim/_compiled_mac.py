@@ -24,7 +24,6 @@ Also here: one pass for a MAC operand's max, min and subnormal check (mac.Operan
 """
 from __future__ import annotations
 
-import platform
 import struct
 import sys
 
@@ -45,18 +44,8 @@ HARDWARE_FP16 = False            # set when compiled: whether products4 may run 
 
 
 def available() -> bool:
-    """Whether the host converts float32 to fp16 in hardware (else LLVM would call a
-    soft-float routine that numba's JIT may not link)."""
-    machine = platform.machine().lower()
-    if machine in ("arm64", "aarch64"):
-        return True
-    if machine not in ("x86_64", "amd64"):
-        return False
-    from llvmlite import binding
-    try:
-        return bool(binding.get_host_cpu_features().get("f16c"))
-    except RuntimeError:
-        return False
+    """Whether the host converts float32 to fp16 in hardware (compiled.hardware_fp16)."""
+    return compiled.hardware_fp16()
 
 
 # --- kernels (plain Python here; _compile() swaps in the numba versions) ------------------

@@ -37,7 +37,7 @@ from llvmlite import ir
 from numba.core import types as t
 from numba.extending import intrinsic
 
-from . import _compiled_mac, compiled
+from . import compiled
 
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
 COPY = 5                    # d = a (then rounded: mode 3 only)
@@ -153,7 +153,7 @@ def _half(typingctx, x):
 # _round16's NaN results (nan_val, the NaN, or a zero where the bits wrap) come from a redo
 # of the block through _apply_bits, so a NaN costs a second pass and nothing else does. The
 # host's CPU features are part of numba's cache key: a cached `run` never crosses hosts.
-HARDWARE = _compiled_mac.available()
+HARDWARE = compiled.hardware_fp16()
 if HARDWARE:
     _round = _half
 else:

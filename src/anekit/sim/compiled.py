@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import sys
 import warnings
@@ -103,6 +104,21 @@ def warm_up() -> None:
         return
     for lazy in _LAZY:
         lazy()
+
+
+def hardware_fp16() -> bool:
+    """Whether the host converts float32 to fp16 in hardware (x86-64 with F16C, arm64); else
+    LLVM would call a soft-float routine that numba's JIT may not link."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return True
+    if machine not in ("x86_64", "amd64"):
+        return False
+    from llvmlite import binding
+    try:
+        return bool(binding.get_host_cpu_features().get("f16c"))
+    except RuntimeError:
+        return False
 
 
 def route() -> str:
@@ -453,12 +469,11 @@ def _compile() -> None:
             return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
         return t.float32(t.float32), codegen
 
-    from . import _compiled_mac
     g = globals()
     g["_bits"], g["_float"] = bits, as_float
     # Without the conversion instructions LLVM would call a soft-float routine numba's JIT
     # may not link: the identity stands in, behind a flag that is False there.
-    g["_HARDWARE_FP16"] = _compiled_mac.available()
+    g["_HARDWARE_FP16"] = hardware_fp16()
     g["_half"] = half if _HARDWARE_FP16 else numba.njit(cache=True)(_identity)
     numpy_errors = {"_arith", "elementwise_round"}      # x / 0 is inf there, not ZeroDivisionError
     for name in _HELPERS:
