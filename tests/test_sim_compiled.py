@@ -85,9 +85,17 @@ def assert_same_bits(ref, got, nan_payloads=True):
 @pytest.mark.parametrize("limit", [None, 32768.0, 1000.7])
 @pytest.mark.parametrize("flush", [False, True])
 @pytest.mark.parametrize("dense", [False, True])
-def test_round_fp16_is_bit_identical(nan, limit, flush, dense):
+@pytest.mark.parametrize("nan_free", [False, True])
+def test_round_fp16_is_bit_identical(nan, limit, flush, dense, nan_free):
+    """nan_free: arrays without a NaN take the hardware fp16 conversion where the host has
+    one (an array holding a NaN is redone through the general rounding)."""
     rng = np.random.default_rng(1)
     a = raw_float32(rng, 20000)
+    if nan_free:
+        a[np.isnan(a)] = np.float32(1.0009765625) * np.sign(rng.standard_normal(int(np.isnan(a).sum())))
+        edges = np.array([0x1000, 0x1001, 0x387FEFFF, 0x387FF000, 0x387FFFFF, 0x38800000, 0x33000000,
+                          0x33000001, 0x477FF000, 0x46FFF000, 0x447A2CCD], np.uint32)     # flush, 2**15, 1000.7
+        a[8:30] = np.concatenate([edges, edges | np.uint32(0x80000000)]).view(np.float32)
     if dense:      # mostly fp16 subnormals: the numpy route's branch-free addition path
         a[8:] = (rng.standard_normal(a.size - 8) * 2.0 ** -18).astype(np.float32)
         a[8:40] = [40000.0, -33000.0, 32768.0, 1000.7, 65519.0, 65520.0, np.inf, -np.inf] * 4
@@ -159,6 +167,27 @@ def test_matmul_is_bit_identical(profile, shapes):
 
 
 @pytest.mark.numba
+@pytest.mark.parametrize("profile", list(ALL_PROFILES))
+@pytest.mark.parametrize("shapes", [((64, 128), (128, 512)), ((512, 64), (64, 128)), ((64, 40), (40, 33))], ids=str)
+def test_transposed_operands_are_bit_identical(profile, shapes):
+    """Operands read transposed (w.T, x.T: a backward pass's matmuls), large enough for the
+    blocked transposed copy and with fp16 subnormals (the M1 flush of the operand's own copy),
+    against the numpy route and against the same matmul of C-contiguous copies."""
+    p = ALL_PROFILES[profile]
+    rng = np.random.default_rng(sum(map(ord, profile + str(shapes))))
+    for scale, special in ((1.0, 0.0), (2.0 ** -12, 0.01), (150.0, 0.002)):     # few inf rows: lane-model entries
+        xt = hostile(rng, shapes[0][::-1], scale, special).T         # [M, K] views of [K, M]
+        wt = hostile(rng, shapes[1][::-1], scale, special).T         # [K, N] views of [N, K]
+        dense = both(lambda: mac.matmul(np.ascontiguousarray(xt), np.ascontiguousarray(wt), p))[1]
+        for x, w in ((xt, wt), (np.ascontiguousarray(xt), wt)):
+            ref, got = both(lambda: mac.matmul(x, w, p))
+            assert_same_bits(ref, got, nan_payloads=p.indeterminate_to_zero)
+            assert_same_bits(dense, got)
+    big = rng.standard_normal((300, 70)).astype(np.float32)
+    assert np.array_equal(mac._contiguous(big.T), big.T) and mac._contiguous(big.T).flags.c_contiguous
+
+
+@pytest.mark.numba
 @pytest.mark.parametrize("profile", PROFILES)
 def test_constant_operand_reuses_its_layout_bit_identically(profile):
     """A cached constant weight (conv, linear) in matrix-vector products, called twice and with
@@ -207,6 +236,31 @@ def test_reduce_lanes_is_bit_identical(profile):
         for ceiling in (None, 32768.0):
             ref, got = both(lambda: mac.reduce_lanes(lanes, p, ceiling))
             assert_same_bits(ref, got, nan_payloads=p.indeterminate_to_zero)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", list(ALL_PROFILES))
+def test_plain_reductions_are_bit_identical(profile):
+    """Reductions whose lanes are all finite and within 65504 take the register-resident
+    four-lane kernel (_compiled_mac._sums): against the numpy route on fp16 subnormals (the M1
+    flush), signed zeros (rows of -0), 65504, cancelling pairs and K of every residue modulo the
+    tile, one row (the loss mean) and several blocks of rows; a lane past 65504 or an infinity
+    sends the call to the general kernel, with the same bits."""
+    p = ALL_PROFILES[profile]
+    rng = np.random.default_rng(12)
+    plain = np.array([0.0, -0.0, 6e-8, -6e-8, 3.05e-5, -1e-6, 6.1e-5, 2.0 ** -14, -(2.0 ** -14), 65504.0, -65504.0, 1024.0, 2049.0, -4096.0],
+                     np.float32)
+    for shape in ((1, 8192), (1, 4097), (64, 128), (300, 66), (5, 3), (9, 1), (2, 3, 7)):
+        for scale in (1.0, 2.0 ** -13, 3000.0):
+            lanes = (rng.standard_normal(shape) * scale).astype(np.float16).astype(np.float32)
+            pick = rng.random(lanes.shape) < 0.1
+            lanes[pick] = rng.choice(plain, int(pick.sum()))
+            lanes.reshape(-1, shape[-1])[0] = -0.0                      # a row of -0
+            assert_same_bits(*both(lambda: mac.reduce_lanes(lanes, p)))
+    lanes = hostile(rng, (4, 40), 1.0, 0.0)
+    for odd in (65520.0, np.inf):
+        lanes[2, 5] = odd
+        assert_same_bits(*both(lambda: mac.reduce_lanes(lanes, p)))
 
 
 @pytest.mark.numba
@@ -319,6 +373,15 @@ def test_fused_elementwise_kernel_on_raw_float32_and_zero_divisors():
     rng = np.random.default_rng(9)
     x, y = raw_float32(rng, 4000), raw_float32(rng, 4000)
     y[::7], y[1::7] = 0.0, -0.0
+    _elementwise_round_cases(jit, x, y)
+    # Without a NaN in any result: the hardware fp16 conversion's route, where the host has one.
+    x, y = raw_float32(rng, 4000), raw_float32(rng, 4000)
+    x[~np.isfinite(x) | (x == 0)], y[~np.isfinite(y) | (y == 0)] = np.float32(3.0), np.float32(-0.5)
+    x[:8] = [65504.0, 65519.0, 65520.0, 6e-8, 2.0 ** -25, 2.0 ** -14, -1e-9, -3.0e38]
+    _elementwise_round_cases(jit, np.abs(x), y)
+
+
+def _elementwise_round_cases(jit, x, y):
     ops = {compiled.ADD: np.add, compiled.SUB: np.subtract, compiled.MUL: np.multiply}
     with np.errstate(all="ignore"):
         for unsigned_zero in (False, True):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import anekit as ak
-from anekit.sim import FAMILY_PROFILES, Simulator, compiled, profile_for, regions
+from anekit.sim import FAMILY_PROFILES, Simulator, compiled, fp16, profile_for, regions
 from anekit.train import optim
 
 PROFILES = {"exact": profile_for("exact"), "m1": profile_for("m1"), **FAMILY_PROFILES}
@@ -189,3 +189,57 @@ def test_exact_fp16_outputs_leave_the_tape_in_stored_form():
 
 def _copy_rows(region):
     return int((region.tape[:, 0] == regions._COPY).sum())
+
+
+
+def _every_magnitude(rng, n):
+    """float32 values of every magnitude and both signs: random bit patterns, ties to even,
+    the fp16 subnormal range and its edges, 65504 and the overflow tie at 65520, infinities,
+    and NaN payloads (among them those whose bits wrap round in the rounding's 32-bit arithmetic)."""
+    edges = [0, 1, 0x1000, 0x1001, 0x33000000, 0x33000001, 0x387FEFFF, 0x387FF000, 0x387FFFFF, 0x38800000,
+             0x38001000, 0x38003000, 0x3F801000, 0x3F803000, 0x477FDFFF, 0x477FE000, 0x477FEFFF, 0x477FF000,
+             0x477FF001, 0x47800000, 0x7F7FFFFF, 0x7F800000, 0x7F800001, 0x7FC00000, 0x7FFFE000, 0x7FFFEFFF,
+             0x7FFFF000, 0x7FFFFFFF, 0x00400000]
+    u = np.concatenate([rng.integers(0, 1 << 32, n, dtype=np.int64), edges]).astype(np.uint32)
+    return np.concatenate([u, u | np.uint32(0x80000000)]).view(np.float32)
+
+
+def _tape_module():
+    previous = compiled.set_enabled(True)
+    try:
+        assert regions.tape_kernel() is not None, "numba is installed: the tape must build"
+    finally:
+        compiled.set_enabled(previous)
+    from anekit.sim import _compiled_tape
+    return _compiled_tape
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("code, mode", [(c, m) for c in range(5) for m in (1, 2, 3)] + [(5, 3)])
+def test_tape_rows_round_as_round16_with_nan_payloads(code, mode):
+    """One tape row per op and rounding mode on operands of every magnitude, NaN payloads of
+    both signs included: each element is the float32 op then the numpy route's rounding
+    (fp16.round_fp16) with the mode's NaN rule, bit for bit. The tape rounds with the hardware fp16 conversion where the
+    host has one and redoes a block holding a NaN through _round16; the copy row (code 5)
+    checks the rounding alone."""
+    tape = _tape_module()
+    rng = np.random.default_rng(code * 3 + mode)
+    a = _every_magnitude(rng, 3000)
+    b = rng.permutation(a)
+    b[::7] = np.float32(0.0) * np.where(rng.random(b[::7].size) < 0.5, -1, 1).astype(np.float32)   # signed zeros
+    a[:40] = np.float32(1.5)          # a block without NaN: the fast path alone
+    b[:40] = np.float32(3.0)
+    out = np.empty_like(a)
+    addrs = np.array([a.ctypes.data, b.ctypes.data, out.ctypes.data], np.int64)
+    row = np.array([[code, 1, 0, 0, 0, 1, 1, 0, 0, 1, 2, mode, 0]], np.int64)
+    tape.run(np.array([[a.size, 0, 1]], np.int64), row, addrs, 3, 64)
+    with np.errstate(all="ignore"):
+        bz = b + np.float32(0.0) if mode == 2 else b
+        root = np.sqrt(a) if mode == 3 else np.sqrt(a) + np.float32(0.0)     # chip: -0 loses its sign
+        exact = [a + b, a - b, a * b, a / bz, root, a][code]
+    previous = compiled.set_enabled(False)         # the numpy route's rounding: the reference
+    try:
+        want = fp16.round_fp16(exact, nan=None if mode == 3 else 0.0)
+    finally:
+        compiled.set_enabled(previous)
+    _same_bits({"op": want}, {"op": out})

@@ -24,7 +24,6 @@ Also here: one pass for a MAC operand's max, min and subnormal check (mac.Operan
 """
 from __future__ import annotations
 
-import platform
 import struct
 import sys
 
@@ -45,18 +44,8 @@ HARDWARE_FP16 = False            # set when compiled: whether products4 may run 
 
 
 def available() -> bool:
-    """Whether the host converts float32 to fp16 in hardware (else LLVM would call a
-    soft-float routine that numba's JIT may not link)."""
-    machine = platform.machine().lower()
-    if machine in ("arm64", "aarch64"):
-        return True
-    if machine not in ("x86_64", "amd64"):
-        return False
-    from llvmlite import binding
-    try:
-        return bool(binding.get_host_cpu_features().get("f16c"))
-    except RuntimeError:
-        return False
+    """Whether the host converts float32 to fp16 in hardware (compiled.hardware_fp16)."""
+    return compiled.hardware_fp16()
 
 
 # --- kernels (plain Python here; _compile() swaps in the numba versions) ------------------
@@ -191,6 +180,50 @@ def _variants() -> dict:
 _KERNELS: dict = {}     # _variants() once compiled
 
 
+def _lane(x, flush):
+    """compiled.lane_sums's lane of a finite value: the M1 flush of a nonzero below 2**-14."""
+    m = abs(x)
+    return _ZERO if (flush and m > _ZERO and m < _FLOOR) else x
+
+
+def _sums(blocks, out, scale, flush):
+    """compiled.lane_sums(blocks, out, 4, guard, flush, itz, inf) with scale = 1.5 * 2**(13 -
+    guard) on finite lanes of magnitude at most 65504 (mac.reduce_lanes checks): no NaN can
+    arise and no tile partial nears the exponent clamp, so the ceiling and NaN selects drop
+    out, and each tile is one register-resident loop body over the W rows of a block, as in
+    _run (-0 + the first tile is the tile; -0 + the first lane is the lane)."""
+    nblk, k, width = blocks.shape
+    full = k - k % 4
+    for i in range(nblk):
+        o = i * width
+        for t0 in range(0, full, 4):
+            for v in range(width):
+                s = _tile(_lane(blocks[i, t0, v], flush), _lane(blocks[i, t0 + 1, v], flush),
+                          _lane(blocks[i, t0 + 2, v], flush), _lane(blocks[i, t0 + 3, v], flush), scale, False)
+                out[o + v] = s if t0 == 0 else out[o + v] + s
+        if full < k:
+            n = k - full
+            k1, k2 = min(full + 1, k - 1), min(full + 2, k - 1)
+            for v in range(width):
+                l1 = _lane(blocks[i, k1, v], flush) if n > 1 else _ZERO
+                l2 = _lane(blocks[i, k2, v], flush) if n > 2 else _ZERO
+                s = _tile(_lane(blocks[i, full, v], flush), l1, l2, _ZERO, scale, False)
+                out[o + v] = s if full == 0 else out[o + v] + s
+
+
+def _sums_flushed(blocks, out, scale):
+    _sums(blocks, out, scale, True)
+
+
+def _sums_kept(blocks, out, scale):
+    _sums(blocks, out, scale, False)
+
+
+def lane_sums4(blocks, out, guard, flush) -> None:
+    """compiled.lane_sums for four-lane tiles on plain lanes (see _sums), 0 <= guard <= 10."""
+    (_sums_flushed if flush else _sums_kept)(blocks, out, _SCALES[guard])
+
+
 def _abs_bits(x):                 # |x|'s bits as an integer (an intrinsic once compiled)
     return int(np.array([x], F32).view(np.uint32)[0] & 0x7FFFFFFF)
 
@@ -292,6 +325,11 @@ def _compile():
             g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
         _KERNELS.update(_variants())
     g["_abs_bits"] = abs_bits
+    g["_lane"] = numba.njit(cache=True)(g["_lane"])
+    g["_sums"] = numba.njit(cache=True, inline="always")(g["_sums"])
+    sums = t.void(ro(3), t.Array(t.float32, 1, "C"), t.float32)
+    for name in ("_sums_flushed", "_sums_kept"):
+        g[name] = numba.njit(sums, cache=True, nogil=True)(g[name])
     stats = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)
     g["_operand_stats"] = stats(g["_operand_stats"])
     return sys.modules[__name__]

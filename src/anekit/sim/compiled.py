@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import sys
 import warnings
@@ -103,6 +104,21 @@ def warm_up() -> None:
         return
     for lazy in _LAZY:
         lazy()
+
+
+def hardware_fp16() -> bool:
+    """Whether the host converts float32 to fp16 in hardware (x86-64 with F16C, arm64); else
+    LLVM would call a soft-float routine that numba's JIT may not link."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return True
+    if machine not in ("x86_64", "amd64"):
+        return False
+    from llvmlite import binding
+    try:
+        return bool(binding.get_host_cpu_features().get("f16c"))
+    except RuntimeError:
+        return False
 
 
 def route() -> str:
@@ -205,8 +221,52 @@ def _first_tile_lane(lane, guard):
     return _quantize1(lane, (_bits(lane) & _ABS) >> 23, guard)
 
 
+# On a host that converts float32 to fp16 in hardware (F16C, arm64: _compile sets
+# _HARDWARE_FP16), round_fp16 and elementwise_round round with that conversion pair: round half
+# to even, subnormals kept, overflow to infinity, which is _round16's value for every float32
+# that is not a NaN when the kept magnitude `top` is between 2**-14 and 65504 (the two round
+# alike at and above 2**-14, and below it neither reaches `top`); the M1 flush is a select on
+# the unrounded magnitude (as in _compiled_mac._port). _round16's NaN results (nan_val, the NaN,
+# or a zero where its 32-bit arithmetic wraps) come from redoing the array the general way, so
+# only an array holding a NaN pays a second pass. The tests compare both with the numpy route.
+_HARDWARE_FP16 = False
+_MIN_NORMAL_BITS = 0x38800000    # |bits| of 2**-14
+_TINY_BITS = 0x1000              # |bits| at or below which the 11-bit rounding of a float32 is 0
+_FLUSH_BITS = 0x387FF000         # |bits| from which that rounding reaches 2**-14
+
+
+def _half(x):                     # float32 -> fp16 -> float32 (a conversion instruction pair once compiled)
+    return F32(np.float16(x))
+
+
+def _identity(x):               # _half's stand-in on hosts without the conversion (never called there)
+    return x
+
+
+def _hardware_ok(top) -> bool:
+    return _HARDWARE_FP16 and _MIN_NORMAL_BITS <= top <= _F16_MAX_BITS
+
+
+def _hardware_round16(v, top_value, flush, tiny, flush_lim):
+    """_round16(v, top, flush, ...) for a v that is not a NaN (see above); top_value is the
+    float32 with the bits `top`."""
+    h = _half(v)
+    h = _copysign(_INF, v) if abs(h) > top_value else h
+    m = abs(v)
+    return _ZERO if (flush and m > tiny and m < flush_lim) else h
+
+
 def round_fp16(src, out, top, flush, keep_nan, nan_val):
     """out[i] = round_fp16(src[i]) over flat float32 arrays."""
+    if _hardware_ok(top):
+        nan = False
+        top_value, tiny, flush_lim = _float(top), _float(_TINY_BITS), _float(_FLUSH_BITS)
+        for i in range(src.shape[0]):
+            v = src[i]
+            nan |= v != v
+            out[i] = _hardware_round16(v, top_value, flush, tiny, flush_lim)
+        if not nan:
+            return
     for i in range(src.shape[0]):
         out[i] = _round16(src[i], top, flush, keep_nan, nan_val)
 
@@ -231,8 +291,31 @@ def _arith(code, a, b, unsigned_zero):
 def elementwise_round(code, x, y, out, unsigned_zero, top, keep_nan, nan_val):
     """out[i] = round_fp16(x[i] op y[i]) in one pass (a kernel's op and the executor's storage
     rounding, fused); an operand of one element broadcasts (x and y are not both of one
-    element unless out is). Compiled with numpy's error model: x / 0 is inf, not an error."""
+    element unless out is). Compiled with numpy's error model: x / 0 is inf, not an error.
+    out shares no memory with x or y (a NaN redoes the pass from them)."""
     n = out.shape[0]
+    if _hardware_ok(top):
+        nan = False
+        top_value, tiny = _float(top), _float(_TINY_BITS)
+        if x.shape[0] == 1 and n != 1:
+            a = x[0]
+            for i in range(n):
+                v = _arith(code, a, y[i], unsigned_zero)
+                nan |= v != v
+                out[i] = _hardware_round16(v, top_value, False, tiny, tiny)
+        elif y.shape[0] == 1 and n != 1:
+            b = y[0]
+            for i in range(n):
+                v = _arith(code, x[i], b, unsigned_zero)
+                nan |= v != v
+                out[i] = _hardware_round16(v, top_value, False, tiny, tiny)
+        else:
+            for i in range(n):
+                v = _arith(code, x[i], y[i], unsigned_zero)
+                nan |= v != v
+                out[i] = _hardware_round16(v, top_value, False, tiny, tiny)
+        if not nan:
+            return
     if x.shape[0] == 1 and n != 1:
         a = x[0]
         for i in range(n):
@@ -336,7 +419,7 @@ def lane_pairs(x, w, out, lanes, guard, round_products, flush, itz, ceil):
         out[i] = acc
 
 
-_HELPERS = ("_arith", "_copysign", "_round16", "_flush1", "_quantize1", "_product", "_plain_product", "_lane",
+_HELPERS = ("_arith", "_copysign", "_round16", "_hardware_ok", "_hardware_round16", "_flush1", "_quantize1", "_product", "_plain_product", "_lane",
             "_saturate", "_tile_add", "_plain_tile_add", "_first_tile_lane", "_accumulate")
 
 
@@ -380,8 +463,18 @@ def _compile() -> None:
         "lane_pairs": (ro(2), ro(2), rw(1), i64, i64, flag, flag, flag, f32),
         "elementwise_round": (i64, ro(1), ro(1), rw(1), flag, i64, flag, f32),
     }
+    @intrinsic
+    def half(typingctx, x):
+        def codegen(context, builder, sig, args):
+            return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+        return t.float32(t.float32), codegen
+
     g = globals()
     g["_bits"], g["_float"] = bits, as_float
+    # Without the conversion instructions LLVM would call a soft-float routine numba's JIT
+    # may not link: the identity stands in, behind a flag that is False there.
+    g["_HARDWARE_FP16"] = hardware_fp16()
+    g["_half"] = half if _HARDWARE_FP16 else numba.njit(cache=True)(_identity)
     numpy_errors = {"_arith", "elementwise_round"}      # x / 0 is inf there, not ZeroDivisionError
     for name in _HELPERS:
         g[name] = numba.njit(cache=True, **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
