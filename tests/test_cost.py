@@ -263,13 +263,58 @@ def test_output_channel_groups_grow_over_fewer_positions():
 
 def test_single_row_weights_stream_at_the_gemv_rate():
     # a decode-shaped matmul (one row) streams its weights at gemv_gbs, a 64-row one at weight_gbs
+    # (inner 4160: clear of the 8 KiB row-stride conflict, tested below)
     for chip in ("m4", "m5"):
         p = params_for(chip)
         for rows, gbs in ((1, p.gemv_gbs), (64, p.weight_gbs)):
-            x = ak.input("x", (rows, 4096))
-            r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4096, 4096), np.float16))}), chip).ops[0]
-            assert r.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
+            x = ak.input("x", (rows, 4160))
+            r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4160, 4096), np.float16))}), chip).ops[0]
+            assert r.weights_us == pytest.approx(4160 * 4096 * 2 * (1 - min(1, p.resident_bytes / (4160 * 8192)))
                                                  / (gbs * 1e3), rel=1e-6)
+
+
+def test_single_row_matmul_at_an_8kib_row_stride_streams_at_the_conflict_rate():
+    # ANEForge's GEMV (K=N=4096) runs at ~22 GB/s on the M4, M4 Max and M5, ~146 on the M5 Pro and at
+    # the single-row ceiling on the M1 (params.STRIDE_CONFLICT); a slot, not a wall: inner 4160 is free
+    from anekit.cost.params import STRIDE_CONFLICT_GBS
+
+    def gemv(inner, rows=1):
+        return ak.program({"y": ak.linear(ak.input("x", (rows, inner)), zeros(4096, inner))})
+
+    for chip in ("m4", "m4 max", "m4 pro", "m5"):
+        p = params_for(chip)
+        assert p.stride_conflict_gbs == STRIDE_CONFLICT_GBS and "ANEForge" in p.source("stride_conflict_gbs")
+        for inner in (4096, 8192):
+            r = estimate(gemv(inner), chip).ops[0]
+            streamed = inner * 4096 * 2 * (1 - min(1, p.resident_bytes / (inner * 8192)))
+            assert r.weights_us == pytest.approx(streamed / (STRIDE_CONFLICT_GBS * 1e3), rel=1e-6), (chip, inner)
+        free = estimate(gemv(4160), chip).ops[0]
+        assert free.weights_us < estimate(gemv(4096), chip).ops[0].weights_us
+        # 64 rows tile the weight: the tiled stream, no conflict
+        tiled = estimate(gemv(4096, rows=64), chip).ops[0]
+        assert tiled.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
+                                                 / (p.weight_gbs * 1e3), rel=1e-6)
+    for chip in ("m1", "m1 max", "m5 pro", "m2 pro"):
+        p = params_for(chip)
+        assert p.stride_conflict_gbs == 0.0
+        r = estimate(gemv(4096), chip).ops[0]
+        assert r.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
+                                             / (p.gemv_gbs * 1e3), rel=1e-6), chip
+    # the matmul path's: a single-row 1x1 conv with the same weight (Core ML's heads) streams freely
+    conv = ak.program({"y": ak.conv(ak.input("x", (1, 4096, 1, 1)), zeros(4096, 4096, 1, 1))})
+    p = params_for("m4")
+    c = estimate(conv, "m4").ops[0]
+    assert c.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
+                                         / (p.gemv_gbs * 1e3), rel=1e-6)
+
+
+def test_single_row_conv_exposes_no_separate_kernel_load():
+    # its kernel load is its work, streamed at the single-row rate; a 64-position conv waits for it
+    p = params_for("m1")
+    one = estimate(ak.program({"y": ak.conv(ak.input("x", (1, 2048, 1, 1)), zeros(2048, 2048, 1, 1))}), "m1").ops[0]
+    assert one.weights_us == pytest.approx(2048 * 2048 * 2 / (p.gemv_gbs * 1e3))
+    wide = estimate(conv_prog(2048, 2048, 1, 8, 8), "m1").ops[0]
+    assert wide.weights_us == pytest.approx(2048 * 2048 * 2 / (p.conv_load_gbs * 1e3))
 
 
 def test_single_row_stream_is_capped_by_the_chips_memory_share():
@@ -282,10 +327,10 @@ def test_single_row_stream_is_capped_by_the_chips_memory_share():
     assert m5.gemv_share == m4.gemv_share and TIED[("h17", "gemv_share")] == "h16"
     assert "share" in m4.source("gemv_gbs")
     # only the single-row stream: a 64-row matmul streams at the tiled rate on both parts
-    one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4096)), zeros(4096, 4096))}) for r in (1, 64))
+    one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4160)), zeros(4160, 4096))}) for r in (1, 64))
     assert estimate(one, "m4").ops[0].weights_us > estimate(one, "m4 max").ops[0].weights_us
     assert estimate(many, "m4").ops[0].weights_us == pytest.approx(
-        4096 * 4096 * 2 * (1 - min(1, m4.resident_bytes / 2 ** 25)) / (m4.weight_gbs * 1e3), rel=1e-6)
+        4160 * 4096 * 2 * (1 - min(1, m4.resident_bytes / (4160 * 8192))) / (m4.weight_gbs * 1e3), rel=1e-6)
 
 
 def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():
@@ -442,6 +487,18 @@ def _dataset():
     if "ds" not in _DS:             # building the 109 points' programs takes a few seconds
         _DS["ds"] = F.collect(POINTS)
     return F, _DS["ds"]
+
+
+def test_anemll_heads_are_built_as_anemlls_sixteen_1x1_convs():
+    # Anemll's lm_head16_1..16 are nn.Conv2d(hidden, vocab // 16, 1): the conv path, not the matmul
+    # path whose single-row stream conflicts at an 8 KiB row stride
+    heads = [p for p in POINTS if p.id.startswith("anemll-")]
+    assert len(heads) == 6
+    for p in heads:
+        _, prog = p.programs()[0]
+        types = [o.type for o in prog.main.ops]
+        assert types.count("conv") == 16 and "linear" not in types and "matmul" not in types, p.id
+        assert "Conv2d" in p.assumption
 
 
 def test_flagged_outliers_are_non_monotone_within_their_own_run():

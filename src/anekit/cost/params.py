@@ -66,6 +66,33 @@ VECTOR_RATIO = 4.0
 ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0, "realtime": 0.093 / 0.175}
 HOST_COPY_ROUTES = ("host",)
 
+# Row-stride conflict of the single-row matmul-path weight stream. A single-row matmul-path op whose
+# inner dimension is a multiple of 4096 fp16 elements (an 8 KiB row stride) streams its weights at
+# ~22 GB/s on some engines, whatever their DRAM: a narrow slot (inner 4080-4112 and 8192 slow, 4064
+# and 4128 in between, 2048, 3072, 5120-7168 at the usual rate), so an alignment/bank effect, not a
+# bandwidth wall (guide ch. 21: the 64-bank pool conflicts worst at high power-of-two strides; ch. 7:
+# conv and matmul weights use different stride layouts). Measured per compiler target with
+# ANEForge's roofline GEMV (M=1, K=N=4096 fp16, 33.5 MB; rate net of the ~0.07 ms e5rt floor) and a
+# public K sweep on an M5 MacBook Air through ANEForge (inner 4096: 20.2, 8192: 20.9 GB/s; padding
+# the inner dimension of a 14336x4096 weight to 4160 runs it 3.02x faster). Core ML's 1x1-conv heads
+# (anemll-bench, inner 4096) stream at 64-120 GB/s on the same M4 parts: the conflict is the matmul
+# path's. Not fitted: the rate is the median of the three affected machines (22.0, 22.0, 24.3).
+STRIDE_CONFLICT_ELEMS = 4096
+_AF_GEMV = "sbryngelson/ANEForge bench/results/rooflines/{}: roofline_analysis gap_measurements gemv ANE lat_ms {}"
+STRIDE_CONFLICT_GBS = 22.0
+STRIDE_CONFLICT = {
+    "h16": (STRIDE_CONFLICT_GBS, _AF_GEMV.format("roofline-apple-m4-Mac16_12-d4109cd41a75-6779bad2.json",
+                                                 "1.448 (24.3 GB/s)")),
+    "h16g": (STRIDE_CONFLICT_GBS, _AF_GEMV.format("roofline-apple-m4-max-Mac16_6-c77b1414be16-d11ec8da.json",
+                                                  "1.594 (22.0 GB/s)")),
+    "h17": (STRIDE_CONFLICT_GBS, _AF_GEMV.format("roofline-apple-m5-Mac17_3-019d3ac27339-426ca052.json",
+                                                 "1.592 (22.0 GB/s)") + "; K sweep on an M5 MacBook Air "
+            "through ANEForge (public Proteus report, ch. 20.1.3): 20.2 GB/s at inner 4096, 20.9 at 8192"),
+}
+# Measured without it: M1 and M1 Max (0.747 and 0.742 ms: 49-50 GB/s, their single-row ceiling), M5 Pro
+# (h17s, 0.300 ms: 146 GB/s). Targets nobody measured (h14, h15, h18, ...) are assumed free of it.
+STRIDE_CONFLICT_FREE = ("h13", "h13g", "h17s")
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -224,6 +251,7 @@ class CostParams:
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
+    stride_conflict_gbs: float = 0.0  # single-row matmul stream at an 8 KiB row stride (0: no conflict)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
     measured: bool = True       # False: no published point measures this generation
@@ -338,6 +366,16 @@ def _tops_per_die(chip) -> float | None:
     return None
 
 
+def stride_conflict(chip) -> tuple[float, str]:
+    """(GB/s, source) of a chip's single-row matmul stream at an 8 KiB row stride; 0.0 where its
+    compiler target was measured without the conflict or was not measured (STRIDE_CONFLICT)."""
+    if chip.compiler in STRIDE_CONFLICT:
+        return STRIDE_CONFLICT[chip.compiler]
+    if chip.compiler in STRIDE_CONFLICT_FREE:
+        return 0.0, "measured without a row-stride conflict (ANEForge roofline GEMV, K=N=4096)"
+    return 0.0, "no row-stride conflict assumed (not measured on this compiler target)"
+
+
 def params_for(chip, table: Mapping | None = None) -> CostParams:
     """The cost constants for a chip record (anekit.targets.Chip) or name. `table` overrides
     fitted.json (the fit passes candidate values through it)."""
@@ -372,6 +410,7 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
     srcs["vector_gbs"] = f"assumption: {VECTOR_RATIO:g}x the I/O stream"
     srcs["resident_bytes"] = RESIDENT[gen].source
     srcs["host_copy_gbs"] = SHARED_PRIORS["host_copy_gbs"].source
+    conflict_gbs, srcs["stride_conflict_gbs"] = stride_conflict(chip)
     if not measured:
         for f in srcs:
             srcs[f] = "UNMEASURED generation, extrapolated from the M1's: " + srcs[f]
@@ -384,5 +423,6 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
                       host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"],
+                      stride_conflict_gbs=conflict_gbs,
                       streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)
