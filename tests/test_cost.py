@@ -263,7 +263,7 @@ def test_output_channel_groups_grow_over_fewer_positions():
 
 def test_single_row_weights_stream_at_the_gemv_rate():
     # a decode-shaped matmul (one row) streams its weights at gemv_gbs, a 64-row one at weight_gbs
-    # (inner 4160: clear of the 8 KiB row-stride conflict, tested below)
+    # (4096 x 4160: 32.5 MiB, clear of the 16 MiB slow band tested below)
     for chip in ("m4", "m5"):
         p = params_for(chip)
         for rows, gbs in ((1, p.gemv_gbs), (64, p.weight_gbs)):
@@ -273,39 +273,48 @@ def test_single_row_weights_stream_at_the_gemv_rate():
                                                  / (gbs * 1e3), rel=1e-6)
 
 
-def test_single_row_matmul_at_an_8kib_row_stride_streams_at_the_conflict_rate():
-    # ANEForge's GEMV (K=N=4096) runs at ~22 GB/s on the M4, M4 Max and M5, ~146 on the M5 Pro and at
-    # the single-row ceiling on the M1 (params.STRIDE_CONFLICT); a slot, not a wall: inner 4160 is free
-    from anekit.cost.params import STRIDE_CONFLICT_GBS
+def test_single_row_fp16_weight_of_a_16mib_multiple_streams_in_the_slow_band():
+    # ANEForge's GEMV (K=N=4096 fp16, 32 MiB) runs at ~22 GB/s on the M4, M4 Max and M5, 146 GB/s on
+    # the M5 Pro and at the single-row ceiling on the M1 (params.SLOW_BAND); the band is the weight's
+    # byte count (a multiple of 16 MiB within 0.4%), not its inner dimension
+    from anekit.cost.params import SLOW_BAND_GBS
 
-    def gemv(inner, rows=1):
-        return ak.program({"y": ak.linear(ak.input("x", (rows, inner)), zeros(4096, inner))})
+    def gemv(out, inner, rows=1, weight=None):
+        w = zeros(out, inner) if weight is None else weight
+        return ak.program({"y": ak.linear(ak.input("x", (rows, inner)), w)})
 
+    def streamed(p, nbytes):
+        return nbytes * (1 - min(1, p.resident_bytes / nbytes))
+
+    in_band = ((4096, 4096), (2048, 4096), (8192, 2048), (14336, 4096))
+    out_band = ((4096, 4160), (3072, 4096), (2048, 2048), (6144, 6144), (8016, 4096))
     for chip in ("m4", "m4 max", "m4 pro", "m5"):
         p = params_for(chip)
-        assert p.stride_conflict_gbs == STRIDE_CONFLICT_GBS and "ANEForge" in p.source("stride_conflict_gbs")
-        for inner in (4096, 8192):
-            r = estimate(gemv(inner), chip).ops[0]
-            streamed = inner * 4096 * 2 * (1 - min(1, p.resident_bytes / (inner * 8192)))
-            assert r.weights_us == pytest.approx(streamed / (STRIDE_CONFLICT_GBS * 1e3), rel=1e-6), (chip, inner)
-        free = estimate(gemv(4160), chip).ops[0]
-        assert free.weights_us < estimate(gemv(4096), chip).ops[0].weights_us
-        # 64 rows tile the weight: the tiled stream, no conflict
-        tiled = estimate(gemv(4096, rows=64), chip).ops[0]
-        assert tiled.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
-                                                 / (p.weight_gbs * 1e3), rel=1e-6)
+        assert p.slow_band_gbs == SLOW_BAND_GBS and "ANEForge" in p.source("slow_band_gbs")
+        for out, inner in in_band:
+            r = estimate(gemv(out, inner), chip).ops[0]
+            assert r.weights_us == pytest.approx(streamed(p, out * inner * 2) / (SLOW_BAND_GBS * 1e3),
+                                                 rel=1e-6), (chip, out, inner)
+        for out, inner in out_band:
+            r = estimate(gemv(out, inner), chip).ops[0]
+            assert r.weights_us == pytest.approx(streamed(p, out * inner * 2) / (p.gemv_gbs * 1e3),
+                                                 rel=1e-6), (chip, out, inner)
+        # 64 rows tile the weight (the tiled stream); int8 is not in the fp16 band
+        tiled = estimate(gemv(4096, 4096, rows=64), chip).ops[0]
+        assert tiled.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.weight_gbs * 1e3), rel=1e-6)
+        i8 = estimate(gemv(4096, 8192, weight=_weight_of("int8", 4096, 8192)), chip).ops[0]
+        i8_bytes = 4096 * 8192 + 8192 * 2 + 8192        # int8 data + fp16 scales + int8 zero points
+        assert i8.weights_us == pytest.approx(streamed(p, i8_bytes) / (p.gemv_gbs * 1e3), rel=1e-6)
     for chip in ("m1", "m1 max", "m5 pro", "m2 pro"):
         p = params_for(chip)
-        assert p.stride_conflict_gbs == 0.0
-        r = estimate(gemv(4096), chip).ops[0]
-        assert r.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
-                                             / (p.gemv_gbs * 1e3), rel=1e-6), chip
-    # the matmul path's: a single-row 1x1 conv with the same weight (Core ML's heads) streams freely
+        assert p.slow_band_gbs == 0.0
+        r = estimate(gemv(4096, 4096), chip).ops[0]
+        assert r.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.gemv_gbs * 1e3), rel=1e-6), chip
+    # measured on the matmul path only: a single-row 1x1 conv with the same weight streams freely
     conv = ak.program({"y": ak.conv(ak.input("x", (1, 4096, 1, 1)), zeros(4096, 4096, 1, 1))})
     p = params_for("m4")
-    c = estimate(conv, "m4").ops[0]
-    assert c.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
-                                         / (p.gemv_gbs * 1e3), rel=1e-6)
+    assert estimate(conv, "m4").ops[0].weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.gemv_gbs * 1e3),
+                                                                   rel=1e-6)
 
 
 def test_single_row_conv_exposes_no_separate_kernel_load():
@@ -490,8 +499,7 @@ def _dataset():
 
 
 def test_anemll_heads_are_built_as_anemlls_sixteen_1x1_convs():
-    # Anemll's lm_head16_1..16 are nn.Conv2d(hidden, vocab // 16, 1): the conv path, not the matmul
-    # path whose single-row stream conflicts at an 8 KiB row stride
+    # Anemll's lm_head16_1..16 are nn.Conv2d(hidden, vocab // 16, 1): the conv path, not 16 linears
     heads = [p for p in POINTS if p.id.startswith("anemll-")]
     assert len(heads) == 6
     for p in heads:

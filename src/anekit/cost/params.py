@@ -66,32 +66,33 @@ VECTOR_RATIO = 4.0
 ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0, "realtime": 0.093 / 0.175}
 HOST_COPY_ROUTES = ("host",)
 
-# Row-stride conflict of the single-row matmul-path weight stream. A single-row matmul-path op whose
-# inner dimension is a multiple of 4096 fp16 elements (an 8 KiB row stride) streams its weights at
-# ~22 GB/s on some engines, whatever their DRAM: a narrow slot (inner 4080-4112 and 8192 slow, 4064
-# and 4128 in between, 2048, 3072, 5120-7168 at the usual rate), so an alignment/bank effect, not a
-# bandwidth wall (guide ch. 21: the 64-bank pool conflicts worst at high power-of-two strides; ch. 7:
-# conv and matmul weights use different stride layouts). Measured per compiler target with
-# ANEForge's roofline GEMV (M=1, K=N=4096 fp16, 33.5 MB; rate net of the ~0.07 ms e5rt floor) and a
-# public K sweep on an M5 MacBook Air through ANEForge (inner 4096: 20.2, 8192: 20.9 GB/s; padding
-# the inner dimension of a 14336x4096 weight to 4160 runs it 3.02x faster). Core ML's 1x1-conv heads
-# (anemll-bench, inner 4096) stream at 64-120 GB/s on the same M4 parts: the conflict is the matmul
-# path's. Not fitted: the rate is the median of the three affected machines (22.0, 22.0, 24.3).
-STRIDE_CONFLICT_ELEMS = 4096
+# The 16 MiB slow band of the single-row fp16 weight stream. A single-row matmul-path op whose fp16
+# weight is an integer multiple of 16 MiB (within 0.4%) streams it at ~21 GB/s on some engines, whatever
+# their DRAM, and at the usual rate either side: on an M5 MacBook Air through ANEForge (public Proteus
+# report, "16 MiB byte-size law": 23 of 23 shapes, 21.2 GB/s in the band against 54.3 outside; at a
+# fixed inner 4096 the rate moves 2.5x with the output width alone, so it is the byte count, not the
+# inner dimension; padding a 14336x4096 weight's inner dimension to 4160 runs it 2.58x faster; int8
+# per-channel weights reach ~63 GB/s, so fp16 only). Which engines: ANEForge's roofline GEMV (M=1,
+# K=N=4096, fp16: 32 MiB) takes 1.448 ms on an M4, 1.594 on an M4 Max and 1.592 on an M5 (24.3, 22.0,
+# 22.0 GB/s net of the ~0.07 ms e5rt floor), 0.300 ms on an M5 Pro (146 GB/s) and 0.747 / 0.742 ms on
+# an M1 / M1 Max (49-50 GB/s, their single-row ceiling). Measured on the matmul path only. Not fitted:
+# the rate is the median of the three affected machines.
+SLOW_BAND_BYTES = 16 * 2 ** 20
+SLOW_BAND_TOLERANCE = 0.004
+SLOW_BAND_GBS = 22.0
 _AF_GEMV = "sbryngelson/ANEForge bench/results/rooflines/{}: roofline_analysis gap_measurements gemv ANE lat_ms {}"
-STRIDE_CONFLICT_GBS = 22.0
-STRIDE_CONFLICT = {
-    "h16": (STRIDE_CONFLICT_GBS, _AF_GEMV.format("roofline-apple-m4-Mac16_12-d4109cd41a75-6779bad2.json",
-                                                 "1.448 (24.3 GB/s)")),
-    "h16g": (STRIDE_CONFLICT_GBS, _AF_GEMV.format("roofline-apple-m4-max-Mac16_6-c77b1414be16-d11ec8da.json",
-                                                  "1.594 (22.0 GB/s)")),
-    "h17": (STRIDE_CONFLICT_GBS, _AF_GEMV.format("roofline-apple-m5-Mac17_3-019d3ac27339-426ca052.json",
-                                                 "1.592 (22.0 GB/s)") + "; K sweep on an M5 MacBook Air "
-            "through ANEForge (public Proteus report, ch. 20.1.3): 20.2 GB/s at inner 4096, 20.9 at 8192"),
+SLOW_BAND = {
+    "h16": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m4-Mac16_12-d4109cd41a75-6779bad2.json",
+                                           "1.448 (K=N=4096 fp16, 32 MiB: 24.3 GB/s)")),
+    "h16g": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m4-max-Mac16_6-c77b1414be16-d11ec8da.json",
+                                            "1.594 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)")),
+    "h17": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m5-Mac17_3-019d3ac27339-426ca052.json",
+                                           "1.592 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)") + "; public Proteus report "
+            "(M5 MacBook Air through ANEForge): 16 MiB byte-size law, 21.2 GB/s in the band, 54.3 outside"),
 }
-# Measured without it: M1 and M1 Max (0.747 and 0.742 ms: 49-50 GB/s, their single-row ceiling), M5 Pro
-# (h17s, 0.300 ms: 146 GB/s). Targets nobody measured (h14, h15, h18, ...) are assumed free of it.
-STRIDE_CONFLICT_FREE = ("h13", "h13g", "h17s")
+# Measured without it: M1 and M1 Max (49-50 GB/s, their single-row ceiling), M5 Pro (h17s, 146 GB/s).
+# Targets nobody measured (h14, h15, h18, ...) are assumed free of it.
+SLOW_BAND_FREE = ("h13", "h13g", "h17s")
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class CostParams:
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
-    stride_conflict_gbs: float = 0.0  # single-row matmul stream at an 8 KiB row stride (0: no conflict)
+    slow_band_gbs: float = 0.0  # single-row fp16 stream of a 16 MiB-multiple weight (0: no slow band)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
     measured: bool = True       # False: no published point measures this generation
@@ -366,14 +367,14 @@ def _tops_per_die(chip) -> float | None:
     return None
 
 
-def stride_conflict(chip) -> tuple[float, str]:
-    """(GB/s, source) of a chip's single-row matmul stream at an 8 KiB row stride; 0.0 where its
-    compiler target was measured without the conflict or was not measured (STRIDE_CONFLICT)."""
-    if chip.compiler in STRIDE_CONFLICT:
-        return STRIDE_CONFLICT[chip.compiler]
-    if chip.compiler in STRIDE_CONFLICT_FREE:
-        return 0.0, "measured without a row-stride conflict (ANEForge roofline GEMV, K=N=4096)"
-    return 0.0, "no row-stride conflict assumed (not measured on this compiler target)"
+def slow_band(chip) -> tuple[float, str]:
+    """(GB/s, source) of a chip's single-row fp16 stream of a weight in the 16 MiB slow band; 0.0
+    where its compiler target was measured without the band or was not measured (SLOW_BAND)."""
+    if chip.compiler in SLOW_BAND:
+        return SLOW_BAND[chip.compiler]
+    if chip.compiler in SLOW_BAND_FREE:
+        return 0.0, "measured without the 16 MiB slow band (ANEForge roofline GEMV, K=N=4096 fp16)"
+    return 0.0, "no 16 MiB slow band assumed (not measured on this compiler target)"
 
 
 def params_for(chip, table: Mapping | None = None) -> CostParams:
@@ -410,7 +411,7 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
     srcs["vector_gbs"] = f"assumption: {VECTOR_RATIO:g}x the I/O stream"
     srcs["resident_bytes"] = RESIDENT[gen].source
     srcs["host_copy_gbs"] = SHARED_PRIORS["host_copy_gbs"].source
-    conflict_gbs, srcs["stride_conflict_gbs"] = stride_conflict(chip)
+    band_gbs, srcs["slow_band_gbs"] = slow_band(chip)
     if not measured:
         for f in srcs:
             srcs[f] = "UNMEASURED generation, extrapolated from the M1's: " + srcs[f]
@@ -423,6 +424,6 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
                       host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"],
-                      stride_conflict_gbs=conflict_gbs,
+                      slow_band_gbs=band_gbs,
                       streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)
