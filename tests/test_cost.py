@@ -263,13 +263,67 @@ def test_output_channel_groups_grow_over_fewer_positions():
 
 def test_single_row_weights_stream_at_the_gemv_rate():
     # a decode-shaped matmul (one row) streams its weights at gemv_gbs, a 64-row one at weight_gbs
+    # (4096 x 4160: 32.5 MiB, clear of the 16 MiB slow band tested below)
     for chip in ("m4", "m5"):
         p = params_for(chip)
         for rows, gbs in ((1, p.gemv_gbs), (64, p.weight_gbs)):
-            x = ak.input("x", (rows, 4096))
-            r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4096, 4096), np.float16))}), chip).ops[0]
-            assert r.weights_us == pytest.approx(4096 * 4096 * 2 * (1 - min(1, p.resident_bytes / 2 ** 25))
+            x = ak.input("x", (rows, 4160))
+            r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4160, 4096), np.float16))}), chip).ops[0]
+            assert r.weights_us == pytest.approx(4160 * 4096 * 2 * (1 - min(1, p.resident_bytes / (4160 * 8192)))
                                                  / (gbs * 1e3), rel=1e-6)
+
+
+def test_single_row_fp16_weight_of_a_16mib_multiple_streams_in_the_slow_band():
+    # ANEForge's GEMV (K=N=4096 fp16, 32 MiB) runs at ~22 GB/s on the M4, M4 Max and M5, 146 GB/s on
+    # the M5 Pro and at the single-row ceiling on the M1 (params.SLOW_BAND); the band is the weight's
+    # byte count (a multiple of 16 MiB within 0.4%), not its inner dimension
+    from anekit.cost.params import SLOW_BAND_GBS
+
+    def gemv(out, inner, rows=1, weight=None):
+        w = zeros(out, inner) if weight is None else weight
+        return ak.program({"y": ak.linear(ak.input("x", (rows, inner)), w)})
+
+    def streamed(p, nbytes):
+        return nbytes * (1 - min(1, p.resident_bytes / nbytes))
+
+    in_band = ((4096, 4096), (2048, 4096), (8192, 2048), (14336, 4096))
+    out_band = ((4096, 4160), (3072, 4096), (2048, 2048), (6144, 6144), (8016, 4096))
+    for chip in ("m4", "m4 max", "m4 pro", "m5"):
+        p = params_for(chip)
+        assert p.slow_band_gbs == SLOW_BAND_GBS and "ANEForge" in p.source("slow_band_gbs")
+        for out, inner in in_band:
+            r = estimate(gemv(out, inner), chip).ops[0]
+            assert r.weights_us == pytest.approx(streamed(p, out * inner * 2) / (SLOW_BAND_GBS * 1e3),
+                                                 rel=1e-6), (chip, out, inner)
+        for out, inner in out_band:
+            r = estimate(gemv(out, inner), chip).ops[0]
+            assert r.weights_us == pytest.approx(streamed(p, out * inner * 2) / (p.gemv_gbs * 1e3),
+                                                 rel=1e-6), (chip, out, inner)
+        # 64 rows tile the weight (the tiled stream); int8 is not in the fp16 band
+        tiled = estimate(gemv(4096, 4096, rows=64), chip).ops[0]
+        assert tiled.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.weight_gbs * 1e3), rel=1e-6)
+        i8 = estimate(gemv(4096, 8192, weight=_weight_of("int8", 4096, 8192)), chip).ops[0]
+        i8_bytes = 4096 * 8192 + 8192 * 2 + 8192        # int8 data + fp16 scales + int8 zero points
+        assert i8.weights_us == pytest.approx(streamed(p, i8_bytes) / (p.gemv_gbs * 1e3), rel=1e-6)
+    for chip in ("m1", "m1 max", "m5 pro", "m2 pro"):
+        p = params_for(chip)
+        assert p.slow_band_gbs == 0.0
+        r = estimate(gemv(4096, 4096), chip).ops[0]
+        assert r.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.gemv_gbs * 1e3), rel=1e-6), chip
+    # measured on the matmul path only: a single-row 1x1 conv with the same weight streams freely
+    conv = ak.program({"y": ak.conv(ak.input("x", (1, 4096, 1, 1)), zeros(4096, 4096, 1, 1))})
+    p = params_for("m4")
+    assert estimate(conv, "m4").ops[0].weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.gemv_gbs * 1e3),
+                                                                   rel=1e-6)
+
+
+def test_single_row_conv_exposes_no_separate_kernel_load():
+    # its kernel load is its work, streamed at the single-row rate; a 64-position conv waits for it
+    p = params_for("m1")
+    one = estimate(ak.program({"y": ak.conv(ak.input("x", (1, 2048, 1, 1)), zeros(2048, 2048, 1, 1))}), "m1").ops[0]
+    assert one.weights_us == pytest.approx(2048 * 2048 * 2 / (p.gemv_gbs * 1e3))
+    wide = estimate(conv_prog(2048, 2048, 1, 8, 8), "m1").ops[0]
+    assert wide.weights_us == pytest.approx(2048 * 2048 * 2 / (p.conv_load_gbs * 1e3))
 
 
 def test_single_row_stream_is_capped_by_the_chips_memory_share():
@@ -282,10 +336,10 @@ def test_single_row_stream_is_capped_by_the_chips_memory_share():
     assert m5.gemv_share == m4.gemv_share and TIED[("h17", "gemv_share")] == "h16"
     assert "share" in m4.source("gemv_gbs")
     # only the single-row stream: a 64-row matmul streams at the tiled rate on both parts
-    one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4096)), zeros(4096, 4096))}) for r in (1, 64))
+    one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4160)), zeros(4160, 4096))}) for r in (1, 64))
     assert estimate(one, "m4").ops[0].weights_us > estimate(one, "m4 max").ops[0].weights_us
     assert estimate(many, "m4").ops[0].weights_us == pytest.approx(
-        4096 * 4096 * 2 * (1 - min(1, m4.resident_bytes / 2 ** 25)) / (m4.weight_gbs * 1e3), rel=1e-6)
+        4160 * 4096 * 2 * (1 - min(1, m4.resident_bytes / (4160 * 8192))) / (m4.weight_gbs * 1e3), rel=1e-6)
 
 
 def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():
@@ -442,6 +496,17 @@ def _dataset():
     if "ds" not in _DS:             # building the 109 points' programs takes a few seconds
         _DS["ds"] = F.collect(POINTS)
     return F, _DS["ds"]
+
+
+def test_anemll_heads_are_built_as_anemlls_sixteen_1x1_convs():
+    # Anemll's lm_head16_1..16 are nn.Conv2d(hidden, vocab // 16, 1): the conv path, not 16 linears
+    heads = [p for p in POINTS if p.id.startswith("anemll-")]
+    assert len(heads) == 6
+    for p in heads:
+        _, prog = p.programs()[0]
+        types = [o.type for o in prog.main.ops]
+        assert types.count("conv") == 16 and "linear" not in types and "matmul" not in types, p.id
+        assert "Conv2d" in p.assumption
 
 
 def test_flagged_outliers_are_non_monotone_within_their_own_run():

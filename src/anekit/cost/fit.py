@@ -55,6 +55,7 @@ class Dataset:
     chip_scale: np.ndarray    # rate scale to the generation's reference chip (params.chip_scale)
     chip_cap: np.ndarray      # DRAM cap on the streams (GB/s; inf when unknown)
     chip_dram: np.ndarray     # the chip's DRAM bandwidth (GB/s; inf when unknown): caps the single-row stream
+    chip_band: np.ndarray     # single-row fp16 stream of a 16 MiB-multiple weight (GB/s; inf: no slow band)
     measured: np.ndarray      # published ms per point
     sources: list             # source of each point
 
@@ -69,7 +70,7 @@ class Dataset:
         return Dataset([p for p, k in zip(self.points, keep) if k], {c: v[ok] for c, v in self.cols.items()},
                        new_prog[self.op_prog[ok]], new_point[self.prog_point[pk]], self.prog_sign[pk],
                        self.prog_chip[pk], self.prog_host[pk], self.prog_floor[pk], self.chips, self.chip_gen, self.chip_scale,
-                       self.chip_cap, self.chip_dram, self.measured[keep],
+                       self.chip_cap, self.chip_dram, self.chip_band, self.measured[keep],
                        [s for s, k in zip(self.sources, keep) if k])
 
 
@@ -94,15 +95,16 @@ def collect(points) -> Dataset:
             prog_sign.append(sign)
             prog_chip.append(chip_index[chip.name])
     cols = {c: np.concatenate([x[c] for x in cols_list]) for c in cols_list[0]}
-    gens, scales, caps, drams = [], [], [], []
+    gens, scales, caps, drams, bands = [], [], [], [], []
     for chip in chips:
         gen, _ = P.generation_of(chip)
         gens.append(_GENS.index(gen))
         scales.append(P.chip_scale(chip, gen)[0])
         caps.append(P.DRAM_SHARE * chip.dram_gbs if chip.dram_gbs else np.inf)
         drams.append(chip.dram_gbs or np.inf)
+        bands.append(P.slow_band(chip)[0] or np.inf)
     return Dataset(list(points), cols, np.array(op_prog), np.array(prog_point), np.array(prog_sign),
-                   np.array(prog_chip), np.array(prog_host, float), np.array(prog_floor), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams),
+                   np.array(prog_chip), np.array(prog_host, float), np.array(prog_floor), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams), np.array(bands),
                    np.array([p.published_ms for p in points]), [p.source for p in points])
 
 
@@ -138,6 +140,7 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
         per_chip[f] = np.minimum(per_chip[f], ds.chip_cap)
     per_chip["gemv_gbs"] = np.minimum(per_chip["gemv_gbs"], per_chip["gemv_share"] * ds.chip_dram)
     per_chip["vector_gbs"] = P.VECTOR_RATIO * per_chip["io_gbs"]
+    per_chip["slow_band_gbs"] = ds.chip_band
     op_chip = ds.prog_chip[ds.op_prog]
     t = op_times(ds.cols, {k: v[op_chip] for k, v in per_chip.items()})
     prog_us = np.bincount(ds.op_prog, weights=t["us"], minlength=len(ds.prog_point))

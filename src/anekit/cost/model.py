@@ -35,6 +35,7 @@ import numpy as np
 from ..ir.weights import is_weight
 from .fusion import consumers, fusable, io_bytes
 from .opwork import FP16, WINOGRAD_GAIN, OpWork, op_work
+from .params import SLOW_BAND_BYTES, SLOW_BAND_TOLERANCE
 
 # Utilization: the array fills output-channel lanes up to ~256 channels (the M1's end-to-end
 # conv peak is reached by raising channels to 256, guide ch. 11) and streams patches in a
@@ -77,6 +78,7 @@ class OpFeature:
     stream_share: float = 1.0  # share of its weights streamed each call (the rest stay resident)
     gemv: bool = False      # fewer rows than a width granule: weights stream at the single-row rate
     restream_bytes: float = 0.0  # input re-read by extra output-channel-group passes (ch. 20)
+    slow_band: bool = False  # single-row fp16 matmul weight of a 16 MiB multiple (params.SLOW_BAND)
 
 
 # The output positions of the spatial tile ch. 20 measured the group at (32 x 32). The group lives
@@ -101,7 +103,8 @@ def ocg_passes(w: OpWork, ocg_channels: float) -> int:
 
 
 FEATURE_COLUMNS = ("path", "exec_flops", "fill", "weight_bytes", "vector_bytes", "io_bytes", "spill_bytes",
-                   "over_ws", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap")
+                   "over_ws", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap",
+                   "slow_band")
 
 
 def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
@@ -123,13 +126,14 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["stream_share"][i] = f.stream_share
         cols["gemv"][i] = f.gemv and f.path in ("conv", "matmul")
         cols["restream_bytes"][i] = f.restream_bytes if f.path == "conv" else 0.0
+        cols["slow_band"][i] = f.slow_band and f.path == "matmul"
     return cols
 
 
 def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-op time components in microseconds. `p` holds per-op arrays (or scalars) of
     conv_tflops, matmul_tflops, spill_factor, cliff_factor, weight_gbs, gemv_gbs, conv_load_gbs,
-    io_gbs, vector_gbs."""
+    io_gbs, vector_gbs, and optionally slow_band_gbs (inf: no slow band)."""
     path = cols["path"]
     conv, mm, vec = path == 0, path == 1, path == 2
     roof = np.where(conv, p["conv_tflops"], p["matmul_tflops"]) * 1e6          # flops per us
@@ -141,7 +145,9 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
     compute = compute + np.where(vec, cols["vector_bytes"] / (p["vector_gbs"] * 1e3), 0.0)
     first = cols["first_conv"] > 0
     wbytes = cols["weight_bytes"] * cols["stream_share"]
-    stream_gbs = np.where(vec, p["vector_gbs"], np.where(cols["gemv"] > 0, p["gemv_gbs"], p["weight_gbs"]))
+    gemv_gbs = np.where(cols["slow_band"] > 0, np.minimum(p["gemv_gbs"], p.get("slow_band_gbs", np.inf)),
+                        p["gemv_gbs"])
+    stream_gbs = np.where(vec, p["vector_gbs"], np.where(cols["gemv"] > 0, gemv_gbs, p["weight_gbs"]))
     streamed = wbytes / (stream_gbs * 1e3)
     # The exposed load is the part of the first kernel the weight SRAM holds; a kernel larger than the
     # SRAM cannot be loaded whole before the array starts, so the rest streams under the compute.
@@ -153,6 +159,14 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
     io = cols["io_bytes"] / (p["io_gbs"] * 1e3)
     us = np.maximum(np.maximum(compute, np.where(first, rest, streamed)), spill) + exposed + io
     return {"compute": compute, "weights": weights, "spill": spill, "io": io, "us": us}
+
+
+def in_slow_band(w: OpWork) -> bool:
+    """The op streams an fp16 weight within 0.4% of an integer multiple of 16 MiB (params.SLOW_BAND)."""
+    if not w.weight_bytes or not (w.weight_format == "fp16" or w.weight_format.endswith("+fold")):
+        return False
+    k = round(w.weight_bytes / SLOW_BAND_BYTES)
+    return k >= 1 and abs(w.weight_bytes - k * SLOW_BAND_BYTES) <= SLOW_BAND_TOLERANCE * w.weight_bytes
 
 
 def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: float,
@@ -197,10 +211,13 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
             # 3x3 ramp keeps rising to 256x256, a 8 MB activation)
             f.over_ws = path == "matmul" and w.largest_operand > working_set
             f.over_wsram = w.weight_bytes > weight_sram
-            if path == "conv" and not seen_conv:
+            f.gemv = 0 < w.rows < GEMV_ROWS
+            # a single-row conv has no compute for its kernel load to wait on: the load is its
+            # work, streamed at the single-row rate (ch. 9), so it exposes no separate load
+            if path == "conv" and not seen_conv and not f.gemv:
                 f.first_conv = seen_conv = True
                 f.exposed_cap = weight_sram
-            f.gemv = 0 < w.rows < GEMV_ROWS
+            f.slow_band = f.gemv and path == "matmul" and in_slow_band(w)
             f.restream_bytes = (ocg_passes(w, ocg_channels) - 1) * w.act_in_bytes
         feats.append(f)
     total_w = sum(f.work.weight_bytes for f in feats if f.path != "io")
@@ -212,5 +229,7 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
 
 
 def param_arrays(p) -> dict[str, float]:
-    return {k: getattr(p, k) for k in ("conv_tflops", "matmul_tflops", "spill_factor", "cliff_factor",
-                                       "weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs", "vector_gbs")}
+    out = {k: getattr(p, k) for k in ("conv_tflops", "matmul_tflops", "spill_factor", "cliff_factor",
+                                      "weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs", "vector_gbs")}
+    out["slow_band_gbs"] = p.slow_band_gbs or np.inf
+    return out

@@ -66,6 +66,34 @@ VECTOR_RATIO = 4.0
 ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0, "realtime": 0.093 / 0.175}
 HOST_COPY_ROUTES = ("host",)
 
+# The 16 MiB slow band of the single-row fp16 weight stream. A single-row matmul-path op whose fp16
+# weight is an integer multiple of 16 MiB (within 0.4%) streams it at ~21 GB/s on some engines, whatever
+# their DRAM, and at the usual rate either side: on an M5 MacBook Air through ANEForge (public Proteus
+# report, "16 MiB byte-size law": 23 of 23 shapes, 21.2 GB/s in the band against 54.3 outside; at a
+# fixed inner 4096 the rate moves 2.5x with the output width alone, so it is the byte count, not the
+# inner dimension; padding a 14336x4096 weight's inner dimension to 4160 runs it 2.58x faster; int8
+# per-channel weights reach ~63 GB/s, so fp16 only). Which engines: ANEForge's roofline GEMV (M=1,
+# K=N=4096, fp16: 32 MiB) takes 1.448 ms on an M4, 1.594 on an M4 Max and 1.592 on an M5 (24.3, 22.0,
+# 22.0 GB/s net of the ~0.07 ms e5rt floor), 0.300 ms on an M5 Pro (146 GB/s) and 0.747 / 0.742 ms on
+# an M1 / M1 Max (49-50 GB/s, their single-row ceiling). Measured on the matmul path only. Not fitted:
+# the rate is the median of the three affected machines.
+SLOW_BAND_BYTES = 16 * 2 ** 20
+SLOW_BAND_TOLERANCE = 0.004
+SLOW_BAND_GBS = 22.0
+_AF_GEMV = "sbryngelson/ANEForge bench/results/rooflines/{}: roofline_analysis gap_measurements gemv ANE lat_ms {}"
+SLOW_BAND = {
+    "h16": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m4-Mac16_12-d4109cd41a75-6779bad2.json",
+                                           "1.448 (K=N=4096 fp16, 32 MiB: 24.3 GB/s)")),
+    "h16g": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m4-max-Mac16_6-c77b1414be16-d11ec8da.json",
+                                            "1.594 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)")),
+    "h17": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m5-Mac17_3-019d3ac27339-426ca052.json",
+                                           "1.592 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)") + "; public Proteus report "
+            "(M5 MacBook Air through ANEForge): 16 MiB byte-size law, 21.2 GB/s in the band, 54.3 outside"),
+}
+# Measured without it: M1 and M1 Max (49-50 GB/s, their single-row ceiling), M5 Pro (h17s, 146 GB/s).
+# Targets nobody measured (h14, h15, h18, ...) are assumed free of it.
+SLOW_BAND_FREE = ("h13", "h13g", "h17s")
+
 
 @dataclass(frozen=True)
 class Prior:
@@ -224,6 +252,7 @@ class CostParams:
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
+    slow_band_gbs: float = 0.0  # single-row fp16 stream of a 16 MiB-multiple weight (0: no slow band)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
     measured: bool = True       # False: no published point measures this generation
@@ -338,6 +367,16 @@ def _tops_per_die(chip) -> float | None:
     return None
 
 
+def slow_band(chip) -> tuple[float, str]:
+    """(GB/s, source) of a chip's single-row fp16 stream of a weight in the 16 MiB slow band; 0.0
+    where its compiler target was measured without the band or was not measured (SLOW_BAND)."""
+    if chip.compiler in SLOW_BAND:
+        return SLOW_BAND[chip.compiler]
+    if chip.compiler in SLOW_BAND_FREE:
+        return 0.0, "measured without the 16 MiB slow band (ANEForge roofline GEMV, K=N=4096 fp16)"
+    return 0.0, "no 16 MiB slow band assumed (not measured on this compiler target)"
+
+
 def params_for(chip, table: Mapping | None = None) -> CostParams:
     """The cost constants for a chip record (anekit.targets.Chip) or name. `table` overrides
     fitted.json (the fit passes candidate values through it)."""
@@ -372,6 +411,7 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
     srcs["vector_gbs"] = f"assumption: {VECTOR_RATIO:g}x the I/O stream"
     srcs["resident_bytes"] = RESIDENT[gen].source
     srcs["host_copy_gbs"] = SHARED_PRIORS["host_copy_gbs"].source
+    band_gbs, srcs["slow_band_gbs"] = slow_band(chip)
     if not measured:
         for f in srcs:
             srcs[f] = "UNMEASURED generation, extrapolated from the M1's: " + srcs[f]
@@ -384,5 +424,6 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
                       host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"],
+                      slow_band_gbs=band_gbs,
                       streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)

@@ -149,18 +149,20 @@ def _conv3_batch(c, b, hw=64):
 
 
 def _lm_head(lut_bits=None, vocab=128256, dim=4096, chunks=16):
-    """anemll-bench's llama_lm_head: one [1, 4096] row against a 128256-row head, split in
-    `chunks` linears (the head passes every family's dimension limit in one piece)."""
+    """anemll-bench's llama_lm_head: one 4096-channel position against a 128256-row head, split in
+    `chunks` 1x1 convolutions (Anemll's models build the head as lm_head16_1..16, each
+    nn.Conv2d(hidden, vocab // 16, 1) on a [1, hidden, 1, seq] input, ENABLE_CONV2D with
+    ENABLE_VACAB_SPLIT16)."""
     def build():
         ak = _ak()
         rows = vocab // chunks
-        x = ak.input("x", (1, dim))
+        x = ak.input("x", (1, dim, 1, 1))
         if lut_bits:
-            idx = make_const(np.zeros((rows, dim), np.uint8), f"uint{lut_bits}")
-            w = ak.constexpr_lut_to_dense(indices=idx, lut=np.zeros((1, 1, 2 ** lut_bits, 1), np.float16))
+            idx = make_const(np.zeros((rows, dim, 1, 1), np.uint8), f"uint{lut_bits}")
+            w = ak.constexpr_lut_to_dense(indices=idx, lut=np.zeros((1, 1, 1, 1, 2 ** lut_bits, 1), np.float16))
         else:
-            w = make_const(np.zeros((rows, dim), np.float16))
-        return ak.program({f"y{i}": ak.linear(x, w) for i in range(chunks)})
+            w = make_const(np.zeros((rows, dim, 1, 1), np.float16))
+        return ak.program({f"y{i}": ak.conv(x, w) for i in range(chunks)})
     return build
 
 
@@ -217,8 +219,9 @@ _AF_GEMM = ("ANEForge GEMM: af.input((N, N)).linear(W), fp16 I/O; min latency ov
 _AF_CONV = ("ANEForge conv: 3x3 same-pad C->C on (B, C, 64, 64), fp16; min latency over 8 reps of net(x) on numpy "
             "arrays (host-copy route)")
 _ANEMLL = "Anemll/anemll-bench issue #{n} ({chip}, {model}): llama_lm_head{suffix} inference_time_ms"
-_ANEMLL_SHAPE = ("head [128256 x 4096] (1050.67 MB reported = fp16 128256 x 4096) on a [1, 1, 4096] row; "
-                 "split in 16 linears (assumed; anemll splits the head)")
+_ANEMLL_SHAPE = ("head [128256 x 4096] (1050.67 MB reported = fp16 128256 x 4096) on one 4096-channel position; "
+                 "16 1x1 convs of 8016 rows (Anemll's lm_head16_1..16 = nn.Conv2d(hidden, vocab // 16, 1); "
+                 "anemll-bench assumed to build its head the same way)")
 
 _AF_FILES = {
     "M1": "roofline-apple-m1-MacBookAir10_1-bb9e71be3ae6-22b6e4fa.json",
