@@ -273,7 +273,7 @@ def test_single_row_weights_stream_at_the_gemv_rate():
                                                  / (gbs * 1e3), rel=1e-6)
 
 
-def test_single_row_fp16_weight_of_a_16mib_multiple_streams_in_the_slow_band():
+def test_single_row_weight_of_a_16mib_multiple_streams_in_the_slow_band():
     # ANEForge's GEMV (K=N=4096 fp16, 32 MiB) runs at ~22 GB/s on the M4, M4 Max and M5, 146 GB/s on
     # the M5 Pro and at the single-row ceiling on the M1 (params.SLOW_BAND); the band is the weight's
     # byte count (a multiple of 16 MiB within 0.4%), not its inner dimension
@@ -299,12 +299,14 @@ def test_single_row_fp16_weight_of_a_16mib_multiple_streams_in_the_slow_band():
             r = estimate(gemv(out, inner), chip).ops[0]
             assert r.weights_us == pytest.approx(streamed(p, out * inner * 2) / (p.gemv_gbs * 1e3),
                                                  rel=1e-6), (chip, out, inner)
-        # 64 rows tile the weight (the tiled stream); int8 is not in the fp16 band
+        # 64 rows tile the weight (the tiled stream); the band is the transfer's length in any format:
+        # int8 of 32 MiB sits in it, int8 of 16.25 MiB does not
         tiled = estimate(gemv(4096, 4096, rows=64), chip).ops[0]
         assert tiled.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.weight_gbs * 1e3), rel=1e-6)
-        i8 = estimate(gemv(4096, 8192, weight=_weight_of("int8", 4096, 8192)), chip).ops[0]
-        i8_bytes = 4096 * 8192 + 8192 * 2 + 8192        # int8 data + fp16 scales + int8 zero points
-        assert i8.weights_us == pytest.approx(streamed(p, i8_bytes) / (p.gemv_gbs * 1e3), rel=1e-6)
+        for out, inner, gbs in ((4096, 8192, SLOW_BAND_GBS), (4096, 4160, p.gemv_gbs)):
+            i8 = estimate(gemv(out, inner, weight=_weight_of("int8", out, inner)), chip).ops[0]
+            i8_bytes = out * inner + inner * 2 + inner        # int8 data + fp16 scales + int8 zero points
+            assert i8.weights_us == pytest.approx(streamed(p, i8_bytes) / (gbs * 1e3), rel=1e-6), (chip, inner)
     for chip in ("m1", "m1 max", "m5 pro", "m2 pro"):
         p = params_for(chip)
         assert p.slow_band_gbs == 0.0

@@ -78,7 +78,7 @@ class OpFeature:
     stream_share: float = 1.0  # share of its weights streamed each call (the rest stay resident)
     gemv: bool = False      # fewer rows than a width granule: weights stream at the single-row rate
     restream_bytes: float = 0.0  # input re-read by extra output-channel-group passes (ch. 20)
-    slow_band: bool = False  # single-row fp16 matmul weight of a 16 MiB multiple (params.SLOW_BAND)
+    slow_band: bool = False  # single-row matmul weight of a 16 MiB multiple (params.SLOW_BAND)
 
 
 # The output positions of the spatial tile ch. 20 measured the group at (32 x 32). The group lives
@@ -162,8 +162,9 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
 
 
 def in_slow_band(w: OpWork) -> bool:
-    """The op streams an fp16 weight within 0.4% of an integer multiple of 16 MiB (params.SLOW_BAND)."""
-    if not w.weight_bytes or not (w.weight_format == "fp16" or w.weight_format.endswith("+fold")):
+    """The op streams a weight within 0.4% of an integer multiple of 16 MiB, in any format: the stall
+    is on the transfer's length (params.SLOW_BAND)."""
+    if not w.weight_bytes:
         return False
     k = round(w.weight_bytes / SLOW_BAND_BYTES)
     return k >= 1 and abs(w.weight_bytes - k * SLOW_BAND_BYTES) <= SLOW_BAND_TOLERANCE * w.weight_bytes

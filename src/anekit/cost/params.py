@@ -66,17 +66,21 @@ VECTOR_RATIO = 4.0
 ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0, "realtime": 0.093 / 0.175}
 HOST_COPY_ROUTES = ("host",)
 
-# The 16 MiB slow band of the single-row fp16 weight stream. A single-row matmul-path op whose fp16
-# weight is an integer multiple of 16 MiB (within 0.4%) streams it at ~21 GB/s on some engines, whatever
-# their DRAM, and at the usual rate either side: on an M5 MacBook Air through ANEForge (public Proteus
-# report, "16 MiB byte-size law": 23 of 23 shapes, 21.2 GB/s in the band against 54.3 outside; at a
-# fixed inner 4096 the rate moves 2.5x with the output width alone, so it is the byte count, not the
-# inner dimension; padding a 14336x4096 weight's inner dimension to 4160 runs it 2.58x faster; int8
-# per-channel weights reach ~63 GB/s, so fp16 only). Which engines: ANEForge's roofline GEMV (M=1,
-# K=N=4096, fp16: 32 MiB) takes 1.448 ms on an M4, 1.594 on an M4 Max and 1.592 on an M5 (24.3, 22.0,
-# 22.0 GB/s net of the ~0.07 ms e5rt floor), 0.300 ms on an M5 Pro (146 GB/s) and 0.747 / 0.742 ms on
-# an M1 / M1 Max (49-50 GB/s, their single-row ceiling). Measured on the matmul path only. Not fitted:
-# the rate is the median of the three affected machines.
+# The 16 MiB slow band of the single-row weight stream. The mechanism (kasper0406/stablehlo-coreml PR
+# #110, citing Eileen Yoon's reverse engineering of the ANE kernel DMA, "Getting 50 GB/s Back Out of the
+# ANE"): the weight DMA's prefetch ring measures its distance in 14-bit 64-byte line pointers, so a
+# transfer whose length is an integer multiple of 1 MiB aliases "a full lap left" to "empty", the
+# prefetcher stops and the stream falls to 17-19 GB/s from a nominal 45-60, recovering over 16 KiB
+# either side. Each of the 16 cores streams the whole inner dimension for the output channels it owns,
+# so a weight whose bytes are a multiple of 16 MiB (16 x 1 MiB; 2048x4096 fp16 is one) sits in the
+# notch; we test the whole weight's bytes within 0.4% (a quarter of the recovery window per core).
+# It is the transfer's length, so the format does not matter: ANEForge's M4 int8 decode takes half its
+# fp16 time (22.1 against 43.1 ms), as int8 weights of a 16 MiB multiple streaming at the same slowed
+# rate would. Which engines: ANEForge's roofline GEMV (M=1, K=N=4096, fp16: 32 MiB) takes 1.448 ms on
+# an M4, 1.594 on an M4 Max and 1.592 on an M5 (24.3, 22.0, 22.0 GB/s net of the ~0.07 ms e5rt floor),
+# 0.300 ms on an M5 Pro (146 GB/s) and 0.747 / 0.742 ms on an M1 / M1 Max (49-50 GB/s, their
+# single-row ceiling). Measured on the matmul path only. Not fitted: the rate is the median of the
+# three affected machines.
 SLOW_BAND_BYTES = 16 * 2 ** 20
 SLOW_BAND_TOLERANCE = 0.004
 SLOW_BAND_GBS = 22.0
@@ -87,8 +91,8 @@ SLOW_BAND = {
     "h16g": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m4-max-Mac16_6-c77b1414be16-d11ec8da.json",
                                             "1.594 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)")),
     "h17": (SLOW_BAND_GBS, _AF_GEMV.format("roofline-apple-m5-Mac17_3-019d3ac27339-426ca052.json",
-                                           "1.592 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)") + "; public Proteus report "
-            "(M5 MacBook Air through ANEForge): 16 MiB byte-size law, 21.2 GB/s in the band, 54.3 outside"),
+                                           "1.592 (K=N=4096 fp16, 32 MiB: 22.0 GB/s)") + "; mechanism: kasper0406/stablehlo-coreml PR #110 "
+            "(the weight DMA's prefetch stalls on transfers of a 1 MiB multiple per core: 17-19 GB/s)"),
 }
 # Measured without it: M1 and M1 Max (49-50 GB/s, their single-row ceiling), M5 Pro (h17s, 146 GB/s).
 # Targets nobody measured (h14, h15, h18, ...) are assumed free of it.
@@ -252,7 +256,7 @@ class CostParams:
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
-    slow_band_gbs: float = 0.0  # single-row fp16 stream of a 16 MiB-multiple weight (0: no slow band)
+    slow_band_gbs: float = 0.0  # single-row stream of a 16 MiB-multiple weight (0: no slow band)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
     measured: bool = True       # False: no published point measures this generation
@@ -368,7 +372,7 @@ def _tops_per_die(chip) -> float | None:
 
 
 def slow_band(chip) -> tuple[float, str]:
-    """(GB/s, source) of a chip's single-row fp16 stream of a weight in the 16 MiB slow band; 0.0
+    """(GB/s, source) of a chip's single-row stream of a weight in the 16 MiB slow band; 0.0
     where its compiler target was measured without the band or was not measured (SLOW_BAND)."""
     if chip.compiler in SLOW_BAND:
         return SLOW_BAND[chip.compiler]
