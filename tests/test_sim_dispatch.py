@@ -100,3 +100,29 @@ def test_slice_plans_are_made_once_per_op():
         assert np.array_equal(sim.run_stored({"x": a})["y"], a[1:3, 2:9:2])
     step = sim._steps[0]
     assert list(step.call.cache) == [("slices", (4, 10))]
+
+
+@pytest.mark.parametrize("profile", ["m1", "m4", "m5", "h11"])
+def test_float_casts_of_stored_values_pass_them_on_with_the_kernel_bits(profile):
+    """A float-to-float cast of a stored value (a graph input, a rounded op's output) is the
+    identity in a chip profile that stores NaN as 0: the executor passes the value on without
+    the call (identity_when), with the bits the kernel and its storage step give, hostile values
+    included. A cast of a constant keeps the kernel."""
+    x = ak.input("x", (4, 32), "fp32")
+    h = ak.cast(x, dtype="fp16")                           # a graph input: stored (NaN came in as inf)
+    y = ak.cast(h * 3.0, dtype="fp32")                     # a rounded op's output
+    z = ak.cast(ak.cast(y, dtype="fp16"), dtype="fp32")    # a cast of a passed-on value
+    c = ak.cast(ak.const(np.array([np.nan, 1e6, 1e-9], np.float32)), dtype="fp16")
+    sim = Simulator(ak.program({"y": y, "z": z, "h": h, "c": c * 1.0}), profile=profile)
+    casts = [st for st in sim._steps if st.call.op.type == "cast"]
+    assert casts and all(st.view is not None for st in casts)
+    rng = np.random.default_rng(7)
+    a = _feed(rng, (4, 32))
+    a[0, :3] = [np.nan, -np.nan, 1e-30]
+    got = sim.run({"x": a})
+    for st in casts:                                       # the kernel route
+        st.view = None
+    want = sim.run({"x": a})
+    for name in want:
+        assert np.array_equal(_bits(got[name]), _bits(want[name])), name
+    assert not np.isnan(got["h"]).any() and np.isinf(got["h"][0, :2]).all()

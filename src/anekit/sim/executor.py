@@ -123,9 +123,20 @@ class Simulator:
                              for slot in unit.stores}
         # Outputs computed by a rounding op in a profile whose NaN rule leaves no NaN: already in
         # stored form (on the fp16 grid, no NaN), where run_stored's rounding is the identity.
+        # Graph inputs are stored form too where ingest turns NaN into inf (no NaN is left), and
+        # an op whose kernel declares identity_when passes such a value on without a call.
         rounded = set()
         if self.nx.fp16 and self.profile.indeterminate_to_zero:
+            if self.profile.nan_inputs_to_inf:
+                rounded.update(self._slot[id(t)] for t in fn.inputs if t.name not in self._state_names
+                               and t.dtype in ("fp16", "fp32"))
             for step in self._steps:      # (in order: a reshape of a rounded value is one too)
+                identity = step.kernel.identity_when
+                x = step.tensors.get("x")
+                if identity is not None and step.view is None and step.fused is None and x in rounded \
+                        and len(step.fin) == 1 and step.fin[0][2] == "float_round" and identity(step.call, step.consts):
+                    shape = tuple(step.fin[0][1].shape)
+                    step.view = (x, shape, F32, step.fin[0][0], math.prod(shape))
                 if step.view is not None and step.view[0] in rounded and step.view[2] is F32:
                     rounded.add(step.view[3])
                 rounded.update(slot for slot, _, how in step.fin if how == "float_round")

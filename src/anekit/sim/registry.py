@@ -33,17 +33,22 @@ class Kernel:
                                       # compiled elementwise tape (sim/regions.py), if it has one
     reshape_only: bool = False        # the result is input x's data in the declared output shape:
                                       # the executor reshapes without calling the kernel
+    identity_when: Callable | None = None   # identity_when(call, consts) -> True where a stored-form input x
+                                      # comes out unchanged: the executor passes x on when it is stored
     program: Callable | None = None   # program(call, consts) -> the op's form in a compiled loop program
                                       # (sim/program.py), or None where it has none
 
 
 def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape_only: bool = False,
-           program: Callable | None = None):
+           program: Callable | None = None, identity_when: Callable | None = None):
     """File `fn` as the kernel of each named op (on its OpSpec). `tape` gives, per op name, the
     op's form on the compiled elementwise tape: (an op code of sim/compiled.py, the two
     parameters it reads), computing what `fn` computes with the same rounding (sim/regions.py
     fuses runs of such ops; tests/test_sim_regions.py holds the two routes to the same bits).
     `reshape_only`: the kernel returns x reshaped to the declared output shape, nothing else.
+    `identity_when(call, consts)`: True where the kernel and the storage step after it return an input x
+    already in stored form (on the fp16 grid, no NaN) unchanged; the executor then passes x on
+    where it knows x is stored (tests/test_sim_dispatch.py holds both routes to the same bits).
     `program(call, consts)`: the op's form as a row of a compiled loop program (sim/program.py: a
     tuple whose first item names the row kind there, computing what `fn` and the executor's
     storage step compute), or None where this call has none (consts: its non-tensor arguments); tests/test_sim_program.py holds
@@ -59,7 +64,7 @@ def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape
             if spec.kernel is not None:
                 raise RuntimeError(f"op '{name}' has two kernels")
             spec.kernel = Kernel(name, fn, finish, tape=(tape or {}).get(name), reshape_only=reshape_only,
-                                 program=program)
+                                 program=program, identity_when=identity_when)
         return fn
     return register
 
