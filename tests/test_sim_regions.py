@@ -133,6 +133,32 @@ def test_an_adam_update_is_one_region_with_the_op_by_op_bits(numerics):
     _same_bits(*_both(sim, feeds))
 
 
+def _long_chain_program():
+    """A chain of 30 elementwise ops on one element count whose values are read again up to
+    ten ops later, some twice by one op (v * v), with two outputs taken from its middle."""
+    x, y = ak.input("x", (37, 41)), ak.input("y", (37, 41))
+    vals = [x, y]
+    for i in range(30):
+        a, b = vals[-1], vals[-1 - (i % 10) - 1]
+        vals.append([a * b, a + b, a - b, a * a, (a * a + 1.0).sqrt(), a / (b * b + 0.5)][i % 6] * 0.75)
+    return ak.program({"mid": vals[12], "wide": vals[20], "out": vals[-1]})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", ["m1", "exact", "m5"])
+def test_scratch_rows_are_reused_without_changing_a_bit(profile):
+    """Region.finish gives a scratch row back once the last member reading its value has
+    run: a long chain needs a few rows, not one per member, with the op-by-op bits (specials,
+    NaN payloads, values read far downstream and twice by one op)."""
+    sim = Simulator(_long_chain_program(), profile=profile)
+    (region,) = _regions(sim)
+    assert len(region.tape) > 30 and region.rows <= 16
+    rng = np.random.default_rng(17)
+    for nan in (False, True, True):
+        feeds = {n: _hostile(rng, (37, 41), 2.0, nan=nan) for n in ("x", "y")}
+        _same_bits(*_both(sim, feeds))
+
+
 def test_short_exact_runs_and_lone_ops_stay_op_by_op():
     x, y = ak.input("x", (8,)), ak.input("y", (8,))
     prog = ak.program({"z": ak.relu(x * y) + y})
