@@ -269,3 +269,39 @@ def test_tape_rows_round_as_round16_with_nan_payloads(code, mode):
     finally:
         compiled.set_enabled(previous)
     _same_bits({"op": want}, {"op": out})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("code, mode", [(c, m) for c in range(5) for m in (0, 3)] + [(5, 3)])
+def test_checked_exact_rows_report_a_nan_in_their_one_pass(code, mode):
+    """An exact row that must report a NaN (a region output, check flag set) computes, rounds
+    (mode 3) and checks in one pass: the flag is set exactly when a float32 result is a NaN,
+    and the finite results are numpy's float32 values (mode 0) or their round_fp16 (mode 3)."""
+    tape = _tape_module()
+    rng = np.random.default_rng(40 + code * 3 + mode)
+    a = _every_magnitude(rng, 3000)
+    a = a[~np.isnan(a)]
+    b = rng.permutation(a)
+    b[a == 0] = np.float32(1.0)                                   # no 0 / 0 ...
+    b[np.isinf(a)] = np.float32(2.0)                              # ... nor inf - inf, inf * 0, inf / inf
+    a[b == 0] = np.float32(1.0)
+    a = np.abs(a) if code == 4 else a                             # sqrt of a negative number: NaN
+    out = np.empty_like(a)
+    with np.errstate(all="ignore"):
+        exact = [a + b, a - b, a * b, a / b, np.sqrt(a), a][code]
+    assert not np.isnan(exact).any()
+    previous = compiled.set_enabled(False)
+    try:
+        want = fp16.round_fp16(exact, nan=None) if mode == 3 else exact
+    finally:
+        compiled.set_enabled(previous)
+    for poison in (False, True):
+        if poison:                     # one NaN operand far into the array
+            a = a.copy()
+            a[a.size - 5] = np.array(0x7FC01234, np.uint32).view(np.float32)
+        addrs = np.array([a.ctypes.data, b.ctypes.data, out.ctypes.data], np.int64)
+        row = np.array([[code, 1, 0, 0, 0, 1, 1, 0, 0, 1, 2, mode, 1]], np.int64)
+        bad = tape.run(np.array([[a.size, 0, 1]], np.int64), row, addrs, 3, 64)
+        assert bool(bad) is poison
+        if not poison:
+            _same_bits({"op": want}, {"op": out})
