@@ -27,7 +27,7 @@ from .fp16 import F32
 _COPY = 5                                    # the tape's copy row (only with _EXACT_STORED)
 _SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO, _EXACT_STORED = 0, 1, 2, 3  # modes
-_WIDTH = 512                                 # elements per block: the live scratch rows stay in L1
+_WIDTH = 1024                                # elements per block: the live scratch rows (a few, reused) stay in L1
 _MIN_EXACT = 3                               # the shortest run worth a tape call in exact numerics
 
 # A writable array's data address through ctypes (about 4x faster than ndarray.ctypes.data).
