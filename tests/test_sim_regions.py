@@ -133,6 +133,32 @@ def test_an_adam_update_is_one_region_with_the_op_by_op_bits(numerics):
     _same_bits(*_both(sim, feeds))
 
 
+def _long_chain_program():
+    """A chain of 30 elementwise ops on one element count whose values are read again up to
+    ten ops later, some twice by one op (v * v), with two outputs taken from its middle."""
+    x, y = ak.input("x", (37, 41)), ak.input("y", (37, 41))
+    vals = [x, y]
+    for i in range(30):
+        a, b = vals[-1], vals[-1 - (i % 10) - 1]
+        vals.append([a * b, a + b, a - b, a * a, (a * a + 1.0).sqrt(), a / (b * b + 0.5)][i % 6] * 0.75)
+    return ak.program({"mid": vals[12], "wide": vals[20], "out": vals[-1]})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", ["m1", "exact", "m5"])
+def test_scratch_rows_are_reused_without_changing_a_bit(profile):
+    """Region.finish gives a scratch row back once the last member reading its value has
+    run: a long chain needs a few rows, not one per member, with the op-by-op bits (specials,
+    NaN payloads, values read far downstream and twice by one op)."""
+    sim = Simulator(_long_chain_program(), profile=profile)
+    (region,) = _regions(sim)
+    assert len(region.tape) > 30 and region.rows <= 16
+    rng = np.random.default_rng(17)
+    for nan in (False, True, True):
+        feeds = {n: _hostile(rng, (37, 41), 2.0, nan=nan) for n in ("x", "y")}
+        _same_bits(*_both(sim, feeds))
+
+
 def test_short_exact_runs_and_lone_ops_stay_op_by_op():
     x, y = ak.input("x", (8,)), ak.input("y", (8,))
     prog = ak.program({"z": ak.relu(x * y) + y})
@@ -243,3 +269,39 @@ def test_tape_rows_round_as_round16_with_nan_payloads(code, mode):
     finally:
         compiled.set_enabled(previous)
     _same_bits({"op": want}, {"op": out})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("code, mode", [(c, m) for c in range(5) for m in (0, 3)] + [(5, 3)])
+def test_checked_exact_rows_report_a_nan_in_their_one_pass(code, mode):
+    """An exact row that must report a NaN (a region output, check flag set) computes, rounds
+    (mode 3) and checks in one pass: the flag is set exactly when a float32 result is a NaN,
+    and the finite results are numpy's float32 values (mode 0) or their round_fp16 (mode 3)."""
+    tape = _tape_module()
+    rng = np.random.default_rng(40 + code * 3 + mode)
+    a = _every_magnitude(rng, 3000)
+    a = a[~np.isnan(a)]
+    b = rng.permutation(a)
+    b[a == 0] = np.float32(1.0)                                   # no 0 / 0 ...
+    b[np.isinf(a)] = np.float32(2.0)                              # ... nor inf - inf, inf * 0, inf / inf
+    a[b == 0] = np.float32(1.0)
+    a = np.abs(a) if code == 4 else a                             # sqrt of a negative number: NaN
+    out = np.empty_like(a)
+    with np.errstate(all="ignore"):
+        exact = [a + b, a - b, a * b, a / b, np.sqrt(a), a][code]
+    assert not np.isnan(exact).any()
+    previous = compiled.set_enabled(False)
+    try:
+        want = fp16.round_fp16(exact, nan=None) if mode == 3 else exact
+    finally:
+        compiled.set_enabled(previous)
+    for poison in (False, True):
+        if poison:                     # one NaN operand far into the array
+            a = a.copy()
+            a[a.size - 5] = np.array(0x7FC01234, np.uint32).view(np.float32)
+        addrs = np.array([a.ctypes.data, b.ctypes.data, out.ctypes.data], np.int64)
+        row = np.array([[code, 1, 0, 0, 0, 1, 1, 0, 0, 1, 2, mode, 1]], np.int64)
+        bad = tape.run(np.array([[a.size, 0, 1]], np.int64), row, addrs, 3, 64)
+        assert bool(bad) is poison
+        if not poison:
+            _same_bits({"op": want}, {"op": out})

@@ -163,20 +163,63 @@ else:
 
 
 @_jit
-def _apply(code, mode, a, b, d, m):
-    """_apply_bits, with the rounding of _round (about 3x fewer instructions than the bit
-    arithmetic where it is the hardware conversion) and a redo when a result is a NaN."""
-    if mode == EXACT:
-        _apply_bits(code, mode, a, b, d, m)
-        return
+def _exact(code, a, b, d, m, stored):
+    """_apply_bits(code, EXACT or EXACT_STORED, ...) in one pass with the NaN check, the
+    storage rounding by _round; True when a float32 result is a NaN (EXACT_STORED: the block
+    is then redone by _apply_bits, which keeps the NaN). Each result is the float32 value
+    _apply_bits computes, so without a NaN, d holds its bits (EXACT) or their _round
+    (EXACT_STORED), and a NaN is reported as _has_nan on d reported it."""
     nan = False
-    if mode == EXACT_STORED:
-        _apply_bits(code, EXACT, a, b, d, m)
+    if code == ADD:
         for i in range(m):
-            v = d[i]
+            v = a[i] + b[i]
             nan |= v != v
-            d[i] = _round(v)
-    elif code == ADD:
+            d[i] = _round(v) if stored else v
+    elif code == SUB:
+        for i in range(m):
+            v = a[i] - b[i]
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == MUL:
+        for i in range(m):
+            v = a[i] * b[i]
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == DIV:
+        for i in range(m):
+            v = a[i] / b[i]
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == COPY:
+        for i in range(m):
+            v = a[i]
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    else:
+        for i in range(m):
+            v = np.sqrt(a[i])
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    if nan and stored:
+        _apply_bits(code, EXACT_STORED, a, b, d, m)
+    return nan
+
+
+@_jit
+def _apply(code, mode, a, b, d, m, check):
+    """_apply_bits, with the rounding of _round (about 3x fewer instructions than the bit
+    arithmetic where it is the hardware conversion) and a redo when a result is a NaN.
+    Returns whether an exact-mode result is a NaN where `check` asks (the caller then redoes
+    the region op by op); False otherwise (chip modes: their NaN rule leaves none)."""
+    if mode == EXACT:
+        if check:
+            return _exact(code, a, b, d, m, False)
+        _apply_bits(code, mode, a, b, d, m)
+        return False
+    if mode == EXACT_STORED:
+        return _exact(code, a, b, d, m, True) and check
+    nan = False
+    if code == ADD:
         for i in range(m):
             v = a[i] + b[i]
             nan |= v != v
@@ -209,14 +252,7 @@ def _apply(code, mode, a, b, d, m):
             d[i] = _round(v)
     if nan:             # d never shares memory with a or b (the tape gives each result a row)
         _apply_bits(code, mode, a, b, d, m)
-
-
-@_jit
-def _has_nan(d, m):
-    bad = False
-    for i in range(m):
-        bad |= d[i] != d[i]
-    return bad
+    return False
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")    # compiled on first call (one signature)
@@ -235,9 +271,7 @@ def run(groups, tape, addrs, rows, width):
                 a = _view(tape[k, 1], tape[k, 2], tape[k, 3], tape[k, 4], addrs, sbase, width, base, m, fill_a)
                 b = _view(tape[k, 5], tape[k, 6], tape[k, 7], tape[k, 8], addrs, sbase, width, base, m, fill_b)
                 d = _view(tape[k, 9], tape[k, 10], 0, 0, addrs, sbase, width, base, m, fill_a)
-                _apply(tape[k, 0], tape[k, 11], a, b, d, m)
-                if tape[k, 12]:
-                    bad |= _has_nan(d, m)
+                bad |= _apply(tape[k, 0], tape[k, 11], a, b, d, m, tape[k, 12] != 0)
     return bad
 
 

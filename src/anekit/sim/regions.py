@@ -27,7 +27,7 @@ from .fp16 import F32
 _COPY = 5                                    # the tape's copy row (only with _EXACT_STORED)
 _SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO, _EXACT_STORED = 0, 1, 2, 3  # modes
-_WIDTH = 512                                 # elements per block: the scratch rows stay in L1
+_WIDTH = 1024                                # elements per block: the live scratch rows (a few, reused) stay in L1
 _MIN_EXACT = 3                               # the shortest run worth a tape call in exact numerics
 
 # A writable array's data address through ctypes (about 4x faster than ndarray.ctypes.data).
@@ -184,8 +184,17 @@ class Region:
         rows, tape, group_rows, stores = {}, [], [], []
         for g in self.groups:
             first = len(tape)
-            used = 0
-            for st in g.members:
+            # Scratch rows by liveness: a value's row is free again once the last member that
+            # reads it has run, so a group needs rows for its live values only, not one per
+            # member (a smaller footprint, hence wider blocks in cache). A member's result
+            # never shares a row with its own operands: it gets its row before they are freed.
+            last = {}
+            for j, st in enumerate(g.members):
+                last.setdefault(st.fin[0][0], j)
+                for s in plans[id(st)][2]:
+                    last[s] = j
+            free, used = [], 0
+            for j, st in enumerate(g.members):
                 code, mode, slots, layouts = plans[id(st)]
                 operands = []
                 for s, (r, m) in zip(slots, layouts):
@@ -203,13 +212,19 @@ class Region:
                 if slot in materialise:
                     dest = [_ARRAY, out_index[slot]]
                 else:
-                    rows[slot] = used
-                    dest = [_SCRATCH, used]
-                    used += 1
+                    if free:
+                        rows[slot] = free.pop()
+                    else:
+                        rows[slot] = used
+                        used += 1
+                    dest = [_SCRATCH, rows[slot]]
                 tape.append([code, *operands, *dest, mode, int(mode in (_EXACT, _EXACT_STORED) and slot in materialise)])
                 if slot in copies:
                     tape.append([_COPY, *dest, 0, 0, *dest, 0, 0, _ARRAY, out_index[slot], _EXACT_STORED, 1])
                     stores.append(slot)
+                for s in {*slots, slot}:             # values whose last reader this member is
+                    if last.get(s) == j and s in rows and s not in materialise and s not in ext:
+                        free.append(rows[s])
             group_rows.append(used)
             g.members = [(first, len(tape))]      # only the tape range is needed from here on
         self.stores = tuple(stores)
