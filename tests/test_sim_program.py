@@ -22,6 +22,7 @@ import anekit as ak
 from anekit.errors import ShapeError
 from anekit.ir.ops import control
 from anekit.sim import FAMILY_PROFILES, Simulator, compiled, profile_for, program
+from compiled_routes import both_routes
 
 PROFILES = {"exact": profile_for("exact"), "m1": profile_for("m1"), "m4": profile_for("m4"), **FAMILY_PROFILES}
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, -6e-8, 3.05e-5, 65504.0, -65504.0,
@@ -57,18 +58,6 @@ def _gru_program(rng, scatter_mode="add"):
     count, hs = control.build("while_loop", {"loop_vars": (ak.fill(shape=[1], value=np.int32(0)), h0),
                                              "captures": (seq,)}, {"cond": cond, "body": body})
     return ak.program({"count": count, "h": hs})
-
-
-def _both(sim, feeds):
-    previous = compiled.set_enabled(False)
-    try:
-        with np.errstate(all="ignore"):
-            ref = sim.run_stored(feeds)
-        compiled.set_enabled(True)
-        got = sim.run_stored(feeds)
-    finally:
-        compiled.set_enabled(previous)
-    return ref, got
 
 
 def _same_bits(ref, got):
@@ -110,12 +99,12 @@ def test_program_matches_the_op_by_op_route_in_every_profile(name, mode, monkeyp
     rng = np.random.default_rng(1)
     sim = Simulator(_gru_program(rng, mode), profile=PROFILES[name])
     spy = _Spy(monkeypatch)
-    ref, got = _both(sim, {"seq": _seq(rng)})
+    ref, got = both_routes(sim, {"seq": _seq(rng)})
     _same_bits(ref, got)
     assert spy.runs == [True], "the program should have run the loop"
     assert got["count"].tolist() == [STEPS]
     for scale, special in ((1e-6, 0.0), (3e-4, 0.5), (300.0, 0.0), (1.0, 0.3), (1e4, 0.5)):
-        ref, got = _both(sim, {"seq": _seq(rng, scale, special)})
+        ref, got = both_routes(sim, {"seq": _seq(rng, scale, special)})
         _same_bits(ref, got)
     assert False in spy.runs, "hostile data should have made some run fall back"
 
@@ -145,7 +134,7 @@ def test_a_body_op_without_a_program_form_keeps_the_loop_op_by_op(monkeypatch):
     sim = Simulator(ak.program({"n": n, "y": y}), profile="m4")
     spy = _Spy(monkeypatch)
     x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
-    ref, got = _both(sim, {"x": x})
+    ref, got = both_routes(sim, {"x": x})
     _same_bits(ref, got)
     assert spy.runs == []
 

@@ -13,6 +13,7 @@ import pytest
 import anekit as ak
 from anekit.sim import FAMILY_PROFILES, Simulator, compiled, fp16, profile_for, regions
 from anekit.train import optim
+from compiled_routes import both_routes
 
 PROFILES = {"exact": profile_for("exact"), "m1": profile_for("m1"), **FAMILY_PROFILES}
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, -6e-8, 3.05e-5, 65504.0, -65504.0,
@@ -24,19 +25,6 @@ def _hostile(rng, shape, scale=1.0, special=0.2, nan=True) -> np.ndarray:
     pick = rng.random(v.size) < special
     v[pick] = rng.choice(SPECIALS if nan else SPECIALS[~np.isnan(SPECIALS)], int(pick.sum()))
     return v.astype(np.float32).reshape(shape)
-
-
-def _both(sim, feeds):
-    """sim.run_stored on the numpy route, then on the compiled route."""
-    previous = compiled.set_enabled(False)
-    try:
-        with np.errstate(all="ignore"):
-            ref = sim.run_stored(feeds)
-        compiled.set_enabled(True)
-        got = sim.run_stored(feeds)
-    finally:
-        compiled.set_enabled(previous)
-    return ref, got
 
 
 def _same_bits(ref, got):
@@ -81,7 +69,7 @@ def test_regions_have_the_op_by_op_bits(profile):
     rng = np.random.default_rng(3)
     for nan in (False, True):
         for _ in range(3):
-            _same_bits(*_both(sim, _mixed_feeds(rng, nan)))
+            _same_bits(*both_routes(sim, _mixed_feeds(rng, nan)))
 
 
 @pytest.mark.numba
@@ -100,7 +88,7 @@ def test_an_exact_region_that_meets_a_nan_runs_again_op_by_op(monkeypatch):
     clean = len(calls)
     feeds["x"].reshape(-1)[7] = np.array(0x7FC01234, np.uint32).view(np.float32)   # a NaN with a payload
     calls.clear()
-    _same_bits(*_both(sim, feeds))
+    _same_bits(*both_routes(sim, feeds))
     op_by_op = len(sim._steps)
     assert clean < op_by_op and len(calls) > op_by_op + clean    # numpy route + compiled route with a redo
 
@@ -130,7 +118,7 @@ def test_an_adam_update_is_one_region_with_the_op_by_op_bits(numerics):
     feeds = {t.name: _hostile(rng, t.shape, 0.5, special=0.05, nan=False) for t in sim.function.inputs}
     feeds.update({n: np.array([v], np.float32) for n, v in opt._scalars(1e-2, 256.0, 3).items() if n in feeds})
     feeds["grad_mul"] = np.array([1.0], np.float32)
-    _same_bits(*_both(sim, feeds))
+    _same_bits(*both_routes(sim, feeds))
 
 
 def _long_chain_program():
@@ -156,7 +144,7 @@ def test_scratch_rows_are_reused_without_changing_a_bit(profile):
     rng = np.random.default_rng(17)
     for nan in (False, True, True):
         feeds = {n: _hostile(rng, (37, 41), 2.0, nan=nan) for n in ("x", "y")}
-        _same_bits(*_both(sim, feeds))
+        _same_bits(*both_routes(sim, feeds))
 
 
 def test_short_exact_runs_and_lone_ops_stay_op_by_op():
@@ -197,7 +185,7 @@ def test_exact_fp16_outputs_leave_the_tape_in_stored_form():
     rng = np.random.default_rng(11)
     for nan in (False, False, True):
         feeds = {n: _hostile(rng, (40, 30), 3.0, nan=nan) for n in ("x", "y")}
-        ref, got = _both(sim, feeds)
+        ref, got = both_routes(sim, feeds)
         _same_bits(ref, got)
         assert region.stored is not any(np.isnan(g).any() for g in got.values())
         for g in got.values():

@@ -24,6 +24,7 @@ from numba.extending import intrinsic
 
 from . import _compiled_mac as cmac
 from . import compiled
+from ._compiled_tape import _fptr      # an address as a float32 pointer
 
 # row codes (program.py builds them)
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
@@ -34,13 +35,6 @@ _TOP = compiled._F16_MAX_BITS
 _ZERO = np.float32(0.0)
 _INF = np.float32(np.inf)
 _jit = numba.njit(cache=True, error_model="numpy")
-
-
-@intrinsic
-def _fptr(typingctx, addr):
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
-    return t.CPointer(t.float32)(t.int64), codegen
 
 
 @intrinsic
@@ -232,13 +226,9 @@ def run(rows, fpar, addrs, max_trips):
     """Rows in order, again and again: a STOP_UNLESS row ends the run (DONE) when its int32
     operand is 0; a pass past max_trips, or a row that bails, gives BAIL."""
     for _ in range(max_trips):
-        for r in range(rows.shape[0]):
-            row = rows[r]
-            if row[0] == STOP_UNLESS:
-                if _i(addrs, row[2], 1)[0] == 0:
-                    return DONE
-            elif not _step(row, fpar[r], addrs):
-                return BAIL
+        status = run_rows(rows, fpar, addrs, 0, rows.shape[0])
+        if status != GO:
+            return status
     return BAIL
 
 
