@@ -151,3 +151,43 @@ def test_operand_stats_match_numpy():
         # Without fp16 subnormals (zeros are none) the flush is skipped: no copy.
         has_sub = bool(((np.abs(a) > 0) & (np.abs(a) < 2.0 ** -14)).any())
         assert (got.fast() is got.array) == (not has_sub)
+
+
+@pytest.mark.numba
+def test_operand_stats_on_every_boundary_and_length():
+    """The compiled one-pass statistics (unsigned min/max: |bits| - 1 wraps a zero to the top)
+    against numpy's max |bits| and subnormal test: each boundary value (zeros of both signs, the
+    smallest subnormal, the largest subnormal, 2**-14, 65504, float32 max, infinities, NaN)
+    alone, in pairs, and at every position of arrays of every length the vector loop splits
+    into a body and a tail."""
+    previous = compiled.set_enabled(True)
+    try:
+        kern = _compiled_mac.kernel()
+    finally:
+        compiled.set_enabled(previous)
+    edge = np.array([0.0, -0.0, 1e-45, -1e-45, np.nextafter(np.float32(2.0 ** -14), np.float32(0)),
+                     2.0 ** -14, -(2.0 ** -14), 1.0, 65504.0, 3.4e38, np.inf, -np.inf, np.nan], np.float32)
+
+    def reference(a):
+        mag = a.view(np.uint32) & np.uint32(0x7FFFFFFF)
+        top = int(mag.max())
+        peak = np.float32(np.array([top], np.uint32).view(np.float32)[0])
+        return top < 0x7F800000, peak, bool(((mag != 0) & (mag <= 0x387FFFFF)).any())
+
+    def check(a):
+        finite, peak, sub = kern.operand_stats(a)
+        rf, rp, rs = reference(a)
+        assert (finite, sub) == (rf, rs)
+        assert (np.isnan(peak) and np.isnan(rp)) or peak == rp
+
+    for i in range(edge.size):
+        for j in range(edge.size):
+            check(edge[[i, j]])
+    rng = np.random.default_rng(9)
+    for n in range(1, 70):
+        base = np.full(n, 1.0, np.float32)
+        check(base)
+        for v in edge:
+            a = base.copy()
+            a[rng.integers(n)] = v
+            check(a)
