@@ -205,3 +205,14 @@ def test_transposed_copies_in_column_blocks_match_numpy():
         got = mac._contiguous(view)
         assert got.flags.c_contiguous and got.shape == view.shape
         assert_same_bits(np.ascontiguousarray(view), got)
+
+
+def test_one_row_block_is_the_batched_call():
+    """A [ROW_BLOCK, K] operand goes to BLAS as one 2-D matmul: the bits of the row-blocked
+    batched call it replaced (odd K and N, K past a cache block, subnormal and large values)."""
+    rng = np.random.default_rng(12)
+    for k, n in ((7, 5), (128, 128), (513, 33), (64, 512)):
+        x = fp16_values(rng, (mac.ROW_BLOCK, k), 1.0)
+        x[0, :3] = (2.0 ** -20, -3e-5, 30000.0)
+        w = fp16_values(rng, (k, n), 1.0)
+        assert_same_bits(np.matmul(x[None], w[None])[0], mac._row_blocked(x, w))
