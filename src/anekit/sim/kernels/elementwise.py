@@ -136,35 +136,38 @@ def select(c, cond, a, b):
     return np.where(cond, a, b)
 
 
+def _rounds_on_store(c) -> bool:
+    """A cast to a float type in a chip profile that stores NaN as 0, of a computed value: the
+    executor's store after it rounds to fp16 with the float16 round trip's bits (NaN payloads
+    aside, gone as 0; a folded constant is ingested instead, which keeps NaN: it takes the
+    round trip)."""
+    return c.nx.fp16 and c.nx.profile.indeterminate_to_zero and "x" not in c.const_params
+
+
+def _float_to_float(c, consts) -> bool:
+    return consts.get("dtype") in ("fp16", "fp32") and c.op.inputs["x"].dtype in ("fp16", "fp32")
+
+
 def _cast_program(c, consts):
-    """A float cast in a chip profile that stores NaN as 0 is the storage rounding of its input
-    (the first branch below), in exact numerics a copy or the fp16 round trip; an int32 cast of
-    int32 values a copy."""
-    dtype, src = consts.get("dtype"), c.op.inputs["x"].dtype
-    if dtype in ("fp16", "fp32") and src in ("fp16", "fp32"):
+    """A float cast that rounds on store is the storage rounding of its input; in exact
+    numerics a copy or the fp16 round trip; an int32 cast of int32 values a copy."""
+    if _float_to_float(c, consts):
         if not c.nx.fp16:             # exact: fp32 a float32 copy, fp16 the float16 round trip
-            return ("copy",) if dtype == "fp32" else ("round",)
-        if c.nx.profile.indeterminate_to_zero and "x" not in c.const_params:
-            return ("round",)
-        return None
-    return ("copy",) if dtype == "int32" and src == "int32" else None
+            return ("copy",) if consts.get("dtype") == "fp32" else ("round",)
+        return ("round",) if _rounds_on_store(c) else None
+    return ("copy",) if consts.get("dtype") == "int32" and c.op.inputs["x"].dtype == "int32" else None
 
 
 def _cast_identity(c, consts):
-    """A float-to-float cast in a chip profile that stores NaN as 0 is the storage rounding of
-    its input (below), the identity on a stored value."""
-    return (consts.get("dtype") in ("fp16", "fp32") and c.op.inputs["x"].dtype in ("fp16", "fp32")
-            and c.nx.fp16 and c.nx.profile.indeterminate_to_zero and "x" not in c.const_params)
+    """A float-to-float cast that rounds on store is the identity on a stored value."""
+    return _float_to_float(c, consts) and _rounds_on_store(c)
 
 
 @kernel("cast", program=_cast_program, identity_when=_cast_identity)
 def cast(c, x, dtype):
     if dtype in ("fp16", "fp32"):
         v = x.astype(F32)
-        if dtype == "fp32" or (c.nx.fp16 and c.nx.profile.indeterminate_to_zero and "x" not in c.const_params):
-            # In a chip profile that stores NaN as 0 the executor's store rounds v to fp16
-            # next, with the same bits as the float16 round trip (NaN payloads aside, gone as 0;
-            # a folded constant is ingested instead, which keeps NaN: it takes the round trip).
+        if dtype == "fp32" or _rounds_on_store(c):
             return v
         return v.astype(np.float16).astype(F32)
     if dtype == "int32":
