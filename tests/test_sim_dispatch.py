@@ -126,3 +126,53 @@ def test_float_casts_of_stored_values_pass_them_on_with_the_kernel_bits(profile)
     for name in want:
         assert np.array_equal(_bits(got[name]), _bits(want[name])), name
     assert not np.isnan(got["h"]).any() and np.isinf(got["h"][0, :2]).all()
+
+
+@pytest.mark.parametrize("profile", ["m1", "m5"])
+def test_matmul_outputs_are_stored_form_on_hostile_operands(profile):
+    """matmul declares finish="stored": its port rounds with the NaN rule, so its outputs are
+    run_stored's stored form as they leave the kernel. Operands that make inf - inf and 0 * inf
+    in the accumulator still give no NaN, on the grid."""
+    x, w = ak.input("x", (8, 16)), ak.input("w", (16, 4))
+    sim = Simulator(ak.program({"y": x @ w}), profile=profile)
+    assert dict((n, d) for n, _, d in sim._stored_outputs)["y"] == "stored"
+    rng = np.random.default_rng(3)
+    a, b = _feed(rng, (8, 16)), rng.standard_normal((16, 4)).astype(np.float32)
+    a[0, :2], b[:2, 0] = [np.inf, np.inf], [1.0, -1.0]      # inf - inf in row 0, column 0
+    a[1, 0], b[0, 1] = 0.0, np.inf                         # 0 * inf
+    y = sim.run_stored({"x": a, "w": b})["y"]
+    assert not np.isnan(y).any()
+    assert np.array_equal(_bits(y), _bits(round_fp16(y)))
+
+
+def test_resident_outputs_skip_the_nan_pass_only_when_they_are_run_stored_outputs():
+    """run_stored's own stored outputs come back read-only and, fed back as resident inputs,
+    are taken without the NaN rule's pass; any other resident array still has NaN made +inf,
+    and a caller's array passed through to an output is neither registered nor frozen."""
+    from anekit.sim import executor
+
+    x, w = ak.input("x", (8, 16)), ak.input("w", (16, 16))
+    sim = Simulator(ak.program({"y": x @ w, "x_out": ak.reshape(x, [8, 16])}), profile="m1")
+    rng = np.random.default_rng(4)
+    a, b = round_fp16(_feed(rng, (8, 16))), round_fp16(rng.standard_normal((16, 16)).astype(np.float32))
+    out = sim.run_stored({"w": b}, resident={"x": a})
+    y = out["y"]
+    assert not y.flags.writeable and executor._NAN_FREE.get(id(y)) is y
+    with pytest.raises(ValueError):
+        y[0, 0] = np.nan                                     # what would break the trust
+    assert a.flags.writeable and executor._NAN_FREE.get(id(a)) is None
+    assert executor._NAN_FREE.get(id(out["x_out"])) is None   # the caller's data, passed on
+    checked = []
+    real = executor.has_nan
+    try:
+        executor.has_nan = lambda v: checked.append(v) or real(v)
+        again = sim.run_stored({"w": b}, resident={"x": y})
+        assert not any(v is y for v in checked)              # the registered array: no pass
+        bad = a.copy()
+        bad[0, 0] = np.nan
+        got = sim.run_stored({"w": b}, resident={"x": bad})
+        assert any(v is bad for v in checked)
+    finally:
+        executor.has_nan = real
+    assert np.isinf(got["x_out"][0, 0]) and np.array_equal(_bits(again["y"]), _bits(sim.run_stored(
+        {"w": b}, resident={"x": y.copy()})["y"]))

@@ -9,6 +9,7 @@ regions.py: the same bits as op by op), and plans when each intermediate can be 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Mapping
 
 import numpy as np
@@ -29,6 +30,11 @@ FLOAT_DTYPES = ("fp16", "fp32", "fp64", "bf16")
 _OUT_NUMPY = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": np.bool_}
 _WRAPPED = (ValueError, IndexError, TypeError, ArithmeticError, MemoryError)
 _F16_MAX_BITS = 0x477FE000
+# Outputs run_stored handed out, by id: fresh arrays a rounding with the NaN rule computed
+# (the engine never produces a NaN, guide ch. 3), made read-only, so they hold no NaN now
+# either. Fed back as resident inputs (a trainer's parameters, moments and gradients), they
+# skip the NaN rule's pass over every element (_ingest_stored): ~60 passes a training step.
+_NAN_FREE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 class _Step:
@@ -44,7 +50,7 @@ class _Step:
         self.single = tuple((n, r) for n, r in tensors.items() if isinstance(r, int))
         self.multi = tuple((n, r) for n, r in tensors.items() if isinstance(r, tuple))
         self.consts = {**consts, **{n: None for n, r in tensors.items() if r is None}}
-        kind = "keep" if kernel.finish == "keep" else "round"
+        kind = "round" if kernel.finish == "round" else "keep"
         self.fin = tuple((slot, t, ("float_" + kind) if t.dtype in FLOAT_DTYPES else
                           t.dtype if t.dtype in ("int32", "bool", "string") else "raw") for slot, t in outputs)
         # One float output whose finishing leaves a float32 array as it is: "keep" kernels,
@@ -125,11 +131,13 @@ class Simulator:
         # stored form (on the fp16 grid, no NaN), where run_stored's rounding is the identity.
         # Graph inputs are stored form too where ingest turns NaN into inf (no NaN is left), and
         # an op whose kernel declares identity_when passes such a value on without a call.
-        rounded = set()
+        # A kernel declared finish="stored" leaves its float results rounded that way itself.
+        rounded, from_inputs = set(), set()
         if self.nx.fp16 and self.profile.indeterminate_to_zero:
             if self.profile.nan_inputs_to_inf:
-                rounded.update(self._slot[id(t)] for t in fn.inputs if t.name not in self._state_names
-                               and t.dtype in ("fp16", "fp32"))
+                from_inputs.update(self._slot[id(t)] for t in fn.inputs if t.name not in self._state_names
+                                   and t.dtype in ("fp16", "fp32"))
+                rounded.update(from_inputs)
             for step in self._steps:      # (in order: a reshape of a rounded value is one too)
                 identity = step.kernel.identity_when
                 x = step.tensors.get("x")
@@ -139,9 +147,17 @@ class Simulator:
                     step.view = (x, shape, F32, step.fin[0][0], math.prod(shape))
                 if step.view is not None and step.view[0] in rounded and step.view[2] is F32:
                     rounded.add(step.view[3])
-                rounded.update(slot for slot, _, how in step.fin if how == "float_round")
+                    if step.view[0] in from_inputs:
+                        from_inputs.add(step.view[3])
+                stored = step.kernel.finish == "stored"
+                rounded.update(slot for slot, _, how in step.fin
+                               if how == "float_round" or (stored and how == "float_keep"))
         self._stored_outputs = [(name, slot, "stored" if slot in rounded else dtype)
                                 for name, slot, dtype in self._outputs]
+        # Outputs computed here in stored form (not a caller's input passed through): the ones
+        # run_stored registers in _NAN_FREE.
+        self._fresh_outputs = tuple(i for i, (_, slot, _) in enumerate(self._outputs)
+                                    if slot in rounded and slot not in from_inputs)
         self._plan_frees()
 
     # --- public -------------------------------------------------------------------------
@@ -193,7 +209,13 @@ class Simulator:
                 raise AnekitError(f"run_stored: inputs {overlap} given both as inputs and resident")
             inputs = {**inputs, **rest}
         env = self._execute_all(self._check_inputs(inputs, fast))
-        return dict(zip(self.output_names, self._stored_values(env)))
+        values = self._stored_values(env)
+        for i in self._fresh_outputs:
+            a = values[i]
+            if type(a) is np.ndarray:
+                a.flags.writeable = False
+                _NAN_FREE[id(a)] = a
+        return dict(zip(self.output_names, values))
 
     def _stored_values(self, env) -> list:
         """The outputs in stored form, in output order: those a rounding op or the tape left in
@@ -462,7 +484,7 @@ class Simulator:
         if t.dtype == "fp32" or not self.nx.fp16:
             with np.errstate(all="ignore"):
                 return self.nx.ingest(a)
-        if self.nx.profile.nan_inputs_to_inf and has_nan(a):
+        if self.nx.profile.nan_inputs_to_inf and _NAN_FREE.get(id(a)) is not a and has_nan(a):
             return np.where(np.isnan(a), F32(np.inf), a)
         return a
 

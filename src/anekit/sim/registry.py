@@ -9,7 +9,10 @@ tuple, one per op output.
 
 finish="round" (default): the executor rounds float results to storage (fp16 in a chip
 profile) and applies the NaN rule. finish="keep": the kernel's results are already in
-storage form (data movement, or kernels that round internally).
+storage form (data movement, or kernels that round internally). finish="stored": "keep", and
+in a chip profile whose NaN rule leaves no NaN every float result is rounded with that rule
+(no NaN in it), as "round" would leave it: the executor then treats it as stored form
+(run_stored hands it out as it is, and takes it back without the NaN rule's pass).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from ..errors import ShapeError
 from ..ir.spec import REGISTRY
 from .numerics import Numerics
 
-FINISH = ("round", "keep")
+FINISH = ("round", "keep", "stored")
 
 
 @dataclass

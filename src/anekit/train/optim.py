@@ -79,6 +79,10 @@ def _number(name, v, lo=0.0, hi=math.inf, open_hi=False) -> float:
     return float(v)
 
 
+def _shaped(a: np.ndarray, shape) -> np.ndarray:
+    return a if a.shape == tuple(shape) else a.reshape(shape)
+
+
 def _stored_scalar(value: float, dtype: str) -> np.ndarray:
     """A one-element input in the stored form of `dtype` (float32; on the fp16 grid for fp16)."""
     a = np.array([value], np.float32)
@@ -241,8 +245,10 @@ class Optimizer:
                 g = to_fp16(g)          # a float32 gradient from outside: round it as `run` would
             resident[f"g_{k}"] = g
         out = self._executable().run_stored({}, resident)
-        params = {k: out[f"new_p_{k}"].reshape(v.shape) for k, v in self._stored_params.items()}
-        state = {n: out[f"new_{n}"].reshape(v.shape) for n, v in self._stored_state.items()}
+        # The arrays themselves where the shapes agree: the next run takes them back without the
+        # NaN rule's pass (run_stored knows its own outputs, not views of them).
+        params = {k: _shaped(out[f"new_p_{k}"], v.shape) for k, v in self._stored_params.items()}
+        state = {n: _shaped(out[f"new_{n}"], v.shape) for n, v in self._stored_state.items()}
         if "grad_norm" in out:
             self.last_grad_norm = float(np.asarray(out["grad_norm"]).reshape(-1)[0])
         # All at once: an interrupt sees the old step or the new one.

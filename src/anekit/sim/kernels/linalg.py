@@ -11,8 +11,10 @@ from ..scratch import F32_BYTES, elements, scratch
 from .reduce import softmax_along
 
 
-@kernel("matmul", finish="keep")
+@kernel("matmul", finish="stored")
 def matmul(c, x, y, transpose_x, transpose_y):
+    # Every route ends at the MAC's output port, which rounds with the NaN rule (mac.port_output,
+    # the compiled lanes' port), or is an empty result: finish="stored".
     # Promote rank-1 operands the way the shape rule does, then transpose.
     a = x[None, :] if x.ndim == 1 else x
     b = y[:, None] if y.ndim == 1 else y

@@ -172,6 +172,8 @@ class StoriesPipeline:
                 src = fb if n in L.FFN else s1 if n in L.ATTN_OUT else qb
                 grads[f"l{i}_{n}"] = L.unpacked(n, src[f"d_{n}"], P[f"l{i}_{n}"].shape)
             d = qb["dx"]
+        if not grads["embed"].flags.writeable:       # the engine head's output (run_stored's are read-only)
+            grads["embed"] = grads["embed"].copy()
         np.add.at(grads["embed"], tokens, d.reshape(c.dim, c.seq_len).T)        # CPU: scatter-add
         return loss, {k: np.asarray(v, np.float32) for k, v in grads.items()}
 
