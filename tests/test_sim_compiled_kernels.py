@@ -186,3 +186,29 @@ def test_chip_layer_norm_stays_near_float64():
     x64 = x.astype(np.float64)
     want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(got, want, atol=8e-3)
+
+
+@pytest.mark.numba
+def test_grid_lookup_compiled_read_is_bit_identical():
+    """fp16_grid.lookup's compiled check-and-read against numpy's take, on every fp16 value
+    (NaN payloads, infinities, subnormals, both zeros) and strided views; an array with one
+    value off the grid (or a NaN payload with low bits) is still refused on both routes."""
+    from anekit.sim import fp16_grid
+
+    grid = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    fn = lambda v: functions.gelu_precise(v).astype(np.float32)        # noqa: E731
+    key = ("test-compiled-read",)
+    fp16_grid.grid_table(key, fn)
+    for x in (grid, grid.reshape(256, 256)[:, ::3], grid[::-1].copy().reshape(64, -1)):
+        ref, got = both(lambda: fp16_grid.lookup(key, fn, x))
+        assert_same_bits(ref, got)
+        with np.errstate(all="ignore"):
+            assert_same_bits(got, fn(x))                   # the table holds fn itself
+    off = grid.copy()
+    off.view(np.uint32)[12345] |= 1
+    assert both(lambda: fp16_grid.lookup(key, fn, off)) == (None, None)
+    previous = compiled.set_enabled(True)
+    try:
+        assert fp16_grid._take() is not None
+    finally:
+        compiled.set_enabled(previous)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import compiled
 from .fp16 import F32
 
 _U32 = np.uint32
@@ -54,9 +55,46 @@ def lookup(key, fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.nda
         seen = _SEEN[key] = _SEEN.get(key, 0) + x.size
         if seen < _BUILD_TOTAL:
             return None
+    if table is not None:
+        y = _lookup_compiled(table, x)
+        if y is not None:
+            return y
     u = x.view(_U32)
     if np.bitwise_and(u, _LOW).any():
         return None
     if table is None:
         table = grid_table(key, fn)
     return table.take(np.right_shift(u, _U32(13)))
+
+
+def _lookup_compiled(table: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+    """`lookup`'s check and read in one compiled call: None where x is off the grid."""
+    jit = _take()
+    if jit is None or not x.flags.c_contiguous:
+        return None
+    out = np.empty(x.shape, F32)
+    return out if jit(x.reshape(-1).view(_U32), table, out.reshape(-1)) else None
+
+
+def _compile_take():
+    import numba
+    from numba.core import types as t
+
+    def take(u, table, out):
+        """out = table[u >> 13] when no u has a low bit set (every value on the grid), else
+        False with out unwritten: the check first, as one vectorised pass."""
+        low = np.uint32(0)
+        for i in range(u.size):
+            low |= u[i]
+        if low & np.uint32(0x1FFF):
+            return False
+        for i in range(u.size):
+            out[i] = table[u[i] >> np.uint32(13)]
+        return True
+
+    ro = lambda dt: t.Array(dt, 1, "C", readonly=True)          # noqa: E731
+    sig = t.boolean(ro(t.uint32), ro(t.float32), t.Array(t.float32, 1, "C"))
+    return numba.njit(sig, cache=True, nogil=True)(take)
+
+
+_take = compiled.LazyKernel("fp16 grid lookup", _compile_take)
