@@ -13,7 +13,7 @@ from anekit.errors import AnekitError, DTypeError, ShapeError, WeightFileError
 from anekit.mil.blobs import (
     DTYPE_CODES, Blob, BlobFile, BlobWriter, read_blob, write_blobs,
 )
-from anekit.mil.subbyte import pack_bits, unpack_bits
+from anekit.ir.subbyte import pack_bits, unpack_bits
 
 SIZES = (0, 1, 9, 10, 63, 64, 65, 3001)
 SUBBYTE_BITS = {"uint1": 1, "uint2": 2, "uint3": 3, "uint4": 4, "uint6": 6, "int4": 4}

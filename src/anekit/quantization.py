@@ -10,7 +10,8 @@ Formats
   iOS 18 `constexpr_blockwise_shift_scale` with one block per channel (`int8_op="blockwise"`).
 - "lut4" / "lut6": palettized, `constexpr_lut_to_dense` (iOS 18) with 16 / 64 fp16 entries; a
   palette per group of `group_size` consecutive output channels (default 16; the gcd with the
-  channel count when it does not divide it). Palettes by 1-D k-means (`palette="kmeans"`,
+  channel count when it does not divide it; `group_size=None`: one palette per tensor, the only
+  granularity of the iOS 16 form, which the ios16 dialect (M1, M2) writes). Palettes by 1-D k-means (`palette="kmeans"`,
   16 Lloyd iterations from density^(1/3) quantile seeds) or the uniform quantiles of the group's values
   (`palette="quantile"`). Indices are the nearest fp16 palette entry.
 
@@ -66,8 +67,11 @@ def int8_symmetric(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def _groups(channels: int, group_size: int) -> int:
-    """Palette groups along the channel axis: consecutive runs of gcd(channels, group_size)."""
+def _groups(channels: int, group_size: int | None) -> int:
+    """Palette groups along the channel axis: consecutive runs of gcd(channels, group_size);
+    one for the whole tensor when group_size is None (the iOS 16 form's only granularity)."""
+    if group_size is None:
+        return 1
     return channels // math.gcd(channels, max(1, int(group_size)))
 
 
@@ -138,7 +142,7 @@ def _kmeans(values: np.ndarray, k: int, iters: int) -> np.ndarray:
     return cent
 
 
-def palettize(w: np.ndarray, bits: int, axis: int, group_size: int = DEFAULT_GROUP_SIZE,
+def palettize(w: np.ndarray, bits: int, axis: int, group_size: int | None = DEFAULT_GROUP_SIZE,
               palette: str = "kmeans", iters: int = KMEANS_ITERS) -> tuple[np.ndarray, np.ndarray]:
     """(indices uint8 [w.shape], lut fp16 [rank+2]) for `constexpr_lut_to_dense`: a palette of
     2**bits entries per group of consecutive channels along `axis`."""
@@ -234,7 +238,7 @@ def _compressed_op(fmt: str, value: np.ndarray, dtype: str, axis: int, opts: dic
 
 
 def quantize(prog: Program, fmt: str, *, min_size: int = DEFAULT_MIN_SIZE, ops=WEIGHT_OPS,
-             palette: str = "kmeans", group_size: int = DEFAULT_GROUP_SIZE, int8_op: str = "affine",
+             palette: str = "kmeans", group_size: int | None = DEFAULT_GROUP_SIZE, int8_op: str = "affine",
              cache: dict | None = None) -> Program:
     """A copy of `prog` whose large conv / linear / matmul const weights are stored compressed
     (`fmt` "int8", "lut4" or "lut6"; see the module doc). `cache` (a dict kept by the caller)
@@ -249,13 +253,14 @@ def quantize(prog: Program, fmt: str, *, min_size: int = DEFAULT_MIN_SIZE, ops=W
         raise UsageError(f"int8_op must be one of {', '.join(INT8_OPS)}, got {int8_op!r}")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 1:
         raise UsageError(f"min_size must be a positive integer, got {min_size!r}")
-    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
-        raise UsageError(f"group_size must be a positive integer, got {group_size!r}")
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer))
+                                   or group_size < 1):
+        raise UsageError(f"group_size must be a positive integer or None (one palette per tensor), got {group_size!r}")
     ops = (ops,) if isinstance(ops, str) else tuple(ops)
     unknown = [o for o in ops if o not in WEIGHT_OPS]
     if unknown:
         raise UsageError(f"ops: {unknown[0]!r} has no weight operand to quantize (choose from {', '.join(WEIGHT_OPS)})")
-    opts = {"palette": palette, "group_size": int(group_size), "int8_op": int8_op}
+    opts = {"palette": palette, "group_size": None if group_size is None else int(group_size), "int8_op": int8_op}
     fns = {name: _quantize_function(fn, fmt, int(min_size), ops, opts, cache) for name, fn in prog.functions.items()}
     return Program(fns, prog.version, dict(prog.attributes), prog.dialect)
 

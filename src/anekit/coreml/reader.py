@@ -190,7 +190,10 @@ class FunctionReader:
         if op.type == "const":
             self._const(op, name, where)
             return
-        inputs, attrs = self._arguments(op, spec, name, where)
+        if spec.older_arguments(list(op.inputs) + list(op.attributes)):
+            inputs, attrs = self._older_inputs(op, spec, name, where), {}
+        else:
+            inputs, attrs = self._arguments(op, spec, name, where)
         try:
             bound = bind(spec, inputs, attrs)
         except AnekitError as e:
@@ -261,6 +264,27 @@ class FunctionReader:
             if p is not None and p.kind == "attr":
                 attrs[key] = self._attribute(op.attributes[key], f"{where} attribute '{key}'")
         return inputs, attrs
+
+    def _older_inputs(self, op, spec, name: str, where: str) -> dict:
+        """The op's const inputs from its older spelling's attributes (ir/spec.py OlderForm:
+        the iOS 16 constexpr_lut_to_dense of coremltools' iOS 16 and 17 programs)."""
+        form, given = spec.older_form, {}
+        for key in form.params:
+            if key in op.attributes:
+                given[key] = self._attribute(op.attributes[key], f"{where} attribute '{key}'")
+            elif key in op.inputs and len(op.inputs[key].arguments) == 1:
+                t = self._binding(op.inputs[key].arguments[0], f"{where} argument '{key}'", f"{name}_{key}")
+                if t.const is None:
+                    raise ModelFormatError(f"{where}: argument '{key}' must be a compile-time constant")
+                given[key] = t.const
+            else:
+                raise ModelFormatError(f"{where}: the {form.dialect} form of {op.type} needs '{key}' "
+                                       f"(it takes {', '.join(form.params)})")
+        try:
+            values = form.read(given)
+        except AnekitError as e:
+            raise ModelFormatError(f"{where}: {e}") from None
+        return {p: self._new_const(v, dtype, f"{name}_{p}") for p, (v, dtype) in values.items()}
 
     def _widen(self, spec, p, t: Tensor, where: str) -> Tensor:
         """A narrow-integer constant as int32 where the parameter does not take its dtype."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from ..ir import dtypes as _dt
-from ..mil import subbyte
+from ..ir import subbyte
 
 # MIL_pb2.DataType enum names -> anekit dtype names (fp8 is weight storage only: see weights.py).
 PROTO_TO_DTYPE = {

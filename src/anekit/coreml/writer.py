@@ -20,6 +20,7 @@ from ..errors import AnekitError, ModelFormatError
 from ..ir.dtypes import from_numpy
 from ..ir.graph import Function, Program, Tensor
 from ..mil.blobs import BlobWriter
+from ..mil.printer import inlined_by_older, older_spelling
 from . import _deps, opsets, package, values
 
 WEIGHT_FILE = "@model_path/weights/weight.bin"
@@ -139,6 +140,7 @@ def _array_type(model_pb2, arr, t: Tensor, what: str) -> None:
 class _FunctionWriter:
     def __init__(self, mil_pb2, blobs: BlobWriter, fn: Function, opset: str):
         self.pb, self.blobs, self.fn, self.opset = mil_pb2, blobs, fn, opset
+        self.dialect = opsets.tag_for(opset, "writing")      # ios15 .. ios18: which spelling each op takes
         self.where = f"function '{fn.name}'"
         self.defined: dict[int, str] = {}
         self.names: set[str] = set()
@@ -171,7 +173,10 @@ class _FunctionWriter:
                 nvt.type.CopyFrom(vt)
         proto.opset = self.opset
         block = proto.block_specializations[self.opset]
+        inlined = inlined_by_older(fn, self.dialect)
         for index, op in enumerate(fn.ops):
+            if id(op) in inlined:
+                continue
             where = f"{self.where} op {index} ('{op.name}', type '{op.type}')"
             try:
                 self._op(block.operations.add(), op, where)
@@ -188,7 +193,12 @@ class _FunctionWriter:
         if not name:
             raise ModelFormatError(f"{where}: an op without a name")
         proto.attributes["name"].CopyFrom(values.encode_immediate(self.pb, name, "string"))
-        if op.type == "const":
+        # (an op newer than the opset without an older spelling is written as it is, as before)
+        older = older_spelling(op, self.dialect, where) if op.spec.older_form is not None else None
+        if older is not None:
+            for key, arr in older.items():
+                proto.attributes[key].CopyFrom(self._value(arr, from_numpy(arr.dtype)))
+        elif op.type == "const":
             proto.attributes["val"].CopyFrom(self._const_value(op.outputs[0], where))
         else:
             for pname, v in op.inputs.items():

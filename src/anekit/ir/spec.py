@@ -68,6 +68,17 @@ class MacWork(NamedTuple):
     winograd: bool = False   # eligible for Winograd F(2x2, 3x3) (guide ch. 13)
 
 
+class OlderForm(NamedTuple):
+    """An op's spelling in op sets before its `since`: the same name and meaning, other
+    arguments, all of them block attributes (as the iOS 16 constexpr ops write theirs). MIL
+    text and Core ML readers translate it to the op's own form on reading; emitters write it
+    for a dialect before `since` (coremltools' iOS 16 and 17 programs use it)."""
+    dialect: str                 # the op set this spelling is written in ("ios16": iOS 16 and 17)
+    params: dict                 # {attribute name: Param}, all kind "attr"
+    read: Callable               # read(attrs) -> {param: (numpy value, dtype)}: the op's const inputs
+    write: Callable              # write(op) -> {attribute name: numpy value}; ShapeError if it has no such spelling
+
+
 class ConstInput(NamedTuple):
     """An input that must be a compile-time constant on the ANE route (where `why` says so)."""
     rule: str            # the checker's finding id, e.g. "dynamic-weight-conv"
@@ -111,6 +122,8 @@ class OpSpec:
     fp16_range: Callable | None = field(default=None, compare=False, repr=False)
     # Compressed-weight ops: stored_weight(op) -> (streaming format, stored bytes). `@spec.defstored`.
     stored_weight: Callable | None = field(default=None, compare=False, repr=False)
+    # The op's spelling in op sets before `since` (an OlderForm), if it has one. `@spec.defolder`.
+    older_form: OlderForm | None = field(default=None, compare=False, repr=False)
     # Core ML spellings: parameters Core ML adds that are dropped when their value is one of
     # those listed ({param: allowed values}), and the parameter naming a result dtype
     # (narrow ints there are widened to int32; see coreml/mapping.py).
@@ -139,6 +152,23 @@ class OpSpec:
         """Decorator: `rule(op) -> (format, bytes)` is this constexpr op's stored form."""
         self._set_once("stored_weight", rule)
         return rule
+
+    def defolder(self, form: OlderForm) -> OlderForm:
+        """This op's spelling in op sets before `since` (see `OlderForm`)."""
+        if self.older_form is not None:
+            raise RuntimeError(f"op '{self.name}' has two older forms")
+        if any(p.kind != "attr" for p in form.params.values()):
+            raise RuntimeError(f"op '{self.name}': an older form's parameters are block attributes")
+        self.older_form = form
+        return form
+
+    def older_arguments(self, names) -> bool:
+        """Whether arguments named `names` (besides `name`) spell this op's older form: all of
+        them its parameters, at least one not a parameter of the op's own form."""
+        given = set(names) - {"name"}
+        form = self.older_form
+        return form is not None and bool(given) and given <= set(form.params) and \
+            any(self.param(n) is None for n in given)
 
     def defgrad(self, rule: Callable) -> Callable:
         """Decorator: `rule(op, gs) -> {param name: cotangent Tensor | None}` is this op's

@@ -10,7 +10,7 @@ Layout (docs/mil.md; guide ch. 7 and 25; the format coremltools' libmilstorage w
     zero bytes up to the next 64-byte boundary between blobs; the file end is not padded.
 
 All integers are little-endian. A blob's "offset" (what MIL refers to) is its metadata offset.
-Sub-byte values are bit-packed as described in anekit.mil.subbyte.
+Sub-byte values are bit-packed as described in anekit.ir.subbyte.
 
 Writing: `write_blobs(items)` or the incremental `BlobWriter`. Items are numpy arrays
 (float16 -> fp16, float32 -> fp32, int8, uint8, int16, uint16, int32, uint32), or an explicit
@@ -41,8 +41,9 @@ import numpy as np
 
 from anekit._files import open_regular
 from anekit.errors import DTypeError, ShapeError, UsageError, WeightFileError
+from anekit.ir import subbyte
 from anekit.ir.dtypes import canonical
-from anekit.mil import minifloat, subbyte
+from anekit.mil import minifloat
 
 DTYPE_CODES: dict[str, int] = {
     "fp16": 1, "fp32": 2, "uint8": 3, "int8": 4, "bf16": 5, "int16": 6, "uint16": 7,

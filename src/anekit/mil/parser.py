@@ -627,6 +627,9 @@ class _Parser:
             return self.build_control(scope, spec, op_tok, name, outs, args, block, nested or {})
         inputs: dict = {}
         attrs: dict = {}
+        if spec.older_arguments(list(args) + list(block)):
+            inputs = self.older_inputs(scope, spec, op_tok, where, name, {**args, **block})
+            args, block = {}, {}
         for key, (ktok, value) in args.items():
             p = spec.param(key)
             if p is None:
@@ -708,6 +711,22 @@ class _Parser:
                                  f"{TType(dtype, tuple(shape))}", ntok)
             op.outputs.append(Tensor(dtype, shape, op, i, ntok.text))
         scope.add_op(op, outs)
+
+    def older_inputs(self, scope, spec: OpSpec, op_tok, where: str, name: str, given: dict) -> dict:
+        """The op's const inputs from its older spelling (ir/spec.py OlderForm: the iOS 16
+        constexpr_lut_to_dense, its arguments as block attributes)."""
+        form = spec.older_form
+        missing = [k for k in form.params if k not in given]
+        if missing:
+            raise self.error(f"{where}: the {form.dialect} form needs {', '.join(missing)} "
+                             f"(it takes {', '.join(form.params)})", op_tok)
+        values = {k: self.attr_array(where, form.params[k], v, tok) for k, (tok, v) in given.items()}
+        try:
+            consts = form.read(values)
+        except AnekitError as err:
+            raise self.error(f"op '{name}': {err}", op_tok) from None
+        return {p: scope.generated(_const_tensor(v, dtype, v.shape, None, None), f"{name}_{p}")
+                for p, (v, dtype) in consts.items()}
 
     def attr_array(self, where: str, p: Param, value, tok: Token):
         if not isinstance(value, Lit) or not isinstance(value.type, TType):

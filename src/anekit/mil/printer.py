@@ -221,8 +221,10 @@ class _Emitter:
         self.lines.append(f"{_END_INDENT}}} -> ({self.outputs(fn, defined, fname)});")
 
     def body(self, fn: Function, defined: set, fname: str, indent: str):
+        inlined = inlined_by_older(fn, self.d.name)
         for op in fn.ops:
-            self.lines.append(indent + self.statement(op, defined, fname, indent))
+            if id(op) not in inlined:
+                self.lines.append(indent + self.statement(op, defined, fname, indent))
 
     @staticmethod
     def outputs(fn: Function, defined: set, fname: str) -> str:
@@ -252,12 +254,13 @@ class _Emitter:
         where = f"function '{fname}': op '{op_name}' ({op.type})"
         if op_name is None:
             raise MILEmitError(f"function '{fname}': a {op.type} op without outputs needs a name")
-        if _opset_number(op.spec.since) > _opset_number(self.d.name):
-            raise MILEmitError(f"{where} exists only from the {op.spec.since} op set; emit with "
-                               f"dialect='{op.spec.since}' (a chip whose private route takes that dialect)")
+        older = older_spelling(op, self.d.name, where)
         block = {"name": self.string(str(op_name))}
         blocks: list = []
-        if op.type == "const":
+        if older is not None:
+            block.update({k: self.attr_value(v, f"{where} attribute '{k}'") for k, v in older.items()})
+            args = ""
+        elif op.type == "const":
             if "val" not in op.attrs:
                 raise MILEmitError(f"{where}: const without a value")
             out = op.outputs[0]
@@ -292,6 +295,40 @@ class _Emitter:
         lines = self.lines[at:]
         del self.lines[at:]
         return "\n".join([head + " {"] + lines + [tail])
+
+
+def inlined_by_older(fn: Function, dialect: str) -> set[int]:
+    """ids of the const ops that only ops written in their older spelling read (that spelling
+    holds the values in its own attributes): they are left out, not written twice."""
+    older = {id(op) for op in fn.ops if op.spec.older_form is not None
+             and _opset_number(op.spec.since) > _opset_number(dialect)}
+    if not older:
+        return set()
+    readers: dict[int, set] = {}
+    for op in fn.ops:
+        for v in op.inputs.values():
+            for t in (v if isinstance(v, tuple) else (v,)):
+                readers.setdefault(id(t), set()).add(id(op))
+    outputs = {id(t) for t in fn.outputs}
+    return {id(op) for op in fn.ops if op.type == "const" and op.outputs and id(op.outputs[0]) not in outputs
+            and readers.get(id(op.outputs[0])) and readers[id(op.outputs[0])] <= older}
+
+
+def older_spelling(op: Op, dialect: str, where: str) -> dict | None:
+    """The block attributes of `op`'s older spelling where `dialect` predates the op's own form
+    (ir/spec.py OlderForm), None where the op's own form is written; MILEmitError where the
+    op has no spelling in that dialect."""
+    since = op.spec.since
+    if _opset_number(since) <= _opset_number(dialect):
+        return None
+    form = op.spec.older_form
+    if form is None or _opset_number(form.dialect) > _opset_number(dialect):
+        raise MILEmitError(f"{where} exists only from the {since} op set; emit with "
+                           f"dialect='{since}' (a chip whose private route takes that dialect)")
+    try:
+        return form.write(op)
+    except AnekitError as e:
+        raise MILEmitError(f"{where}: {e}; emit with dialect='{since}'") from None
 
 
 def _dict_value_kind(v) -> str | None:

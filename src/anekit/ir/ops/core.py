@@ -14,8 +14,9 @@ import numpy as np
 from ...errors import ShapeError
 from .. import dtypes as _dt
 from .. import intervals as iv
+from .. import subbyte
 from ..dtypes import from_numpy
-from ..spec import attr, const, op, tensor
+from ..spec import OlderForm, attr, const, op, tensor
 
 
 def _const_range(op, res):
@@ -108,6 +109,50 @@ def _(op):
 
 
 constexpr_lut_to_dense.defrange(lambda op, res: iv.array_iv(op.inputs["lut"].const))
+
+
+# The iOS 16/17 spelling (coremltools' `constexpr_lut_to_dense` before iOS 18): one palette for
+# the whole tensor, `lut` [2**nbits], the indices packed into uint8 bytes as weight.bin packs
+# sub-byte values (ir/subbyte.py: a little-endian bit stream; 8-bit indices are the bytes
+# themselves) and the output `shape` [rank] as uint32. Read as the iOS 18 form with every
+# palette group 1 and vector size 1; an iOS 18 op with that palette writes back the same way.
+_LUT16_BITS = {2: 1, 4: 2, 16: 4, 64: 6, 256: 8}
+
+
+def _lut16_read(a: dict) -> dict:
+    lut, packed, shape = np.asarray(a["lut"]), np.asarray(a["indices"]), np.asarray(a["shape"])
+    if lut.ndim != 1 or lut.size not in _LUT16_BITS:
+        raise ShapeError(f"constexpr_lut_to_dense (iOS 16 form): lut has shape {list(lut.shape)}; it must be "
+                         f"[2**nbits] for nbits 1, 2, 4, 6 or 8")
+    if shape.ndim != 1 or not shape.size or (shape <= 0).any():
+        raise ShapeError(f"constexpr_lut_to_dense (iOS 16 form): shape {shape.tolist()} must list positive sizes")
+    bits, count = _LUT16_BITS[lut.size], math.prod(int(n) for n in shape)
+    need = subbyte.packed_size(count, bits)
+    if packed.dtype != np.uint8 or packed.ndim != 1 or packed.size != need:
+        raise ShapeError(f"constexpr_lut_to_dense (iOS 16 form): indices are {packed.dtype}[{packed.size}]; "
+                         f"{count} values of {bits} bits pack into uint8[{need}]")
+    dims = tuple(int(n) for n in shape)
+    values = packed if bits == 8 else subbyte.unpack_bits(packed, count, bits)
+    return {"indices": (values.reshape(dims), f"uint{bits}"),
+            "lut": (lut.reshape((1,) * len(dims) + (lut.size, 1)), from_numpy(lut.dtype))}
+
+
+def _lut16_write(op) -> dict:
+    idx, lut = op.inputs["indices"], op.inputs["lut"]
+    bits = int(idx.dtype[4:])
+    single = all(n == 1 for n in lut.shape[:-2]) and lut.shape[-1] == 1
+    if not single or lut.shape[-2] != 2 ** bits or 2 ** bits not in _LUT16_BITS or idx.const is None or lut.const is None:
+        raise ShapeError(f"constexpr_lut_to_dense: palette {list(lut.shape)} over {idx.dtype} indices has no iOS 16 "
+                         f"form (that takes one constant palette of 2**nbits entries, nbits 1, 2, 4, 6 or 8: "
+                          f"ak.quantize(..., group_size=None) makes one)")
+    values = np.asarray(idx.const, np.uint8)
+    return {"indices": values.reshape(-1) if bits == 8 else subbyte.pack_bits(values, bits),
+            "lut": np.asarray(lut.const).reshape(-1), "shape": np.array(idx.shape, np.uint32)}
+
+
+constexpr_lut_to_dense.defolder(OlderForm(
+    "ios16", {"indices": attr("uint8", 1), "lut": attr(("fp16", "fp32"), 1), "shape": attr("uint32", 1)},
+    _lut16_read, _lut16_write))
 
 
 @op(kind="constexpr", since="ios18", T=("fp16", "fp32"), nonzero_data=tensor("T"), mask=tensor("uint1"))
