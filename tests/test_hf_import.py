@@ -18,12 +18,19 @@ COMMON = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_la
               bos_token_id=0, eos_token_id=95, pad_token_id=0)
 CONFIGS = {
     "llama": lambda: transformers.LlamaConfig(**COMMON, tie_word_embeddings=False, rope_theta=10000.0),
+    # Llama 3.1+ frequency scaling, with an original context of 16 so that the 4 rotated pairs
+    # (wavelengths 6.3, 20, 63, 199) fall in all three bands: kept, blended, divided.
+    "llama3": lambda: transformers.LlamaConfig(**COMMON, tie_word_embeddings=True, rope_parameters=dict(
+        rope_type="llama3", rope_theta=10000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=16)),
+    "llama_linear": lambda: transformers.LlamaConfig(**COMMON, tie_word_embeddings=False, rope_parameters=dict(
+        rope_type="linear", rope_theta=10000.0, factor=4.0)),
     "mistral": lambda: transformers.MistralConfig(**COMMON, sliding_window=None, rope_theta=1e6),
     "qwen2": lambda: transformers.Qwen2Config(**COMMON, tie_word_embeddings=True, rope_theta=1e6),
     "qwen3": lambda: transformers.Qwen3Config(**COMMON, head_dim=16, tie_word_embeddings=True, rope_theta=1e6),
 }
-MODELS = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-          "qwen3": "Qwen3ForCausalLM"}
+MODELS = {"llama": "LlamaForCausalLM", "llama3": "LlamaForCausalLM", "llama_linear": "LlamaForCausalLM",
+          "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 PROMPT = [0, 17, 42, 5, 88, 23]
 
 
@@ -59,6 +66,23 @@ def test_greedy_tokens_and_logits_match_transformers(kind, tmp_path):
     assert ours[:len(theirs)] == theirs and len(set(theirs)) > 2
     assert len(theirs) == 12 or theirs[-1] == COMMON["eos_token_id"]
     assert m.stop_tokens == (95,)
+
+
+def test_rope_scaling_changes_the_frequencies_as_transformers_does(tmp_path):
+    """The scaled frequencies against transformers' own (a model that ignored the scaling would
+    still pass the greedy test above only by luck); an unknown scaling type is an error."""
+    for kind in ("llama3", "llama_linear"):
+        ref = make(kind, tmp_path / kind)
+        m = hf.load(tmp_path / kind)
+        from anekit.models.decoder import rope_frequencies
+        want = ref.model.rotary_emb.inv_freq.double().numpy()
+        assert np.allclose(rope_frequencies(m.arch), want, rtol=1e-6)
+        assert not np.allclose(rope_frequencies(m.arch), 10000.0 ** (-np.arange(4) * 2 / 8), rtol=1e-3)
+    cfg = json.loads((tmp_path / "llama3" / "config.json").read_text())
+    cfg["rope_parameters"] = {**cfg["rope_parameters"], "rope_type": "yarn"}
+    (tmp_path / "llama3" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFormatError, match="rope scaling 'yarn' is not supported"):
+        hf.load(tmp_path / "llama3")
 
 
 def test_bad_folders_name_the_problem(tmp_path):

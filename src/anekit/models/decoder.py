@@ -52,6 +52,9 @@ class Arch:
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     qk_norm: bool = False         # Qwen3: RMSNorm of q and k per head before RoPE
+    # RoPE frequency scaling: () none; ("linear", factor); ("llama3", factor, low_freq_factor,
+    # high_freq_factor, original context) as Llama 3.1+ checkpoints declare it.
+    rope_scaling: tuple = ()
 
     @property
     def hd(self) -> int:
@@ -62,11 +65,28 @@ class Arch:
         return self.n_kv_heads * self.hd
 
 
+def rope_frequencies(arch: Arch) -> np.ndarray:
+    """Angular frequency of each rotated pair i: base^(-2i/head_dim), then the checkpoint's
+    scaling. "linear" divides every frequency by the factor (position interpolation);
+    "llama3" divides only those whose wavelength 2 pi / f passes original_context /
+    low_freq_factor, keeps those below original_context / high_freq_factor, and blends
+    the two in between by where original_context / wavelength falls between the factors."""
+    freq = arch.rope_base ** (-np.arange(arch.hd // 2, dtype=np.float64) * 2 / arch.hd)
+    kind, *p = arch.rope_scaling or ("default",)
+    if kind == "linear":
+        return freq / p[0]
+    if kind == "llama3":
+        factor, low, high, context = p
+        wavelength = 2 * np.pi / freq
+        blend = np.clip((context / wavelength - low) / (high - low), 0.0, 1.0)
+        return freq * (blend + (1.0 - blend) / factor)
+    return freq
+
+
 def rope_tables(arch: Arch, positions) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin [1, 1, head_dim/2, len(positions)]: frequency base^(-2i/head_dim) for pair i."""
+    """cos, sin [1, 1, head_dim/2, len(positions)] of each pair's angle at each position."""
     half = arch.hd // 2
-    freq = arch.rope_base ** (-np.arange(half, dtype=np.float64) * 2 / arch.hd)
-    ang = np.outer(freq, np.asarray(positions, dtype=np.float64))
+    ang = np.outer(rope_frequencies(arch), np.asarray(positions, dtype=np.float64))
     return np.cos(ang).reshape(1, 1, half, -1), np.sin(ang).reshape(1, 1, half, -1)
 
 

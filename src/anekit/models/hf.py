@@ -51,11 +51,8 @@ def arch_from_config(cfg: dict, context: int | None = None) -> Arch:
         raise ModelFormatError(f"model_type '{mt}' is not supported (supported: {', '.join(SUPPORTED)})")
     try:
         dim, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-        rope = cfg.get("rope_parameters") or {}
-        scaling = cfg.get("rope_scaling") or {}
-        kind = rope.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
-        if kind not in ("default", None):
-            raise ModelFormatError(f"{mt}: rope scaling '{kind}' is not supported (only the default RoPE)")
+        rope = {**(cfg.get("rope_scaling") or {}), **(cfg.get("rope_parameters") or {})}
+        scaling = _rope_scaling(mt, rope, cfg)
         max_pos = int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT))
         seq = min(max_pos, int(context or DEFAULT_CONTEXT))
         window = cfg.get("sliding_window") if cfg.get("use_sliding_window", mt == "mistral") else None
@@ -67,7 +64,7 @@ def arch_from_config(cfg: dict, context: int | None = None) -> Arch:
                     head_dim=int(cfg.get("head_dim") or dim // heads),
                     norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
                     rope_base=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
-                    qk_norm=mt == "qwen3")
+                    qk_norm=mt == "qwen3", rope_scaling=scaling)
     except KeyError as e:
         raise ModelFormatError(f"config.json of a {mt} model lacks {e}") from None
     except (TypeError, ValueError) as e:
@@ -78,6 +75,25 @@ def arch_from_config(cfg: dict, context: int | None = None) -> Arch:
             or arch.n_heads % arch.n_kv_heads or arch.hd % 2:
         raise ModelFormatError(f"{mt}: inconsistent dimensions in config.json ({arch})")
     return arch
+
+
+def _rope_scaling(mt: str, rope: dict, cfg: dict) -> tuple:
+    """decoder.Arch.rope_scaling from the config's rope parameters (transformers 5 writes
+    `rope_parameters`, earlier versions `rope_scaling`; the type key was once `type`)."""
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind in ("default", None):
+        return ()
+    if kind == "linear":
+        return ("linear", float(rope["factor"]))
+    if kind == "llama3":
+        context = rope.get("original_max_position_embeddings", cfg.get("max_position_embeddings"))
+        scaling = ("llama3", float(rope["factor"]), float(rope["low_freq_factor"]),
+                   float(rope["high_freq_factor"]), float(context))
+        if scaling[3] <= scaling[2] or min(scaling[1:]) <= 0:
+            raise ModelFormatError(f"{mt}: llama3 rope scaling needs positive factors with high_freq_factor "
+                                   f"above low_freq_factor, got {rope}")
+        return scaling
+    raise ModelFormatError(f"{mt}: rope scaling '{kind}' is not supported (default, linear and llama3 are)")
 
 
 class _Tensors:
