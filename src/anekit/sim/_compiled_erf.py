@@ -22,6 +22,9 @@ tests/test_sim_erf_kernel.py checks E against mpmath and the bits against the re
 from __future__ import annotations
 
 import math
+import struct
+
+import numpy as np
 
 from . import compiled
 from . import functions as fn
@@ -40,183 +43,207 @@ GELU_FAR = 1e-14
 _GELU_SPLIT = -3.0 * math.sqrt(2.0)       # gelu_precise: the continued fraction below this x
 
 
+# Coefficients lowest power first (functions.py lists them highest first; Q is monic there).
+_SMALL_P, _SMALL_Q = fn._SMALL_P[::-1], fn._SMALL_Q[::-1] + (1.0,)
+_MID_P, _MID_Q = fn._MID_P[::-1], fn._MID_Q[::-1] + (1.0,)
+_FAR_P, _FAR_Q = fn._FAR_P, (1.0,) + fn._FAR_Q    # Cody's far P(y), Q(y) times z**10: in z**2, reversed
+_EXP = tuple(1.0 / math.factorial(j) for j in range(14))
+_RSQRT_PI, _RSQRT2 = fn._RSQRT_PI, 1.0 / math.sqrt(2.0)
+_MAGIC = 6755399441055744.0         # 1.5 * 2**52: w / ln 2 + _MAGIC holds round(w / ln 2) in its low bits
+_MAGIC_BITS = 0x4338000000000000
+_LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
+
+
+# --- plain Python here; _compile() swaps in numba versions (the bit casts become intrinsics) ---
+
+def _f64_bits(v):
+    return struct.unpack("<q", struct.pack("<d", v))[0]
+
+
+def _bits_f64(b):
+    return struct.unpack("<d", struct.pack("<q", b))[0]
+
+
+def _f32_bits(v):
+    return struct.unpack("<I", struct.pack("<f", v))[0]
+
+
+def _bits_f32(b):
+    return struct.unpack("<f", struct.pack("<I", b))[0]
+
+
+def _to_f32(v):                     # float64 -> float32, rounded to nearest
+    return np.float32(v)
+
+
+# Polynomials by Estrin's scheme (short dependency chains; every coefficient here is positive
+# and so is the variable, except r in exp, where the terms fall fast: the rounding error
+# stays within a few ulps like Horner's).
+
+def _est5(y, y2, y4, a):
+    return (a[0] + a[1] * y) + y2 * (a[2] + a[3] * y) + y4 * a[4]
+
+
+def _est6(y, y2, y4, a):
+    return (a[0] + a[1] * y) + y2 * (a[2] + a[3] * y) + y4 * (a[4] + a[5] * y)
+
+
+def _est9(y, y2, y4, y8, a):
+    return ((a[0] + a[1] * y) + y2 * (a[2] + a[3] * y)) + y4 * ((a[4] + a[5] * y) + y2 * (a[6] + a[7] * y)) \
+        + y8 * a[8]
+
+
+def _exp_neg(w):
+    """e**w for w in [-700, 0]: w = k ln 2 + r, |r| <= 0.35 (k ln2_hi exact for |k| < 2**11),
+    Taylor to r**13 (remainder below 1e-17 relative), times 2**k built in the exponent field."""
+    tk = w * _LOG2E + _MAGIC
+    k = tk - _MAGIC
+    r = (w - k * _LN2_HI) - k * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    a = _EXP
+    lo = ((a[0] + a[1] * r) + r2 * (a[2] + a[3] * r)) + r4 * ((a[4] + a[5] * r) + r2 * (a[6] + a[7] * r))
+    hi = ((a[8] + a[9] * r) + r2 * (a[10] + a[11] * r)) + r4 * (a[12] + a[13] * r)
+    return (lo + (r4 * r4) * hi) * _bits_f64((_f64_bits(tk) - _MAGIC_BITS + 1023) << 52)
+
+
+def _quotient(z, with_far):
+    """(n, d): erf(z) = n / d for z <= 0.46875, else erfc(z) = e**-z**2 n / d (Cody's
+    rationals; beyond 4, with_far: his asymptotic form over z**10 in z**2, no 1 / z**2)."""
+    z2 = z * z
+    z4 = z2 * z2
+    z8 = z4 * z4
+    small = z <= 0.46875
+    n = z * _est5(z2, z4, z8, _SMALL_P) if small else _est9(z, z2, z4, z8, _MID_P)
+    d = _est5(z2, z4, z8, _SMALL_Q) if small else _est9(z, z2, z4, z8, _MID_Q)
+    if with_far:
+        # erfc = e**-z**2 (1/sqrt pi - y P(y) / Q(y)) / z, y = 1 / z**2; times z**10 / z**10
+        qr = _est6(z2, z4, z8, _FAR_Q)
+        n = (z2 * qr * _RSQRT_PI - _est6(z2, z4, z8, _FAR_P)) if z > 4.0 else n
+        d = (z * z2 * qr) if z > 4.0 else d
+    return n, d
+
+
+def _ratio(n, d):
+    """n / d for d in [1, 1e30]: float32 division (a vector of them costs a fraction of float64
+    division's time) and two Newton steps, 6e-8 -> 4e-15 -> a few ulps of float64."""
+    y = float(_to_f32(1.0 / _to_f32(d)))
+    y = y + y * (1.0 - d * y)
+    y = y + y * (1.0 - d * y)
+    return n * y
+
+
+def _settle(bits, out, ok, i, m, e):
+    """out[i] = float32(m) with x's sign, ok[i] = both ends of m +- e round alike and x is
+    finite; 1 if not settled."""
+    hi = _f32_bits(_to_f32(m + e))
+    lo = _f32_bits(_to_f32(m - e))
+    out[i] = hi | (bits & 0x80000000)
+    settled = (hi == lo) & ((bits & 0x7F800000) != 0x7F800000)
+    ok[i] = settled
+    return 0 if settled else 1
+
+
+def _erf_bound(v):
+    """(|A|, E) for erf at v."""
+    a = min(abs(v), 4.0)
+    n, d = _quotient(a, False)
+    q = _ratio(n, d)
+    m = q if a <= 0.46875 else 1.0 - _exp_neg(-a * a) * q
+    return m, REL * m
+
+
+def _gelu_bound(v, with_far):
+    """(|A|, E) for gelu_precise at v; without with_far, E = inf past z = 4 (|x| > 5.66)."""
+    neg = v < 0.0
+    a = min(abs(v), 36.0)
+    z = a * _RSQRT2
+    n, d = _quotient(z, with_far)
+    q = _ratio(n, d)
+    c = _exp_neg(-0.5 * a * a) * q                  # a * a exact: a is a float32 value
+    u = ((1.0 - q) if neg else (1.0 + q)) if z <= 0.46875 else (c if neg else 2.0 - c)
+    m = 0.5 * abs(v) * u
+    e = REL * m + (GELU_ABS * abs(v) if v >= _GELU_SPLIT else GELU_FAR * (z * z) * m)
+    return m, (e if with_far or z <= 4.0 else math.inf)
+
+
+def erf_kernel(x, out, ok):
+    """out = the bits of float32(erf(x)) for the float32 bits x where ok; the count not ok."""
+    left = 0
+    for i in range(x.size):
+        m, e = _erf_bound(float(_bits_f32(x[i])))
+        left += _settle(x[i], out, ok, i, m, e)
+    return left
+
+
+def gelu_kernel(x, out, ok):
+    """As erf_kernel for gelu_precise: one vectorized pass without Cody's far form (it costs a
+    sixth of the time, for the rare element past |x| = 5.66, left open there), then a search
+    loop over those (not vectorized: a vector loop would run the far form on every lane)."""
+    left = 0
+    far = 0
+    for i in range(x.size):
+        m, e = _gelu_bound(float(_bits_f32(x[i])), False)
+        far += e == math.inf
+        left += _settle(x[i], out, ok, i, m, e)
+    i = 0
+    while far and i < x.size:
+        if not ok[i]:
+            v = float(_bits_f32(x[i]))
+            if not min(abs(v), 36.0) * _RSQRT2 <= 4.0:      # _gelu_bound's test, NaN included
+                far -= 1
+                m, e = _gelu_bound(v, True)
+                left += _settle(x[i], out, ok, i, m, e) - 1
+        i += 1
+    return left
+
+
+def erf_bounds(x, m, e):
+    """(|A|, E) per float32 x, for the tests."""
+    for i in range(x.size):
+        m[i], e[i] = _erf_bound(float(x[i]))
+
+
+def gelu_bounds(x, m, e):
+    for i in range(x.size):
+        m[i], e[i] = _gelu_bound(float(x[i]), True)
+
+
+_HELPERS = ("_to_f32", "_est5", "_est6", "_est9", "_exp_neg", "_quotient", "_ratio", "_settle", "_erf_bound",
+            "_gelu_bound")
+
+
 def _compile():
+    """The numba versions, from numba's cache when it has them (module-level functions: numba
+    caches closures under a key that changes every process)."""
     import numba
-    from llvmlite import ir
     from numba.core import types as t
     from numba.extending import intrinsic
 
-    @intrinsic
-    def f64_bits(typingctx, v):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.IntType(64))
-        return t.int64(t.float64), codegen
+    def cast(src, dst, name):
+        @intrinsic
+        def fn(typingctx, v):
+            def codegen(context, builder, sig, args):
+                return builder.bitcast(args[0], context.get_value_type(dst))
+            return dst(src), codegen
+        fn.__name__ = name
+        return fn
 
-    @intrinsic
-    def bits_f64(typingctx, b):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.DoubleType())
-        return t.float64(t.int64), codegen
-
-    @intrinsic
-    def f32_bits(typingctx, v):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.IntType(32))
-        return t.uint32(t.float32), codegen
-
-    @intrinsic
-    def bits_f32(typingctx, b):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.FloatType())
-        return t.float32(t.uint32), codegen
-
-    sp, sq, mp, mq, fp, fq = fn._SMALL_P, fn._SMALL_Q, fn._MID_P, fn._MID_Q, fn._FAR_P, fn._FAR_Q
-    rsqrt_pi, rsqrt2, split = fn._RSQRT_PI, 1.0 / math.sqrt(2.0), _GELU_SPLIT
-    rel, gelu_abs, gelu_far = REL, GELU_ABS, GELU_FAR
-    magic = 6755399441055744.0          # 1.5 * 2**52: w / ln 2 + magic holds round(w / ln 2) in its low bits
-    magic_bits = 0x4338000000000000
-    log2e, ln2_hi, ln2_lo = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
+    g = globals()
+    g["_f64_bits"] = cast(t.float64, t.int64, "f64_bits")
+    g["_bits_f64"] = cast(t.int64, t.float64, "bits_f64")
+    g["_f32_bits"] = cast(t.float32, t.uint32, "f32_bits")
+    g["_bits_f32"] = cast(t.uint32, t.float32, "bits_f32")
     # error_model numpy: x / 0 without a check per element (none occurs); contract: a * b + c may
     # fuse into one fma, which only makes A more accurate (the bits come from the guard, and
     # float32(A -+ E) stay monotonic in A -+ E however they round).
     options = dict(cache=True, error_model="numpy", fastmath={"contract"})
-    inline = dict(options, inline="always")
-
-    # Polynomials by Estrin's scheme (short dependency chains; every coefficient here is positive
-    # and so is the variable, except r in exp, where the terms fall fast: the rounding error
-    # stays within a few ulps like Horner's). Coefficients lowest power first.
-    small_p, small_q = sp[::-1], sq[::-1] + (1.0,)
-    mid_p, mid_q = mp[::-1], mq[::-1] + (1.0,)
-    far_p, far_q = fp, (1.0,) + fq              # Cody's far P(y), Q(y) times z**10: in z**2, reversed
-    exp_c = tuple(1.0 / math.factorial(j) for j in range(14))
-
-    @numba.njit(**inline)
-    def est5(y, y2, y4, a):
-        return (a[0] + a[1] * y) + y2 * (a[2] + a[3] * y) + y4 * a[4]
-
-    @numba.njit(**inline)
-    def est6(y, y2, y4, a):
-        return (a[0] + a[1] * y) + y2 * (a[2] + a[3] * y) + y4 * (a[4] + a[5] * y)
-
-    @numba.njit(**inline)
-    def est9(y, y2, y4, y8, a):
-        return ((a[0] + a[1] * y) + y2 * (a[2] + a[3] * y)) + y4 * ((a[4] + a[5] * y) + y2 * (a[6] + a[7] * y)) \
-            + y8 * a[8]
-
-    @numba.njit(**inline)
-    def exp_neg(w):
-        """e**w for w in [-700, 0]: w = k ln 2 + r, |r| <= 0.35 (k ln2_hi exact for |k| < 2**11),
-        Taylor to r**13 (remainder below 1e-17 relative), times 2**k built in the exponent field."""
-        tk = w * log2e + magic
-        k = tk - magic
-        r = (w - k * ln2_hi) - k * ln2_lo
-        r2 = r * r
-        r4 = r2 * r2
-        a = exp_c
-        lo = ((a[0] + a[1] * r) + r2 * (a[2] + a[3] * r)) + r4 * ((a[4] + a[5] * r) + r2 * (a[6] + a[7] * r))
-        hi = ((a[8] + a[9] * r) + r2 * (a[10] + a[11] * r)) + r4 * (a[12] + a[13] * r)
-        return (lo + (r4 * r4) * hi) * bits_f64((f64_bits(tk) - magic_bits + 1023) << 52)
-
-    @numba.njit(**inline)
-    def quotient(z, with_far):
-        """(n, d): erf(z) = n / d for z <= 0.46875, else erfc(z) = e**-z**2 n / d (Cody's
-        rationals; beyond 4, with_far: his asymptotic form over z**10 in z**2, no 1 / z**2)."""
-        z2 = z * z
-        z4 = z2 * z2
-        z8 = z4 * z4
-        small = z <= 0.46875
-        n = z * est5(z2, z4, z8, small_p) if small else est9(z, z2, z4, z8, mid_p)
-        d = est5(z2, z4, z8, small_q) if small else est9(z, z2, z4, z8, mid_q)
-        if with_far:
-            # erfc = e**-z**2 (1/sqrt pi - y P(y) / Q(y)) / z, y = 1 / z**2; times z**10 / z**10
-            qr = est6(z2, z4, z8, far_q)
-            n = (z2 * qr * rsqrt_pi - est6(z2, z4, z8, far_p)) if z > 4.0 else n
-            d = (z * z2 * qr) if z > 4.0 else d
-        return n, d
-
-    @numba.njit(**inline)
-    def ratio(n, d):
-        """n / d for d in [1, 1e30]: float32 division (a vector of them costs a fraction of float64
-        division's time) and two Newton steps, 6e-8 -> 4e-15 -> a few ulps of float64."""
-        y = numba.float64(numba.float32(1.0) / numba.float32(d))
-        y = y + y * (1.0 - d * y)
-        y = y + y * (1.0 - d * y)
-        return n * y
-
-    @numba.njit(**inline)
-    def settle(bits, out, ok, i, m, e):
-        """out[i] = float32(m) with x's sign, ok[i] = both ends of m +- e round alike and x is
-        finite; 1 if not settled."""
-        hi = f32_bits(numba.float32(m + e))
-        lo = f32_bits(numba.float32(m - e))
-        out[i] = hi | (bits & 0x80000000)
-        settled = (hi == lo) & ((bits & 0x7F800000) != 0x7F800000)
-        ok[i] = settled
-        return 0 if settled else 1
-
-    @numba.njit(**inline)
-    def erf_bound(v):
-        """(|A|, E) for erf at v."""
-        a = min(abs(v), 4.0)
-        n, d = quotient(a, False)
-        q = ratio(n, d)
-        m = q if a <= 0.46875 else 1.0 - exp_neg(-a * a) * q
-        return m, rel * m
-
-    @numba.njit(**inline)
-    def gelu_bound(v, with_far):
-        """(|A|, E) for gelu_precise at v; without with_far, E = inf past z = 4 (|x| > 5.66)."""
-        neg = v < 0.0
-        a = min(abs(v), 36.0)
-        z = a * rsqrt2
-        n, d = quotient(z, with_far)
-        q = ratio(n, d)
-        c = exp_neg(-0.5 * a * a) * q                   # a * a exact: a is a float32 value
-        u = ((1.0 - q) if neg else (1.0 + q)) if z <= 0.46875 else (c if neg else 2.0 - c)
-        m = 0.5 * abs(v) * u
-        e = rel * m + (gelu_abs * abs(v) if v >= split else gelu_far * (z * z) * m)
-        return m, (e if with_far or z <= 4.0 else math.inf)
-
-    def erf_kernel(x, out, ok):
-        left = 0
-        for i in range(x.size):
-            m, e = erf_bound(numba.float64(bits_f32(x[i])))
-            left += settle(x[i], out, ok, i, m, e)
-        return left
-
-    def gelu_kernel(x, out, ok):
-        """One vectorized pass without Cody's far form (it costs a sixth of the time, for the
-        rare element past |x| = 5.66, left unsettled there), then a scalar pass over those."""
-        left = 0
-        far = 0
-        for i in range(x.size):
-            m, e = gelu_bound(numba.float64(bits_f32(x[i])), False)
-            far += e == math.inf
-            left += settle(x[i], out, ok, i, m, e)
-        i = 0
-        while far and i < x.size:   # a search loop, not vectorized (which would do all the work)
-            if not ok[i]:
-                v = numba.float64(bits_f32(x[i]))
-                if not min(abs(v), 36.0) * rsqrt2 <= 4.0:       # gelu_bound's test, NaN included
-                    far -= 1
-                    m, e = gelu_bound(v, True)
-                    left += settle(x[i], out, ok, i, m, e) - 1
-            i += 1
-        return left
-
-    def erf_bounds(x, m, e):
-        for i in range(x.size):
-            m[i], e[i] = erf_bound(numba.float64(x[i]))
-
-    def gelu_bounds(x, m, e):
-        for i in range(x.size):
-            m[i], e[i] = gelu_bound(numba.float64(x[i]), True)
-
+    for name in _HELPERS:
+        g[name] = numba.njit(inline="always", **options)(g[name])
     u32 = t.Array(t.uint32, 1, "C", readonly=True)
-    sig = t.int64(u32, t.Array(t.uint32, 1, "C"), t.Array(t.boolean, 1, "C"))
-    jit = numba.njit(sig, nogil=True, **options)
+    jit = numba.njit(t.int64(u32, t.Array(t.uint32, 1, "C"), t.Array(t.boolean, 1, "C")), nogil=True, **options)
     f64 = t.Array(t.float64, 1, "C")
-    bounds = numba.njit(t.void(t.Array(t.float32, 1, "C", readonly=True), f64, f64), **options)   # for the tests
+    bounds = numba.njit(t.void(t.Array(t.float32, 1, "C", readonly=True), f64, f64), **options)
     return {"erf": jit(erf_kernel), "gelu": jit(gelu_kernel),
             "erf bounds": bounds(erf_bounds), "gelu bounds": bounds(gelu_bounds)}
 
