@@ -51,6 +51,8 @@ _EXP = tuple(1.0 / math.factorial(j) for j in range(14))
 _RSQRT_PI, _RSQRT2 = fn._RSQRT_PI, 1.0 / math.sqrt(2.0)
 _MAGIC = 6755399441055744.0         # 1.5 * 2**52: w / ln 2 + _MAGIC holds round(w / ln 2) in its low bits
 _MAGIC_BITS = 0x4338000000000000
+OPEN = 0x7FC0DEAD                   # the bits out holds where the bound left the element open: a
+                                    # NaN, which no settled element is (finite x: finite results)
 _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
 
 
@@ -133,14 +135,13 @@ def _ratio(n, d):
     return n * y
 
 
-def _settle(bits, out, ok, i, m, e):
-    """out[i] = float32(m) with x's sign, ok[i] = both ends of m +- e round alike and x is
-    finite; 1 if not settled."""
+def _settle(bits, out, i, m, e):
+    """out[i] = float32(m) with x's sign where both ends of m +- e round alike and x is finite,
+    else OPEN; 1 if OPEN."""
     hi = _f32_bits(_to_f32(m + e))
     lo = _f32_bits(_to_f32(m - e))
-    out[i] = hi | (bits & 0x80000000)
     settled = (hi == lo) & ((bits & 0x7F800000) != 0x7F800000)
-    ok[i] = settled
+    out[i] = (hi | (bits & 0x80000000)) if settled else OPEN
     return 0 if settled else 1
 
 
@@ -167,16 +168,16 @@ def _gelu_bound(v, with_far):
     return m, (e if with_far or z <= 4.0 else math.inf)
 
 
-def erf_kernel(x, out, ok):
-    """out = the bits of float32(erf(x)) for the float32 bits x where ok; the count not ok."""
+def erf_kernel(x, out):
+    """out = the bits of float32(erf(x)) for the float32 bits x, or OPEN; the count of OPEN."""
     left = 0
     for i in range(x.size):
         m, e = _erf_bound(float(_bits_f32(x[i])))
-        left += _settle(x[i], out, ok, i, m, e)
+        left += _settle(x[i], out, i, m, e)
     return left
 
 
-def gelu_kernel(x, out, ok):
+def gelu_kernel(x, out):
     """As erf_kernel for gelu_precise: one vectorized pass without Cody's far form (it costs a
     sixth of the time, for the rare element past |x| = 5.66, left open there), then a search
     loop over those (not vectorized: a vector loop would run the far form on every lane)."""
@@ -185,15 +186,15 @@ def gelu_kernel(x, out, ok):
     for i in range(x.size):
         m, e = _gelu_bound(float(_bits_f32(x[i])), False)
         far += e == math.inf
-        left += _settle(x[i], out, ok, i, m, e)
+        left += _settle(x[i], out, i, m, e)
     i = 0
     while far and i < x.size:
-        if not ok[i]:
+        if out[i] == OPEN:
             v = float(_bits_f32(x[i]))
             if not min(abs(v), 36.0) * _RSQRT2 <= 4.0:      # _gelu_bound's test, NaN included
                 far -= 1
                 m, e = _gelu_bound(v, True)
-                left += _settle(x[i], out, ok, i, m, e) - 1
+                left += _settle(x[i], out, i, m, e) - 1
         i += 1
     return left
 
@@ -241,7 +242,7 @@ def _compile():
     for name in _HELPERS:
         g[name] = numba.njit(inline="always", **options)(g[name])
     u32 = t.Array(t.uint32, 1, "C", readonly=True)
-    jit = numba.njit(t.int64(u32, t.Array(t.uint32, 1, "C"), t.Array(t.boolean, 1, "C")), nogil=True, **options)
+    jit = numba.njit(t.int64(u32, t.Array(t.uint32, 1, "C")), nogil=True, **options)
     f64 = t.Array(t.float64, 1, "C")
     bounds = numba.njit(t.void(t.Array(t.float32, 1, "C", readonly=True), f64, f64), **options)
     return {"erf": jit(erf_kernel), "gelu": jit(gelu_kernel),

@@ -111,9 +111,8 @@ class Taylor32:
         """__call__ through the table-free kernel (sim/_compiled_erf.py): the same bits."""
         flat = x.reshape(-1)
         out = np.empty(flat.size, np.float32)
-        ok = np.empty(flat.size, np.bool_)
-        if kernel(flat.view(_U32), out.view(_U32), ok):        # the count the bound left open
-            rest = np.flatnonzero(~ok)
+        if kernel(flat.view(_U32), out.view(_U32)):            # the count the bound left open
+            rest = np.flatnonzero(out.view(_U32) == _compiled_erf.OPEN)
             with np.errstate(all="ignore"):
                 out[rest] = self.reference(flat[rest].astype(np.float64)).astype(np.float32)
         return out.reshape(x.shape)
