@@ -32,6 +32,7 @@ OPTIONAL = {
     "matplotlib": ("matplotlib", "plot"),
     "transformers": ("transformers", "test"),
     "numba": ("numba", "fast"),
+    "mpmath": ("mpmath", "test"),
 }
 
 
