@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _compiled_erf, _compiled_taylor
+from . import _compiled_erf
 from . import functions as fn
 
 _U32 = np.uint32
@@ -35,8 +35,7 @@ class Taylor32:
         self.name, self.reference, self.derivatives = name, reference, derivatives
         self.c4, self.rel, self.lowest = c4, rel, lowest
         self.direct = direct            # its table-free kernel in _compiled_erf, if it has one
-        self._tables = self._stacked = None
-        self._seen = 0
+        self._tables = None
 
     def tables(self):
         if self._tables is None:
@@ -48,19 +47,14 @@ class Taylor32:
 
     def worth(self, size: int) -> bool:
         """Whether an array of `size` elements should come through here rather than through
-        the reference: big ones always; small ones with the compiled kernel (a call costs a
-        few microseconds; the reference's numpy passes cost tens), once the elements seen add
-        up to the table's size (building it costs 2 x 33792 reference evaluations, once)."""
+        the reference: big ones always (the numpy route's table costs 2 x 33792 reference
+        evaluations, once); small ones only with the compiled kernel (a call costs a few
+        microseconds; the reference's numpy passes cost tens)."""
         if size >= 4096:
             return True
         if size and self._direct() is not None:
             return True                 # no table: a call costs a few microseconds
-        if not size or _compiled_taylor.kernel() is None:
-            return False
-        if self._tables is None:
-            self._seen += size
-            return self._seen >= 2 * _PER_SIGN
-        return True
+        return False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """float32(reference(x)) for a float32 array."""
@@ -68,9 +62,6 @@ class Taylor32:
         direct = self._direct()
         if direct is not None:
             return self._settled(direct, x)
-        jit = _compiled_taylor.kernel()
-        if jit is not None:
-            return self._compiled(jit, x)
         u = x.view(_U32)
         key = np.right_shift(np.bitwise_and(u, _U32(0x7FFFFFFF)), _U32(13)).astype(np.intp)
         key -= _LO_EXP << 10
@@ -117,20 +108,6 @@ class Taylor32:
                 out[rest] = self.reference(flat[rest].astype(np.float64)).astype(np.float32)
         return out.reshape(x.shape)
 
-    def _compiled(self, jit, x: np.ndarray) -> np.ndarray:
-        """__call__ through the fused kernel (sim/_compiled_taylor.py): the same bits."""
-        flat = x.reshape(-1)
-        hi = np.empty(flat.size, np.float32)
-        ok = np.empty(flat.size, np.bool_)
-        if self._stacked is None:
-            self._stacked = np.ascontiguousarray(np.stack(self.tables(), axis=1))
-        jit(flat.view(_U32), self._stacked, _LO_EXP << 10, _PER_SIGN, self.c4, self.rel,
-            np.float32(self.lowest), hi, ok)
-        rest = np.flatnonzero(~ok)
-        if rest.size:
-            with np.errstate(all="ignore"):
-                hi[rest] = self.reference(flat[rest].astype(np.float64)).astype(np.float32)
-        return hi.reshape(x.shape)
 
 
 def _erf_derivatives(x0):
