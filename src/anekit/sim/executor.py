@@ -481,7 +481,9 @@ class Simulator:
     def _ingest_stored(self, t, a: np.ndarray) -> np.ndarray:
         """`_ingest` of a stored-form float32 array: an fp16 input is on the grid already, so
         only the NaN rule is left (as in Numerics.ingest_fp16)."""
-        if t.dtype == "fp32" or not self.nx.fp16:
+        if not self.nx.fp16:
+            return a                      # exact numerics: a float32 array is the stored form
+        if t.dtype == "fp32":
             with np.errstate(all="ignore"):
                 return self.nx.ingest(a)
         if self.nx.profile.nan_inputs_to_inf and _NAN_FREE.get(id(a)) is not a and has_nan(a):
