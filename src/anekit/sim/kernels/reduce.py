@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _compiled_mac
 from ..fp16 import F32
 from ..registry import kernel
+from . import _compiled_reduce
 
 _SUMS = ("reduce_sum", "reduce_mean", "reduce_sum_square", "reduce_l1_norm", "reduce_l2_norm",
          "reduce_log_sum_exp")
@@ -37,13 +39,49 @@ def softmax(c, x, axis):
     return softmax_along(c.nx, x, axis)
 
 
-@kernel(*_SUMS)
+def stored_sums(nx, lanes: np.ndarray, mult: float, store: bool = True) -> np.ndarray | None:
+    """nx.store(nx.wide_sum(lanes) * F32(mult)) (without the store when store is False) as one
+    compiled call (_compiled_reduce), or None where that route does not apply: the numpy
+    route, a profile other than four-lane tiles, or lanes that are not plain (an infinity, a
+    NaN, or beyond 65504), which the caller sums through mac.reduce_lanes."""
+    p = nx.profile
+    if not (nx.fp16 and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10) \
+            or lanes.dtype != F32 or not lanes.size:
+        return None
+    jit = _compiled_reduce.kernels()
+    if jit is None:
+        return None
+    k = lanes.shape[-1]
+    if lanes.ndim == 2 and not lanes.flags.c_contiguous and lanes.T.flags.c_contiguous:
+        x, run, rows = lanes.T, jit.sums_by_rows, lanes.shape[0]      # a sum over a matrix's first axis
+    else:
+        x, run = np.ascontiguousarray(lanes).reshape(-1, k), jit.sums_by_lanes
+        rows = x.shape[0]
+    out = np.empty(rows, F32)
+    itz = p.indeterminate_to_zero
+    if not run(x, out, _compiled_mac._SCALES[p.mac_tile_guard_bits], p.mac_flush_subnormals, F32(mult),
+               store, not itz, F32(0.0)):
+        return None
+    return out.reshape(lanes.shape[:-1])
+
+
+# Stored here (finish="keep"): the compiled sums store as they go, the rest calls nx.store.
+@kernel(*_SUMS, finish="keep")
 def reduce_sum_family(c, x, axes, keep_dims):
     lanes = lanes_last(x, axes)
     shape = c.out_shape()
     if lanes.dtype.kind in "iu":
         return _integer(c.type, lanes).reshape(shape)
     nx, t = c.nx, c.type
+    if t == "reduce_sum" or t == "reduce_mean":
+        k = lanes.shape[-1]
+        if nx.fp16:
+            r = stored_sums(nx, lanes, 1.0 if t == "reduce_sum" else 1.0 / k)
+            if r is not None:
+                return r.reshape(shape)
+        elif lanes.dtype == F32:     # exact: np.sum's reduction, called directly
+            r = np.add.reduce(lanes, axis=-1, dtype=F32)
+            return (r if t == "reduce_sum" else r * F32(1.0 / k)).reshape(shape)
     if t == "reduce_sum":
         r = nx.wide_sum(lanes)
     elif t == "reduce_mean":
@@ -59,7 +97,7 @@ def reduce_sum_family(c, x, axes, keep_dims):
         m = np.where(np.isfinite(m), m, F32(0.0))
         e = nx.store(np.exp(nx.store(lanes - m)))
         r = nx.store(np.log(nx.store(nx.wide_sum(e)))) + m[..., 0]
-    return r.reshape(shape)
+    return nx.store(r.reshape(shape))
 
 
 def _integer(t: str, lanes: np.ndarray) -> np.ndarray:
