@@ -81,3 +81,51 @@ def test_reduction_kernels_are_bit_identical(profile, op):
             ref, got = both(lambda: sim.run_stored({"x": data}))
             for k in ref:
                 assert_same_bits(ref[k], got[k], nan_payloads=p.indeterminate_to_zero)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", ["h13", "h16", "raw-products"])
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, False)])
+def test_one_call_layer_norm_is_bit_identical(profile, affine):
+    """_compiled_norm.normalize4 (both sums inside) on plain rows: signed zeros, subnormals,
+    a constant row with epsilon 0 (1 / sqrt(0) = inf, then 0 * inf: the default NaN stored
+    as +0), odd widths, strided rows; against the numpy route, and taken (not a fallback)."""
+    from anekit.sim import _compiled_mac
+    from anekit.sim.kernels import _compiled_norm, norm
+    nx = Numerics(ALL_PROFILES[profile])
+    p = nx.profile
+    rng = np.random.default_rng(11)
+    compiled.warm_up()
+    for shape, eps in (((64, 128), 1e-5), ((5, 33), 0.0), ((3, 17, 7), 1e-3), ((2, 1), 1e-5)):
+        x = _lanes(rng, shape, 4.0, PLAIN[np.abs(PLAIN) < 100])
+        x.reshape(-1, shape[-1])[-1] = 3.0                          # a constant row
+        gamma = _lanes(rng, shape[-1:], 1.0, PLAIN) if affine[0] else None
+        beta = _lanes(rng, shape[-1:], 1.0, PLAIN) if affine[1] else None
+        for view in (x, x[..., ::-1]):
+            with np.errstate(divide="ignore"):
+                ref, got = both(lambda: norm._normalize_last(nx, view, eps, gamma, beta))
+            assert_same_bits(ref, got)
+        rows = np.ascontiguousarray(x).reshape(-1, shape[-1])
+        d, dd, out = (np.empty_like(rows) for _ in range(3))
+        none = np.zeros(0, F32)
+        four = _compiled_norm.kernels()[2]
+        assert four(rows, F32(1.0 / shape[-1]), nx.const(eps), none if gamma is None else gamma,
+                    none if beta is None else beta, p.mac_round_products,
+                    _compiled_mac._SCALES[p.mac_tile_guard_bits], p.mac_flush_subnormals, d, dd, out)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("plain", [True, False])
+def test_layer_norm_of_a_constant_row_without_epsilon(plain):
+    """var + eps = 0: 1 / sqrt(0) is inf on both routes (the compiled stages once raised
+    ZeroDivisionError under numba's Python error model), and 0 * inf is stored as +0."""
+    from anekit.sim import profile_for
+    from anekit.sim.kernels import norm
+    nx = Numerics(profile_for("m1"))
+    x = np.full((3, 8), 3.0, np.float32)
+    if not plain:
+        x[2, 1] = np.inf                 # another row not plain: the stage kernels, not normalize4
+    with np.errstate(all="ignore"):
+        ref, got = both(lambda: norm._normalize_last(nx, x, 0.0))
+    assert_same_bits(ref, got)
+    assert (got[0] == 0).all() and not np.signbit(got[0]).any()

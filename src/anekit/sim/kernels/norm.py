@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _compiled_mac
 from ..fp16 import F32
 from ..registry import kernel
 from . import _compiled_norm
@@ -39,16 +40,20 @@ def _normalize_last(nx, lanes: np.ndarray, epsilon, gamma=None, beta=None) -> np
 def _normalize_compiled(jit, nx, lanes, inv_k, eps, gamma, beta) -> np.ndarray:
     """The fp16 stages of _normalize_last in two compiled passes around the two wide sums
     (sim/kernels/_compiled_norm.py): the same operations, so the same bits."""
-    centre, scale = jit
+    centre, scale, four = jit
     p = nx.profile
     keep_nan, nan_val = False, F32(0.0)
     rows = np.ascontiguousarray(lanes, dtype=F32).reshape(-1, lanes.shape[-1])
     d, dd = np.empty_like(rows), np.empty_like(rows)
-    centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
     none = _NONE
     g = none if gamma is None else np.ascontiguousarray(gamma, dtype=F32).reshape(-1)
     b = none if beta is None else np.ascontiguousarray(beta, dtype=F32).reshape(-1)
     out = np.empty_like(rows)
+    if four is not None and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10 and \
+            four(rows, inv_k, eps, g, b, bool(p.mac_round_products), _compiled_mac._SCALES[p.mac_tile_guard_bits],
+                 bool(p.mac_flush_subnormals), d, dd, out):
+        return out.reshape(lanes.shape)      # plain lanes: both sums inside (_compiled_norm.normalize4)
+    centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
     scale(d, nx.wide_sum(dd), inv_k, eps, g, b, keep_nan, nan_val, out)
     return out.reshape(lanes.shape)
 
