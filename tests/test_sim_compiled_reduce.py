@@ -129,3 +129,50 @@ def test_layer_norm_of_a_constant_row_without_epsilon(plain):
         ref, got = both(lambda: norm._normalize_last(nx, x, 0.0))
     assert_same_bits(ref, got)
     assert (got[0] == 0).all() and not np.signbit(got[0]).any()
+
+
+SOFTMAX_SHAPES = [(4, 64, 64), (3, 7), (2, 300), (5, 1), (2, 129), (1, 1000), (3, 8), (2, 3, 17)]
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", ["h13", "h16", "keep-nan", "exact"])
+def test_softmax_is_bit_identical(profile):
+    """reduce.softmax_along on both routes: the compiled passes (max by ordered keys, numpy's
+    pairwise sum, rows shorter than a block, of one block and split in halves) against numpy's
+    own; rows with infinities (chip: inf - inf stored as +0; exact: left to numpy), NaN, rows
+    of -inf, signed zeros, subnormals, 65504, strided and transposed inputs, another axis."""
+    p = EXACT if profile == "exact" else ALL_PROFILES[profile]
+    nx = Numerics(p)
+    applies = p.exact or p.indeterminate_to_zero
+    rng = np.random.default_rng(8)
+    compiled.warm_up()
+    for shape in SOFTMAX_SHAPES:
+        tame = (rng.standard_normal(shape) * 4).astype(np.float16).astype(np.float32)
+        tame.reshape(-1, shape[-1])[0] = -0.0
+        wild = hostile(rng, shape, 30.0, 0.2)
+        wild.reshape(-1, shape[-1])[-1] = -np.inf                        # a row of -inf
+        for x in (tame, _lanes(rng, shape, 3.0, PLAIN), wild):
+            for view, axis in ((x, -1), (x[..., ::-1], -1), (np.swapaxes(x, 0, -1), -1), (x, 0)):
+                ref, got = both(lambda: reduce.softmax_along(nx, view, axis))
+                assert_same_bits(ref, got)
+        assert (reduce._compiled_softmax(nx, tame) is not None) == applies
+    for odd in (np.nan, np.inf):
+        x = np.zeros((3, 9), np.float32)
+        x[1, 4] = odd
+        taken = reduce._compiled_softmax(nx, x) is not None
+        assert taken == (not p.exact and odd == np.inf and applies)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 64, 127, 128, 129, 136, 255, 256, 257, 1000, 4099, 8192])
+def test_pairwise_sum_is_numpys(k):
+    """_compiled_reduce._pairwise from +0 against np.add.reduce, rows of every kind of length
+    (numpy's blocks of eight and of 128, the split in halves), wide dynamic range."""
+    from anekit.sim.kernels import _compiled_reduce
+    compiled.warm_up()
+    rng = np.random.default_rng(k)
+    a = (rng.standard_normal((5, k)) * np.exp2(rng.integers(-12, 12, (5, k)))).astype(np.float32)
+    want = np.add.reduce(a, axis=-1)
+    flat = a.reshape(-1)
+    got = np.array([F32(0.0) + _compiled_reduce._pairwise(flat, r * k, k) for r in range(5)], np.float32)
+    assert_same_bits(want, got)

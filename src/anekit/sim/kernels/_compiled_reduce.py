@@ -103,6 +103,120 @@ def sums_by_rows(xt, out, scale, flush, mult, store, keep_nan, nan_val):
     return True
 
 
+# --- softmax ---------------------------------------------------------------------------------
+
+def _as_int(x):                   # float32 bits as int32 (an intrinsic once compiled)
+    return np.int32(np.array([x], F32).view(np.int32)[0])
+
+
+def _from_int(b):                 # int32 bits as float32 (an intrinsic once compiled)
+    return np.array([b], np.int32).view(F32)[0]
+
+
+def _key(b):
+    """Float bits b (int32) -> an int32 that orders as the float does (negative floats: the
+    magnitude bits flipped); its own inverse."""
+    return b ^ ((b >> 31) & 0x7FFFFFFF)
+
+
+def _store_plain(v):
+    """Numerics.store (round_fp16, NaN to +0) of a value that is not a NaN or is the default
+    NaN of an invalid operation (whose 32-bit rounding cannot wrap): the hardware conversion
+    where the host has it (_compile swaps it in)."""
+    return compiled._round16(v, _TOP, False, False, _ZERO)
+
+
+def _store_hardware(v):
+    return _ZERO if v != v else compiled._hardware_round16(v, _MAX, False, _TINY, _TINY)
+
+
+_MAX = F32(65504.0)
+_TINY = np.array([compiled._TINY_BITS], np.uint32).view(F32)[0]
+_INT_MIN = np.int32(-2 ** 31)
+
+
+def softmax_shift(x, d, store, finite):
+    """d = x - max(row) for each row of x [R, K] C-contiguous, stored (Numerics.store) with
+    store: the first stage of reduce.softmax_along. The max as an integer max of ordered keys
+    (vectorises; a float max with NaN rules does not); it is one of the row's values, and
+    only its zero's sign can differ from numpy's, which no x - m shows after the exp.
+    False (d partly set) on a NaN, or with `finite` on an infinity: left to numpy there."""
+    rows, k = x.shape
+    limit = np.uint32(0x7F7FFFFF) if finite else np.uint32(0x7F800000)
+    for r in range(rows):
+        top, km = np.uint32(0), _INT_MIN
+        for i in range(k):
+            top = max(top, _abs_bits(x[r, i]))
+            km = max(km, _key(_as_int(x[r, i])))
+        if top > limit:
+            return False
+        m = _from_int(_key(km))
+        for i in range(k):
+            v = x[r, i] - m
+            d[r, i] = _store_plain(v) if store else v
+    return True
+
+
+def _block_sum(a, lo, n):
+    """numpy's float32 pairwise summation of a[lo:lo + n] for n <= 128 (one block: eight
+    accumulators, or one below eight lanes), without the +0 its reduction starts from."""
+    if n < 8:
+        res = np.float32(-0.0)
+        for i in range(lo, lo + n):
+            res = res + a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    end = n - n % 8
+    while i < end:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+def _pairwise(a, lo, n):
+    """numpy's float32 add.reduce of a[lo:lo + n] without its starting +0: blocks of up to
+    128 (_block_sum), longer runs split in halves at a multiple of eight."""
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(a, lo, n2) + _pairwise(a, lo + n2, n - n2)
+
+
+def softmax_scale(e, out, store):
+    """out = e / sum(e) per row of e [R, K] C-contiguous (the exponentials; out another
+    array), with e stored first and the quotient stored with store; the sum is numpy's
+    (_pairwise from +0), so the bits are those of reduce.softmax_along's
+    e / e.sum(axis=-1, dtype=float32). In passes over the whole array (each vectorises)."""
+    rows, k = e.shape
+    flat = e.reshape(-1)
+    if store:
+        for i in range(flat.shape[0]):
+            flat[i] = _store_plain(flat[i])
+    sums = np.empty(rows, np.float32)
+    for r in range(rows):
+        sums[r] = _ZERO + (_block_sum(flat, r * k, k) if k <= 128 else _pairwise(flat, r * k, k))
+    for r in range(rows):
+        s = sums[r]
+        for i in range(k):
+            v = e[r, i] / s
+            out[r, i] = _store_plain(v) if store else v
+
+
 def _compile():
     """The numba versions, from numba's cache when it has them (called once sim/compiled.py's
     kernels and the four-lane kernel are compiled: the helpers named above are numba
@@ -114,6 +228,8 @@ def _compile():
 
     if _compiled_mac.kernel() is None:
         raise RuntimeError("the four-lane MAC kernel is unavailable")
+    ro = lambda nd: t.Array(t.float32, nd, "C", readonly=True)       # noqa: E731
+    rw1, rw2 = t.Array(t.float32, 1, "C"), t.Array(t.float32, 2, "C")
 
     @intrinsic
     def abs_bits(typingctx, x):
@@ -122,16 +238,34 @@ def _compile():
             return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
         return t.uint32(t.float32), codegen
 
+    @intrinsic
+    def as_int(typingctx, x):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+        return t.int32(t.float32), codegen
+
+    @intrinsic
+    def from_int(typingctx, b):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return t.float32(t.int32), codegen
+
     g = globals()
-    g["_abs_bits"] = abs_bits
-    for name in ("_plain", "_epilogue", "_row_sums"):
+    g["_abs_bits"], g["_as_int"], g["_from_int"] = abs_bits, as_int, from_int
+    for name in ("_plain", "_epilogue", "_row_sums", "_key", "_store_plain"):
         g[name] = numba.njit(cache=True)(g[name])
-    ro = lambda nd: t.Array(t.float32, nd, "C", readonly=True)       # noqa: E731
-    rw1 = t.Array(t.float32, 1, "C")
+    if compiled._HARDWARE_FP16:
+        g["_store_plain"] = numba.njit(cache=True)(_store_hardware)
+    g["_block_sum"] = numba.njit(cache=True)(_block_sum)
+    g["_pairwise"] = numba.njit(t.float32(ro(1), t.intp, t.intp), cache=True)(_pairwise)
+
     f32, flag = t.float32, t.boolean
     sig = t.boolean(ro(2), rw1, f32, flag, f32, flag, flag, f32)
     for name in ("sums_by_lanes", "sums_by_rows"):
         g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
+    g["softmax_shift"] = numba.njit(t.boolean(ro(2), rw2, flag, flag), cache=True, nogil=True)(softmax_shift)
+    g["softmax_scale"] = numba.njit(t.void(rw2, rw2, flag), cache=True, nogil=True,
+                                    error_model="numpy")(softmax_scale)
     return _Kernels()
 
 
@@ -140,6 +274,7 @@ class _Kernels:
 
     def __init__(self):
         self.sums_by_lanes, self.sums_by_rows = sums_by_lanes, sums_by_rows
+        self.softmax_shift, self.softmax_scale = softmax_shift, softmax_scale
 
 
 kernels = compiled.LazyKernel("reduction kernels", _compile)

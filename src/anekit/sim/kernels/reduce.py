@@ -25,7 +25,38 @@ def lanes_last(x: np.ndarray, axes) -> np.ndarray:
 
 
 def softmax_along(nx, x: np.ndarray, axis: int) -> np.ndarray:
-    """Softmax with the max subtracted first, as the engine does (it never overflows)."""
+    """Softmax with the max subtracted first, as the engine does (it never overflows); stored
+    (Numerics.store)."""
+    if axis % x.ndim == x.ndim - 1 and 0 < x.shape[-1] <= _SOFTMAX_MAX_K and x.size and x.dtype == F32:
+        y = _compiled_softmax(nx, x)
+        if y is not None:
+            return y
+    return nx.store(_softmax_numpy(nx, x, axis))
+
+
+_SOFTMAX_MAX_K = 8192       # rows the compiled sum was checked against numpy's on (tests)
+
+
+def _compiled_softmax(nx, x: np.ndarray) -> np.ndarray | None:
+    """_softmax_numpy over the last axis, stored, in two compiled passes around numpy's exp
+    (_compiled_reduce.softmax_shift and softmax_scale: the max, the shift and its store; the
+    store of the exponentials, numpy's pairwise sum, the quotient and its store), or None
+    without the compiled kernels or on a NaN (exact numerics: an infinity too). Chip profiles
+    that keep NaN stay with numpy (an inf - inf NaN there would keep numba's payload)."""
+    jit = _compiled_reduce.kernels()
+    if jit is None or (nx.fp16 and not nx.profile.indeterminate_to_zero):
+        return None
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    d = np.empty_like(rows)
+    if not jit.softmax_shift(rows, d, nx.fp16, not nx.fp16):
+        return None
+    np.exp(d, out=d)
+    out = np.empty_like(d)
+    jit.softmax_scale(d, out, nx.fp16)
+    return out.reshape(x.shape)
+
+
+def _softmax_numpy(nx, x: np.ndarray, axis: int) -> np.ndarray:
     m = x.max(axis=axis, keepdims=True)      # (the methods: np.max's and np.sum's reductions, called directly)
     if nx.fp16:
         e = nx.store(np.exp(nx.store(x - m)))      # inf - inf -> +0 puts the mass on an inf lane
@@ -34,7 +65,7 @@ def softmax_along(nx, x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True, dtype=F32)
 
 
-@kernel("softmax")
+@kernel("softmax", finish="keep")
 def softmax(c, x, axis):
     return softmax_along(c.nx, x, axis)
 
