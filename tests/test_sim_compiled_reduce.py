@@ -176,3 +176,27 @@ def test_pairwise_sum_is_numpys(k):
     flat = a.reshape(-1)
     got = np.array([F32(0.0) + _compiled_reduce._pairwise(flat, r * k, k) for r in range(5)], np.float32)
     assert_same_bits(want, got)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, False)])
+def test_exact_layer_norm_is_bit_identical(affine):
+    """_compiled_norm.normalize_exact against numpy's formula: odd widths (numpy's mean divides
+    in float64), widths past one summation block, signed zeros, subnormals, large values,
+    constant rows with epsilon 0 (0 / 0); infinities, NaN and strided rows stay with numpy."""
+    from anekit.sim.kernels import norm
+    nx = Numerics(EXACT)
+    rng = np.random.default_rng(13)
+    compiled.warm_up()
+    for shape, eps in (((64, 128), 1e-5), ((17, 33), 1e-3), ((3, 5, 7), 0.0), ((2, 300), 1e-5), ((4, 1), 1e-5)):
+        x = (rng.standard_normal(shape) * np.exp2(rng.integers(-20, 20, shape))).astype(np.float32)
+        x.reshape(-1, shape[-1])[0] = -0.0
+        x.reshape(-1, shape[-1])[-1] = 1e-40                            # a constant subnormal row
+        gamma = rng.standard_normal(shape[-1:]).astype(np.float32) if affine[0] else None
+        beta = rng.standard_normal(shape[-1:]).astype(np.float32) if affine[1] else None
+        assert norm._exact_compiled(x, eps, gamma, beta) is not None
+        wild = hostile(rng, shape, 100.0, 0.2)
+        for data in (x, x[..., ::-1], wild):
+            with np.errstate(all="ignore"):
+                ref, got = both(lambda: norm._normalize_last(nx, data, eps, gamma, beta))
+            assert_same_bits(ref, got)

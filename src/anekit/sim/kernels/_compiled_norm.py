@@ -114,6 +114,48 @@ def normalize4(lanes, inv_k, eps, gamma, beta, round_products, scale4, flush, d,
     return True
 
 
+def _finite(a):
+    """Whether every element of a flat float32 array is finite (an unsigned integer max)."""
+    top = np.uint32(0)
+    for i in range(a.shape[0]):
+        top = max(top, _compiled_reduce._abs_bits(a[i]))
+    return top < np.uint32(0x7F800000)
+
+
+def _row_mean(a, lo, k):
+    """np.mean(row, dtype=float32) of a[lo:lo + k]: numpy's pairwise sum from +0, divided by
+    the count as numpy does it (a float64 quotient stored as float32: its count is an intp)."""
+    s = np.float32(0.0) + (_compiled_reduce._block_sum(a, lo, k) if k <= 128 else _compiled_reduce._pairwise(a, lo, k))
+    return np.float32(np.float64(s) / np.float64(k))
+
+
+def normalize_exact(lanes, eps, gamma, beta, d, out):
+    """norm._normalize_last in exact numerics on finite lanes, gamma and beta (rows of lanes
+    [R, K] C-contiguous): mean, d = lanes - mean, var = mean(d * d), d / sqrt(var + eps),
+    then * gamma and + beta when not empty; numpy's operations in numpy's order, so its bits.
+    False (out unset) on an infinity or NaN, which the caller leaves to numpy."""
+    if not (_finite(lanes.reshape(-1)) and _finite(gamma) and _finite(beta)):
+        return False
+    rows, k = lanes.shape
+    flat, dflat = lanes.reshape(-1), d.reshape(-1)
+    has_g, has_b = gamma.size > 0, beta.size > 0
+    for r in range(rows):
+        mean = _row_mean(flat, r * k, k)
+        for i in range(k):
+            v = lanes[r, i] - mean
+            d[r, i] = v * v
+        var = _row_mean(dflat, r * k, k)
+        root = np.sqrt(var + eps)
+        for i in range(k):
+            y = (lanes[r, i] - mean) / root
+            if has_g:
+                y = y * gamma[i]
+            if has_b:
+                y = y + beta[i]
+            out[r, i] = y
+    return True
+
+
 def _compile():
     """The numba versions, from numba's cache when it has them (called once sim/compiled.py's
     kernels are compiled: the helpers named above are numba functions then)."""
@@ -136,7 +178,13 @@ def _compile():
     if _compiled_reduce.kernels() is not None:      # its _plain and _row_sums compiled
         four = numba.njit(t.boolean(ro(2), f32, f32, ro(1), ro(1), flag, f32, flag, rw, rw, rw),
                           cache=True, nogil=True, error_model="numpy")(normalize4)
-    return g["centre"], g["scale"], four
+    exact = None
+    if _compiled_reduce.kernels() is not None:
+        for name in ("_finite", "_row_mean"):
+            g[name] = numba.njit(cache=True)(g[name])
+        exact = numba.njit(t.boolean(ro(2), f32, ro(1), ro(1), rw, rw), cache=True, nogil=True,
+                           error_model="numpy")(normalize_exact)
+    return g["centre"], g["scale"], four, exact
 
 
 kernels = compiled.LazyKernel("normalization kernels", _compile)
