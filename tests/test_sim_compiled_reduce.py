@@ -164,7 +164,7 @@ def test_softmax_is_bit_identical(profile):
 
 
 @pytest.mark.numba
-@pytest.mark.parametrize("k", [1, 7, 8, 9, 64, 127, 128, 129, 136, 255, 256, 257, 1000, 4099, 8192])
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 15, 16, 17, 64, 100, 127, 128, 129, 136, 255, 256, 257, 1000, 4099, 8192])
 def test_pairwise_sum_is_numpys(k):
     """_compiled_reduce._pairwise from +0 against np.add.reduce, rows of every kind of length
     (numpy's blocks of eight and of 128, the split in halves), wide dynamic range."""
@@ -176,6 +176,9 @@ def test_pairwise_sum_is_numpys(k):
     flat = a.reshape(-1)
     got = np.array([F32(0.0) + _compiled_reduce._pairwise(flat, r * k, k) for r in range(5)], np.float32)
     assert_same_bits(want, got)
+    rows = np.empty(5, np.float32)
+    _compiled_reduce.numpy_row_sums(a, rows)          # the vectorised form for one block of eights
+    assert_same_bits(want, rows)
 
 
 @pytest.mark.numba

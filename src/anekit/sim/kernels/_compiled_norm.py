@@ -122,10 +122,9 @@ def _finite(a):
     return top < np.uint32(0x7F800000)
 
 
-def _row_mean(a, lo, k):
-    """np.mean(row, dtype=float32) of a[lo:lo + k]: numpy's pairwise sum from +0, divided by
-    the count as numpy does it (a float64 quotient stored as float32: its count is an intp)."""
-    s = np.float32(0.0) + (_compiled_reduce._block_sum(a, lo, k) if k <= 128 else _compiled_reduce._pairwise(a, lo, k))
+def _mean(s, k):
+    """A row mean as np.mean(dtype=float32) finishes it: the float32 sum divided by the count
+    in float64 (numpy's count is an intp), stored as float32."""
     return np.float32(np.float64(s) / np.float64(k))
 
 
@@ -137,22 +136,27 @@ def normalize_exact(lanes, eps, gamma, beta, d, out):
     if not (_finite(lanes.reshape(-1)) and _finite(gamma) and _finite(beta)):
         return False
     rows, k = lanes.shape
-    flat, dflat = lanes.reshape(-1), d.reshape(-1)
-    has_g, has_b = gamma.size > 0, beta.size > 0
+    means, vars_ = np.empty(rows, np.float32), np.empty(rows, np.float32)
+    _compiled_reduce.numpy_row_sums(lanes, means)          # (in passes over all rows: each vectorises)
     for r in range(rows):
-        mean = _row_mean(flat, r * k, k)
+        mean = _mean(means[r], k)
+        means[r] = mean
         for i in range(k):
             v = lanes[r, i] - mean
             d[r, i] = v * v
-        var = _row_mean(dflat, r * k, k)
-        root = np.sqrt(var + eps)
+    _compiled_reduce.numpy_row_sums(d, vars_)
+    for r in range(rows):
+        mean, root = means[r], np.sqrt(_mean(vars_[r], k) + eps)
         for i in range(k):
-            y = (lanes[r, i] - mean) / root
-            if has_g:
-                y = y * gamma[i]
-            if has_b:
-                y = y + beta[i]
-            out[r, i] = y
+            out[r, i] = (lanes[r, i] - mean) / root
+    if gamma.size:
+        for r in range(rows):
+            for i in range(k):
+                out[r, i] = out[r, i] * gamma[i]
+    if beta.size:
+        for r in range(rows):
+            for i in range(k):
+                out[r, i] = out[r, i] + beta[i]
     return True
 
 
@@ -180,7 +184,7 @@ def _compile():
                           cache=True, nogil=True, error_model="numpy")(normalize4)
     exact = None
     if _compiled_reduce.kernels() is not None:
-        for name in ("_finite", "_row_mean"):
+        for name in ("_finite", "_mean"):
             g[name] = numba.njit(cache=True)(g[name])
         exact = numba.njit(t.boolean(ro(2), f32, ro(1), ro(1), rw, rw), cache=True, nogil=True,
                            error_model="numpy")(normalize_exact)
