@@ -203,3 +203,17 @@ def test_exact_layer_norm_is_bit_identical(affine):
             with np.errstate(all="ignore"):
                 ref, got = both(lambda: norm._normalize_last(nx, data, eps, gamma, beta))
             assert_same_bits(ref, got)
+
+
+def test_lanes_last_is_moveaxis_then_reshape():
+    """reduce.lanes_last (one transpose) gives np.moveaxis's view, flattened, for every set of
+    axes of a 4-D array, negative and repeated axes, None, and no axes."""
+    import itertools
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    sets = [None, [], [-1, 3], [0, 0]] + [list(c) for n in range(1, 5) for c in itertools.combinations(range(4), n)]
+    for axes in sets:
+        ax = list(range(4)) if axes is None else sorted({a % 4 for a in axes})
+        moved = np.moveaxis(x, ax, list(range(4 - len(ax), 4)))
+        want = moved.reshape(moved.shape[:4 - len(ax)] + (-1,))
+        got = reduce.lanes_last(x, axes)
+        assert got.shape == want.shape and np.array_equal(got, want), axes

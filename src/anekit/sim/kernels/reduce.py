@@ -17,11 +17,16 @@ _OTHERS = {"reduce_max": np.maximum.reduce, "reduce_min": np.minimum.reduce, "re
 
 
 def lanes_last(x: np.ndarray, axes) -> np.ndarray:
-    """x with the reduced axes moved last and flattened: [kept..., K]."""
-    ax = list(range(x.ndim)) if axes is None else sorted({a % x.ndim for a in axes})
-    last = list(range(x.ndim - len(ax), x.ndim))
-    moved = x if ax == last else np.moveaxis(x, ax, last)
-    return moved.reshape(moved.shape[:x.ndim - len(ax)] + (-1,))
+    """x with the reduced axes moved last and flattened: [kept..., K]. (np.moveaxis's view,
+    as one transpose: moveaxis's argument handling cost more than the small sums it fed.)"""
+    if axes is None:
+        return x.reshape(-1)
+    nd = x.ndim
+    ax = sorted({a % nd for a in axes})
+    keep = [i for i in range(nd) if i not in ax]
+    if keep != list(range(len(keep))):      # a reduced axis before a kept one
+        x = x.transpose(keep + ax)
+    return x.reshape(x.shape[:len(keep)] + (-1,))
 
 
 def softmax_along(nx, x: np.ndarray, axis: int) -> np.ndarray:
@@ -75,25 +80,43 @@ def stored_sums(nx, lanes: np.ndarray, mult: float, store: bool = True) -> np.nd
     compiled call (_compiled_reduce), or None where that route does not apply: the numpy
     route, a profile other than four-lane tiles, or lanes that are not plain (an infinity, a
     NaN, or beyond 65504), which the caller sums through mac.reduce_lanes."""
-    p = nx.profile
-    if not (nx.fp16 and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10) \
-            or lanes.dtype != F32 or not lanes.size:
+    args = _sum_args(nx)
+    if args is None or lanes.dtype != F32 or not lanes.size:
         return None
     jit = _compiled_reduce.kernels()
     if jit is None:
         return None
-    k = lanes.shape[-1]
-    if lanes.ndim == 2 and not lanes.flags.c_contiguous and lanes.T.flags.c_contiguous:
+    if lanes.flags.c_contiguous:
+        x, run = (lanes if lanes.ndim == 2 else lanes.reshape(-1, lanes.shape[-1])), jit.sums_by_lanes
+        rows = x.shape[0]
+    elif lanes.ndim == 2 and lanes.T.flags.c_contiguous:
         x, run, rows = lanes.T, jit.sums_by_rows, lanes.shape[0]      # a sum over a matrix's first axis
     else:
-        x, run = np.ascontiguousarray(lanes).reshape(-1, k), jit.sums_by_lanes
+        x, run = np.ascontiguousarray(lanes).reshape(-1, lanes.shape[-1]), jit.sums_by_lanes
         rows = x.shape[0]
     out = np.empty(rows, F32)
-    itz = p.indeterminate_to_zero
-    if not run(x, out, _compiled_mac._SCALES[p.mac_tile_guard_bits], p.mac_flush_subnormals, F32(mult),
-               store, not itz, F32(0.0)):
+    if not run(x, out, args[0], args[1], F32(mult), store, args[2], _ZERO):
         return None
-    return out.reshape(lanes.shape[:-1])
+    return out if lanes.ndim == 2 else out.reshape(lanes.shape[:-1])
+
+
+_ZERO = F32(0.0)
+_SUM_ARGS: dict = {}        # id(profile) -> (profile, the kernels' profile arguments or None)
+
+
+def _sum_args(nx):
+    """(scale, flush, keep_nan) for _compiled_reduce's sums under nx's profile, or None where
+    they do not apply (exact numerics, tiles other than four lanes, guard bits beyond 10);
+    looked up once per profile (the checks cost more than a small sum)."""
+    p = nx.profile
+    entry = _SUM_ARGS.get(id(p))
+    if entry is None or entry[0] is not p:
+        args = None
+        if nx.fp16 and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10:
+            args = (_compiled_mac._SCALES[p.mac_tile_guard_bits], bool(p.mac_flush_subnormals),
+                    not p.indeterminate_to_zero)
+        entry = _SUM_ARGS[id(p)] = (p, args)
+    return entry[1]
 
 
 # Stored here (finish="keep"): the compiled sums store as they go, the rest calls nx.store.
