@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _compiled_mac
 from ..fp16 import F32
 from ..registry import kernel
 from . import _compiled_norm
@@ -19,6 +20,9 @@ def _normalize_last(nx, lanes: np.ndarray, epsilon, gamma=None, beta=None) -> np
     the last axis, or None)."""
     k = lanes.shape[-1]
     if not nx.fp16:
+        y = _exact_compiled(lanes, epsilon, gamma, beta)
+        if y is not None:
+            return y
         mean = lanes.mean(axis=-1, keepdims=True, dtype=F32)
         d = lanes - mean
         var = (d * d).mean(axis=-1, keepdims=True, dtype=F32)
@@ -36,19 +40,44 @@ def _normalize_last(nx, lanes: np.ndarray, epsilon, gamma=None, beta=None) -> np
     return _affine(nx, nx.store(d * inv), gamma, beta)
 
 
+def _exact_compiled(lanes, epsilon, gamma, beta) -> np.ndarray | None:
+    """The exact formula below as one compiled call (_compiled_norm.normalize_exact: numpy's
+    operations in numpy's order) on C-contiguous float32 rows of finite values, or None (the
+    numpy code runs: another layout could change numpy's summation order)."""
+    jit = _compiled_norm.kernels()
+    k = lanes.shape[-1]
+    if jit is None or jit[3] is None or lanes.dtype != F32 or not lanes.flags.c_contiguous or not lanes.size \
+            or k > _EXACT_MAX_K or not all(v is None or (v.size == k and v.dtype == F32) for v in (gamma, beta)):
+        return None
+    rows = lanes.reshape(-1, k)
+    d, out = np.empty_like(rows), np.empty_like(rows)
+    g = _NONE if gamma is None else np.ascontiguousarray(gamma).reshape(-1)
+    b = _NONE if beta is None else np.ascontiguousarray(beta).reshape(-1)
+    if not jit[3](rows, F32(epsilon), g, b, d, out):
+        return None
+    return out.reshape(lanes.shape)
+
+
+_EXACT_MAX_K = 8192      # rows the compiled sum was checked against numpy's on (tests)
+
+
 def _normalize_compiled(jit, nx, lanes, inv_k, eps, gamma, beta) -> np.ndarray:
     """The fp16 stages of _normalize_last in two compiled passes around the two wide sums
     (sim/kernels/_compiled_norm.py): the same operations, so the same bits."""
-    centre, scale = jit
+    centre, scale, four, _ = jit
     p = nx.profile
     keep_nan, nan_val = False, F32(0.0)
     rows = np.ascontiguousarray(lanes, dtype=F32).reshape(-1, lanes.shape[-1])
     d, dd = np.empty_like(rows), np.empty_like(rows)
-    centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
     none = _NONE
     g = none if gamma is None else np.ascontiguousarray(gamma, dtype=F32).reshape(-1)
     b = none if beta is None else np.ascontiguousarray(beta, dtype=F32).reshape(-1)
     out = np.empty_like(rows)
+    if four is not None and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10 and \
+            four(rows, inv_k, eps, g, b, bool(p.mac_round_products), _compiled_mac._SCALES[p.mac_tile_guard_bits],
+                 bool(p.mac_flush_subnormals), d, dd, out):
+        return out.reshape(lanes.shape)      # plain lanes: both sums inside (_compiled_norm.normalize4)
+    centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
     scale(d, nx.wide_sum(dd), inv_k, eps, g, b, keep_nan, nan_val, out)
     return out.reshape(lanes.shape)
 
