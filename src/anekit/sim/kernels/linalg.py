@@ -45,7 +45,7 @@ def scaled_dot_product_attention(c, query, key, value, attn_mask):
             scores = np.where(attn_mask, scores, F32(-np.inf))
         else:
             scores = nx.store(scores + attn_mask)
-    probs = nx.store(softmax_along(nx, scores, -1))
+    probs = softmax_along(nx, scores, -1)            # (stored already)
     return nx.matmul(probs, value).reshape(c.out_shape())
 
 

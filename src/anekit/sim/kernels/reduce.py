@@ -70,7 +70,7 @@ def _softmax_numpy(nx, x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True, dtype=F32)
 
 
-@kernel("softmax", finish="keep")
+@kernel("softmax", finish="stored")        # softmax_along stores with the NaN rule on every route
 def softmax(c, x, axis):
     return softmax_along(c.nx, x, axis)
 
@@ -119,8 +119,9 @@ def _sum_args(nx):
     return entry[1]
 
 
-# Stored here (finish="keep"): the compiled sums store as they go, the rest calls nx.store.
-@kernel(*_SUMS, finish="keep")
+# Stored here (finish="stored"): the compiled sums store as they go (plain lanes: no NaN can
+# arise), the rest calls nx.store, which applies the NaN rule; integer sums are not floats.
+@kernel(*_SUMS, finish="stored")
 def reduce_sum_family(c, x, axes, keep_dims):
     lanes = lanes_last(x, axes)
     shape = c.out_shape()
