@@ -293,3 +293,31 @@ def test_checked_exact_rows_report_a_nan_in_their_one_pass(code, mode):
         assert bool(bad) is poison
         if not poison:
             _same_bits({"op": want}, {"op": out})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("mode, check", [(0, 0), (0, 1), (1, 0), (2, 0), (3, 0), (3, 1)])
+@pytest.mark.parametrize("code", range(4))
+def test_rows_with_a_one_value_operand_match_the_filled_row(code, mode, check):
+    """A row whose second operand is one value (kind 2, AdamW's constants) runs a loop that
+    reads the value instead of a row filled with it per block: the results and the NaN report
+    are those of the same row reading an array of copies, for values that make NaN, inf,
+    signed zeros and overflow, with and without a NaN among the first operand's elements."""
+    tape = _tape_module()
+    rng = np.random.default_rng(70 + code * 10 + mode)
+    a = _every_magnitude(rng, 2000)
+    nan = np.array(0x7FC01234, np.uint32).view(np.float32)
+    for value in (np.float32(3.0), np.float32(0.0), np.float32(-0.0), np.float32(np.inf), np.float32(-np.inf),
+                  np.float32(65504.0), np.float32(1e-7), nan):
+        for a_in in (a[~np.isnan(a)], a):
+            one = np.array([value], np.float32)
+            copies = np.full(a_in.size, value, np.float32)
+            outs, bads = [], []
+            for kind, b in ((2, one), (1, copies)):
+                out = np.empty_like(a_in)
+                addrs = np.array([a_in.ctypes.data, b.ctypes.data, out.ctypes.data], np.int64)
+                row = np.array([[code, 1, 0, 0, 0, kind, 1, 0, 0, 1, 2, mode, check]], np.int64)
+                bads.append(bool(tape.run(np.array([[a_in.size, 0, 1]], np.int64), row, addrs, 3, 64)))
+                outs.append(out)
+            assert bads[0] == bads[1]
+            _same_bits({"op": outs[1]}, {"op": outs[0]})

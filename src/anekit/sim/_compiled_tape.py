@@ -255,6 +255,43 @@ def _apply(code, mode, a, b, d, m, check):
     return False
 
 
+@_jit
+def _scalar_b(code, mode, a, bv, d, m, check, fill):
+    """_apply(code, mode, a, b, d, m, check) for b one value bv, read in the loop instead of
+    from a row filled with it per block (AdamW's region: most rows have a constant operand).
+    The same float32 operations; a block where a result is a NaN (whose payload the
+    compiler's operand order could change) is redone by _apply itself on `fill` filled with
+    bv, so every result and report is _apply's."""
+    c = bv + _ZERO if mode == CHIP_UNSIGNED_ZERO and code == DIV else bv
+    raw = mode == EXACT
+    nan = False
+    if code == ADD:
+        for i in range(m):
+            v = a[i] + c
+            nan |= v != v
+            d[i] = v if raw else _round(v)
+    elif code == SUB:
+        for i in range(m):
+            v = a[i] - c
+            nan |= v != v
+            d[i] = v if raw else _round(v)
+    elif code == MUL:
+        for i in range(m):
+            v = a[i] * c
+            nan |= v != v
+            d[i] = v if raw else _round(v)
+    else:
+        for i in range(m):
+            v = a[i] / c
+            nan |= v != v
+            d[i] = v if raw else _round(v)
+    if not nan:
+        return False
+    for i in range(m):
+        fill[i] = bv
+    return _apply(code, mode, a, fill, d, m, check)
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")    # compiled on first call (one signature)
 def run(groups, tape, addrs, rows, width):
     """Run the tape with `rows` scratch rows of `width` elements (the last two are the
@@ -268,10 +305,16 @@ def run(groups, tape, addrs, rows, width):
         for base in range(0, n, width):
             m = min(width, n - base)
             for k in range(k0, k1):
+                code = tape[k, 0]
                 a = _view(tape[k, 1], tape[k, 2], tape[k, 3], tape[k, 4], addrs, sbase, width, base, m, fill_a)
-                b = _view(tape[k, 5], tape[k, 6], tape[k, 7], tape[k, 8], addrs, sbase, width, base, m, fill_b)
                 d = _view(tape[k, 9], tape[k, 10], 0, 0, addrs, sbase, width, base, m, fill_a)
-                bad |= _apply(tape[k, 0], tape[k, 11], a, b, d, m, tape[k, 12] != 0)
+                if tape[k, 5] == SCALAR and code <= DIV and tape[k, 1] != SCALAR:
+                    bv = numba.carray(_fptr(addrs[tape[k, 6]]), 1)[0]
+                    fill = numba.carray(_fptr(sbase + 4 * fill_b * width), m)
+                    bad |= _scalar_b(code, tape[k, 11], a, bv, d, m, tape[k, 12] != 0, fill)
+                    continue
+                b = _view(tape[k, 5], tape[k, 6], tape[k, 7], tape[k, 8], addrs, sbase, width, base, m, fill_b)
+                bad |= _apply(code, tape[k, 11], a, b, d, m, tape[k, 12] != 0)
     return bad
 
 
