@@ -271,6 +271,15 @@ def round_fp16(src, out, top, flush, keep_nan, nan_val):
         out[i] = _round16(src[i], top, flush, keep_nan, nan_val)
 
 
+def all_finite(a):
+    """Whether no element of a flat float32 array has its exponent bits all ones (inf, NaN):
+    one vectorised pass, no mask array (the loss scaler's check of every gradient, each step)."""
+    bad = False
+    for i in range(a.shape[0]):
+        bad |= (_bits(a[i]) & _INF_BITS) == _INF_BITS
+    return not bad
+
+
 ADD, SUB, MUL, DIV, SQRT = 0, 1, 2, 3, 4      # elementwise_round's op codes
 
 
@@ -481,6 +490,7 @@ def _compile() -> None:
     for name, sig in signatures.items():
         g[name] = numba.njit(t.void(*sig), cache=True, nogil=True,
                              **({"error_model": "numpy"} if name in numpy_errors else {}))(g[name])
+    g["all_finite"] = numba.njit(t.boolean(ro(1)), cache=True, nogil=True)(g["all_finite"])
 
 
 def _source_keyed_cache(config) -> None:

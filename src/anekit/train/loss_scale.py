@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ..errors import CheckpointError, UsageError
+from ..sim.fp16 import all_finite
 
 STATIC_DEFAULT = 256.0       # the guide's and the seeds' static scale
 DYNAMIC_START = 1024.0       # the guide's digits run (ch. 15)
@@ -46,7 +47,7 @@ class LossScaler:
     @staticmethod
     def finite(grads) -> bool:
         """Whether every gradient is finite (the engine turns NaN into inf, guide ch. 3)."""
-        return all(np.isfinite(g).all() for g in grads)
+        return all(all_finite(g) for g in grads)
 
     def update(self, finite: bool) -> bool:
         """Record one step's outcome; True if the optimizer should apply it."""
