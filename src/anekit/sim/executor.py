@@ -195,7 +195,9 @@ class Simulator:
         state a trainer keeps on the engine between steps, guide ch. 15): they are taken as
         they are, skipping the fp16 casts and copies (a float32 array is trusted to be on the
         fp16 grid; any other array is converted as in `run`). Outputs come back in that form
-        too: float32 for fp16 and fp32 outputs, equal to `run`'s after a cast to float32."""
+        too: float32 for fp16 and fp32 outputs, equal to `run`'s after a cast to float32. In a
+        chip profile the outputs an op computed come back read-only (copy one to write to it):
+        fed back as resident inputs, they are known to hold no NaN."""
         fast = {}
         if resident:
             for t in self.function.inputs:
