@@ -85,6 +85,17 @@ def test_rope_scaling_changes_the_frequencies_as_transformers_does(tmp_path):
         hf.load(tmp_path / "llama3")
 
 
+def test_generation_config_adds_its_stop_tokens(tmp_path):
+    """Chat checkpoints list their end-of-turn ids in generation_config.json: generation stops
+    on any of them, config.json's first."""
+    make("llama", tmp_path)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [93, 95, 94]}))
+    assert hf.load(tmp_path).stop_tokens == (95, 93, 94)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": "x"}))
+    with pytest.raises(ModelFormatError, match="eos_token_id 'x' must be an id"):
+        hf.load(tmp_path)
+
+
 def test_bad_folders_name_the_problem(tmp_path):
     make("llama", tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())

@@ -224,6 +224,28 @@ def load(folder, context: int | None = None) -> Model:
         if tokenizer.get_vocab_size(with_added_tokens=True) > arch.vocab_size:
             raise ModelFormatError(f"the tokenizer has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens "
                                    f"but the model's vocabulary is {arch.vocab_size}: they do not belong together")
-    eos = cfg.get("eos_token_id")
-    stop = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    return Model(arch, weights, tokenizer, stop, cfg.get("model_type", ""))
+    return Model(arch, weights, tokenizer, _stop_tokens(folder, cfg), cfg.get("model_type", ""))
+
+
+def _stop_tokens(folder: str, cfg: dict) -> list[int]:
+    """The end-of-sequence ids of config.json and of generation_config.json, which is where
+    chat checkpoints list theirs (Llama 3 instruct: 128001, 128008, 128009 against config's one)."""
+    stop: list[int] = []
+    sources = [cfg]
+    path = os.path.join(folder, "generation_config.json")
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                gen = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ModelFormatError(f"'{path}': not a readable JSON file ({e})") from None
+        if isinstance(gen, dict):
+            sources.append(gen)
+    for src in sources:
+        eos = src.get("eos_token_id")
+        for t in ([] if eos is None else [eos] if isinstance(eos, int) else eos):
+            if not isinstance(t, int) or isinstance(t, bool):
+                raise ModelFormatError(f"'{folder}': eos_token_id {eos!r} must be an id or a list of ids")
+            if t not in stop:
+                stop.append(t)
+    return stop
