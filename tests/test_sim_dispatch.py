@@ -194,3 +194,15 @@ def test_resident_outputs_skip_the_nan_pass_only_when_they_are_run_stored_output
         executor.has_nan = real
     assert np.isinf(got["x_out"][0, 0]) and np.array_equal(_bits(again["y"]), _bits(sim.run_stored(
         {"w": b}, resident={"x": y.copy()})["y"]))
+
+
+def test_inputs_that_are_not_a_mapping_get_the_binding_error():
+    """A bare array (or list) where {name: array} belongs is bind_inputs' clear error, not a
+    crash in the shortcuts before it (an array's truth value is ambiguous)."""
+    from anekit.errors import ShapeError
+
+    x = ak.input("x", (4, 8))
+    sim = Simulator(ak.program({"y": x * 2.0}), profile="m1")
+    for bad in (np.ones((4, 8), np.float32), [np.ones((4, 8), np.float32)]):
+        with pytest.raises(ShapeError, match="inputs must be a mapping"):
+            sim.run(bad)

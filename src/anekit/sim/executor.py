@@ -450,11 +450,12 @@ class Simulator:
     def _check_inputs(self, inputs, ready: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """Arrays in function-input order (None for a state left out), ready for the kernels;
         `ready` holds inputs already in that form."""
-        quick = self._quick_fp16(inputs) if inputs else None
+        mapping = isinstance(inputs, Mapping)        # (anything else: bind_inputs says what it needs)
+        quick = self._quick_fp16(inputs) if mapping and inputs else None
         if quick:
             inputs = {k: v for k, v in inputs.items() if k not in quick}
             ready = {**ready, **quick} if ready else quick
-        if ready and not inputs and len(ready) == len(self.function.inputs):
+        if ready and mapping and not inputs and len(ready) == len(self.function.inputs):
             return [ready[t.name] for t in self.function.inputs]     # every input ready (keys are input names)
         if ready:
             bound = bind_inputs(self.function, inputs, optional=self._state_names + tuple(ready))
