@@ -255,13 +255,6 @@ def _compile():
     rw1, rw2 = t.Array(t.float32, 1, "C"), t.Array(t.float32, 2, "C")
 
     @intrinsic
-    def abs_bits(typingctx, x):
-        def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
-        return t.uint32(t.float32), codegen
-
-    @intrinsic
     def as_int(typingctx, x):
         def codegen(context, builder, sig, args):
             return builder.bitcast(args[0], ir.IntType(32))
@@ -274,7 +267,8 @@ def _compile():
         return t.float32(t.int32), codegen
 
     g = globals()
-    g["_abs_bits"], g["_as_int"], g["_from_int"] = abs_bits, as_int, from_int
+    # |x|'s bits: the four-lane MAC module's intrinsic (compiled above: kernel() was called)
+    g["_abs_bits"], g["_as_int"], g["_from_int"] = _compiled_mac._abs_bits, as_int, from_int
     for name in ("_plain", "_epilogue", "_row_sums", "_key", "_store_plain"):
         g[name] = numba.njit(cache=True)(g[name])
     if compiled._HARDWARE_FP16:
