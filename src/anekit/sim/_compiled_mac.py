@@ -268,6 +268,13 @@ _UINT32, _FLOAT32 = struct.Struct("=I"), struct.Struct("=f")     # bits to float
 _SCALES = tuple(F32(1.5 * 2.0 ** (13 - g)) for g in range(11))      # products4's per-guard constant
 
 
+def tile_scale(p) -> F32 | None:
+    """The in-tile grid constant of profile p for the four-lane kernels (here, and the sums,
+    norms and loop programs built on them), or None where they do not model p: tiles other
+    than four lanes, guard bits beyond 10."""
+    return _SCALES[p.mac_tile_guard_bits] if p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10 else None
+
+
 def _as_float(bits: int) -> F32:
     """The float32 with these bits (cached: the port's few limits recur)."""
     v = _FLOATS.get(bits)

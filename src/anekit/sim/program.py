@@ -433,8 +433,8 @@ class _Planner:
         if self.exact:
             return self._exact_linear(step, x, m, k, bias, out)
         # mac.matmul's route for this call: the lane model, through products4, not swapped
-        if not (mac.lane_route(k, n, p) and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10
-                and (n >= mac._VECTOR_MIN or n >= m)):
+        scale = _compiled_mac.tile_scale(p)
+        if not (mac.lane_route(k, n, p) and scale is not None and (n >= mac._VECTOR_MIN or n >= m)):
             raise _Unsupported
         weight = self.sim._const[step.tensors["weight"]]
         wo = mac.Operand(np.ascontiguousarray(weight.T), p, -2, const=True)
@@ -453,7 +453,7 @@ class _Planner:
         flags = int(p.mac_round_products) | (int(p.mac_flush_subnormals) << 1)
         self.row(kern.LINEAR, self.out(step), x, vi, bi, m * n, m, k, n, vec.shape[1], vec.shape[3], flags,
                  scratch, f=(wo.peak, math.inf if limit is None else limit, mac._ceil(limit),
-                             _compiled_mac._as_float(mac._port_top(limit)), _compiled_mac._SCALES[p.mac_tile_guard_bits]))
+                             _compiled_mac._as_float(mac._port_top(limit)), scale))
 
     def _exact_linear(self, step, x, m, k, bias, out):
         """The exact kernel's float32 BLAS product (mac.matmul: np.matmul of x as [M, K] and the

@@ -73,9 +73,9 @@ def _normalize_compiled(jit, nx, lanes, inv_k, eps, gamma, beta) -> np.ndarray:
     g = none if gamma is None else np.ascontiguousarray(gamma, dtype=F32).reshape(-1)
     b = none if beta is None else np.ascontiguousarray(beta, dtype=F32).reshape(-1)
     out = np.empty_like(rows)
-    if four is not None and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10 and \
-            four(rows, inv_k, eps, g, b, bool(p.mac_round_products), _compiled_mac._SCALES[p.mac_tile_guard_bits],
-                 bool(p.mac_flush_subnormals), d, dd, out):
+    scale4 = _compiled_mac.tile_scale(p)
+    if four is not None and scale4 is not None and \
+            four(rows, inv_k, eps, g, b, bool(p.mac_round_products), scale4, bool(p.mac_flush_subnormals), d, dd, out):
         return out.reshape(lanes.shape)      # plain lanes: both sums inside (_compiled_norm.normalize4)
     centre(rows, nx.wide_sum(rows), inv_k, bool(p.mac_round_products), keep_nan, nan_val, d, dd)
     scale(d, nx.wide_sum(dd), inv_k, eps, g, b, keep_nan, nan_val, out)

@@ -112,9 +112,9 @@ def _sum_args(nx):
     entry = _SUM_ARGS.get(id(p))
     if entry is None or entry[0] is not p:
         args = None
-        if nx.fp16 and p.mac_tile_lanes == 4 and 0 <= p.mac_tile_guard_bits <= 10:
-            args = (_compiled_mac._SCALES[p.mac_tile_guard_bits], bool(p.mac_flush_subnormals),
-                    not p.indeterminate_to_zero)
+        scale = _compiled_mac.tile_scale(p)
+        if nx.fp16 and scale is not None:
+            args = (scale, bool(p.mac_flush_subnormals), not p.indeterminate_to_zero)
         entry = _SUM_ARGS[id(p)] = (p, args)
     return entry[1]
 
