@@ -172,6 +172,9 @@ def test_older_arguments_need_a_name_only_the_older_form_has():
     with pytest.raises(AnekitError, match=r"5 values of 4 bits pack into uint8\[3\]"):
         LUT.older_form.read({"indices": np.zeros(2, np.uint8), "lut": np.zeros(16, np.float16),
                              "shape": np.array([5], np.uint32)})
+    with pytest.raises(AnekitError, match=r"4611686018427387903 values of 4 bits"):   # sizes checked before any allocation
+        LUT.older_form.read({"indices": np.zeros(3, np.uint8), "lut": np.zeros(16, np.float16),
+                             "shape": np.array([2 ** 31 - 1, 2 ** 31 + 1], np.uint32)})
     with pytest.raises(AnekitError, match=r"\[2\*\*nbits\]"):
         LUT.older_form.read({"indices": np.zeros(3, np.uint8), "lut": np.zeros(15, np.float16),
                              "shape": np.array([5], np.uint32)})
