@@ -421,7 +421,7 @@ class _Planner:
                  dt.shape[ax], math.prod(dt.shape[ax + 1:]), int(is_float and not self.exact), mode)
 
     def _linear(self, kern, step):
-        (xt, x), (wt_, w) = self._t(step, "x"), self._t(step, "weight")
+        (xt, x), (wt_, _) = self._t(step, "x"), self._t(step, "weight")
         p, out = self.p, step.fin[0][1]
         bias = step.call.op.inputs.get("bias")
         if not xt.shape or "weight" not in step.call.const_params or step.fin[0][2] != "float_round":

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..errors import CheckpointError, UsageError
 from ..sim.fp16 import all_finite
 
