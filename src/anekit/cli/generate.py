@@ -79,11 +79,14 @@ def cmd_generate(args) -> int:
             sys.stdout.flush()
     tail = utf8.decode(b"", final=True)
     s = m.stats
+    # What the same programs would take on the chip's engine (cost model), beside the simulator's speed.
+    est = m.estimate(args.target, prompt_tokens=len(ids))
     if out is not None:
         print(to_json({"prompt": args.prompt, "prompt_tokens": ids, "tokens": produced, "text": "".join(out) + tail,
                        "target": args.target, "numerics": args.numerics, "quantize": args.quantize,
                        "prefill_tokens_per_s": s.prefill_tokens_per_s, "decode_tokens_per_s": s.decode_tokens_per_s,
-                       "prefill_s": s.prefill_s, "decode_s": s.decode_s, "compile_s": s.compile_s}))
+                       "prefill_s": s.prefill_s, "decode_s": s.decode_s, "compile_s": s.compile_s,
+                       "estimate": est.to_dict()}))
         return 0
     sys.stdout.write(tail + "\n")
     sys.stdout.flush()
@@ -91,4 +94,8 @@ def cmd_generate(args) -> int:
           f"tokens, {s.decode_tokens_per_s:.1f} tok/s (simulator, {args.target} {args.numerics} numerics, "
           f"{args.quantize or 'fp16'} weights; "
           f"compile {s.compile_s:.2f} s)", file=sys.stderr)
+    d = est.decode
+    print(f"estimate on the {est.target}'s engine (cost model, not a measurement): prefill "
+          f"{est.prefill_tokens_per_s:.0f} tok/s over {est.prompt_tokens} tokens ({est.prefill_ms:.2f} ms); "
+          f"decode {d.tokens_per_s:.0f} tok/s ({d.low_tokens_per_s:.0f}-{d.high_tokens_per_s:.0f})", file=sys.stderr)
     return 0

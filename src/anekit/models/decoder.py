@@ -28,6 +28,7 @@ from .. import concat, conv, coreml_update_state, inverse, matmul, maximum, read
 from ..preflight import ranges
 from ..preflight.ane_route import pad_runtime_matmuls_for
 from .sampling import Sampler
+from .speed import estimate_generation
 from .. import dialects
 from ..quantization import FORMATS, quantize
 from ..runtime import compile as ak_compile
@@ -386,6 +387,13 @@ class Decoder:
     def decode_program(self, dtype: str = "fp16", state: bool = True, target=None) -> ir.Program:
         """The decode program; with a `target`, in the form that chip runs (build_decode)."""
         return self._compress(build_decode(self.arch, self.graph_weights, dtype, state, target))
+
+    def estimate(self, target=None, prompt_tokens: int = 1, route: str = "standard"):
+        """The cost model's price of this model's generation on `target`'s engine: prefill over
+        `prompt_tokens` and decode tokens/s, with intervals (anekit.models.speed). An estimate
+        from shapes and weight formats, not a measurement."""
+        return estimate_generation(self.arch, self.graph_weights, self._quantize, build_prefill, build_decode,
+                                   target, prompt_tokens, route)
 
     def declare_ranges(self, prog: ir.Program) -> ir.Program:
         """`prog` (a prefill or decode program of this model) with its inputs' ranges declared

@@ -1,0 +1,112 @@
+"""`Decoder.estimate` and `anekit generate`'s engine estimate: the cost model's price of the very
+programs generation runs, built from shape-only weights."""
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import anekit as ak
+from anekit.cli import main
+from anekit.errors import UsageError
+from anekit.models import llama2c
+from anekit.models.decoder import Arch, Decoder
+
+from test_generate_cli import synthetic_tokenizer
+
+
+def small_decoder(quantize=None, seed=0) -> Decoder:
+    rng = np.random.default_rng(seed)
+    arch = Arch(dim=64, hidden_dim=160, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=96, seq_len=32)
+    d, h, kv = arch.dim, arch.hidden_dim, arch.kv_dim
+
+    def m(o, i):
+        return (rng.standard_normal((o, i)) * 0.1).astype(np.float32)
+
+    layers = [dict(attn_norm=np.ones(d, np.float32), ffn_norm=np.ones(d, np.float32), wq=m(d, d), wk=m(kv, d),
+                   wv=m(kv, d), wo=m(d, d), w1=m(h, d), w2=m(d, h), w3=m(h, d)) for _ in range(arch.n_layers)]
+    embed = m(arch.vocab_size, d)
+    return Decoder(arch, dict(embed=embed, final_norm=np.ones(d, np.float32), wcls=embed, layers=layers), quantize)
+
+
+@pytest.mark.parametrize("fmt", [None, "int8", "lut4", "lut6"])
+@pytest.mark.parametrize("chip", ["m1", "m4"])
+def test_estimate_prices_the_programs_generate_runs(fmt, chip):
+    """Shape-only weights price exactly like the real (compressed) programs: same shapes, formats
+    and the min_size rule (wk / wv, 32x64, stay fp16 when the rest is compressed)."""
+    dec = small_decoder(fmt)
+    target = ak.targets.get(chip)
+    state = ak.dialects.has_states(target.dialect)
+    est = dec.estimate(chip, prompt_tokens=5)
+    decode = ak.cost.estimate_decode(dec.decode_program("fp16", state, target), chip)
+    prefill = ak.estimate(dec.prefill_program(8, "fp16", target), chip)
+    assert est.prefill_positions == 8 and est.prompt_tokens == 5 and est.quantize == fmt
+    assert est.decode.ms_per_token == pytest.approx(decode.ms_per_token, rel=1e-12)
+    assert (est.decode.low_ms, est.decode.high_ms) == pytest.approx((decode.low_ms, decode.high_ms), rel=1e-12)
+    assert est.prefill.total_us == pytest.approx(prefill.total_us, rel=1e-12)
+    assert est.prefill_tokens_per_s == pytest.approx(5 / prefill.total_us * 1e6, rel=1e-12)
+    d = est.to_dict()
+    assert d["decode"]["tokens_per_s"] == pytest.approx(1e3 / decode.ms_per_token)
+    assert "not a measurement" in d["note"]
+
+
+def test_estimate_of_a_7b_shaped_model_allocates_nothing():
+    """Weights that are zero-stride views (Llama-2-7B's shapes, 4 of its 32 layers: 1.6 GB as fp16)
+    price without being copied or palettized: the peak allocation stays below one FFN matrix."""
+    arch = Arch(dim=4096, hidden_dim=11008, n_layers=4, n_heads=32, n_kv_heads=32, vocab_size=32000, seq_len=512)
+
+    def w(o, i):
+        return np.broadcast_to(np.float32(0.01), (o, i))
+
+    d, h = arch.dim, arch.hidden_dim
+    layer = dict(attn_norm=np.ones(d, np.float32), ffn_norm=np.ones(d, np.float32), wq=w(d, d), wk=w(d, d),
+                 wv=w(d, d), wo=w(d, d), w1=w(h, d), w2=w(d, h), w3=w(h, d))
+    dec = Decoder(arch, dict(embed=w(arch.vocab_size, d), final_norm=np.ones(d, np.float32),
+                             wcls=w(arch.vocab_size, d), layers=[layer] * arch.n_layers))
+    tracemalloc.start()
+    try:
+        fp16 = dec.estimate("m1max", prompt_tokens=16)
+        dec.quantize = "lut4"
+        lut4 = dec.estimate("m1max", prompt_tokens=16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak              # one fp16 FFN matrix alone is 90 MB
+    # batch-1 decode streams every weight once: a quarter of the bytes must be faster
+    assert lut4.decode.tokens_per_s > 1.5 * fp16.decode.tokens_per_s
+
+
+def test_estimate_bad_prompt_length_is_a_usage_error():
+    dec = small_decoder()
+    for bad in (0, 33, 2.5, True, "4"):
+        with pytest.raises(UsageError, match="prompt_tokens"):
+            dec.estimate("m4", prompt_tokens=bad)
+
+
+@pytest.fixture
+def model(tmp_path):
+    c = llama2c.Config(dim=32, hidden_dim=72, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=300, seq_len=32)
+    llama2c.new(c, seed=5).save(tmp_path / "m.bin")
+    synthetic_tokenizer().save(tmp_path / "tokenizer.bin")
+    return tmp_path
+
+
+def test_generate_prints_the_engine_estimate(model, capsys):
+    assert main(["generate", str(model / "m.bin"), "--prompt", "hello", "--steps", "4", "--seed", "1",
+                 "-t", "m1", "--quantize", "int8"]) == 0
+    err = capsys.readouterr().err
+    m = llama2c.load(model / "m.bin")
+    m.quantize = "int8"
+    est = m.estimate("m1", prompt_tokens=2)
+    assert "estimate on the M1's engine (cost model, not a measurement)" in err
+    assert f"decode {est.decode.tokens_per_s:.0f} tok/s" in err
+    assert f"prefill {est.prefill_tokens_per_s:.0f} tok/s over 2 tokens" in err
+
+
+def test_generate_json_carries_the_estimate(model, capsys):
+    assert main(["generate", str(model / "m.bin"), "--prompt", "hello world", "--steps", "3", "--temperature", "0",
+                 "--json", "-t", "m4"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    est = llama2c.load(model / "m.bin").estimate("m4", prompt_tokens=len(rep["prompt_tokens"]))
+    assert rep["estimate"] == json.loads(json.dumps(est.to_dict()))
+    assert rep["estimate"]["target"] == "M4"
