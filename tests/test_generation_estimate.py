@@ -110,3 +110,117 @@ def test_generate_json_carries_the_estimate(model, capsys):
     est = llama2c.load(model / "m.bin").estimate("m4", prompt_tokens=len(rep["prompt_tokens"]))
     assert rep["estimate"] == json.loads(json.dumps(est.to_dict()))
     assert rep["estimate"]["target"] == "M4"
+
+
+# --- skeletons: a checkpoint's shapes without its tensors ----------------------------------
+
+def test_llama2c_skeleton_prices_like_the_loaded_model_and_reads_no_tensor(model):
+    """The skeleton comes from the header alone: a checkpoint whose tensors are all NaN (which
+    load refuses) still prices, and exactly like the real model's programs."""
+    path = model / "m.bin"
+    real = llama2c.load(path)
+    skel = llama2c.skeleton(path)
+    for fmt in (None, "lut4"):
+        real.quantize = skel.quantize = fmt
+        for chip in ("m1", "m4"):
+            a, b = real.estimate(chip, prompt_tokens=7), skel.estimate(chip, prompt_tokens=7)
+            assert b.decode.ms_per_token == pytest.approx(a.decode.ms_per_token, rel=1e-12)
+            assert b.prefill.total_us == pytest.approx(a.prefill.total_us, rel=1e-12)
+    raw = bytearray(path.read_bytes())
+    raw[28:] = np.full((len(raw) - 28) // 4, np.nan, "<f4").tobytes()
+    (model / "nan.bin").write_bytes(bytes(raw))
+    with pytest.raises(ak.errors.ModelFormatError, match="NaN"):
+        llama2c.load(model / "nan.bin")
+    assert llama2c.skeleton(model / "nan.bin").estimate("m4").decode.ms_per_token == \
+        pytest.approx(skel.estimate("m4").decode.ms_per_token)
+    with pytest.raises(UsageError, match="shapes only"):
+        list(skel.generate([1, 2], 3))
+
+
+def _hf_folder(folder, biases: bool, tied: bool, drop: str | None = None, bad_shape: str | None = None):
+    """A Qwen2-style folder written with numpy alone: config.json and one safetensors file."""
+    st = pytest.importorskip("safetensors.numpy", reason="the hf extra (safetensors) is not installed")
+    cfg = dict(model_type="qwen2", vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-6,
+               rope_theta=1e6, tie_word_embeddings=tied)
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+    rng = np.random.default_rng(1)
+    d, h, kv = 64, 128, 32
+    shapes = {"model.embed_tokens.weight": (96, d), "model.norm.weight": (d,)}
+    if not tied:
+        shapes["lm_head.weight"] = (96, d)
+    for i in range(2):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": (d,), p + "post_attention_layernorm.weight": (d,),
+                       p + "self_attn.q_proj.weight": (d, d), p + "self_attn.k_proj.weight": (kv, d),
+                       p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, d),
+                       p + "mlp.gate_proj.weight": (h, d), p + "mlp.up_proj.weight": (h, d),
+                       p + "mlp.down_proj.weight": (d, h)})
+        if biases:
+            shapes.update({p + "self_attn.q_proj.bias": (d,), p + "self_attn.k_proj.bias": (kv,),
+                           p + "self_attn.v_proj.bias": (kv,)})
+    if bad_shape:
+        shapes[bad_shape] = (3, 3)
+    tensors = {k: (rng.standard_normal(s) * 0.1).astype(np.float32) for k, s in shapes.items() if k != drop}
+    st.save_file(tensors, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.mark.parametrize("biases,tied", [(True, True), (False, False)])
+def test_hf_skeleton_prices_like_the_loaded_model(tmp_path, biases, tied):
+    from anekit.models import hf
+    folder = _hf_folder(tmp_path / "m", biases, tied)
+    real, skel = hf.load(folder), hf.skeleton(folder)
+    assert ("bq" in skel.graph_weights["layers"][0]) == biases
+    assert (skel.graph_weights["wcls"] is skel.graph_weights["embed"]) == tied
+    for fmt in (None, "int8"):
+        real.quantize = skel.quantize = fmt
+        a, b = real.estimate("m4", prompt_tokens=5), skel.estimate("m4", prompt_tokens=5)
+        assert b.decode.ms_per_token == pytest.approx(a.decode.ms_per_token, rel=1e-12)
+        assert b.prefill.total_us == pytest.approx(a.prefill.total_us, rel=1e-12)
+
+
+def test_hf_skeleton_still_checks_names_and_shapes(tmp_path):
+    from anekit.models import hf
+    with pytest.raises(ak.errors.ModelFormatError, match="mlp.up_proj.weight' is missing"):
+        hf.skeleton(_hf_folder(tmp_path / "a", True, True, drop="model.layers.1.mlp.up_proj.weight"))
+    with pytest.raises(ak.errors.ModelFormatError, match=r"has shape \[3, 3\], the config needs \[32, 64\]"):
+        hf.skeleton(_hf_folder(tmp_path / "b", True, True, bad_shape="model.layers.0.self_attn.k_proj.weight"))
+
+
+def test_estimate_cli_prices_a_checkpoint_across_chips(model, capsys):
+    path = str(model / "m.bin")
+    assert main(["estimate", path, "-t", "m1,m4", "--prompt-tokens", "12", "--quantize", "lut4"]) == 0
+    out = capsys.readouterr().out
+    skel = llama2c.skeleton(path)
+    skel.quantize = "lut4"
+    for chip, name in (("m1", "M1"), ("m4", "M4")):
+        e = skel.estimate(chip, prompt_tokens=12)
+        row = next(line for line in out.splitlines() if line.startswith(name + " ")).split()
+        assert float(row[2]) == pytest.approx(e.decode.tokens_per_s, rel=1e-3)        # decode tok/s
+        assert float(row[6]) == pytest.approx(e.prefill_tokens_per_s, rel=1e-3)       # prefill tok/s
+    assert "lut4 weights; prompt 12 tokens" in out and "not measurements" in out
+    assert main(["estimate", path, "--compare", "--json", "--prompt-tokens", "1000"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert len(rep["estimates"]) == len(list(ak.targets.all_chips())) and rep["weights"] == "fp16"
+    assert {e["prompt_tokens"] for e in rep["estimates"]} == {32}         # capped at the context
+    assert rep["arch"]["layers"] == 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--plot", "r.png"], "--plot does not apply to a language model"),
+    (["--prompt-tokens", "0"], "--prompt-tokens must be >= 1"),
+    (["--shape", "x=1,2"], "--shape does not apply to a language model"),
+])
+def test_estimate_cli_checkpoint_bad_options_are_one_line(model, capsys, extra, message):
+    assert main(["estimate", str(model / "m.bin")] + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_estimate_cli_quantize_is_for_checkpoints_only(tmp_path, capsys):
+    x = ak.input("x", (1, 64, 1, 16))
+    ak.mil.save(ak.program({"y": ak.relu(x)}), str(tmp_path / "p"))
+    assert main(["estimate", str(tmp_path / "p"), "--quantize", "int8"]) == 2
+    assert "--quantize applies to language models" in capsys.readouterr().err

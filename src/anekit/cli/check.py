@@ -33,11 +33,18 @@ def register(subparsers) -> None:
                         "(_ANEClient real-time evaluate)")
     e.add_argument("--plot", metavar="FILE", help="also write a roofline plot to FILE.png or FILE.svg "
                                                   "(needs matplotlib; one target)")
+    llm = e.add_argument_group("language models (PATH a llama2.c .bin or a Hugging Face folder: prefill and "
+                               "decode tokens/s, from the checkpoint's shapes alone)")
+    llm.add_argument("--prompt-tokens", type=int, default=128, metavar="N",
+                     help="prompt length the prefill is priced for (default 128, capped at the context)")
+    llm.add_argument("--quantize", choices=["int8", "lut4", "lut6"],
+                     help="price the weights stored compressed, as `anekit generate --quantize` runs them")
     e.set_defaults(func=run_estimate)
 
 
 def _common(p, several: bool = False) -> None:
-    p.add_argument("path", help="model: .mlpackage, .mlmodelc, MIL folder or .mil file")
+    p.add_argument("path", help="model: .mlpackage, .mlmodelc, MIL folder or .mil file"
+                                + ("; or a language model: llama2.c .bin, Hugging Face folder" if several else ""))
     p.add_argument("--target", "-t", help="chip or compiler target, e.g. m1, 'M4 Max', 'Apple M5 Pro', Mac16,12, "
                                           "h16g" + (", or a comma list m1,m4,m4max" if several else "")
                                           + " (default: this Mac's chip, else m1)")
@@ -163,6 +170,12 @@ def run_estimate(args) -> int:
     chips = _targets_of(args)
     if args.plot and len(chips) > 1:
         raise AnekitError("--plot draws one chip's roofline: give a single --target")
+    model = _language_model(args)
+    if model is not None:
+        return _print_generation(model, chips, args)
+    if args.quantize:
+        raise UsageError("--quantize applies to language models (a llama2.c .bin or a Hugging Face folder); "
+                         "for a program, write it with ak.quantize first")
     prog = _load(args.path, parse_shapes(args.shape))
     ests = [estimate(prog, c, function=args.function, route=args.route) for c in chips]
     if len(ests) > 1 or args.compare:
@@ -208,4 +221,52 @@ def _print_compare(ests, args) -> int:
     print(format_table(["chip", "compiler", "gen", "us", "low us", "high us", "floor us", "bound", "off-ANE ops",
                         "measured gen"],
                        rows, title=f"function {ests[0].function}, route {args.route}"))
+    return 0
+
+
+def _language_model(args):
+    """A shapes-only decoder when PATH is a llama2.c .bin or a Hugging Face folder (config.json,
+    no MIL program or Core ML manifest), else None."""
+    path = args.path
+    if os.path.isfile(path) and path.endswith(".bin"):
+        from ..models import llama2c
+        return llama2c.skeleton(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")) and not any(
+            os.path.exists(os.path.join(path, n)) for n in ("model.mil", "Manifest.json", "coremldata.bin")):
+        from ..models import hf
+        return hf.skeleton(path)
+    return None
+
+
+def _print_generation(model, chips, args) -> int:
+    """Prefill and decode tokens/s of a language model on each chip (anekit.models.speed)."""
+    for flag, given in (("--plot", args.plot), ("--function", args.function), ("--shape", args.shape)):
+        if given:
+            raise UsageError(f"{flag} does not apply to a language model checkpoint")
+    if args.prompt_tokens < 1:
+        raise UsageError(f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
+    a = model.arch
+    model.quantize = args.quantize
+    n = min(args.prompt_tokens, a.seq_len)
+    ests = [model.estimate(c, prompt_tokens=n, route=args.route) for c in chips]
+    weights = args.quantize or "fp16"
+    if args.json:
+        print(to_json({"model": args.path, "arch": {"dim": a.dim, "hidden_dim": a.hidden_dim, "layers": a.n_layers,
+                                                    "heads": a.n_heads, "kv_heads": a.n_kv_heads,
+                                                    "vocab": a.vocab_size, "context": a.seq_len},
+                       "weights": weights, "route": args.route, "estimates": [e.to_dict() for e in ests]}))
+        return 0
+    rows = []
+    for e in ests:
+        d, p = e.decode, e.decode.program.params
+        rows.append([e.target, p.generation, round(d.tokens_per_s, 1), round(d.low_tokens_per_s, 1),
+                     round(d.high_tokens_per_s, 1), round(d.ms_per_token, 3), round(e.prefill_tokens_per_s),
+                     round(e.prefill_ms, 2), "yes" if p.measured else "no (extrapolated)"])
+    title = (f"{os.path.basename(os.path.normpath(args.path))}: dim {a.dim}, {a.n_layers} layers, vocab "
+             f"{a.vocab_size}, context {a.seq_len}; {weights} weights; prompt {n} tokens; route {args.route}")
+    print(format_table(["chip", "gen", "decode tok/s", "low", "high", "ms/token", "prefill tok/s", "prefill ms",
+                        "measured gen"], rows, title=title))
+    print("\nCost-model estimates, not measurements: one program per token (KV cache on the engine), the "
+          "embedding and sampling on the host unpriced; low-high is the 10th-90th percentile band of the "
+          "validation residuals.")
     return 0

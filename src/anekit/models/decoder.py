@@ -321,8 +321,9 @@ class Decoder:
     (anekit.quantization; the embedding table stays on the CPU in float32).
     """
 
-    def __init__(self, arch: Arch, weights: dict, quantize: str | None = None):
+    def __init__(self, arch: Arch, weights: dict, quantize: str | None = None, shapes_only: bool = False):
         self.arch = arch
+        self.shapes_only = shapes_only      # placeholder weights (llama2c / hf `skeleton`): estimates only
         self.graph_weights = weights
         self.stats = GenerationStats()
         self._compiled: dict[tuple, object] = {}
@@ -370,6 +371,9 @@ class Decoder:
         """The executable for `key`, compiled on first use; returns (exe, seconds spent compiling)."""
         if numerics not in NUMERICS:
             raise UsageError(f"numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
+        if self.shapes_only:
+            raise UsageError("this model holds shapes only (a skeleton, for estimates): load its weights "
+                             "with llama2c.load / hf.load to run it")
         full = key + (numerics, str(target), backend, self._quantize)
         if full in self._compiled:
             return self._compiled[full], 0.0

@@ -99,7 +99,8 @@ def _rope_scaling(mt: str, rope: dict, cfg: dict) -> tuple:
 class _Tensors:
     """Tensors by name across the folder's safetensors files, read one at a time."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, data: bool = True):
+        self.data = data        # False: names and shapes only, each tensor a zero-stride placeholder
         st = _require("safetensors")
         files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
         if not files:
@@ -125,6 +126,8 @@ class _Tensors:
         if got != tuple(shape):
             raise ModelFormatError(f"tensor '{name}' in '{os.path.basename(path)}' has shape {list(got)}, "
                                    f"the config needs {list(shape)}")
+        if not self.data:
+            return np.broadcast_to(np.float32(0), tuple(shape))
         if sl.get_dtype() == "BF16":
             return _bf16(path, name, shape)
         return np.asarray(self.handles[path].get_tensor(name), dtype=np.float32)
@@ -182,12 +185,40 @@ class Model(Decoder):
 def load(folder, context: int | None = None) -> Model:
     """Read a Llama / Mistral / Qwen2 / Qwen3 folder. `context` sets the KV-cache length
     (default min(max_position_embeddings, 1024))."""
+    folder, cfg, arch = _open(folder, context)
+    weights = _weights(_Tensors(folder), arch, cfg)
+    tokenizer = None
+    tok_path = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(tok_path):
+        tk = _require("tokenizers")
+        try:
+            tokenizer = tk.Tokenizer.from_file(tok_path)
+        except Exception as e:
+            raise ModelFormatError(f"'{tok_path}': not a readable tokenizer.json ({e})") from None
+        if tokenizer.get_vocab_size(with_added_tokens=True) > arch.vocab_size:
+            raise ModelFormatError(f"the tokenizer has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens "
+                                   f"but the model's vocabulary is {arch.vocab_size}: they do not belong together")
+    return Model(arch, weights, tokenizer, _stop_tokens(folder, cfg), cfg.get("model_type", ""))
+
+
+def skeleton(folder, context: int | None = None) -> Decoder:
+    """The folder's model with every tensor a zero-stride placeholder of its checked shape, read
+    from config.json and the safetensors headers alone (no tensor data): for cost estimates
+    (`.estimate(target)`) of models of any size. It cannot generate."""
+    folder, cfg, arch = _open(folder, context)
+    return Decoder(arch, _weights(_Tensors(folder, data=False), arch, cfg), shapes_only=True)
+
+
+def _open(folder, context):
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise ModelFormatError(f"'{folder}' is not a model folder")
     cfg = _config(folder)
-    arch = arch_from_config(cfg, context)
-    t = _Tensors(folder)
+    return folder, cfg, arch_from_config(cfg, context)
+
+
+def _weights(t: _Tensors, arch: Arch, cfg: dict) -> dict:
+    """The decoder's weight dict from the folder's tensors, each checked against the config's shape."""
     d, hd, kvd = arch.dim, arch.hd, arch.kv_dim
     qd = arch.n_heads * hd
     layers = []
@@ -211,20 +242,8 @@ def load(folder, context: int | None = None) -> Model:
         layers.append(w)
     embed = t.get("model.embed_tokens.weight", (arch.vocab_size, d))
     tied = cfg.get("tie_word_embeddings", False) or not t.has("lm_head.weight")
-    weights = dict(embed=embed, final_norm=t.get("model.norm.weight", (d,)),
-                   wcls=embed if tied else t.get("lm_head.weight", (arch.vocab_size, d)), layers=layers)
-    tokenizer = None
-    tok_path = os.path.join(folder, "tokenizer.json")
-    if os.path.exists(tok_path):
-        tk = _require("tokenizers")
-        try:
-            tokenizer = tk.Tokenizer.from_file(tok_path)
-        except Exception as e:
-            raise ModelFormatError(f"'{tok_path}': not a readable tokenizer.json ({e})") from None
-        if tokenizer.get_vocab_size(with_added_tokens=True) > arch.vocab_size:
-            raise ModelFormatError(f"the tokenizer has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens "
-                                   f"but the model's vocabulary is {arch.vocab_size}: they do not belong together")
-    return Model(arch, weights, tokenizer, _stop_tokens(folder, cfg), cfg.get("model_type", ""))
+    return dict(embed=embed, final_norm=t.get("model.norm.weight", (d,)),
+                wcls=embed if tied else t.get("lm_head.weight", (arch.vocab_size, d)), layers=layers)
 
 
 def _stop_tokens(folder: str, cfg: dict) -> list[int]:

@@ -183,6 +183,24 @@ def load(path, quantize: str | None = None) -> Model:
     return Model(c, tensors, quantize)
 
 
+def skeleton(path) -> Decoder:
+    """The checkpoint's model with every tensor a zero-stride placeholder of its shape, from the
+    header alone (validated against the file size; no tensor is read): for cost estimates
+    (`.estimate(target)`) of models of any size. It cannot generate."""
+    c = read_header(path)
+    d, h, kv = c.dim, c.hidden_dim, c.kv_dim
+
+    def zeros(*shape):
+        return np.broadcast_to(np.float32(0), shape)
+
+    layers = [dict(attn_norm=zeros(d), wq=zeros(d, d), wk=zeros(kv, d), wv=zeros(kv, d), wo=zeros(d, d),
+                   ffn_norm=zeros(d), w1=zeros(h, d), w2=zeros(d, h), w3=zeros(h, d)) for _ in range(c.n_layers)]
+    embed = zeros(c.vocab_size, d)
+    weights = dict(embed=embed, final_norm=zeros(d), layers=layers,
+                   wcls=embed if c.shared_classifier else zeros(c.vocab_size, d))
+    return Decoder(c.arch(), weights, shapes_only=True)
+
+
 def new(config: Config, seed: int = 0, quantize: str | None = None) -> Model:
     """A randomly initialised model of `config`, scaled so fp16 activations stay in range."""
     if not isinstance(config, Config):
