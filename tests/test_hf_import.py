@@ -145,3 +145,44 @@ def test_tokenizer_json_and_cli(tmp_path, capsys):
     tk.save(str(tmp_path / "tokenizer.json"))
     assert main(["generate", str(tmp_path), "--prompt", "hello"]) == 2
     assert "do not belong together" in capsys.readouterr().err
+
+
+def test_fp16_tensors_are_mapped_not_copied(tmp_path):
+    """A checkpoint stored in fp16 loads as read-only views of the memory-mapped file (loading
+    allocates a small fraction of the weights), and runs exactly like the same weights stored
+    as float32: the programs round both to the same fp16 values."""
+    import tracemalloc
+    torch.manual_seed(0)           # wide enough (5 MB of fp16 weights) that loading overheads do not dominate
+    ref = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+        **{**COMMON, "hidden_size": 256, "intermediate_size": 1024}, tie_word_embeddings=True)).eval()
+    ref.half().save_pretrained(tmp_path / "fp16")
+    ref.float().save_pretrained(tmp_path / "fp32")        # the same fp16-representable values, widened
+    tracemalloc.start()
+    try:
+        m16 = hf.load(tmp_path / "fp16")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    w1 = m16.graph_weights["layers"][0]["w1"]
+    stored = sum(a.nbytes for layer in m16.graph_weights["layers"] for a in layer.values()) + \
+        m16.graph_weights["embed"].nbytes
+    assert w1.dtype == np.float16 and not w1.flags.writeable and not w1.flags.owndata
+    assert peak < stored / 4, (peak, stored)
+    m32 = hf.load(tmp_path / "fp32")
+    assert m32.graph_weights["layers"][0]["w1"].dtype == np.float32
+    np.testing.assert_array_equal(w1.astype(np.float32), m32.graph_weights["layers"][0]["w1"])
+    for numerics in ("exact", "profile"):
+        np.testing.assert_array_equal(m16.logits(PROMPT, numerics=numerics), m32.logits(PROMPT, numerics=numerics))
+    assert list(m16.generate(PROMPT, 6)) == list(m32.generate(PROMPT, 6))
+
+
+def test_a_tensor_whose_offsets_leave_the_file_is_refused(tmp_path):
+    make("qwen3", tmp_path)
+    path = tmp_path / "model.safetensors"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) - 64])            # the last tensor's bytes cut short
+    with pytest.raises(ModelFormatError):
+        m = hf.load(tmp_path)
+        for layer in m.graph_weights["layers"]:
+            for a in layer.values():
+                np.asarray(a).sum()

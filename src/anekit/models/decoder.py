@@ -405,7 +405,8 @@ class Decoder:
         return declare_ranges(prog, self.graph_weights["embed"])
 
     def _embed(self, tokens) -> np.ndarray:
-        return self.graph_weights["embed"][np.asarray(tokens)].T.reshape(1, self.arch.dim, 1, -1)
+        rows = np.asarray(self.graph_weights["embed"][np.asarray(tokens)], np.float32)   # stored fp16 too (hf)
+        return rows.T.reshape(1, self.arch.dim, 1, -1)
 
     def _prefill(self, ids, numerics, target, backend):
         """Run the prefill program; outputs cut to len(ids) positions. Prompts are padded to a

@@ -4,9 +4,10 @@
     ids = m.encode("Hello")
     for t in m.generate(ids, 32): ...
 
-Tensors are read through the safetensors library (`safe_open`, memory-mapped; one tensor at a
-time, converted once to float32); bf16 tensors, which numpy lacks, are widened from their
-memory-mapped bytes. The tokenizer is `tokenizer.json` through the tokenizers library. Needs
+Tensors are found through the safetensors library (`safe_open` validates the header); fp16 and
+fp32 tensors are read-only views of the memory-mapped file, used as stored (the programs round
+them to fp16 when built), so loading copies no weight; bf16 tensors, which numpy lacks, are
+widened once to float32 from their memory-mapped bytes. The tokenizer is `tokenizer.json` through the tokenizers library. Needs
 the `hf` extra (safetensors, tokenizers). Hugging Face already stores q / k projections in the
 rotate-half RoPE order the decoder graph uses.
 """
@@ -107,6 +108,7 @@ class _Tensors:
             raise ModelFormatError(f"'{folder}': no *.safetensors files")
         self.where: dict[str, str] = {}
         self.handles = {}
+        self.maps: dict[str, tuple] = {}        # path -> (memmap, data start, header)
         for f in files:
             path = os.path.join(folder, f)
             try:
@@ -128,19 +130,45 @@ class _Tensors:
                                    f"the config needs {list(shape)}")
         if not self.data:
             return np.broadcast_to(np.float32(0), tuple(shape))
-        if sl.get_dtype() == "BF16":
+        kind = sl.get_dtype()
+        if kind in _MAPPED:
+            return self._mapped(path, name, shape, _MAPPED[kind])
+        if kind == "BF16":
             return _bf16(path, name, shape)
         return np.asarray(self.handles[path].get_tensor(name), dtype=np.float32)
+
+    def _mapped(self, path: str, name: str, shape, dtype: str) -> np.ndarray:
+        """A read-only view of the tensor's bytes in the memory-mapped file: fp16 and fp32 weights
+        are used as stored (the programs round them to fp16 when built), so loading copies nothing
+        and the pages stay the file's."""
+        if path not in self.maps:
+            header_len, header = _header(path)
+            self.maps[path] = (np.memmap(path, dtype=np.uint8, mode="r"), 8 + header_len, header)
+        mm, base, header = self.maps[path]
+        begin, end = header[name]["data_offsets"]
+        count = int(np.prod(shape, dtype=np.int64))
+        if end - begin != count * np.dtype(dtype).itemsize or base + end > mm.size:
+            raise ModelFormatError(f"tensor '{name}' in '{os.path.basename(path)}': its data offsets "
+                                   f"[{begin}, {end}) do not hold {list(shape)} {dtype} values inside the file")
+        return np.frombuffer(mm, dtype=dtype, count=count, offset=base + begin).reshape(shape)
 
     def has(self, name: str) -> bool:
         return name in self.where
 
 
-def _bf16(path: str, name: str, shape) -> np.ndarray:
-    """A bf16 tensor widened to float32 from the memory-mapped file (numpy has no bf16)."""
+_MAPPED = {"F16": "<f2", "F32": "<f4"}
+
+
+def _header(path: str) -> tuple[int, dict]:
+    """(length, parsed JSON) of a safetensors file's header; safe_open has already validated it."""
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
+        return n, json.loads(f.read(n))
+
+
+def _bf16(path: str, name: str, shape) -> np.ndarray:
+    """A bf16 tensor widened to float32 from the memory-mapped file (numpy has no bf16)."""
+    n, header = _header(path)
     begin, end = header[name]["data_offsets"]
     raw = np.memmap(path, dtype="<u2", mode="r", offset=8 + n + begin, shape=((end - begin) // 2,))
     return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
