@@ -116,7 +116,9 @@ def _conv(x, w, b: np.ndarray | None = None):
     array [out, in] or a prebuilt weight tensor [out, in, 1, 1] (e.g. a shape-only placeholder
     from anekit.quantization for cost estimates)."""
     if not isinstance(w, ir.Tensor):
-        w = w.reshape(w.shape[0], w.shape[1], 1, 1)
+        # kept as it is when it already is a read-only array of the graph's dtype (Decoder.weights_as):
+        # the programs of one model then share their weights instead of copying them each
+        w = ir.make_const(w if w.ndim == 4 else w.reshape(w.shape[0], w.shape[1], 1, 1), x.dtype, copy=False)
     return conv(x, w, bias=b)
 
 
@@ -328,6 +330,7 @@ class Decoder:
         self.stats = GenerationStats()
         self._compiled: dict[tuple, object] = {}
         self._quant_cache: dict = {}       # compressed arrays, shared by all programs built
+        self._as_dtype: dict[str, dict] = {}   # weights_as: the weights in a graph dtype, shared
         self.quantize = quantize
 
     @property
@@ -386,11 +389,33 @@ class Decoder:
 
     def prefill_program(self, seq: int, dtype: str = "fp16", target=None) -> ir.Program:
         """The prefill program; with a `target`, in the form that chip runs (build_prefill)."""
-        return self._compress(build_prefill(self.arch, self.graph_weights, seq, dtype, target))
+        return self._compress(build_prefill(self.arch, self.weights_as(dtype), seq, dtype, target))
 
     def decode_program(self, dtype: str = "fp16", state: bool = True, target=None) -> ir.Program:
         """The decode program; with a `target`, in the form that chip runs (build_decode)."""
-        return self._compress(build_decode(self.arch, self.graph_weights, dtype, state, target))
+        return self._compress(build_decode(self.arch, self.weights_as(dtype), dtype, state, target))
+
+    def weights_as(self, dtype: str) -> dict:
+        """graph_weights with every matrix as a read-only C-contiguous [out, in, 1, 1] array of
+        `dtype` (the 1x1 conv's weight), made once per dtype and shared by every program built
+        from it, so the simulator also prepares each weight once (sim/shared.py); an fp16
+        checkpoint's memory-mapped views are not copied at all."""
+        if dtype not in self._as_dtype:
+            np_dtype = np.float16 if dtype == "fp16" else np.float32
+
+            def matrix(w):
+                if not isinstance(w, np.ndarray) or w.ndim != 2 or w.strides == (0, 0):
+                    return w            # vectors, and zero-stride placeholders (skeletons)
+                a = np.ascontiguousarray(w, dtype=np_dtype).reshape(w.shape[0], w.shape[1], 1, 1)
+                a.flags.writeable = False       # a new view even when no copy was needed
+                return a
+            g = self.graph_weights
+            shared = {k: matrix(v) for k, v in g.items() if k != "layers"}
+            if g.get("wcls") is g.get("embed"):
+                shared["wcls"] = shared["embed"]
+            shared["layers"] = [{k: matrix(v) for k, v in layer.items()} for layer in g["layers"]]
+            self._as_dtype[dtype] = shared
+        return self._as_dtype[dtype]
 
     def estimate(self, target=None, prompt_tokens: int = 1, route: str = "standard"):
         """The cost model's price of this model's generation on `target`'s engine: prefill over

@@ -19,7 +19,7 @@ from ..ir.feeds import bind_inputs
 from ..ir.fp16cast import to_fp16
 from ..ir.graph import Function, Program, python_value
 from ..ir.spec import Args
-from . import compiled, regions
+from . import compiled, regions, shared
 from .fp16 import F32, has_nan, round_fp16
 from .numerics import Numerics
 from .profiles import NumericsProfile, profile_for
@@ -297,14 +297,29 @@ class Simulator:
         if folded:
             # The kernel reads its inputs from, and writes its outputs into, the folded values
             # themselves (no copy per op: building stays linear in the number of ops).
-            with np.errstate(all="ignore"):
-                self._execute(step, self._const, compile_time=True)
+            val = consts.get("val") if op.spec.kind == "const" else None
+            if type(val) is np.ndarray and len(outputs) == 1:
+                # a weight several programs hold as the same array is ingested once (sim/shared.py)
+                slot, t = outputs[0]
+                self._const[slot] = shared.memo(val, ("ingest", t.dtype, self.nx.profile),
+                                                lambda: self._fold(step, slot))
+            else:
+                with np.errstate(all="ignore"):
+                    self._execute(step, self._const, compile_time=True)
             for slot, _ in outputs:
                 value = self._const[slot]
                 if isinstance(value, np.ndarray):
                     value.flags.writeable = False   # shared by every run
         else:
             self._steps.append(step)
+
+    def _fold(self, step: _Step, slot: int):
+        with np.errstate(all="ignore"):
+            self._execute(step, self._const, compile_time=True)
+        value = self._const[slot]
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        return value
 
     def _check_size(self, where: str, tensors, scratch: int) -> None:
         """Refuse, before allocating, what would take more than max_tensor_bytes: one tensor, or

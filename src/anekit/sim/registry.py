@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import shared
+
 from ..errors import ShapeError
 from ..ir.spec import REGISTRY
 from .numerics import Numerics
@@ -95,6 +97,14 @@ class Call:
 
     def fail(self, message: str) -> ShapeError:
         return ShapeError(f"{self.op.type} '{self.op.name}' (op #{self.position}): {message}")
+
+    def cached_shared(self, key, make: Callable, param: str, value, *extra):
+        """cached(key, make, param), and for a constant `param` also shared with every other op and
+        executable that reads the same read-only array `value` (sim/shared.py). `extra` names
+        everything else make() depends on besides `value` and the numerics profile."""
+        if param not in self.const_params:
+            return make()
+        return self.cached(key, lambda: shared.memo(value, (self.op.type, key, self.nx.profile) + extra, make), param)
 
     def cached(self, key, make: Callable, *params: str):
         """Per-op derived data (weights reshaped for a matmul, ...): computed once when every

@@ -126,7 +126,8 @@ def convolve(c, x, weight, strides, pads, dil, groups, out_sp, cache_key="w") ->
     k = weight.shape[2:]
     route, ceiling, positions, live = c.cached(cache_key + "_plan", lambda: _plan(
         nx, x.shape, weight.shape, strides, pads, dil, groups, out_sp))          # static shapes
-    wop = c.cached(cache_key, lambda: nx.operand(_weight_matrix(weight, groups)[None], -1), "weight")
+    wop = c.cached_shared(cache_key, lambda: nx.operand(_weight_matrix(weight, groups)[None], -1), "weight",
+                          weight, groups)
     cin_g = cin // groups
     if route == "pointwise":
         cols = x.reshape(n, groups, cin_g, positions)
@@ -176,7 +177,7 @@ def _live_only(c, nx, x, weight, wop, groups, live, ceiling, cache_key, index):
         wm = _weight_matrix(weight, groups)
         wm = wm.reshape(wm.shape[:2] + (-1, cin_g))[:, :, list(live)]
         return nx.operand(wm.reshape(wm.shape[:2] + (-1,))[None], -1)
-    wlive = c.cached(cache_key + "_live", weights, "weight")
+    wlive = c.cached_shared(cache_key + "_live", weights, "weight", weight, groups, cin_g, tuple(live))
     sub = c.cached(cache_key + "_im2col_live", lambda: np.ascontiguousarray(
         index.reshape((groups, -1, cin_g, index.shape[-1]))[:, list(live)].reshape(groups, -1, index.shape[-1])))
     y = nx.matmul(wlive, _gather_columns(x, sub), ceiling)

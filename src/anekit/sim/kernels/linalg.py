@@ -23,13 +23,13 @@ def matmul(c, x, y, transpose_x, transpose_y):
     if transpose_y:
         b = np.swapaxes(b, -1, -2)
     if "y" in c.const_params:           # a weight: its MAC operand (statistics, layouts) prepared once
-        b = c.cached("y", lambda: c.nx.operand(b, -2), "y")
+        b = c.cached_shared("y", lambda: c.nx.operand(b, -2), "y", y, transpose_y)
     return c.nx.matmul(a, b).reshape(c.out_shape())
 
 
 @kernel("linear", program=lambda c, consts: ("linear",))
 def linear(c, x, weight, bias):
-    wt = c.cached("wt", lambda: c.nx.operand(np.ascontiguousarray(weight.T), -2), "weight")
+    wt = c.cached_shared("wt", lambda: c.nx.operand(np.ascontiguousarray(weight.T), -2), "weight", weight)
     y = c.nx.matmul(x.reshape(-1, x.shape[-1]), wt).reshape(c.out_shape())
     return y if bias is None else y + bias
 
