@@ -409,11 +409,9 @@ class Decoder:
                 a = np.ascontiguousarray(w, dtype=np_dtype).reshape(w.shape[0], w.shape[1], 1, 1)
                 a.flags.writeable = False       # a new view even when no copy was needed
                 return a
-            g = self.graph_weights
-            shared = {k: matrix(v) for k, v in g.items() if k != "layers"}
-            if g.get("wcls") is g.get("embed"):
-                shared["wcls"] = shared["embed"]
-            shared["layers"] = [{k: matrix(v) for k, v in layer.items()} for layer in g["layers"]]
+            g = self.graph_weights       # the embedding stays on the host: only the classifier is a weight
+            shared = {**g, "wcls": matrix(g["wcls"]),
+                      "layers": [{k: matrix(v) for k, v in layer.items()} for layer in g["layers"]]}
             self._as_dtype[dtype] = shared
         return self._as_dtype[dtype]
 
