@@ -330,25 +330,31 @@ def _anemll_points() -> list:
     return out
 
 # ---- further ANEForge roofline submissions: machines not in the tables above (same harness, same
-# programs, same route). key -> (chip, contributor, submission file, {N: GEMM ms}, {(C, B): conv ms}).
+# programs, same route). key -> (chip, contributor, submission file, {N: GEMM ms}, {(C, B): conv ms},
+# quick-decode ms: perf_rooflines, decode_measurement.py (quick: true), ANE batch 1 latency_per_token_ms).
 # Repeat runs of a machine already listed are one campaign with it and are not added (UNUSABLE).
 _AF_MORE = {
     "m1mbp": ("M1", "diegobauavi", "roofline-apple-m1-MacBookPro17_1-dcf5b8a7dd09-4b3e72c0.json",
               {512: 0.73929, 1024: 2.2608, 2048: 9.7120, 4096: 50.944},
-              {(64, 8): 3.9889, (128, 8): 7.5504, (256, 4): 9.5356, (512, 2): 11.091}),
+              {(64, 8): 3.9889, (128, 8): 7.5504, (256, 4): 9.5356, (512, 2): 11.091}, 3.6189),
     "m2max": ("M2 Max", "Jeff271828", "roofline-apple-m2-max-Mac14_6-8c6229361be7-773f5b28.json",
               {512: 0.28900, 1024: 1.2820, 2048: 3.8122, 4096: 25.538},
-              {(64, 8): 1.2549, (128, 8): 2.6702, (256, 4): 3.5334, (512, 2): 4.7655}),
+              {(64, 8): 1.2549, (128, 8): 2.6702, (256, 4): 3.5334, (512, 2): 4.7655}, 3.6047),
     "m4pro": ("M4 Pro", "hyfjjjj", "roofline-apple-m4-pro-Mac16_7-7fdf43ae2309-9094e75f.json",
               {512: 0.13704, 1024: 0.59850, 2048: 2.7710, 4096: 22.375},
-              {(64, 8): 0.88229, (128, 8): 2.1432, (256, 4): 2.5908, (512, 2): 3.7242}),
+              {(64, 8): 0.88229, (128, 8): 2.1432, (256, 4): 2.5908, (512, 2): 3.7242}, 2.9728),
 }
 
 
 def _aneforge_more_points() -> list[Point]:
     out = []
-    for key, (chip, who, file, gemm, conv) in _AF_MORE.items():
+    for key, (chip, who, file, gemm, conv, decode_ms) in _AF_MORE.items():
         src = f"ANEForge {chip} ({file.split('-')[-3].replace('_', ',')})"
+        out.append(Point(f"af-{key}-decode", chip, decode_ms, src,
+                         f"sbryngelson/ANEForge bench/results/rooflines/{file}: perf_rooflines, decode_measurement.py "
+                         f"(quick: true), ANE batch 1 latency_per_token_ms = {decode_ms} (contributor {who})",
+                         "one decode token, Llama-style 4-layer d=1024", _decoder_token(),
+                         assumption=_AF_DECODE_SHAPE, route="host"))
         for n, ms in gemm.items():
             out.append(Point(f"af-{key}-gemm-{n}", chip, ms, src,
                              _AF.format(file=file, what=f"gemm N={n} lat_ms") + f" (contributor {who})",
