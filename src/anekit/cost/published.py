@@ -329,6 +329,70 @@ def _anemll_points() -> list:
                          _lm_head(6), assumption=_ANEMLL_SHAPE + "; 6-bit palette (396 MB reported)", route="host"))
     return out
 
+# ---- further ANEForge roofline submissions: machines not in the tables above (same harness, same
+# programs, same route). key -> (chip, contributor, submission file, {N: GEMM ms}, {(C, B): conv ms},
+# quick-decode ms: perf_rooflines, decode_measurement.py (quick: true), ANE batch 1 latency_per_token_ms).
+# Repeat runs of a machine already listed are one campaign with it and are not added (UNUSABLE).
+_AF_MORE = {
+    "m1mbp": ("M1", "diegobauavi", "roofline-apple-m1-MacBookPro17_1-dcf5b8a7dd09-4b3e72c0.json",
+              {512: 0.73929, 1024: 2.2608, 2048: 9.7120, 4096: 50.944},
+              {(64, 8): 3.9889, (128, 8): 7.5504, (256, 4): 9.5356, (512, 2): 11.091}, 3.6189),
+    "m2max": ("M2 Max", "Jeff271828", "roofline-apple-m2-max-Mac14_6-8c6229361be7-773f5b28.json",
+              {512: 0.28900, 1024: 1.2820, 2048: 3.8122, 4096: 25.538},
+              {(64, 8): 1.2549, (128, 8): 2.6702, (256, 4): 3.5334, (512, 2): 4.7655}, 3.6047),
+    "m4pro": ("M4 Pro", "hyfjjjj", "roofline-apple-m4-pro-Mac16_7-7fdf43ae2309-9094e75f.json",
+              {512: 0.13704, 1024: 0.59850, 2048: 2.7710, 4096: 22.375},
+              {(64, 8): 0.88229, (128, 8): 2.1432, (256, 4): 2.5908, (512, 2): 3.7242}, 2.9728),
+}
+
+
+def _aneforge_more_points() -> list[Point]:
+    out = []
+    for key, (chip, who, file, gemm, conv, decode_ms) in _AF_MORE.items():
+        src = f"ANEForge {chip} ({file.split('-')[-3].replace('_', ',')})"
+        out.append(Point(f"af-{key}-decode", chip, decode_ms, src,
+                         f"sbryngelson/ANEForge bench/results/rooflines/{file}: perf_rooflines, decode_measurement.py "
+                         f"(quick: true), ANE batch 1 latency_per_token_ms = {decode_ms} (contributor {who})",
+                         "one decode token, Llama-style 4-layer d=1024", _decoder_token(),
+                         assumption=_AF_DECODE_SHAPE, route="host"))
+        for n, ms in gemm.items():
+            out.append(Point(f"af-{key}-gemm-{n}", chip, ms, src,
+                             _AF.format(file=file, what=f"gemm N={n} lat_ms") + f" (contributor {who})",
+                             f"linear {n}x{n} by a {n}x{n} weight", _linear_sq(n), assumption=_AF_GEMM, route="host"))
+        for (c, b), ms in conv.items():
+            out.append(Point(f"af-{key}-conv-{c}x{b}", chip, ms, src,
+                             _AF.format(file=file, what=f"conv C={c} B={b} lat_ms") + f" (contributor {who})",
+                             f"conv 3x3 {c}->{c} on ({b}, {c}, 64, 64)", _conv3_batch(c, b), assumption=_AF_CONV,
+                             route="host"))
+    return out
+
+
+# maderix/ANE issue #3, tuxillo's Mac mini M4: inmem_peak chains and inmem_bench single layers, (depth, C) -> ms
+_I3_TUX = "maderix/ANE issue #3, comment by tuxillo (2026-03-21, 'Apple Mac Mini M4 (10-core) 16 GB RAM')"
+_I3_TUX_PEAK_MS = {(32, 512): 0.160, (48, 512): 0.190, (64, 512): 0.223, (96, 512): 0.302, (128, 512): 0.366,
+                   (64, 256): 0.124, (128, 256): 0.153, (256, 256): 0.220, (64, 384): 0.163, (128, 384): 0.230}
+_I3_TUX_BENCH_MS = {256: 0.106, 512: 0.084, 1024: 0.116, 2048: 0.237, 3072: 0.421, 4096: 1.012}
+_INMEM_BENCH = ("maderix/ANE inmem_bench.m (not in the stored copy of the repository): one 1x1 conv C->C on "
+                "[1, C, 1, 64], as its own table states (W (MB) = 2 C^2 bytes; TFLOPS = 2 C^2 64 / time); PR #27 "
+                "moved it onto inmem_peak.m's in-memory MIL path (_ANEInMemoryModel evaluateWithQoS, the standard "
+                "route); fp32 I/O cast inside on M3+, modelled as fp16 I/O (<= 1 MB either way)")
+
+
+def _tuxillo_points() -> list[Point]:
+    src = "maderix/ANE issue 3 M4 Mac mini (tuxillo)"
+    out = _chain_points("m4-i3tux", "M4", _I3_TUX_PEAK_MS, src, _I3_TUX + ", inmem_peak table")
+    for c, ms in _I3_TUX_BENCH_MS.items():
+        out.append(Point(f"m4-i3tux-chain-1x{c}", "M4", ms, src, f"{_I3_TUX}, inmem_bench table, row '{c}ch x64sp'",
+                         f"one 1x1 conv {c}->{c} on [1, {c}, 1, 64]", _conv_chain(c, 64, 1), assumption=_INMEM_BENCH))
+    return out
+
+
+_M5R = ("maderix/ANE training/m5result.md ('Machine: Apple M5, macOS 26.3', 2026-03-01), test_qos_sweep: 'eval "
+        "~0.07ms avg for 8.4 MFLOPS kernel' (its Eval(avg10) column: 0.06-0.08 ms at QoS 1-63, 0.11 at QoS 0)")
+_M5R_SHAPE = ("training/test_qos_sweep.m: one 1x1 conv 256->256 on [1, 256, 1, 64], compiled, loaded and evaluated "
+              "through _ANEInMemoryModel evaluateWithQoS (the standard route, as inmem_peak); the average of 10 calls "
+              "after one untimed call; fp32 I/O cast inside, modelled as fp16 (64 KB each way)")
+
 POINTS: list[Point] = [
     # ---- guide, M1 (the guide's measured M1 reports h13g: an M1 Max-class part, ch. 10, 12, 34)
     Point("m1-conv3-64-16", "M1 Max", 0.231, "guide M1", _RAMP + ", 16x16 row", "conv 3x3 64->64 at 16x16", _conv(64, 64, 3, 16, 16)),
@@ -414,6 +478,11 @@ POINTS: list[Point] = [
     *_aneforge_points(),
     # ---- anemll-bench weight-streaming heads (one machine and person each)
     *_anemll_points(),
+    # ---- added in the second gathering pass (issue 17): new machines and people only
+    *_aneforge_more_points(),
+    *_tuxillo_points(),
+    Point("m5-m5result-conv-256", "M5", 0.07, "maderix/ANE m5result M5", _M5R,
+          "one 1x1 conv 256->256 on [1, 256, 1, 64]", _conv_chain(256, 64, 1), assumption=_M5R_SHAPE),
 ]
 
 
@@ -464,4 +533,21 @@ UNUSABLE = [
     ("maderix/ANE issue #42", "inmem_peak 128x conv 512ch row", "cut off in the stored copy"),
     ("maderix/ANE community_results.json", "Stories110M training steps (ms/step, ane_ms) on M1 Pro/Max, M4 Pro/Max, M5",
      "the step's 60-99 kernels and their CPU share are not in the results"),
+    ("maderix/ANE issue #3, srt54558 (M4 Pro MacBook Pro)", "sram_probe and inmem_bench tables",
+     "every row failed (-1.000 ms); the inmem_peak table is not in the stored thread (only its 12.57 TFLOPS peak, "
+     "in community_results.json, without the configuration)"),
+    ("maderix/ANE PR #50, lixiangnlp (M5 Max, h17)", "inmem_peak, inmem_bench, sram_bench tables (benchmarks/m5max_result.md)",
+     "the report file is not in the stored copy; the PR text quotes only a 19.27 TFLOPS peak without its configuration"),
+    ("maderix/ANE PR #51, dailykim149656-source (M2 Mac mini)", "benchmark tables (benchmarks/local_m2_results.md)",
+     "the report file is not in the stored copy; the PR text has no table"),
+    ("maderix/ANE PR #35, Lumysia (M5)", "m5_performance_suite 'Pure ANE Eval' (0.022 ms at 128 x 128, SEQ=1)",
+     "training/m5_performance_suite.m does not check evaluateWithQoS's result, and 0.022 ms is under a quarter of the "
+     "fastest dispatch any source measured (seed 001's real-time path, 0.093 ms): nothing shows the program ran"),
+    ("maderix/ANE issue #36, dev-erik", "community benchmark dashboard",
+     "the results live on an external site; the stored thread has no table"),
+    ("maderix/ANE training/m5result.md", "test_weight_reload compile/load/reload times",
+     "compile and load times, not evaluation latencies"),
+    ("sbryngelson/ANEForge bench/results/rooflines", "repeat runs of machines already used (M1 MacBookPro17,1 b1ab0125, "
+     "M1 Max 85ebfafa, M2 Pro 1c1aa174 and 44d76599, M5 dd5e5c95, M5 Pro 06ec400a, 523cfebe, a92275dd, db49f4a5)",
+     "the same machine and person as a run already in the table: one campaign, counted once"),
 ]
