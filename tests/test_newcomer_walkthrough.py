@@ -26,3 +26,11 @@ def test_run_out_is_a_folder_and_a_npy_name_is_refused_before_running(tmp_path, 
     assert main([*run, "--out", str(tmp_path / "o")]) == 0        # a folder still works
     assert np.load(tmp_path / "o" / "y.npy").shape == (1, 2, 1, 4)
 
+
+def test_generate_tokenizer_that_is_a_folder_is_named_as_such(tmp_path, capsys):
+    from anekit.models import llama2c
+    c = llama2c.Config(dim=16, hidden_dim=32, n_layers=1, n_heads=2, n_kv_heads=2, vocab_size=300, seq_len=8)
+    llama2c.new(c, seed=0).save(tmp_path / "m.bin")
+    (tmp_path / "tokdir").mkdir()
+    assert main(["generate", str(tmp_path / "m.bin"), "--prompt", "a", "--tokenizer", str(tmp_path / "tokdir")]) == 2
+    _one_line_error(capsys, "is a folder")

@@ -52,6 +52,8 @@ def _load(args):
     from ..models import llama2c, tokenizer
     m = llama2c.load(path)
     tok_path = args.tokenizer or _default_tokenizer(path)
+    if os.path.isdir(tok_path):
+        raise UsageError(f"tokenizer '{tok_path}' is a folder; pass the tokenizer.bin file")
     if not os.path.isfile(tok_path):
         raise UsageError(f"no tokenizer: '{tok_path}' does not exist (pass --tokenizer tokenizer.bin)")
     tok = tokenizer.load(tok_path)
