@@ -34,3 +34,9 @@ def test_generate_tokenizer_that_is_a_folder_is_named_as_such(tmp_path, capsys):
     (tmp_path / "tokdir").mkdir()
     assert main(["generate", str(tmp_path / "m.bin"), "--prompt", "a", "--tokenizer", str(tmp_path / "tokdir")]) == 2
     _one_line_error(capsys, "is a folder")
+
+
+def test_train_stories_refuses_a_seq_len_whose_attention_cannot_be_allocated(capsys):
+    # --seq-len 100000 used to die with a traceback allocating a 37 GiB causal mask
+    assert main(["train", "stories", "--seq-len", "100000", "--steps", "1", "--no-progress"]) == 2
+    _one_line_error(capsys, "--seq-len 100000", "GiB", "lower --seq-len")

@@ -12,6 +12,9 @@ from pathlib import Path
 from ..errors import UsageError
 
 CONFIG_NAMES = ("tiny", "15M", "42M", "110M")
+# The attention kernels hold [heads, S, S] float32 scores, mask, probabilities and their
+# cotangent at once; past this the simulator would die allocating them, so refuse first.
+MAX_ATTENTION_BYTES = 2 << 30
 
 
 def register(models) -> None:
@@ -84,6 +87,11 @@ def run_stories(args) -> int:
         if args.seq_len < 2:
             raise UsageError("--seq-len must be >= 2")
         config = dataclasses.replace(config, seq_len=args.seq_len)
+        need = 4 * config.n_heads * config.seq_len ** 2 * 4
+        if need > MAX_ATTENTION_BYTES:
+            raise UsageError(f"--seq-len {args.seq_len}: attention for {config.n_heads} heads needs about "
+                             f"{need / 2**30:.3g} GiB, over the {MAX_ATTENTION_BYTES / 2**30:g} GiB limit of the "
+                             "simulated kernels; lower --seq-len")
     text = corpus.read_text(args.data) if args.data else corpus.procedural_corpus(seed=args.seed)
     ids = corpus.encode(tok, text)
     windows = corpus.Windows(ids, config.seq_len, seed=args.seed)
