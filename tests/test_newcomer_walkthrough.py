@@ -40,3 +40,11 @@ def test_train_stories_refuses_a_seq_len_whose_attention_cannot_be_allocated(cap
     # --seq-len 100000 used to die with a traceback allocating a 37 GiB causal mask
     assert main(["train", "stories", "--seq-len", "100000", "--steps", "1", "--no-progress"]) == 2
     _one_line_error(capsys, "--seq-len 100000", "GiB", "lower --seq-len")
+
+
+def test_train_commands_refuse_a_negative_seed_with_one_line(capsys):
+    # --seed -1 used to end in numpy's "expected non-negative integer" traceback
+    assert main(["train", "digits", "--seed", "-1", "--steps", "1", "--no-progress"]) == 2
+    _one_line_error(capsys, "--seed must be >= 0, got -1")
+    assert main(["train", "stories", "--seed", "-1", "--steps", "1", "--no-progress"]) == 2
+    _one_line_error(capsys, "--seed must be >= 0, got -1")

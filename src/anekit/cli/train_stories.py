@@ -54,7 +54,8 @@ def register(models) -> None:
 
 def check_run_args(args, **counts) -> None:
     """The checks both `anekit train` commands make: counts that must not be negative (or below
-    the given minimum), and --resume only with --checkpoint."""
+    the given minimum), a seed numpy accepts, and --resume only with --checkpoint."""
+    counts.setdefault("seed", (args.seed, 0))        # numpy's generators refuse negative seeds
     for flag, (value, least) in counts.items():
         if value < least:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= {least}, got {value}")
