@@ -196,6 +196,7 @@ w2 = ak.param("w2", init_array)
     assert [p.name for p in ns["params"]] == ["w2", "w1"] and set(ns["outs"]) == {"loss", "g1"}
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")    # the TorchScript exporter says it is old
 def test_importers_block(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch", reason="the torch extra is not installed")
     prelude = """
