@@ -2,6 +2,8 @@
 failed before its fix)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 import anekit as ak
@@ -48,3 +50,17 @@ def test_train_commands_refuse_a_negative_seed_with_one_line(capsys):
     _one_line_error(capsys, "--seed must be >= 0, got -1")
     assert main(["train", "stories", "--seed", "-1", "--steps", "1", "--no-progress"]) == 2
     _one_line_error(capsys, "--seed must be >= 0, got -1")
+
+
+def test_train_stories_after_resume_names_the_step_of_its_first_loss(tmp_path, capsys):
+    # after --resume the report said "loss ... at step 1" for the first step of this run (step 3)
+    base = ["train", "stories", "--config", "tiny", "--seq-len", "16", "--no-progress", "--sample-tokens", "0",
+            "--checkpoint", str(tmp_path)]
+    assert main([*base, "--steps", "2"]) == 0
+    assert " at step 1 -> " in capsys.readouterr().out
+    assert main([*base, "--steps", "4", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert " at step 3 -> " in out and " at step 1 " not in out
+    assert main([*base, "--steps", "5", "--resume", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["first_step"] == 5 and rep["steps"] == 5

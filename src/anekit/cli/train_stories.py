@@ -142,13 +142,14 @@ def run_stories(args) -> int:
         gen = model.generate([1], steps=min(args.sample_tokens, config.seq_len - 1), temperature=0.8,
                              seed=args.seed, numerics="exact", target=chip.name)
         sample = tok.decode_all(list(gen)).decode("utf-8", errors="replace")
-    steady = [r for r in rows if r["step"] > 1]
-    first = trainer.history[0]["loss"] if trainer.history else None
+    steady = rows[1:]                     # this run's first step compiles the kernels (also after --resume)
+    first = trainer.history[0] if trainer.history else None
     report = {
         "config": args.config, "dim": config.dim, "n_layers": config.n_layers, "vocab_size": config.vocab_size,
         "seq_len": config.seq_len, "params": model.n_params(), "pipeline": args.pipeline, "target": chip.name,
         "numerics": args.numerics, "steps": trainer.step,
-        "first_loss": first, "final_loss": _mean_last([r["loss"] for r in rows], 10),
+        "first_step": first["step"] if first else None, "first_loss": first["loss"] if first else None,
+        "final_loss": _mean_last([r["loss"] for r in rows], 10),
         "step_ms": statistics.median(r["step_ms"] for r in steady) if steady else None,
         "compiles_per_step": trainer.pipe.compiles_per_step, "kernels_per_step": trainer.pipe.kernels_per_step,
         "compiles_total": trainer.pipe.compiles, "kernels_checked": sorted(trainer.pipe.checked), "worker_recycles": trainer.pipe.worker_recycles,
@@ -182,7 +183,7 @@ def _print_report(r) -> None:
           f"{r['compiles_total']} compiles in all, {r['worker_recycles']} worker recycles")
     print(f"cpu       {r['cpu']}")
     if r["first_loss"] is not None:
-        print(f"loss      {r['first_loss']:.3f} at step 1 -> {r['final_loss']:.3f} (mean of the last 10) "
+        print(f"loss      {r['first_loss']:.3f} at step {r['first_step']} -> {r['final_loss']:.3f} (mean of the last 10) "
               f"after {r['steps']} steps; step {r['step_ms'] or 0:.0f} ms (median), loss scale "
               f"{r['loss_scale']:g}, {r['overflow_steps']} overflow steps")
     print(f"estimate  {r['estimated_engine_ms']:.2f} ms per step for the kernels on the {r['target']} ANE "
