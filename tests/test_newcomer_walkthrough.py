@@ -1,10 +1,12 @@
-"""Defects a new user's walkthrough of README.md and docs/ hit in the command line (each test
-failed before its fix)."""
+"""Defects a new user's walkthrough of README.md and docs/ hit in the command line (each of the
+first tests failed before its fix), then the newcomer's wrong paths and target names on every
+command that takes one (these held already; tests/fuzz covers random ones, not each by name)."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 import anekit as ak
 from anekit.cli import main
@@ -64,3 +66,61 @@ def test_train_stories_after_resume_names_the_step_of_its_first_loss(tmp_path, c
     assert main([*base, "--steps", "5", "--resume", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["first_step"] == 5 and rep["steps"] == 5
+
+
+# --- a newcomer's wrong paths and target names: one line, exit 2, for every command ---------------
+
+@pytest.fixture
+def files(tmp_path):
+    ak.mil.save(ak.program({"y": ak.relu(ak.input("x", (1, 2, 1, 4)))}), tmp_path / "m")
+    np.save(tmp_path / "x.npy", np.ones((1, 2, 1, 4), np.float16))
+    from anekit.models import llama2c
+    from anekit.train.pipelines.corpus import byte_tokenizer
+    c = llama2c.Config(dim=16, hidden_dim=32, n_layers=1, n_heads=2, n_kv_heads=2, vocab_size=259, seq_len=8)
+    llama2c.new(c, seed=0).save(tmp_path / "lm.bin")
+    byte_tokenizer().save(tmp_path / "lm.tokenizer.bin")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+PATH_COMMANDS = [                       # {} is the bad path; the rest is valid
+    ["run", "{}", "--input", "x=@/x.npy"],
+    ["run", "@/m", "--input", "x={}"],
+    ["check", "{}"],
+    ["estimate", "{}"],
+    ["hwx", "dump", "{}"],
+    ["hwx", "diff", "{}", "{}"],
+    ["generate", "{}", "--prompt", "a"],
+    ["generate", "@/lm.bin", "--prompt", "a", "--tokenizer", "{}"],
+    ["train", "stories", "--steps", "1", "--data", "{}"],
+    ["train", "stories", "--steps", "1", "--tokenizer", "{}"],
+    ["train", "digits", "--steps", "1", "--data", "{}"],
+]
+
+
+@pytest.mark.parametrize("bad", ["missing.mil", "folder", "empty"])
+@pytest.mark.parametrize("cmd", PATH_COMMANDS, ids=[" ".join(c) for c in PATH_COMMANDS])
+def test_a_missing_folder_or_empty_path_is_one_line(files, capsys, cmd, bad):
+    args = [a.replace("@", str(files)).replace("{}", str(files / bad)) for a in cmd]
+    assert main([*args, "--no-progress"] if args[0] == "train" else args) == 2
+    _one_line_error(capsys)
+
+
+TARGET_COMMANDS = [
+    ["run", "@/m", "--input", "x=@/x.npy"], ["check", "@/m"], ["estimate", "@/m"], ["estimate", "@/m", "--compare"],
+    ["demo"], ["selftest", "--quick"], ["train", "digits", "--steps", "1"], ["train", "stories", "--steps", "1"],
+    ["generate", "@/lm.bin", "--prompt", "a"],
+]
+
+
+@pytest.mark.parametrize("cmd", TARGET_COMMANDS, ids=[" ".join(c) for c in TARGET_COMMANDS])
+def test_a_wrong_target_is_one_line_naming_it(files, capsys, cmd):
+    args = [a.replace("@", str(files)) for a in cmd]
+    assert main([*args, "--target", "m99x"]) == 2
+    _one_line_error(capsys, "m99x")
+
+
+def test_sweep_with_a_wrong_target_is_one_line(files, capsys):
+    assert main(["sweep", str(files / "m"), "--targets", "m1,m99x"]) == 2
+    _one_line_error(capsys, "m99x")
