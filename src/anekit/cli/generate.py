@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--numerics", default="profile", choices=["profile", "strict", "exact"],
                    help="simulator numerics: the chip's fp16 profile (default), strict, or exact fp32")
     p.add_argument("--tokenizer", default=None,
-                   help="llama2.c tokenizer.bin (default: NAME.tokenizer.bin beside NAME.bin, else tokenizer.bin there)")
+                   help="llama2.c tokenizer.bin (default: NAME.tokenizer.bin beside NAME.bin, "
+                        "else tokenizer.bin there)")
     p.add_argument("--quantize", default=None, choices=["int8", "lut4", "lut6"],
                    help="store the programs' weights compressed: per-channel int8, or 4 / 6-bit palettes")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")

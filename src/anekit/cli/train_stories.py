@@ -183,7 +183,8 @@ def _print_report(r) -> None:
           f"{r['compiles_total']} compiles in all, {r['worker_recycles']} worker recycles")
     print(f"cpu       {r['cpu']}")
     if r["first_loss"] is not None:
-        print(f"loss      {r['first_loss']:.3f} at step {r['first_step']} -> {r['final_loss']:.3f} (mean of the last 10) "
+        print(f"loss      {r['first_loss']:.3f} at step {r['first_step']} -> {r['final_loss']:.3f} "
+              "(mean of the last 10) "
               f"after {r['steps']} steps; step {r['step_ms'] or 0:.0f} ms (median), loss scale "
               f"{r['loss_scale']:g}, {r['overflow_steps']} overflow steps")
     print(f"estimate  {r['estimated_engine_ms']:.2f} ms per step for the kernels on the {r['target']} ANE "
