@@ -118,3 +118,12 @@ def test_generate_quantized_matches_the_api(model, capsys):
     assert rep["tokens"] == expected[:stop]
     assert main(["generate", str(model / "m.bin"), "--steps", "2", "--quantize", "lut4"]) == 0
     assert "lut4 weights" in capsys.readouterr().err
+
+
+def test_generate_finds_the_tokenizer_train_stories_writes(model, capsys):
+    # `anekit train stories --out m.bin` saves m.tokenizer.bin beside the model; generate must pick it
+    # over a tokenizer.bin of another vocabulary in the same folder (a new user's walkthrough hit this).
+    synthetic_tokenizer(512).save(model / "tokenizer.bin")
+    synthetic_tokenizer(300).save(model / "m.tokenizer.bin")
+    assert main(["generate", str(model / "m.bin"), "--prompt", "hello", "--steps", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt_tokens"] == synthetic_tokenizer().encode("hello")

@@ -25,11 +25,19 @@ def register(sub) -> None:
     p.add_argument("--numerics", default="profile", choices=["profile", "strict", "exact"],
                    help="simulator numerics: the chip's fp16 profile (default), strict, or exact fp32")
     p.add_argument("--tokenizer", default=None,
-                   help="llama2.c tokenizer.bin (default: tokenizer.bin beside the model)")
+                   help="llama2.c tokenizer.bin (default: NAME.tokenizer.bin beside NAME.bin, "
+                        "else tokenizer.bin there)")
     p.add_argument("--quantize", default=None, choices=["int8", "lut4", "lut6"],
                    help="store the programs' weights compressed: per-channel int8, or 4 / 6-bit palettes")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.set_defaults(func=cmd_generate)
+
+
+def _default_tokenizer(model_path: str) -> str:
+    """MODEL.tokenizer.bin beside the model (what `anekit train stories` writes), else tokenizer.bin there."""
+    folder, name = os.path.split(os.path.abspath(model_path))
+    own = os.path.join(folder, os.path.splitext(name)[0] + ".tokenizer.bin")
+    return own if os.path.isfile(own) else os.path.join(folder, "tokenizer.bin")
 
 
 def _load(args):
@@ -44,7 +52,9 @@ def _load(args):
         raise ModelFormatError(f"model '{path}' does not exist")
     from ..models import llama2c, tokenizer
     m = llama2c.load(path)
-    tok_path = args.tokenizer or os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer.bin")
+    tok_path = args.tokenizer or _default_tokenizer(path)
+    if os.path.isdir(tok_path):
+        raise UsageError(f"tokenizer '{tok_path}' is a folder; pass the tokenizer.bin file")
     if not os.path.isfile(tok_path):
         raise UsageError(f"no tokenizer: '{tok_path}' does not exist (pass --tokenizer tokenizer.bin)")
     tok = tokenizer.load(tok_path)

@@ -137,6 +137,10 @@ def check_input_dtypes(fn, feeds: dict, cast: bool) -> dict:
 
 def cmd_run(args) -> int:
     import anekit as ak
+    if args.out and args.out.endswith(".npy") and not os.path.isdir(args.out):
+        # --out names a folder; `--out y.npy` would otherwise create a folder y.npy/ holding y.npy
+        raise UsageError(f"--out {args.out}: --out is a folder (each output is written to DIR/NAME.npy), "
+                         "not a .npy file name")
     prog = ak.load(args.path, shapes=parse_shapes(args.shape))
     fn = prog.functions.get(args.function) if args.function else prog.main
     if fn is None:

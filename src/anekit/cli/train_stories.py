@@ -12,6 +12,9 @@ from pathlib import Path
 from ..errors import UsageError
 
 CONFIG_NAMES = ("tiny", "15M", "42M", "110M")
+# The attention kernels hold [heads, S, S] float32 scores, mask, probabilities and their
+# cotangent at once; past this the simulator would die allocating them, so refuse first.
+MAX_ATTENTION_BYTES = 2 << 30
 
 
 def register(models) -> None:
@@ -51,7 +54,8 @@ def register(models) -> None:
 
 def check_run_args(args, **counts) -> None:
     """The checks both `anekit train` commands make: counts that must not be negative (or below
-    the given minimum), and --resume only with --checkpoint."""
+    the given minimum), a seed numpy accepts, and --resume only with --checkpoint."""
+    counts.setdefault("seed", (args.seed, 0))        # numpy's generators refuse negative seeds
     for flag, (value, least) in counts.items():
         if value < least:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= {least}, got {value}")
@@ -84,6 +88,11 @@ def run_stories(args) -> int:
         if args.seq_len < 2:
             raise UsageError("--seq-len must be >= 2")
         config = dataclasses.replace(config, seq_len=args.seq_len)
+        need = 4 * config.n_heads * config.seq_len ** 2 * 4
+        if need > MAX_ATTENTION_BYTES:
+            raise UsageError(f"--seq-len {args.seq_len}: attention for {config.n_heads} heads needs about "
+                             f"{need / 2**30:.3g} GiB, over the {MAX_ATTENTION_BYTES / 2**30:g} GiB limit of the "
+                             "simulated kernels; lower --seq-len")
     text = corpus.read_text(args.data) if args.data else corpus.procedural_corpus(seed=args.seed)
     ids = corpus.encode(tok, text)
     windows = corpus.Windows(ids, config.seq_len, seed=args.seed)
@@ -133,13 +142,14 @@ def run_stories(args) -> int:
         gen = model.generate([1], steps=min(args.sample_tokens, config.seq_len - 1), temperature=0.8,
                              seed=args.seed, numerics="exact", target=chip.name)
         sample = tok.decode_all(list(gen)).decode("utf-8", errors="replace")
-    steady = [r for r in rows if r["step"] > 1]
-    first = trainer.history[0]["loss"] if trainer.history else None
+    steady = rows[1:]                     # this run's first step compiles the kernels (also after --resume)
+    first = trainer.history[0] if trainer.history else None
     report = {
         "config": args.config, "dim": config.dim, "n_layers": config.n_layers, "vocab_size": config.vocab_size,
         "seq_len": config.seq_len, "params": model.n_params(), "pipeline": args.pipeline, "target": chip.name,
         "numerics": args.numerics, "steps": trainer.step,
-        "first_loss": first, "final_loss": _mean_last([r["loss"] for r in rows], 10),
+        "first_step": first["step"] if first else None, "first_loss": first["loss"] if first else None,
+        "final_loss": _mean_last([r["loss"] for r in rows], 10),
         "step_ms": statistics.median(r["step_ms"] for r in steady) if steady else None,
         "compiles_per_step": trainer.pipe.compiles_per_step, "kernels_per_step": trainer.pipe.kernels_per_step,
         "compiles_total": trainer.pipe.compiles, "kernels_checked": sorted(trainer.pipe.checked), "worker_recycles": trainer.pipe.worker_recycles,
@@ -173,7 +183,8 @@ def _print_report(r) -> None:
           f"{r['compiles_total']} compiles in all, {r['worker_recycles']} worker recycles")
     print(f"cpu       {r['cpu']}")
     if r["first_loss"] is not None:
-        print(f"loss      {r['first_loss']:.3f} at step 1 -> {r['final_loss']:.3f} (mean of the last 10) "
+        print(f"loss      {r['first_loss']:.3f} at step {r['first_step']} -> {r['final_loss']:.3f} "
+              "(mean of the last 10) "
               f"after {r['steps']} steps; step {r['step_ms'] or 0:.0f} ms (median), loss scale "
               f"{r['loss_scale']:g}, {r['overflow_steps']} overflow steps")
     print(f"estimate  {r['estimated_engine_ms']:.2f} ms per step for the kernels on the {r['target']} ANE "
