@@ -66,6 +66,22 @@ def test_run_prints_table_json_and_writes_outputs(model_dir, capsys):
     assert rep["outputs"][0]["max"] == pytest.approx(float(y.max()))
 
 
+def test_run_states_the_numerics_profiles_gaps(model_dir, capsys):
+    """A run in the numerics of a family nobody measured (A11: h11) says so on stderr, and in
+    --json; exact numerics, which rest on no measurement, carry no note."""
+    base = ["run", str(model_dir / "m"), "--input", f"x={model_dir / 'x.npy'}"]
+    assert main(base + ["--target", "a11"]) == 0
+    captured = capsys.readouterr()
+    assert "note: A11 numerics (h11 profile): numerics not measured on this family" in captured.err
+    assert "note" not in captured.out
+    assert main(base + ["--target", "a11", "--json"]) == 0
+    assert any("not measured" in n for n in json.loads(capsys.readouterr().out)["numerics_notes"])
+    assert main(base + ["--target", "a11", "--numerics", "exact", "--json"]) == 0
+    assert "numerics_notes" not in json.loads(capsys.readouterr().out)
+    assert main(base + ["--target", "m1"]) == 0
+    assert "note:" not in capsys.readouterr().err          # the guide's measured family: no gap stated
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["run", "{m}"], "takes inputs x fp16[1, 4, 1, 8]: give --input x=FILE.npy"),
     (["run", "{m}", "-i", "x={d}/x.npy", "-i", "x={d}/x.npy"], "--input x is given twice"),

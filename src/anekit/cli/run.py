@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -135,6 +136,15 @@ def check_input_dtypes(fn, feeds: dict, cast: bool) -> dict:
     return out
 
 
+def _numerics_notes(exe) -> list[str]:
+    """The simulator profile's stated gaps (anekit.sim.profiles: e.g. h11, whose numerics nobody
+    measured), for a run in a chip's numerics; none for other backends or exact numerics."""
+    profile = getattr(exe, "profile", None) if exe.backend == "sim" else None
+    if profile is None or not profile.fp16_storage:
+        return []
+    return list(profile.notes)
+
+
 def cmd_run(args) -> int:
     import anekit as ak
     if args.out and args.out.endswith(".npy") and not os.path.isdir(args.out):
@@ -168,9 +178,13 @@ def cmd_run(args) -> int:
                      "nonfinite": int(a.size - finite.size)})
         if args.out:
             _save_output(args.out, name, a)
+    notes = _numerics_notes(exe)
     if args.json:
-        print(to_json({"backend": exe.backend, "target": exe.target.name, "outputs": rows}))
+        print(to_json({"backend": exe.backend, "target": exe.target.name, "outputs": rows,
+                       **({"numerics_notes": notes} if notes else {})}))
     else:
+        for note in notes:      # what the simulated numbers rest on where the guide measured nothing
+            print(f"note: {exe.target.name} numerics ({exe.profile.name} profile): {note}", file=sys.stderr)
         print(format_table(["output", "shape", "dtype", "min", "max", "non-finite"],
                            [[r["name"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["min"], r["max"],
                              r["nonfinite"]] for r in rows],

@@ -20,6 +20,11 @@ class SimExecutable(Executable):
         self._sim = Simulator(prog, profile=profile, function=self.function.name)
 
     @property
+    def profile(self):
+        """The numerics profile the simulator runs (anekit.sim.profiles), with its stated gaps (`notes`)."""
+        return self._sim.profile
+
+    @property
     def optional_inputs(self):
         return self._sim.state_names
 
