@@ -478,16 +478,23 @@ def _batch_index_for(own: tuple, batch: tuple) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
 
 
+_BLOCK_GRANULE = 16     # block widths are multiples of a 512-bit vector of float32
+
+
 def _blocks(a: np.ndarray) -> np.ndarray:
-    """[B, K, V] -> [B, V / W, K, W] with W = min(V, compiled.BLOCK), the last block zero-padded:
-    the compiled kernel's operand layout (a block of W outputs reads one contiguous stretch)."""
+    """[B, K, V] -> [B, N, K, W]: the compiled kernel's operand layout (a block of W outputs reads
+    one contiguous stretch). N = ceil(V / compiled.BLOCK) blocks share the V outputs evenly, W
+    rounded up to the vector granule, the last block zero-padded: 288 outputs are two blocks of
+    144, not 256 + 32 in two of 256 (every output is computed on its own, so the split changes
+    no bit, only the padding the kernel streams and computes)."""
     nb, k, v = a.shape
     if v <= compiled.BLOCK:
         return a.reshape(nb, 1, k, v)
     blocks = -(-v // compiled.BLOCK)
-    padded = np.zeros((nb, k, blocks * compiled.BLOCK), F32)
+    width = min(compiled.BLOCK, -(-(-(-v // blocks)) // _BLOCK_GRANULE) * _BLOCK_GRANULE)
+    padded = np.zeros((nb, k, blocks * width), F32)
     padded[..., :v] = a
-    return np.ascontiguousarray(padded.reshape(nb, k, blocks, compiled.BLOCK).transpose(0, 2, 1, 3))
+    return np.ascontiguousarray(padded.reshape(nb, k, blocks, width).transpose(0, 2, 1, 3))
 
 
 def _ceiling_risk(xo: Operand, wo: Operand, shape, limit):
