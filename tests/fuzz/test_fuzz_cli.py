@@ -10,7 +10,7 @@ import os
 
 import pytest
 from .conftest import FUZZ
-from .corpus import copy_seed, has_coremltools, hwx_seeds, seeds
+from .corpus import copy_seed, has_coremltools, hwx_seeds, model_seeds, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +54,17 @@ def _paths(work: str) -> dict:
     fifo = os.path.join(work, "fifo")
     os.mkfifo(fifo)
     p["fifo"] = fifo
+    models = model_seeds()         # language models: generate, and estimate's checkpoint route
+    p["llama2c"] = os.path.join(work, "m.bin")
+    for name, key in (("m.bin", "bin"), ("m.tokenizer.bin", "tok")):
+        with open(os.path.join(work, name), "wb") as f:
+            f.write(models[key])
+    if "safetensors" in models:
+        p["hf"] = os.path.join(work, "hf")
+        os.mkdir(p["hf"])
+        for name, key in (("config.json", "config"), ("model.safetensors", "safetensors")):
+            with open(os.path.join(p["hf"], name), "wb") as f:
+                f.write(models[key])
     p["dev_zero"] = "/dev/zero"
     p["dir"] = os.path.join(work, "dir")
     os.mkdir(p["dir"])

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import UsageError
+from ..ir.fp16cast import to_fp16
 from .. import concat, conv, coreml_update_state, inverse, matmul, maximum, read_state, rsqrt, silu, slice_by_size, tile
 from ..preflight import ranges
 from ..preflight.ane_route import pad_runtime_matmuls_for
@@ -406,7 +407,11 @@ class Decoder:
             def matrix(w):
                 if not isinstance(w, np.ndarray) or w.ndim != 2 or w.strides == (0, 0):
                     return w            # vectors, and zero-stride placeholders (skeletons)
-                a = np.ascontiguousarray(w, dtype=np_dtype).reshape(w.shape[0], w.shape[1], 1, 1)
+                if np_dtype is np.float16 and w.dtype != np.float16:
+                    a = to_fp16(w)      # numpy's cast without its warnings (and fast on fp16 subnormals)
+                else:
+                    a = np.ascontiguousarray(w, dtype=np_dtype)
+                a = a.reshape(w.shape[0], w.shape[1], 1, 1)
                 a.flags.writeable = False       # a new view even when no copy was needed
                 return a
             g = self.graph_weights       # the embedding stays on the host: only the classifier is a weight

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from .._files import open_regular, read_regular
 from ..errors import DependencyError, ModelFormatError
 from .decoder import Arch, Decoder
 
@@ -32,15 +33,22 @@ def _require(module: str):
         raise DependencyError(f"reading Hugging Face models needs '{module}': pip install 'anekit[hf]'") from None
 
 
+_JSON_LIMIT = 64 << 20          # config / generation config / tokenizer JSON: far below this
+
+
+def _read_json(path: str, what: str):
+    """A JSON file of the folder, read only if it is a regular file (a FIFO would block, a device
+    never end) of at most _JSON_LIMIT bytes."""
+    data = read_regular(path, ModelFormatError, what, _JSON_LIMIT)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ModelFormatError(f"'{path}': not valid JSON ({e})") from None
+
+
 def _config(folder: str) -> dict:
     path = os.path.join(folder, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except OSError as e:
-        raise ModelFormatError(f"'{folder}': no readable config.json ({e.strerror or e})") from None
-    except ValueError as e:
-        raise ModelFormatError(f"'{path}': not valid JSON ({e})") from None
+    cfg = _read_json(path, "config.json")
     if not isinstance(cfg, dict):
         raise ModelFormatError(f"'{path}': expected a JSON object")
     return cfg
@@ -111,6 +119,8 @@ class _Tensors:
         self.maps: dict[str, tuple] = {}        # path -> (memmap, data start, header)
         for f in files:
             path = os.path.join(folder, f)
+            handle, _ = open_regular(path, ModelFormatError, "safetensors file")   # no FIFO or device
+            handle.close()
             try:
                 h = st.safe_open(path, framework="numpy")
             except Exception as e:          # the library's own error type varies by version
@@ -217,10 +227,11 @@ def load(folder, context: int | None = None) -> Model:
     weights = _weights(_Tensors(folder), arch, cfg)
     tokenizer = None
     tok_path = os.path.join(folder, "tokenizer.json")
-    if os.path.exists(tok_path):
+    if os.path.lexists(tok_path):
+        text = read_regular(tok_path, ModelFormatError, "tokenizer.json", _JSON_LIMIT)
         tk = _require("tokenizers")
         try:
-            tokenizer = tk.Tokenizer.from_file(tok_path)
+            tokenizer = tk.Tokenizer.from_str(text.decode("utf-8"))
         except Exception as e:
             raise ModelFormatError(f"'{tok_path}': not a readable tokenizer.json ({e})") from None
         if tokenizer.get_vocab_size(with_added_tokens=True) > arch.vocab_size:
@@ -280,12 +291,8 @@ def _stop_tokens(folder: str, cfg: dict) -> list[int]:
     stop: list[int] = []
     sources = [cfg]
     path = os.path.join(folder, "generation_config.json")
-    if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                gen = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ModelFormatError(f"'{path}': not a readable JSON file ({e})") from None
+    if os.path.lexists(path):
+        gen = _read_json(path, "generation_config.json")
         if isinstance(gen, dict):
             sources.append(gen)
     for src in sources:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._files import open_regular
 from ..errors import ModelFormatError, UsageError
 from .decoder import Arch, Decoder
 
@@ -142,10 +143,10 @@ def _freq_cis(c: Config) -> tuple[np.ndarray, np.ndarray]:
 
 def read_header(path) -> Config:
     """The Config of a checkpoint, checked against the file size (nothing large is read)."""
+    handle, size = open_regular(path, ModelFormatError, "checkpoint")   # no FIFO, device or folder
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(HEADER.size)
+        with handle:
+            head = handle.read(HEADER.size)
     except OSError as e:
         raise ModelFormatError(f"'{path}': cannot read ({e.strerror or e})") from None
     if len(head) < HEADER.size:
@@ -169,7 +170,8 @@ def load(path, quantize: str | None = None) -> Model:
     `quantize` ("int8", "lut4", "lut6") compresses the programs' weights (anekit.quantization)."""
     c = read_header(path)
     tensors = {}
-    with open(path, "rb") as f:
+    handle, _ = open_regular(path, ModelFormatError, "checkpoint")
+    with handle as f:
         f.seek(HEADER.size)
         for name, shape in c.tensor_shapes():
             count = int(np.prod(shape))

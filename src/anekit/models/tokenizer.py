@@ -17,11 +17,13 @@ import struct
 
 import numpy as np
 
+from .._files import read_regular
 from ..errors import ModelFormatError, UsageError
 
 BOS, EOS = 1, 2
 _BYTE_PIECE = re.compile(rb"^<0x([0-9A-Fa-f]{1,2})")
 _MAX_PIECE = 1 << 16          # longer pieces are a corrupt file, not a tokenizer
+_MAX_FILE = 256 << 20         # llama2.c's tokenizer.bin is 424 kB; a 128k vocabulary a few MB
 
 
 class Tokenizer:
@@ -48,10 +50,7 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path) -> "Tokenizer":
-        try:
-            data = open(path, "rb").read()
-        except OSError as e:
-            raise ModelFormatError(f"tokenizer '{path}': cannot read ({e.strerror or e})") from None
+        data = read_regular(path, ModelFormatError, "tokenizer", _MAX_FILE)    # no FIFO, device or folder
         if len(data) < 4:
             raise ModelFormatError(f"tokenizer '{path}': {len(data)} bytes, too short for the header")
         (max_len,) = struct.unpack_from("<i", data, 0)
