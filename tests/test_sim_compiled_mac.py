@@ -216,3 +216,42 @@ def test_one_row_block_is_the_batched_call():
         x[0, :3] = (2.0 ** -20, -3e-5, 30000.0)
         w = fp16_values(rng, (k, n), 1.0)
         assert_same_bits(np.matmul(x[None], w[None])[0], mac._row_blocked(x, w))
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("shapes", [((600, 288), (288, 1)),       # a decode 1x1 conv: the constant is the
+                                    ((300, 257), (257, 3)),        # left operand, read through its transpose
+                                    ((2, 5, 30), (30, 40)),        # a constant right operand (16+ columns)
+                                    ((3, 7), (7, 290))],           # K = 3 mod 4, two blocks of columns
+                         ids=str)
+def test_constant_layout_read_as_fp16_bits_is_bit_identical(four, profile, shapes):
+    """A constant operand's lane layout at or past _HALF_MIN lanes is read as fp16 bits (half the
+    bytes): the same bits as the float32 layout and as the numpy route, subnormal and
+    negative-zero weights included; an operand whose values are not all fp16 keeps float32."""
+    p = PROFILES[profile]
+    rng = np.random.default_rng(sum(map(ord, profile + str(shapes))))
+    x, w = fp16_values(rng, shapes[0], 1.0), fp16_values(rng, shapes[1], 0.05)
+    w.reshape(-1)[::11] = np.float32(2.0 ** -20)          # fp16 subnormals (the M1 flushes their products)
+    w.reshape(-1)[::13] = -0.0
+    left = shapes[1][-1] < 16 and shapes[0][-2] > shapes[1][-1]
+    assert mac.lane_route(shapes[0][-1], shapes[1][-1], p)
+
+    def run(half_min):
+        previous = mac._HALF_MIN
+        mac._HALF_MIN = half_min
+        try:
+            xo = mac.Operand(x, p, -1, const=left)
+            wo = mac.Operand(w, p, -2, const=not left)
+            return mac.matmul(xo, wo, p), (xo if left else wo)._h
+        finally:
+            mac._HALF_MIN = previous
+    (ref, _), (half, cached) = run(1 << 62), run(1)
+    assert cached is not None and cached[1] is not None and cached[1].dtype == np.uint16, "the fp16 route ran"
+    assert_same_bits(ref, half)
+    previous = compiled.set_enabled(False)
+    try:
+        assert_same_bits(mac.matmul(x, w, p), half)        # and the numpy route
+    finally:
+        compiled.set_enabled(previous)
+    assert _compiled_mac.half_bits(np.array([[1.0, 1.0 + 2.0 ** -12]], np.float32)) is None   # not fp16: float32 kept

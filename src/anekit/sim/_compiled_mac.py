@@ -54,6 +54,12 @@ def _half(x):                     # float32 -> fp16 -> float32 (a conversion ins
     return F32(np.float16(x))
 
 
+def _value(x):                    # an operand lane: float32 as it is, fp16 bits (uint16) widened exactly
+    if isinstance(x, (np.uint16, int)) and not isinstance(x, (float, np.floating)):
+        return F32(np.array([x], np.uint16).view(np.float16)[0])
+    return x
+
+
 def _exponent(x):                 # x with sign and mantissa cleared: 2**E for a normal x = 1.m * 2**E
     return np.array([np.array([x], F32).view(np.uint32)[0] & 0x7F800000], np.uint32).view(F32)[0]
 
@@ -106,10 +112,11 @@ def _port(v, top, flush):
 
 
 def _tile_of(a0, a1, a2, a3, vec, vb, i, t0, v, scale, rp, fl):
-    """The tile value of lanes t0 .. t0 + 3 for output v of block i (operand row a0 .. a3)."""
-    return _tile(_product(a0, vec[vb, i, t0, v], rp, fl), _product(a1, vec[vb, i, t0 + 1, v], rp, fl),
-                 _product(a2, vec[vb, i, t0 + 2, v], rp, fl), _product(a3, vec[vb, i, t0 + 3, v], rp, fl),
-                 scale, rp)
+    """The tile value of lanes t0 .. t0 + 3 for output v of block i (operand row a0 .. a3); vec
+    holds float32 lanes or their exact fp16 bits (half the bytes to stream)."""
+    return _tile(_product(a0, _value(vec[vb, i, t0, v]), rp, fl), _product(a1, _value(vec[vb, i, t0 + 1, v]), rp, fl),
+                 _product(a2, _value(vec[vb, i, t0 + 2, v]), rp, fl),
+                 _product(a3, _value(vec[vb, i, t0 + 3, v]), rp, fl), scale, rp)
 
 
 def _run(scal, vec, sidx, vidx, out, scale, ceil, top, round_products, flush):
@@ -147,9 +154,9 @@ def _run(scal, vec, sidx, vidx, out, scale, ceil, top, round_products, flush):
                     k1, k2 = min(full + 1, k - 1), min(full + 2, k - 1)
                     a0, a1, a2 = scal[sb, si, full], scal[sb, si, k1], scal[sb, si, k2]
                     for v in range(width):
-                        p1 = _product(a1, vec[vb, i, k1, v], rp, fl) if n > 1 else _ZERO
-                        p2 = _product(a2, vec[vb, i, k2, v], rp, fl) if n > 2 else _ZERO
-                        s = _tile(_product(a0, vec[vb, i, full, v], rp, fl), p1, p2, _ZERO, scale, rp)
+                        p1 = _product(a1, _value(vec[vb, i, k1, v]), rp, fl) if n > 1 else _ZERO
+                        p2 = _product(a2, _value(vec[vb, i, k2, v]), rp, fl) if n > 2 else _ZERO
+                        s = _tile(_product(a0, _value(vec[vb, i, full, v]), rp, fl), p1, p2, _ZERO, scale, rp)
                         out[b, si, o + v] = _saturate(s if full == 0 else out[b, si, o + v] + s, ceil)
                 for v in range(width):
                     out[b, si, o + v] = _port(out[b, si, o + v], top, fl)
@@ -171,10 +178,28 @@ def _raw(scal, vec, sidx, vidx, out, scale, ceil, top):
     _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
 
 
+def _rounded_flushed16(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, True)
+
+
+def _rounded16(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, False)
+
+
+def _raw_flushed16(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, True)
+
+
+def _raw16(scal, vec, sidx, vidx, out, scale, ceil, top):
+    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
+
+
 def _variants() -> dict:
-    """The kernel for each (round_products, flush)."""
-    return {(True, True): _rounded_flushed, (True, False): _rounded, (False, True): _raw_flushed,
-            (False, False): _raw}
+    """The kernel for each (round_products, flush, vec holds fp16 bits)."""
+    return {(True, True, False): _rounded_flushed, (True, False, False): _rounded,
+            (False, True, False): _raw_flushed, (False, False, False): _raw,
+            (True, True, True): _rounded_flushed16, (True, False, True): _rounded16,
+            (False, True, True): _raw_flushed16, (False, False, True): _raw16}
 
 
 _KERNELS: dict = {}     # _variants() once compiled
@@ -290,8 +315,18 @@ def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, to
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
     itz, ceil, True) for 0 <= guard <= 10, then the output port with largest kept |bits|
     top_bits, through the compiled kernel for the flags."""
-    fn = _KERNELS[bool(round_products), bool(flush)]
+    fn = _KERNELS[bool(round_products), bool(flush), vec.dtype == np.uint16]
     fn(scal, vec, sidx, vidx, out, _SCALES[guard], F32(ceil), _as_float(top_bits))
+
+
+def half_bits(blocks: np.ndarray) -> np.ndarray | None:
+    """The fp16 bits of a float32 lane layout whose every value is an fp16 value (a weight the
+    simulator ingested as fp16), for the kernels that read half the bytes; None when any value
+    is not (exact numerics' operands, an operand flushed or computed in float32)."""
+    h = blocks.astype(np.float16)
+    if not np.array_equal(h.astype(F32), blocks):    # NaN never reaches here (plain operands are finite)
+        return None
+    return h.view(np.uint16)
 
 
 def _compile():
@@ -308,6 +343,18 @@ def _compile():
         def codegen(context, builder, sig, args):
             return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
         return t.float32(t.float32), codegen
+
+    @intrinsic
+    def value(typingctx, x):
+        if x == t.uint16:          # fp16 bits: the exact widening (one vcvtph2ps with F16C)
+            def codegen(context, builder, sig, args):
+                return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+            return t.float32(t.uint16), codegen
+        if x == t.float32:
+            def codegen(context, builder, sig, args):
+                return args[0]
+            return t.float32(t.float32), codegen
+        return None
 
     @intrinsic
     def exponent(typingctx, x):
@@ -333,7 +380,7 @@ def _compile():
         return t.uint32(t.float32), codegen
 
     g = globals()
-    g["_half"], g["_exponent"], g["_copysign"] = half, exponent, copysign
+    g["_half"], g["_exponent"], g["_copysign"], g["_value"] = half, exponent, copysign, value
     for name in ("_product", "_quantize", "_tile", "_saturate", "_port", "_tile_of"):
         g[name] = numba.njit(cache=True)(g[name])
     g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
@@ -341,9 +388,12 @@ def _compile():
     sig = t.void(ro(3), ro(4), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"),
                  t.float32, t.float32, t.float32)
     g["HARDWARE_FP16"] = available()        # else the general kernel runs (mac.py checks)
+    sig16 = t.void(ro(3), ro(4, t.uint16), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C"),
+                   t.float32, t.float32, t.float32)
     if HARDWARE_FP16:
         for name in ("_rounded_flushed", "_rounded", "_raw_flushed", "_raw"):
             g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
+            g[name + "16"] = numba.njit(sig16, cache=True, nogil=True)(g[name + "16"])
         _KERNELS.update(_variants())
     g["_abs_bits"] = abs_bits
     g["_wrap_dec"] = numba.njit(cache=True)(_dec_u32)

@@ -192,13 +192,13 @@ class Operand:
     so runs skip those passes."""
 
     __slots__ = ("array", "finite", "peak", "k_axis", "const", "flush", "_absmax", "_abssum", "_fast", "_t", "_b",
-                 "_copy")
+                 "_copy", "_h")
 
     def __init__(self, a: np.ndarray, p: NumericsProfile, k_axis: int, const: bool = False):
         self.array = np.asarray(a, dtype=F32)
         self.flush = p.mac_flush_subnormals and not p.exact
         self._absmax = self._abssum = self._fast = self._t = self._b = None
-        self._copy = None
+        self._copy = self._h = None
         a = _dense(self.array, self.flush)
         jit = _compiled_mac.kernel() if a is not None else None
         if jit is not None:
@@ -235,6 +235,16 @@ class Operand:
         if self.const:
             self._b = b
         return b
+
+    def half_bits(self, layout: np.ndarray) -> np.ndarray | None:
+        """`layout` (this constant operand's cached lane layout, blocks or transposed_blocks) as
+        the fp16 bits the four-lane kernel reads at half the bytes, when every value is an fp16
+        value (cached); None for a runtime operand or a layout that is not."""
+        if not self.const:
+            return None
+        if self._h is None or self._h[0] is not layout:
+            self._h = (layout, _compiled_mac.half_bits(layout))
+        return self._h[1]
 
     def fast(self) -> np.ndarray:
         """The operand as the fast route multiplies it (kept for a constant operand). With the
@@ -425,18 +435,21 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     m, n = x.shape[-2], w.shape[-1]
     if n >= _VECTOR_MIN or n >= m:
         scal, vec, swap, rows, cols = _stacked(x), wo.blocks(lambda a: _blocks(_stacked(a))), False, m, n
-        sidx, vidx = _batch_index(x, batch), _batch_index(w, batch)
+        sidx, vidx, owner = _batch_index(x, batch), _batch_index(w, batch), wo
     else:
         scal = _stacked(np.swapaxes(w, -1, -2))                          # [Bw, N, K]
         vec = xo.transposed_blocks(lambda t: _blocks(_stacked(t)))      # [Bx, blocks, K, W]
         swap, rows, cols = True, n, m                                   # the products stay x * w
-        sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
+        sidx, vidx, owner = _batch_index(w, batch), _batch_index(x, batch), xo
     out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
     plain = _plain(xo, wo, p, limit)
     four = _compiled_mac.kernel() if plain and p.mac_tile_lanes == 4 else None
     if four is not None and four.HARDWARE_FP16:         # the same bits in vector registers, ported there
-        four.products4(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products,
-                       p.mac_flush_subnormals, _ceil(limit), _port_top(limit))
+        # a constant operand's layout as fp16 bits where exact: half the bytes streamed (a weight
+        # matrix per decode product), the same values
+        half = owner.half_bits(vec) if vec.size >= _HALF_MIN else None
+        four.products4(scal, vec if half is None else half, sidx, vidx, out, p.mac_tile_guard_bits,
+                       p.mac_round_products, p.mac_flush_subnormals, _ceil(limit), _port_top(limit))
     else:
         jit.lane_products(scal, vec, sidx, vidx, out, swap, p.mac_tile_lanes, p.mac_tile_guard_bits,
                           p.mac_round_products, p.mac_flush_subnormals, p.indeterminate_to_zero, _ceil(limit), plain)
@@ -458,6 +471,7 @@ def _plain(xo: Operand, wo: Operand, p: NumericsProfile, limit: float | None) ->
 
 
 _VECTOR_MIN = 16        # columns of w worth vectorising across (else the rows of x, if more)
+_HALF_MIN = 1 << 16     # lanes from which a constant layout is read as fp16 bits (below, it stays in cache)
 
 
 def _stacked(a: np.ndarray) -> np.ndarray:
