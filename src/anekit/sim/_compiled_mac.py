@@ -178,28 +178,11 @@ def _raw(scal, vec, sidx, vidx, out, scale, ceil, top):
     _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
 
 
-def _rounded_flushed16(scal, vec, sidx, vidx, out, scale, ceil, top):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, True)
-
-
-def _rounded16(scal, vec, sidx, vidx, out, scale, ceil, top):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, top, True, False)
-
-
-def _raw_flushed16(scal, vec, sidx, vidx, out, scale, ceil, top):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, True)
-
-
-def _raw16(scal, vec, sidx, vidx, out, scale, ceil, top):
-    _run(scal, vec, sidx, vidx, out, scale, ceil, top, False, False)
-
-
 def _variants() -> dict:
-    """The kernel for each (round_products, flush, vec holds fp16 bits)."""
-    return {(True, True, False): _rounded_flushed, (True, False, False): _rounded,
-            (False, True, False): _raw_flushed, (False, False, False): _raw,
-            (True, True, True): _rounded_flushed16, (True, False, True): _rounded16,
-            (False, True, True): _raw_flushed16, (False, False, True): _raw16}
+    """The kernel for each (round_products, flush); each takes vec as float32 lanes or as their
+    fp16 bits (uint16), compiled for both."""
+    return {(True, True): _rounded_flushed, (True, False): _rounded, (False, True): _raw_flushed,
+            (False, False): _raw}
 
 
 _KERNELS: dict = {}     # _variants() once compiled
@@ -315,7 +298,7 @@ def products4(scal, vec, sidx, vidx, out, guard, round_products, flush, ceil, to
     """compiled.lane_products(scal, vec, sidx, vidx, out, swap, 4, guard, round_products, flush,
     itz, ceil, True) for 0 <= guard <= 10, then the output port with largest kept |bits|
     top_bits, through the compiled kernel for the flags."""
-    fn = _KERNELS[bool(round_products), bool(flush), vec.dtype == np.uint16]
+    fn = _KERNELS[bool(round_products), bool(flush)]
     fn(scal, vec, sidx, vidx, out, _SCALES[guard], F32(ceil), _as_float(top_bits))
 
 
@@ -392,8 +375,7 @@ def _compile():
                    t.float32, t.float32, t.float32)
     if HARDWARE_FP16:
         for name in ("_rounded_flushed", "_rounded", "_raw_flushed", "_raw"):
-            g[name] = numba.njit(sig, cache=True, nogil=True)(g[name])
-            g[name + "16"] = numba.njit(sig16, cache=True, nogil=True)(g[name + "16"])
+            g[name] = numba.njit([sig, sig16], cache=True, nogil=True)(g[name])
         _KERNELS.update(_variants())
     g["_abs_bits"] = abs_bits
     g["_wrap_dec"] = numba.njit(cache=True)(_dec_u32)
