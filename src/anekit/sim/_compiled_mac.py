@@ -306,9 +306,10 @@ def half_bits(blocks: np.ndarray) -> np.ndarray | None:
     """The fp16 bits of a float32 lane layout whose every value is an fp16 value (a weight the
     simulator ingested as fp16), for the kernels that read half the bytes; None when any value
     is not (exact numerics' operands, an operand flushed or computed in float32)."""
-    h = blocks.astype(np.float16)
-    if not np.array_equal(h.astype(F32), blocks):    # NaN never reaches here (plain operands are finite)
-        return None
+    with np.errstate(over="ignore", invalid="ignore"):    # out of fp16's range: not equal, so None
+        h = blocks.astype(np.float16)
+        if not np.array_equal(h.astype(F32), blocks):
+            return None
     return h.view(np.uint16)
 
 
