@@ -243,12 +243,22 @@ def test_constant_layout_read_as_fp16_bits_is_bit_identical(four, profile, shape
         try:
             xo = mac.Operand(x, p, -1, const=left)
             wo = mac.Operand(w, p, -2, const=not left)
-            return mac.matmul(xo, wo, p), (xo if left else wo)._h
+            y = mac.matmul(xo, wo, p)
+            owner = xo if left else wo
+            assert owner._t is None and owner._b is None or half_min > 1, "the bits replace the float32 layout"
+            # a later call whose other operand is not plain (past 65504 products) takes the general
+            # kernel, which rebuilds the float32 layout: the numpy route's bits there too
+            lhs = mac.Operand(x * 2.0 ** 20, p, -1) if not left else xo
+            rhs = wo if not left else mac.Operand(w * 2.0 ** 20, p, -2)
+            assert not mac._plain(lhs, rhs, p, p.mac_output_ceiling)
+            late = mac.matmul(lhs, rhs, p)
+            return y, owner._h, late
         finally:
             mac._HALF_MIN = previous
-    (ref, _), (half, cached) = run(1 << 62), run(1)
+    (ref, _, ref_late), (half, cached, half_late) = run(1 << 62), run(1)
     assert cached is not None and cached[1] is not None and cached[1].dtype == np.uint16, "the fp16 route ran"
     assert_same_bits(ref, half)
+    assert_same_bits(ref_late, half_late)
     previous = compiled.set_enabled(False)
     try:
         assert_same_bits(mac.matmul(x, w, p), half)        # and the numpy route

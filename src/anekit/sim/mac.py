@@ -236,15 +236,26 @@ class Operand:
             self._b = b
         return b
 
-    def half_bits(self, layout: np.ndarray) -> np.ndarray | None:
-        """`layout` (this constant operand's cached lane layout, blocks or transposed_blocks) as
-        the fp16 bits the four-lane kernel reads at half the bytes, when every value is an fp16
-        value (cached); None for a runtime operand or a layout that is not."""
-        if not self.const:
-            return None
-        if self._h is None or self._h[0] is not layout:
-            self._h = (layout, _compiled_mac.half_bits(layout))
-        return self._h[1]
+    def lane_layout(self, layout, transposed: bool, half: bool) -> np.ndarray:
+        """The compiled kernel's lane layout of this operand (`layout` of the array, or of its
+        transpose): transposed_blocks / blocks. With `half`, for a constant operand whose values
+        are all fp16 values, its exact fp16 bits instead (uint16, half the bytes to stream), kept
+        in place of the float32 layout, which is rebuilt only if a call needs it again."""
+        if half and self.const:
+            if self._h is None or self._h[0] != transposed:
+                cached = self._t if transposed else self._b
+                f32 = cached if cached is not None else layout(np.swapaxes(self.array, -1, -2) if transposed
+                                                               else self.array)
+                bits = _compiled_mac.half_bits(f32)
+                self._h = (transposed, bits)
+                kept = f32 if bits is None else None       # the bits stand for the float32 copy
+                if transposed:
+                    self._t = kept
+                else:
+                    self._b = kept
+            if self._h[1] is not None:
+                return self._h[1]
+        return self.transposed_blocks(layout) if transposed else self.blocks(layout)
 
     def fast(self) -> np.ndarray:
         """The operand as the fast route multiplies it (kept for a constant operand). With the
@@ -433,23 +444,24 @@ def _compiled_lanes(jit, xo: Operand, wo: Operand, batch, p, limit) -> np.ndarra
     bits, about 2.5x faster), which also applies the port."""
     x, w = xo.array, wo.array
     m, n = x.shape[-2], w.shape[-1]
-    if n >= _VECTOR_MIN or n >= m:
-        scal, vec, swap, rows, cols = _stacked(x), wo.blocks(lambda a: _blocks(_stacked(a))), False, m, n
-        sidx, vidx, owner = _batch_index(x, batch), _batch_index(w, batch), wo
-    else:
-        scal = _stacked(np.swapaxes(w, -1, -2))                          # [Bw, N, K]
-        vec = xo.transposed_blocks(lambda t: _blocks(_stacked(t)))      # [Bx, blocks, K, W]
-        swap, rows, cols = True, n, m                                   # the products stay x * w
-        sidx, vidx, owner = _batch_index(w, batch), _batch_index(x, batch), xo
-    out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
     plain = _plain(xo, wo, p, limit)
     four = _compiled_mac.kernel() if plain and p.mac_tile_lanes == 4 else None
-    if four is not None and four.HARDWARE_FP16:         # the same bits in vector registers, ported there
-        # a constant operand's layout as fp16 bits where exact: half the bytes streamed (a weight
-        # matrix per decode product), the same values
-        half = owner.half_bits(vec) if vec.size >= _HALF_MIN else None
-        four.products4(scal, vec if half is None else half, sidx, vidx, out, p.mac_tile_guard_bits,
-                       p.mac_round_products, p.mac_flush_subnormals, _ceil(limit), _port_top(limit))
+    fast = four is not None and four.HARDWARE_FP16
+    # the four-lane kernel reads a large constant's layout as exact fp16 bits where it can: half the
+    # bytes streamed (a weight matrix per decode product), the same values
+    if n >= _VECTOR_MIN or n >= m:
+        vec = wo.lane_layout(lambda a: _blocks(_stacked(a)), False, fast and w.size >= _HALF_MIN)
+        scal, swap, rows, cols = _stacked(x), False, m, n
+        sidx, vidx = _batch_index(x, batch), _batch_index(w, batch)
+    else:
+        scal = _stacked(np.swapaxes(w, -1, -2))                          # [Bw, N, K]
+        vec = xo.lane_layout(lambda t: _blocks(_stacked(t)), True, fast and x.size >= _HALF_MIN)   # [Bx, blocks, K, W]
+        swap, rows, cols = True, n, m                                   # the products stay x * w
+        sidx, vidx = _batch_index(w, batch), _batch_index(x, batch)
+    out = np.empty((sidx.shape[0], rows, vec.shape[1] * vec.shape[3]), F32)
+    if fast:                                            # the same bits in vector registers, ported there
+        four.products4(scal, vec, sidx, vidx, out, p.mac_tile_guard_bits, p.mac_round_products,
+                       p.mac_flush_subnormals, _ceil(limit), _port_top(limit))
     else:
         jit.lane_products(scal, vec, sidx, vidx, out, swap, p.mac_tile_lanes, p.mac_tile_guard_bits,
                           p.mac_round_products, p.mac_flush_subnormals, p.indeterminate_to_zero, _ceil(limit), plain)
