@@ -1,11 +1,12 @@
-"""Fuzz the language-model readers: llama2.c checkpoints and tokenizers, Hugging Face folders
-(config.json and safetensors), each loaded, priced (`.estimate`, the skeleton readers) and, when
-it loads, run for a token. Each case gives a result or an AnekitError within the guard's limits
+"""Fuzz the model readers: llama2.c checkpoints and tokenizers, Hugging Face folders (config.json
+and safetensors), each loaded, priced (`.estimate`, the skeleton readers) and, when it loads,
+run for a token; and training checkpoints. Each case gives a result or an AnekitError within the guard's limits
 (conftest.py)."""
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from .conftest import FUZZ
 from hypothesis import given
@@ -107,3 +108,26 @@ def test_model_seeds_load_and_run(guard):
             m = guard.run(lambda: read(folder), work)
             assert not isinstance(m, Exception), m
             assert guard.run(lambda: _use(m), work) is None
+
+
+@FUZZ
+@given(ops=mutations, hostile=st.one_of(st.none(), hostile_kind))
+def test_fuzz_training_checkpoint(guard, ops, hostile):
+    """A training checkpoint (safetensors layout, anekit metadata) mutated or replaced: read gives
+    the tensors or a CheckpointError, never a partial result, a crash or a huge allocation."""
+    from anekit.train import checkpoint
+    with guard.folder() as work:
+        seed_path = os.path.join(work, "seed.safetensors")
+        rng = np.random.default_rng(3)
+        checkpoint.write(seed_path, {"w": rng.standard_normal((4, 6)).astype(np.float32),
+                                     "m": np.arange(5, dtype=np.float16), "step": np.array([7], np.int64)},
+                         {"step": 7, "optimizer": "adam", "loss_scale": 1024.0})
+        with open(seed_path, "rb") as f:
+            seed = f.read()
+        path = _file(work, "ckpt.safetensors", seed, ops, hostile)
+        got = guard.run(lambda: checkpoint.read(path), work)
+        if hostile and hostile != "symlink_out":
+            assert isinstance(got, Exception), f"read a checkpoint that is a {hostile}"
+        if not isinstance(got, Exception):
+            tensors, meta = got
+            assert isinstance(meta, dict) and all(isinstance(a, np.ndarray) for a in tensors.values())
