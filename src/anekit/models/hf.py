@@ -143,14 +143,14 @@ class _Tensors:
         kind = sl.get_dtype()
         if kind in _MAPPED:
             return self._mapped(path, name, shape, _MAPPED[kind])
-        if kind == "BF16":
-            return _bf16(path, name, shape)
+        if kind == "BF16":          # numpy has no bf16: its bits are a float32's top half, widened once
+            return (self._mapped(path, name, shape, "<u2").astype(np.uint32) << 16).view(np.float32)
         return np.asarray(self.handles[path].get_tensor(name), dtype=np.float32)
 
     def _mapped(self, path: str, name: str, shape, dtype: str) -> np.ndarray:
-        """A read-only view of the tensor's bytes in the memory-mapped file: fp16 and fp32 weights
-        are used as stored (the programs round them to fp16 when built), so loading copies nothing
-        and the pages stay the file's."""
+        """A read-only view of the tensor's bytes in the memory-mapped file (one map and one parsed
+        header per file): fp16 and fp32 weights are used as stored (the programs round them to
+        fp16 when built), so loading copies nothing and the pages stay the file's."""
         if path not in self.maps:
             header_len, header = _header(path)
             self.maps[path] = (np.memmap(path, dtype=np.uint8, mode="r"), 8 + header_len, header)
@@ -174,14 +174,6 @@ def _header(path: str) -> tuple[int, dict]:
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         return n, json.loads(f.read(n))
-
-
-def _bf16(path: str, name: str, shape) -> np.ndarray:
-    """A bf16 tensor widened to float32 from the memory-mapped file (numpy has no bf16)."""
-    n, header = _header(path)
-    begin, end = header[name]["data_offsets"]
-    raw = np.memmap(path, dtype="<u2", mode="r", offset=8 + n + begin, shape=((end - begin) // 2,))
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
 
 
 class Model(Decoder):
