@@ -31,7 +31,7 @@ from ..preflight.ane_route import pad_runtime_matmuls_for
 from .sampling import Sampler
 from .speed import estimate_generation
 from .. import dialects
-from ..quantization import FORMATS, quantize
+from ..quantization import DEFAULT_MIN_SIZE, FORMATS, placeholder_weight, quantize
 from ..runtime import compile as ak_compile
 from ..runtime import resolve_target
 
@@ -111,6 +111,26 @@ class GenerationStats:
 
 
 # --- graph ---------------------------------------------------------------------------------
+
+def map_matrices(weights: dict, fn) -> dict:
+    """`weights` (a decoder's weight dict) with fn applied to the classifier and to every layer's
+    entries (fn leaves vectors as they are); the embedding stays on the host, as it is."""
+    return {**weights, "wcls": fn(weights["wcls"]),
+            "layers": [{k: fn(v) for k, v in layer.items()} for layer in weights["layers"]]}
+
+
+def shape_only(fmt: str | None):
+    """fn for map_matrices: each matrix as a placeholder of its shape (anekit.quantization:
+    zero-stride, priced like the real weight), stored as `fmt` where ak.quantize would compress it
+    (at least its min_size elements)."""
+    def matrix(w):
+        w = np.asarray(w)
+        if w.ndim != 2:
+            return w
+        stored = fmt if fmt is not None and w.size >= DEFAULT_MIN_SIZE else "fp16"
+        return placeholder_weight((w.shape[0], w.shape[1], 1, 1), stored)
+    return matrix
+
 
 def _conv(x, w, b: np.ndarray | None = None):
     """A linear layer on [1, C, 1, S] as a 1x1 conv (the ANE's fast path, guide ch. 17). `w` is an
@@ -414,18 +434,15 @@ class Decoder:
                 a = a.reshape(w.shape[0], w.shape[1], 1, 1)
                 a.flags.writeable = False       # a new view even when no copy was needed
                 return a
-            g = self.graph_weights       # the embedding stays on the host: only the classifier is a weight
-            shared = {**g, "wcls": matrix(g["wcls"]),
-                      "layers": [{k: matrix(v) for k, v in layer.items()} for layer in g["layers"]]}
-            self._as_dtype[dtype] = shared
+            self._as_dtype[dtype] = map_matrices(self.graph_weights, matrix)
         return self._as_dtype[dtype]
 
     def estimate(self, target=None, prompt_tokens: int = 1, route: str = "standard"):
         """The cost model's price of this model's generation on `target`'s engine: prefill over
         `prompt_tokens` and decode tokens/s, with intervals (anekit.models.speed). An estimate
         from shapes and weight formats, not a measurement."""
-        return estimate_generation(self.arch, self.graph_weights, self._quantize, build_prefill, build_decode,
-                                   target, prompt_tokens, route)
+        return estimate_generation(self.arch, map_matrices(self.graph_weights, shape_only(self._quantize)),
+                                   self._quantize, build_prefill, build_decode, target, prompt_tokens, route)
 
     def declare_ranges(self, prog: ir.Program) -> ir.Program:
         """`prog` (a prefill or decode program of this model) with its inputs' ranges declared

@@ -17,7 +17,6 @@ unshared. Semantics: RMSNorm eps 1e-5, RoPE on interleaved pairs (2i, 2i+1) with
 """
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 

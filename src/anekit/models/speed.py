@@ -21,7 +21,6 @@ from ..cost import estimate, estimate_decode
 from ..cost.program import Estimate
 from ..cost.workloads import DecodeEstimate
 from ..errors import UsageError
-from ..quantization import DEFAULT_MIN_SIZE, placeholder_weight
 from .. import dialects
 from ..runtime import resolve_target
 
@@ -52,35 +51,20 @@ class GenerationEstimate:
                 "note": "cost-model estimate (anekit.cost), not a measurement"}
 
 
-def shape_only(weights: dict, fmt: str | None) -> dict:
-    """`weights` (a Decoder's graph_weights) with every matrix replaced by a placeholder of its shape,
-    stored as `fmt` where ak.quantize would compress it (at least DEFAULT_MIN_SIZE elements)."""
-    def matrix(w):
-        w = np.asarray(w)
-        if w.ndim != 2:
-            return w
-        stored = fmt if fmt is not None and w.size >= DEFAULT_MIN_SIZE else "fp16"
-        return placeholder_weight((w.shape[0], w.shape[1], 1, 1), stored)
-
-    out = {k: matrix(v) for k, v in weights.items() if k not in ("layers", "embed")}
-    out["layers"] = [{k: matrix(v) for k, v in layer.items()} for layer in weights["layers"]]
-    return out
-
-
 def estimate_generation(arch, weights: dict, quantize: str | None, build_prefill, build_decode, target,
                         prompt_tokens: int = 1, route: str = "standard") -> GenerationEstimate:
     """Price a decoder's prefill over `prompt_tokens` and one decode token on `target`, as
-    `generate` builds them for that chip (cache as state where its dialect has it).
-    `build_prefill(arch, weights, seq, dtype, target)` and `build_decode(arch, weights, dtype,
-    state, target)` are the decoder's graph builders (anekit.models.decoder)."""
+    `generate` builds them for that chip (cache as state where its dialect has it). `weights`
+    are shape-only (decoder.shape_only, stored as `quantize`); `build_prefill(arch, weights, seq,
+    dtype, target)` and `build_decode(arch, weights, dtype, state, target)` are the decoder's
+    graph builders (anekit.models.decoder, which imports this module)."""
     if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, (int, np.integer)) \
             or not 1 <= prompt_tokens <= arch.seq_len:
         raise UsageError(f"prompt_tokens must be an integer from 1 to the context "
                          f"({arch.seq_len}), got {prompt_tokens!r}")
     chip = resolve_target(target)
-    shapes = shape_only(weights, quantize)
     n = min(arch.seq_len, 1 << (int(prompt_tokens) - 1).bit_length())
     state = dialects.has_states(chip.dialect)
-    prefill = estimate(build_prefill(arch, shapes, n, "fp16", chip), chip, route=route)
-    decode = estimate_decode(build_decode(arch, shapes, "fp16", state, chip), chip, route=route)
+    prefill = estimate(build_prefill(arch, weights, n, "fp16", chip), chip, route=route)
+    decode = estimate_decode(build_decode(arch, weights, "fp16", state, chip), chip, route=route)
     return GenerationEstimate(decode.target, quantize, int(prompt_tokens), n, prefill, decode)
