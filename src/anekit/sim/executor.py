@@ -314,12 +314,10 @@ class Simulator:
             self._steps.append(step)
 
     def _fold(self, step: _Step, slot: int):
+        """Run a const-only step at planning; its value in `slot` (made read-only by the caller)."""
         with np.errstate(all="ignore"):
             self._execute(step, self._const, compile_time=True)
-        value = self._const[slot]
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-        return value
+        return self._const[slot]
 
     def _check_size(self, where: str, tensors, scratch: int) -> None:
         """Refuse, before allocating, what would take more than max_tensor_bytes: one tensor, or
