@@ -79,21 +79,36 @@ def _product(a, b, round_products, flush):
     return _ZERO if (flush and m > _ZERO and m < _FLOOR) else p
 
 
-def _quantize(v, m, scale):
-    """compiled._quantize1(v, exponent field of m, guard) with scale = 1.5 * 2**(13 - guard):
-    the constant 1.5 * 2**(q + 23) from m's exponent bits, floored at the fp16 subnormal grid
-    (the upper clamp at exponent 200 - 127 cannot be reached under the plain bound)."""
-    c = _exponent(max(m, _FLOOR)) * scale
+def _exp_bits(x):                 # x's exponent field in place (sign and mantissa cleared), as uint32
+    return np.uint32(np.array([x], F32).view(np.uint32)[0] & 0x7F800000)
+
+
+def _from_bits(u):                # the float32 with these bits
+    return np.array([u], np.uint32).view(F32)[0]
+
+
+_FLOOR_BITS = np.uint32(0x38800000)      # 2**-14's bits: the fp16 subnormal grid's floor
+_ONE_BITS = np.uint32(0x3F800000)
+
+
+def _quantize(v, a, b, scale):
+    """compiled._quantize1(v, exponent field of max(|a|, |b|), guard) with scale = 1.5 *
+    2**(13 - guard): the constant 1.5 * 2**(q + 23) built in integer registers from the larger
+    exponent field of a and b (the field is monotone in magnitude, and 2**E * scale only adds
+    scale's exponent: no abs, float max or multiply), floored at the fp16 subnormal grid (the
+    upper clamp at exponent 200 - 127 cannot be reached under the plain bound)."""
+    e = max(max(_exp_bits(a), _exp_bits(b)), _FLOOR_BITS)
+    c = _from_bits(np.uint32(e + (_abs_bits(scale) - _ONE_BITS)))
     return _copysign((v + c) - c, v)
 
 
 def _tile(p0, p1, p2, p3, scale, grid_lanes):
     """The in-tile stage of four lanes (compiled._plain_tile_add from -0). The first lane alone
     is already on its grid when it is an fp16-rounded product (grid_lanes)."""
-    s = p0 if grid_lanes else _quantize(p0, abs(p0), scale)
-    s = _quantize(s + p1, max(abs(s), abs(p1)), scale)
-    s = _quantize(s + p2, max(abs(s), abs(p2)), scale)
-    return _quantize(s + p3, max(abs(s), abs(p3)), scale)
+    s = p0 if grid_lanes else _quantize(p0, p0, p0, scale)
+    s = _quantize(s + p1, s, p1, scale)
+    s = _quantize(s + p2, s, p2, scale)
+    return _quantize(s + p3, s, p3, scale)
 
 
 def _saturate(s, ceil):
@@ -386,6 +401,19 @@ def _compile():
         return t.float32(t.float32), codegen
 
     @intrinsic
+    def exp_bits(typingctx, x):
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7F800000))
+        return t.uint32(t.float32), codegen
+
+    @intrinsic
+    def from_bits(typingctx, u):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return t.float32(t.uint32), codegen
+
+    @intrinsic
     def copysign(typingctx, r, v):
         def codegen(context, builder, sig, args):
             f = ir.FloatType()
@@ -402,7 +430,7 @@ def _compile():
 
     g = globals()
     g["_half"], g["_exponent"], g["_copysign"], g["_value"] = half, exponent, copysign, value
-    g["_prefetch"] = prefetch
+    g["_prefetch"], g["_exp_bits"], g["_from_bits"], g["_abs_bits"] = prefetch, exp_bits, from_bits, abs_bits
     for name in ("_prefetch_tile", "_product", "_quantize", "_tile", "_saturate", "_port", "_tile_of"):
         g[name] = numba.njit(cache=True)(g[name])
     g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
@@ -416,7 +444,6 @@ def _compile():
         for name in ("_rounded_flushed", "_rounded", "_raw_flushed", "_raw"):
             g[name] = numba.njit([sig, sig16], cache=True, nogil=True)(g[name])
         _KERNELS.update(_variants())
-    g["_abs_bits"] = abs_bits
     g["_wrap_dec"] = numba.njit(cache=True)(_dec_u32)
     g["_lane"] = numba.njit(cache=True)(g["_lane"])
     g["_sums"] = numba.njit(cache=True, inline="always")(g["_sums"])
