@@ -147,6 +147,31 @@ def test_scratch_rows_are_reused_without_changing_a_bit(profile):
         _same_bits(*both_routes(sim, feeds))
 
 
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", ["m4", "exact"])
+def test_a_step_listed_far_from_its_one_reader_joins_the_readers_region(profile):
+    """A decode step's cache write, `old * keep + new * onehot`: the program lists `old * keep`
+    before the ops that make `new` (relu here stands for the projection), which used to leave
+    it a region of its own whose [.., T] result was written out and read back. Planning moves
+    it to its one reader: one region of all three, with the op-by-op bits."""
+    old, y = ak.input("old", (6, 8, 32)), ak.input("y", (6, 8, 1))
+    keep, onehot = ak.input("keep", (1, 1, 32)), ak.input("onehot", (1, 1, 32))
+    kept = old * keep
+    new = ak.relu(y * 2.0) - 1.0
+    prog = ak.program({"cache": kept + new * onehot})
+    sim = Simulator(prog, profile=profile)
+    def is_kept(op):
+        return any(getattr(t, "name", None) == "old" for t in op.inputs.values())
+    types = [st.call.op.type for st in sim._steps]
+    assert [is_kept(st.call.op) for st in sim._steps].index(True) < types.index("relu")   # listed first
+    (region,) = [r for r in _regions(sim) if any(is_kept(st.call.op) for st in r.members)]
+    assert [st.call.op.type for st in region.members][-3:] == ["mul", "mul", "add"]   # kept joined new * onehot
+    rng = np.random.default_rng(9)
+    for nan in (False, True):
+        feeds = {t.name: _hostile(rng, t.shape, 3.0, nan=nan) for t in sim.function.inputs}
+        _same_bits(*both_routes(sim, feeds))
+
+
 def test_short_exact_runs_and_lone_ops_stay_op_by_op():
     x, y = ak.input("x", (8,)), ak.input("y", (8,))
     prog = ak.program({"z": ak.relu(x * y) + y})

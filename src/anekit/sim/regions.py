@@ -270,9 +270,53 @@ class Region:
         return not jit(self.groups, self.tape, addrs, self.rows, self.width)
 
 
+def _reads(st):
+    for ref in st.tensors.values():
+        yield from (ref if isinstance(ref, tuple) else (ref,)) if ref is not None else ()
+
+
+def _sunk(steps: list, consts: dict, keep: set) -> list:
+    """steps with each tape-fusable step whose one output has a single reader, itself
+    fusable, moved to just before that reader (with whatever is moved to it in turn), so that
+    the two share a region. A program lists an op where its inputs are ready, which can be
+    far from its use: a decode step's `old_cache * keep` sits beside the cache read, its
+    `+ new * onehot` after the projections, and the [heads, hd, T] product in between was
+    written out and read back per cache. Values never change once computed (state ops
+    rebind the state, they do not write into arrays), so running a step later changes
+    nothing but where its result lives."""
+    fusable = [_fusable(st, consts) is not None for st in steps]
+    readers: dict[int, list[int]] = {}
+    for j, st in enumerate(steps):
+        for s in set(_reads(st)):
+            readers.setdefault(s, []).append(j)
+    moved: dict[int, list[int]] = {}
+    for i, st in enumerate(steps):
+        if not fusable[i] or len(st.outputs) != 1:
+            continue
+        slot = st.outputs[0][0]
+        use = readers.get(slot, ())
+        if slot not in keep and len(use) == 1 and fusable[use[0]] and use[0] > i + 1:
+            moved.setdefault(use[0], []).append(i)
+    if not moved:
+        return steps
+    placed = {i for group in moved.values() for i in group}
+    order: list = []
+
+    def emit(j: int) -> None:
+        for i in moved.get(j, ()):
+            emit(i)
+        order.append(steps[j])
+
+    for j in range(len(steps)):
+        if j not in placed:
+            emit(j)
+    return order
+
+
 def plan(steps: list, consts: dict, keep: set, store16: frozenset = frozenset()) -> list:
     """The execution units for `steps`: each step, or the Region that replaces a run of them
     (at its first member's place). store16: see Region.finish."""
+    steps = _sunk(steps, consts, keep)
     producer, readers = {}, {}
     for i, st in enumerate(steps):
         for slot, _ in st.outputs:
