@@ -369,6 +369,41 @@ def test_working_set_spill_slows_the_matmul_not_the_conv():
                                            + 64 * 256 * 256 * 2 / (m1.io_gbs * 1e3))
 
 
+def test_m5_working_set_crossing_is_smooth_in_throughput():
+    # guide ch. 21: the M5's compiler tiles over batch and output together, so past the working set
+    # the matmul rate falls with the operand's size, reaching the spill factor at the 4096-dimension
+    # matmul the guide measured (ch. 12: 9.5 against 19.6 TFLOP/s) and falling on past it
+    def rate(n, chip):
+        est = estimate(ak.program({"y": ak.matmul(ak.input("x", (n, n)), zeros(n, n))}), chip)
+        return est.ops[0].flops / est.ops[0].compute_us
+    pr = params_for("m5 pro")
+    assert pr.smooth_crossing and not params_for("m1").smooth_crossing
+
+    def exponent(n):
+        return math.log(n * n * 2 / pr.working_set_bytes) / math.log(4096 * 4096 * 2 / pr.working_set_bytes)
+    base = rate(1024, "m5 pro")                       # 2 MiB: under the 4.72 MB working set
+    assert 0 < exponent(2048) < 1 < exponent(8192)
+    assert rate(2048, "m5 pro") == pytest.approx(base * pr.spill_factor ** exponent(2048))
+    assert rate(2048, "m5 pro") > base * pr.spill_factor            # a step would charge the full factor
+    assert rate(4096, "m5 pro") == pytest.approx(base * pr.spill_factor * pr.cliff_factor)
+    assert rate(8192, "m5 pro") == pytest.approx(base * pr.spill_factor ** exponent(8192) * pr.cliff_factor)
+
+
+def test_host_copy_runs_at_the_cpu_stream_the_dram_leaves():
+    # the host route's copy is a CPU stream from one performance cluster (guide ch. 9: 130.4 GB/s
+    # measured), capped by the chip's DRAM (anekit.cost.host.stream_gbs): the M1's 68 GB/s caps it,
+    # the M1 Max's 400 GB/s does not
+    from anekit.cost.host import CPU_DRAM_SHARE, CPU_GBS
+    from anekit.cost.params import generation_values
+    shared = generation_values("h13")["host_copy_gbs"]
+    m1, m1max = params_for("m1"), params_for("m1 max")
+    assert m1max.host_copy_gbs == pytest.approx(shared)
+    assert m1.host_copy_gbs == pytest.approx(shared * CPU_DRAM_SHARE * 68.25 / CPU_GBS)
+    p = ak.program({"y": ak.relu(ak.input("x", (1, 64, 64, 64)))})     # 0.5 MB in, 0.5 MB out
+    copy = {c: estimate(p, c, route="host").dispatch_us - estimate(p, c).dispatch_us for c in ("m1", "m1 max")}
+    assert copy["m1"] / copy["m1 max"] == pytest.approx(CPU_GBS / (CPU_DRAM_SHARE * 68.25))
+
+
 def test_weights_past_the_weight_sram_hit_the_cliff():
     def rate(n):
         est = estimate(ak.program({"y": ak.linear(ak.input("x", (n, n)), zeros(n, n))}), "m4 max")

@@ -56,6 +56,7 @@ class Dataset:
     chip_cap: np.ndarray      # DRAM cap on the streams (GB/s; inf when unknown)
     chip_dram: np.ndarray     # the chip's DRAM bandwidth (GB/s; inf when unknown): caps the single-row stream
     chip_band: np.ndarray     # single-row stream of a 16 MiB-multiple weight (GB/s; inf: no slow band)
+    chip_host: np.ndarray     # the chip's host-copy rate relative to the shared one (params.host_copy_scale)
     measured: np.ndarray      # published ms per point
     sources: list             # source of each point
 
@@ -70,7 +71,7 @@ class Dataset:
         return Dataset([p for p, k in zip(self.points, keep) if k], {c: v[ok] for c, v in self.cols.items()},
                        new_prog[self.op_prog[ok]], new_point[self.prog_point[pk]], self.prog_sign[pk],
                        self.prog_chip[pk], self.prog_host[pk], self.prog_floor[pk], self.chips, self.chip_gen, self.chip_scale,
-                       self.chip_cap, self.chip_dram, self.chip_band, self.measured[keep],
+                       self.chip_cap, self.chip_dram, self.chip_band, self.chip_host, self.measured[keep],
                        [s for s, k in zip(self.sources, keep) if k])
 
 
@@ -86,7 +87,7 @@ def collect(points) -> Dataset:
         pp = P.params_for(chip, table={})     # capacities are published constants, never fitted
         for sign, prog in pt.programs():
             feats = walk(prog, prog.main, pp.streams, pp.working_set_bytes, pp.weight_sram_bytes, pp.resident_bytes,
-                         pp.ocg_channels)
+                         pp.ocg_channels, pp.smooth_crossing)
             cols_list.append(features_array(feats))
             prog_host.append(pt.route in P.HOST_COPY_ROUTES)
             prog_floor.append(P.ROUTE_FLOOR[pt.route])
@@ -95,7 +96,7 @@ def collect(points) -> Dataset:
             prog_sign.append(sign)
             prog_chip.append(chip_index[chip.name])
     cols = {c: np.concatenate([x[c] for x in cols_list]) for c in cols_list[0]}
-    gens, scales, caps, drams, bands = [], [], [], [], []
+    gens, scales, caps, drams, bands, hosts = [], [], [], [], [], []
     for chip in chips:
         gen, _ = P.generation_of(chip)
         gens.append(_GENS.index(gen))
@@ -103,8 +104,9 @@ def collect(points) -> Dataset:
         caps.append(P.DRAM_SHARE * chip.dram_gbs if chip.dram_gbs else np.inf)
         drams.append(chip.dram_gbs or np.inf)
         bands.append(P.slow_band(chip)[0] or np.inf)
+        hosts.append(P.host_copy_scale(chip))
     return Dataset(list(points), cols, np.array(op_prog), np.array(prog_point), np.array(prog_sign),
-                   np.array(prog_chip), np.array(prog_host, float), np.array(prog_floor), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams), np.array(bands),
+                   np.array(prog_chip), np.array(prog_host, float), np.array(prog_floor), chips, np.array(gens), np.array(scales), np.array(caps), np.array(drams), np.array(bands), np.array(hosts),
                    np.array([p.published_ms for p in points]), [p.source for p in points])
 
 
@@ -145,7 +147,7 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     t = op_times(ds.cols, {k: v[op_chip] for k, v in per_chip.items()})
     prog_us = np.bincount(ds.op_prog, weights=t["us"], minlength=len(ds.prog_point))
     prog_io = np.bincount(ds.op_prog, weights=ds.cols["io_bytes"], minlength=len(ds.prog_point))
-    prog_us = prog_us + per_chip["dispatch_us"][ds.prog_chip] * ds.prog_floor + ds.prog_host * prog_io / (host_gbs * 1e3)
+    prog_us = prog_us + per_chip["dispatch_us"][ds.prog_chip] * ds.prog_floor + ds.prog_host * prog_io / (host_gbs * ds.chip_host[ds.prog_chip] * 1e3)
     point_us = np.bincount(ds.prog_point, weights=prog_us * ds.prog_sign, minlength=len(ds.points))
     return np.maximum(point_us, 1e-3) / 1e3
 

@@ -54,10 +54,17 @@ def host_ms(flops: float, bytes_: float, chip, clusters: int | None = None) -> f
         if not isinstance(clusters, int) or not 1 <= clusters <= n:
             raise AnekitError(f"clusters must be an integer from 1 to {n} on {c.name}, got {clusters!r}")
         n = clusters
-    gbs = n * CPU_GBS
+    return flops / (n * CPU_GFLOPS * 1e6) + bytes_ / (stream_gbs(c, n) * 1e6)
+
+
+def stream_gbs(chip, clusters: int) -> float:
+    """GB/s the CPU streams from `clusters` performance clusters of a chip: the measured rate per
+    cluster, at most the measured share of the chip's DRAM bandwidth (where the table has it)."""
+    c = targets.get(chip)
+    gbs = clusters * CPU_GBS
     if c.dram_gbs:
         gbs = min(gbs, CPU_DRAM_SHARE * c.dram_gbs)
-    return flops / (n * CPU_GFLOPS * 1e6) + bytes_ / (gbs * 1e6)
+    return gbs
 
 
 def compile_ms(kernels: int) -> float:

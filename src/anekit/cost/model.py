@@ -1,7 +1,8 @@
 """The latency formula: mechanisms from the guide, applied to op-level quantities (OpWork).
 
 One op:   us = max(compute, weight stream, spill traffic) + program I/O it carries
-  compute = array flops / (roof x lane fill x spill^[matmul operand > working set]
+  compute = array flops / (roof x lane fill x spill^e [e: 1 past the working set; graded by
+                                            the operand's size where the crossing is smooth, M5]
                                             x cliff^[weights > weight SRAM])   (MAC ops)
           = bytes x passes / vector stream                                      (everything else)
   weight stream = stored weight bytes (less those resident on chip between calls, measured on M4:
@@ -17,7 +18,8 @@ One program: dispatch floor (once per program and route: fusion amortizes it, ch
              + sum over ops; epilogues fused into a MAC op cost only the I/O they carry.
 
 Mechanisms and chapters: the roofline and its ridge (ch. 9); the on-chip working set whose
-overflow streams activations from DRAM and slows the array (ch. 9, 21); the weight SRAM past
+overflow streams activations from DRAM and slows the array (ch. 9, 21; a step on the M1, smooth in the
+operand's size on the M5, ch. 21); the weight SRAM past
 which weights are re-fetched per activation tile (public M4 GEMM sweeps: cost/published.py); the per-format
 weight stream (ch. 7, 10); fused-graph amortization of the dispatch floor (ch. 9, 18);
 core-count scaling of Pro/Max/Ultra parts (ch. 12, 18); the dispatch floor per route (ch. 2).
@@ -71,6 +73,7 @@ class OpFeature:
     io_bytes: float = 0.0   # program inputs/outputs this op reads or writes
     spill_bytes: float = 0.0
     over_ws: bool = False   # an operand passes the activation working set
+    spill_exp: float = 0.0  # exponent of spill_factor on the MAC rate (see spill_exponent)
     over_wsram: bool = False  # the op's weights pass the weight SRAM
     first_conv: bool = False  # the program's first convolution: its kernel load is exposed
     exposed_cap: float = 0.0  # at most this many of its weight bytes are loaded before the array starts
@@ -103,7 +106,7 @@ def ocg_passes(w: OpWork, ocg_channels: float) -> int:
 
 
 FEATURE_COLUMNS = ("path", "exec_flops", "fill", "weight_bytes", "vector_bytes", "io_bytes", "spill_bytes",
-                   "over_ws", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap",
+                   "over_ws", "spill_exp", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap",
                    "slow_band")
 
 
@@ -120,6 +123,7 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["io_bytes"][i] = f.io_bytes
         cols["spill_bytes"][i] = f.spill_bytes if f.path != "io" else 0.0
         cols["over_ws"][i] = f.over_ws
+        cols["spill_exp"][i] = f.spill_exp
         cols["over_wsram"][i] = f.over_wsram
         cols["first_conv"][i] = f.first_conv
         cols["exposed_cap"][i] = f.exposed_cap
@@ -137,7 +141,7 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
     path = cols["path"]
     conv, mm, vec = path == 0, path == 1, path == 2
     roof = np.where(conv, p["conv_tflops"], p["matmul_tflops"]) * 1e6          # flops per us
-    rate = roof * cols["fill"] * np.where(cols["over_ws"] > 0, p["spill_factor"], 1.0) \
+    rate = roof * cols["fill"] * p["spill_factor"] ** cols["spill_exp"] \
         * np.where(cols["over_wsram"] > 0, p["cliff_factor"], 1.0)
     mac = conv | mm
     compute = np.where(mac, cols["exec_flops"] / np.maximum(rate, 1e-30), 0.0)
@@ -170,8 +174,26 @@ def in_slow_band(w: OpWork) -> bool:
     return k >= 1 and abs(w.weight_bytes - k * SLOW_BAND_BYTES) <= SLOW_BAND_TOLERANCE * w.weight_bytes
 
 
+# The operand at which the guide measures a single large matmul's spilled rate: a 4096-dimension fp16
+# matrix multiply (ch. 9: M1 4.8 against 12 TFLOP/s; ch. 12: M5 9.5 against 19.6), 32 MiB.
+SPILL_REF_BYTES = 4096 * 4096 * FP16
+
+
+def spill_exponent(operand: float, working_set: float, smooth: bool) -> float:
+    """How many times the spill factor applies to a matmul whose largest operand passes the working
+    set. A sharp crossing (M1: ch. 21's step at 2.31 MB) applies it once. Where the compiler tiles over
+    the batch and output dimensions together (M5: ch. 21, "the crossing is smooth in throughput"), the
+    rate falls with the operand's size instead: log-linearly from the working set (1) to the spilled rate
+    the guide measures at a 4096-dimension matmul (the spill factor, ch. 12), and on past it."""
+    if operand <= working_set:
+        return 0.0
+    if not smooth:
+        return 1.0
+    return math.log(operand / working_set) / math.log(SPILL_REF_BYTES / working_set)
+
+
 def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: float,
-         resident: float = 0.0, ocg_channels: float = 0.0) -> list[OpFeature]:
+         resident: float = 0.0, ocg_channels: float = 0.0, smooth: bool = False) -> list[OpFeature]:
     """Per-op features of one function: work, fusion of epilogues into MAC ops, program I/O,
     working-set spills, the two on-chip capacity flags, and the share of weights streamed per
     call once `resident` bytes of them stay on chip between calls."""
@@ -211,6 +233,7 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
             # a convolution tiles spatially with halos and keeps its rate (ch. 11: the 64-channel
             # 3x3 ramp keeps rising to 256x256, a 8 MB activation)
             f.over_ws = path == "matmul" and w.largest_operand > working_set
+            f.spill_exp = spill_exponent(w.largest_operand, working_set, smooth) if f.over_ws else 0.0
             f.over_wsram = w.weight_bytes > weight_sram
             f.gemv = 0 < w.rows < GEMV_ROWS
             # a single-row conv has no compute for its kernel load to wait on: the load is its

@@ -25,6 +25,7 @@ from typing import Mapping
 
 from ..errors import TargetError
 from .. import targets
+from .host import CPU_GBS, stream_gbs
 
 G = "ANE guide (arXiv 2606.22283)"
 M6_REPORT = "public M6 measurement notes (Mac18,5, h18g)"
@@ -65,6 +66,30 @@ VECTOR_RATIO = 4.0
 # 768x256 kernel, so the ratio is a floor for tiny, dispatch-bound programs only. Not fitted.
 ROUTE_FLOOR = {"standard": 1.0, "e5rt": 0.07 / 0.19, "host": 1.0, "realtime": 0.093 / 0.175}
 HOST_COPY_ROUTES = ("host",)
+
+# The host route's copy of program I/O is a CPU memory copy issued from the calling thread (assumption:
+# the wrappers copy the caller's arrays into the engine's surfaces on the thread that evaluates): its rate is the
+# fitted shared `host_copy_gbs` on a chip whose performance cluster streams at the full measured CPU
+# rate (guide ch. 9, tbl:c9-perdevice: 130.4 GB/s on the M5), scaled down where the chip's DRAM caps
+# that cluster's stream (anekit.cost.host.stream_gbs: the M1's 68 GB/s DRAM, the M4's 120).
+HOST_COPY_SOURCE = (f"fitted host copy rate at a full CPU-cluster stream, scaled by the chip's one-cluster stream "
+                    f"({G} ch. 9 tbl:c9-perdevice, capped by the chip's DRAM: anekit.cost.host.stream_gbs)")
+
+
+def host_copy_scale(chip) -> float:
+    """A chip's host-copy rate relative to the shared fitted one: its one-cluster CPU stream
+    (host.stream_gbs) over the full measured cluster stream; 1 where the DRAM does not cap it."""
+    return stream_gbs(chip, 1) / CPU_GBS
+
+
+# Generations whose compiler tiles a matmul over the batch and output dimensions together, so that
+# neither operand need be resident and the working-set crossing is smooth in throughput rather than a
+# step (model.spill_exponent). Measured on the M5 only; the M1 shows the step (ch. 21's sweep).
+SMOOTH_CROSSING = {
+    "h17": f"{G} ch. 21: 'The M5 softens this threshold. Its compiler tiles over the batch and the output "
+           "dimensions together, so neither operand need be fully resident and the crossing is smooth in "
+           "throughput'; appendix F: M5/H17s measured",
+}
 
 # The 16 MiB slow band of the single-row weight stream. The mechanism (kasper0406/stablehlo-coreml PR
 # #110, citing Eileen Yoon's reverse engineering of the ANE kernel DMA, "Getting 50 GB/s Back Out of the
@@ -256,6 +281,7 @@ class CostParams:
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
+    smooth_crossing: bool = False  # the working-set crossing is smooth in throughput (SMOOTH_CROSSING)
     slow_band_gbs: float = 0.0  # single-row stream of a 16 MiB-multiple weight (0: no slow band)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
@@ -414,7 +440,12 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
         srcs["working_set_bytes"] = f"{chip.source('working_set_bytes')}, plus the ~10% tiler margin (ch. 21)"
     srcs["vector_gbs"] = f"assumption: {VECTOR_RATIO:g}x the I/O stream"
     srcs["resident_bytes"] = RESIDENT[gen].source
-    srcs["host_copy_gbs"] = SHARED_PRIORS["host_copy_gbs"].source
+    host_scale = host_copy_scale(chip)
+    vals["host_copy_gbs"] *= host_scale
+    srcs["host_copy_gbs"] = SHARED_PRIORS["host_copy_gbs"].source + (
+        f"; x {host_scale:.3g}: this chip's one-cluster CPU stream is capped by its {chip.dram_gbs} GB/s DRAM "
+        f"({HOST_COPY_SOURCE})" if host_scale < 1.0 else "")
+    srcs["smooth_crossing"] = SMOOTH_CROSSING.get(gen, "a step at the working set (guide ch. 21, M1 sweep)")
     band_gbs, srcs["slow_band_gbs"] = slow_band(chip)
     if not measured:
         for f in srcs:
@@ -428,6 +459,6 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
                       host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"],
-                      slow_band_gbs=band_gbs,
+                      slow_band_gbs=band_gbs, smooth_crossing=gen in SMOOTH_CROSSING,
                       streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)

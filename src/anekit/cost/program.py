@@ -113,7 +113,7 @@ def estimate(prog, target, function: str | None = None, route: str = "standard")
     fn = prog.functions.get(function) if function else prog.main
     if fn is None:
         raise AnekitError(f"program has no function '{function}' (has {', '.join(prog.functions)})")
-    feats = walk(prog, fn, p.streams, p.working_set_bytes, p.weight_sram_bytes, p.resident_bytes, p.ocg_channels)
+    feats = walk(prog, fn, p.streams, p.working_set_bytes, p.weight_sram_bytes, p.resident_bytes, p.ocg_channels, p.smooth_crossing)
     t = op_times(features_array(feats), param_arrays(p))
     rows: list[OpRow] = []
     for i, f in enumerate(feats):
