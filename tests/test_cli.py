@@ -140,3 +140,18 @@ def test_check_and_estimate_default_to_this_machines_target(model_dir, capsys):
     assert f"target {want} " in capsys.readouterr().out
     assert main(["check", str(model_dir / "m"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["target"] == want
+
+
+def test_estimate_takes_the_dispatch_route_as_dispatch(model_dir, capsys):
+    """`estimate --dispatch` picks the dispatch route (`check --route` is Core ML vs anekit's
+    backend, another question); the old spelling --route is still accepted."""
+    totals = {}
+    for flag, route in (("--dispatch", "host"), ("--route", "host"), ("--dispatch", "standard")):
+        assert main(["estimate", str(model_dir / "m"), "-t", "m4", flag, route, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["route"] == route
+        totals[flag, route] = out["estimates"][0]["total_us"] if "estimates" in out else out["total_us"]
+    assert totals["--dispatch", "host"] == totals["--route", "host"] != totals["--dispatch", "standard"]
+    with pytest.raises(SystemExit) as bad:          # a check route, not a dispatch one
+        main(["estimate", str(model_dir / "m"), "--dispatch", "direct"])
+    assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -28,9 +28,12 @@ def register(subparsers) -> None:
     _common(e, several=True)
     e.add_argument("--compare", action="store_true", help="estimate on every chip (or on the --target list) "
                                                           "and print one table")
-    e.add_argument("--route", default="standard", choices=["standard", "e5rt", "host", "realtime"],
-                   help="dispatch route: standard evaluate (default), e5rt, host (I/O copied per call) or realtime "
-                        "(_ANEClient real-time evaluate)")
+    # --dispatch, not --route: `check --route` chooses Core ML or anekit's backend, a different
+    # question; --route stays accepted here for scripts written before the rename.
+    e.add_argument("--dispatch", "--route", dest="route", default="standard",
+                   choices=["standard", "e5rt", "host", "realtime"],
+                   help="how each call is dispatched: standard evaluate (default), e5rt, host (I/O copied per "
+                        "call) or realtime (_ANEClient real-time evaluate)")
     e.add_argument("--plot", metavar="FILE", help="also write a roofline plot to FILE.png or FILE.svg "
                                                   "(needs matplotlib; one target)")
     llm = e.add_argument_group("language models (PATH a llama2.c .bin or a Hugging Face folder: prefill and "
@@ -220,7 +223,7 @@ def _print_compare(ests, args) -> int:
                      round(e.dispatch_us, 1), e.bound, len(e.off_engine), "yes" if p.measured else "no (extrapolated)"])
     print(format_table(["chip", "compiler", "gen", "us", "low us", "high us", "floor us", "bound", "off-ANE ops",
                         "measured gen"],
-                       rows, title=f"function {ests[0].function}, route {args.route}"))
+                       rows, title=f"function {ests[0].function}, dispatch {args.route}"))
     return 0
 
 
@@ -263,7 +266,7 @@ def _print_generation(model, chips, args) -> int:
                      round(d.high_tokens_per_s, 1), round(d.ms_per_token, 3), round(e.prefill_tokens_per_s),
                      round(e.prefill_ms, 2), "yes" if p.measured else "no (extrapolated)"])
     title = (f"{os.path.basename(os.path.normpath(args.path))}: dim {a.dim}, {a.n_layers} layers, vocab "
-             f"{a.vocab_size}, context {a.seq_len}; {weights} weights; prompt {n} tokens; route {args.route}")
+             f"{a.vocab_size}, context {a.seq_len}; {weights} weights; prompt {n} tokens; dispatch {args.route}")
     print(format_table(["chip", "gen", "decode tok/s", "low", "high", "ms/token", "prefill tok/s", "prefill ms",
                         "measured gen"], rows, title=title))
     print("\nCost-model estimates, not measurements: one program per token (KV cache on the engine), the "
