@@ -108,7 +108,8 @@ def _view(kind, idx, r, size, addrs, sbase, width, base, m, fill):
 
 @_jit
 def _max(x, y):
-    """np.maximum of two float32 values but for a pair of zeros of opposite signs (_mixed_zeros)."""
+    """np.maximum of two float32 values (x86's rule: a NaN x, else the larger, else y), but
+    for a pair of zeros of opposite signs, which _mixed_zeros reports."""
     return x if (x > y) | (x != x) else y
 
 
@@ -120,8 +121,8 @@ def _min(x, y):
 @_jit
 def _mixed_zeros(a, b, m):
     """Whether some a[i], b[i] are zeros of opposite signs: np.maximum and np.minimum return the
-    operand the host's instruction picks (x86's maxps the second, arm64's fmax +0), so a region
-    holding such a pair runs op by op, where numpy decides."""
+    operand the host's vector instruction picks (x86's maxps and minps the second; arm64's fmax
+    orders -0 below +0), so a region holding such a pair runs op by op, where numpy decides."""
     odd = False
     for i in range(m):
         odd |= (a[i] == b[i]) & (compiled._bits(a[i]) != compiled._bits(b[i]))
