@@ -346,3 +346,170 @@ def test_rows_with_a_one_value_operand_match_the_filled_row(code, mode, check):
                 outs.append(out)
             assert bads[0] == bads[1]
             _same_bits({"op": outs[1]}, {"op": outs[0]})
+
+
+# --- maximum, minimum, abs, inverse, rsqrt on the tape -----------------------------------
+
+_NEW_CODES = {compiled.MAX: "maximum", compiled.MIN: "minimum", compiled.ABS: "abs",
+              compiled.RECIP: "inverse", compiled.RSQRT: "rsqrt"}
+
+
+def _norm_and_friends_program():
+    """Each of maximum, minimum, abs, inverse and rsqrt inside a region: operands of the
+    output's shape, of one element and broadcast, epsilons of 0, -0, one fp16 rounds (1e-5)
+    and one it keeps, and rsqrt and inverse of values that reach zero, negatives and inf."""
+    x, y = ak.input("x", (5, 2, 37)), ak.input("y", (5, 2, 37))
+    row, s = ak.input("row", (37,)), ak.input("s", (1,))
+    m = ak.maximum(x, y) * 0.5 + ak.minimum(y, row)
+    a = ak.abs(x - y) * s
+    r = ak.inverse(m, epsilon=0.0) + ak.inverse(a * 0.25, epsilon=1e-5) - ak.inverse(y, epsilon=-0.0)
+    q = ak.rsqrt(a, epsilon=0.0) * ak.rsqrt(m * m, epsilon=1e-4) + ak.rsqrt(x, epsilon=-0.0)
+    z = ak.maximum(ak.minimum(r, 2.0), q) - ak.maximum(s, x) * ak.minimum(s, y)
+    return ak.program({"r": r, "q": q, "z": z})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_max_min_abs_inverse_rsqrt_run_on_the_tape_with_the_op_by_op_bits(profile):
+    """Every new tape code in a region, on fp16 specials (NaN, inf, signed zeros, subnormals,
+    65504), with the op-by-op route's bits: zeros of opposite signs meet in maximum and
+    minimum (the region then runs op by op), NaN payloads in exact numerics."""
+    p = PROFILES[profile]
+    sim = Simulator(_norm_and_friends_program(), profile=p)
+    codes = {int(c) for r in _regions(sim) for c in r.tape[:, 0]}
+    assert set(_NEW_CODES) <= codes, [_NEW_CODES[c] for c in set(_NEW_CODES) - codes]
+    rng = np.random.default_rng(23)
+    shapes = {"x": (5, 2, 37), "y": (5, 2, 37), "row": (37,), "s": (1,)}
+    for nan in (False, False, True, True):
+        feeds = {n: _hostile(rng, sh, 3.0, special=0.3, nan=nan) for n, sh in shapes.items()}
+        if not nan:                 # zeros of opposite signs in maximum(x, y) and minimum(y, row)
+            feeds["x"][0, 0, :4], feeds["y"][0, 0, :4] = [0.0, -0.0, 0.0, -0.0], [-0.0, 0.0, 0.0, -0.0]
+        _same_bits(*both_routes(sim, feeds))
+    clean = {n: np.abs(_hostile(rng, sh, 3.0, special=0.0)) + np.float32(0.5) for n, sh in shapes.items()}
+    _same_bits(*both_routes(sim, clean))
+
+
+def _decoder_rmsnorm_program(eps=1e-5):
+    """decoder._rmsnorm's overflow-safe form over axis 1: s = 1 / max(max|x|, floor),
+    x s / sqrt(mean((x s)^2) + s^2 eps) * w."""
+    x = ak.input("x", (1, 288, 1, 1))
+    w = np.random.default_rng(4).standard_normal(288).astype(np.float32).reshape(1, -1, 1, 1)
+    s = ak.inverse(ak.maximum(ak.abs(x).max(axes=[1], keep_dims=True), 2.0 ** -7), epsilon=0.0)
+    xs = x * s
+    inv = ak.rsqrt((xs * xs).mean(axes=[1], keep_dims=True) + s * s * eps, epsilon=0.0)
+    return ak.program({"y": xs * inv * w})
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_a_decoder_rmsnorm_is_five_units_with_the_op_by_op_bits(profile):
+    """abs, reduce_max, [maximum, inverse, x * s, (x s)^2, s * s * eps], reduce_mean,
+    [+, rsqrt, x s * inv * w]: five units where maximum, inverse, add and rsqrt used to run
+    on their own (nine), with the op-by-op bits on large, tiny, zero and special vectors."""
+    sim = Simulator(_decoder_rmsnorm_program(), profile=PROFILES[profile])
+    assert len(sim._steps) == 13 and len(sim._units) == 5
+    assert [len(r.members) for r in _regions(sim)][-2:] == [6, 4]
+    rng = np.random.default_rng(31)
+    feeds = [rng.standard_normal((1, 288, 1, 1)) * 900.0, rng.standard_normal((1, 288, 1, 1)) * 1e-6,
+             np.zeros((1, 288, 1, 1)), -np.zeros((1, 288, 1, 1))]
+    feeds = [f.astype(np.float16).astype(np.float32) for f in feeds]
+    feeds += [_hostile(rng, (1, 288, 1, 1), 50.0, special=0.05, nan=nan) for nan in (False, True)]
+    for x in feeds:
+        _same_bits(*both_routes(sim, {"x": x}))
+
+
+def _op_by_op(profile, code, a, b):
+    """What the kernel of code's op and then the executor's storage rounding compute (b: the
+    epsilon for inverse and rsqrt), on the numpy route."""
+    from anekit.sim.kernels import elementwise
+    from anekit.sim.numerics import Numerics
+
+    class _Call:
+        nx = Numerics(profile)
+        type = _NEW_CODES[code]
+    c = _Call()
+    previous = compiled.set_enabled(False)
+    try:
+        with np.errstate(all="ignore"):
+            if code in (compiled.RECIP, compiled.RSQRT):
+                v = (elementwise.inverse if code == compiled.RECIP else elementwise.rsqrt)(c, a, b[0])
+            else:
+                v = elementwise.binary(c, a, b) if code != compiled.ABS else elementwise.unary(c, a)
+            return c.nx.store(v)
+    finally:
+        compiled.set_enabled(previous)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("mode", [1, 2, 3])
+@pytest.mark.parametrize("code", sorted(_NEW_CODES))
+def test_new_tape_rows_have_the_kernels_bits_with_nan_payloads(code, mode):
+    """One row per new code and rounding mode on operands of every magnitude, NaN payloads
+    included: the kernel's float32 result then the storage rounding (chip modes: a profile
+    with signed (1) or unsigned (2) zero divisors; mode 3: exact numerics then round_fp16
+    with NaN kept), bit for bit. inverse and rsqrt take epsilons fp16 keeps, rounds and
+    flushes. maximum and minimum report zeros of opposite signs, and only those."""
+    tape = _tape_module()
+    import dataclasses
+    m1 = profile_for("m1")
+    profile = {1: dataclasses.replace(m1, unsigned_zero_reciprocal=False), 2: m1, 3: profile_for("exact")}[mode]
+    rng = np.random.default_rng(100 + code * 3 + mode)
+    a = _every_magnitude(rng, 3000)
+    b = rng.permutation(a)
+    b[::7] = np.float32(0.0) * np.where(rng.random(b[::7].size) < 0.5, -1, 1).astype(np.float32)
+    a[:40], b[:40] = np.float32(1.5), np.float32(3.0)          # a block without NaN
+    a[40:44], b[40:44] = [0.0, -0.0, 0.0, -0.0], [-0.0, 0.0, 0.0, -0.0]   # zeros of each sign
+    eps = [np.float32(v) for v in (0.0, -0.0, 1e-5, 1e-8, 3.0, 0.1)]
+    for b_in in ([np.array([e], np.float32) for e in eps] if code in (compiled.RECIP, compiled.RSQRT) else [b]):
+        if code in (compiled.RECIP, compiled.RSQRT):
+            b_in = _engine_const(profile, b_in)
+        out = np.empty_like(a)
+        kind = 2 if b_in.size == 1 else 1
+        addrs = np.array([a.ctypes.data, b_in.ctypes.data, out.ctypes.data], np.int64)
+        row = np.array([[code, 1, 0, 0, 0, kind, 1, 0, 0, 1, 2, mode, 0]], np.int64)
+        bad = tape.run(np.array([[a.size, 0, 1]], np.int64), row, addrs, 3, 64)
+        want = _op_by_op(profile, code, a, b_in)
+        if mode == 3:
+            previous = compiled.set_enabled(False)
+            try:
+                want = fp16.round_fp16(want, nan=None)
+            finally:
+                compiled.set_enabled(previous)
+        if code in (compiled.MAX, compiled.MIN):
+            mixed = (a == b_in) & (np.signbit(a) != np.signbit(b_in))
+            assert mixed.any() and bool(bad)
+            assert not tape.run(np.array([[40, 0, 1]], np.int64), row, addrs, 3, 64)   # none in a[:40]
+            out, want = out[~mixed], want[~mixed]
+        else:
+            assert not bad
+        _same_bits({"op": want}, {"op": out})
+
+
+def _engine_const(profile, eps):
+    """An epsilon as the tape reads it: nx.const, the scalar as the engine holds it."""
+    from anekit.sim.numerics import Numerics
+    return np.array([Numerics(profile).const(eps[0])], np.float32)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("op", ["maximum", "abs", "inverse", "rsqrt"])
+def test_a_loop_body_with_a_tape_only_code_stays_op_by_op(op):
+    """The block program (sim/program.py) reuses the tape form of add ... sqrt only: its row
+    codes past SQRT mean other things, so a while_loop whose body holds an op whose tape
+    code it lacks is not planned, and runs op by op with the same bits."""
+    from anekit.ir.ops import control
+    from anekit.sim import program
+    i, h = ak.input("i", (1,), "int32"), ak.input("h", (2, 3))
+    step = {"maximum": lambda v: ak.maximum(v, v * 0.5), "abs": ak.abs,
+            "inverse": lambda v: ak.inverse(v, epsilon=0.5), "rsqrt": lambda v: ak.rsqrt(v, epsilon=0.5)}[op]
+    cond = control.block("cond", [i, h], [i < 3])
+    body = control.block("body", [i, h], [i + 1, step(h * 0.5 + 1.0)])
+    n, y = control.build("while_loop", {"loop_vars": (ak.fill(shape=[1], value=np.int32(0)), ak.input("x", (2, 3)))},
+                         {"cond": cond, "body": body})
+    sim = Simulator(ak.program({"n": n, "y": y}), profile="m4")
+    x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+    ref, got = both_routes(sim, {"x": x})
+    _same_bits(ref, got)
+    loop = next(s for s in sim._steps if s.call.op.type == "while_loop")
+    assert [v for k, v in loop.call.cache.items() if k[0] == "program"] == [None]
+    assert program.program_kernel() is not None

@@ -1,7 +1,8 @@
 """A region of elementwise ops run as one compiled call (numba, the optional `fast` extra).
 
 sim/regions.py plans, once per Simulator, runs of elementwise ops (add, sub, mul, real_div,
-square, sqrt on operands of the output's shape, of one element, or broadcast along axes)
+square, sqrt, maximum, minimum, abs, inverse, rsqrt on operands of the output's shape, of one
+element, or broadcast along axes)
 into a tape: one row per op, read by this one precompiled function, so a program never
 triggers a numba compilation of its own. The tape is run block by block of elements; each
 op computes exactly what its numpy kernel computes in float32 and, in a chip profile, rounds
@@ -10,8 +11,15 @@ host with hardware fp16 conversion that conversion, with a redo of any block hol
 so every value is the op-by-op value bit for bit. Values consumed only inside the region live
 in scratch rows of one block and are never written out.
 
-Tape rows (int64): code (ADD, SUB, MUL, DIV, SQRT, or COPY: d = a), then (kind, index, r, size) for operand a and operand b, (kind,
-index) for the destination, the mode and the NaN check. Kinds: 0 a scratch row, 1 an array
+Tape rows (int64): code, then (kind, index, r, size) for operand a and operand b, (kind,
+index) for the destination, the mode and the NaN check. Codes: ADD, SUB, MUL, DIV, SQRT
+(b unused), COPY (d = a), ABS (b unused), MAX and MIN (np.maximum, np.minimum: a NaN operand
+gives a NaN; a pair of zeros of opposite signs, whose result numpy takes from the host's max
+instruction, is reported like an exact-mode NaN, in every mode, and the region runs op by op),
+RECIP and RSQRT (kernels/elementwise.py's inverse and rsqrt: b is the epsilon, one value as
+nx.const holds it; t = a + b with the storage rounding, its zero unsigned in mode 2, then
+1 / t or 1 / sqrt(t) in float32 and one storage rounding; a NaN anywhere reaches the result,
+so the chip modes' redo of a NaN block covers both roundings). Kinds: 0 a scratch row, 1 an array
 of the group's element count at addrs[index], 2 a one-element array at addrs[index], 3 an
 array of `size` elements at addrs[index] that output element j reads at (j // r) % size
 (a bias along inner axes, a per-row scale, ...). Mode: 0 exact float32 (no
@@ -40,11 +48,14 @@ from numba.extending import intrinsic
 from . import compiled
 
 ADD, SUB, MUL, DIV, SQRT = compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT
+MAX, MIN, ABS, RECIP, RSQRT = compiled.MAX, compiled.MIN, compiled.ABS, compiled.RECIP, compiled.RSQRT
 COPY = 5                    # d = a (then rounded: mode 3 only)
 SCRATCH, ARRAY, SCALAR, BROADCAST = 0, 1, 2, 3
 EXACT, CHIP, CHIP_UNSIGNED_ZERO, EXACT_STORED = 0, 1, 2, 3
 _TOP = compiled._F16_MAX_BITS
 _ZERO = np.float32(0.0)
+_NEG_ZERO = np.float32(-0.0)    # x + -0 is x, zeros' signs kept (x + +0 unsigns a zero)
+_ONE = np.float32(1.0)
 _jit = numba.njit(cache=True, error_model="numpy")
 
 
@@ -96,6 +107,29 @@ def _view(kind, idx, r, size, addrs, sbase, width, base, m, fill):
 
 
 @_jit
+def _max(x, y):
+    """np.maximum of two float32 values (x86's rule: a NaN x, else the larger, else y), but
+    for a pair of zeros of opposite signs, which _mixed_zeros reports."""
+    return x if (x > y) | (x != x) else y
+
+
+@_jit
+def _min(x, y):
+    return x if (x < y) | (x != x) else y
+
+
+@_jit
+def _mixed_zeros(a, b, m):
+    """Whether some a[i], b[i] are zeros of opposite signs: np.maximum and np.minimum return the
+    operand the host's vector instruction picks (x86's maxps and minps the second; arm64's fmax
+    orders -0 below +0), so a region holding such a pair runs op by op, where numpy decides."""
+    odd = False
+    for i in range(m):
+        odd |= (a[i] == b[i]) & (compiled._bits(a[i]) != compiled._bits(b[i]))
+    return odd
+
+
+@_jit
 def _apply_bits(code, mode, a, b, d, m):
     """Each op's float32 result, then (chip modes, EXACT_STORED) its storage rounding by
     compiled._round16 (the reference for _apply)."""
@@ -115,9 +149,24 @@ def _apply_bits(code, mode, a, b, d, m):
         elif code == COPY:
             for i in range(m):
                 d[i] = a[i]
-        else:
+        elif code == SQRT:
             for i in range(m):
                 d[i] = np.sqrt(a[i])
+        elif code == MAX:
+            for i in range(m):
+                d[i] = _max(a[i], b[i])
+        elif code == MIN:
+            for i in range(m):
+                d[i] = _min(a[i], b[i])
+        elif code == ABS:
+            for i in range(m):
+                d[i] = abs(a[i])
+        elif code == RECIP:
+            for i in range(m):
+                d[i] = _ONE / (a[i] + b[i])
+        else:
+            for i in range(m):
+                d[i] = _ONE / np.sqrt(a[i] + b[i])
         if mode == EXACT_STORED:        # then fp16.round_fp16 (NaN kept), as run_stored would
             for i in range(m):
                 d[i] = compiled._round16(d[i], _TOP, False, True, _ZERO)
@@ -137,9 +186,24 @@ def _apply_bits(code, mode, a, b, d, m):
         else:
             for i in range(m):
                 d[i] = compiled._round16(a[i] / b[i], _TOP, False, False, _ZERO)
-    else:
+    elif code == SQRT:
         for i in range(m):
             d[i] = compiled._round16(np.sqrt(a[i]) + _ZERO, _TOP, False, False, _ZERO)
+    elif code == MAX:
+        for i in range(m):
+            d[i] = compiled._round16(_max(a[i], b[i]), _TOP, False, False, _ZERO)
+    elif code == MIN:
+        for i in range(m):
+            d[i] = compiled._round16(_min(a[i], b[i]), _TOP, False, False, _ZERO)
+    elif code == ABS:
+        for i in range(m):
+            d[i] = compiled._round16(abs(a[i]), _TOP, False, False, _ZERO)
+    else:
+        z = _ZERO if mode == CHIP_UNSIGNED_ZERO else _NEG_ZERO       # nx.denominator
+        for i in range(m):
+            t = compiled._round16(a[i] + b[i], _TOP, False, False, _ZERO) + z     # nx.store
+            v = _ONE / t if code == RECIP else _ONE / np.sqrt(t)
+            d[i] = compiled._round16(v, _TOP, False, False, _ZERO)
 
 
 @intrinsic
@@ -198,9 +262,34 @@ def _exact(code, a, b, d, m, stored):
             v = a[i]
             nan |= v != v
             d[i] = _round(v) if stored else v
-    else:
+    elif code == SQRT:
         for i in range(m):
             v = np.sqrt(a[i])
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == MAX:
+        for i in range(m):
+            v = _max(a[i], b[i])
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == MIN:
+        for i in range(m):
+            v = _min(a[i], b[i])
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == ABS:
+        for i in range(m):
+            v = abs(a[i])
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    elif code == RECIP:
+        for i in range(m):
+            v = _ONE / (a[i] + b[i])
+            nan |= v != v
+            d[i] = _round(v) if stored else v
+    else:
+        for i in range(m):
+            v = _ONE / np.sqrt(a[i] + b[i])
             nan |= v != v
             d[i] = _round(v) if stored else v
     if nan and stored:
@@ -248,9 +337,36 @@ def _apply(code, mode, a, b, d, m, check):
                 v = a[i] / b[i]
                 nan |= v != v
                 d[i] = _round(v)
-    else:
+    elif code == SQRT:
         for i in range(m):
             v = np.sqrt(a[i]) + _ZERO
+            nan |= v != v
+            d[i] = _round(v)
+    elif code == MAX:
+        for i in range(m):
+            v = _max(a[i], b[i])
+            nan |= v != v
+            d[i] = _round(v)
+    elif code == MIN:
+        for i in range(m):
+            v = _min(a[i], b[i])
+            nan |= v != v
+            d[i] = _round(v)
+    elif code == ABS:
+        for i in range(m):
+            v = abs(a[i])
+            nan |= v != v
+            d[i] = _round(v)
+    elif code == RECIP:
+        z = _ZERO if mode == CHIP_UNSIGNED_ZERO else _NEG_ZERO
+        for i in range(m):
+            v = _ONE / (_round(a[i] + b[i]) + z)        # a NaN sum stays NaN here: redone below
+            nan |= v != v
+            d[i] = _round(v)
+    else:
+        z = _ZERO if mode == CHIP_UNSIGNED_ZERO else _NEG_ZERO
+        for i in range(m):
+            v = _ONE / np.sqrt(_round(a[i] + b[i]) + z)
             nan |= v != v
             d[i] = _round(v)
     if nan:             # d never shares memory with a or b (the tape gives each result a row)
@@ -298,7 +414,8 @@ def _scalar_b(code, mode, a, bv, d, m, check, fill):
 @numba.njit(cache=True, nogil=True, error_model="numpy")    # compiled on first call (one signature)
 def run(groups, tape, addrs, rows, width):
     """Run the tape with `rows` scratch rows of `width` elements (the last two are the
-    broadcast fill rows); True when an exact-mode output holds a NaN."""
+    broadcast fill rows); True when an exact-mode output holds a NaN or a MAX or MIN row
+    meets zeros of opposite signs (the caller then runs the region op by op)."""
     scratch = np.empty((rows, width), np.float32)
     sbase = scratch.ctypes.data
     fill_a, fill_b = scratch.shape[0] - 2, scratch.shape[0] - 1
@@ -317,6 +434,8 @@ def run(groups, tape, addrs, rows, width):
                     bad |= _scalar_b(code, tape[k, 11], a, bv, d, m, tape[k, 12] != 0, fill)
                     continue
                 b = _view(tape[k, 5], tape[k, 6], tape[k, 7], tape[k, 8], addrs, sbase, width, base, m, fill_b)
+                if code == MAX or code == MIN:
+                    bad |= _mixed_zeros(a, b, m)
                 bad |= _apply(code, tape[k, 11], a, b, d, m, tape[k, 12] != 0)
     return bad
 

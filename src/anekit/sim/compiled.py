@@ -281,6 +281,8 @@ def all_finite(a):
 
 
 ADD, SUB, MUL, DIV, SQRT = 0, 1, 2, 3, 4      # elementwise_round's op codes
+MAX, MIN, ABS, RECIP, RSQRT = 6, 7, 8, 9, 10   # the elementwise tape's further codes (5: its copy row;
+                                              # sim/_compiled_tape.py), not elementwise_round's
 
 
 def _arith(code, a, b, unsigned_zero):

@@ -304,6 +304,8 @@ class _Planner:
 
     def _elementwise(self, kern, step):
         code, params = step.kernel.tape
+        if code > compiled.SQRT:                     # the elementwise tape's own codes (max, inverse, ...)
+            raise _Unsupported
         out = step.fin[0][1]
         n = math.prod(out.shape)
         (xt, x), (yt, y) = self._t(step, params[0]), self._t(step, params[1])

@@ -25,6 +25,7 @@ from . import compiled
 from .fp16 import F32
 
 _COPY = 5                                    # the tape's copy row (only with _EXACT_STORED)
+_ROUND_CODES = (compiled.ADD, compiled.SUB, compiled.MUL, compiled.DIV, compiled.SQRT)   # elementwise_round's
 _SCRATCH, _ARRAY, _SCALAR, _BROADCAST = 0, 1, 2, 3   # operand kinds (sim/_compiled_tape.py)
 _EXACT, _CHIP, _CHIP_UNSIGNED_ZERO, _EXACT_STORED = 0, 1, 2, 3  # modes
 _WIDTH = 1024                                # elements per block: the live scratch rows (a few, reused) stay in L1
@@ -68,7 +69,8 @@ def _fusable(step, consts: dict):
     (exact numerics) or rounds to fp16 with the NaN rule that makes NaN +0 (a chip profile: no
     NaN payload can show), float operands each of the output's shape, of one element, or
     broadcast along outer and inner axes (constants: float32 C-contiguous arrays, as folding
-    leaves them)."""
+    leaves them), or a const parameter (inverse's epsilon): one value, nx.const(value), which
+    is added to `consts` under the key ("const", its bits), the slot it is read from."""
     op, nx = step.call.op, step.call.nx
     entry = step.kernel.tape
     if entry is None or len(step.fin) != 1 or step.fin[0][2] != "float_round":
@@ -82,6 +84,13 @@ def _fusable(step, consts: dict):
     out = tuple(step.fin[0][1].shape)
     slots, layouts = [], []
     for name in entry[1]:
+        if name not in step.tensors:
+            key = _const_operand(nx, step.consts.get(name), consts)
+            if key is None:
+                return None
+            slots.append(key)
+            layouts.append((0, 0))
+            continue
         t, ref = op.inputs.get(name), step.tensors.get(name)
         if t is None or isinstance(t, tuple) or not isinstance(ref, int) or t.dtype not in ("fp16", "fp32"):
             return None
@@ -95,6 +104,19 @@ def _fusable(step, consts: dict):
         slots.append(ref)
         layouts.append(layout)
     return entry[0], mode, slots, layouts
+
+
+def _const_operand(nx, value, consts: dict):
+    """The key under which `consts` holds a scalar const parameter as the engine holds it."""
+    if value is None or np.ndim(value) != 0 or not np.isrealobj(value):
+        return None
+    try:
+        v = np.array([nx.const(value)], F32)
+    except (TypeError, ValueError):
+        return None
+    key = ("const", int(v.view(np.uint32)[0]))
+    consts.setdefault(key, v)
+    return key
 
 
 class _Group:
@@ -165,7 +187,7 @@ class Region:
             for s in plans[id(st)][2]:
                 if s not in self.group_of and s not in ext:
                     ext[s] = len(ext)
-        self.reads = tuple(ext)
+        self.reads = tuple(s for s in ext if type(s) is not tuple)     # (not the const parameters' keys)
         outs = [st.fin[0] for st in self.members if st.fin[0][0] in materialise or st.fin[0][0] in copies]
         out_index = {slot: len(ext) + i for i, (slot, _, _) in enumerate(outs)}
         self.outputs = tuple(slot for slot, _, _ in outs)
@@ -174,7 +196,7 @@ class Region:
         sizes = {}
         for st in self.members:
             for name, s in zip(st.kernel.tape[1], plans[id(st)][2]):
-                sizes[s] = math.prod(st.call.op.inputs[name].shape)
+                sizes[s] = consts[s].size if type(s) is tuple else math.prod(st.call.op.inputs[name].shape)
         self.addrs = np.zeros(len(ext) + len(outs), np.int64)
         self.const_refs = tuple(consts[s] for s in ext if s in consts)     # kept alive with the plan
         for s, j in ext.items():
@@ -316,6 +338,7 @@ def _sunk(steps: list, consts: dict, keep: set) -> list:
 def plan(steps: list, consts: dict, keep: set, store16: frozenset = frozenset()) -> list:
     """The execution units for `steps`: each step, or the Region that replaces a run of them
     (at its first member's place). store16: see Region.finish."""
+    consts = dict(consts)                 # (plus the const parameters tape rows read: _fusable)
     steps = _sunk(steps, consts, keep)
     producer, readers = {}, {}
     for i, st in enumerate(steps):
@@ -339,11 +362,12 @@ def plan(steps: list, consts: dict, keep: set, store16: frozenset = frozenset())
         code, mode, slots, layouts = plans[id(r.members[0])]
         # A call of the tape costs a few us more than a numpy op in exact numerics, and about
         # as much as compiled.elementwise_round with one op: short runs stay op by op there
-        # (a lone chip op through elementwise_round, unless an operand broadcasts).
+        # (a lone chip op through elementwise_round, unless an operand broadcasts or
+        # elementwise_round lacks its code: then a region of one).
         if len(r.members) < (_MIN_EXACT if mode == _EXACT else 2):
             if mode == _EXACT:
                 continue
-            if not any(rm[0] for rm in layouts):
+            if code in _ROUND_CODES and not any(rm[0] for rm in layouts):
                 r.members[0].fused = (code, slots[0], slots[1], mode == _CHIP_UNSIGNED_ZERO)
                 continue
         r.finish(plans, readers, keep, consts, store16)

@@ -48,7 +48,8 @@ def kernel(*names: str, finish: str = "round", tape: dict | None = None, reshape
            program: Callable | None = None, identity_when: Callable | None = None):
     """File `fn` as the kernel of each named op (on its OpSpec). `tape` gives, per op name, the
     op's form on the compiled elementwise tape: (an op code of sim/compiled.py, the two
-    parameters it reads), computing what `fn` computes with the same rounding (sim/regions.py
+    parameters it reads; a const parameter, not a tensor, is read as one value, nx.const(value),
+    the scalar as the engine holds it), computing what `fn` computes with the same rounding (sim/regions.py
     fuses runs of such ops; tests/test_sim_regions.py holds the two routes to the same bits).
     `reshape_only`: the kernel returns x reshaped to the declared output shape, nothing else.
     `identity_when(call, consts)`: True where the kernel and the storage step after it return an input x

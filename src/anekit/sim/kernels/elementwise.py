@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..compiled import ADD, DIV, MUL, SQRT, SUB
+from ..compiled import ABS, ADD, DIV, MAX, MIN, MUL, RECIP, RSQRT, SQRT, SUB
 from ..fp16 import F32
 from .. import fp16_grid, taylor32
 from ..functions import erf
@@ -33,7 +33,8 @@ def _int_program(c, consts):
     return ("int_binary", code) if code is not None and c.out_dtype() == "int32" else None
 
 
-@kernel(*_BINARY, tape={"add": (ADD, ("x", "y")), "sub": (SUB, ("x", "y")), "mul": (MUL, ("x", "y"))},
+@kernel(*_BINARY, tape={"add": (ADD, ("x", "y")), "sub": (SUB, ("x", "y")), "mul": (MUL, ("x", "y")),
+                        "maximum": (MAX, ("x", "y")), "minimum": (MIN, ("x", "y"))},
         program=_int_program)
 def binary(c, x, y):
     return _BINARY[c.type](x, y)
@@ -83,7 +84,7 @@ def logical_not(c, x):
     return np.logical_not(x)
 
 
-@kernel(*_UNARY)
+@kernel(*_UNARY, tape={"abs": (ABS, ("x", "x"))})
 def unary(c, x):
     return _UNARY[c.type](x)
 
@@ -108,13 +109,14 @@ def erf_(c, x):
     return f(x) if y is None else y
 
 
-@kernel("rsqrt")
+# The tape reads epsilon, a const parameter, as one value nx.const(epsilon) (sim/registry.py).
+@kernel("rsqrt", tape={"rsqrt": (RSQRT, ("x", "epsilon"))})
 def rsqrt(c, x, epsilon):
     nx = c.nx
     return F32(1.0) / np.sqrt(nx.denominator(nx.store(x + nx.const(epsilon))))
 
 
-@kernel("inverse")
+@kernel("inverse", tape={"inverse": (RECIP, ("x", "epsilon"))})
 def inverse(c, x, epsilon):
     nx = c.nx
     return F32(1.0) / nx.denominator(nx.store(x + nx.const(epsilon)))
