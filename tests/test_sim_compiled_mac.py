@@ -265,3 +265,30 @@ def test_constant_layout_read_as_fp16_bits_is_bit_identical(four, profile, shape
     finally:
         compiled.set_enabled(previous)
     assert _compiled_mac.half_bits(np.array([[1.0, 1.0 + 2.0 ** -12]], np.float32)) is None   # not fp16: float32 kept
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("xs,ws", [((1, 48), (48, 256)),              # one query row against a cache
+                                   ((1, 6, 1, 48), (1, 6, 48, 256)),  # per head, batched
+                                   ((6, 3, 37), (37, 70)),            # a shared right operand, odd K and N
+                                   ((2, 8, 300), (2, 300, 20)),       # the most rows the chain takes
+                                   ((1, 768), (768, 288))])           # K past BLAS's K block: stays BLAS
+def test_few_rows_through_the_chain_have_the_padded_blocks_bits(xs, ws, monkeypatch):
+    """A few rows on the fast route take the compiled fused multiply-add chain where it gives
+    the host BLAS's bits for the shape (checked once per shape), else the padded BLAS block.
+    Either way every row equals the same row inside a full ROW_BLOCK block: -0 and subnormal
+    products, large values, rows of zeros."""
+    compiled.set_enabled(True)
+    rng = np.random.default_rng(len(xs) * 31 + xs[-1])
+    x, w = fp16_values(rng, xs, 8.0), fp16_values(rng, ws, 8.0)
+    x.reshape(-1, xs[-1])[0, :3] = (2.0 ** -20, -3e-5, -0.0)
+    w[..., 0] = 0.0
+    taken = []
+    monkeypatch.setattr(mac, "_chained", lambda a, b, real=mac._chained: (taken.append(1), real(a, b))[1])
+    got = mac._row_blocked(x, w)
+    m, k = xs[-2], xs[-1]
+    block = np.zeros(xs[:-2] + (mac.ROW_BLOCK, k), np.float32)
+    block[..., :m, :] = x
+    want = np.matmul(block, w)[..., :m, :]
+    assert_same_bits(want, got)
+    assert bool(taken) == mac._chain_is_blas(k, ws[-1])     # the route the check chose

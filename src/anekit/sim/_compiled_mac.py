@@ -269,6 +269,33 @@ def lane_sums4(blocks, out, guard, flush) -> None:
     (_sums_flushed if flush else _sums_kept)(blocks, out, _SCALES[guard])
 
 
+def _fma(a, b, c):                # a * b + c rounded once (llvm.fma once compiled)
+    return F32(np.float64(a) * np.float64(b) + np.float64(c))     # (the plain version: tests only)
+
+
+def _chain(x, w, xi, wi, out):
+    """out[b, m, n] = sum over k of x[xi[b], m, k] * w[wi[b], k, n] as one float32 fused
+    multiply-add chain from +0 in k order, each output on its own (vectorised across n): the
+    order a BLAS micro-kernel accumulates a single K block in, which mac._row_blocked checks
+    against this host's BLAS before using it."""
+    nb, m_rows, n = out.shape
+    k = x.shape[2]
+    for b in range(nb):
+        xb, wb = xi[b], wi[b]
+        for m in range(m_rows):
+            for v in range(n):
+                out[b, m, v] = _ZERO
+            for kk in range(k):
+                a = x[xb, m, kk]
+                for v in range(n):
+                    out[b, m, v] = _fma(a, w[wb, kk, v], out[b, m, v])
+
+
+def chain_rows(x, w, xi, wi, out) -> None:
+    """_chain on x [Bx, M, K] and w [Bw, K, N] (float32, C-contiguous) into out [B, M, N]."""
+    _chain(x, w, xi, wi, out)
+
+
 def _abs_bits(x):                 # |x|'s bits as an integer (an intrinsic once compiled)
     return np.uint32(np.array([x], F32).view(np.uint32)[0] & 0x7FFFFFFF)
 
@@ -414,6 +441,14 @@ def _compile():
         return t.float32(t.uint32), codegen
 
     @intrinsic
+    def fma(typingctx, a, b, c):
+        def codegen(context, builder, sig, args):
+            f = ir.FloatType()
+            fn = builder.module.declare_intrinsic("llvm.fma", [f], ir.FunctionType(f, [f, f, f]))
+            return builder.call(fn, args)
+        return t.float32(t.float32, t.float32, t.float32), codegen
+
+    @intrinsic
     def copysign(typingctx, r, v):
         def codegen(context, builder, sig, args):
             f = ir.FloatType()
@@ -450,6 +485,9 @@ def _compile():
     sums = t.void(ro(3), t.Array(t.float32, 1, "C"), t.float32)
     for name in ("_sums_flushed", "_sums_kept"):
         g[name] = numba.njit(sums, cache=True, nogil=True)(g[name])
+    g["_fma"] = fma
+    g["_chain"] = numba.njit(t.void(ro(3), ro(3), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C")),
+                             cache=True, nogil=True)(g["_chain"])
     stats = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)
     g["_operand_stats"] = stats(g["_operand_stats"])
     return sys.modules[__name__]
