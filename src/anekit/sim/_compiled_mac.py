@@ -60,10 +60,6 @@ def _value(x):                    # an operand lane: float32 as it is, fp16 bits
     return x
 
 
-def _exponent(x):                 # x with sign and mantissa cleared: 2**E for a normal x = 1.m * 2**E
-    return np.array([np.array([x], F32).view(np.uint32)[0] & 0x7F800000], np.uint32).view(F32)[0]
-
-
 def _copysign(r, v):
     return F32(np.copysign(r, v))
 
@@ -419,20 +415,15 @@ def _compile():
             return context.get_dummy_value()
         return t.void(arr, b, i, r, c), codegen
 
-    @intrinsic
-    def exponent(typingctx, x):
-        def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            u = builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7F800000))
-            return builder.bitcast(u, ir.FloatType())
-        return t.float32(t.float32), codegen
-
-    @intrinsic
-    def exp_bits(typingctx, x):
-        def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7F800000))
-        return t.uint32(t.float32), codegen
+    def masked_bits(mask: int):
+        """An intrinsic: a float32's bits and `mask`, as uint32 (one and on the register)."""
+        @intrinsic
+        def bits(typingctx, x):
+            def codegen(context, builder, sig, args):
+                i32 = ir.IntType(32)
+                return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, mask))
+            return t.uint32(t.float32), codegen
+        return bits
 
     @intrinsic
     def from_bits(typingctx, u):
@@ -456,16 +447,9 @@ def _compile():
             return builder.call(fn, args)
         return t.float32(t.float32, t.float32), codegen
 
-    @intrinsic
-    def abs_bits(typingctx, x):
-        def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
-        return t.uint32(t.float32), codegen
-
     g = globals()
-    g["_half"], g["_exponent"], g["_copysign"], g["_value"] = half, exponent, copysign, value
-    g["_prefetch"], g["_exp_bits"], g["_from_bits"], g["_abs_bits"] = prefetch, exp_bits, from_bits, abs_bits
+    g["_half"], g["_copysign"], g["_value"], g["_prefetch"], g["_from_bits"] = half, copysign, value, prefetch, from_bits
+    g["_exp_bits"], g["_abs_bits"] = masked_bits(0x7F800000), masked_bits(0x7FFFFFFF)
     for name in ("_prefetch_tile", "_product", "_quantize", "_tile", "_saturate", "_port", "_tile_of"):
         g[name] = numba.njit(cache=True)(g[name])
     g["_run"] = numba.njit(cache=True, inline="always")(g["_run"])
