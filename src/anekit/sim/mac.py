@@ -385,8 +385,10 @@ def _row_blocked(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     multiply-add chain instead where it gives this BLAS's bits for the shape (_chain_is_blas):
     padded to ROW_BLOCK, one row cost BLAS 64 rows of work."""
     m, k = x.shape[-2:]
-    if m <= _CHAIN_ROWS and w.flags.c_contiguous and _chain_is_blas(k, w.shape[-1]):
-        return _chained(x, w)
+    if m <= _CHAIN_ROWS and w.flags.c_contiguous:
+        four = _compiled_mac.kernel()          # (None while the compiled kernels are off)
+        if four is not None and _chain_is_blas(k, w.shape[-1]):
+            return _chained(four, x, w)
     if m == ROW_BLOCK and x.ndim == 2 and w.ndim == 2:
         return np.matmul(x, w)          # one block: numpy's matmul loop makes the same one BLAS call
     blocks = -(-m // ROW_BLOCK)
@@ -400,10 +402,10 @@ def _row_blocked(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 _CHAIN_ROWS = 8        # rows up to which the chain beats a padded BLAS block (measured: 1 row, K 48, N 256: 10 vs 60 us)
 
 
-def _chained(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _chained(four, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     batch = _batch_shape(x.shape[:-2], w.shape[:-2])
     out = np.empty((math.prod(batch),) + (x.shape[-2], w.shape[-1]), F32)
-    _compiled_mac.kernel().chain_rows(_stacked(x), _stacked(w), _batch_index(x, batch), _batch_index(w, batch), out)
+    four.chain_rows(_stacked(x), _stacked(w), _batch_index(x, batch), _batch_index(w, batch), out)
     return out.reshape(batch + out.shape[1:])
 
 
