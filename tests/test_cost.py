@@ -369,6 +369,24 @@ def test_working_set_spill_slows_the_matmul_not_the_conv():
                                            + 64 * 256 * 256 * 2 / (m1.io_gbs * 1e3))
 
 
+def test_spill_wait_lengthens_where_the_dram_caps_the_stream():
+    # past the working set a matmul waits on DRAM re-reads of its operands (guide ch. 9, 12, 21): the
+    # spill factor prices the wait where the tiled stream runs at the engine's rate (M4 Max); the base
+    # M4's 120 GB/s caps that stream at 0.75 x 120, so the same engine waits longer by the ratio
+    def compute(n, chip):
+        return estimate(ak.program({"y": ak.matmul(ak.input("x", (n, n)), zeros(n, n))}), chip).ops[0].compute_us
+    m4, m4max = params_for("m4"), params_for("m4 max")
+    assert m4max.spill_stall == 1.0
+    assert m4.spill_stall == pytest.approx(m4max.weight_gbs / (0.75 * 120)) and m4.spill_stall > 1.5
+    assert compute(1024, "m4") == pytest.approx(compute(1024, "m4 max"))      # 2 MiB: on chip, no wait
+    s = m4max.spill_factor
+    roof = compute(2048, "m4 max") * s                                          # 8 MiB: past it
+    assert compute(2048, "m4") == pytest.approx(roof * (1 + (1 / s - 1) * m4.spill_stall))
+    assert compute(2048, "m4") > 1.2 * compute(2048, "m4 max")
+    # the M1's 68 GB/s does not cap its engine's 51 GB/s stream: no longer wait than the M1 Max's
+    assert params_for("m1").spill_stall == 1.0 == params_for("m1 max").spill_stall
+
+
 def test_m5_working_set_crossing_is_smooth_in_throughput():
     # guide ch. 21: the M5's compiler tiles over batch and output together, so past the working set
     # the matmul rate falls with the operand's size, reaching the spill factor at the 4096-dimension

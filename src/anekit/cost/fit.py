@@ -138,8 +138,10 @@ def predict(ds: Dataset, theta: np.ndarray) -> np.ndarray:
     per_chip = {f: g[ds.chip_gen, j] for j, f in enumerate(_FIELDS)}
     for f in ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs"):
         per_chip[f] = per_chip[f] * scale
+    engine_gbs = per_chip["weight_gbs"]
     for f in P.CAPPED_STREAMS:
         per_chip[f] = np.minimum(per_chip[f], ds.chip_cap)
+    per_chip["spill_stall"] = engine_gbs / per_chip["weight_gbs"]      # params.SPILL_STALL_SOURCE
     per_chip["gemv_gbs"] = np.minimum(per_chip["gemv_gbs"], per_chip["gemv_share"] * ds.chip_dram)
     per_chip["vector_gbs"] = P.VECTOR_RATIO * per_chip["io_gbs"]
     per_chip["slow_band_gbs"] = ds.chip_band

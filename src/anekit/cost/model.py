@@ -1,9 +1,11 @@
 """The latency formula: mechanisms from the guide, applied to op-level quantities (OpWork).
 
 One op:   us = max(compute, weight stream, spill traffic) + program I/O it carries
-  compute = array flops / (roof x lane fill x spill^e [e: 1 past the working set; graded by
-                                            the operand's size where the crossing is smooth, M5]
-                                            x cliff^[weights > weight SRAM])   (MAC ops)
+  compute = array flops / (roof x lane fill x cliff^[weights > weight SRAM])
+            x (1 + (spill^-e - 1) x stall)  [e: 1 past the working set; graded by the operand's size
+                                             where the crossing is smooth, M5; stall: how much
+                                             slower than the engine's stream the chip's DRAM
+                                             re-reads the spilled operands]          (MAC ops)
           = bytes x passes / vector stream                                      (everything else)
   weight stream = stored weight bytes (less those resident on chip between calls, measured on M4:
                   cost/published.py)
@@ -136,15 +138,18 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
 
 def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-op time components in microseconds. `p` holds per-op arrays (or scalars) of
-    conv_tflops, matmul_tflops, spill_factor, cliff_factor, weight_gbs, gemv_gbs, conv_load_gbs,
-    io_gbs, vector_gbs, and optionally slow_band_gbs (inf: no slow band)."""
+    conv_tflops, matmul_tflops, spill_factor, spill_stall, cliff_factor, weight_gbs, gemv_gbs,
+    conv_load_gbs, io_gbs, vector_gbs, and optionally slow_band_gbs (inf: no slow band)."""
     path = cols["path"]
     conv, mm, vec = path == 0, path == 1, path == 2
     roof = np.where(conv, p["conv_tflops"], p["matmul_tflops"]) * 1e6          # flops per us
-    rate = roof * cols["fill"] * p["spill_factor"] ** cols["spill_exp"] \
-        * np.where(cols["over_wsram"] > 0, p["cliff_factor"], 1.0)
+    rate = roof * cols["fill"] * np.where(cols["over_wsram"] > 0, p["cliff_factor"], 1.0)
+    # past the working set the array waits on DRAM re-reads: (1/spill^e - 1) of its time where the tiled
+    # stream runs at the engine's rate, `spill_stall` times longer where the chip's DRAM caps it
+    # (params.SPILL_STALL_SOURCE)
+    wait = (p["spill_factor"] ** -cols["spill_exp"] - 1.0) * p["spill_stall"]
     mac = conv | mm
-    compute = np.where(mac, cols["exec_flops"] / np.maximum(rate, 1e-30), 0.0)
+    compute = np.where(mac, cols["exec_flops"] / np.maximum(rate, 1e-30) * (1.0 + wait), 0.0)
     compute = compute + cols["restream_bytes"] / (p["io_gbs"] * 1e3)
     compute = compute + np.where(vec, cols["vector_bytes"] / (p["vector_gbs"] * 1e3), 0.0)
     first = cols["first_conv"] > 0
@@ -253,7 +258,7 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
 
 
 def param_arrays(p) -> dict[str, float]:
-    out = {k: getattr(p, k) for k in ("conv_tflops", "matmul_tflops", "spill_factor", "cliff_factor",
+    out = {k: getattr(p, k) for k in ("conv_tflops", "matmul_tflops", "spill_factor", "spill_stall", "cliff_factor",
                                       "weight_gbs", "gemv_gbs", "conv_load_gbs", "io_gbs", "vector_gbs")}
     out["slow_band_gbs"] = p.slow_band_gbs or np.inf
     return out

@@ -249,6 +249,16 @@ RESIDENT = {
 # the chip's DRAM like the other streams.
 _RATES = ("conv_tflops", "matmul_tflops", "weight_gbs", "conv_load_gbs", "io_gbs")
 CAPPED_STREAMS = ("weight_gbs", "conv_load_gbs", "io_gbs")
+# The spill stall. A matmul past the working set re-reads its operands from DRAM while the array waits
+# (guide ch. 9: the 96-layer chain's 426 MB of DRAM traffic; ch. 12, 21 on the working set): the fitted
+# spill factor s prices that wait as (1/s^e - 1) of the array's time on the generation's reference chip,
+# where the tiled stream runs at the engine's own rate. A chip whose DRAM caps that stream
+# (DRAM_SHARE x its dram_gbs below the engine's rate: the base M4's 120 GB/s against the M4 Max's 546)
+# re-reads the same bytes slower, so its wait is longer by the ratio of the engine's rate to the capped
+# one. No new parameter: the ratio comes from the fitted stream and the chip table's DRAM figure.
+SPILL_STALL_SOURCE = (f"spill wait x (engine's tiled stream / the stream {DRAM_SHARE} x the chip's DRAM allows): "
+                      f"re-reads past the working set are DRAM traffic ({G} ch. 9, 12, 21); 1 where the DRAM "
+                      "does not cap the stream")
 # Parameters one generation takes from another instead of having its own: the single-row share is a
 # property of the SoC's memory system, and the LPDDR5X generations (M4, M5, M6) pool their evidence in
 # one value (assumption: one M5 base-chip decode point alone cannot separate its share from its rate).
@@ -281,6 +291,7 @@ class CostParams:
     resident_bytes: float = 0.0     # weights that stay on chip between calls
     host_copy_gbs: float = 10.0     # host copy of program I/O on the "host" route
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
+    spill_stall: float = 1.0    # the spill wait's lengthening where the DRAM caps the stream (SPILL_STALL_SOURCE)
     smooth_crossing: bool = False  # the working-set crossing is smooth in throughput (SMOOTH_CROSSING)
     slow_band_gbs: float = 0.0  # single-row stream of a 16 MiB-multiple weight (0: no slow band)
     streams: tuple[str, ...] = ()
@@ -427,10 +438,13 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
         vals[f] *= scale
         if scale != 1.0:
             srcs[f] = f"{anchor} x {scale:.3g} ({how}); {srcs[f]}"
+    engine_gbs = vals["weight_gbs"]
     for f in CAPPED_STREAMS:
         if chip.dram_gbs and vals[f] > DRAM_SHARE * chip.dram_gbs:
             vals[f] = DRAM_SHARE * chip.dram_gbs
             srcs[f] = f"capped at {DRAM_SHARE} x the chip's {chip.dram_gbs} GB/s DRAM"
+    spill_stall = engine_gbs / vals["weight_gbs"]
+    srcs["spill_stall"] = f"{spill_stall:.3g}: {SPILL_STALL_SOURCE}"
     if chip.dram_gbs and vals["gemv_gbs"] > vals["gemv_share"] * chip.dram_gbs:
         vals["gemv_gbs"] = vals["gemv_share"] * chip.dram_gbs
         srcs["gemv_gbs"] = (f"capped at the fitted share {vals['gemv_share']:.3g} of the chip's {chip.dram_gbs} GB/s "
@@ -458,7 +472,7 @@ def params_for(chip, table: Mapping | None = None) -> CostParams:
                       conv_load_gbs=vals["conv_load_gbs"],
                       vector_gbs=VECTOR_RATIO * vals["io_gbs"], working_set_bytes=vals["working_set_bytes"],
                       weight_sram_bytes=vals["weight_sram_bytes"], resident_bytes=RESIDENT[gen].value,
-                      host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"],
+                      host_copy_gbs=vals["host_copy_gbs"], gemv_share=vals["gemv_share"], spill_stall=spill_stall,
                       slow_band_gbs=band_gbs, smooth_crossing=gen in SMOOTH_CROSSING,
                       streams=chip.streams, fitted=is_fitted,
                       measured=measured and (gen != "h18" or is_fitted), sources=srcs)
