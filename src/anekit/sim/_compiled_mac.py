@@ -265,15 +265,15 @@ def lane_sums4(blocks, out, guard, flush) -> None:
     (_sums_flushed if flush else _sums_kept)(blocks, out, _SCALES[guard])
 
 
-def _fma(a, b, c):                # a * b + c rounded once (llvm.fma once compiled)
-    return F32(np.float64(a) * np.float64(b) + np.float64(c))     # (the plain version: tests only)
+def _fma(a, b, c):                # a * b + c rounded once: llvm.fma once compiled (only the compiled
+    return F32(np.float64(a) * np.float64(b) + np.float64(c))     # chain runs; this float64 sum can round twice)
 
 
-def _chain(x, w, xi, wi, out):
-    """out[b, m, n] = sum over k of x[xi[b], m, k] * w[wi[b], k, n] as one float32 fused
-    multiply-add chain from +0 in k order, each output on its own (vectorised across n): the
-    order a BLAS micro-kernel accumulates a single K block in, which mac._row_blocked checks
-    against this host's BLAS before using it."""
+def chain_rows(x, w, xi, wi, out) -> None:
+    """out[b, m, n] = sum over k of x[xi[b], m, k] * w[wi[b], k, n] (x [Bx, M, K], w [Bw, K, N],
+    float32, C-contiguous) as one float32 fused multiply-add chain from +0 in k order, each
+    output on its own (vectorised across n): the order a BLAS micro-kernel accumulates a
+    single K block in, which mac._row_blocked checks against this host's BLAS before using it."""
     nb, m_rows, n = out.shape
     k = x.shape[2]
     for b in range(nb):
@@ -285,11 +285,6 @@ def _chain(x, w, xi, wi, out):
                 a = x[xb, m, kk]
                 for v in range(n):
                     out[b, m, v] = _fma(a, w[wb, kk, v], out[b, m, v])
-
-
-def chain_rows(x, w, xi, wi, out) -> None:
-    """_chain on x [Bx, M, K] and w [Bw, K, N] (float32, C-contiguous) into out [B, M, N]."""
-    _chain(x, w, xi, wi, out)
 
 
 def _abs_bits(x):                 # |x|'s bits as an integer (an intrinsic once compiled)
@@ -470,8 +465,8 @@ def _compile():
     for name in ("_sums_flushed", "_sums_kept"):
         g[name] = numba.njit(sums, cache=True, nogil=True)(g[name])
     g["_fma"] = fma
-    g["_chain"] = numba.njit(t.void(ro(3), ro(3), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C")),
-                             cache=True, nogil=True)(g["_chain"])
+    g["chain_rows"] = numba.njit(t.void(ro(3), ro(3), ro(1, t.int64), ro(1, t.int64), t.Array(t.float32, 3, "C")),
+                                 cache=True, nogil=True)(g["chain_rows"])
     stats = numba.njit(t.UniTuple(t.uint32, 2)(ro(1)), cache=True, nogil=True)
     g["_operand_stats"] = stats(g["_operand_stats"])
     return sys.modules[__name__]

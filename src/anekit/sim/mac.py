@@ -385,7 +385,8 @@ def _row_blocked(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     multiply-add chain instead where it gives this BLAS's bits for the shape (_chain_is_blas):
     padded to ROW_BLOCK, one row cost BLAS 64 rows of work."""
     m, k = x.shape[-2:]
-    if 0 < m <= _CHAIN_ROWS and k and w.shape[-1] and w.flags.c_contiguous:     # (empty operands: BLAS)
+    # (empty operands stay on BLAS; so does a w of another layout, which the check did not see)
+    if 0 < m <= _CHAIN_ROWS and k and w.shape[-1] and w.flags.c_contiguous:
         four = _compiled_mac.kernel()          # (None while the compiled kernels are off)
         if four is not None and _chain_is_blas(k, w.shape[-1]):
             return _chained(four, x, w)

@@ -297,7 +297,7 @@ def _reads(st):
         yield from (ref if isinstance(ref, tuple) else (ref,)) if ref is not None else ()
 
 
-def _sunk(steps: list, consts: dict, keep: set) -> list:
+def _sunk(steps: list, plans: dict, keep: set) -> list:
     """steps with each tape-fusable step whose one output has a single reader, itself
     fusable, moved to just before that reader (with whatever is moved to it in turn), so that
     the two share a region. A program lists an op where its inputs are ready, which can be
@@ -305,8 +305,8 @@ def _sunk(steps: list, consts: dict, keep: set) -> list:
     `+ new * onehot` after the projections, and the [heads, hd, T] product in between was
     written out and read back per cache. Values never change once computed (state ops
     rebind the state, they do not write into arrays), so running a step later changes
-    nothing but where its result lives."""
-    fusable = [_fusable(st, consts) is not None for st in steps]
+    nothing but where its result lives. plans: id(step) -> its _fusable result."""
+    fusable = [plans[id(st)] is not None for st in steps]
     readers: dict[int, list[int]] = {}
     for j, st in enumerate(steps):
         for s in set(_reads(st)):
@@ -339,20 +339,19 @@ def plan(steps: list, consts: dict, keep: set, store16: frozenset = frozenset())
     """The execution units for `steps`: each step, or the Region that replaces a run of them
     (at its first member's place). store16: see Region.finish."""
     consts = dict(consts)                 # (plus the const parameters tape rows read: _fusable)
-    steps = _sunk(steps, consts, keep)
+    plans = {id(st): _fusable(st, consts) for st in steps}
+    steps = _sunk(steps, plans, keep)
     producer, readers = {}, {}
     for i, st in enumerate(steps):
         for slot, _ in st.outputs:
             producer[slot] = i
-        for ref in st.tensors.values():
-            for s in (ref if isinstance(ref, tuple) else (ref,)) if ref is not None else ():
-                readers.setdefault(s, set()).add(id(st))
-    plans, regions, region = {}, [], None
+        for s in _reads(st):
+            readers.setdefault(s, set()).add(id(st))
+    regions, region = [], None
     for i, st in enumerate(steps):
-        p = _fusable(st, consts)
+        p = plans[id(st)]
         if p is None:
             continue
-        plans[id(st)] = p
         if region is None or not region.admit(st, p[2], producer):
             region = Region(i)
             regions.append(region)
