@@ -20,6 +20,7 @@ from anekit.cost import estimate, params_for, plot_roofline
 from anekit.cost.model import lane_fill
 from anekit.cost.opwork import op_work
 from anekit.cost.params import FITTED, GENERATIONS, PRIORS, prior
+from anekit.cost import published
 from anekit.cost.published import POINTS, UNUSABLE, sources
 from anekit.errors import AnekitError, DependencyError, TargetError
 from anekit.ir.ops import REGISTRY
@@ -557,7 +558,7 @@ def _dataset():
 def test_anemll_heads_are_built_as_anemlls_sixteen_1x1_convs():
     # Anemll's lm_head16_1..16 are nn.Conv2d(hidden, vocab // 16, 1): the conv path, not 16 linears
     heads = [p for p in POINTS if p.id.startswith("anemll-")]
-    assert len(heads) == 6
+    assert len(heads) == 6 + len(published._ANEMLL_TABLE_GBS)
     for p in heads:
         _, prog = p.programs()[0]
         types = [o.type for o in prog.main.ops]

@@ -393,6 +393,52 @@ _M5R_SHAPE = ("training/test_qos_sweep.m: one 1x1 conv 256->256 on [1, 256, 1, 6
               "through _ANEInMemoryModel evaluateWithQoS (the standard route, as inmem_peak); the average of 10 calls "
               "after one untimed call; fp32 I/O cast inside, modelled as fp16 (64 KB each way)")
 
+# ---- third gathering pass (issue 17): reports found on a public mirror of maderix/ANE (git.madfire.net/berkus/ANE,
+# pages corpus) whose files the stored copy of the repository lacks, and anemll-bench's per-chip table.
+_MIRROR = "git.madfire.net mirror of maderix/ANE, commit {}"
+_M5MAX = ("maderix/ANE PR #50 (lixiangnlp), benchmarks/m5max_result.md ('MacBook Pro, Apple M5 Max (6P + 12E CPU), 128 GB', "
+          "macOS 26.4.1, Mac17,7, 2026-04-23, aneSubType h17; " + _MIRROR.format("82c275d1") + "), inmem_peak table")
+_M5MAX_MS = {(32, 512): 0.135, (48, 512): 0.171, (64, 512): 0.206, (96, 512): 0.266, (128, 512): 0.311,
+             (64, 256): 0.168, (128, 256): 0.132, (256, 256): 0.216, (64, 384): 0.142, (128, 384): 0.203}
+_PROBE_M4 = ("maderix/ANE PROBE_RESULTS.md ('Apple M4 (10 cores), 32GB RAM, macOS 26.3', 2026-03-03; "
+             + _MIRROR.format("6f16dbef") + ")")
+_PROBE_M4_MS = {(64, 512): 0.395, (96, 512): 0.429, (128, 512): 0.589, (256, 256): 0.380}
+_PROBE_V2_SHAPE = ("probe_v2.m TEST 1 'Conv 128x128, spatial=64': one 1x1 conv 128->128 on [1, 128, 1, 64] "
+                   "(2 x 128 x 128 x 64 = 2.1 MFLOP, the report's 11.09 GFLOPS at 0.189 ms); 1000 back-to-back "
+                   "evaluations, assumed on the in-memory standard path as the repository's other probes")
+
+
+def _mirror_points() -> list[Point]:
+    out = _chain_points("m5max-pr50", "M5 Max", _M5MAX_MS, "maderix/ANE PR 50 M5 Max (lixiangnlp)", _M5MAX)
+    src = "maderix/ANE PROBE_RESULTS M4 (32 GB, macOS 26.3)"
+    out += _chain_points("m4-probe", "M4", _PROBE_M4_MS, src, _PROBE_M4 + ", 'Peak ANE Throughput (inmem_peak)' table")
+    out.append(Point("m4-probe-conv-128", "M4", 0.189, src, _PROBE_M4 + ", probe_v2.m TEST 1: '0.189ms/eval'",
+                     "one 1x1 conv 128->128 on [1, 128, 1, 64]", _conv_chain(128, 64, 1), assumption=_PROBE_V2_SHAPE))
+    return out
+
+
+# anemll-bench Results.MD, 'llama_lm_head Model (Standard)': the head's bytes over its latency, per chip (GB/s).
+# The harness reports throughput_gb_s = model_size_mb / inference_time_ms (issue #5: 1050.67 / 16.372 = 64.18),
+# so latency = 1050.67 / GB/s. The table names no contributors: each chip row is taken as one machine's
+# submission. Rows that repeat a submission already used are left out (UNUSABLE).
+_ANEMLL_TABLE = "Anemll/anemll-bench Results.MD (commit 0a9a5de7), 'llama_lm_head Model (Standard)' table"
+_ANEMLL_TABLE_GBS = {"M1": 60.87, "M1 Pro": 54.90, "M1 Max": 54.62, "M1 Ultra": 54.72, "M2": 60.45, "M2 Pro": 61.93,
+                     "M2 Max": 62.01, "M3": 63.10, "M3 Max": 120.22, "M4 Pro": 126.36, "M5": 70.21,
+                     "M5 Max": 148.39, "M6": 152.01}
+_ANEMLL_MB = 1050.67
+
+
+def _anemll_table_points() -> list[Point]:
+    out = []
+    for chip, gbs in _ANEMLL_TABLE_GBS.items():
+        key = chip.lower().replace(" ", "")
+        out.append(Point(f"anemll-table-{key}-head", chip, _ANEMLL_MB / gbs, f"anemll-bench Results.MD {chip}",
+                         f"{_ANEMLL_TABLE}, row '{chip}': {gbs} GB/s (latency = {_ANEMLL_MB} MB / rate)",
+                         "fp16 lm head, one row", _lm_head(),
+                         assumption=_ANEMLL_SHAPE + "; one contributor's machine per chip row", route="host"))
+    return out
+
+
 POINTS: list[Point] = [
     # ---- guide, M1 (the guide's measured M1 reports h13g: an M1 Max-class part, ch. 10, 12, 34)
     Point("m1-conv3-64-16", "M1 Max", 0.231, "guide M1", _RAMP + ", 16x16 row", "conv 3x3 64->64 at 16x16", _conv(64, 64, 3, 16, 16)),
@@ -483,6 +529,9 @@ POINTS: list[Point] = [
     *_tuxillo_points(),
     Point("m5-m5result-conv-256", "M5", 0.07, "maderix/ANE m5result M5", _M5R,
           "one 1x1 conv 256->256 on [1, 256, 1, 64]", _conv_chain(256, 64, 1), assumption=_M5R_SHAPE),
+    # ---- third gathering pass: mirrored report files and anemll-bench's per-chip table
+    *_mirror_points(),
+    *_anemll_table_points(),
 ]
 
 
@@ -509,6 +558,7 @@ MEASUREMENT_OUTLIERS = {
                               "(issue 42) ran the 32-layer chain in 0.281 ms"),
     "m3u-pr28-chain-48x512": "48 layers 0.535 ms, while 96 layers took 0.423 ms (issue 42's M3 Ultra: 0.315 ms)",
     "m3u-pr28-chain-64x256": "64 layers 0.287 ms, while 128 layers took 0.272 ms",
+    "m5max-pr50-chain-64x256": "64 layers 0.168 ms, while 128 layers (2x the work) took 0.132 ms",
 }
 
 # Measurements found in the sources that could not be rebuilt as a program, and why.
@@ -536,8 +586,22 @@ UNUSABLE = [
     ("maderix/ANE issue #3, srt54558 (M4 Pro MacBook Pro)", "sram_probe and inmem_bench tables",
      "every row failed (-1.000 ms); the inmem_peak table is not in the stored thread (only its 12.57 TFLOPS peak, "
      "in community_results.json, without the configuration)"),
-    ("maderix/ANE PR #50, lixiangnlp (M5 Max, h17)", "inmem_peak, inmem_bench, sram_bench tables (benchmarks/m5max_result.md)",
-     "the report file is not in the stored copy; the PR text quotes only a 19.27 TFLOPS peak without its configuration"),
+    ("maderix/ANE PR #50, lixiangnlp (M5 Max, h17)", "inmem_bench, sram_bench and ane_int8_bench tables (benchmarks/m5max_result.md)",
+     "the stored copy of the repository lacks the file, and the excerpts of its mirror (git.madfire.net) that the "
+     "pages corpus returns end after the inmem_peak table (used: 'maderix/ANE PR 50 M5 Max')"),
+    ("maderix/ANE benchmarks/ANE_BENCHMARK_REPORT.md (mirror)", "'Peak ANE Throughput (inmem_peak, 128x conv 512ch sp64)' "
+     "per-chip table", "the header names one configuration, but the M3 Pro's own submission peaks at sp2048 (the "
+     "'maderix/ANE community M3 Pro' point): the rows are each run's best configuration, not one shape"),
+    ("maderix/ANE docs/BENCHMARK_RESULTS.md (mirror)", "M4 Max (Mac16,5) inmem_peak table",
+     "the same table as 'maderix M4 Max' (seed 001's machine): one campaign, counted once"),
+    ("Anemll/anemll-bench Results.MD", "rows M2 Ultra (61.68 GB/s), M4 (64.18 GB/s)",
+     "the same values as issues #2 and #5, already used: the same submissions"),
+    ("Anemll/anemll-bench Results.MD", "row M4 Max (118.88 GB/s)",
+     "issue #1's M4 Max measured 120.24 GB/s; the table names no contributor, so whether this is another machine "
+     "or a re-run of that one cannot be told: counted once, as issue #1"),
+    ("Anemll/anemll-bench Results.MD", "M5 Max dual-model rows (two heads evaluated in parallel, 14.19-14.21 ms) "
+     "and the DeepHermes head (7.07 ms)", "two programs running concurrently is not a program anekit estimates; the "
+     "DeepHermes head is the same shape on the same machine as its llama_lm_head row (a repeat)"),
     ("maderix/ANE PR #51, dailykim149656-source (M2 Mac mini)", "benchmark tables (benchmarks/local_m2_results.md)",
      "the report file is not in the stored copy; the PR text has no table"),
     ("maderix/ANE PR #35, Lumysia (M5)", "m5_performance_suite 'Pure ANE Eval' (0.022 ms at 128 x 128, SEQ=1)",
