@@ -219,6 +219,29 @@ def test_weights_resident_between_calls_on_the_m4_generation_only():
     assert params_for("m1").resident_bytes == 0 and params_for("m4 max").resident_bytes == 32e6
 
 
+def _one_kernel_streamed(p, nbytes):
+    """Bytes a one-kernel program streams per call: the resident capacity holds a kernel whole or not at all."""
+    return nbytes if nbytes > p.resident_bytes else 0.0
+
+
+def test_a_kernel_larger_than_the_resident_capacity_streams_whole():
+    # seed 001's SRAM probe (M4 Max, one 1x1 conv over 64 positions): 12.5 MiB at 282.6 GFLOPS/MB, 32 MiB at
+    # 59.2: past the capacity the whole kernel streams every call, not its excess over the capacity
+    p = params_for("m4 max")
+    held, whole = (estimate(chain(c, 64, 1), "m4 max").ops[0] for c in (2560, 4160))
+    assert held.weights_us == 0.0
+    nbytes = 4160 * 4160 * 2                       # 33 MiB: past the 32 MB capacity, clear of the 16 MiB band
+    assert nbytes > p.resident_bytes
+    assert whole.weights_us == pytest.approx(min(nbytes, p.weight_sram_bytes) / (p.conv_load_gbs * 1e3)
+                                             + max(0.0, nbytes - p.weight_sram_bytes) / (p.weight_gbs * 1e3))
+    # kernels that fit share the capacity: 128 chained 0.5 MiB layers stream only their excess (below)
+    # and a program mixing both streams the large kernel whole and the small ones' excess
+    ak_x = ak.input("x", (1, 4160, 1, 64))
+    y = ak.conv(ak.conv(ak_x, zeros(4160, 4160, 1, 1)), zeros(4160, 4160, 1, 1))
+    both = estimate(ak.program({"y": y}), "m4 max").ops
+    assert both[1].weights_us == pytest.approx(nbytes / (p.weight_gbs * 1e3))
+
+
 def test_compute_bound_conv_follows_the_compute_roof():
     # a big 3x3 conv: compute time = flops / Winograd gain / (roof x lane fill), plus, where the
     # output-channel-group step is measured (M1, guide ch. 20), one input re-read per extra pass
@@ -270,8 +293,7 @@ def test_single_row_weights_stream_at_the_gemv_rate():
         for rows, gbs in ((1, p.gemv_gbs), (64, p.weight_gbs)):
             x = ak.input("x", (rows, 4160))
             r = estimate(ak.program({"y": ak.matmul(x, np.zeros((4160, 4096), np.float16))}), chip).ops[0]
-            assert r.weights_us == pytest.approx(4160 * 4096 * 2 * (1 - min(1, p.resident_bytes / (4160 * 8192)))
-                                                 / (gbs * 1e3), rel=1e-6)
+            assert r.weights_us == pytest.approx(_one_kernel_streamed(p, 4160 * 4096 * 2) / (gbs * 1e3), rel=1e-6)
 
 
 def test_single_row_weight_of_a_16mib_multiple_streams_in_the_slow_band():
@@ -284,8 +306,7 @@ def test_single_row_weight_of_a_16mib_multiple_streams_in_the_slow_band():
         w = zeros(out, inner) if weight is None else weight
         return ak.program({"y": ak.linear(ak.input("x", (rows, inner)), w)})
 
-    def streamed(p, nbytes):
-        return nbytes * (1 - min(1, p.resident_bytes / nbytes))
+    streamed = _one_kernel_streamed
 
     in_band = ((4096, 4096), (2048, 4096), (8192, 2048), (14336, 4096))
     out_band = ((4096, 4160), (3072, 4096), (2048, 2048), (6144, 6144), (8016, 4096))
@@ -300,10 +321,12 @@ def test_single_row_weight_of_a_16mib_multiple_streams_in_the_slow_band():
             r = estimate(gemv(out, inner), chip).ops[0]
             assert r.weights_us == pytest.approx(streamed(p, out * inner * 2) / (p.gemv_gbs * 1e3),
                                                  rel=1e-6), (chip, out, inner)
-        # 64 rows tile the weight (the tiled stream); the band is the transfer's length in any format:
-        # int8 of 32 MiB sits in it, int8 of 16.25 MiB does not
+        # 64 rows tile the weight (the tiled stream), which the band slows as well; the band is the
+        # transfer's length in any format: int8 of 32 MiB sits in it, int8 of 16.25 MiB does not
         tiled = estimate(gemv(4096, 4096, rows=64), chip).ops[0]
-        assert tiled.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.weight_gbs * 1e3), rel=1e-6)
+        assert tiled.weights_us == pytest.approx(streamed(p, 2 ** 25) / (SLOW_BAND_GBS * 1e3), rel=1e-6)
+        tiled_out = estimate(gemv(4096, 4160, rows=64), chip).ops[0]
+        assert tiled_out.weights_us == pytest.approx(streamed(p, 4096 * 4160 * 2) / (p.weight_gbs * 1e3), rel=1e-6)
         for out, inner, gbs in ((4096, 8192, SLOW_BAND_GBS), (4096, 4160, p.gemv_gbs)):
             i8 = estimate(gemv(out, inner, weight=_weight_of("int8", out, inner)), chip).ops[0]
             i8_bytes = out * inner + inner * 2 + inner        # int8 data + fp16 scales + int8 zero points
@@ -313,11 +336,13 @@ def test_single_row_weight_of_a_16mib_multiple_streams_in_the_slow_band():
         assert p.slow_band_gbs == 0.0
         r = estimate(gemv(4096, 4096), chip).ops[0]
         assert r.weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.gemv_gbs * 1e3), rel=1e-6), chip
-    # measured on the matmul path only: a single-row 1x1 conv with the same weight streams freely
-    conv = ak.program({"y": ak.conv(ak.input("x", (1, 4096, 1, 1)), zeros(4096, 4096, 1, 1))})
+    # the band is the weight DMA's, so a conv's kernel streams in it too (seed 001's SRAM probe: a 128 MiB
+    # kernel at 16 GB/s), single-row or over 64 positions, where its first-conv load is exposed
     p = params_for("m4")
-    assert estimate(conv, "m4").ops[0].weights_us == pytest.approx(streamed(p, 2 ** 25) / (p.gemv_gbs * 1e3),
-                                                                   rel=1e-6)
+    for positions in (1, 64):
+        conv = ak.program({"y": ak.conv(ak.input("x", (1, 4096, 1, positions)), zeros(4096, 4096, 1, 1))})
+        assert estimate(conv, "m4").ops[0].weights_us == pytest.approx(streamed(p, 2 ** 25) / (SLOW_BAND_GBS * 1e3),
+                                                                       rel=1e-6), positions
 
 
 def test_single_row_conv_exposes_no_separate_kernel_load():
@@ -342,7 +367,7 @@ def test_single_row_stream_is_capped_by_the_chips_memory_share():
     one, many = (ak.program({"y": ak.matmul(ak.input("x", (r, 4160)), zeros(4160, 4096))}) for r in (1, 64))
     assert estimate(one, "m4").ops[0].weights_us > estimate(one, "m4 max").ops[0].weights_us
     assert estimate(many, "m4").ops[0].weights_us == pytest.approx(
-        4160 * 4096 * 2 * (1 - min(1, m4.resident_bytes / (4160 * 8192))) / (m4.weight_gbs * 1e3), rel=1e-6)
+        _one_kernel_streamed(m4, 4160 * 4096 * 2) / (m4.weight_gbs * 1e3), rel=1e-6)
 
 
 def test_weight_stream_bound_gemv_tracks_bandwidth_and_format():

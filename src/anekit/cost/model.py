@@ -8,7 +8,7 @@ One op:   us = max(compute, weight stream, spill traffic) + program I/O it carri
                                              re-reads the spilled operands]          (MAC ops)
           = bytes x passes / vector stream                                      (everything else)
   weight stream = stored weight bytes (less those resident on chip between calls, measured on M4:
-                  cost/published.py)
+                  cost/published.py; a kernel is held whole or streams whole, _residency)
                   / DRAM weight stream: every compression format streams
                   at its stored size where the family streams it (guide ch. 7, 35)
   exposed load  = a program's first convolution waits for its kernel (stored bytes, at most a
@@ -83,7 +83,7 @@ class OpFeature:
     stream_share: float = 1.0  # share of its weights streamed each call (the rest stay resident)
     gemv: bool = False      # fewer rows than a width granule: weights stream at the single-row rate
     restream_bytes: float = 0.0  # input re-read by extra output-channel-group passes (ch. 20)
-    slow_band: bool = False  # single-row matmul weight of a 16 MiB multiple (params.SLOW_BAND)
+    slow_band: bool = False  # a MAC op's weight of a 16 MiB multiple (params.SLOW_BAND)
 
 
 # The output positions of the spatial tile ch. 20 measured the group at (32 x 32). The group lives
@@ -132,7 +132,7 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["stream_share"][i] = f.stream_share
         cols["gemv"][i] = f.gemv and f.path in ("conv", "matmul")
         cols["restream_bytes"][i] = f.restream_bytes if f.path == "conv" else 0.0
-        cols["slow_band"][i] = f.slow_band and f.path == "matmul"
+        cols["slow_band"][i] = f.slow_band and f.path in ("conv", "matmul")
     return cols
 
 
@@ -154,14 +154,15 @@ def op_times(cols: dict[str, np.ndarray], p: dict[str, np.ndarray]) -> dict[str,
     compute = compute + np.where(vec, cols["vector_bytes"] / (p["vector_gbs"] * 1e3), 0.0)
     first = cols["first_conv"] > 0
     wbytes = cols["weight_bytes"] * cols["stream_share"]
-    gemv_gbs = np.where(cols["slow_band"] > 0, np.minimum(p["gemv_gbs"], p.get("slow_band_gbs", np.inf)),
-                        p["gemv_gbs"])
-    stream_gbs = np.where(vec, p["vector_gbs"], np.where(cols["gemv"] > 0, gemv_gbs, p["weight_gbs"]))
+    # a weight of a 16 MiB multiple streams no faster than the slow band, on any path (params.SLOW_BAND)
+    band = np.where(cols["slow_band"] > 0, p.get("slow_band_gbs", np.inf), np.inf)
+    mac_gbs = np.minimum(np.where(cols["gemv"] > 0, p["gemv_gbs"], p["weight_gbs"]), band)
+    stream_gbs = np.where(vec, p["vector_gbs"], mac_gbs)
     streamed = wbytes / (stream_gbs * 1e3)
     # The exposed load is the part of the first kernel the weight SRAM holds; a kernel larger than the
     # SRAM cannot be loaded whole before the array starts, so the rest streams under the compute.
     exposed_bytes = np.where(first, np.minimum(wbytes, cols["exposed_cap"]), 0.0)
-    exposed = exposed_bytes / (p["conv_load_gbs"] * 1e3)
+    exposed = exposed_bytes / (np.minimum(p["conv_load_gbs"], band) * 1e3)
     rest = (wbytes - exposed_bytes) / (stream_gbs * 1e3)
     weights = np.where(first, exposed + rest, streamed)
     spill = cols["spill_bytes"] / (p["io_gbs"] * 1e3)
@@ -246,15 +247,30 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
             if path == "conv" and not seen_conv and not f.gemv:
                 f.first_conv = seen_conv = True
                 f.exposed_cap = weight_sram
-            f.slow_band = f.gemv and path == "matmul" and in_slow_band(w)
+            f.slow_band = in_slow_band(w)
             f.restream_bytes = (ocg_passes(w, ocg_channels) - 1) * w.act_in_bytes
         feats.append(f)
-    total_w = sum(f.work.weight_bytes for f in feats if f.path != "io")
-    if total_w > 0 and resident > 0:
-        share = max(0.0, total_w - resident) / total_w
-        for f in feats:
-            f.stream_share = share
+    _residency(feats, resident)
     return feats
+
+
+def _residency(feats: list[OpFeature], resident: float) -> None:
+    """Which weight bytes stay on chip between calls (params.RESIDENT). A kernel is held whole or not at
+    all: one larger than the resident capacity streams all its bytes every call (seed 001's SRAM probe:
+    a single 1x1 conv holding 12.5 MiB runs at 282.6 GFLOPS/MB, at 32 MiB it falls to 59.2, the
+    whole kernel's stream, not 32 MiB less the capacity). The kernels that fit share the capacity and
+    only their excess over it streams, spread over them: the next layer's kernel is prefetched under
+    the current layer's compute (seed 001: 128 chained 0.5 MiB layers at 11.14 TFLOP/s)."""
+    if resident <= 0:
+        return
+    small = [f for f in feats if f.path != "io" and 0 < f.work.weight_bytes <= resident]
+    total = sum(f.work.weight_bytes for f in small)
+    share = max(0.0, total - resident) / total if total else 0.0
+    for f in feats:
+        if f.path != "io" and f.work.weight_bytes > resident:
+            f.stream_share = 1.0
+        else:
+            f.stream_share = share
 
 
 def param_arrays(p) -> dict[str, float]:

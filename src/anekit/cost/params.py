@@ -104,8 +104,14 @@ SMOOTH_CROSSING = {
 # rate would. Which engines: ANEForge's roofline GEMV (M=1, K=N=4096, fp16: 32 MiB) takes 1.448 ms on
 # an M4, 1.594 on an M4 Max and 1.592 on an M5 (24.3, 22.0, 22.0 GB/s net of the ~0.07 ms e5rt floor),
 # 0.300 ms on an M5 Pro (146 GB/s) and 0.747 / 0.742 ms on an M1 / M1 Max (49-50 GB/s, their
-# single-row ceiling). Measured on the matmul path only. Not fitted: the rate is the median of the
-# three affected machines.
+# single-row ceiling). The same DMA feeds a convolution's kernel, and on the conv path the band shows
+# too: seed 001's SRAM probe runs a single 1x1 conv over 64 positions with a 128 MiB kernel at 8.0
+# GFLOPS/MB on the M4 Max (8.4 ms: 16 GB/s, PR #110's 17-19), where anemll-bench's 62.6 MiB head
+# chunks, out of the band, stream at 120 GB/s on an M4 Max; at 32 MiB the same probe and tuxillo's
+# M4 mini (inmem_bench) take 1.13 and 1.01 ms (35-39 GB/s: between the band and the nominal rate, the
+# model's 22 GB/s prices them 1.6-1.8x slow). So it applies to every MAC op's weight stream, tiled or
+# single-row, and to a first conv's exposed load. Not fitted: the rate is the median of the three GEMV
+# machines.
 SLOW_BAND_BYTES = 16 * 2 ** 20
 SLOW_BAND_TOLERANCE = 0.004
 SLOW_BAND_GBS = 22.0
@@ -235,7 +241,8 @@ SHARED_PRIORS = {
 # Weights that stay resident on chip between evaluations of a loaded program, so that only
 # the excess streams from DRAM each call. Measured on the M4 Max (seed 001 SRAM probe: full
 # efficiency to ~12-32 MB of weights); the M1 and M2 re-stream even 8 MB of weights every call
-# (guide ch. 7 weight-stream table, ch. 18 convolutions), so none there. Not fitted.
+# (guide ch. 7 weight-stream table, ch. 18 convolutions), so none there. Not fitted. The capacity
+# holds whole kernels: one larger than it streams whole every call (model._residency).
 RESIDENT = {
     "h13": _p(0.0, f"{G} ch. 18: single convolutions re-load 0.5-8 MB kernels every call"),
     "h14": _p(0.0, f"{G} ch. 7: an 8 MB fp16 weight streams at the full-stream rate every call"),

@@ -201,6 +201,7 @@ _INT8 = f"{G} ch. 7, tbl:c7-int8-matmul (A14/M2 matmul-path weight stream)"
 _FMT = f"{G} ch. 10, tbl:c10-formats (bandwidth-bound 4096-inner matmul, M2)"
 _ROWS = "rows not published: modelled as one row (decode-shaped), weight-stream bound"
 _SEED = "seed 001 (M4 Max, standard evaluate path)"
+SEED1_PROBE = "seed 001 (M4 Max), 'SRAM budget measured via sram_probe.m'"
 _MDX_M4MAX = "maderix/ANE docs/BENCHMARK_RESULTS.md (Mac16,5 M4 Max), 'Programmatic MIL Peak TFLOPS' table"
 _MDX_CHAIN = ("maderix/ANE inmem_peak.m: d chained 1x1 convs C->C on [1, C, 1, 64]; fp32 I/O cast to fp16 "
               "inside on M3+ (modelled as fp16 I/O: <0.2 MB either way)")
@@ -408,6 +409,22 @@ _PROBE_V2_SHAPE = ("probe_v2.m TEST 1 'Conv 128x128, spatial=64': one 1x1 conv 1
                    "evaluations, assumed on the in-memory standard path as the repository's other probes")
 
 
+# Seed 001's SRAM probe on the M4 Max (sram_probe.m, not in the stored copy of maderix/ANE): "Peak efficiency at ~12.5 MB
+# weights (282.6 GFLOPS/MB); first spill at ~32 MB (59.2); catastrophic spilling at 128 MB (8.0)". The probe's table
+# (maderix/ANE issue #3, srt54558: "ANE SRAM Fine Probe (weights only vary, spatial=64)", columns Channels, W (MB),
+# ms/eval, TFLOPS, GFLOPS/MB; rows 256 ... 8192 channels with W = 2 C^2 bytes in MiB) makes each figure one 1x1 conv
+# C->C on [1, C, 1, 64]: W = 12.5, 32, 128 MiB is C = 2560, 4096, 8192, and ms = 2 C^2 64 / (GFLOPS/MB x W) (the
+# harness's TFLOPS is 2 C^2 64 / time, as its inmem_bench table states).
+_SRAM_PROBE = {2560: 282.6, 4096: 59.2, 8192: 8.0}
+_SRAM_PROBE_SHAPE = ("sram_probe.m: one 1x1 conv C->C on [1, C, 1, 64] (the fine probe's 'weights only vary, spatial=64', "
+                     "maderix/ANE issue #3), C from W = 2 C^2 bytes; latency = 2 C^2 64 / (GFLOPS/MB x W MiB); "
+                     "standard route, as seed 001's other kernels")
+
+
+def _sram_probe_ms(c: int) -> float:
+    return 2 * c * c * 64 / (_SRAM_PROBE[c] * 1e9 * (2 * c * c / 2 ** 20)) * 1e3
+
+
 def _mirror_points() -> list[Point]:
     out = _chain_points("m5max-pr50", "M5 Max", _M5MAX_MS, "maderix/ANE PR 50 M5 Max (lixiangnlp)", _M5MAX)
     src = "maderix/ANE PROBE_RESULTS M4 (32 GB, macOS 26.3)"
@@ -502,6 +519,10 @@ POINTS: list[Point] = [
           "1x1 conv 768->768 on [1, 768, 1, 256]", _conv_chain(768, 256, 1),
           assumption="'768x256' read as dim 768 by sequence 256, one 768->768 projection"),
     *_chain_points("m4max", "M4 Max", _MDX_M4MAX_MS, "maderix M4 Max", _MDX_M4MAX),
+    *[Point(f"m4max-sram-probe-{c}", "M4 Max", _sram_probe_ms(c), "maderix M4 Max",
+            f"{SEED1_PROBE}: {c}-channel row, {gpm} GFLOPS/MB at {2 * c * c / 2 ** 20:g} MB",
+            f"one 1x1 conv {c}->{c} on [1, {c}, 1, 64]", _conv_chain(c, 64, 1), assumption=_SRAM_PROBE_SHAPE)
+      for c, gpm in _SRAM_PROBE.items()],
     # ---- maderix's M4 (base) blog measurements
     Point("m4-part2-matmul-256", "M4", 0.101, "maderix part 2 M4", f"{_PART2}: 256x256 'dispatch-limited at 0.101 ms'",
           "linear 256x256 by a 256x256 weight", _linear_sq(256), assumption=_PART2_SHAPE, route="realtime"),
@@ -576,7 +597,6 @@ UNUSABLE = [
     (f"{G} ch. 9", "96-layer matmul chain at a 2 MB activation: 426 MB of DRAM traffic", "a traffic count, not a latency"),
     (f"{G} ch. 21", "batched-matmul sweep across the 2 MB threshold", "units and shape not stated"),
     ("seed 001", "transformer block (LN + SDPA + FFN) ~0.21 ms", "model dimensions not published"),
-    ("seed 001", "SRAM probe: 282.6 / 59.2 / 8.0 GFLOPS per MB at 12.5 / 32 / 128 MB of weights", "kernel shape not published"),
     ("seed 001", "real-time, processRequest and direct evaluate paths", "anekit models the standard evaluate path"),
     ("maderix/ANE benchmarks/community_results.json", "peak_tflops_inmem M4 Pro 12.57, M4 Max 10.93, M5 12.44/12.17",
      "headline rates without the run's chosen configuration (the M3 Pro row names its: a point)"),
