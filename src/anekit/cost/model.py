@@ -10,7 +10,8 @@ One op:   us = max(compute, weight stream, spill traffic) + program I/O it carri
   weight stream = stored weight bytes (less those resident on chip between calls, measured on M4:
                   cost/published.py; a kernel is held whole or streams whole, _residency)
                   / DRAM weight stream: every compression format streams
-                  at its stored size where the family streams it (guide ch. 7, 35)
+                  at its stored size where the family streams it (guide ch. 7, 35), no faster
+                  than the slow band where the weight is a 16 MiB multiple (params.SLOW_BAND)
   exposed load  = a program's first convolution waits for its kernel (stored bytes, at most a
                   weight SRAM's worth, / conv load rate) before the array starts, the rest of a
                   larger kernel streams under its compute; every later layer's kernel is prefetched while

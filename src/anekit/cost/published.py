@@ -201,7 +201,7 @@ _INT8 = f"{G} ch. 7, tbl:c7-int8-matmul (A14/M2 matmul-path weight stream)"
 _FMT = f"{G} ch. 10, tbl:c10-formats (bandwidth-bound 4096-inner matmul, M2)"
 _ROWS = "rows not published: modelled as one row (decode-shaped), weight-stream bound"
 _SEED = "seed 001 (M4 Max, standard evaluate path)"
-SEED1_PROBE = "seed 001 (M4 Max), 'SRAM budget measured via sram_probe.m'"
+_SEED_PROBE = "seed 001 (M4 Max), 'SRAM budget measured via sram_probe.m'"
 _MDX_M4MAX = "maderix/ANE docs/BENCHMARK_RESULTS.md (Mac16,5 M4 Max), 'Programmatic MIL Peak TFLOPS' table"
 _MDX_CHAIN = ("maderix/ANE inmem_peak.m: d chained 1x1 convs C->C on [1, C, 1, 64]; fp32 I/O cast to fp16 "
               "inside on M3+ (modelled as fp16 I/O: <0.2 MB either way)")
@@ -422,6 +422,7 @@ _SRAM_PROBE_SHAPE = ("sram_probe.m: one 1x1 conv C->C on [1, C, 1, 64] (the fine
 
 
 def _sram_probe_ms(c: int) -> float:
+    """The probe's latency from its GFLOPS/MB figure: 2 C^2 64 flops over (GFLOPS/MB x W MiB)."""
     return 2 * c * c * 64 / (_SRAM_PROBE[c] * 1e9 * (2 * c * c / 2 ** 20)) * 1e3
 
 
@@ -520,7 +521,7 @@ POINTS: list[Point] = [
           assumption="'768x256' read as dim 768 by sequence 256, one 768->768 projection"),
     *_chain_points("m4max", "M4 Max", _MDX_M4MAX_MS, "maderix M4 Max", _MDX_M4MAX),
     *[Point(f"m4max-sram-probe-{c}", "M4 Max", _sram_probe_ms(c), "maderix M4 Max",
-            f"{SEED1_PROBE}: {c}-channel row, {gpm} GFLOPS/MB at {2 * c * c / 2 ** 20:g} MB",
+            f"{_SEED_PROBE}: {c}-channel row, {gpm} GFLOPS/MB at {2 * c * c / 2 ** 20:g} MB",
             f"one 1x1 conv {c}->{c} on [1, {c}, 1, 64]", _conv_chain(c, 64, 1), assumption=_SRAM_PROBE_SHAPE)
       for c, gpm in _SRAM_PROBE.items()],
     # ---- maderix's M4 (base) blog measurements
