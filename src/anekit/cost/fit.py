@@ -55,7 +55,7 @@ class Dataset:
     chip_scale: np.ndarray    # rate scale to the generation's reference chip (params.chip_scale)
     chip_cap: np.ndarray      # DRAM cap on the streams (GB/s; inf when unknown)
     chip_dram: np.ndarray     # the chip's DRAM bandwidth (GB/s; inf when unknown): caps the single-row stream
-    chip_band: np.ndarray     # single-row stream of a 16 MiB-multiple weight (GB/s; inf: no slow band)
+    chip_band: np.ndarray     # weight stream of a 16 MiB-multiple weight (GB/s; inf: no slow band)
     chip_host: np.ndarray     # the chip's host-copy rate relative to the shared one (params.host_copy_scale)
     measured: np.ndarray      # published ms per point
     sources: list             # source of each point

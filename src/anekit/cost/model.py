@@ -75,8 +75,7 @@ class OpFeature:
     path: str               # one of PATHS
     io_bytes: float = 0.0   # program inputs/outputs this op reads or writes
     spill_bytes: float = 0.0
-    over_ws: bool = False   # an operand passes the activation working set
-    spill_exp: float = 0.0  # exponent of spill_factor on the MAC rate (see spill_exponent)
+    spill_exp: float = 0.0  # exponent of spill_factor on a matmul past the working set (spill_exponent)
     over_wsram: bool = False  # the op's weights pass the weight SRAM
     first_conv: bool = False  # the program's first convolution: its kernel load is exposed
     exposed_cap: float = 0.0  # at most this many of its weight bytes are loaded before the array starts
@@ -109,7 +108,7 @@ def ocg_passes(w: OpWork, ocg_channels: float) -> int:
 
 
 FEATURE_COLUMNS = ("path", "exec_flops", "fill", "weight_bytes", "vector_bytes", "io_bytes", "spill_bytes",
-                   "over_ws", "spill_exp", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap",
+                   "spill_exp", "over_wsram", "first_conv", "stream_share", "gemv", "restream_bytes", "exposed_cap",
                    "slow_band")
 
 
@@ -125,7 +124,6 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["vector_bytes"][i] = (w.act_in_bytes + w.act_out_bytes) * w.passes if f.path == "vector" else 0.0
         cols["io_bytes"][i] = f.io_bytes
         cols["spill_bytes"][i] = f.spill_bytes if f.path != "io" else 0.0
-        cols["over_ws"][i] = f.over_ws
         cols["spill_exp"][i] = f.spill_exp
         cols["over_wsram"][i] = f.over_wsram
         cols["first_conv"][i] = f.first_conv
@@ -133,7 +131,7 @@ def features_array(feats: list[OpFeature]) -> dict[str, np.ndarray]:
         cols["stream_share"][i] = f.stream_share
         cols["gemv"][i] = f.gemv and f.path in ("conv", "matmul")
         cols["restream_bytes"][i] = f.restream_bytes if f.path == "conv" else 0.0
-        cols["slow_band"][i] = f.slow_band and f.path in ("conv", "matmul")
+        cols["slow_band"][i] = f.slow_band
     return cols
 
 
@@ -239,8 +237,7 @@ def walk(prog, fn, streams: tuple[str, ...], working_set: float, weight_sram: fl
             # the matmul tiler loses its reuse past the working set (ch. 9: 12 -> 4.8 TFLOP/s);
             # a convolution tiles spatially with halos and keeps its rate (ch. 11: the 64-channel
             # 3x3 ramp keeps rising to 256x256, a 8 MB activation)
-            f.over_ws = path == "matmul" and w.largest_operand > working_set
-            f.spill_exp = spill_exponent(w.largest_operand, working_set, smooth) if f.over_ws else 0.0
+            f.spill_exp = spill_exponent(w.largest_operand, working_set, smooth) if path == "matmul" else 0.0
             f.over_wsram = w.weight_bytes > weight_sram
             f.gemv = 0 < w.rows < GEMV_ROWS
             # a single-row conv has no compute for its kernel load to wait on: the load is its

@@ -91,7 +91,7 @@ SMOOTH_CROSSING = {
            "throughput'; appendix F: M5/H17s measured",
 }
 
-# The 16 MiB slow band of the single-row weight stream. The mechanism (kasper0406/stablehlo-coreml PR
+# The 16 MiB slow band of the weight stream. The mechanism (kasper0406/stablehlo-coreml PR
 # #110, citing Eileen Yoon's reverse engineering of the ANE kernel DMA, "Getting 50 GB/s Back Out of the
 # ANE"): the weight DMA's prefetch ring measures its distance in 14-bit 64-byte line pointers, so a
 # transfer whose length is an integer multiple of 1 MiB aliases "a full lap left" to "empty", the
@@ -300,7 +300,7 @@ class CostParams:
     gemv_share: float = DRAM_SHARE  # share of the chip's DRAM a single-row stream reaches (caps gemv_gbs)
     spill_stall: float = 1.0    # the spill wait's lengthening where the DRAM caps the stream (SPILL_STALL_SOURCE)
     smooth_crossing: bool = False  # the working-set crossing is smooth in throughput (SMOOTH_CROSSING)
-    slow_band_gbs: float = 0.0  # single-row stream of a 16 MiB-multiple weight (0: no slow band)
+    slow_band_gbs: float = 0.0  # weight stream of a 16 MiB-multiple weight (0: no slow band)
     streams: tuple[str, ...] = ()
     fitted: bool = False        # values come from fitted.json rather than the priors alone
     measured: bool = True       # False: no published point measures this generation
